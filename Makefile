@@ -1,0 +1,34 @@
+# Switchboard: `make run` to start, `make test` to test. Both install what they need first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Reinstalls only when the files it installs from change.
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# The CPU build of PyTorch first: a plain `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/switchboard run
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check bot kb_index connectors handoff switchboard tests benchmarks
+	$(BIN)/mypy bot kb_index connectors handoff switchboard
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,179 @@
+"""The one message model that crosses every boundary of Switchboard."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_reply_id() -> str:
+    """Return a fresh, globally unique reply id (the outbox idempotency key)."""
+    return uuid.uuid4().hex
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class EventKind(StrEnum):
+    MESSAGE_IN = "message_in"
+    MESSAGE_OUT = "message_out"
+    HANDOFF = "handoff"
+    ASSIGNED = "assigned"
+    RETURNED_TO_BOT = "returned_to_bot"
+    CLOSED = "closed"
+    KB_ANSWER = "kb_answer"
+    NOTE = "note"
+
+
+class ConversationStatus(StrEnum):
+    BOT = "bot"            # the bot answers
+    QUEUED = "queued"      # handed off, waiting for an agent
+    ASSIGNED = "assigned"  # an agent holds it; the bot stays silent
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a channel knows about the person behind an identity."""
+
+    display_name: str | None = None
+    phone: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A customer's message as a connector parsed it, before it is stored."""
+
+    channel: str
+    external_id: str
+    provider_message_id: str
+    text: str
+    received_at: datetime = field(default_factory=utcnow)
+    attachments: tuple[str, ...] = ()
+    profile: Profile = field(default_factory=Profile)
+
+
+@dataclass(frozen=True)
+class Button:
+    title: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message to the customer; `reply_id` makes its delivery idempotent."""
+
+    conversation_id: str
+    text: str
+    author: Author
+    buttons: tuple[Button, ...] = ()
+    reply_id: str = field(default_factory=new_reply_id)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of a conversation's transcript."""
+
+    conversation_id: str
+    seq: int
+    kind: EventKind
+    author: Author
+    channel: str | None
+    external_id: str | None
+    text: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A piece of a knowledge-base article found for a question."""
+
+    article_id: str
+    title: str
+    url: str
+    heading: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Conversation:
+    conversation_id: str
+    customer_id: str
+    reference: str
+    status: ConversationStatus
+    assignee_id: str | None
+    handoff_reason: str | None
+    fallback_streak: int
+    last_channel: str
+    last_external_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    display_name: str | None
+    identities: tuple[tuple[str, str], ...]  # (channel, external_id)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What `Inbox.accept` stored: the message's event and whether it was new."""
+
+    conversation_id: str
+    customer_id: str
+    event_seq: int
+    inbound_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A stored customer message the engine has not processed yet."""
+
+    inbound_id: int
+    conversation_id: str
+    event_seq: int
+    channel: str
+    external_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    reply_id: str
+    conversation_id: str
+    channel: str
+    external_id: str
+    text: str
+    author: Author
+    buttons: tuple[Button, ...]
+    status: str
+    in_reply_to: int | None
+    event_seq: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Agent:
+    agent_id: str
+    email: str
+    name: str
+    role: str
+    active: bool

@@ -1,0 +1,94 @@
+"""The boundaries of the domain core, one small protocol each.
+
+Adapters outside `bot/` implement these: the sentence-transformers encoder and the
+FAISS retriever in `kb_index/`, the stores in `bot/stores/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+
+from bot.messages import (
+    Accepted,
+    Agent,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Event,
+    InboundMessage,
+    OutboxEntry,
+    Passage,
+    PendingMessage,
+    Reply,
+)
+from bot.outcome import Outcome
+
+
+class Encoder(Protocol):
+    """Turns texts into unit-length float32 vectors, one row per text."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class Retriever(Protocol):
+    """Finds knowledge-base passages for a question, best first."""
+
+    def search(self, text: str, k: int, vector: np.ndarray | None = None) -> list[Passage]: ...
+
+
+class ConversationStore(Protocol):
+    """Customers, conversations, transcripts and the outbox, changed atomically."""
+
+    def accept(self, message: InboundMessage) -> Accepted: ...
+
+    def conversations_with_pending(self) -> list[str]: ...
+
+    def next_pending(self, conversation_id: str) -> PendingMessage | None: ...
+
+    def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool: ...
+
+    def get_conversation(self, conversation_id: str) -> Conversation: ...
+
+    def get_customer(self, customer_id: str) -> Customer: ...
+
+    def list_conversations(self, statuses: Sequence[ConversationStatus]) -> list[Conversation]: ...
+
+    def transcript(self, conversation_id: str) -> list[Event]: ...
+
+    def identity_events(self, channel: str, external_id: str, after_id: int) -> list[tuple[int, Event]]: ...
+
+    def outbox_for(self, channel: str, external_id: str, status: str) -> list[OutboxEntry]: ...
+
+    def mark_sent(self, reply_ids: Sequence[str]) -> None: ...
+
+    def claim(self, conversation_id: str, agent_id: str) -> Conversation: ...
+
+    def agent_reply(self, conversation_id: str, agent_id: str, text: str) -> Reply: ...
+
+    def return_to_bot(self, conversation_id: str, agent_id: str) -> Conversation: ...
+
+    def close_conversation(self, conversation_id: str, agent_id: str) -> Conversation: ...
+
+
+class AgentStore(Protocol):
+    """Agent accounts; passwords arrive and leave only as hashes."""
+
+    def add_agent(self, email: str, name: str, role: str, password_hash: str) -> Agent: ...
+
+    def agent_credentials(self, email: str) -> tuple[Agent, str] | None: ...
+
+    def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    def count_agents(self) -> int: ...
+
+
+class WebSessionStore(Protocol):
+    """Web chat sessions, kept by the hash of their bearer token."""
+
+    def add_web_session(self, token_hash: str, external_id: str, expires_at: datetime) -> None: ...
+
+    def web_session(self, token_hash: str, now: datetime) -> str | None: ...

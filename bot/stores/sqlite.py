@@ -1,0 +1,584 @@
+"""The embedded store: one SQLite file in WAL mode, safe for many threads of one process.
+
+Every write runs in `BEGIN IMMEDIATE`, so a read-then-write transaction takes the
+write lock up front instead of failing with SQLITE_BUSY halfway through.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bot.errors import Conflict, NotAllowed, NotFound
+from bot.messages import (
+    Accepted,
+    Agent,
+    Author,
+    Button,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Event,
+    EventKind,
+    InboundMessage,
+    OutboxEntry,
+    PendingMessage,
+    Reply,
+    utcnow,
+)
+from bot.outcome import Outcome
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id   TEXT PRIMARY KEY,
+    display_name  TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identities (
+    channel      TEXT NOT NULL,
+    external_id  TEXT NOT NULL,
+    customer_id  TEXT NOT NULL REFERENCES customers(customer_id),
+    PRIMARY KEY (channel, external_id)
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id   TEXT PRIMARY KEY,
+    customer_id       TEXT NOT NULL REFERENCES customers(customer_id),
+    reference         TEXT NOT NULL UNIQUE,
+    status            TEXT NOT NULL,
+    assignee_id       TEXT,
+    handoff_reason    TEXT,
+    fallback_streak   INTEGER NOT NULL DEFAULT 0,
+    last_channel      TEXT NOT NULL,
+    last_external_id  TEXT NOT NULL,
+    next_seq          INTEGER NOT NULL DEFAULT 1,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+-- A customer has at most one open conversation.
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_conversation
+    ON conversations(customer_id) WHERE status != 'closed';
+CREATE INDEX IF NOT EXISTS conversations_by_status ON conversations(status, updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    event_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id  TEXT NOT NULL REFERENCES conversations(conversation_id),
+    seq              INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    author           TEXT NOT NULL,
+    channel          TEXT,
+    external_id      TEXT,
+    text             TEXT,
+    data             TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL,
+    UNIQUE (conversation_id, seq)
+);
+CREATE INDEX IF NOT EXISTS events_by_identity ON events(channel, external_id, event_id);
+CREATE TABLE IF NOT EXISTS inbound (
+    inbound_id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel              TEXT NOT NULL,
+    provider_message_id  TEXT NOT NULL,
+    conversation_id      TEXT NOT NULL,
+    event_seq            INTEGER NOT NULL,
+    processed_at         TEXT,
+    UNIQUE (channel, provider_message_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound(conversation_id, inbound_id)
+    WHERE processed_at IS NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    reply_id         TEXT PRIMARY KEY,
+    conversation_id  TEXT NOT NULL,
+    event_seq        INTEGER NOT NULL,
+    channel          TEXT NOT NULL,
+    external_id      TEXT NOT NULL,
+    author           TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    buttons          TEXT NOT NULL DEFAULT '[]',
+    in_reply_to      INTEGER,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    created_at       TEXT NOT NULL,
+    sent_at          TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_identity ON outbox(channel, external_id, status);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id       TEXT PRIMARY KEY,
+    email          TEXT NOT NULL UNIQUE,
+    name           TEXT NOT NULL,
+    role           TEXT NOT NULL,
+    password_hash  TEXT NOT NULL,
+    active         INTEGER NOT NULL DEFAULT 1,
+    created_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    token_hash   TEXT PRIMARY KEY,
+    external_id  TEXT NOT NULL,
+    expires_at   TEXT NOT NULL
+);
+"""
+
+# Crockford's base32 without the look-alikes; references are read aloud and retyped.
+_REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
+
+
+def new_reference() -> str:
+    """Return a short conversation reference such as SB-7F3K2."""
+    return "SB-" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(5))
+
+
+def _identity_key(channel: str, external_id: str) -> str:
+    return f"{channel}:{external_id}"
+
+
+class SqliteConversationStore:
+    """Conversations, transcripts, outbox, agents and web sessions in one SQLite file.
+
+    `on_change` is called after each commit with the keys that changed: the identity
+    a message came from or goes to (`channel:external_id`) and `conversations`.
+    """
+
+    def __init__(self, path: Path, on_change: Callable[[str], None] | None = None) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._on_change = on_change or (lambda key: None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection().executescript(SCHEMA)
+
+    # -- connections and transactions ------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _changed(self, *keys: str) -> None:
+        for key in keys:
+            self._on_change(key)
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- inbound ---------------------------------------------------------------------
+
+    def accept(self, message: InboundMessage) -> Accepted:
+        """Store a customer message: identity, customer, open conversation, `message_in`.
+
+        A repeat of the same `(channel, provider_message_id)` stores nothing and
+        returns the first copy with `duplicate=True`.
+        """
+        now = utcnow().isoformat()
+        with self._write() as db:
+            seen = db.execute(
+                "SELECT i.inbound_id, i.conversation_id, i.event_seq, c.customer_id FROM inbound i "
+                "JOIN conversations c USING (conversation_id) "
+                "WHERE i.channel = ? AND i.provider_message_id = ?",
+                (message.channel, message.provider_message_id),
+            ).fetchone()
+            if seen is not None:
+                return Accepted(seen["conversation_id"], seen["customer_id"], seen["event_seq"],
+                                seen["inbound_id"], duplicate=True)
+            customer_id = self._resolve_identity(db, message, now)
+            conversation = db.execute(
+                "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status != 'closed'",
+                (customer_id,),
+            ).fetchone()
+            if conversation is None:
+                conversation_id = self._open_conversation(db, customer_id, message, now)
+            else:
+                conversation_id = conversation["conversation_id"]
+                db.execute(
+                    "UPDATE conversations SET last_channel = ?, last_external_id = ?, updated_at = ? "
+                    "WHERE conversation_id = ?",
+                    (message.channel, message.external_id, now, conversation_id),
+                )
+            seq = self._append_event(
+                db, conversation_id, EventKind.MESSAGE_IN, Author.CUSTOMER, message.channel,
+                message.external_id, message.text,
+                {"provider_message_id": message.provider_message_id,
+                 "attachments": list(message.attachments)},
+                message.received_at.isoformat(),
+            )
+            inbound_id = db.execute(
+                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) "
+                "VALUES (?, ?, ?, ?)",
+                (message.channel, message.provider_message_id, conversation_id, seq),
+            ).lastrowid
+        self._changed(_identity_key(message.channel, message.external_id), "conversations")
+        assert inbound_id is not None
+        return Accepted(conversation_id, customer_id, seq, inbound_id, duplicate=False)
+
+    def _resolve_identity(self, db: sqlite3.Connection, message: InboundMessage, now: str) -> str:
+        row = db.execute(
+            "SELECT customer_id FROM identities WHERE channel = ? AND external_id = ?",
+            (message.channel, message.external_id),
+        ).fetchone()
+        if row is not None:
+            customer_id: str = row["customer_id"]
+            if message.profile.display_name:
+                db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
+                           (message.profile.display_name, customer_id))
+            return customer_id
+        customer_id = uuid.uuid4().hex
+        db.execute("INSERT INTO customers (customer_id, display_name, created_at) VALUES (?, ?, ?)",
+                   (customer_id, message.profile.display_name, now))
+        db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
+                   (message.channel, message.external_id, customer_id))
+        return customer_id
+
+    def _open_conversation(self, db: sqlite3.Connection, customer_id: str,
+                           message: InboundMessage, now: str) -> str:
+        conversation_id = uuid.uuid4().hex
+        while True:
+            reference = new_reference()
+            taken = db.execute("SELECT 1 FROM conversations WHERE reference = ?", (reference,)).fetchone()
+            if taken is None:
+                break
+        db.execute(
+            "INSERT INTO conversations (conversation_id, customer_id, reference, status, last_channel, "
+            "last_external_id, created_at, updated_at) VALUES (?, ?, ?, 'bot', ?, ?, ?, ?)",
+            (conversation_id, customer_id, reference, message.channel, message.external_id, now, now),
+        )
+        return conversation_id
+
+    def _append_event(self, db: sqlite3.Connection, conversation_id: str, kind: EventKind,
+                      author: Author, channel: str | None, external_id: str | None,
+                      text: str | None, data: dict[str, Any], created_at: str) -> int:
+        seq: int = db.execute(
+            "UPDATE conversations SET next_seq = next_seq + 1 WHERE conversation_id = ? "
+            "RETURNING next_seq - 1",
+            (conversation_id,),
+        ).fetchone()[0]
+        db.execute(
+            "INSERT INTO events (conversation_id, seq, kind, author, channel, external_id, text, data, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, seq, kind.value, author.value, channel, external_id, text,
+             json.dumps(data), created_at),
+        )
+        return seq
+
+    # -- processing ------------------------------------------------------------------
+
+    def conversations_with_pending(self) -> list[str]:
+        """Return the conversations that have stored, unprocessed messages, oldest first."""
+        rows = self._connection().execute(
+            "SELECT conversation_id, MIN(inbound_id) AS first FROM inbound WHERE processed_at IS NULL "
+            "GROUP BY conversation_id ORDER BY first"
+        ).fetchall()
+        return [row["conversation_id"] for row in rows]
+
+    def next_pending(self, conversation_id: str) -> PendingMessage | None:
+        """Return the oldest unprocessed message of a conversation, if any."""
+        row = self._connection().execute(
+            "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text "
+            "FROM inbound i JOIN events e ON e.conversation_id = i.conversation_id AND e.seq = i.event_seq "
+            "WHERE i.conversation_id = ? AND i.processed_at IS NULL ORDER BY i.inbound_id LIMIT 1",
+            (conversation_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
+                              row["channel"], row["external_id"], row["text"])
+
+    def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
+        """Store a turn's events and replies and mark its message processed, atomically.
+
+        Returns False, storing nothing, if the message was already processed.
+        """
+        now = utcnow().isoformat()
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL",
+                (now, pending.inbound_id),
+            ).rowcount
+            if not updated:
+                return False
+            for kind, data in outcome.events:
+                self._append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
+            for reply in outcome.replies:
+                self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
+            if outcome.fallback_streak is not None:
+                db.execute("UPDATE conversations SET fallback_streak = ?, updated_at = ? "
+                           "WHERE conversation_id = ?",
+                           (outcome.fallback_streak, now, pending.conversation_id))
+            if outcome.handoff_reason is not None:
+                db.execute(
+                    "UPDATE conversations SET status = 'queued', handoff_reason = ?, updated_at = ? "
+                    "WHERE conversation_id = ? AND status = 'bot'",
+                    (outcome.handoff_reason, now, pending.conversation_id),
+                )
+                self._append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
+                                   None, {"reason": outcome.handoff_reason}, now)
+        self._changed(_identity_key(pending.channel, pending.external_id), "conversations")
+        return True
+
+    def _add_reply(self, db: sqlite3.Connection, reply: Reply, channel: str, external_id: str,
+                   in_reply_to: int | None, now: str) -> None:
+        buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+        seq = self._append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
+                                 external_id, reply.text, {"reply_id": reply.reply_id, "buttons": buttons},
+                                 now)
+        db.execute(
+            "INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
+            "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (reply.reply_id, reply.conversation_id, seq, channel, external_id, reply.author.value,
+             reply.text, json.dumps(buttons), in_reply_to, now),
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        """Return a conversation, or raise NotFound."""
+        row = self._connection().execute(
+            "SELECT * FROM conversations WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound("no such conversation")
+        return _conversation(row)
+
+    def get_customer(self, customer_id: str) -> Customer:
+        """Return a customer with their identities, or raise NotFound."""
+        db = self._connection()
+        row = db.execute("SELECT * FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+        if row is None:
+            raise NotFound("no such customer")
+        identities = db.execute(
+            "SELECT channel, external_id FROM identities WHERE customer_id = ? ORDER BY channel, external_id",
+            (customer_id,),
+        ).fetchall()
+        return Customer(customer_id, row["display_name"],
+                        tuple((i["channel"], i["external_id"]) for i in identities))
+
+    def list_conversations(self, statuses: Sequence[ConversationStatus]) -> list[Conversation]:
+        """Return the conversations in the given states, longest waiting first."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._connection().execute(
+            f"SELECT * FROM conversations WHERE status IN ({marks}) ORDER BY updated_at",
+            [s.value for s in statuses],
+        ).fetchall()
+        return [_conversation(row) for row in rows]
+
+    def transcript(self, conversation_id: str) -> list[Event]:
+        """Return every event of a conversation in order."""
+        rows = self._connection().execute(
+            "SELECT * FROM events WHERE conversation_id = ? ORDER BY seq", (conversation_id,)
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    def identity_events(self, channel: str, external_id: str, after_id: int) -> list[tuple[int, Event]]:
+        """Return the messages from and to one identity after a global event id."""
+        rows = self._connection().execute(
+            "SELECT * FROM events WHERE channel = ? AND external_id = ? AND event_id > ? "
+            "AND kind IN ('message_in', 'message_out') ORDER BY event_id",
+            (channel, external_id, after_id),
+        ).fetchall()
+        return [(row["event_id"], _event(row)) for row in rows]
+
+    def outbox_for(self, channel: str, external_id: str, status: str) -> list[OutboxEntry]:
+        """Return the outbox entries addressed to one identity in a given status, oldest first."""
+        rows = self._connection().execute(
+            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
+            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
+            "WHERE o.channel = ? AND o.external_id = ? AND o.status = ? ORDER BY e.event_id",
+            (channel, external_id, status),
+        ).fetchall()
+        return [_outbox_entry(row) for row in rows]
+
+    def mark_sent(self, reply_ids: Sequence[str]) -> None:
+        """Record that these replies reached their channel."""
+        if not reply_ids:
+            return
+        now = utcnow().isoformat()
+        with self._write() as db:
+            db.executemany("UPDATE outbox SET status = 'sent', sent_at = ? WHERE reply_id = ? "
+                           "AND status = 'pending'", [(now, rid) for rid in reply_ids])
+
+    # -- agents acting on conversations ----------------------------------------------
+
+    def _held(self, db: sqlite3.Connection, conversation_id: str, agent_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM conversations WHERE conversation_id = ?",
+                         (conversation_id,)).fetchone()
+        if row is None:
+            raise NotFound("no such conversation")
+        if row["status"] != ConversationStatus.ASSIGNED or row["assignee_id"] != agent_id:
+            raise NotAllowed("claim this conversation before acting on it")
+        return row
+
+    def claim(self, conversation_id: str, agent_id: str) -> Conversation:
+        """Assign a queued (or bot-held) conversation to an agent; a second claim raises Conflict."""
+        now = utcnow().isoformat()
+        with self._write() as db:
+            claimed = db.execute(
+                "UPDATE conversations SET status = 'assigned', assignee_id = ?, updated_at = ? "
+                "WHERE conversation_id = ? AND status IN ('bot', 'queued')",
+                (agent_id, now, conversation_id),
+            ).rowcount
+            if not claimed:
+                current = db.execute("SELECT status FROM conversations WHERE conversation_id = ?",
+                                     (conversation_id,)).fetchone()
+                if current is None:
+                    raise NotFound("no such conversation")
+                raise Conflict(f"this conversation is {current['status']}, it cannot be claimed")
+            self._append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
+                               {"agent_id": agent_id}, now)
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
+    def agent_reply(self, conversation_id: str, agent_id: str, text: str) -> Reply:
+        """Send an agent's reply to the channel the customer last used."""
+        now = utcnow().isoformat()
+        with self._write() as db:
+            row = self._held(db, conversation_id, agent_id)
+            reply = Reply(conversation_id, text, Author.AGENT)
+            self._add_reply(db, reply, row["last_channel"], row["last_external_id"], None, now)
+            db.execute("UPDATE conversations SET updated_at = ? WHERE conversation_id = ?",
+                       (now, conversation_id))
+        self._changed(_identity_key(row["last_channel"], row["last_external_id"]), "conversations")
+        return reply
+
+    def return_to_bot(self, conversation_id: str, agent_id: str) -> Conversation:
+        """Give a held conversation back to the bot."""
+        return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT)
+
+    def close_conversation(self, conversation_id: str, agent_id: str) -> Conversation:
+        """Close a held conversation; the customer's next message opens a new one."""
+        return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED)
+
+    def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus,
+                 kind: EventKind) -> Conversation:
+        now = utcnow().isoformat()
+        with self._write() as db:
+            self._held(db, conversation_id, agent_id)
+            db.execute(
+                "UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL, "
+                "fallback_streak = 0, updated_at = ? WHERE conversation_id = ?",
+                (status.value, now, conversation_id),
+            )
+            self._append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
+                               {"agent_id": agent_id}, now)
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
+    # -- agents ----------------------------------------------------------------------
+
+    def add_agent(self, email: str, name: str, role: str, password_hash: str) -> Agent:
+        """Create an agent account; raises Conflict if the email is taken."""
+        agent_id = uuid.uuid4().hex
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO agents (agent_id, email, name, role, password_hash, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (agent_id, email.lower(), name, role, password_hash, utcnow().isoformat()),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"an agent with the email {email} exists already") from exc
+        return Agent(agent_id, email.lower(), name, role, active=True)
+
+    def agent_credentials(self, email: str) -> tuple[Agent, str] | None:
+        """Return an agent and their password hash by email."""
+        row = self._connection().execute("SELECT * FROM agents WHERE email = ?", (email.lower(),)).fetchone()
+        return None if row is None else (_agent(row), row["password_hash"])
+
+    def get_agent(self, agent_id: str) -> Agent | None:
+        """Return an agent by id."""
+        row = self._connection().execute("SELECT * FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        return None if row is None else _agent(row)
+
+    def count_agents(self) -> int:
+        """Return how many agent accounts exist."""
+        count: int = self._connection().execute("SELECT COUNT(*) FROM agents").fetchone()[0]
+        return count
+
+    # -- web sessions ----------------------------------------------------------------
+
+    def add_web_session(self, token_hash: str, external_id: str, expires_at: datetime) -> None:
+        """Store a web chat session under the hash of its token."""
+        with self._write() as db:
+            db.execute("INSERT INTO web_sessions (token_hash, external_id, expires_at) VALUES (?, ?, ?)",
+                       (token_hash, external_id, expires_at.isoformat()))
+
+    def web_session(self, token_hash: str, now: datetime) -> str | None:
+        """Return the external id of an unexpired web session."""
+        row = self._connection().execute(
+            "SELECT external_id FROM web_sessions WHERE token_hash = ? AND expires_at > ?",
+            (token_hash, now.isoformat()),
+        ).fetchone()
+        return None if row is None else str(row["external_id"])
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        conversation_id=row["conversation_id"],
+        customer_id=row["customer_id"],
+        reference=row["reference"],
+        status=ConversationStatus(row["status"]),
+        assignee_id=row["assignee_id"],
+        handoff_reason=row["handoff_reason"],
+        fallback_streak=row["fallback_streak"],
+        last_channel=row["last_channel"],
+        last_external_id=row["last_external_id"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        kind=EventKind(row["kind"]),
+        author=Author(row["author"]),
+        channel=row["channel"],
+        external_id=row["external_id"],
+        text=row["text"],
+        data=json.loads(row["data"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(
+        reply_id=row["reply_id"],
+        conversation_id=row["conversation_id"],
+        channel=row["channel"],
+        external_id=row["external_id"],
+        text=row["text"],
+        author=Author(row["author"]),
+        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"])),
+        status=row["status"],
+        in_reply_to=row["in_reply_to"],
+        event_seq=row["event_seq"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _agent(row: sqlite3.Row) -> Agent:
+    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]))

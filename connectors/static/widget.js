@@ -1,0 +1,93 @@
+// Switchboard web chat widget: plain JS, no build step.
+// Messages are shown as the server stored them (from the stream), never as raw HTML.
+(function () {
+  "use strict";
+  var log = document.getElementById("sb-log");
+  var form = document.getElementById("sb-form");
+  var input = document.getElementById("sb-text");
+  var status = document.getElementById("sb-status");
+  var storageKey = "switchboard.session";
+  var shown = {};
+  var token = null;
+
+  function setStatus(text) { status.textContent = text || ""; }
+
+  function appendText(parent, text) {
+    // Links become anchors; everything else stays text.
+    var parts = String(text || "").split(/(https?:\/\/[^\s"<>]+)/);
+    parts.forEach(function (part, i) {
+      if (i % 2 === 1) {
+        var a = document.createElement("a");
+        a.href = part; a.textContent = part; a.target = "_blank"; a.rel = "noopener noreferrer";
+        parent.appendChild(a);
+      } else if (part) {
+        parent.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
+  function show(event) {
+    if (shown[event.id]) { return; }
+    shown[event.id] = true;
+    var item = document.createElement("li");
+    item.className = "sb-msg " + event.author;
+    if (event.author === "agent") {
+      var who = document.createElement("span");
+      who.className = "sb-who"; who.textContent = "Support team";
+      item.appendChild(who);
+    }
+    appendText(item, event.text);
+    if (event.buttons && event.buttons.length) {
+      var row = document.createElement("div");
+      row.className = "sb-buttons";
+      event.buttons.forEach(function (b) {
+        var button = document.createElement("button");
+        button.type = "button"; button.textContent = b.title;
+        button.addEventListener("click", function () { send(b.payload); });
+        row.appendChild(button);
+      });
+      item.appendChild(row);
+    }
+    log.appendChild(item);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function newSession() {
+    return fetch("/api/web/sessions", { method: "POST" })
+      .then(function (r) { if (!r.ok) { throw new Error("session " + r.status); } return r.json(); })
+      .then(function (body) { localStorage.setItem(storageKey, body.token); return body.token; });
+  }
+
+  function connect() {
+    var source = new EventSource("/api/web/stream?token=" + encodeURIComponent(token));
+    source.addEventListener("message", function (e) { setStatus(""); show(JSON.parse(e.data)); });
+    source.addEventListener("error", function () { setStatus("Reconnecting..."); });
+  }
+
+  function send(text) {
+    var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Date.now()) + Math.random();
+    return fetch("/api/web/messages", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+      body: JSON.stringify({ text: text, client_message_id: id })
+    }).then(function (r) {
+      if (r.status === 401) {
+        return newSession().then(function (t) { token = t; connect(); return send(text); });
+      }
+      if (!r.ok) { return r.json().then(function (b) { setStatus(b.message || "Could not send."); }); }
+      setStatus("");
+    }).catch(function () { setStatus("Could not send; check your connection and try again."); });
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value.trim();
+    if (!text) { return; }
+    input.value = "";
+    send(text);
+  });
+
+  var saved = localStorage.getItem(storageKey);
+  (saved ? Promise.resolve(saved) : newSession()).then(function (t) { token = t; connect(); })
+    .catch(function () { setStatus("The chat is unavailable right now."); });
+})();

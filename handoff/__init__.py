@@ -1,0 +1,1 @@
+"""Human handoff: agent accounts and the agent console."""

@@ -1,0 +1,1 @@
+"""Switchboard's wiring: settings, the composition root, the server and the CLI."""

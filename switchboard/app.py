@@ -1,0 +1,151 @@
+"""The composition root: builds every collaborator once and wires them into a Flask app."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from flask import Flask, Response, jsonify, request
+from flask_wtf.csrf import CSRFProtect
+
+from bot.engine import Engine, EnginePolicy
+from bot.inbox import Inbox
+from bot.nlu import NearestNeighbourIntentClassifier, load_nlu_examples
+from bot.notifier import Notifier
+from bot.ports import Encoder
+from bot.processor import ConversationProcessor
+from bot.responses import ResponseTemplates
+from bot.stores import open_store
+from bot.stores.sqlite import SqliteConversationStore
+from connectors.http import error_response
+from connectors.rest import create_rest_blueprint
+from connectors.web import create_web_blueprint
+from handoff.agents import AgentDirectory
+from handoff.console import create_console_blueprint
+from kb_index.encoder import SentenceTransformerEncoder
+from kb_index.retriever import FaissRetriever
+from switchboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@dataclass
+class Services:
+    """The collaborators of one Switchboard process."""
+
+    settings: Settings
+    store: SqliteConversationStore
+    notifier: Notifier
+    processor: ConversationProcessor
+    inbox: Inbox
+    agents: AgentDirectory
+
+    def close(self) -> None:
+        """Let turns in progress finish, then release the store."""
+        self.processor.stop()
+        self.store.close()
+
+
+def secret_key(settings: Settings) -> str:
+    """Return the configured secret key, or one generated once and kept under the var dir."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.var_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def open_agent_directory(settings: Settings) -> tuple[AgentDirectory, SqliteConversationStore]:
+    """Open the store just for agent accounts (the CLI's use, without the model)."""
+    store = open_store(settings.store_url)
+    return AgentDirectory(store), store
+
+
+def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
+    """Build the store, model, index, engine and processor of one process."""
+    notifier = Notifier()
+    store = open_store(settings.store_url, on_change=notifier.publish)
+    encoder = encoder or SentenceTransformerEncoder(settings.model)
+    engine = Engine(
+        encoder=encoder,
+        classifier=NearestNeighbourIntentClassifier(
+            encoder, load_nlu_examples(settings.nlu_path), settings.intent_threshold),
+        retriever=FaissRetriever(settings.index_dir, encoder),
+        responses=ResponseTemplates.from_domain(settings.domain_path),
+        policy=EnginePolicy(kb_min_score=settings.kb_min_score,
+                            fallbacks_before_handoff=settings.fallbacks_before_handoff),
+    )
+    processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
+    inbox = Inbox(store, processor, notifier, settings.max_text_length)
+    return Services(settings, store, notifier, processor, inbox, AgentDirectory(store))
+
+
+def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
+    """Create the Switchboard web app and start its message processing."""
+    settings = settings or Settings.from_env()
+    services = build_services(settings, encoder)
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=secret_key(settings),
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.extensions["switchboard"] = services
+
+    csrf = CSRFProtect(app)
+    web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,
+                               session_days=settings.web_session_days, heartbeat=settings.stream_heartbeat)
+    rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout)
+    # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
+    csrf.exempt(web)
+    csrf.exempt(rest)
+    app.register_blueprint(web)
+    app.register_blueprint(rest)
+    app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
+                                                    max_text_length=settings.max_text_length))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    @app.errorhandler(413)
+    def api_http_error(exc: Exception) -> tuple[Response, int] | Exception:
+        # Blueprint handlers do not see requests that matched no route (or were too large
+        # to route); API clients still get JSON.
+        if request.path.startswith(("/api/", "/webhooks/")):
+            code = getattr(exc, "code", 500)
+            return error_response(code, getattr(exc, "name", "error").lower().replace(" ", "_"),
+                                  getattr(exc, "description", ""))
+        return exc
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    services.processor.start()
+    log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    """Return the services a Switchboard app was built with."""
+    services: Services = app.extensions["switchboard"]
+    return services
+

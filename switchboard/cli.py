@@ -1,0 +1,87 @@
+"""The `switchboard` command."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from bot.errors import SwitchboardError
+from switchboard.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def main() -> None:
+    """Switchboard: a chatbot-first customer-service layer."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+def run(host: str, port: int) -> None:
+    """Serve Switchboard: web chat, Rasa REST channel and agent console."""
+    from kb_index.snapshot import current_snapshot
+    from switchboard.app import open_agent_directory
+    from switchboard.server import SwitchboardServer
+
+    settings = _settings()
+    if current_snapshot(settings.index_dir) is None:
+        click.echo(f"No knowledge-base index in {settings.index_dir} yet; building it from {settings.kb_dir}.")
+        # In a child process, so the model never loads in the server's parent before it forks.
+        if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:
+            raise click.ClickException("the knowledge-base build failed; see the messages above")
+
+    directory, store = open_agent_directory(settings)
+    try:
+        demo_login = directory.ensure_demo_agent()
+    finally:
+        store.close()
+
+    base = f"http://{host}:{port}"
+    click.echo("")
+    click.echo(f"  Switchboard is starting on {base}")
+    click.echo(f"    web chat:       {base}/")
+    click.echo(f"    agent console:  {base}/console/")
+    click.echo(f"    Rasa REST:      {base}/webhooks/rest/webhook")
+    if demo_login:
+        email, password = demo_login
+        click.echo(f"    demo agent:     {email} / {password}   (shown only this once)")
+    click.echo("")
+    SwitchboardServer(settings, host, port).run()
+
+
+@main.group()
+def kb() -> None:
+    """Manage the knowledge base."""
+
+
+@kb.command("build")
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index directory [default: SWITCHBOARD_INDEX_DIR].")
+def kb_build(source: Path | None, out: Path | None) -> None:
+    """Build a new index snapshot and make it live; the live one stays if the build fails."""
+    from kb_index.encoder import SentenceTransformerEncoder
+    from kb_index.snapshot import build_snapshot
+
+    settings = _settings()
+    source = source or settings.kb_dir
+    out = out or settings.index_dir
+    try:
+        click.echo(f"Loading the embedding model {settings.model} ...")
+        encoder = SentenceTransformerEncoder(settings.model)
+        build_snapshot(source, out, encoder, report=click.echo)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc

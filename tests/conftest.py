@@ -1,0 +1,126 @@
+"""Shared fixtures: the real model and a real index over the sample KB, built once per run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from kb_index.encoder import SentenceTransformerEncoder
+from kb_index.snapshot import build_snapshot
+from switchboard.app import create_app, services_of
+from switchboard.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def encoder() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: SentenceTransformerEncoder) -> Path:
+    index_dir = tmp_path_factory.mktemp("kb_index")
+    build_snapshot(ROOT / "data" / "kb", index_dir, encoder)
+    return index_dir
+
+
+def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings:
+    """Settings for one test: its own SQLite file and var dir, the shared sample index."""
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path / 'switchboard.db'}",
+        kb_dir=ROOT / "data" / "kb",
+        index_dir=index_dir,
+        nlu_path=ROOT / "data" / "nlu.yml",
+        domain_path=ROOT / "data" / "domain.yml",
+        var_dir=tmp_path / "var",
+        secret_key="test-secret",
+        sync_reply_timeout=20.0,
+    )
+    return replace(settings, **overrides)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, index_dir: Path,
+             encoder: SentenceTransformerEncoder) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(test_settings(tmp_path, index_dir, **overrides), encoder=encoder)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        services_of(app).close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def settle(app: Flask, timeout: float = 30.0) -> None:
+    """Wait until every stored message has been processed."""
+    store = services_of(app).store
+    deadline = time.monotonic() + timeout
+    while store.conversations_with_pending():
+        if time.monotonic() > deadline:
+            raise AssertionError("messages still unprocessed after %.0fs" % timeout)
+        time.sleep(0.02)
+
+
+class WebChat:
+    """A web chat customer driving the JSON API through a Flask test client."""
+
+    def __init__(self, app: Flask, client: FlaskClient) -> None:
+        self.app = app
+        self.client = client
+        response = client.post("/api/web/sessions")
+        assert response.status_code == 201
+        self.token = response.get_json()["token"]
+        self.cursor = 0
+        self._sent = 0
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def send(self, text: str, client_message_id: str | None = None) -> Any:
+        self._sent += 1
+        return self.client.post("/api/web/messages", headers=self.auth,
+                                json={"text": text, "client_message_id": client_message_id or f"m{self._sent}"})
+
+    def say(self, text: str) -> list[dict[str, Any]]:
+        """Send a message, wait for processing, and return the replies that arrived since."""
+        assert self.send(text).status_code == 202
+        settle(self.app)
+        return [e for e in self.events() if e["kind"] == "message_out"]
+
+    def events(self) -> list[dict[str, Any]]:
+        response = self.client.get(f"/api/web/events?after={self.cursor}", headers=self.auth)
+        assert response.status_code == 200
+        body = response.get_json()
+        self.cursor = body["cursor"]
+        return list(body["events"])
+
+
+@pytest.fixture
+def customer(app: Flask, client: FlaskClient) -> WebChat:
+    return WebChat(app, client)

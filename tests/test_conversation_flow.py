@@ -1,0 +1,90 @@
+"""The bot's side of a conversation, driven through the web chat API."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from bot.messages import ConversationStatus
+from switchboard.app import services_of
+from tests.conftest import WebChat
+
+
+def only_conversation(app: Flask):
+    store = services_of(app).store
+    open_ones = store.list_conversations(list(ConversationStatus))
+    assert len(open_ones) == 1
+    return open_ones[0]
+
+
+def test_kb_question_is_answered_with_the_right_article(customer: WebChat, app: Flask) -> None:
+    replies = customer.say("How do I reset my password?")
+    assert len(replies) == 1
+    text = replies[0]["text"]
+    assert "Forgot password" in text
+    assert "https://help.puffin-outdoor.example/account/password-reset" in text
+    assert replies[0]["author"] == "bot"
+    transcript = services_of(app).store.transcript(only_conversation(app).conversation_id)
+    tried = [e for e in transcript if e.kind == "kb_answer"]
+    assert tried[0].data["answered"] is True
+    assert tried[0].data["passages"][0]["article_id"] == "password-reset"
+
+
+def test_answer_quotes_whole_sentences(customer: WebChat) -> None:
+    text = customer.say("when will my refund arrive")[0]["text"]
+    quote = text.split("\n\n")[0]
+    assert quote.startswith("We refund your return within 5 working days")
+    assert quote.endswith(".")
+
+
+def test_greeting_is_answered_from_the_domain(customer: WebChat) -> None:
+    text = customer.say("hello")[0]["text"]
+    assert "help" in text.lower()
+
+
+def test_explicit_request_for_a_person_is_handed_off(customer: WebChat, app: Flask) -> None:
+    replies = customer.say("I want to talk to a person")
+    conversation = only_conversation(app)
+    assert conversation.status == ConversationStatus.QUEUED
+    assert conversation.handoff_reason == "customer_request"
+    assert conversation.reference in replies[0]["text"]
+
+
+def test_two_fallbacks_in_a_row_are_handed_off(customer: WebChat, app: Flask) -> None:
+    first = customer.say("purple elephants dance on the moon")
+    assert "other words" in first[0]["text"]
+    assert only_conversation(app).status == ConversationStatus.BOT
+    second = customer.say("what's the weather in Paris")
+    conversation = only_conversation(app)
+    assert conversation.status == ConversationStatus.QUEUED
+    assert conversation.handoff_reason == "repeated_fallback"
+    assert "connecting you" in second[0]["text"]
+
+
+def test_an_answer_in_between_resets_the_fallback_count(customer: WebChat, app: Flask) -> None:
+    customer.say("purple elephants dance on the moon")
+    customer.say("how much is shipping")
+    customer.say("what's the weather in Paris")
+    assert only_conversation(app).status == ConversationStatus.BOT
+
+
+def test_repeated_client_message_id_is_stored_and_answered_once(customer: WebChat, app: Flask) -> None:
+    for _ in range(3):
+        response = customer.send("how much is shipping", client_message_id="same-id")
+        assert response.status_code == 202
+    assert response.get_json()["duplicate"] is True
+    customer.say("thanks")
+    events = customer.events() or []
+    transcript = services_of(app).store.transcript(only_conversation(app).conversation_id)
+    incoming = [e.text for e in transcript if e.kind == "message_in"]
+    outgoing = [e for e in transcript if e.kind == "message_out"]
+    assert incoming == ["how much is shipping", "thanks"]
+    assert len(outgoing) == 2
+    assert events == []
+
+
+def test_messages_of_one_customer_join_one_conversation(customer: WebChat, app: Flask) -> None:
+    customer.say("hello")
+    customer.say("how much is shipping")
+    conversation = only_conversation(app)
+    kinds = [e.kind.value for e in services_of(app).store.transcript(conversation.conversation_id)]
+    assert kinds == ["message_in", "message_out", "message_in", "kb_answer", "message_out"]
