@@ -1,0 +1,202 @@
+"""The agent console: sign-in, the queue, and acting on a handed-off conversation."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from flask import Flask
+from werkzeug.test import TestResponse
+
+from bot.messages import Conversation, ConversationStatus
+from switchboard.app import services_of
+from tests.conftest import WebChat
+
+PASSWORD = "correct horse battery staple"
+
+
+class AgentBrowser:
+    """An agent using the console through a cookie-keeping test client."""
+
+    def __init__(self, app: Flask, email: str, name: str = "Agent") -> None:
+        services_of(app).agents.add(email, name, "agent", PASSWORD)
+        self.client = app.test_client()
+        self.email = email
+        assert self.sign_in(PASSWORD).status_code == 302
+
+    def csrf(self, path: str = "/console/login") -> str:
+        page = self.client.get(path).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def sign_in(self, password: str) -> TestResponse:
+        return self.client.post("/console/login", data={
+            "email": self.email, "password": password, "csrf_token": self.csrf()})
+
+    def act(self, conversation: Conversation, action: str, **form: str) -> str:
+        path = f"/console/conversations/{conversation.conversation_id}"
+        response = self.client.post(f"{path}/{action}", data={"csrf_token": self.csrf(path), **form},
+                                    follow_redirects=True)
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+
+def handed_off(app: Flask, customer: WebChat) -> Conversation:
+    customer.say("I want to talk to a person")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    return conversation
+
+
+def current(app: Flask, conversation: Conversation) -> Conversation:
+    return services_of(app).store.get_conversation(conversation.conversation_id)
+
+
+def test_console_requires_sign_in(app: Flask) -> None:
+    response = app.test_client().get("/console/")
+    assert response.status_code == 302
+    assert "/console/login" in response.headers["Location"]
+
+
+def test_wrong_password_is_refused(app: Flask) -> None:
+    agent = AgentBrowser(app, "ann@example.com")
+    agent.client.post("/console/logout", data={"csrf_token": agent.csrf("/console/")})
+    page = agent.sign_in("wrong password").get_data(as_text=True)
+    assert "Wrong email or password" in page
+    assert agent.client.get("/console/").status_code == 302
+
+
+def test_passwords_are_stored_hashed(app: Flask) -> None:
+    AgentBrowser(app, "ann@example.com")
+    _, password_hash = services_of(app).store.agent_credentials("ann@example.com") or (None, "")
+    assert PASSWORD not in password_hash and password_hash.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_forms_without_csrf_token_are_refused(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    response = agent.client.post(f"/console/conversations/{conversation.conversation_id}/claim")
+    assert response.status_code == 400
+    assert current(app, conversation).status == ConversationStatus.QUEUED
+
+
+def test_queue_and_ticket_show_the_handoff_with_reason_and_transcript(app: Flask, customer: WebChat) -> None:
+    customer.say("how much is shipping")
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    queue = agent.client.get("/console/").get_data(as_text=True)
+    assert conversation.reference in queue and "customer request" in queue
+    ticket = agent.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert "how much is shipping" in ticket
+    assert "Standard delivery costs 4.95" in ticket
+    assert "Shipping costs (" in ticket  # the article the bot tried, with its score
+    assert "I want to talk to a person" in ticket
+
+
+def test_claim_reply_reaches_the_web_chat_and_the_bot_stays_silent(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    customer.events()
+    agent = AgentBrowser(app, "ann@example.com")
+    agent.act(conversation, "claim")
+    assert current(app, conversation).status == ConversationStatus.ASSIGNED
+
+    assert customer.say("hello? is anyone there?") == []  # the bot stays silent
+    agent.act(conversation, "reply", text="Hi, I'm Ann. How can I help?")
+    (reply,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert reply == {**reply, "author": "agent", "text": "Hi, I'm Ann. How can I help?"}
+    outbox = services_of(app).store.outbox_for("web", conversation.last_external_id, "sent")
+    assert [entry.text for entry in outbox][-1] == "Hi, I'm Ann. How can I help?"
+
+
+def test_a_second_claim_is_refused(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann, bob = AgentBrowser(app, "ann@example.com"), AgentBrowser(app, "bob@example.com")
+    ann.act(conversation, "claim")
+    page = bob.act(conversation, "claim")
+    assert "cannot be claimed" in page
+    assert current(app, conversation).assignee_id == services_of(app).store.agent_credentials(
+        "ann@example.com")[0].agent_id  # type: ignore[index]
+
+
+def test_concurrent_claims_give_the_ticket_to_exactly_one_agent(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    store = services_of(app).store
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(agent_id: str) -> None:
+        barrier.wait()
+        try:
+            store.claim(conversation.conversation_id, agent_id)
+            outcomes.append("won")
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=claim, args=(f"agent-{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Conflict"] * 7 + ["won"]
+
+
+def test_an_agent_cannot_act_on_a_ticket_another_agent_holds(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann, bob = AgentBrowser(app, "ann@example.com"), AgentBrowser(app, "bob@example.com")
+    ann.act(conversation, "claim")
+    for action, form in [("reply", {"text": "sneaky"}), ("return", {}), ("close", {})]:
+        page = bob.act(conversation, action, **form)
+        assert "claim this conversation" in page
+    assert current(app, conversation).status == ConversationStatus.ASSIGNED
+    assert not [e for e in customer.events() if e.get("text") == "sneaky"]
+
+
+def test_unknown_conversation_is_404(app: Flask) -> None:
+    agent = AgentBrowser(app, "ann@example.com")
+    assert agent.client.get("/console/conversations/nope").status_code == 404
+    response = agent.client.post("/console/conversations/nope/claim",
+                                 data={"csrf_token": agent.csrf("/console/")})
+    assert response.status_code == 404
+
+
+def test_return_to_bot_lets_the_bot_answer_again(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    agent.act(conversation, "claim")
+    agent.act(conversation, "return")
+    assert current(app, conversation).status == ConversationStatus.BOT
+    replies = customer.say("how much is shipping")
+    assert "4.95" in replies[-1]["text"]
+
+
+def test_close_ends_the_conversation_and_the_next_message_opens_a_new_one(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    agent.act(conversation, "claim")
+    agent.act(conversation, "close")
+    assert current(app, conversation).status == ConversationStatus.CLOSED
+    customer.say("hello again")
+    store = services_of(app).store
+    (reopened,) = store.list_conversations([ConversationStatus.BOT])
+    assert reopened.conversation_id != conversation.conversation_id
+    assert reopened.customer_id == conversation.customer_id
+
+
+@pytest.mark.parametrize("payload", ['<img src=x onerror=alert(1)>', '<script>alert("x")</script>'])
+def test_customer_text_is_rendered_inert(app: Flask, customer: WebChat, payload: str) -> None:
+    customer.say(payload)
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    ticket = agent.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert payload not in ticket
+    assert "&lt;" in ticket
+
+
+def test_demo_agent_is_created_once_with_a_hashed_random_password(app: Flask) -> None:
+    agents = services_of(app).agents
+    login = agents.ensure_demo_agent()
+    assert login is not None
+    email, password = login
+    assert agents.authenticate(email, password) is not None
+    assert agents.ensure_demo_agent() is None

@@ -1,0 +1,146 @@
+"""The web chat API: sessions, bad input, polling and what is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bot.messages import ConversationStatus, utcnow
+from switchboard.app import services_of
+from tests.conftest import WebChat, settle
+
+
+def stored_messages(app: Flask) -> int:
+    path = Path(services_of(app).settings.store_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM events WHERE kind = 'message_in'").fetchone()[0])
+
+
+def test_a_session_gives_a_token_that_expires(client: FlaskClient) -> None:
+    body = client.post("/api/web/sessions").get_json()
+    assert len(body["token"]) >= 40
+    assert body["expires_at"] > utcnow().isoformat()
+
+
+def test_accepted_message_is_answered_202(customer: WebChat) -> None:
+    response = customer.send("hello")
+    assert response.status_code == 202
+    assert response.get_json() == {"status": "accepted", "duplicate": False}
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"data": "{not json", "content_type": "application/json"}, 400, "invalid_message"),
+    ({"data": "text=hello", "content_type": "application/x-www-form-urlencoded"}, 400, "invalid_message"),
+    ({"json": ["a", "list"]}, 400, "invalid_message"),
+    ({"json": {"client_message_id": "1"}}, 400, "invalid_message"),
+    ({"json": {"text": "hi"}}, 400, "invalid_message"),
+    ({"json": {"text": 5, "client_message_id": "1"}}, 400, "invalid_message"),
+    ({"json": {"text": "   ", "client_message_id": "1"}}, 400, "invalid_message"),
+    ({"json": {"text": "hi", "client_message_id": "x" * 101}}, 400, "invalid_message"),
+    ({"data": b'{"text": "\xff\xfe", "client_message_id": "1"}', "content_type": "application/json"},
+     400, "invalid_message"),
+])
+def test_bad_message_bodies_get_a_clear_4xx_and_store_nothing(
+        customer: WebChat, app: Flask, kwargs: dict[str, Any], status: int, code: str) -> None:
+    response = customer.client.post("/api/web/messages", headers=customer.auth, **kwargs)
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["error"] == code and body["message"]
+    assert stored_messages(app) == 0
+
+
+def test_text_over_the_configured_limit_is_413(make_app: Any) -> None:
+    app = make_app(max_text_length=50)
+    customer = WebChat(app, app.test_client())
+    response = customer.send("x" * 51)
+    assert response.status_code == 413
+    assert "50 characters" in response.get_json()["message"]
+    assert stored_messages(app) == 0
+
+
+def test_body_over_max_content_length_is_413_json(customer: WebChat, app: Flask) -> None:
+    huge = "x" * (services_of(app).settings.max_content_length + 1)
+    response = customer.client.post("/api/web/messages", headers=customer.auth,
+                                    json={"text": huge, "client_message_id": "1"})
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request_entity_too_large"
+    assert stored_messages(app) == 0
+
+
+@pytest.mark.parametrize("header", [None, "Bearer not-a-token", "Basic abc", "Bearer "])
+def test_missing_or_unknown_token_is_401(client: FlaskClient, app: Flask, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = client.post("/api/web/messages", headers=headers, json={"text": "hi", "client_message_id": "1"})
+    assert response.status_code == 401
+    assert "POST /api/web/sessions" in response.get_json()["message"]
+    assert client.get("/api/web/events", headers=headers).status_code == 401
+    assert client.get("/api/web/stream", headers=headers).status_code == 401
+    assert stored_messages(app) == 0
+
+
+def test_expired_token_is_401(client: FlaskClient, app: Flask) -> None:
+    token = "an-expired-token"
+    services_of(app).store.add_web_session(hashlib.sha256(token.encode()).hexdigest(), "w-old",
+                                           utcnow() - timedelta(seconds=1))
+    response = client.post("/api/web/messages", headers={"Authorization": f"Bearer {token}"},
+                           json={"text": "hi", "client_message_id": "1"})
+    assert response.status_code == 401
+    assert stored_messages(app) == 0
+
+
+def test_nul_lone_surrogate_and_bidi_text_is_stored_without_error(customer: WebChat, app: Flask) -> None:
+    response = customer.client.post(
+        "/api/web/messages", headers=customer.auth, content_type="application/json",
+        data='{"text": "hi \\u0000 there \\ud800 \\u202e\\u05e9\\u05dc\\u05d5\\u05dd \\ud83d\\ude00", '
+             '"client_message_id": "1"}')
+    assert response.status_code == 202
+    settle(app)
+    first = customer.events()[0]["text"]
+    assert "\x00" not in first and "\ud800" not in first
+    assert "\u202e" in first and "\U0001f600" in first
+
+
+def test_one_session_cannot_read_another_sessions_messages(app: Flask, client: FlaskClient) -> None:
+    alice, mallory = WebChat(app, client), WebChat(app, client)
+    alice.say("how do I reset my password")
+    assert mallory.events() == []
+
+
+def test_events_after_a_cursor_return_only_newer_ones(customer: WebChat) -> None:
+    customer.say("hello")
+    first_cursor = customer.cursor
+    customer.say("thanks")
+    newer = customer.client.get(f"/api/web/events?after={first_cursor}", headers=customer.auth).get_json()
+    assert [e["kind"] for e in newer["events"]] == ["message_in", "message_out"]
+    assert customer.client.get("/api/web/events?after=-1", headers=customer.auth).status_code == 400
+
+
+def test_delivered_replies_are_marked_sent_in_the_outbox(customer: WebChat, app: Flask) -> None:
+    customer.say("hello")
+    store = services_of(app).store
+    assert store.outbox_for("web", _external_id(app), "pending") == []
+    assert len(store.outbox_for("web", _external_id(app), "sent")) == 1
+
+
+def test_unknown_api_path_and_method_answer_json(client: FlaskClient) -> None:
+    assert client.get("/api/web/nope").get_json()["error"] == "not_found"
+    assert client.get("/api/web/messages").get_json()["error"] == "method_not_allowed"
+
+
+def test_pages_send_a_content_security_policy(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert b"<script>" not in response.data  # no inline scripts
+
+
+def _external_id(app: Flask) -> str:
+    (conversation,) = services_of(app).store.list_conversations(list(ConversationStatus))
+    return conversation.last_external_id
