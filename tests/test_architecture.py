@@ -1,0 +1,45 @@
+"""Dependencies point inward: `bot/` imports no framework, SDK, index library or sibling."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN_IN_BOT = {
+    "flask", "werkzeug", "gunicorn", "telegram", "twilio", "faiss", "sentence_transformers", "torch",
+    "rasa_sdk", "frontmatter", "actions", "connectors", "handoff", "kb_index", "switchboard",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_bot_imports_no_framework_sdk_or_sibling_package() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_modules(path) & FORBIDDEN_IN_BOT)
+        for path in (ROOT / "bot").rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_connectors_decide_nothing_about_the_engine() -> None:
+    for path in (ROOT / "connectors").rglob("*.py"):
+        assert not {"kb_index", "handoff", "switchboard"} & imported_modules(path), path
+
+
+def test_only_settings_reads_the_environment() -> None:
+    readers = [
+        str(path.relative_to(ROOT))
+        for package in ("bot", "kb_index", "connectors", "handoff", "switchboard")
+        for path in (ROOT / package).rglob("*.py")
+        if "os.environ.get" in path.read_text(encoding="utf-8") or "os.getenv" in path.read_text(encoding="utf-8")
+    ]
+    assert readers == []

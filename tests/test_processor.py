@@ -1,0 +1,91 @@
+"""Processing order, failure handling and restart, with a plain fake engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from bot.messages import Author, Conversation, InboundMessage, Reply
+from bot.outcome import Outcome
+from bot.processor import ConversationProcessor
+from bot.stores.sqlite import SqliteConversationStore
+
+
+class RecordingEngine:
+    """Answers every message with its own text, slowly; fails on demand."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.seen: list[str] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.concurrent = 0
+        self.max_concurrent_per_conversation = 0
+        self._lock = threading.Lock()
+
+    def respond(self, conversation: Conversation, text: str) -> Outcome:
+        with self._lock:
+            self.concurrent += 1
+            self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation, self.concurrent)
+        try:
+            time.sleep(self.delay)
+            if text == self.fail_on:
+                raise RuntimeError("engine failure")
+            self.seen.append(text)
+            return Outcome(replies=(Reply(conversation.conversation_id, f"re: {text}", Author.BOT),),
+                           fallback_streak=0)
+        finally:
+            with self._lock:
+                self.concurrent -= 1
+
+    def hand_off(self, conversation: Conversation, reason: str) -> Outcome:
+        return Outcome(replies=(Reply(conversation.conversation_id, "a person will help", Author.BOT),),
+                       handoff_reason=reason, fallback_streak=0)
+
+
+def wait_until_processed(store: SqliteConversationStore) -> None:
+    deadline = time.monotonic() + 20
+    while store.conversations_with_pending():
+        assert time.monotonic() < deadline, "processing did not finish"
+        time.sleep(0.01)
+
+
+def test_messages_of_one_conversation_are_processed_in_arrival_order(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "s.db")
+    engine = RecordingEngine(delay=0.01)
+    processor = ConversationProcessor(store, engine, threads=4)  # type: ignore[arg-type]
+    texts = [f"message {i}" for i in range(10)]
+    for i, text in enumerate(texts):
+        accepted = store.accept(InboundMessage("web", "u1", f"m{i}", text))
+        processor.notify(accepted.conversation_id)
+    wait_until_processed(store)
+    processor.stop()
+    assert engine.seen == texts
+    assert engine.max_concurrent_per_conversation == 1
+    replies = [e.text for e in store.outbox_for("web", "u1", "pending")]
+    assert replies == [f"re: {t}" for t in texts]
+
+
+def test_a_failing_turn_hands_off_instead_of_leaving_the_customer_unanswered(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "s.db")
+    processor = ConversationProcessor(store, RecordingEngine(fail_on="boom"), threads=1)  # type: ignore[arg-type]
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "boom"))
+    processor.notify(accepted.conversation_id)
+    wait_until_processed(store)
+    processor.stop()
+    conversation = store.get_conversation(accepted.conversation_id)
+    assert conversation.status == "queued" and conversation.handoff_reason == "processing_error"
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["a person will help"]
+
+
+def test_messages_stored_before_a_restart_are_processed_after_it(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "s.db")
+    for i in range(3):
+        store.accept(InboundMessage("web", f"u{i}", f"m{i}", f"hello {i}"))
+    # No processor ran: the process "died" after acknowledging. A new one starts.
+    engine = RecordingEngine()
+    processor = ConversationProcessor(SqliteConversationStore(tmp_path / "s.db"), engine)  # type: ignore[arg-type]
+    processor.start()
+    wait_until_processed(store)
+    processor.stop()
+    assert sorted(engine.seen) == ["hello 0", "hello 1", "hello 2"]

@@ -1,0 +1,136 @@
+"""The SQLite store: storing first, deduplication, atomic turns, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.errors import Conflict, NotAllowed, NotFound
+from bot.messages import Author, EventKind, InboundMessage, Profile, Reply
+from bot.outcome import Outcome
+from bot.stores import open_store
+from bot.stores.sqlite import SqliteConversationStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteConversationStore:
+    return SqliteConversationStore(tmp_path / "store.db")
+
+
+def message(text: str = "hi", mid: str = "m1", external_id: str = "u1", channel: str = "web") -> InboundMessage:
+    return InboundMessage(channel=channel, external_id=external_id, provider_message_id=mid, text=text,
+                          profile=Profile(display_name="Ada"))
+
+
+def test_store_url_picks_sqlite_and_rejects_unknown_schemes(tmp_path: Path) -> None:
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), SqliteConversationStore)
+    with pytest.raises(Exception, match="unsupported store URL"):
+        open_store("mysql://localhost/db")
+
+
+def test_accept_stores_identity_customer_conversation_and_message(store: SqliteConversationStore) -> None:
+    accepted = store.accept(message())
+    conversation = store.get_conversation(accepted.conversation_id)
+    assert conversation.reference.startswith("SB-") and len(conversation.reference) == 8
+    customer = store.get_customer(accepted.customer_id)
+    assert customer.display_name == "Ada" and customer.identities == (("web", "u1"),)
+    (event,) = store.transcript(accepted.conversation_id)
+    assert (event.kind, event.author, event.text, event.seq) == (EventKind.MESSAGE_IN, Author.CUSTOMER, "hi", 1)
+
+
+def test_repeats_of_a_provider_message_id_are_stored_once(store: SqliteConversationStore) -> None:
+    first = store.accept(message())
+    again = store.accept(message())
+    assert again.duplicate and again.inbound_id == first.inbound_id
+    assert len(store.transcript(first.conversation_id)) == 1
+
+
+def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: SqliteConversationStore) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(12)
+
+    def send(i: int) -> None:
+        barrier.wait()
+        try:
+            store.accept(message(mid="same"))                       # 12 copies of one webhook
+            store.accept(message(mid=f"own-{i}", external_id=f"u{i}"))  # 12 different customers
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.conversations_with_pending()) == 12
+    first = store.accept(message(mid="same"))
+    assert [e.text for e in store.transcript(first.conversation_id)].count("hi") == 2  # "same" + "own-1"
+
+
+def test_a_turn_is_stored_once_even_if_processed_twice(store: SqliteConversationStore) -> None:
+    accepted = store.accept(message())
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    outcome = Outcome(replies=(Reply(accepted.conversation_id, "hello", Author.BOT),), fallback_streak=0)
+    assert store.complete_turn(pending, outcome) is True
+    second = Outcome(replies=(Reply(accepted.conversation_id, "hello again", Author.BOT),), fallback_streak=0)
+    assert store.complete_turn(pending, second) is False
+    texts = [e.text for e in store.transcript(accepted.conversation_id) if e.kind == EventKind.MESSAGE_OUT]
+    assert texts == ["hello"]
+    (entry,) = store.outbox_for("web", "u1", "pending")
+    assert entry.text == "hello" and entry.in_reply_to == pending.event_seq
+    assert store.next_pending(accepted.conversation_id) is None
+
+
+def test_handoff_queues_the_conversation_with_its_reason(store: SqliteConversationStore) -> None:
+    accepted = store.accept(message())
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    store.complete_turn(pending, Outcome(handoff_reason="customer_request", fallback_streak=0))
+    conversation = store.get_conversation(accepted.conversation_id)
+    assert conversation.status == "queued" and conversation.handoff_reason == "customer_request"
+    assert store.transcript(accepted.conversation_id)[-1].data == {"reason": "customer_request"}
+
+
+def test_agent_actions_need_the_conversation_held(store: SqliteConversationStore) -> None:
+    accepted = store.accept(message())
+    with pytest.raises(NotAllowed):
+        store.agent_reply(accepted.conversation_id, "ann", "hi")
+    store.claim(accepted.conversation_id, "ann")
+    with pytest.raises(Conflict):
+        store.claim(accepted.conversation_id, "bob")
+    with pytest.raises(NotAllowed):
+        store.close_conversation(accepted.conversation_id, "bob")
+    with pytest.raises(NotFound):
+        store.claim("missing", "ann")
+    reply = store.agent_reply(accepted.conversation_id, "ann", "hi from Ann")
+    assert store.outbox_for("web", "u1", "pending")[0].reply_id == reply.reply_id
+
+
+def test_agent_reply_goes_to_the_channel_the_customer_last_used(store: SqliteConversationStore) -> None:
+    store.accept(message(mid="a", channel="web", external_id="u1"))
+    accepted = store.accept(message(mid="b", channel="web", external_id="u1"))
+    store.claim(accepted.conversation_id, "ann")
+    store.agent_reply(accepted.conversation_id, "ann", "on the web")
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["on the web"]
+
+
+def test_a_closed_conversation_is_not_reused(store: SqliteConversationStore) -> None:
+    first = store.accept(message(mid="a"))
+    store.claim(first.conversation_id, "ann")
+    store.close_conversation(first.conversation_id, "ann")
+    second = store.accept(message(mid="b"))
+    assert second.conversation_id != first.conversation_id
+    assert second.customer_id == first.customer_id
+
+
+def test_change_notifications_follow_commits(tmp_path: Path) -> None:
+    keys: list[str] = []
+    store = SqliteConversationStore(tmp_path / "s.db", on_change=keys.append)
+    store.accept(message())
+    assert keys == ["web:u1", "conversations"]
+    store.accept(message())  # a repeat changes nothing
+    assert keys == ["web:u1", "conversations"]
