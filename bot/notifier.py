@@ -12,6 +12,7 @@ class Notifier:
     def __init__(self) -> None:
         self._versions: defaultdict[str, int] = defaultdict(int)
         self._condition = threading.Condition()
+        self.closed = False
 
     def version(self, key: str) -> int:
         """Return the current change count of `key`."""
@@ -27,5 +28,11 @@ class Notifier:
     def wait(self, key: str, seen: int, timeout: float) -> int:
         """Block until `key` changed after version `seen` or `timeout` passed; return the version."""
         with self._condition:
-            self._condition.wait_for(lambda: self._versions[key] != seen, timeout)
+            self._condition.wait_for(lambda: self.closed or self._versions[key] != seen, timeout)
             return self._versions[key]
+
+    def close(self) -> None:
+        """Release every waiter for good; streams end so the process can stop quickly."""
+        with self._condition:
+            self.closed = True
+            self._condition.notify_all()

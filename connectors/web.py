@@ -101,12 +101,12 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         def events() -> Iterator[str]:
             nonlocal cursor
             yield "retry: 3000\n\n"
-            while True:
+            while not notifier.closed:
                 seen = notifier.version(key)
                 for event in deliver(external_id, cursor):
                     cursor = int(str(event["id"]))
                     yield f"id: {cursor}\nevent: message\ndata: {json.dumps(event)}\n\n"
-                if notifier.wait(key, seen, heartbeat) == seen:
+                if notifier.wait(key, seen, heartbeat) == seen and not notifier.closed:
                     yield ": keep-alive\n\n"
 
         return Response(stream_with_context(events()), mimetype="text/event-stream",

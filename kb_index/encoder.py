@@ -39,7 +39,10 @@ class SentenceTransformerEncoder:
 
         self.model_path = resolve_model_path(model)
         self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
-        self.dimension = int(self._model.get_embedding_dimension())
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise SwitchboardError(f"the model in {self.model_path} does not state its embedding size")
+        self.dimension = int(dimension)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return one normalised vector per text."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from bot.engine import Engine, EnginePolicy
 from bot.inbox import Inbox
@@ -123,13 +124,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     @app.errorhandler(404)
     @app.errorhandler(405)
     @app.errorhandler(413)
-    def api_http_error(exc: Exception) -> tuple[Response, int] | Exception:
+    def api_http_error(exc: HTTPException) -> tuple[Response, int] | HTTPException:
         # Blueprint handlers do not see requests that matched no route (or were too large
         # to route); API clients still get JSON.
         if request.path.startswith(("/api/", "/webhooks/")):
-            code = getattr(exc, "code", 500)
-            return error_response(code, getattr(exc, "name", "error").lower().replace(" ", "_"),
-                                  getattr(exc, "description", ""))
+            return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
+                                  exc.description or "")
         return exc
 
     @app.after_request

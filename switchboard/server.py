@@ -7,6 +7,7 @@ thread while it waits (cheaply, on a condition variable).
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from flask import Flask
@@ -32,6 +33,7 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
+            "post_worker_init": _end_streams_on_shutdown,
             "worker_exit": _worker_exit,
         }
         super().__init__()
@@ -42,6 +44,20 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         return create_app(self._settings)
+
+
+def _end_streams_on_shutdown(worker: Any) -> None:
+    # Open SSE streams would hold a graceful shutdown until its timeout; release them
+    # as soon as the worker is told to stop (clients reconnect to the next process).
+    stop = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if isinstance(worker.wsgi, Flask):
+            services_of(worker.wsgi).notifier.close()
+        if callable(stop):
+            stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

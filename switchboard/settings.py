@@ -46,7 +46,7 @@ class Settings:
             raw = environ.get(PREFIX + field.name.upper())
             if raw is None:
                 continue
-            kind = type(field.default)
+            kind: type = type(field.default)
             try:
                 values[field.name] = kind(raw)
             except ValueError as exc:

@@ -82,7 +82,7 @@ def settle(app: Flask, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while store.conversations_with_pending():
         if time.monotonic() > deadline:
-            raise AssertionError("messages still unprocessed after %.0fs" % timeout)
+            raise AssertionError(f"messages still unprocessed after {timeout:.0f}s")
         time.sleep(0.02)
 
 

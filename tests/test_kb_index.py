@@ -56,7 +56,7 @@ def test_articles_are_chunked_by_heading(tmp_path: Path) -> None:
 
 def test_broken_front_matter_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.md").write_text("---\ntitle: a: b\n---\nbody", encoding="utf-8")
-    with pytest.raises(SwitchboardError, match="bad.md"):
+    with pytest.raises(SwitchboardError, match=r"bad\.md"):
         load_articles(tmp_path)
     (tmp_path / "bad.md").write_text("---\ntitle: no id\n---\nbody", encoding="utf-8")
     with pytest.raises(SwitchboardError, match="lacks id"):

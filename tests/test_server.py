@@ -1,0 +1,140 @@
+"""Switchboard served for real: `switchboard run` on a loopback port, gunicorn, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+
+OPEN_STREAMS = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterator[tuple[str, str]]:
+    tmp = tmp_path_factory.mktemp("server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SWITCHBOARD_STORE_URL": f"sqlite:///{tmp / 'switchboard.db'}",
+        "SWITCHBOARD_VAR_DIR": str(tmp / "var"),
+        "SWITCHBOARD_INDEX_DIR": str(index_dir),
+        "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb"),
+        "SWITCHBOARD_NLU_PATH": str(ROOT / "data" / "nlu.yml"),
+        "SWITCHBOARD_DOMAIN_PATH": str(ROOT / "data" / "domain.yml"),
+    }
+    log = (tmp / "server.log").open("w+")
+    process = subprocess.Popen([sys.executable, "-m", "switchboard", "run", "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                break
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            pytest.fail(f"switchboard run did not start:\n{log.read()}")
+        time.sleep(0.2)
+    log.seek(0)
+    yield base, log.read()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        log.close()
+
+
+def new_token(base: str) -> str:
+    response = requests.post(f"{base}/api/web/sessions", timeout=10)
+    assert response.status_code == 201
+    return str(response.json()["token"])
+
+
+def open_stream(base: str, token: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=15)
+    sock.sendall(f"GET /api/web/stream?token={token} HTTP/1.1\r\nHost: {host}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    return sock
+
+
+def read_until(sock: socket.socket, marker: bytes, limit: float = 30) -> bytes:
+    data = b""
+    deadline = time.monotonic() + limit
+    while marker not in data:
+        assert time.monotonic() < deadline, f"{marker!r} not received; got {data[-300:]!r}"
+        chunk = sock.recv(65536)
+        assert chunk, f"stream closed before {marker!r}"
+        data += chunk
+    return data
+
+
+def test_start_prints_the_urls_and_a_demo_login(server: tuple[str, str]) -> None:
+    base, output = server
+    assert f"{base}/console/" in output
+    match = re.search(r"demo agent:\s+(\S+) / (\S+)", output)
+    assert match, output
+    assert "gunicorn" in output.lower()  # a production server, not Flask's development server
+
+
+def test_the_demo_login_works_in_the_console(server: tuple[str, str]) -> None:
+    base, output = server
+    email, password = re.search(r"demo agent:\s+(\S+) / (\S+)", output).groups()  # type: ignore[union-attr]
+    browser = requests.Session()
+    page = browser.get(f"{base}/console/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    response = browser.post(f"{base}/console/login", timeout=10,
+                            data={"email": email, "password": password, "csrf_token": csrf})
+    assert response.url.endswith("/console/") and "Waiting for an agent" in response.text
+
+
+def test_answers_keep_flowing_with_many_web_chat_streams_open(server: tuple[str, str]) -> None:
+    base, _ = server
+    streams = [open_stream(base, new_token(base)) for _ in range(OPEN_STREAMS)]
+    try:
+        for sock in streams:
+            assert b"200 OK" in read_until(sock, b"retry: 3000")
+
+        token = new_token(base)
+        mine = open_stream(base, token)
+        read_until(mine, b"retry: 3000")
+        response = requests.post(f"{base}/api/web/messages", timeout=10,
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 json={"text": "how long does standard delivery take", "client_message_id": "1"})
+        assert response.status_code == 202
+        received = read_until(mine, b'"author": "bot"').decode()
+        assert "2 to 4 working days" in received
+        mine.close()
+
+        rest = requests.post(f"{base}/webhooks/rest/webhook", timeout=30,
+                             json={"sender": "http-tester", "message": "what payment methods do you accept"})
+        assert rest.status_code == 200 and "PayPal" in rest.json()[0]["text"]
+
+        # The streams opened first are all still being served.
+        readable, _, _ = select.select(streams, [], [], 0)
+        for sock in readable:
+            assert sock.recv(65536) != b"", "a stream was closed by the server"
+    finally:
+        for sock in streams:
+            sock.close()
