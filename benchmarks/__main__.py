@@ -1,0 +1,44 @@
+"""Run every benchmark, print the results, and write them to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks import reply_latency
+from switchboard.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def main() -> None:
+    sections = [reply_latency.report(reply_latency.run(), Settings().processor_threads)]
+    text = "\n\n".join([
+        "# Benchmarks",
+        f"Written by `make bench` on {machine()}. Numbers from one run on a shared machine; "
+        "compare runs on the same machine only.",
+        *sections,
+    ]) + "\n"
+    print("\n" + text)
+    (ROOT / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
