@@ -121,6 +121,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     def healthz() -> Response:
         return jsonify({"status": "ok"})
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)  # browsers ask on every page; there is no icon yet
+
     @app.errorhandler(404)
     @app.errorhandler(405)
     @app.errorhandler(413)

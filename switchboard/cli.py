@@ -24,6 +24,8 @@ def _settings() -> Settings:
 def main() -> None:
     """Switchboard: a chatbot-first customer-service layer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faiss reports at INFO how it probed for CPU features; only its problems matter here.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 @main.command()

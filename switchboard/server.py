@@ -33,6 +33,8 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
+            # No control socket: it would be created in the user's home directory.
+            "control_socket_disable": True,
             "post_worker_init": _end_streams_on_shutdown,
             "worker_exit": _worker_exit,
         }
