@@ -47,7 +47,11 @@ class ConversationProcessor:
                 self._again.add(conversation_id)
                 return
             self._active.add(conversation_id)
-        self._pool.submit(self._drain, conversation_id)
+        try:
+            self._pool.submit(self._drain, conversation_id)
+        except RuntimeError:
+            # Shutting down: the message is stored, and the next start resumes it.
+            log.info("processor stopping; conversation %s resumes on the next start", conversation_id)
 
     def _drain(self, conversation_id: str) -> None:
         while True:

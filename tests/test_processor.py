@@ -89,3 +89,12 @@ def test_messages_stored_before_a_restart_are_processed_after_it(tmp_path: Path)
     wait_until_processed(store)
     processor.stop()
     assert sorted(engine.seen) == ["hello 0", "hello 1", "hello 2"]
+
+
+def test_a_message_arriving_during_shutdown_is_kept_for_the_next_start(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "s.db")
+    processor = ConversationProcessor(store, RecordingEngine())  # type: ignore[arg-type]
+    processor.stop()
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "late"))
+    processor.notify(accepted.conversation_id)  # does not raise
+    assert store.conversations_with_pending() == [accepted.conversation_id]
