@@ -87,3 +87,45 @@ def kb_build(source: Path | None, out: Path | None) -> None:
         build_snapshot(source, out, encoder, report=click.echo)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@kb.command("eval")
+@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=Path("data/kb_eval.csv"), show_default=True,
+              help="CSV with columns question, expected_article_id (empty: should not answer).")
+@click.option("--min-score", type=float, default=None,
+              help="Answer threshold to score at [default: SWITCHBOARD_KB_MIN_SCORE].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
+    """Measure retrieval on a question set and suggest an answer threshold."""
+    import json
+
+    from kb_index.encoder import SentenceTransformerEncoder
+    from kb_index.evaluation import calibrate, load_cases, run_cases, score
+    from kb_index.retriever import FaissRetriever
+
+    settings = _settings()
+    try:
+        cases = load_cases(questions)
+        encoder = SentenceTransformerEncoder(settings.model)
+        results = run_cases(FaissRetriever(settings.index_dir, encoder), cases)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    threshold = settings.kb_min_score if min_score is None else min_score
+    report = score(results, threshold)
+    suggested = calibrate(results)
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "suggested_threshold": suggested, "results": [
+            {"question": r.question, "expected": r.expected, "top": r.ranked[:3], "score": round(r.score, 4)}
+            for r in results]}, indent=2))
+        return
+    click.echo(f"{report.questions} questions ({report.answerable} answerable), answer threshold {threshold:.3f}")
+    click.echo(f"  hit@1              {report.hit_at_1:.3f}")
+    click.echo(f"  hit@3              {report.hit_at_3:.3f}")
+    click.echo(f"  MRR                {report.mrr:.3f}")
+    click.echo(f"  answered           {report.answered}")
+    click.echo(f"  answer precision   {report.answer_precision:.3f}")
+    click.echo(f"  answer recall      {report.answer_recall:.3f}")
+    click.echo(f"  declined correctly {report.rejected_unanswerable} of {report.unanswerable} unanswerable")
+    click.echo(f"Suggested threshold: {suggested:.3f} (most right decisions on this set); "
+               "set it with SWITCHBOARD_KB_MIN_SCORE.")
