@@ -18,7 +18,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 class EnginePolicy:
     """The engine's thresholds and handoff rules."""
 
-    kb_min_score: float = 0.45
+    kb_min_score: float = 0.5
     fallbacks_before_handoff: int = 2
     handoff_intent: str = "request_human"
     kb_passages: int = 3

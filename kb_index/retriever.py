@@ -1,7 +1,16 @@
-"""Dense retrieval over the live knowledge-base snapshot."""
+"""Hybrid retrieval over the live snapshot: dense cosine fused with a BM25 bonus, reloaded live.
+
+The fused score is `cosine + lexical_weight * b / (b + lexical_saturation)`, where `b`
+is the chunk's BM25 score. The bonus saturates, so rare words, product codes and order
+numbers lift the passages that contain them without letting word overlap outweigh
+meaning. The weights were tuned on data/kb_eval.csv (see docs/kb-quality.md).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,30 +18,87 @@ import numpy as np
 from bot.errors import SwitchboardError
 from bot.messages import Passage
 from bot.ports import Encoder
-from kb_index.snapshot import current_snapshot, load_snapshot
+from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
+
+log = logging.getLogger(__name__)
 
 
-class FaissRetriever:
-    """Cosine nearest neighbours of a question among the snapshot's chunks, best first."""
+@dataclass(frozen=True)
+class Fusion:
+    lexical_weight: float = 0.4
+    lexical_saturation: float = 2.0
+    candidates: int = 30  # from each of the dense and the lexical side
 
-    def __init__(self, index_dir: Path, encoder: Encoder) -> None:
-        snapshot = current_snapshot(index_dir)
-        if snapshot is None:
-            raise SwitchboardError(f"no knowledge-base index in {index_dir}; run `switchboard kb build`")
-        self._index, self._chunks = load_snapshot(snapshot)
+
+class HybridRetriever:
+    """Finds passages for a question; a newly published snapshot replaces the live one without a restart.
+
+    Each search checks the pointer file's fingerprint (one `stat`). When it moved, the new
+    snapshot loads on a background thread while searches go on against the old one, which
+    is then swapped out by replacing a single reference.
+    """
+
+    def __init__(self, index_dir: Path, encoder: Encoder, fusion: Fusion | None = None) -> None:
+        self._index_dir = index_dir
         self._encoder = encoder
-        self.snapshot = snapshot
+        self._fusion = fusion or Fusion()
+        self._reloading = threading.Lock()
+        self._stamp = pointer_stamp(index_dir)
+        path = current_snapshot(index_dir)
+        if path is None:
+            raise SwitchboardError(f"no knowledge-base index in {index_dir}; run `switchboard kb build`")
+        self._snapshot = load_snapshot(path)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot searches run against now."""
+        return self._snapshot
 
     def search(self, text: str, k: int, vector: np.ndarray | None = None) -> list[Passage]:
-        """Return up to `k` passages for a question; pass `vector` if it is already encoded."""
+        """Return up to `k` passages for a question, best first; pass `vector` if already encoded."""
+        self._reload_if_published()
+        snapshot = self._snapshot
         if vector is None:
             vector = self._encoder.encode([text])[0]
-        scores, ids = self._index.search(vector.reshape(1, -1).astype(np.float32), min(k, len(self._chunks)))
-        passages = []
-        for score, i in zip(scores[0], ids[0], strict=True):
-            if i < 0:
-                continue
-            chunk = self._chunks[i]
-            passages.append(Passage(chunk.article_id, chunk.title, chunk.url, chunk.heading, chunk.text,
-                                    float(score)))
-        return passages
+        query = vector.reshape(1, -1).astype(np.float32)
+        total = len(snapshot.chunks)
+        depth = min(max(self._fusion.candidates, k), total)
+
+        cosines, ids = snapshot.index.search(query, depth)
+        cosine = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True) if i >= 0}
+        tokens = tokenize([text])[0]
+        lexical = snapshot.bm25.get_scores(tokens) if tokens else np.zeros(total, dtype=np.float32)
+        lexical_top = np.argsort(-lexical)[:depth]
+        lexical_only = [int(i) for i in lexical_top if lexical[i] > 0 and int(i) not in cosine]
+        if lexical_only:
+            cosine.update(zip(lexical_only, (snapshot.index.reconstruct_batch(
+                np.array(lexical_only, dtype=np.int64)) @ query[0]).tolist(), strict=True))
+
+        fusion = self._fusion
+        fused = {i: c + fusion.lexical_weight * float(lexical[i]) / (float(lexical[i]) + fusion.lexical_saturation)
+                 for i, c in cosine.items()}
+        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        return [Passage(snapshot.chunks[i].article_id, snapshot.chunks[i].title, snapshot.chunks[i].url,
+                        snapshot.chunks[i].heading, snapshot.chunks[i].text, fused[i]) for i in best]
+
+    def reload(self) -> bool:
+        """Load the published snapshot now if it changed; True if it was swapped in."""
+        with self._reloading:
+            self._stamp = pointer_stamp(self._index_dir)
+            path = current_snapshot(self._index_dir)
+            if path is None or path == self._snapshot.path:
+                return False
+            try:
+                self._snapshot = load_snapshot(path)
+            except SwitchboardError:
+                log.exception("kept the live snapshot: the published one does not load")
+                return False
+            log.info("knowledge base %s is live (%d chunks)", path.name, len(self._snapshot.chunks))
+            return True
+
+    def _reload_if_published(self) -> None:
+        stamp = pointer_stamp(self._index_dir)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp  # one reload per publish, however many searches notice it
+        threading.Thread(target=self.reload, name="switchboard-kb-reload", daemon=True).start()

@@ -3,28 +3,60 @@
 Layout under the index directory:
 
     CURRENT                  name of the live snapshot (replaced atomically)
-    snapshots/<name>/        index.faiss, chunks.json, manifest.json
+    snapshots/<name>/        index.faiss, vectors.npy, chunks.json, bm25/, manifest.json
+    onnx/                    the encoder's ONNX export, named by the weights' hash
+
+A build reuses the vectors of every chunk whose text is unchanged since the live
+snapshot, so a one-article edit embeds one article.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import bm25s
 import faiss
+import numpy as np
+from tqdm import tqdm
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 
 POINTER = "CURRENT"
+HNSW_NEIGHBOURS = 32
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lexical tokens for BM25: lower-cased words of two or more characters, English stop words dropped."""
+    tokens: list[list[str]] = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    return tokens
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    hnsw_min_chunks: int = 50_000  # below this, an exact flat index
+    max_chunk_chars: int = 1200
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A loaded snapshot: dense index, lexical index and the chunks they number."""
+
+    path: Path
+    index: faiss.Index
+    bm25: bm25s.BM25
+    chunks: list[Chunk]
+    manifest: dict[str, Any]
 
 
 def current_snapshot(index_dir: Path) -> Path | None:
@@ -37,56 +69,115 @@ def current_snapshot(index_dir: Path) -> Path | None:
     return snapshot if snapshot.is_dir() else None
 
 
-def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder,
+def pointer_stamp(index_dir: Path) -> tuple[int, int] | None:
+    """A cheap fingerprint of the pointer file; it changes whenever a build switches it."""
+    try:
+        stat = (index_dir / POINTER).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _reusable_vectors(index_dir: Path, model: str) -> dict[str, np.ndarray]:
+    live = current_snapshot(index_dir)
+    if live is None:
+        return {}
+    try:
+        manifest = json.loads((live / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("model") != model:
+            return {}
+        hashes = json.loads((live / "hashes.json").read_text(encoding="utf-8"))
+        vectors = np.load(live / "vectors.npy")
+    except (OSError, ValueError):
+        return {}  # an unreadable old snapshot only costs a full re-embed
+    return dict(zip(hashes, vectors, strict=False))
+
+
+def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "",
+                   options: BuildOptions | None = None, progress: bool = False,
                    report: Callable[[str], None] = lambda line: None) -> Path:
-    """Index every article of `kb_dir` into a new snapshot and make it the live one."""
+    """Index every article of `kb_dir` into a new snapshot and make it the live one.
+
+    `model` names the encoder; vectors are reused only from a snapshot of the same model.
+    """
+    options = options or BuildOptions()
     started = time.perf_counter()
     articles = load_articles(kb_dir)
-    chunks = [chunk for article in articles for chunk in chunk_article(article)]
+    chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
     if not chunks:
         raise SwitchboardError(f"the articles in {kb_dir} have no text to index")
-    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks")
+    hashes = [chunk.content_hash() for chunk in chunks]
+    known = _reusable_vectors(index_dir, model)
+    todo = [i for i, h in enumerate(hashes) if h not in known]
+    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks, "
+           f"{len(chunks) - len(todo)} unchanged, {len(todo)} to embed")
 
-    vectors = encoder.encode([chunk.embedding_text() for chunk in chunks])
-    report(f"embedded {len(chunks)} chunks in {time.perf_counter() - started:.1f}s")
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    fresh: dict[str, np.ndarray] = {}
+    with tqdm(total=len(todo), desc="embedding", unit="chunk", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), options.batch_size):
+            batch = todo[start:start + options.batch_size]
+            for i, vector in zip(batch, encoder.encode([chunks[i].embedding_text() for i in batch]), strict=True):
+                fresh[hashes[i]] = vector
+            bar.update(len(batch))
+    fresh.update(known)
+    vectors = np.vstack([fresh[h] for h in hashes]).astype(np.float32)
+
+    dimension = int(vectors.shape[1])
+    index: faiss.Index
+    if len(chunks) >= options.hnsw_min_chunks:
+        index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    else:
+        index = faiss.IndexFlatIP(dimension)
     index.add(vectors)
+    lexical = bm25s.BM25()
+    lexical.index(tokenize([chunk.embedding_text() for chunk in chunks]), show_progress=False)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256("".join(c.embedding_text() for c in chunks).encode()).hexdigest()[:12]
-    name = time.strftime("%Y%m%dT%H%M%S") + f"-{digest}"
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=snapshots))
     try:
         faiss.write_index(index, str(staging / "index.faiss"))
+        np.save(staging / "vectors.npy", vectors)
+        lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
+        (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
         (staging / "manifest.json").write_text(json.dumps({
-            "articles": len(articles), "chunks": len(chunks), "dimension": int(vectors.shape[1]),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
+            "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }), encoding="utf-8")
-        final = snapshots / name
-        if final.exists():
-            shutil.rmtree(final)
+        # Unique and sortable: builds within one second get distinct names.
+        final = snapshots / f"{time.strftime('%Y%m%dT%H%M%S')}-{staging.name.removeprefix('.building-')}"
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    pointer = index_dir / f".{POINTER}.tmp"
-    pointer.write_text(name, encoding="utf-8")
-    os.replace(pointer, index_dir / POINTER)
-    report(f"snapshot {name} is live ({time.perf_counter() - started:.1f}s)")
+    switch_to(index_dir, final.name)
+    report(f"snapshot {final.name} is live: {len(chunks)} chunks, {len(todo)} embedded, "
+           f"{type(index).__name__}, {time.perf_counter() - started:.1f}s")
     return final
 
 
-def load_snapshot(snapshot: Path) -> tuple[faiss.Index, list[Chunk]]:
-    """Load a snapshot's index and chunk metadata."""
+def switch_to(index_dir: Path, name: str) -> None:
+    """Make a snapshot live by replacing the pointer file atomically."""
+    handle, staging = tempfile.mkstemp(prefix=f".{POINTER}-", dir=index_dir)
+    with os.fdopen(handle, "w", encoding="utf-8") as pointer:
+        pointer.write(name)
+    os.replace(staging, index_dir / POINTER)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Load a snapshot's dense index, lexical index and chunks."""
     try:
-        index = faiss.read_index(str(snapshot / "index.faiss"))
-        chunks = [Chunk(**c) for c in json.loads((snapshot / "chunks.json").read_text(encoding="utf-8"))]
+        index = faiss.read_index(str(path / "index.faiss"))
+        lexical = bm25s.BM25.load(str(path / "bm25"))
+        chunks = [Chunk(**c) for c in json.loads((path / "chunks.json").read_text(encoding="utf-8"))]
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise SwitchboardError(f"the index snapshot {snapshot} is unreadable: {exc}; "
+        raise SwitchboardError(f"the index snapshot {path} is unreadable: {exc}; "
                                "rebuild it with `switchboard kb build`") from exc
     if index.ntotal != len(chunks):
-        raise SwitchboardError(f"the index snapshot {snapshot} is inconsistent; rebuild it")
-    return index, chunks
-
+        raise SwitchboardError(f"the index snapshot {path} is inconsistent; rebuild it")
+    if isinstance(index, faiss.IndexHNSWFlat):
+        index.hnsw.efSearch = 64
+    return Snapshot(path, index, lexical, chunks, manifest)

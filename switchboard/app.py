@@ -24,8 +24,8 @@ from connectors.rest import create_rest_blueprint
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
 from handoff.console import create_console_blueprint
-from kb_index.encoder import SentenceTransformerEncoder
-from kb_index.retriever import FaissRetriever
+from kb_index.encoder import BatchingEncoder, load_encoder
+from kb_index.retriever import HybridRetriever
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,14 @@ class Services:
     processor: ConversationProcessor
     inbox: Inbox
     agents: AgentDirectory
+    retriever: HybridRetriever
+    batching: BatchingEncoder | None  # set when this process built its own encoder
 
     def close(self) -> None:
-        """Let turns in progress finish, then release the store."""
+        """Let turns in progress finish, then release the encoder and the store."""
         self.processor.stop()
+        if self.batching is not None:
+            self.batching.close()
         self.store.close()
 
 
@@ -75,19 +79,24 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     """Build the store, model, index, engine and processor of one process."""
     notifier = Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
-    encoder = encoder or SentenceTransformerEncoder(settings.model)
+    batching = None
+    if encoder is None:
+        encoder = batching = BatchingEncoder(
+            load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder),
+            window=settings.encoder_batch_window_ms / 1000)
+    retriever = HybridRetriever(settings.index_dir, encoder)
     engine = Engine(
         encoder=encoder,
         classifier=NearestNeighbourIntentClassifier(
             encoder, load_nlu_examples(settings.nlu_path), settings.intent_threshold),
-        retriever=FaissRetriever(settings.index_dir, encoder),
+        retriever=retriever,
         responses=ResponseTemplates.from_domain(settings.domain_path),
         policy=EnginePolicy(kb_min_score=settings.kb_min_score,
                             fallbacks_before_handoff=settings.fallbacks_before_handoff),
     )
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
-    return Services(settings, store, notifier, processor, inbox, AgentDirectory(store))
+    return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, batching)
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:

@@ -26,6 +26,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # faiss reports at INFO how it probed for CPU features; only its problems matter here.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -75,16 +76,17 @@ def kb() -> None:
               help="Index directory [default: SWITCHBOARD_INDEX_DIR].")
 def kb_build(source: Path | None, out: Path | None) -> None:
     """Build a new index snapshot and make it live; the live one stays if the build fails."""
-    from kb_index.encoder import SentenceTransformerEncoder
-    from kb_index.snapshot import build_snapshot
+    from kb_index.encoder import load_encoder
+    from kb_index.snapshot import BuildOptions, build_snapshot
 
     settings = _settings()
     source = source or settings.kb_dir
     out = out or settings.index_dir
     try:
         click.echo(f"Loading the embedding model {settings.model} ...")
-        encoder = SentenceTransformerEncoder(settings.model)
-        build_snapshot(source, out, encoder, report=click.echo)
+        encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
+        build_snapshot(source, out, encoder, model=settings.model, progress=True, report=click.echo,
+                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks))
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -100,15 +102,15 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     """Measure retrieval on a question set and suggest an answer threshold."""
     import json
 
-    from kb_index.encoder import SentenceTransformerEncoder
+    from kb_index.encoder import load_encoder
     from kb_index.evaluation import calibrate, load_cases, run_cases, score
-    from kb_index.retriever import FaissRetriever
+    from kb_index.retriever import HybridRetriever
 
     settings = _settings()
     try:
         cases = load_cases(questions)
-        encoder = SentenceTransformerEncoder(settings.model)
-        results = run_cases(FaissRetriever(settings.index_dir, encoder), cases)
+        encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+        results = run_cases(HybridRetriever(settings.index_dir, encoder), cases)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     threshold = settings.kb_min_score if min_score is None else min_score

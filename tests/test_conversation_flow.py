@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import yaml
 from flask import Flask
 
 from bot.messages import ConversationStatus
+from bot.ports import Encoder
+from kb_index.snapshot import build_snapshot
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat
 
@@ -90,3 +97,26 @@ def test_messages_of_one_customer_join_one_conversation(customer: WebChat, app: 
     conversation = only_conversation(app)
     kinds = [e.kind.value for e in services_of(app).store.transcript(conversation.conversation_id)]
     assert kinds == ["message_in", "message_out", "message_in", "kb_answer", "message_out"]
+
+
+def test_a_published_article_is_answered_without_a_restart(
+        tmp_path: Path, encoder: Encoder, make_app: Callable[..., Flask]) -> None:
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    shutil.copytree(ROOT / "data" / "kb", kb)
+    build_snapshot(kb, index, encoder, model="test")
+    app = make_app(kb_dir=kb, index_dir=index)
+    customer = WebChat(app, app.test_client())
+    assert "other words" in customer.say("do you rent out snowshoes")[0]["text"]
+
+    (kb / "snowshoe-rental.md").write_text(
+        "---\nid: snowshoe-rental\ntitle: Snowshoe rental\nurl: https://help.puffin-outdoor.example/rental\n---\n"
+        "## Renting snowshoes\nOur Edinburgh and Leeds stores rent out snowshoes from December to March "
+        "for 12 a day, poles included.\n", encoding="utf-8")
+    published = build_snapshot(kb, index, encoder, model="test")
+    retriever = services_of(app).retriever
+    retriever.search("snowshoes", k=1)
+    deadline = time.monotonic() + 10
+    while retriever.snapshot.path != published:
+        assert time.monotonic() < deadline, "the running app did not load the published snapshot"
+        time.sleep(0.01)
+    assert "rent out snowshoes from December" in customer.say("do you rent out snowshoes")[0]["text"]

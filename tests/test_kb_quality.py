@@ -7,23 +7,23 @@ from pathlib import Path
 import pytest
 
 from bot.errors import SwitchboardError
-from kb_index.encoder import SentenceTransformerEncoder
+from bot.ports import Encoder
 from kb_index.evaluation import EvalResult, calibrate, load_cases, run_cases, score
-from kb_index.retriever import FaissRetriever
+from kb_index.retriever import HybridRetriever
 from switchboard.settings import Settings
 from tests.conftest import ROOT
 
 # Measured values minus a small margin; raise them when retrieval gets better.
-FLOOR = {"hit_at_1": 0.86, "hit_at_3": 0.95, "mrr": 0.90, "answer_precision": 0.87}
+FLOOR = {"hit_at_1": 0.89, "hit_at_3": 0.96, "mrr": 0.93, "answer_precision": 0.89}
 
 
-def test_sample_kb_retrieval_stays_above_the_floor(index_dir: Path, encoder: SentenceTransformerEncoder) -> None:
+def test_sample_kb_retrieval_stays_above_the_floor(index_dir: Path, encoder: Encoder) -> None:
     cases = load_cases(ROOT / "data" / "kb_eval.csv")
     assert len(cases) >= 150 and sum(1 for c in cases if c.expected is None) >= 25
-    report = score(run_cases(FaissRetriever(index_dir, encoder), cases), Settings().kb_min_score)
+    report = score(run_cases(HybridRetriever(index_dir, encoder), cases), Settings().kb_min_score)
     measured = {name: getattr(report, name) for name in FLOOR}
     assert all(measured[name] >= floor for name, floor in FLOOR.items()), measured
-    assert report.rejected_unanswerable >= report.unanswerable - 2
+    assert report.rejected_unanswerable >= report.unanswerable - 1
 
 
 def test_scoring_counts_hits_answers_and_declines() -> None:
