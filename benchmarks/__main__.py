@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import reply_latency
+from benchmarks import kb, reply_latency
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,10 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [reply_latency.report(reply_latency.run(), Settings().processor_threads)]
+    sections = [
+        reply_latency.report(reply_latency.run(), Settings().processor_threads),
+        kb.report(kb.run()),
+    ]
     text = "\n\n".join([
         "# Benchmarks",
         f"Written by `make bench` on {machine()}. Numbers from one run on a shared machine; "

