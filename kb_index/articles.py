@@ -16,6 +16,9 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s+")
+# Ids name files and URLs in the editor: no separators, no dot-dot, no hidden files.
+VALID_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "channels", "audience"})
 _BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
 
 
@@ -62,6 +65,8 @@ def load_articles(kb_dir: Path) -> list[Article]:
         missing = [key for key in ("id", "title") if not post.get(key)]
         if missing:
             raise SwitchboardError(f"{path}: front matter lacks {', '.join(missing)}")
+        if not VALID_ID.fullmatch(str(post["id"])):
+            raise SwitchboardError(f"{path}: the id {post['id']!r} may use only letters, digits, '.', '_' and '-'")
         tags = post.get("tags") or []
         articles.append(Article(
             article_id=str(post["id"]),

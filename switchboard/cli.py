@@ -131,3 +131,23 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     click.echo(f"  declined correctly {report.rejected_unanswerable} of {report.unanswerable} unanswerable")
     click.echo(f"Suggested threshold: {suggested:.3f} (most right decisions on this set); "
                "set it with SWITCHBOARD_KB_MIN_SCORE.")
+
+
+@kb.command("lint")
+@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")
+def kb_lint(source: Path | None) -> None:
+    """Check the articles: front matter, ids, titles, empty and very long articles."""
+    from kb_index.lint import lint_kb
+
+    source = source or _settings().kb_dir
+    if not source.is_dir():
+        raise click.ClickException(f"{source} is not a directory; set SWITCHBOARD_KB_DIR or pass --source")
+    problems = lint_kb(source)
+    for problem in problems:
+        click.echo(str(problem))
+    errors = sum(1 for p in problems if p.severity == "error")
+    click.echo(f"{len(list(source.rglob('*.md')))} articles checked: {errors} errors, "
+               f"{len(problems) - errors} warnings")
+    if errors:
+        sys.exit(1)
