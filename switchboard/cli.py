@@ -151,3 +151,39 @@ def kb_lint(source: Path | None) -> None:
                f"{len(problems) - errors} warnings")
     if errors:
         sys.exit(1)
+
+
+@kb.command("gaps")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Groups to show.")
+@click.option("--similarity", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+              help="How alike (cosine) questions must be to share a group.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
+    """Questions the bot could not answer, grouped by meaning: what to write next."""
+    import json
+    from dataclasses import asdict
+
+    from bot.gaps import cluster_gaps, collect_gaps
+    from bot.messages import ConversationStatus
+    from bot.stores import open_store
+    from kb_index.encoder import load_encoder
+
+    settings = _settings()
+    store = open_store(settings.store_url)
+    conversations = store.list_conversations(list(ConversationStatus))
+    questions = collect_gaps(store.transcript(c.conversation_id) for c in conversations)
+    if not questions:
+        click.echo(f"No unanswered questions in {len(conversations)} conversations.")
+        return
+    encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+    clusters = cluster_gaps(questions, encoder, similarity)
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in clusters[:limit]], indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{len(questions)} unanswered questions in {len(conversations)} conversations, "
+               f"{len(clusters)} groups; the largest first:")
+    for n, cluster in enumerate(clusters[:limit], start=1):
+        reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())
+        click.echo(f"\n{n}. {cluster.representative!r}  ({cluster.size} questions: {reasons})")
+        for example in cluster.examples[1:]:
+            click.echo(f"     also: {example!r}")

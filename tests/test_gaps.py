@@ -1,0 +1,58 @@
+"""The KB-gap report: unanswered questions found in transcripts, grouped by meaning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from flask import Flask
+
+from bot.gaps import ASKED_FOR_PERSON, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
+from bot.messages import Author, Event, EventKind, utcnow
+from bot.ports import Encoder
+from switchboard.app import services_of
+from switchboard.cli import main
+from tests.conftest import ROOT, WebChat
+
+
+def event(seq: int, kind: EventKind, text: str | None = None, **data: Any) -> Event:
+    return Event("c1", seq, kind, Author.CUSTOMER, "web", "u1", text, data, utcnow())
+
+
+def test_unanswered_questions_and_questions_before_a_request_for_a_person() -> None:
+    transcript = [
+        event(1, EventKind.MESSAGE_IN, "do you rent snowshoes"),
+        event(2, EventKind.KB_ANSWER, answered=False),
+        event(3, EventKind.MESSAGE_IN, "how much is shipping"),
+        event(4, EventKind.KB_ANSWER, answered=True),
+        event(5, EventKind.MESSAGE_IN, "I want a person"),
+        event(6, EventKind.HANDOFF, reason="customer_request"),
+    ]
+    assert gap_questions(transcript) == [
+        GapQuestion("c1", "do you rent snowshoes", NOT_ANSWERED),
+        GapQuestion("c1", "how much is shipping", ASKED_FOR_PERSON),
+    ]
+
+
+def test_questions_are_grouped_by_meaning_largest_group_first(encoder: Encoder) -> None:
+    texts = ["do you rent snowshoes", "can I hire snow shoes", "snowshoe rental price",
+             "do you sell kayaks", "kayaks for sale?", "what is your company's history"]
+    clusters = cluster_gaps([GapQuestion("c", t, NOT_ANSWERED) for t in texts], encoder)
+    assert [c.size for c in clusters] == [3, 2, 1]
+    assert set(clusters[0].examples) == set(texts[:3])
+    assert clusters[0].reasons == {NOT_ANSWERED: 3}
+
+
+def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat, index_dir: Path) -> None:
+    customer.say("do you rent snowshoes")
+    customer.say("how much is shipping")
+    customer.say("I want to talk to a person")
+    settings = services_of(app).settings
+    env = {"SWITCHBOARD_STORE_URL": settings.store_url, "SWITCHBOARD_INDEX_DIR": str(index_dir),
+           "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb")}
+    result = CliRunner().invoke(main, ["kb", "gaps"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 unanswered questions in 1 conversations, 2 groups" in result.output
+    assert "'do you rent snowshoes'  (1 questions: 1 not answered)" in result.output
+    assert "'how much is shipping'  (1 questions: 1 asked for person)" in result.output
