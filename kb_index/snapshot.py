@@ -12,13 +12,17 @@ snapshot, so a one-article edit embeds one article.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 
 POINTER = "CURRENT"
+LOCK = ".build.lock"
 HNSW_NEIGHBOURS = 32
 
 
@@ -43,9 +48,22 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    hnsw_min_chunks: int = 50_000  # below this, an exact flat index
+    hnsw_min_chunks: int = 20_000  # below this, an exact flat index
     max_chunk_chars: int = 1200
     batch_size: int = 256
+    keep_snapshots: int = 10       # older ones are deleted after a publish
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """Serialise builds: a build that started earlier must not finish last and revert a newer one."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / LOCK).open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -93,14 +111,20 @@ def _reusable_vectors(index_dir: Path, model: str) -> dict[str, np.ndarray]:
     return dict(zip(hashes, vectors, strict=False))
 
 
-def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "",
+def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "", author: str = "",
                    options: BuildOptions | None = None, progress: bool = False,
                    report: Callable[[str], None] = lambda line: None) -> Path:
     """Index every article of `kb_dir` into a new snapshot and make it the live one.
 
     `model` names the encoder; vectors are reused only from a snapshot of the same model.
+    `author` is recorded with the list of articles added, changed and removed.
     """
-    options = options or BuildOptions()
+    with build_lock(index_dir):
+        return _build(kb_dir, index_dir, encoder, model, author, options or BuildOptions(), progress, report)
+
+
+def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: str, options: BuildOptions,
+           progress: bool, report: Callable[[str], None]) -> Path:
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
@@ -142,20 +166,75 @@ def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: st
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
         (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
+        article_hashes = _article_hashes(chunks, hashes)
         (staging / "manifest.json").write_text(json.dumps({
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "author": author, "article_hashes": article_hashes,
+            "changes": _changes(index_dir, article_hashes),
         }), encoding="utf-8")
-        # Unique and sortable: builds within one second get distinct names.
-        final = snapshots / f"{time.strftime('%Y%m%dT%H%M%S')}-{staging.name.removeprefix('.building-')}"
+        # Sortable by age (builds are serialised), unique by the staging suffix.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        final = snapshots / f"{stamp}-{staging.name.removeprefix('.building-')}"
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     switch_to(index_dir, final.name)
+    prune_snapshots(index_dir, options.keep_snapshots)
     report(f"snapshot {final.name} is live: {len(chunks)} chunks, {len(todo)} embedded, "
            f"{type(index).__name__}, {time.perf_counter() - started:.1f}s")
     return final
+
+
+def _article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
+    combined: dict[str, str] = {}
+    for chunk, digest in zip(chunks, hashes, strict=True):
+        combined[chunk.article_id] = hashlib.sha256((combined.get(chunk.article_id, "") + digest).encode()).hexdigest()
+    return combined
+
+
+def _changes(index_dir: Path, article_hashes: dict[str, str]) -> dict[str, list[str]]:
+    live = current_snapshot(index_dir)
+    try:
+        before = json.loads((live / "manifest.json").read_text(encoding="utf-8"))["article_hashes"] if live else {}
+    except (OSError, ValueError, KeyError):
+        before = {}
+    return {
+        "added": sorted(set(article_hashes) - set(before)),
+        "changed": sorted(a for a in set(article_hashes) & set(before) if article_hashes[a] != before[a]),
+        "removed": sorted(set(before) - set(article_hashes)),
+    }
+
+
+def list_snapshots(index_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every complete snapshot with its manifest, newest first."""
+    found = []
+    for path in (index_dir / "snapshots").glob("[0-9]*"):
+        try:
+            found.append((path, json.loads((path / "manifest.json").read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda item: item[0].name, reverse=True)
+
+
+def prune_snapshots(index_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest snapshots; the live one always stays."""
+    live = current_snapshot(index_dir)
+    for path, _ in list_snapshots(index_dir)[keep:]:
+        if path != live:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def rollback(index_dir: Path, name: str) -> Path:
+    """Make an earlier snapshot live again; it must load."""
+    with build_lock(index_dir):
+        path = index_dir / "snapshots" / name
+        if "/" in name or name.startswith(".") or not path.is_dir():
+            raise SwitchboardError(f"no snapshot {name!r}; `switchboard kb versions` lists them")
+        load_snapshot(path)
+        switch_to(index_dir, name)
+        return path
 
 
 def switch_to(index_dir: Path, name: str) -> None:

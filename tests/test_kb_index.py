@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
 from kb_index.encoder import resolve_model_path
 from kb_index.retriever import HybridRetriever
-from kb_index.snapshot import BuildOptions, build_snapshot, current_snapshot, switch_to
+from kb_index.snapshot import (
+    BuildOptions,
+    build_snapshot,
+    current_snapshot,
+    list_snapshots,
+    rollback,
+    switch_to,
+)
 from tests.conftest import ROOT
 
 ARTICLE = """---
@@ -197,3 +205,57 @@ def test_a_snapshot_that_does_not_load_leaves_the_live_one(tmp_path: Path, encod
     switch_to(tmp_path / "index", "broken")
     assert retriever.reload() is False
     assert retriever.snapshot.path == live
+
+
+def test_concurrent_publishes_are_serialised_and_each_snapshot_is_whole(tmp_path: Path, encoder: Encoder) -> None:
+    kb = tmp_path / "kb"
+    write(kb, "a", id="a", title="Alpha")
+    index = tmp_path / "index"
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            build_snapshot(kb, index, encoder)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(list_snapshots(index)) == 4
+    assert HybridRetriever(index, encoder).search("first part", k=1)[0].article_id == "a"
+
+
+def test_publishes_record_who_and_what_changed_and_can_be_rolled_back(tmp_path: Path, encoder: Encoder) -> None:
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    write(kb, "a", id="a", title="Alpha")
+    write(kb, "b", id="b", title="Beta")
+    first = build_snapshot(kb, index, encoder, author="ann")
+    write(kb, "b", id="b", title="Beta, revised")
+    (kb / "a.md").unlink()
+    write(kb, "c", id="c", title="Gamma")
+    second = build_snapshot(kb, index, encoder, author="bob")
+    (newest, manifest), (older, _) = list_snapshots(index)
+    assert (newest, older) == (second, first)
+    assert manifest["author"] == "bob"
+    assert manifest["changes"] == {"added": ["c"], "changed": ["b"], "removed": ["a"]}
+
+    rollback(index, first.name)
+    assert current_snapshot(index) == first
+    for bad in ("../../etc", ".building-x", "nope"):
+        with pytest.raises(SwitchboardError, match="no snapshot"):
+            rollback(index, bad)
+    assert current_snapshot(index) == first
+
+
+def test_old_snapshots_are_pruned_but_never_the_live_one(tmp_path: Path, encoder: Encoder) -> None:
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    write(kb, "a", id="a", title="Alpha")
+    built = [build_snapshot(kb, index, encoder, options=BuildOptions(keep_snapshots=3)) for _ in range(5)]
+    assert [p for p, _ in list_snapshots(index)] == built[:1:-1]
+    rollback(index, built[2].name)
+    build_snapshot(kb, index, encoder, options=BuildOptions(keep_snapshots=1))
+    assert len(list_snapshots(index)) == 1
