@@ -126,7 +126,7 @@ def report(result: ReplyLatency, threads: int) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
         row("accept: store the message (identity, conversation, `message_in`)", result.accept),
         row("reply: accepted -> bot reply committed to the outbox", result.reply),
-        row("bare model encode + FAISS search of the same text", result.bare),
+        row("bare encode + hybrid search (FAISS + BM25) of the same text", result.bare),
         "",
         f"Engine overhead: the reply's median is {ratio:.2f}x the bare encode + search median "
         f"({result.reply.p50 - result.bare.p50:+.1f} ms: intent scoring, templating, the SQLite "
