@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.messages import Author, Conversation, ConversationStatus, EventKind, Passage, Reply
+from bot.messages import Author, Conversation, ConversationStatus, EventKind, Passage, Reply, utcnow
 from bot.nlu import NearestNeighbourIntentClassifier
 from bot.outcome import Outcome
 from bot.ports import Encoder, Retriever
@@ -56,8 +56,9 @@ class Engine:
         })
         if tried[1]["answered"]:
             best = passages[0]
-            reply = self._reply(conversation, "utter_kb_answer", passage=self._quote(best),
-                                title=best.title, url=best.url)
+            response = "utter_kb_answer" if best.url or not self._responses.has("utter_kb_answer_no_link") \
+                else "utter_kb_answer_no_link"
+            reply = self._reply(conversation, response, passage=self._quote(best), title=best.title, url=best.url)
             return Outcome(replies=(reply,), events=(tried,), fallback_streak=0)
 
         streak = conversation.fallback_streak + 1
@@ -67,6 +68,13 @@ class Engine:
                            handoff_reason=handoff.handoff_reason)
         return Outcome(replies=(self._reply(conversation, "utter_fallback"),), events=(tried,),
                        fallback_streak=streak)
+
+    def preview(self, text: str) -> Outcome:
+        """What the bot would answer this as the first message of a conversation; nothing is stored."""
+        now = utcnow()
+        conversation = Conversation("preview", "preview", "SB-PREVW", ConversationStatus.BOT, None, None, 0,
+                                    "preview", "preview", now, now)
+        return self.respond(conversation, text)
 
     def hand_off(self, conversation: Conversation, reason: str) -> Outcome:
         """Queue the conversation for an agent and tell the customer what happens next."""

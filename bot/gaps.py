@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from bot.messages import Event, EventKind
-from bot.ports import Encoder
+from bot.messages import ConversationStatus, Event, EventKind
+from bot.ports import ConversationStore, Encoder
 
 NOT_ANSWERED = "not_answered"        # the knowledge base had nothing good enough
 ASKED_FOR_PERSON = "asked_for_person"  # answered, but the customer then asked for a person
@@ -75,6 +75,7 @@ def _describe(group: list[int], questions: Sequence[GapQuestion], vectors: np.nd
     return GapCluster(len(group), examples[0], examples[:5], dict(reasons))
 
 
-def collect_gaps(transcripts: Iterable[Sequence[Event]]) -> list[GapQuestion]:
-    """Every unanswered question of many transcripts."""
-    return [question for transcript in transcripts for question in gap_questions(transcript)]
+def collect_gaps(store: ConversationStore) -> list[GapQuestion]:
+    """Every unanswered question in the store's conversations."""
+    conversations = store.list_conversations(list(ConversationStatus))
+    return [question for c in conversations for question in gap_questions(store.transcript(c.conversation_id))]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TypeVar
 
 from flask import (
     Blueprint,
@@ -23,8 +21,7 @@ from bot.errors import SwitchboardError
 from bot.messages import Agent, ConversationStatus
 from bot.ports import AgentStore, ConversationStore
 from handoff.agents import AgentDirectory
-
-F = TypeVar("F", bound=Callable[..., object])
+from handoff.auth import require_agent
 
 
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
@@ -33,17 +30,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     console = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                         static_folder="static", static_url_path="/static")
 
-    def signed_in(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: object, **kwargs: object) -> object:
-            agent_id = session.get("agent_id")
-            agent = agents.get_agent(agent_id) if isinstance(agent_id, str) else None
-            if agent is None or not agent.active:
-                session.clear()
-                return redirect(url_for("console.login", next=request.path))
-            g.agent = agent
-            return view(*args, **kwargs)
-        return wrapper  # type: ignore[return-value]
+    signed_in = require_agent(agents)
 
     @console.route("/login", methods=["GET", "POST"])
     def login() -> Response | str:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import frontmatter
 import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from bot.errors import SwitchboardError
 
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -91,7 +94,7 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
     lines: list[str] = []
 
     def flush() -> None:
-        for part in split_text("\n".join(lines).strip(), max_chars):
+        for part in split_text(plain_text("\n".join(lines)), max_chars):
             chunks.append(Chunk(article.article_id, article.title, article.url, heading, part))
 
     for line in article.body.splitlines():
@@ -103,6 +106,37 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
             lines.append(line)
     flush()
     return chunks
+
+
+def plain_text(markdown: str) -> str:
+    """The words of a Markdown section without its markup: what customers read and the index sees.
+
+    Paragraphs stay paragraphs; list items become lines starting with a bullet.
+    """
+    blocks: list[str] = []
+    in_item = False
+    for token in _MARKDOWN.parse(markdown):
+        if token.type == "list_item_open":
+            in_item = True
+        elif token.type == "inline":
+            text = "".join(_inline_text(child) for child in token.children or ())
+            blocks.append(f"• {text}" if in_item else text)
+            in_item = False
+        elif token.type in ("fence", "code_block"):
+            blocks.append(token.content.strip())
+    return "\n\n".join(b.strip() for b in blocks if b.strip())
+
+
+def _inline_text(token: Token) -> str:
+    if token.type in ("text", "code_inline"):
+        return token.content
+    if token.type == "softbreak":
+        return " "
+    if token.type == "hardbreak":
+        return "\n"
+    if token.type == "image":
+        return "".join(_inline_text(child) for child in token.children or ())
+    return ""
 
 
 def split_text(text: str, max_chars: int) -> list[str]:

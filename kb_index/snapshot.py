@@ -166,12 +166,12 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
         (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
-        article_hashes = _article_hashes(chunks, hashes)
+        digests = article_hashes(chunks, hashes)
         (staging / "manifest.json").write_text(json.dumps({
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "author": author, "article_hashes": article_hashes,
-            "changes": _changes(index_dir, article_hashes),
+            "author": author, "article_hashes": digests,
+            "changes": changes_since_live(index_dir, digests),
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -187,14 +187,16 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     return final
 
 
-def _article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
+def article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
+    """One digest per article over its chunks' content hashes."""
     combined: dict[str, str] = {}
     for chunk, digest in zip(chunks, hashes, strict=True):
         combined[chunk.article_id] = hashlib.sha256((combined.get(chunk.article_id, "") + digest).encode()).hexdigest()
     return combined
 
 
-def _changes(index_dir: Path, article_hashes: dict[str, str]) -> dict[str, list[str]]:
+def changes_since_live(index_dir: Path, article_hashes: dict[str, str]) -> dict[str, list[str]]:
+    """Articles added, changed and removed compared with the live snapshot."""
     live = current_snapshot(index_dir)
     try:
         before = json.loads((live / "manifest.json").read_text(encoding="utf-8"))["article_hashes"] if live else {}

@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from bot.engine import Engine, EnginePolicy
+from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.inbox import Inbox
 from bot.nlu import NearestNeighbourIntentClassifier, load_nlu_examples
 from bot.notifier import Notifier
@@ -24,8 +25,12 @@ from connectors.rest import create_rest_blueprint
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
 from handoff.console import create_console_blueprint
+from handoff.kb_pages import create_kb_blueprint
+from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, load_encoder
+from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import HybridRetriever
+from kb_index.snapshot import BuildOptions
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ class Services:
     inbox: Inbox
     agents: AgentDirectory
     retriever: HybridRetriever
+    engine: Engine
+    encoder: Encoder
     batching: BatchingEncoder | None  # set when this process built its own encoder
 
     def close(self) -> None:
@@ -96,7 +103,8 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     )
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
-    return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, batching)
+    return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
+                    batching)
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
@@ -125,6 +133,15 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(rest)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
                                                     max_text_length=settings.max_text_length))
+    publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
+                                       BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
+                                       on_publish=services.retriever.reload)
+
+    def gap_report() -> list[GapCluster]:
+        return cluster_gaps(collect_gaps(services.store), services.encoder)
+
+    app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
+                                               services.engine.preview, gap_report))
 
     @app.get("/healthz")
     def healthz() -> Response:

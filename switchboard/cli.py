@@ -167,23 +167,21 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
     from dataclasses import asdict
 
     from bot.gaps import cluster_gaps, collect_gaps
-    from bot.messages import ConversationStatus
     from bot.stores import open_store
     from kb_index.encoder import load_encoder
 
     settings = _settings()
-    store = open_store(settings.store_url)
-    conversations = store.list_conversations(list(ConversationStatus))
-    questions = collect_gaps(store.transcript(c.conversation_id) for c in conversations)
+    questions = collect_gaps(open_store(settings.store_url))
     if not questions:
-        click.echo(f"No unanswered questions in {len(conversations)} conversations.")
+        click.echo("No unanswered questions yet.")
         return
     encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
     clusters = cluster_gaps(questions, encoder, similarity)
     if as_json:
         click.echo(json.dumps([asdict(c) for c in clusters[:limit]], indent=2, ensure_ascii=False))
         return
-    click.echo(f"{len(questions)} unanswered questions in {len(conversations)} conversations, "
+    conversations = len({q.conversation_id for q in questions})
+    click.echo(f"{len(questions)} unanswered questions from {conversations} conversations, "
                f"{len(clusters)} groups; the largest first:")
     for n, cluster in enumerate(clusters[:limit], start=1):
         reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())

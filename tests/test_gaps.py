@@ -53,6 +53,6 @@ def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat
            "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb")}
     result = CliRunner().invoke(main, ["kb", "gaps"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 unanswered questions in 1 conversations, 2 groups" in result.output
+    assert "2 unanswered questions from 1 conversations, 2 groups" in result.output
     assert "'do you rent snowshoes'  (1 questions: 1 not answered)" in result.output
     assert "'how much is shipping'  (1 questions: 1 asked for person)" in result.output

@@ -259,3 +259,13 @@ def test_old_snapshots_are_pruned_but_never_the_live_one(tmp_path: Path, encoder
     rollback(index, built[2].name)
     build_snapshot(kb, index, encoder, options=BuildOptions(keep_snapshots=1))
     assert len(list_snapshots(index)) == 1
+
+
+def test_chunks_hold_plain_text_without_markup(tmp_path: Path) -> None:
+    (tmp_path / "m.md").write_text(
+        "---\nid: m\ntitle: M\n---\n## Renting\nOur **Leeds** store rents [snowshoes](https://x.test).\n\n"
+        "- poles included\n- from `December`\n\n<b>raw</b> stays text\n", encoding="utf-8")
+    (article,) = load_articles(tmp_path)
+    (chunk,) = chunk_article(article)
+    assert chunk.text == ("Our Leeds store rents snowshoes.\n\n• poles included\n\n• from December\n\n"
+                          "<b>raw</b> stays text")

