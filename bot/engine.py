@@ -36,8 +36,9 @@ class Engine:
         self._responses = responses
         self._policy = policy
 
-    def respond(self, conversation: Conversation, text: str) -> Outcome:
-        """Decide the bot's turn; a conversation that is not the bot's gets no reply."""
+    def respond(self, conversation: Conversation, text: str, channel: str | None = None) -> Outcome:
+        """Decide the bot's turn for a message that came on `channel`; a conversation that is not the
+        bot's gets no reply."""
         if conversation.status != ConversationStatus.BOT:
             return Outcome()
         vector = self._encoder.encode([text])[0]
@@ -48,7 +49,7 @@ class Engine:
             return Outcome(replies=(self._reply(conversation, f"utter_{prediction.intent}"),),
                            fallback_streak=0)
 
-        passages = self._retriever.search(text, k=self._policy.kb_passages, vector=vector)
+        passages = self._retriever.search(text, k=self._policy.kb_passages, vector=vector, channel=channel)
         tried = (EventKind.KB_ANSWER, {
             "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
                           "score": round(p.score, 4)} for p in passages],
@@ -69,12 +70,12 @@ class Engine:
         return Outcome(replies=(self._reply(conversation, "utter_fallback"),), events=(tried,),
                        fallback_streak=streak)
 
-    def preview(self, text: str) -> Outcome:
+    def preview(self, text: str, channel: str | None = None) -> Outcome:
         """What the bot would answer this as the first message of a conversation; nothing is stored."""
         now = utcnow()
         conversation = Conversation("preview", "preview", "SB-PREVW", ConversationStatus.BOT, None, None, 0,
-                                    "preview", "preview", now, now)
-        return self.respond(conversation, text)
+                                    channel or "preview", "preview", now, now)
+        return self.respond(conversation, text, channel)
 
     def hand_off(self, conversation: Conversation, reason: str) -> Outcome:
         """Queue the conversation for an agent and tell the customer what happens next."""

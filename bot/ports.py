@@ -37,7 +37,8 @@ class Encoder(Protocol):
 class Retriever(Protocol):
     """Finds knowledge-base passages for a question, best first."""
 
-    def search(self, text: str, k: int, vector: np.ndarray | None = None) -> list[Passage]: ...
+    def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
+               audience: str = "customers") -> list[Passage]: ...
 
 
 class ConversationStore(Protocol):

@@ -13,6 +13,7 @@ from bot.gaps import GapCluster
 from bot.outcome import Outcome
 from bot.ports import AgentStore
 from handoff.auth import require_agent
+from kb_index.articles import KNOWN_CHANNELS
 from kb_index.editing import ArticleDraft, ArticleFiles
 from kb_index.publisher import KnowledgeBasePublisher
 
@@ -20,17 +21,21 @@ EDITOR_ROLES = ("editor", "admin")
 
 
 def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: KnowledgeBasePublisher,
-                        preview: Callable[[str], Outcome], gaps: Callable[[], list[GapCluster]]) -> Blueprint:
+                        preview: Callable[[str, str], Outcome], gaps: Callable[[], list[GapCluster]]) -> Blueprint:
     """Build the `/console/kb` pages around the given collaborators."""
     kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
     editor = require_agent(agents, EDITOR_ROLES)
     # Raw HTML in an article is shown as text, never run: articles are customer-facing content.
     markdown = MarkdownIt("commonmark", {"html": False})
 
+    def listed(field: str) -> tuple[str, ...]:
+        return tuple(t.strip() for t in request.form.get(field, "").split(",") if t.strip())
+
     def draft_from_form(article_id: str) -> ArticleDraft:
-        tags = tuple(t.strip() for t in request.form.get("tags", "").split(",") if t.strip())
         return ArticleDraft(article_id.strip(), request.form.get("title", ""), request.form.get("url", "").strip(),
-                            tags, request.form.get("body", "").replace("\r\n", "\n"))
+                            listed("tags"), request.form.get("body", "").replace("\r\n", "\n"),
+                            request.form.get("lang", "").strip(), listed("channels"),
+                            request.form.get("audience", "customers"))
 
     @kb.get("/")
     @editor
@@ -54,7 +59,7 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
                     return redirect(url_for("kb.edit", article_id=draft.article_id))
                 except SwitchboardError as exc:
                     flash(str(exc))
-        return render_template("console/kb_edit.html", draft=draft, creating=True,
+        return render_template("console/kb_edit.html", draft=draft, creating=True, channels=KNOWN_CHANNELS,
                                preview=markdown.render(draft.body) if draft.body else "")
 
     @kb.route("/articles/<article_id>", methods=["GET", "POST"])
@@ -64,7 +69,7 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
             article = files.get(article_id)
         except NotFound:
             abort(404)
-        draft = ArticleDraft(article.article_id, article.title, article.url, article.tags, article.body)
+        draft = ArticleDraft.of(article)
         if request.method == "POST":
             draft = draft_from_form(article_id)
             if request.form.get("action") != "preview":
@@ -74,7 +79,8 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
                     return redirect(url_for("kb.edit", article_id=article_id))
                 except SwitchboardError as exc:
                     flash(str(exc))
-        return render_template("console/kb_edit.html", draft=draft, creating=False, preview=markdown.render(draft.body))
+        return render_template("console/kb_edit.html", draft=draft, creating=False, channels=KNOWN_CHANNELS,
+                               preview=markdown.render(draft.body))
 
     @kb.post("/articles/<article_id>/delete")
     @editor
@@ -90,9 +96,11 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
     @editor
     def test_question() -> str:
         question = request.args.get("q", "").strip()[:1000]
-        outcome = preview(question) if question else None
+        by_channel = {channel: preview(question, channel) for channel in KNOWN_CHANNELS} if question else {}
+        outcome = by_channel.get("web")
         tried = next((data for kind, data in outcome.events if kind == "kb_answer"), None) if outcome else None
-        return render_template("console/kb_test.html", question=question, outcome=outcome, tried=tried)
+        return render_template("console/kb_test.html", question=question, outcome=outcome, tried=tried,
+                               by_channel=by_channel)
 
     @kb.post("/publish")
     @editor

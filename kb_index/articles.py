@@ -22,6 +22,8 @@ _SPACE = re.compile(r"\s+")
 # Ids name files and URLs in the editor: no separators, no dot-dot, no hidden files.
 VALID_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "channels", "audience"})
+KNOWN_CHANNELS = ("web", "rest", "telegram", "sms", "whatsapp")
+AUDIENCES = ("customers", "agents")
 _BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
 
 
@@ -33,6 +35,9 @@ class Article:
     tags: tuple[str, ...]
     body: str
     path: Path
+    lang: str = ""
+    channels: tuple[str, ...] = ()  # empty: every channel
+    audience: str = "customers"     # "agents": internal, never answered to customers
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,13 @@ class Chunk:
     url: str
     heading: str
     text: str
+    channels: tuple[str, ...] = ()
+    audience: str = "customers"
+    lang: str = ""
+
+    def serves(self, channel: str | None, audience: str) -> bool:
+        """Whether this chunk may answer this audience on this channel (None: any channel)."""
+        return self.audience == audience and (not self.channels or channel is None or channel in self.channels)
 
     def embedding_text(self) -> str:
         """The text the encoder sees: title and heading give the section its context."""
@@ -70,18 +82,26 @@ def load_articles(kb_dir: Path) -> list[Article]:
             raise SwitchboardError(f"{path}: front matter lacks {', '.join(missing)}")
         if not VALID_ID.fullmatch(str(post["id"])):
             raise SwitchboardError(f"{path}: the id {post['id']!r} may use only letters, digits, '.', '_' and '-'")
-        tags = post.get("tags") or []
         articles.append(Article(
             article_id=str(post["id"]),
             title=str(post["title"]),
             url=str(post.get("url", "")),
-            tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])),
+            tags=_strings(post.get("tags")),
             body=post.content,
             path=path,
+            lang=str(post.get("lang") or ""),
+            channels=_strings(post.get("channels")),
+            audience=str(post.get("audience") or "customers"),
         ))
     if not articles:
         raise SwitchboardError(f"no *.md articles in {kb_dir}")
     return articles
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    return tuple(str(v) for v in (value if isinstance(value, list) else [value]))
 
 
 def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
@@ -95,7 +115,8 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
 
     def flush() -> None:
         for part in split_text(plain_text("\n".join(lines)), max_chars):
-            chunks.append(Chunk(article.article_id, article.title, article.url, heading, part))
+            chunks.append(Chunk(article.article_id, article.title, article.url, heading, part,
+                                article.channels, article.audience, article.lang))
 
     for line in article.body.splitlines():
         match = _HEADING.match(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from bot.errors import Conflict, InvalidMessage, NotFound
-from kb_index.articles import VALID_ID, Article, load_articles
+from kb_index.articles import AUDIENCES, KNOWN_CHANNELS, VALID_ID, Article, load_articles
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,15 @@ class ArticleDraft:
     url: str
     tags: tuple[str, ...]
     body: str
+    lang: str = ""
+    channels: tuple[str, ...] = ()
+    audience: str = "customers"
+
+    @classmethod
+    def of(cls, article: Article) -> ArticleDraft:
+        """The draft that rewrites an article unchanged."""
+        return cls(article.article_id, article.title, article.url, article.tags, article.body, article.lang,
+                   article.channels, article.audience)
 
     def validate(self, max_chars: int = 50_000) -> None:
         """Raise InvalidMessage saying what to fix."""
@@ -32,6 +41,11 @@ class ArticleDraft:
             raise InvalidMessage("the article needs a title")
         if self.url and not self.url.startswith(("https://", "http://")):
             raise InvalidMessage("the url must start with https:// or http://")
+        unknown = [c for c in self.channels if c not in KNOWN_CHANNELS]
+        if unknown:
+            raise InvalidMessage(f"unknown channel(s) {', '.join(unknown)}; use {', '.join(KNOWN_CHANNELS)}")
+        if self.audience not in AUDIENCES:
+            raise InvalidMessage(f"the audience must be one of {', '.join(AUDIENCES)}")
         if not self.body.strip():
             raise InvalidMessage("the article needs some text")
         if len(self.body) > max_chars:
@@ -44,6 +58,12 @@ class ArticleDraft:
             meta["url"] = self.url
         if self.tags:
             meta["tags"] = list(self.tags)
+        if self.lang:
+            meta["lang"] = self.lang
+        if self.channels:
+            meta["channels"] = list(self.channels)
+        if self.audience != "customers":
+            meta["audience"] = self.audience
         front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False)
         return f"---\n{front}---\n{self.body.strip()}\n"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from kb_index.articles import KNOWN_KEYS, VALID_ID
+from kb_index.articles import AUDIENCES, KNOWN_CHANNELS, KNOWN_KEYS, VALID_ID
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,16 @@ def _lint_file(path: Path, max_chars: int, first_seen: dict[str, Path]) -> list[
     tags = meta.get("tags")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         found.append(problem(line_of("tags"), "tags should be a list, e.g. [orders, shipping]", "warning"))
+    channels = meta.get("channels")
+    if channels is not None:
+        names = channels if isinstance(channels, list) else [channels]
+        for name in names:
+            if name not in KNOWN_CHANNELS:
+                found.append(problem(line_of("channels"), f"unknown channel {name!r}; use "
+                                                          f"{', '.join(KNOWN_CHANNELS)}"))
+    audience = meta.get("audience")
+    if audience is not None and audience not in AUDIENCES:
+        found.append(problem(line_of("audience"), f"audience must be one of {', '.join(AUDIENCES)}"))
     for key in sorted(set(meta) - KNOWN_KEYS):
         found.append(problem(line_of(str(key)), f"unknown front matter key {key!r}", "warning"))
     body = "\n".join(lines[end + 1:]).strip()

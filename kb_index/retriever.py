@@ -54,8 +54,12 @@ class HybridRetriever:
         """The snapshot searches run against now."""
         return self._snapshot
 
-    def search(self, text: str, k: int, vector: np.ndarray | None = None) -> list[Passage]:
-        """Return up to `k` passages for a question, best first; pass `vector` if already encoded."""
+    def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
+               audience: str = "customers") -> list[Passage]:
+        """Return up to `k` passages for a question, best first; pass `vector` if already encoded.
+
+        Only chunks written for `audience` and, if given, allowed on `channel` are returned.
+        """
         self._reload_if_published()
         snapshot = self._snapshot
         if vector is None:
@@ -77,7 +81,8 @@ class HybridRetriever:
         fusion = self._fusion
         fused = {i: c + fusion.lexical_weight * float(lexical[i]) / (float(lexical[i]) + fusion.lexical_saturation)
                  for i, c in cosine.items()}
-        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        allowed = [i for i in fused if snapshot.chunks[i].serves(channel, audience)]
+        best = sorted(allowed, key=fused.__getitem__, reverse=True)[:k]
         return [Passage(snapshot.chunks[i].article_id, snapshot.chunks[i].title, snapshot.chunks[i].url,
                         snapshot.chunks[i].heading, snapshot.chunks[i].text, fused[i]) for i in best]
 

@@ -188,10 +188,12 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
 
 
 def article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
-    """One digest per article over its chunks' content hashes."""
+    """One digest per article over its chunks' texts and its metadata, so any edit counts as a change."""
     combined: dict[str, str] = {}
     for chunk, digest in zip(chunks, hashes, strict=True):
-        combined[chunk.article_id] = hashlib.sha256((combined.get(chunk.article_id, "") + digest).encode()).hexdigest()
+        meta = json.dumps([chunk.url, chunk.channels, chunk.audience, chunk.lang])
+        combined[chunk.article_id] = hashlib.sha256(
+            (combined.get(chunk.article_id, "") + digest + meta).encode()).hexdigest()
     return combined
 
 
@@ -252,7 +254,8 @@ def load_snapshot(path: Path) -> Snapshot:
     try:
         index = faiss.read_index(str(path / "index.faiss"))
         lexical = bm25s.BM25.load(str(path / "bm25"))
-        chunks = [Chunk(**c) for c in json.loads((path / "chunks.json").read_text(encoding="utf-8"))]
+        chunks = [Chunk(**{**c, "channels": tuple(c.get("channels", ()))})
+                  for c in json.loads((path / "chunks.json").read_text(encoding="utf-8"))]
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
         raise SwitchboardError(f"the index snapshot {path} is unreadable: {exc}; "

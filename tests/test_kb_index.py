@@ -269,3 +269,38 @@ def test_chunks_hold_plain_text_without_markup(tmp_path: Path) -> None:
     (chunk,) = chunk_article(article)
     assert chunk.text == ("Our Leeds store rents snowshoes.\n\n• poles included\n\n• from December\n\n"
                           "<b>raw</b> stays text")
+
+
+def test_articles_answer_only_their_channels_and_audience(tmp_path: Path, encoder: Encoder) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "wa.md").write_text("---\nid: wa\ntitle: WhatsApp order updates\nchannels: [whatsapp]\n---\n"
+                              "We send order updates on WhatsApp.\n", encoding="utf-8")
+    (kb / "internal.md").write_text("---\nid: internal\ntitle: Refund override code\naudience: agents\n---\n"
+                                    "Agents approve refund overrides with manager code.\n", encoding="utf-8")
+    (kb / "all.md").write_text("---\nid: all\ntitle: Opening hours\n---\nWe are open from 9 to 5.\n",
+                               encoding="utf-8")
+    build_snapshot(kb, tmp_path / "index", encoder)
+    retriever = HybridRetriever(tmp_path / "index", encoder)
+
+    def ids(question: str, **where: str) -> list[str]:
+        return [p.article_id for p in retriever.search(question, k=3, **where)]
+
+    assert ids("order updates on WhatsApp", channel="whatsapp")[0] == "wa"
+    assert "wa" not in ids("order updates on WhatsApp", channel="web")
+    assert "internal" not in ids("refund override code")
+    assert ids("refund override code", audience="agents") == ["internal"]
+
+
+def test_a_metadata_only_edit_counts_as_a_change(tmp_path: Path, encoder: Encoder) -> None:
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    write(kb, "a", id="a", title="Alpha")
+    build_snapshot(kb, index, encoder)
+    text = (kb / "a.md").read_text(encoding="utf-8").replace("url: https://example.test/a", "url: https://new.test/a")
+    (kb / "a.md").write_text(text, encoding="utf-8")
+    assert build_snapshot_changes(kb, index, encoder) == {"added": [], "changed": ["a"], "removed": []}
+
+
+def build_snapshot_changes(kb: Path, index: Path, encoder: Encoder) -> dict[str, list[str]]:
+    snapshot = build_snapshot(kb, index, encoder)
+    return dict(json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))["changes"])

@@ -46,6 +46,8 @@ def test_duplicate_ids_name_both_files(tmp_path: Path) -> None:
     ("---\nid: x\ntitle: t\n---\n\n", "x.md:5: error: the article has no text"),
     ("---\nid: x\ntitle: t\nurl: ftp://x\n---\ntext\n", "x.md:4: warning: the url should start with https://"),
     ("---\nid: x\ntitle: t\ncolour: red\n---\ntext\n", "x.md:4: warning: unknown front matter key 'colour'"),
+    ("---\nid: x\ntitle: t\nchannels: [fax]\n---\ntext\n", "x.md:4: error: unknown channel 'fax'"),
+    ("---\nid: x\ntitle: t\naudience: robots\n---\ntext\n", "x.md:4: error: audience must be one of"),
     ("---\nid: x\ntitle: t\n---\n" + "word " * 5000, "x.md:5: warning: the article has 24,999 characters"),
 ])
 def test_each_problem_is_reported_at_its_line(tmp_path: Path, content: str, expected: str) -> None:

@@ -176,3 +176,30 @@ def test_an_article_without_a_url_is_quoted_without_a_dangling_link(kb_app: Flas
     customer = WebChat(kb_app, kb_app.test_client())
     (reply,) = customer.say("can I hire a sledge")
     assert reply["text"] == "Wooden sledges can be hired in Edinburgh for 15 a day."
+
+
+def test_editing_keeps_language_channels_and_audience(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    kb_dir = services_of(kb_app).settings.kb_dir
+    (kb_dir / "internal.md").write_text("---\nid: internal\ntitle: Override codes\nlang: en\n"
+                                        "channels: [web, sms]\naudience: agents\n---\nUse code 4411.\n",
+                                        encoding="utf-8")
+    page = editor.client.get("/console/kb/articles/internal").get_data(as_text=True)
+    form = {name: re.search(rf'name="{name}"[^>]*value="([^"]*)"', page).group(1)  # type: ignore[union-attr]
+            for name in ("title", "url", "tags", "lang", "channels")}
+    assert form["channels"] == "web, sms" and 'value="agents" selected' in page
+    editor.post("/console/kb/articles/internal", body="Use code 4412.", audience="agents", action="save", **form)
+    saved = (kb_dir / "internal.md").read_text(encoding="utf-8")
+    assert "lang: en" in saved and "- web\n- sms" in saved and "audience: agents" in saved and "4412" in saved
+
+
+def test_an_agents_only_article_is_never_sent_to_customers(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    editor.post("/console/kb/new", article_id="override", title="Manager override codes", url="", tags="",
+                lang="", channels="", audience="agents", body="## Codes\nThe manager override code is 4411.",
+                action="save")
+    editor.post("/console/kb/publish")
+    customer = WebChat(kb_app, kb_app.test_client())
+    assert "4411" not in customer.say("what is the manager override code")[0]["text"]
+    page = editor.client.get("/console/kb/test?q=what+is+the+manager+override+code").get_data(as_text=True)
+    assert "4411" not in page and "<td>sms</td>" in page
