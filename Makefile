@@ -27,8 +27,8 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 lint: install
-	$(BIN)/ruff check bot kb_index connectors handoff switchboard tests benchmarks
-	$(BIN)/mypy bot kb_index connectors handoff switchboard
+	$(BIN)/ruff check bot actions kb_index connectors handoff switchboard tests benchmarks
+	$(BIN)/mypy bot actions kb_index connectors handoff switchboard
 
 clean:
 	rm -rf $(VENV) var

@@ -1,90 +1,366 @@
-"""The dialogue engine: decides the bot's turn for one stored customer message."""
+"""The dialogue engine: decides the bot's turn for one stored customer message.
+
+In order: the handoff policy's triggers (an explicit request, a keyword, a sensitive
+intent, negative sentiment), the action that asked the customer a question, the rules of
+`rules.yml`, an intent's own response, the knowledge base, and last the fallback, which
+hands off when it repeats.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from bot.messages import Author, Conversation, ConversationStatus, EventKind, Passage, Reply, utcnow
-from bot.nlu import NearestNeighbourIntentClassifier
+from bot.actions import ActionFailed, ActionRejected, ActionServer, TurnInput, build_call, read_reply
+from bot.domain import Domain
+from bot.entities import Entity, EntityExtractor
+from bot.handoff_policy import HandoffPolicy
+from bot.messages import (
+    Author,
+    Button,
+    Conversation,
+    ConversationStatus,
+    DialogueState,
+    EventKind,
+    Passage,
+    Reply,
+    utcnow,
+)
+from bot.nlu import IntentPrediction, NearestNeighbourIntentClassifier
 from bot.outcome import Outcome
-from bot.ports import Encoder, Retriever
+from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.responses import ResponseTemplates
+from bot.sentiment import LexiconSentiment
+
+log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Fields of an action's message that are not values for the response's placeholders.
+_MESSAGE_FIELDS = {"text", "response", "template", "buttons", "image", "elements", "custom", "attachment",
+                   "json_message", "quick_replies", "recipient_id"}
 
 
 @dataclass(frozen=True)
 class EnginePolicy:
-    """The engine's thresholds and handoff rules."""
+    """The engine's thresholds; the handoff rules are in `HandoffPolicy`."""
 
     kb_min_score: float = 0.5
-    fallbacks_before_handoff: int = 2
     handoff_intent: str = "request_human"
     kb_passages: int = 3
     quote_chars: int = 400
+    recall_days: int = 30
+    presence_minutes: int = 15   # an agent seen this recently counts as online
+    max_followups: int = 5
+    greet_intent: str = "greet"  # a returning customer's greeting is answered with a recall
+
+
+@dataclass(frozen=True)
+class DialogueModel:
+    """What a business configures: Rasa domain, rules and entities, and the handoff policy."""
+
+    domain: Domain
+    responses: ResponseTemplates
+    rules: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    entities: EntityExtractor | None = None
+    handoff: HandoffPolicy = field(default_factory=HandoffPolicy)
+
+
+@dataclass
+class _Turn:
+    """The working state of one customer message while the engine answers it."""
+
+    conversation: Conversation
+    text: str
+    channel: str | None
+    seq: int | None            # the message's place in the transcript; None for previews
+    slots: dict[str, Any]
+    active_loop: str | None
+    negative_streak: int
+    values: dict[str, str]     # placeholder values every response may use (the customer's name)
+    notes: dict[str, Any]      # what the bot made of the message, kept on its transcript event
+    prediction: IntentPrediction | None = None
+    entities: list[Entity] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
+    fallback_streak: int = 0
+    handoff: tuple[str, dict[str, Any]] | None = None
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            replies=tuple(self.replies), events=tuple(self.events), fallback_streak=self.fallback_streak,
+            handoff_reason=self.handoff[0] if self.handoff else None,
+            handoff_detail=self.handoff[1] if self.handoff else {},
+            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak),
+            message_data=self.notes,
+        )
 
 
 class Engine:
-    """Intent -> response, else knowledge base -> quoted answer, else fallback; hands off when due."""
+    """Answers one customer message at a time, from the policy, actions, intents and the KB."""
 
-    def __init__(self, encoder: Encoder, classifier: NearestNeighbourIntentClassifier,
-                 retriever: Retriever, responses: ResponseTemplates, policy: EnginePolicy) -> None:
+    def __init__(self, encoder: Encoder, classifier: NearestNeighbourIntentClassifier, retriever: Retriever,
+                 model: DialogueModel, memory: DialogueMemory, *, actions: ActionServer | None = None,
+                 sentiment: LexiconSentiment | None = None, policy: EnginePolicy | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self._encoder = encoder
         self._classifier = classifier
         self._retriever = retriever
-        self._responses = responses
-        self._policy = policy
+        self._model = model
+        self._memory = memory
+        self._actions = actions
+        self._sentiment = sentiment or LexiconSentiment(model.handoff.sentiment.lexicon)
+        self._policy = policy or EnginePolicy()
+        self._clock = clock
 
-    def respond(self, conversation: Conversation, text: str, channel: str | None = None) -> Outcome:
-        """Decide the bot's turn for a message that came on `channel`; a conversation that is not the
-        bot's gets no reply."""
-        if conversation.status != ConversationStatus.BOT:
-            return Outcome()
-        vector = self._encoder.encode([text])[0]
-        prediction = self._classifier.predict(vector)
-        if prediction.intent == self._policy.handoff_intent:
-            return self.hand_off(conversation, "customer_request")
-        if prediction.intent is not None and self._responses.has(f"utter_{prediction.intent}"):
-            return Outcome(replies=(self._reply(conversation, f"utter_{prediction.intent}"),),
-                           fallback_streak=0)
+    # -- the public turn ---------------------------------------------------------------
 
-        passages = self._retriever.search(text, k=self._policy.kb_passages, vector=vector, channel=channel)
-        tried = (EventKind.KB_ANSWER, {
-            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages],
-            "answered": bool(passages) and passages[0].score >= self._policy.kb_min_score,
-        })
-        if tried[1]["answered"]:
-            best = passages[0]
-            response = "utter_kb_answer" if best.url or not self._responses.has("utter_kb_answer_no_link") \
-                else "utter_kb_answer_no_link"
-            reply = self._reply(conversation, response, passage=self._quote(best), title=best.title, url=best.url)
-            return Outcome(replies=(reply,), events=(tried,), fallback_streak=0)
+    def respond(self, conversation: Conversation, text: str, channel: str | None = None,
+                seq: int | None = None) -> Outcome:
+        """Decide the bot's turn for a message that came on `channel` (stored at `seq`).
 
-        streak = conversation.fallback_streak + 1
-        if streak >= self._policy.fallbacks_before_handoff:
-            handoff = self.hand_off(conversation, "repeated_fallback")
-            return Outcome(replies=handoff.replies, events=(tried,), fallback_streak=0,
-                           handoff_reason=handoff.handoff_reason)
-        return Outcome(replies=(self._reply(conversation, "utter_fallback"),), events=(tried,),
-                       fallback_streak=streak)
+        Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
+        """
+        turn = self._start(conversation, text, channel, seq)
+        if conversation.status == ConversationStatus.BOT:
+            self._decide(turn)
+        return turn.outcome()
 
     def preview(self, text: str, channel: str | None = None) -> Outcome:
         """What the bot would answer this as the first message of a conversation; nothing is stored."""
-        now = utcnow()
+        now = self._clock()
         conversation = Conversation("preview", "preview", "SB-PREVW", ConversationStatus.BOT, None, None, 0,
                                     channel or "preview", "preview", now, now)
         return self.respond(conversation, text, channel)
 
-    def hand_off(self, conversation: Conversation, reason: str) -> Outcome:
+    def hand_off(self, conversation: Conversation, reason: str, detail: Mapping[str, Any] | None = None) -> Outcome:
         """Queue the conversation for an agent and tell the customer what happens next."""
-        reply = self._reply(conversation, "utter_handoff", reference=conversation.reference)
-        return Outcome(replies=(reply,), fallback_streak=0, handoff_reason=reason)
+        turn = self._start(conversation, "", conversation.last_channel, None, rate=False)
+        self._hand_off(turn, reason, dict(detail or {}))
+        return turn.outcome()
 
-    def _reply(self, conversation: Conversation, response: str, **values: str) -> Reply:
-        text, buttons = self._responses.render(response, **values)
-        return Reply(conversation.conversation_id, text, Author.BOT, buttons)
+    # -- deciding ----------------------------------------------------------------------
+
+    def _start(self, conversation: Conversation, text: str, channel: str | None, seq: int | None,
+               rate: bool = True) -> _Turn:
+        state = conversation.dialogue
+        slots = {**self._model.domain.initial_slots(), **state.slots}
+        turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
+                     self._customer_values(conversation), {})
+        if rate:
+            score = self._sentiment.score(text)
+            turn.notes["sentiment"] = score
+            negative = score <= self._model.handoff.sentiment.frustrated_at
+            turn.negative_streak = state.negative_streak + 1 if negative else 0
+        return turn
+
+    def _decide(self, turn: _Turn) -> None:
+        policy = self._model.handoff
+        language = policy.explicit_request.language_of_request(turn.text)
+        if language is not None:
+            return self._hand_off(turn, "customer_request", {"language": language})
+        keyword = policy.keyword_in(turn.text)
+        if keyword is not None:
+            return self._hand_off(turn, "keyword", {"keyword": keyword})
+        if policy.sentiment.triggered(turn.notes["sentiment"], turn.negative_streak):
+            return self._hand_off(turn, "negative_sentiment", {"sentiment": turn.notes["sentiment"],
+                                                               "negative_messages": turn.negative_streak})
+
+        vector = self._encoder.encode([turn.text])[0]
+        self._understand(turn, vector)
+        assert turn.prediction is not None
+        if turn.prediction.intent == self._policy.handoff_intent:
+            return self._hand_off(turn, "customer_request", {"intent": turn.prediction.intent})
+        guess, confidence = turn.prediction.best_guess
+        if policy.sensitive(guess, confidence):
+            return self._hand_off(turn, "sensitive_intent", {"intent": guess, "confidence": confidence})
+
+        if turn.active_loop and self._act(turn, turn.active_loop):
+            return None
+        intent = turn.prediction.intent
+        if intent is not None and intent in self._model.rules and self._follow(turn, self._model.rules[intent]):
+            return None
+        if intent is not None and self._model.responses.has(f"utter_{intent}"):
+            self._say(turn, f"utter_{intent}")
+            if intent == self._policy.greet_intent:
+                self._recall(turn)
+            return None
+        if self._answer_from_kb(turn, vector):
+            return None
+        return self._fall_back(turn)
+
+    def _understand(self, turn: _Turn, vector: Any) -> None:
+        """Intent, entities and the slots they fill."""
+        turn.prediction = self._classifier.predict(vector)
+        turn.notes["intent"] = turn.prediction.intent
+        turn.notes["confidence"] = turn.prediction.confidence
+        if self._model.entities is not None:
+            turn.entities = self._model.entities.extract(turn.text)
+        if turn.entities:
+            turn.notes["entities"] = {e.entity: e.value for e in turn.entities}
+        intent = turn.prediction.intent
+        for slot in self._model.domain.slots.values():
+            for mapping in slot.mappings:
+                if (mapping.intents and intent not in mapping.intents) or intent in mapping.not_intents:
+                    continue
+                if mapping.type == "from_entity":
+                    value = next((e.value for e in turn.entities if e.entity == mapping.entity), None)
+                    if value is not None:
+                        turn.slots[slot.name] = value
+                        break
+                elif mapping.type == "from_text" and mapping.active_loop in (None, turn.active_loop):
+                    turn.slots[slot.name] = turn.text
+                    break
+
+    def _follow(self, turn: _Turn, steps: tuple[str, ...]) -> bool:
+        """Run a rule's steps; False if its first action declined the message."""
+        for index, step in enumerate(steps):
+            if turn.handoff is not None:
+                break
+            if step.startswith("utter_"):
+                self._say(turn, step)
+            elif not self._act(turn, step) and index == 0:
+                return False
+        return True
+
+    def _act(self, turn: _Turn, action: str, depth: int = 0) -> bool:
+        """Run a custom action; False if it declined the message (the bot answers it otherwise)."""
+        try:
+            if self._actions is None:
+                raise ActionFailed(f"action '{action}' is called but no action server is configured")
+            history = self._memory.transcript(turn.conversation.conversation_id) if turn.seq is not None else []
+            call = build_call(action, turn.conversation.conversation_id, turn.slots, turn.active_loop,
+                              self._turn_input(turn), [e for e in history if turn.seq is None or e.seq < turn.seq],
+                              self._model.domain.as_action_domain())
+            result = read_reply(action, self._actions.run(call))
+        except ActionRejected as exc:
+            log.info("conversation %s: %s", turn.conversation.conversation_id, exc)
+            if turn.active_loop == action:
+                turn.active_loop = None
+            return False
+        except ActionFailed as exc:
+            log.warning("conversation %s: action failed: %s", turn.conversation.conversation_id, exc)
+            turn.notes["action_error"] = {"action": action, "error": str(exc)}
+            turn.active_loop = None
+            self._fall_back(turn, response="utter_action_failed")
+            return True
+
+        if result.reset_slots:
+            turn.slots = self._model.domain.initial_slots()
+        turn.slots.update(result.slots)
+        if result.active_loop_set:
+            turn.active_loop = result.active_loop
+        turn.notes["answered_by"] = {"kind": "action", "action": action}
+        for message in result.messages:
+            self._say_message(turn, message)
+        if result.pause:
+            self._hand_off(turn, "action", {"action": action, "why": turn.slots.get("handoff_reason")})
+        elif result.followup and depth < self._policy.max_followups:
+            if result.followup.startswith("utter_"):
+                self._say(turn, result.followup)
+            else:
+                self._act(turn, result.followup, depth + 1)
+        return True
+
+    def _answer_from_kb(self, turn: _Turn, vector: Any) -> bool:
+        passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
+                                          channel=turn.channel)
+        answered = bool(passages) and passages[0].score >= self._policy.kb_min_score
+        turn.events.append((EventKind.KB_ANSWER, {
+            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
+                          "score": round(p.score, 4)} for p in passages],
+            "answered": answered,
+        }))
+        if not answered:
+            return False
+        best = passages[0]
+        response = "utter_kb_answer" if best.url or not self._model.responses.has("utter_kb_answer_no_link") \
+            else "utter_kb_answer_no_link"
+        self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
+        turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
+        return True
+
+    def _fall_back(self, turn: _Turn, response: str = "utter_fallback") -> None:
+        streak = turn.conversation.fallback_streak + 1
+        if streak >= self._model.handoff.repeated_fallback:
+            return self._hand_off(turn, "repeated_fallback", {"fallbacks": streak})
+        turn.fallback_streak = streak
+        if response == "utter_fallback" and self._recall(turn):
+            return None
+        self._say(turn, response if self._model.responses.has(response) else "utter_fallback")
+        return None
+
+    def _hand_off(self, turn: _Turn, reason: str, detail: dict[str, Any]) -> None:
+        now = self._clock()
+        online = self._memory.agents_online(now - timedelta(minutes=self._policy.presence_minutes))
+        notice = self._model.handoff.notice(now, self._memory.queue_length(), online)
+        response = notice.response if self._model.responses.has(notice.response) else "utter_handoff"
+        self._say(turn, response, reference=turn.conversation.reference, **notice.values)
+        turn.handoff = (reason, {**detail, **notice.detail})
+        turn.active_loop = None
+        turn.fallback_streak = 0
+
+    # -- personal answers --------------------------------------------------------------
+
+    def _customer_values(self, conversation: Conversation) -> dict[str, str]:
+        if conversation.conversation_id == "preview":
+            return {}
+        name = self._memory.get_customer(conversation.customer_id).display_name
+        return {"name": name.split()[0], "full_name": name} if name and name.strip() else {}
+
+    def _recall(self, turn: _Turn) -> bool:
+        """On a returning customer's first message, recall their last question in one sentence."""
+        conversation = turn.conversation
+        if turn.seq is None or not self._model.responses.has("utter_recall"):
+            return False
+        earlier = [e for e in self._memory.transcript(conversation.conversation_id)
+                   if e.kind == EventKind.MESSAGE_IN and e.seq < turn.seq]
+        previous = self._memory.previous_conversation(conversation.customer_id, conversation.conversation_id)
+        if earlier or previous is None:
+            return False
+        age = self._clock() - previous.updated_at
+        if age > timedelta(days=self._policy.recall_days):
+            return False
+        asked = [e for e in self._memory.transcript(previous.conversation_id)
+                 if e.kind == EventKind.MESSAGE_IN and e.data.get("answered_by") and e.text]
+        if not asked:
+            return False
+        topic = f"\u201c{_shorten(asked[-1].text or '', 80)}\u201d"
+        order = previous.dialogue.slots.get("order_number")
+        if order:
+            topic += f" (order {order})"
+        self._say(turn, "utter_recall", topic=topic, when=_days_ago(age))
+        turn.notes["recalled"] = previous.reference
+        return True
+
+    # -- saying things -----------------------------------------------------------------
+
+    def _say(self, turn: _Turn, response: str, **values: Any) -> None:
+        text, buttons = self._model.responses.render(response, {**turn.values, **values}, turn.slots, turn.channel)
+        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
+
+    def _say_message(self, turn: _Turn, message: Mapping[str, Any]) -> None:
+        """One message an action sent: a domain response by name, or its own text and buttons."""
+        response = message.get("response") or message.get("template")
+        if response and self._model.responses.has(str(response)):
+            values = {k: v for k, v in message.items() if k not in _MESSAGE_FIELDS and v is not None}
+            return self._say(turn, str(response), **values)
+        text = str(message.get("text") or message.get("image") or "")
+        if not text:
+            log.warning("conversation %s: an action sent a message with nothing Switchboard can show "
+                        "(response %r)", turn.conversation.conversation_id, response)
+            return None
+        buttons = tuple(_button(b) for b in message.get("buttons") or () if isinstance(b, dict))
+        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
+        return None
+
+    def _turn_input(self, turn: _Turn) -> TurnInput:
+        prediction = turn.prediction or IntentPrediction(None, 0.0)
+        return TurnInput(turn.text, prediction.intent or "nlu_fallback", prediction.confidence, prediction.ranking,
+                         [e.as_rasa() for e in turn.entities], turn.channel)
 
     def _quote(self, passage: Passage) -> str:
         """Quote the passage's first sentences, within the length cap, ending on a whole sentence."""
@@ -94,3 +370,17 @@ class Engine:
                 break
             quote = f"{quote} {sentence}".strip()
         return quote
+
+
+def _button(raw: Mapping[str, Any]) -> Button:
+    return Button(str(raw.get("title", "")), str(raw.get("payload", "")))
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "\u2026"
+
+
+def _days_ago(age: timedelta) -> str:
+    days = age.days
+    return "Earlier today" if days == 0 else "Yesterday" if days == 1 else f"{days} days ago"

@@ -111,6 +111,22 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class DialogueState:
+    """What the bot remembers within a conversation between turns."""
+
+    slots: dict[str, Any] = field(default_factory=dict)
+    active_loop: str | None = None   # the action that asked the customer a question
+    negative_streak: int = 0         # negative messages in a row
+
+    def as_json(self) -> dict[str, Any]:
+        return {"slots": self.slots, "active_loop": self.active_loop, "negative_streak": self.negative_streak}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DialogueState:
+        return cls(dict(raw.get("slots") or {}), raw.get("active_loop"), int(raw.get("negative_streak") or 0))
+
+
+@dataclass(frozen=True)
 class Conversation:
     conversation_id: str
     customer_id: str
@@ -123,6 +139,7 @@ class Conversation:
     last_external_id: str
     created_at: datetime
     updated_at: datetime
+    dialogue: DialogueState = field(default_factory=DialogueState)
 
 
 @dataclass(frozen=True)

@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import yaml
 
-from bot.errors import SwitchboardError
 from bot.ports import Encoder
-
-# Rasa marks entities inline as [text](entity) or [text]{"entity": ...}; keep the text.
-_ENTITY = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
-
-
-def load_nlu_examples(path: Path) -> dict[str, list[str]]:
-    """Read intents and their examples from a Rasa 3 `nlu.yml` file."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SwitchboardError(f"cannot read NLU data {path}: {exc}") from exc
-    intents: dict[str, list[str]] = {}
-    for item in document.get("nlu", []):
-        if not isinstance(item, dict) or "intent" not in item:
-            continue
-        examples = [
-            _ENTITY.sub(r"\1", line.strip()[2:].strip())
-            for line in str(item.get("examples", "")).splitlines()
-            if line.strip().startswith("- ")
-        ]
-        intents.setdefault(str(item["intent"]), []).extend(e for e in examples if e)
-    if not intents:
-        raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
-    return intents
 
 
 @dataclass(frozen=True)
 class IntentPrediction:
-    intent: str | None  # None: no intent is close enough
+    intent: str | None  # None: no intent is sure enough (Rasa's nlu_fallback)
     confidence: float
+    ranking: tuple[tuple[str, float], ...] = ()  # best first, whatever the threshold
+
+    @property
+    def best_guess(self) -> tuple[str | None, float]:
+        """The top-ranked intent and its confidence, even below the threshold."""
+        return self.ranking[0] if self.ranking else (None, 0.0)
 
 
 class NearestNeighbourIntentClassifier:
@@ -48,14 +26,16 @@ class NearestNeighbourIntentClassifier:
 
     def __init__(self, encoder: Encoder, examples: dict[str, list[str]], threshold: float) -> None:
         self._threshold = threshold
-        self._labels = [intent for intent, texts in examples.items() for _ in texts]
+        self._intents = list(examples)
+        self._labels = np.array([self._intents.index(intent) for intent, texts in examples.items() for _ in texts])
         self._matrix = encoder.encode([text for texts in examples.values() for text in texts])
 
-    def predict(self, vector: np.ndarray) -> IntentPrediction:
+    def predict(self, vector: np.ndarray, ranking: int = 5) -> IntentPrediction:
         """Classify one unit-length query vector."""
         scores = self._matrix @ vector
-        best = int(np.argmax(scores))
-        confidence = float(scores[best])
-        if confidence < self._threshold:
-            return IntentPrediction(None, confidence)
-        return IntentPrediction(self._labels[best], confidence)
+        per_intent = np.full(len(self._intents), -1.0)
+        np.maximum.at(per_intent, self._labels, scores)
+        order = np.argsort(-per_intent)[:ranking]
+        ranked = tuple((self._intents[i], round(float(per_intent[i]), 4)) for i in order)
+        intent, confidence = ranked[0]
+        return IntentPrediction(intent if confidence >= self._threshold else None, confidence, ranked)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from bot.messages import EventKind, Reply
+from bot.messages import DialogueState, EventKind, Reply
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,7 @@ class Outcome:
     events: tuple[tuple[EventKind, dict[str, Any]], ...] = ()
     fallback_streak: int | None = None  # None: the bot did not take this turn
     handoff_reason: str | None = None
+    handoff_detail: Mapping[str, Any] = field(default_factory=dict)
+    dialogue: DialogueState | None = None  # None: unchanged
+    # What the bot made of the customer's message (intent, sentiment, ...), kept on its event.
+    message_data: Mapping[str, Any] = field(default_factory=dict)

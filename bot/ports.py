@@ -41,6 +41,20 @@ class Retriever(Protocol):
                audience: str = "customers") -> list[Passage]: ...
 
 
+class DialogueMemory(Protocol):
+    """What the engine reads beyond the message: the customer, earlier turns, the queue."""
+
+    def get_customer(self, customer_id: str) -> Customer: ...
+
+    def transcript(self, conversation_id: str) -> list[Event]: ...
+
+    def previous_conversation(self, customer_id: str, before: str) -> Conversation | None: ...
+
+    def queue_length(self) -> int: ...
+
+    def agents_online(self, since: datetime) -> int: ...
+
+
 class ConversationStore(Protocol):
     """Customers, conversations, transcripts and the outbox, changed atomically."""
 
@@ -85,6 +99,8 @@ class AgentStore(Protocol):
     def get_agent(self, agent_id: str) -> Agent | None: ...
 
     def count_agents(self) -> int: ...
+
+    def touch_agent(self, agent_id: str, now: datetime) -> None: ...
 
 
 class WebSessionStore(Protocol):

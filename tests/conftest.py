@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.ports import Encoder
+from bot.stores.sqlite import SqliteConversationStore
 from kb_index.encoder import DEFAULT_MODEL, load_encoder
+from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
-from switchboard.app import create_app, services_of
+from switchboard.app import build_engine, create_app, services_of
 from switchboard.settings import Settings
+from tests.dialogue import Clock, RecordingChannel
+
+# A Tuesday, 11:00 in Berlin: the sample team is at work.
+OPEN_HOURS = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +54,8 @@ def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings
         index_dir=index_dir,
         nlu_path=ROOT / "data" / "nlu.yml",
         domain_path=ROOT / "data" / "domain.yml",
+        rules_path=ROOT / "data" / "rules.yml",
+        handoff_policy_path=ROOT / "data" / "handoff.yml",
         var_dir=tmp_path / "var",
         secret_key="test-secret",
         sync_reply_timeout=20.0,
@@ -131,3 +140,27 @@ class WebChat:
 @pytest.fixture
 def customer(app: Flask, client: FlaskClient) -> WebChat:
     return WebChat(app, client)
+
+
+@pytest.fixture
+def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder) -> Iterator[Callable[..., RecordingChannel]]:
+    """A recording channel over a fresh store and an engine built from the sample data, as the app builds
+    it; keyword arguments override settings, `now` sets the clock."""
+    stores: list[SqliteConversationStore] = []
+
+    def make(now: datetime = OPEN_HOURS, **overrides: Any) -> RecordingChannel:
+        settings = test_settings(tmp_path, index_dir, **overrides)
+        store = SqliteConversationStore(tmp_path / f"chat-{len(stores)}.db")
+        stores.append(store)
+        clock = Clock(now)
+        engine = build_engine(settings, encoder, HybridRetriever(index_dir, encoder), store, clock=clock)
+        return RecordingChannel(store, engine, clock)
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def chat(make_chat: Callable[..., RecordingChannel]) -> RecordingChannel:
+    return make_chat()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from bot.messages import Conversation, ConversationStatus
+from bot.messages import Conversation, ConversationStatus, utcnow
 from switchboard.app import services_of
 from tests.conftest import WebChat
 
@@ -92,6 +93,25 @@ def test_queue_and_ticket_show_the_handoff_with_reason_and_transcript(app: Flask
     assert "Standard delivery costs 4.95" in ticket
     assert "Shipping costs (" in ticket  # the article the bot tried, with its score
     assert "I want to talk to a person" in ticket
+
+
+def test_the_ticket_shows_each_message_rated_and_why_it_was_handed_off(app: Flask, customer: WebChat) -> None:
+    customer.say("thanks, that was really helpful")
+    customer.say("This is the worst service ever, I am furious!!!")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    agent = AgentBrowser(app, "ann@example.com")
+    ticket = agent.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert re.search(r'class="sentiment positive"[^>]*>sentiment \+0\.\d\d<', ticket)
+    assert re.search(r'class="sentiment negative"[^>]*>sentiment -0\.\d\d<', ticket)
+    assert "handoff: negative sentiment" in ticket and "negative messages <bdi>1</bdi>" in ticket
+
+
+def test_an_agent_using_the_console_counts_as_online(app: Flask) -> None:
+    store = services_of(app).store
+    before = utcnow() - timedelta(seconds=1)
+    assert store.agents_online(before) == 0
+    AgentBrowser(app, "ann@example.com").client.get("/console/")
+    assert store.agents_online(before) == 1
 
 
 def test_claim_reply_reaches_the_web_chat_and_the_bot_stays_silent(app: Flask, customer: WebChat) -> None:

@@ -66,7 +66,7 @@ def test_two_fallbacks_in_a_row_are_handed_off(customer: WebChat, app: Flask) ->
     conversation = only_conversation(app)
     assert conversation.status == ConversationStatus.QUEUED
     assert conversation.handoff_reason == "repeated_fallback"
-    assert "connecting you" in second[0]["text"]
+    assert conversation.reference in second[0]["text"]
 
 
 def test_an_answer_in_between_resets_the_fallback_count(customer: WebChat, app: Flask) -> None:

@@ -23,7 +23,8 @@ class RecordingEngine:
         self.max_concurrent_per_conversation = 0
         self._lock = threading.Lock()
 
-    def respond(self, conversation: Conversation, text: str, channel: str | None = None) -> Outcome:
+    def respond(self, conversation: Conversation, text: str, channel: str | None = None,
+                seq: int | None = None) -> Outcome:
         with self._lock:
             self.concurrent += 1
             self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation, self.concurrent)

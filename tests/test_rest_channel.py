@@ -21,7 +21,7 @@ def test_rest_health_answers_ok(client: FlaskClient) -> None:
 def test_rest_sender_keeps_one_conversation(client: FlaskClient) -> None:
     client.post("/webhooks/rest/webhook", json={"sender": "s1", "message": "purple elephants on the moon"})
     second = client.post("/webhooks/rest/webhook", json={"sender": "s1", "message": "asdf qwer zxcv"}).get_json()
-    assert "connecting you" in second[0]["text"]
+    assert "Your reference is SB-" in second[0]["text"]
 
 
 def test_rest_repeated_message_id_is_answered_once(client: FlaskClient) -> None:

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from bot.messages import (
     Conversation,
     ConversationStatus,
     Customer,
+    DialogueState,
     Event,
     EventKind,
     InboundMessage,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     last_channel      TEXT NOT NULL,
     last_external_id  TEXT NOT NULL,
     next_seq          INTEGER NOT NULL DEFAULT 1,
+    dialogue          TEXT NOT NULL DEFAULT '{}',
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
@@ -113,6 +115,7 @@ CREATE TABLE IF NOT EXISTS agents (
     role           TEXT NOT NULL,
     password_hash  TEXT NOT NULL,
     active         INTEGER NOT NULL DEFAULT 1,
+    last_seen_at   TEXT,
     created_at     TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS web_sessions (
@@ -121,6 +124,12 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     expires_at   TEXT NOT NULL
 );
 """
+
+# Columns added after the first release: (table, column, definition), added to older files on open.
+MIGRATIONS = (
+    ("conversations", "dialogue", "TEXT NOT NULL DEFAULT '{}'"),
+    ("agents", "last_seen_at", "TEXT"),
+)
 
 # Crockford's base32 without the look-alikes; references are read aloud and retyped.
 _REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -149,6 +158,7 @@ class SqliteConversationStore:
         self._on_change = on_change or (lambda key: None)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection().executescript(SCHEMA)
+        self._migrate()
 
     # -- connections and transactions ------------------------------------------------
 
@@ -163,6 +173,13 @@ class SqliteConversationStore:
             db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db
         return db
+
+    def _migrate(self) -> None:
+        db = self._connection()
+        for table, column, definition in MIGRATIONS:
+            columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -320,6 +337,9 @@ class SqliteConversationStore:
             ).rowcount
             if not updated:
                 return False
+            if outcome.message_data:
+                db.execute("UPDATE events SET data = json_patch(data, ?) WHERE conversation_id = ? AND seq = ?",
+                           (json.dumps(dict(outcome.message_data)), pending.conversation_id, pending.event_seq))
             for kind, data in outcome.events:
                 self._append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
             for reply in outcome.replies:
@@ -328,6 +348,9 @@ class SqliteConversationStore:
                 db.execute("UPDATE conversations SET fallback_streak = ?, updated_at = ? "
                            "WHERE conversation_id = ?",
                            (outcome.fallback_streak, now, pending.conversation_id))
+            if outcome.dialogue is not None:
+                db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
+                           (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
             if outcome.handoff_reason is not None:
                 db.execute(
                     "UPDATE conversations SET status = 'queued', handoff_reason = ?, updated_at = ? "
@@ -335,7 +358,7 @@ class SqliteConversationStore:
                     (outcome.handoff_reason, now, pending.conversation_id),
                 )
                 self._append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
-                                   None, {"reason": outcome.handoff_reason}, now)
+                                   None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
         self._changed(_identity_key(pending.channel, pending.external_id), "conversations")
         return True
 
@@ -384,6 +407,20 @@ class SqliteConversationStore:
             [s.value for s in statuses],
         ).fetchall()
         return [_conversation(row) for row in rows]
+
+    def queue_length(self) -> int:
+        """How many conversations wait for an agent."""
+        count: int = self._connection().execute(
+            "SELECT COUNT(*) FROM conversations WHERE status = 'queued'").fetchone()[0]
+        return count
+
+    def previous_conversation(self, customer_id: str, before: str) -> Conversation | None:
+        """The customer's most recent conversation other than `before`."""
+        row = self._connection().execute(
+            "SELECT * FROM conversations WHERE customer_id = ? AND conversation_id != ? "
+            "ORDER BY updated_at DESC LIMIT 1", (customer_id, before)
+        ).fetchone()
+        return None if row is None else _conversation(row)
 
     def transcript(self, conversation_id: str) -> list[Event]:
         """Return every event of a conversation in order."""
@@ -478,7 +515,8 @@ class SqliteConversationStore:
             self._held(db, conversation_id, agent_id)
             db.execute(
                 "UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL, "
-                "fallback_streak = 0, updated_at = ? WHERE conversation_id = ?",
+                "fallback_streak = 0, dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
+                "updated_at = ? WHERE conversation_id = ?",
                 (status.value, now, conversation_id),
             )
             self._append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
@@ -511,6 +549,20 @@ class SqliteConversationStore:
         """Return an agent by id."""
         row = self._connection().execute("SELECT * FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
         return None if row is None else _agent(row)
+
+    def touch_agent(self, agent_id: str, now: datetime) -> None:
+        """Record that an agent is at work now (their console made a request); once a minute at most."""
+        with self._write() as db:
+            db.execute("UPDATE agents SET last_seen_at = ? WHERE agent_id = ? "
+                       "AND (last_seen_at IS NULL OR last_seen_at < ?)",
+                       (now.isoformat(), agent_id, (now - timedelta(minutes=1)).isoformat()))
+
+    def agents_online(self, since: datetime) -> int:
+        """How many active agents were at work since a moment."""
+        count: int = self._connection().execute(
+            "SELECT COUNT(*) FROM agents WHERE active = 1 AND last_seen_at >= ?", (since.isoformat(),)
+        ).fetchone()[0]
+        return count
 
     def count_agents(self) -> int:
         """Return how many agent accounts exist."""
@@ -547,6 +599,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         last_external_id=row["last_external_id"],
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+        dialogue=DialogueState.from_json(json.loads(row["dialogue"])),
     )
 
 

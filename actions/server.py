@@ -1,0 +1,75 @@
+"""Two ways to reach rasa-sdk actions: imported into this process, or a Rasa action server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import requests
+from rasa_sdk.executor import ActionExecutor
+from rasa_sdk.interfaces import ActionExecutionRejection, ActionNotFoundException
+
+from bot.actions import ActionFailed, ActionRejected
+
+log = logging.getLogger(__name__)
+
+
+class InProcessActionServer:
+    """Runs the rasa-sdk actions of Python packages in this process."""
+
+    def __init__(self, *packages: str) -> None:
+        self._executor = ActionExecutor()
+        for package in packages:
+            self._executor.register_package(package)
+
+    def names(self) -> list[str]:
+        return sorted(self._executor.actions)
+
+    def run(self, call: dict[str, Any]) -> dict[str, Any]:
+        action = str(call.get("next_action"))
+        try:
+            result = asyncio.run(self._executor.run(call))
+        except ActionExecutionRejection as exc:
+            raise ActionRejected(f"action '{action}' rejected the message: {exc.message}") from exc
+        except ActionNotFoundException as exc:
+            raise ActionFailed(f"no action '{action}' is registered in this process") from exc
+        except Exception as exc:
+            raise ActionFailed(f"action '{action}' raised {type(exc).__name__}: {exc}") from exc
+        if result is None:
+            raise ActionFailed(f"action '{action}' returned nothing")
+        return {"events": result.events, "responses": result.responses}
+
+
+class HttpActionServer:
+    """Calls a Rasa-compatible action server (`rasa_sdk` or any other) at its webhook URL."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def run(self, call: dict[str, Any]) -> dict[str, Any]:
+        action = str(call.get("next_action"))
+        try:
+            response = self._session.post(self._url, json=call, timeout=self._timeout)
+        except requests.Timeout as exc:
+            raise ActionFailed(f"action server {self._url} did not answer '{action}' within "
+                               f"{self._timeout:g} s") from exc
+        except requests.RequestException as exc:
+            raise ActionFailed(f"action server {self._url} is unreachable: {exc}") from exc
+        body = _json(response)
+        if response.status_code == 400 and "action_name" in body:
+            raise ActionRejected(f"action '{action}' rejected the message: {body.get('error')}")
+        if response.status_code != 200:
+            raise ActionFailed(f"action server {self._url} answered '{action}' with HTTP "
+                               f"{response.status_code}: {body.get('error') or response.text[:200]}")
+        return body
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,132 @@
+"""Custom actions over the Rasa action server protocol, whichever side of a socket they run on.
+
+The engine builds the call (`next_action`, `tracker`, `domain`) and reads back `events`
+and `responses`; an `ActionServer` carries it, in this process or over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.errors import SwitchboardError
+from bot.messages import Event, EventKind
+
+PROTOCOL_VERSION = "3.6.0"
+
+
+class ActionFailed(SwitchboardError):
+    """An action could not run: unknown, rejected, timed out, or its server failed."""
+
+    status = 502
+    code = "action_failed"
+
+
+class ActionRejected(ActionFailed):
+    """The action declined this message (rasa-sdk's ActionExecutionRejection); the bot answers it
+    as if no action were running."""
+
+    code = "action_rejected"
+
+
+class ActionServer(Protocol):
+    """Runs one action call of the Rasa action server protocol and returns its reply."""
+
+    def run(self, call: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """What the tracker shows of the customer's latest message."""
+
+    text: str
+    intent: str | None
+    confidence: float
+    ranking: Sequence[tuple[str, float]]
+    entities: Sequence[Mapping[str, Any]]
+    channel: str | None
+
+
+@dataclass
+class ActionResult:
+    """An action's effect, read from its events and responses."""
+
+    slots: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # text / response / buttons
+    active_loop: str | None = None
+    active_loop_set: bool = False
+    pause: bool = False
+    followup: str | None = None
+    reset_slots: bool = False
+
+
+def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], active_loop: str | None,
+               turn: TurnInput, history: Sequence[Event], domain: Mapping[str, Any]) -> dict[str, Any]:
+    """The request body of the action server protocol for one action of this turn."""
+    latest = {
+        "text": turn.text,
+        "intent": {"name": turn.intent, "confidence": turn.confidence},
+        "intent_ranking": [{"name": name, "confidence": conf} for name, conf in turn.ranking],
+        "entities": list(turn.entities),
+    }
+    return {
+        "next_action": action,
+        "sender_id": conversation_id,
+        "version": PROTOCOL_VERSION,
+        "tracker": {
+            "sender_id": conversation_id,
+            "slots": dict(slots),
+            "latest_message": latest,
+            "events": [*_history_events(history), {"event": "user", "text": turn.text, "parse_data": latest,
+                                                   "input_channel": turn.channel}],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {"name": active_loop} if active_loop else {},
+            "latest_action_name": "action_listen",
+            "latest_input_channel": turn.channel,
+        },
+        "domain": dict(domain),
+    }
+
+
+def _history_events(history: Sequence[Event]) -> list[dict[str, Any]]:
+    """Earlier messages of the conversation as Rasa `user` and `bot` events."""
+    events: list[dict[str, Any]] = []
+    for event in history:
+        if event.kind == EventKind.MESSAGE_IN:
+            events.append({"event": "user", "text": event.text, "timestamp": event.created_at.timestamp(),
+                           "input_channel": event.channel,
+                           "parse_data": {"intent": {"name": event.data.get("intent")}}})
+        elif event.kind == EventKind.MESSAGE_OUT:
+            events.append({"event": "bot", "text": event.text, "timestamp": event.created_at.timestamp(),
+                           "metadata": {"author": event.author.value}})
+    return events
+
+
+def read_reply(action: str, reply: object) -> ActionResult:
+    """Apply the events and responses of an action server's reply; unknown events are ignored."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("events", []), list) \
+            or not isinstance(reply.get("responses", []), list):
+        raise ActionFailed(f"action '{action}' returned a reply that is not {{events, responses}}")
+    result = ActionResult()
+    for event in reply.get("events") or ():
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("event")
+        if kind == "slot" and isinstance(event.get("name"), str):
+            result.slots[event["name"]] = event.get("value")
+        elif kind in ("reset_slots", "restart"):
+            result.reset_slots = True
+            result.slots.clear()
+        elif kind == "active_loop":
+            result.active_loop = event.get("name") or None
+            result.active_loop_set = True
+        elif kind == "pause":
+            result.pause = True
+        elif kind == "followup" and isinstance(event.get("name"), str):
+            result.followup = event["name"]
+    for message in reply.get("responses") or ():
+        if isinstance(message, dict):
+            result.messages.append(message)
+    return result

@@ -1,0 +1,164 @@
+"""A Rasa 3 `domain.yml`: intents, entities, slots with their mappings, responses, actions.
+
+Keys Switchboard does not act on are reported through `warn`, naming the file and the key,
+and otherwise ignored, so a domain written for Rasa loads as far as it can.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.errors import SwitchboardError
+
+log = logging.getLogger(__name__)
+
+Warn = Callable[[str], None]
+
+_TOP_KEYS = {"version", "intents", "entities", "slots", "responses", "actions"}
+_IGNORED_TOP_KEYS = {
+    "session_config": "sessions follow Switchboard's conversations (closed by an agent or by retention)",
+    "forms": "write the form as a custom action that returns ActiveLoop events",
+    "e2e_actions": "end-to-end actions are not supported",
+    "config": "entities are not stored as slots without an explicit mapping",
+}
+_SLOT_KEYS = {"type", "initial_value", "mappings", "influence_conversation", "values", "min_value",
+              "max_value"}
+_MAPPING_TYPES = {"from_entity", "from_text", "custom"}
+
+
+def load_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Read a YAML mapping, or raise a SwitchboardError that names the file."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SwitchboardError(f"cannot read {what} {path}: {exc}") from exc
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise SwitchboardError(f"{path} must hold a YAML mapping at the top level")
+    return document
+
+
+@dataclass(frozen=True)
+class SlotMapping:
+    """Where a slot's value comes from: an entity, the whole message text, or an action."""
+
+    type: str
+    entity: str | None = None
+    intents: tuple[str, ...] = ()      # only when the message has one of these intents
+    not_intents: tuple[str, ...] = ()
+    active_loop: str | None = None     # from_text: only while this loop is active
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    type: str
+    initial_value: Any = None
+    mappings: tuple[SlotMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class Domain:
+    intents: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+    slots: Mapping[str, Slot] = field(default_factory=dict)
+    responses: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    actions: tuple[str, ...] = ()
+
+    def initial_slots(self) -> dict[str, Any]:
+        """Every slot with its initial value."""
+        return {name: slot.initial_value for name, slot in self.slots.items()}
+
+    def as_action_domain(self) -> dict[str, Any]:
+        """The domain as an action server receives it with each call."""
+        return {
+            "version": "3.1",
+            "intents": list(self.intents),
+            "entities": list(self.entities),
+            "slots": {name: {"type": slot.type, "initial_value": slot.initial_value,
+                             "mappings": [{"type": m.type} | ({"entity": m.entity} if m.entity else {})
+                                          for m in slot.mappings]}
+                      for name, slot in self.slots.items()},
+            "responses": {name: list(variations) for name, variations in self.responses.items()},
+            "actions": list(self.actions),
+            "forms": {},
+        }
+
+
+def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
+    """Read a Rasa 3 domain file; unsupported keys are reported, not fatal."""
+    document = load_yaml(path, "domain")
+    for key in document:
+        if key in _IGNORED_TOP_KEYS:
+            warn(f"{path}: key '{key}' is ignored ({_IGNORED_TOP_KEYS[key]})")
+        elif key not in _TOP_KEYS:
+            warn(f"{path}: unknown key '{key}' is ignored")
+    intents = tuple(_names(document.get("intents"), path, "intents", warn))
+    entities = tuple(_names(document.get("entities"), path, "entities", warn))
+    slots = {name: _slot(name, spec, path, warn) for name, spec in (document.get("slots") or {}).items()}
+    responses: dict[str, list[dict[str, Any]]] = {}
+    for name, variations in (document.get("responses") or {}).items():
+        if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
+            raise SwitchboardError(f"{path}: response '{name}' must be a list of variations with 'text'")
+        for variation in variations:
+            for key in variation:
+                if key not in ("text", "buttons", "condition", "channel"):
+                    warn(f"{path}: key '{key}' of response '{name}' is ignored")
+        responses[str(name)] = variations
+    actions = tuple(str(a) for a in document.get("actions") or ())
+    return Domain(intents, entities, slots, responses, actions)
+
+
+def _names(items: list[Any] | None, path: Path, key: str, warn: Warn) -> list[str]:
+    """Intents and entities are listed as names, or as one-key mappings carrying options."""
+    names = []
+    for item in items or ():
+        if isinstance(item, dict):
+            for name, options in item.items():
+                if options:
+                    warn(f"{path}: options of {key[:-1]} '{name}' ({', '.join(options)}) are ignored")
+                names.append(str(name))
+        else:
+            names.append(str(item))
+    return names
+
+
+def _slot(name: str, spec: object, path: Path, warn: Warn) -> Slot:
+    if not isinstance(spec, dict):
+        raise SwitchboardError(f"{path}: slot '{name}' must be a mapping with at least 'type'")
+    for key in spec:
+        if key not in _SLOT_KEYS:
+            warn(f"{path}: key '{key}' of slot '{name}' is ignored")
+    mappings = []
+    for raw in spec.get("mappings") or ():
+        kind = str(raw.get("type", ""))
+        if kind not in _MAPPING_TYPES:
+            warn(f"{path}: mapping type '{kind}' of slot '{name}' is not supported; the slot is set only "
+                 "by actions")
+            continue
+        loops = [c.get("active_loop") for c in raw.get("conditions") or () if isinstance(c, dict)]
+        mappings.append(SlotMapping(
+            type=kind,
+            entity=raw.get("entity"),
+            intents=_as_tuple(raw.get("intent")),
+            not_intents=_as_tuple(raw.get("not_intent")),
+            active_loop=loops[0] if loops else None,
+        ))
+        if kind == "from_entity" and not raw.get("entity"):
+            raise SwitchboardError(f"{path}: slot '{name}' maps from_entity without naming the entity")
+    return Slot(str(name), str(spec.get("type", "any")), spec.get("initial_value"), tuple(mappings))
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return (str(value),)

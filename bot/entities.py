@@ -1,0 +1,51 @@
+"""Entities from regexes and lookup tables, normalised through synonyms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.training_data import NluData
+
+
+@dataclass(frozen=True)
+class Entity:
+    entity: str
+    value: str
+    start: int
+    end: int
+    extractor: str
+
+    def as_rasa(self) -> dict[str, object]:
+        return {"entity": self.entity, "value": self.value, "start": self.start, "end": self.end,
+                "extractor": self.extractor}
+
+
+class EntityExtractor:
+    """Finds entities by pattern: `regex` items and `lookup` tables (whole words, any case)."""
+
+    def __init__(self, data: NluData) -> None:
+        self._synonyms = data.synonyms
+        self._patterns: list[tuple[str, str, re.Pattern[str]]] = []
+        for entity, patterns in data.regexes.items():
+            for pattern in patterns:
+                self._patterns.append((entity, "RegexEntityExtractor", re.compile(pattern, re.IGNORECASE)))
+        for entity, listed in data.lookups.items():
+            # A synonym of a listed value is found too, and normalised to that value.
+            values = [*listed, *(variant for variant, value in data.synonyms.items() if value in listed)]
+            if values:
+                # Longest first, so "sleeping bag" wins over "bag".
+                alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+                self._patterns.append((entity, "LookupEntityExtractor",
+                                       re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)))
+
+    def extract(self, text: str) -> list[Entity]:
+        """Every entity found in the text, in text order; overlapping finds keep the first pattern's."""
+        found: list[Entity] = []
+        for entity, extractor, pattern in self._patterns:
+            for match in pattern.finditer(text):
+                if not match.group(0) or any(e.start < match.end() and match.start() < e.end for e in found):
+                    continue
+                value = self._synonyms.get(match.group(0).casefold(), match.group(0))
+                found.append(Entity(entity, value, match.start(), match.end(), extractor))
+        return sorted(found, key=lambda e: e.start)

@@ -1,0 +1,52 @@
+"""Rasa 3 `rules.yml`: an intent followed by the actions the bot runs for it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bot.domain import Warn, load_yaml
+from bot.errors import SwitchboardError
+
+log = logging.getLogger(__name__)
+
+_UNSUPPORTED_STEP_KEYS = ("slot_was_set", "active_loop", "checkpoint", "or", "user", "bot")
+
+
+def load_rules(path: Path, warn: Warn = log.warning) -> dict[str, tuple[str, ...]]:
+    """Return intent -> actions (responses `utter_*` or custom actions), in file order.
+
+    A rule Switchboard cannot follow (conditions, slot or loop steps, more than one user
+    turn) is skipped with a warning that names the file and the rule.
+    """
+    document = load_yaml(path, "rules")
+    for key in document:
+        if key == "stories":
+            warn(f"{path}: 'stories' are ignored; Switchboard follows rules only")
+        elif key not in ("version", "rules"):
+            warn(f"{path}: key '{key}' is ignored")
+    rules: dict[str, tuple[str, ...]] = {}
+    for item in document.get("rules") or ():
+        name = str(item.get("rule", "unnamed rule")) if isinstance(item, dict) else "unnamed rule"
+        if not isinstance(item, dict) or not isinstance(item.get("steps"), list):
+            raise SwitchboardError(f"{path}: rule '{name}' needs a list of 'steps'")
+        skipped = [key for key in ("condition", "conversation_start") if item.get(key)]
+        if item.get("wait_for_user_input") is False:
+            skipped.append("wait_for_user_input")
+        steps = item["steps"]
+        for step in steps:
+            skipped.extend(key for key in _UNSUPPORTED_STEP_KEYS if isinstance(step, dict) and key in step)
+        intents = [step["intent"] for step in steps if isinstance(step, dict) and "intent" in step]
+        actions = [str(step["action"]) for step in steps if isinstance(step, dict) and "action" in step]
+        if skipped:
+            warn(f"{path}: rule '{name}' is skipped: {', '.join(sorted(set(skipped)))} not supported")
+            continue
+        if len(intents) != 1 or not actions or "intent" not in steps[0]:
+            warn(f"{path}: rule '{name}' is skipped: it must be one intent step followed by action steps")
+            continue
+        intent = str(intents[0])
+        if intent in rules:
+            warn(f"{path}: rule '{name}' is skipped: intent '{intent}' already has a rule")
+            continue
+        rules[intent] = tuple(actions)
+    return rules

@@ -1,0 +1,116 @@
+"""Rasa 3 NLU training data (`nlu.yml`): intents, entity annotations, synonyms, lookups, regexes."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.domain import Warn, load_yaml
+from bot.errors import SwitchboardError
+
+log = logging.getLogger(__name__)
+
+# Rasa marks entities inline as [text](entity), [text](entity:value) or [text]{"entity": ...}.
+_ANNOTATION = re.compile(r"\[(?P<text>[^\]]+)\](?:\((?P<spec>[^)]*)\)|(?P<json>\{[^}]*\}))")
+_JSON_ENTITY = re.compile(r'"entity"\s*:\s*"(?P<entity>[^"]+)"')
+_JSON_VALUE = re.compile(r'"value"\s*:\s*"(?P<value>[^"]+)"')
+_ITEM_KEYS = {"intent", "synonym", "lookup", "regex"}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    intent: str
+
+
+@dataclass(frozen=True)
+class NluData:
+    examples: tuple[Example, ...]
+    synonyms: dict[str, str] = field(default_factory=dict)           # variant (casefolded) -> value
+    lookups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # entity -> values
+    regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # entity -> patterns
+
+    def by_intent(self) -> dict[str, list[str]]:
+        """The examples grouped by intent, in file order."""
+        grouped: dict[str, list[str]] = {}
+        for example in self.examples:
+            grouped.setdefault(example.intent, []).append(example.text)
+        return grouped
+
+
+def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True) -> NluData:
+    """Read a Rasa 3 NLU file; unsupported keys are reported, not fatal."""
+    document = load_yaml(path, "NLU data")
+    for key in document:
+        if key not in ("version", "nlu"):
+            warn(f"{path}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
+    examples: list[Example] = []
+    synonyms: dict[str, str] = {}
+    lookups: dict[str, list[str]] = {}
+    regexes: dict[str, list[str]] = {}
+    for item in document.get("nlu") or ():
+        if not isinstance(item, dict):
+            warn(f"{path}: an item of 'nlu' is not a mapping and is ignored")
+            continue
+        kinds = _ITEM_KEYS & item.keys()
+        if len(kinds) != 1:
+            warn(f"{path}: an item of 'nlu' with keys {sorted(item)} is ignored (expected one of "
+                 f"{', '.join(sorted(_ITEM_KEYS))})")
+            continue
+        kind = kinds.pop()
+        name = str(item[kind])
+        for key in item.keys() - {kind, "examples"}:
+            warn(f"{path}: key '{key}' of {kind} '{name}' is ignored")
+        lines = _example_lines(item.get("examples"))
+        if kind == "intent":
+            for line in lines:
+                text = _strip_annotations(line, synonyms, lookups)
+                if text:
+                    examples.append(Example(text, name))
+        elif kind == "synonym":
+            for line in lines:
+                synonyms[line.casefold()] = name
+        elif kind == "lookup":
+            lookups.setdefault(name, []).extend(lines)
+        else:
+            for pattern in lines:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise SwitchboardError(f"{path}: regex '{name}' has an invalid pattern {pattern!r}: {exc}") \
+                        from exc
+            regexes.setdefault(name, []).extend(lines)
+    if require_examples and not examples:
+        raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
+    return NluData(tuple(examples), synonyms,
+                   {entity: tuple(dict.fromkeys(values)) for entity, values in lookups.items()},
+                   {entity: tuple(patterns) for entity, patterns in regexes.items()})
+
+
+def _example_lines(raw: object) -> list[str]:
+    if isinstance(raw, list):  # some files list examples as a YAML sequence
+        return [str(line).strip() for line in raw if str(line).strip()]
+    return [line.strip()[2:].strip() for line in str(raw or "").splitlines() if line.strip().startswith("- ")]
+
+
+def _strip_annotations(line: str, synonyms: dict[str, str], lookups: dict[str, list[str]]) -> str:
+    """Return the example's plain text; annotated values become lookup entries of their entity."""
+
+    def plain(match: re.Match[str]) -> str:
+        text = match["text"]
+        entity, value = None, None
+        if match["spec"] is not None:
+            entity, _, value = match["spec"].partition(":")
+        elif (found := _JSON_ENTITY.search(match["json"])) is not None:
+            entity = found["entity"]
+            value_match = _JSON_VALUE.search(match["json"])
+            value = value_match["value"] if value_match else None
+        if entity:
+            lookups.setdefault(entity.strip(), []).append(text)
+            if value and value.strip() != text:
+                synonyms[text.casefold()] = value.strip()
+        return text
+
+    return _ANNOTATION.sub(plain, line).strip()
