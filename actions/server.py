@@ -58,18 +58,16 @@ class HttpActionServer:
                                f"{self._timeout:g} s") from exc
         except requests.RequestException as exc:
             raise ActionFailed(f"action server {self._url} is unreachable: {exc}") from exc
-        body = _json(response)
-        if response.status_code == 400 and "action_name" in body:
-            raise ActionRejected(f"action '{action}' rejected the message: {body.get('error')}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body if isinstance(body, dict) else {}
+        if response.status_code == 400 and "action_name" in error:
+            raise ActionRejected(f"action '{action}' rejected the message: {error.get('error')}")
         if response.status_code != 200:
             raise ActionFailed(f"action server {self._url} answered '{action}' with HTTP "
-                               f"{response.status_code}: {body.get('error') or response.text[:200]}")
+                               f"{response.status_code}: {error.get('error') or response.text[:200]}")
+        if not isinstance(body, dict):
+            raise ActionFailed(f"action '{action}' returned a reply that is not {{events, responses}}")
         return body
-
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

@@ -22,7 +22,7 @@ Warn = Callable[[str], None]
 
 _TOP_KEYS = {"version", "intents", "entities", "slots", "responses", "actions"}
 _IGNORED_TOP_KEYS = {
-    "session_config": "sessions follow Switchboard's conversations (closed by an agent or by retention)",
+    "session_config": "a session is a Switchboard conversation, which an agent closes",
     "forms": "write the form as a custom action that returns ActiveLoop events",
     "e2e_actions": "end-to-end actions are not supported",
     "config": "entities are not stored as slots without an explicit mapping",

@@ -321,18 +321,21 @@ class Engine:
         previous = self._memory.previous_conversation(conversation.customer_id, conversation.conversation_id)
         if earlier or previous is None:
             return False
-        age = self._clock() - previous.updated_at
-        if age > timedelta(days=self._policy.recall_days):
+        now = self._clock()
+        if now - previous.updated_at > timedelta(days=self._policy.recall_days):
             return False
+        # The question that set the topic: answered from the KB, or recognised as an intent an
+        # action answered (not the order number typed after it).
         asked = [e for e in self._memory.transcript(previous.conversation_id)
-                 if e.kind == EventKind.MESSAGE_IN and e.data.get("answered_by") and e.text]
+                 if e.kind == EventKind.MESSAGE_IN and e.text and e.data.get("answered_by")
+                 and (e.data["answered_by"].get("kind") == "kb" or e.data.get("intent"))]
         if not asked:
             return False
         topic = f"\u201c{_shorten(asked[-1].text or '', 80)}\u201d"
         order = previous.dialogue.slots.get("order_number")
         if order:
             topic += f" (order {order})"
-        self._say(turn, "utter_recall", topic=topic, when=_days_ago(age))
+        self._say(turn, "utter_recall", topic=topic, when=_days_ago((now.date() - previous.updated_at.date()).days))
         turn.notes["recalled"] = previous.reference
         return True
 
@@ -381,6 +384,5 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "\u2026"
 
 
-def _days_ago(age: timedelta) -> str:
-    days = age.days
-    return "Earlier today" if days == 0 else "Yesterday" if days == 1 else f"{days} days ago"
+def _days_ago(days: int) -> str:
+    return "Earlier today" if days <= 0 else "Yesterday" if days == 1 else f"{days} days ago"

@@ -1,0 +1,201 @@
+"""Rasa 3 training data, domain and rules: what Switchboard reads, and what it reports it ignores."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.domain import load_domain
+from bot.entities import EntityExtractor
+from bot.errors import SwitchboardError
+from bot.responses import ResponseTemplates
+from bot.rules import load_rules
+from bot.training_data import load_nlu
+from switchboard.app import load_dialogue
+from tests.conftest import ROOT, test_settings
+from tests.dialogue import RecordingChannel
+
+RASA = Path(__file__).parent / "data" / "rasa"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def shop(make_chat: Callable[..., RecordingChannel]) -> RecordingChannel:
+    return make_chat(nlu_path=RASA / "nlu.yml", domain_path=RASA / "domain.yml", rules_path=RASA / "rules.yml")
+
+
+def test_the_sample_files_load_without_warnings(tmp_path: Path, index_dir: Path) -> None:
+    warnings: list[str] = []
+    model, nlu = load_dialogue(test_settings(tmp_path, index_dir), warnings.append)
+    assert warnings == []
+    assert model.rules["order_status"] == ("action_order_status",)
+    assert "order_number" in model.domain.slots and "product" in nlu.lookups
+
+
+def test_annotations_synonyms_lookups_and_regexes_become_entities() -> None:
+    nlu = load_nlu(RASA / "nlu.yml")
+    assert nlu.by_intent()["ask_stock"][0] == "do you have tents in stock"
+    extractor = EntityExtractor(nlu)
+    found = {e.entity: e.value for e in extractor.extract("Is the Rucksack available in XL?")}
+    assert found == {"product": "backpack", "size": "XL"}
+    # The annotated value `tents` maps to its synonym target, and `sleeping bag` wins over nothing shorter.
+    assert [e.value for e in extractor.extract("two tents and a sleeping bag")] == ["tent", "sleeping bag"]
+
+
+def test_a_rule_runs_its_responses_in_order_with_slots_filled_from_entities(shop: RecordingChannel) -> None:
+    replies = shop.say("is the rucksack available")
+    assert replies == ["Yes, the backpack is in stock in size M.", "Check the shop page."]
+    assert shop.conversation().dialogue.slots["product"] == "backpack"
+
+
+def test_a_slot_condition_picks_the_variation(shop: RecordingChannel) -> None:
+    assert shop.say("do you have tents in stock")[0] == "Let me check the tent for you."
+
+
+def test_channel_variations_are_used_on_their_channel(shop: RecordingChannel) -> None:
+    shop.channel = "telegram"
+    assert shop.say("do you sell stoves")[1] == "Tap the shop button below."
+
+
+def test_variations_vary_and_placeholders_prefer_the_known_name() -> None:
+    templates = ResponseTemplates(load_domain(ROOT / "data" / "domain.yml").responses, random.Random(7))
+    seen = {templates.render("utter_goodbye")[0] for _ in range(30)}
+    assert seen == {"Goodbye, and enjoy the outdoors!", "Bye! Write any time if something else comes up."}
+    named = {templates.render("utter_greet", {"name": "Anna"})[0] for _ in range(10)}
+    assert all(text.startswith("Hi Anna!") for text in named)
+    anonymous = {templates.render("utter_greet")[0] for _ in range(30)}
+    assert len(anonymous) == 2 and not any("{name}" in text for text in anonymous)
+
+
+def test_unsupported_domain_keys_are_reported_with_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "domain.yml", """
+version: "3.1"
+intents:
+  - greet:
+      use_entities: []
+session_config:
+  session_expiration_time: 60
+forms:
+  order_form: {}
+mascot: puffin
+slots:
+  plan:
+    type: categorical
+    values: [free, pro]
+    auto_fill: true
+    mappings:
+      - type: from_intent
+        intent: upgrade
+        value: pro
+responses:
+  utter_greet:
+    - text: hi
+      image: https://example.com/puffin.png
+""")
+    warnings: list[str] = []
+    domain = load_domain(path, warnings.append)
+    assert domain.intents == ("greet",) and domain.slots["plan"].mappings == ()
+    assert warnings == [
+        f"{path}: key 'session_config' is ignored (a session is a Switchboard conversation, which an agent "
+        "closes)",
+        f"{path}: key 'forms' is ignored (write the form as a custom action that returns ActiveLoop events)",
+        f"{path}: unknown key 'mascot' is ignored",
+        f"{path}: options of intent 'greet' (use_entities) are ignored",
+        f"{path}: key 'auto_fill' of slot 'plan' is ignored",
+        f"{path}: mapping type 'from_intent' of slot 'plan' is not supported; the slot is set only by actions",
+        f"{path}: key 'image' of response 'utter_greet' is ignored",
+    ]
+
+
+def test_unsupported_nlu_items_are_reported_and_bad_regexes_are_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "nlu.yml", """
+version: "3.1"
+nlu:
+- intent: greet
+  metadata: {sentiment: neutral}
+  examples: |
+    - hi
+- regex: code
+  examples: |
+    - \\d{4}
+- intent: bye
+  synonym: farewell
+- just a string
+stories: []
+""")
+    warnings: list[str] = []
+    nlu = load_nlu(path, warnings.append)
+    assert nlu.by_intent() == {"greet": ["hi"]} and nlu.regexes == {"code": ("\\d{4}",)}
+    assert warnings == [
+        f"{path}: key 'stories' is ignored (Switchboard reads 'nlu' from NLU files)",
+        f"{path}: key 'metadata' of intent 'greet' is ignored",
+        f"{path}: an item of 'nlu' with keys ['intent', 'synonym'] is ignored (expected one of intent, lookup, "
+        "regex, synonym)",
+        f"{path}: an item of 'nlu' is not a mapping and is ignored",
+    ]
+    bad = write(tmp_path, "bad.yml", "nlu:\n- intent: x\n  examples: |\n    - x\n- regex: r\n  examples: |\n    - ((\n")
+    with pytest.raises(SwitchboardError, match="regex 'r' has an invalid pattern"):
+        load_nlu(bad)
+
+
+def test_rules_switchboard_cannot_follow_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "rules.yml", """
+version: "3.1"
+stories:
+- story: happy path
+  steps: []
+rules:
+- rule: greet
+  steps:
+  - intent: greet
+  - action: utter_greet
+- rule: only at the start
+  conversation_start: true
+  steps:
+  - intent: goodbye
+  - action: utter_goodbye
+- rule: with a slot
+  steps:
+  - intent: thanks
+  - slot_was_set:
+    - order_number: null
+  - action: utter_thanks
+- rule: two intents
+  steps:
+  - intent: a
+  - action: utter_a
+  - intent: b
+  - action: utter_b
+""")
+    warnings: list[str] = []
+    assert load_rules(path, warnings.append) == {"greet": ("utter_greet",)}
+    assert warnings == [
+        f"{path}: 'stories' are ignored; Switchboard follows rules only",
+        f"{path}: rule 'only at the start' is skipped: conversation_start not supported",
+        f"{path}: rule 'with a slot' is skipped: slot_was_set not supported",
+        f"{path}: rule 'two intents' is skipped: it must be one intent step followed by action steps",
+    ]
+
+
+def test_a_rule_naming_an_unknown_response_or_action_is_reported(tmp_path: Path, index_dir: Path) -> None:
+    rules = write(tmp_path, "rules.yml", "rules:\n- rule: r\n  steps:\n  - intent: greet\n  - action: utter_nope\n"
+                                         "  - action: action_nope\n")
+    warnings: list[str] = []
+    load_dialogue(test_settings(tmp_path, index_dir, rules_path=rules), warnings.append)
+    assert len(warnings) == 2
+    assert "'utter_nope', which" in warnings[0] and "'action_nope', which is not listed" in warnings[1]
+
+
+def test_files_that_are_not_yaml_mappings_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(SwitchboardError, match="must hold a YAML mapping"):
+        load_domain(write(tmp_path, "domain.yml", "- just\n- a list\n"))
+    with pytest.raises(SwitchboardError, match="cannot read NLU data"):
+        load_nlu(write(tmp_path, "nlu.yml", "nlu: [unclosed\n"))
