@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import kb, reply_latency
+from benchmarks import kb, nlu, reply_latency
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ def main() -> None:
     sections = [
         reply_latency.report(reply_latency.run(), Settings().processor_threads),
         kb.report(kb.run()),
+        nlu.report(*nlu.run()),
     ]
     text = "\n\n".join([
         "# Benchmarks",

@@ -30,7 +30,7 @@ from bot.messages import (
     Reply,
     utcnow,
 )
-from bot.nlu import IntentPrediction, NearestNeighbourIntentClassifier
+from bot.nlu import IntentClassifier, IntentPrediction
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.responses import ResponseTemplates
@@ -102,7 +102,7 @@ class _Turn:
 class Engine:
     """Answers one customer message at a time, from the policy, actions, intents and the KB."""
 
-    def __init__(self, encoder: Encoder, classifier: NearestNeighbourIntentClassifier, retriever: Retriever,
+    def __init__(self, encoder: Encoder, classifier: IntentClassifier, retriever: Retriever,
                  model: DialogueModel, memory: DialogueMemory, *, actions: ActionServer | None = None,
                  sentiment: LexiconSentiment | None = None, policy: EnginePolicy | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -178,7 +178,7 @@ class Engine:
         if policy.sensitive(guess, confidence):
             return self._hand_off(turn, "sensitive_intent", {"intent": guess, "confidence": confidence})
 
-        if turn.active_loop and self._act(turn, turn.active_loop):
+        if turn.active_loop and self._act(turn, turn.active_loop, continuing=True):
             return None
         intent = turn.prediction.intent
         if intent is not None and intent in self._model.rules and self._follow(turn, self._model.rules[intent]):
@@ -194,7 +194,7 @@ class Engine:
 
     def _understand(self, turn: _Turn, vector: Any) -> None:
         """Intent, entities and the slots they fill."""
-        turn.prediction = self._classifier.predict(vector)
+        turn.prediction = self._classifier.predict(turn.text, vector)
         turn.notes["intent"] = turn.prediction.intent
         turn.notes["confidence"] = turn.prediction.confidence
         if self._model.entities is not None:
@@ -226,7 +226,7 @@ class Engine:
                 return False
         return True
 
-    def _act(self, turn: _Turn, action: str, depth: int = 0) -> bool:
+    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False) -> bool:
         """Run a custom action; False if it declined the message (the bot answers it otherwise)."""
         try:
             if self._actions is None:
@@ -253,7 +253,8 @@ class Engine:
         turn.slots.update(result.slots)
         if result.active_loop_set:
             turn.active_loop = result.active_loop
-        turn.notes["answered_by"] = {"kind": "action", "action": action}
+        # `continuing`: the message answered the action's own question (an order number, say).
+        turn.notes["answered_by"] = {"kind": "action", "action": action, "continuing": continuing}
         for message in result.messages:
             self._say_message(turn, message)
         if result.pause:
@@ -324,11 +325,11 @@ class Engine:
         now = self._clock()
         if now - previous.updated_at > timedelta(days=self._policy.recall_days):
             return False
-        # The question that set the topic: answered from the KB, or recognised as an intent an
-        # action answered (not the order number typed after it).
+        # The question that set the topic: answered from the KB or by an action, but not the
+        # answer to an action's own question (the order number typed after "where is my order").
         asked = [e for e in self._memory.transcript(previous.conversation_id)
                  if e.kind == EventKind.MESSAGE_IN and e.text and e.data.get("answered_by")
-                 and (e.data["answered_by"].get("kind") == "kb" or e.data.get("intent"))]
+                 and not e.data["answered_by"].get("continuing")]
         if not asked:
             return False
         topic = f"\u201c{_shorten(asked[-1].text or '', 80)}\u201d"

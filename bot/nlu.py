@@ -1,12 +1,33 @@
-"""Intent recognition over Rasa-format training data: embedding nearest neighbour."""
+"""Intent recognition over Rasa-format training data.
+
+A logistic regression over two views of a message: its sentence embedding (meaning) and
+its character n-grams (wording, typos, product codes). Messages that fit no intent are
+rejected as Rasa's `nlu_fallback`: by an `out_of_scope` class when the training data has
+examples of it, and by a confidence threshold calibrated on held-out folds of the
+training data.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
+from bot.errors import SwitchboardError
 from bot.ports import Encoder
+from bot.training_data import Example
+
+OUT_OF_SCOPE = "out_of_scope"   # the training intent for messages no intent covers
+FALLBACK = "nlu_fallback"       # what a rejected message is predicted as
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -21,21 +42,97 @@ class IntentPrediction:
         return self.ranking[0] if self.ranking else (None, 0.0)
 
 
-class NearestNeighbourIntentClassifier:
-    """Predicts the intent of the most similar training example, if similar enough."""
+@dataclass(frozen=True)
+class ClassifierOptions:
+    regularisation: float = 10.0   # logistic regression's C
+    folds: int = 5                 # for calibrating the rejection threshold
+    # Without out-of-scope examples: keep this share of correct held-out predictions.
+    in_scope_recall: float = 0.95
+    max_iter: int = 2000
 
-    def __init__(self, encoder: Encoder, examples: dict[str, list[str]], threshold: float) -> None:
-        self._threshold = threshold
-        self._intents = list(examples)
-        self._labels = np.array([self._intents.index(intent) for intent, texts in examples.items() for _ in texts])
-        self._matrix = encoder.encode([text for texts in examples.values() for text in texts])
 
-    def predict(self, vector: np.ndarray, ranking: int = 5) -> IntentPrediction:
-        """Classify one unit-length query vector."""
-        scores = self._matrix @ vector
-        per_intent = np.full(len(self._intents), -1.0)
-        np.maximum.at(per_intent, self._labels, scores)
-        order = np.argsort(-per_intent)[:ranking]
-        ranked = tuple((self._intents[i], round(float(per_intent[i]), 4)) for i in order)
-        intent, confidence = ranked[0]
-        return IntentPrediction(intent if confidence >= self._threshold else None, confidence, ranked)
+class IntentClassifier:
+    """Classifies messages into the intents of the training examples, or rejects them."""
+
+    def __init__(self, encoder: Encoder, examples: Sequence[Example], options: ClassifierOptions | None = None,
+                 progress: Progress | None = None) -> None:
+        self._encoder = encoder
+        self._options = options or ClassifierOptions()
+        report = progress or (lambda stage: None)
+        texts = [e.text for e in examples]
+        labels = np.array([e.intent for e in examples])
+        intents = set(labels) - {OUT_OF_SCOPE}
+        if len(set(labels)) < 2 or not intents:
+            raise SwitchboardError("intent training needs examples of at least two intents (out_of_scope counts "
+                                   "as one)")
+        report("encoding training examples")
+        vectors = encoder.encode(texts)
+        self.threshold = self._calibrate(texts, vectors, labels, report)
+        report("training")
+        self._ngrams, self._model = self._fit(texts, vectors, labels)
+        self.intents = sorted(intents)
+
+    def predict(self, text: str, vector: np.ndarray | None = None, ranking: int = 5) -> IntentPrediction:
+        """Classify one message (its unit-length vector, if already encoded)."""
+        vectors = self._encoder.encode([text]) if vector is None else vector.reshape(1, -1)
+        return self.predict_batch([text], vectors, ranking)[0]
+
+    def predict_batch(self, texts: Sequence[str], vectors: np.ndarray, ranking: int = 5) -> list[IntentPrediction]:
+        """Classify many messages at once."""
+        probabilities = self._model.predict_proba(self._features(self._ngrams, texts, vectors))
+        classes = self._model.classes_
+        predictions = []
+        for row in probabilities:
+            order = np.argsort(-row)[:ranking]
+            ranked = tuple((str(classes[i]), round(float(row[i]), 4)) for i in order if classes[i] != OUT_OF_SCOPE)
+            top, confidence = str(classes[order[0]]), float(row[order[0]])
+            accepted = top != OUT_OF_SCOPE and confidence >= self.threshold
+            predictions.append(IntentPrediction(top if accepted else None, round(confidence, 4), ranked))
+        return predictions
+
+    # -- training ------------------------------------------------------------------------
+
+    @staticmethod
+    def _features(ngrams: TfidfVectorizer, texts: Sequence[str], vectors: np.ndarray) -> sparse.csr_matrix:
+        return sparse.hstack([sparse.csr_matrix(vectors), ngrams.transform(texts)]).tocsr()
+
+    def _fit(self, texts: Sequence[str], vectors: np.ndarray,
+             labels: np.ndarray) -> tuple[TfidfVectorizer, LogisticRegression]:
+        ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(texts)
+        model = LogisticRegression(C=self._options.regularisation, max_iter=self._options.max_iter)
+        with warnings.catch_warnings():
+            # A capped number of iterations is a time budget on big training sets, not an error.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(self._features(ngrams, texts, vectors), labels)
+        return ngrams, model
+
+    def _calibrate(self, texts: Sequence[str], vectors: np.ndarray, labels: np.ndarray, report: Progress) -> float:
+        """The confidence below which a message is rejected, chosen on held-out folds."""
+        _, counts = np.unique(labels, return_counts=True)
+        folds = min(self._options.folds, int(counts.max()))
+        if folds < 2 or counts.min() < 2:
+            return 0.0 if OUT_OF_SCOPE in labels else 0.2  # too few examples to hold any out
+        confidence = np.zeros(len(labels))
+        predicted = np.empty(len(labels), dtype=object)
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+        texts_array = np.array(texts, dtype=object)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # classes with fewer examples than folds
+            splits = list(splitter.split(vectors, labels))
+        for number, (train, held_out) in enumerate(splits, 1):
+            report(f"calibrating rejection (fold {number} of {folds})")
+            ngrams, model = self._fit(list(texts_array[train]), vectors[train], labels[train])
+            rows = model.predict_proba(self._features(ngrams, list(texts_array[held_out]), vectors[held_out]))
+            confidence[held_out] = rows.max(axis=1)
+            predicted[held_out] = model.classes_[rows.argmax(axis=1)]
+        in_scope = labels != OUT_OF_SCOPE
+        if not in_scope.all():
+            # Out-of-scope examples exist: the threshold that gets most held-out examples right.
+            def correct(threshold: float) -> float:
+                accepted = (confidence >= threshold) & (predicted != OUT_OF_SCOPE)
+                return float(np.mean(np.where(in_scope, accepted & (predicted == labels), ~accepted)))
+            return float(max(np.arange(0.0, 0.7, 0.025), key=correct))
+        right = confidence[predicted == labels]
+        if right.size == 0:
+            return 0.0
+        return float(np.quantile(right, 1 - self._options.in_scope_recall))

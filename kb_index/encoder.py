@@ -245,3 +245,24 @@ class BatchingEncoder:
                 continue
             for (_, future), vector in zip(batch, vectors, strict=True):
                 future.set_result(vector)
+
+
+class ProgressEncoder:
+    """Encodes long lists in chunks behind a progress bar on stderr, labelled with the current `stage`."""
+
+    def __init__(self, encoder: Encoder, chunk: int = 256) -> None:
+        self._encoder = encoder
+        self._chunk = chunk
+        self.stage = "encoding"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        from tqdm import tqdm
+
+        if len(texts) <= self._chunk:
+            return self._encoder.encode(texts)
+        parts = []
+        with tqdm(total=len(texts), desc=self.stage, unit="text") as bar:
+            for start in range(0, len(texts), self._chunk):
+                parts.append(self._encoder.encode(texts[start:start + self._chunk]))
+                bar.update(len(parts[-1]))
+        return np.vstack(parts)

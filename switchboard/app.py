@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
 from bot.messages import utcnow
-from bot.nlu import NearestNeighbourIntentClassifier
+from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.processor import ConversationProcessor
@@ -29,7 +30,7 @@ from bot.responses import ResponseTemplates
 from bot.rules import load_rules
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
-from bot.training_data import NluData, load_nlu
+from bot.training_data import Example, NluData, load_nlu
 from connectors.http import error_response
 from connectors.rest import create_rest_blueprint
 from connectors.web import create_web_blueprint
@@ -119,12 +120,19 @@ def action_server(settings: Settings) -> ActionServer | None:
     return InProcessActionServer(*packages) if packages else None
 
 
+@functools.lru_cache(maxsize=8)
+def trained_classifier(encoder: Encoder, examples: tuple[Example, ...]) -> IntentClassifier:
+    """Train the intent classifier once per process for the same encoder and examples (it is read-only
+    once trained, so engines share it)."""
+    return IntentClassifier(encoder, examples)
+
+
 def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, memory: DialogueMemory,
                  clock: Callable[[], datetime] = utcnow) -> Engine:
     """The dialogue engine over the configured Rasa files, handoff policy and actions."""
     model, nlu = load_dialogue(settings)
-    return Engine(encoder, NearestNeighbourIntentClassifier(encoder, nlu.by_intent(), settings.intent_threshold),
-                  retriever, model, memory, actions=action_server(settings),
+    classifier = trained_classifier(encoder, nlu.examples)  # type: ignore[arg-type]  # hashed by identity
+    return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
                   policy=EnginePolicy(kb_min_score=settings.kb_min_score), clock=clock)
 
 

@@ -136,6 +136,77 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
                "set it with SWITCHBOARD_KB_MIN_SCORE.")
 
 
+@main.group()
+def nlu() -> None:
+    """Intent classification: measure it on your own data."""
+
+
+@nlu.command("test")
+@click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Rasa NLU file to train on.")
+@click.option("--test", "test_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Rasa NLU file to test on; intent out_of_scope marks messages that should be rejected.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report, with every prediction, as JSON.")
+@click.option("--confusions", default=10, show_default=True, type=click.IntRange(0),
+              help="How many of the most confused intent pairs to list.")
+def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int) -> None:
+    """Train the intent classifier on one file and test it on another."""
+    import json
+    import time
+
+    from bot.nlu import IntentClassifier
+    from bot.nlu_evaluation import evaluate
+    from bot.training_data import load_nlu
+    from kb_index.encoder import ProgressEncoder, load_encoder
+
+    settings = _settings()
+    started = time.monotonic()
+
+    def stage(name: str) -> None:
+        encoder.stage = name
+        click.echo(f"{name} ...", err=True)
+
+    try:
+        train = load_nlu(train_file, lambda warning: click.echo(f"warning: {warning}", err=True))
+        test = load_nlu(test_file, lambda warning: click.echo(f"warning: {warning}", err=True))
+        encoder = ProgressEncoder(load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder))
+        classifier = IntentClassifier(encoder, train.examples, progress=stage)
+        stage("encoding test examples")
+        texts = [e.text for e in test.examples]
+        predictions = classifier.predict_batch(texts, encoder.encode(texts))
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    unknown = sorted({e.intent for e in test.examples} - set(classifier.intents) - {"out_of_scope"})
+    if unknown:
+        click.echo(f"warning: {test_file} has intents the training file lacks, always wrong: {', '.join(unknown)}",
+                   err=True)
+    report = evaluate(test.examples, predictions, classifier.threshold, confusions)
+    seconds = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({**report.as_json(), "train_examples": len(train.examples),
+                               "test_examples": len(test.examples), "seconds": round(seconds, 1)}, indent=2))
+        return
+    click.echo(f"Trained on {len(train.examples)} examples of {len(classifier.intents)} intents, tested on "
+               f"{len(test.examples)} in {seconds:.0f} s; rejection threshold {report.threshold:.3f}")
+    click.echo(f"  accuracy            {report.accuracy:.3f}")
+    click.echo(f"  in-scope accuracy   {report.in_scope_accuracy:.3f}")
+    click.echo(f"  macro F1            {report.macro_f1:.3f}")
+    if report.out_of_scope_examples:
+        click.echo(f"  out of scope        {report.out_of_scope_rejected} of {report.out_of_scope_examples} "
+                   "rejected (predicted nlu_fallback)")
+    click.echo("")
+    width = max((len(score.intent) for score in report.intents), default=6)
+    click.echo(f"  {'intent':{width}}  precision  recall     F1  support")
+    for score in report.intents:
+        click.echo(f"  {score.intent:{width}}  {score.precision:9.3f}  {score.recall:6.3f}  {score.f1:5.3f}  "
+                   f"{score.support:7d}")
+    if report.confusions:
+        click.echo("")
+        click.echo("  Most confused (intent -> predicted):")
+        for intent, predicted, count in report.confusions:
+            click.echo(f"  {count:5d}  {intent} -> {predicted}")
+
+
 @kb.command("lint")
 @click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")

@@ -34,7 +34,6 @@ class Settings:
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"
-    intent_threshold: float = 0.75
     kb_min_score: float = 0.5  # calibrated on data/kb_eval.csv with `switchboard kb eval`
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024

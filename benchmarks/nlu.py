@@ -1,0 +1,165 @@
+"""Intent classification benchmarks: quality on the few-shot set in data/nlu_eval, and the time
+`switchboard nlu test` takes on 15,000 training and 5,000 test examples.
+
+The large set is generated (150 intents from actions x objects, in templated phrasings with
+noise); it measures time and memory, not quality, since templated text is easy to classify.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.nlu import OUT_OF_SCOPE, IntentClassifier, IntentPrediction
+from bot.nlu_evaluation import NluReport, evaluate
+from bot.training_data import load_nlu
+from kb_index.encoder import DEFAULT_MODEL, load_encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT / "data" / "nlu_eval"
+
+_ACTIONS = ["cancel", "track", "return", "exchange", "repair", "change", "pay for", "find", "review", "insure",
+            "upgrade", "renew", "transfer", "split", "reserve"]
+_OBJECTS = ["order", "tent", "jacket", "gift card", "subscription", "rental bike", "boots", "booking",
+            "kayak course", "invoice"]
+_TEMPLATES = ["I want to {a} my {o}", "how can I {a} the {o}", "please {a} {o}", "{a} {o}",
+              "is it possible to {a} my {o}?", "can you help me {a} a {o}", "I need to {a} this {o} today",
+              "where do I {a} my {o}", "help, trying to {a} the {o}", "would like to {a} one {o}",
+              "what's the way to {a} an {o}", "{o}: {a} it", "could someone {a} my {o} for me",
+              "I'd love to {a} the {o} I have", "{a} the {o} please, asap"]
+_PREFIXES = ["", "", "hi, ", "hello ", "hey there, ", "good morning, ", "sorry, "]
+_SUFFIXES = ["", "", " thanks", " please", "!", "?", " asap", " thank you"]
+_OUT_OF_SCOPE = ["what's the weather in {c}", "tell me a joke about {c}", "best restaurants in {c}",
+                 "flights to {c} tomorrow", "how many people live in {c}", "what time is it in {c}"]
+_CITIES = ["Paris", "Oslo", "Lima", "Rome", "Tokyo", "Cairo", "Quito", "Perth", "Riga", "Dakar"]
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    name: str
+    report: NluReport
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    train: int
+    test: int
+    seconds: float
+    peak_rss_mb: float
+    accuracy: float
+
+
+def _noisy(text: str, rng: random.Random) -> str:
+    text = rng.choice(_PREFIXES) + text + rng.choice(_SUFFIXES)
+    if rng.random() < 0.2 and len(text) > 8:  # a typo: one letter dropped
+        at = rng.randrange(1, len(text) - 1)
+        text = text[:at] + text[at + 1:]
+    return text
+
+
+def generate(train_per_intent: int = 100, test_per_intent: int = 33, seed: int = 0) -> tuple[str, str]:
+    """Rasa NLU files with 150 intents: 15,000 training and about 5,000 test examples."""
+    rng = random.Random(seed)
+    train: dict[str, list[str]] = {}
+    test: dict[str, list[str]] = {}
+    for action in _ACTIONS:
+        for obj in _OBJECTS:
+            intent = f"{action.replace(' ', '_')}_{obj.replace(' ', '_')}"
+            texts = [_noisy(rng.choice(_TEMPLATES).format(a=action, o=obj), rng)
+                     for _ in range(train_per_intent + test_per_intent)]
+            train[intent], test[intent] = texts[:train_per_intent], texts[train_per_intent:]
+    test[OUT_OF_SCOPE] = [_noisy(rng.choice(_OUT_OF_SCOPE).format(c=rng.choice(_CITIES)), rng) for _ in range(50)]
+    return _rasa(train), _rasa(test)
+
+
+def _rasa(intents: dict[str, list[str]]) -> str:
+    lines = ['version: "3.1"', "nlu:"]
+    for intent, texts in intents.items():
+        lines += [f"- intent: {intent}", "  examples: |", *(f"    - {json.dumps(t)[1:-1]}" for t in texts)]
+    return "\n".join(lines) + "\n"
+
+
+def quality() -> list[QualityResult]:
+    """The classifier on data/nlu_eval, with and without out-of-scope training examples, and the
+    nearest-neighbour baseline the engine used before."""
+    encoder = load_encoder(DEFAULT_MODEL, ROOT / "var" / "kb_index" / "onnx", "auto")
+    train = load_nlu(EVAL / "train.yml").examples
+    test = load_nlu(EVAL / "test.yml").examples
+    texts = [e.text for e in test]
+    vectors = encoder.encode(texts)
+    results = []
+    for name, examples in (("logistic regression, out-of-scope examples in training", train),
+                           ("logistic regression, no out-of-scope examples", tuple(
+                               e for e in train if e.intent != OUT_OF_SCOPE))):
+        classifier = IntentClassifier(encoder, examples)
+        results.append(QualityResult(name, evaluate(test, classifier.predict_batch(texts, vectors),
+                                                    classifier.threshold)))
+    in_scope = [e for e in train if e.intent != OUT_OF_SCOPE]
+    matrix = encoder.encode([e.text for e in in_scope])
+    similarity = vectors @ matrix.T
+    for threshold in (0.75, 0.5):
+        best = similarity.argmax(axis=1)
+        predictions = [_nearest(in_scope[int(i)].intent, float(s), threshold)
+                       for i, s in zip(best, similarity.max(axis=1), strict=True)]
+        results.append(QualityResult(f"nearest neighbour, similarity >= {threshold}",
+                                     evaluate(test, predictions, threshold)))
+    return results
+
+
+def _nearest(intent: str, similarity: float, threshold: float) -> IntentPrediction:
+    return IntentPrediction(intent if similarity >= threshold else None, similarity)
+
+
+def scale() -> ScaleResult:
+    """Time the real command on the generated 15,000 / 5,000 example files."""
+    train_text, test_text = generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        train, test = Path(tmp) / "train.yml", Path(tmp) / "test.yml"
+        train.write_text(train_text, encoding="utf-8")
+        test.write_text(test_text, encoding="utf-8")
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "switchboard", "nlu", "test", "--train", str(train),
+                               "--test", str(test), "--json"], cwd=ROOT, check=True, capture_output=True, text=True)
+        seconds = time.monotonic() - started
+    report = json.loads(done.stdout)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return ScaleResult(report["train_examples"], report["test_examples"], seconds, peak, report["accuracy"])
+
+
+def report(results: list[QualityResult], big: ScaleResult) -> str:
+    lines = [
+        "## Intent classification",
+        "",
+        "Few-shot set `data/nlu_eval` (30 intents, 10 training examples each and 20 out-of-scope; 360 in-scope "
+        "and 40 out-of-scope test messages), `switchboard nlu test`:",
+        "",
+        "| classifier | accuracy | in-scope accuracy | macro F1 | out of scope rejected |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        r = result.report
+        lines.append(f"| {result.name} | {r.accuracy:.3f} | {r.in_scope_accuracy:.3f} | {r.macro_f1:.3f} | "
+                     f"{r.out_of_scope_rejected} of {r.out_of_scope_examples} |")
+    lines += [
+        "",
+        f"Scale: `switchboard nlu test` on {big.train:,} generated training and {big.test:,} test examples "
+        f"(150 intents) took {big.seconds:.0f} s end to end, model load included, peak memory "
+        f"{big.peak_rss_mb:.0f} MB (accuracy {big.accuracy:.3f} on templated text, which says little).",
+    ]
+    return "\n".join(lines)
+
+
+def run() -> tuple[list[QualityResult], ScaleResult]:
+    return quality(), scale()
+
+
+if __name__ == "__main__":
+    q, s = run()
+    print(report(q, s))

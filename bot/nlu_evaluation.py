@@ -1,0 +1,71 @@
+"""How well the intent classifier does on a test file: accuracy, F1, confusions, out-of-scope rejection."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sklearn.metrics import precision_recall_fscore_support
+
+from bot.nlu import FALLBACK, OUT_OF_SCOPE, IntentPrediction
+from bot.training_data import Example
+
+
+@dataclass(frozen=True)
+class IntentScore:
+    intent: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class NluReport:
+    accuracy: float             # out-of-scope examples count as right when rejected
+    in_scope_accuracy: float
+    macro_f1: float             # over the test file's intents, out_of_scope included
+    out_of_scope_examples: int
+    out_of_scope_rejected: int
+    threshold: float
+    intents: tuple[IntentScore, ...]
+    confusions: tuple[tuple[str, str, int], ...]   # (intent, predicted, count), most frequent first
+    predictions: tuple[dict[str, Any], ...]        # one per test example, in file order
+
+    def as_json(self) -> dict[str, Any]:
+        report = asdict(self)
+        report["intents"] = [asdict(score) for score in self.intents]
+        report["confusions"] = [{"intent": i, "predicted": p, "count": n} for i, p, n in self.confusions]
+        report["predictions"] = list(self.predictions)
+        return report
+
+
+def evaluate(examples: Sequence[Example], predictions: Sequence[IntentPrediction], threshold: float,
+             confusions: int = 10) -> NluReport:
+    """Score predictions against the test examples they were made for."""
+    gold = [FALLBACK if e.intent == OUT_OF_SCOPE else e.intent for e in examples]
+    predicted = [p.intent or FALLBACK for p in predictions]
+    right = [g == p for g, p in zip(gold, predicted, strict=True)]
+    in_scope = [r for r, g in zip(right, gold, strict=True) if g != FALLBACK]
+    labels = sorted(set(gold))
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, labels=labels,
+                                                                     zero_division=0)
+    scores = [IntentScore(OUT_OF_SCOPE if label == FALLBACK else label, round(float(p), 4),
+                               round(float(r), 4), round(float(f), 4), int(s))
+              for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)]
+    mistakes = Counter((g, p) for g, p in zip(gold, predicted, strict=True) if g != p)
+    return NluReport(
+        accuracy=round(sum(right) / len(right), 4) if right else 0.0,
+        in_scope_accuracy=round(sum(in_scope) / len(in_scope), 4) if in_scope else 0.0,
+        macro_f1=round(float(sum(f1) / len(f1)), 4) if len(f1) else 0.0,
+        out_of_scope_examples=gold.count(FALLBACK),
+        out_of_scope_rejected=sum(1 for g, p in zip(gold, predicted, strict=True) if g == p == FALLBACK),
+        threshold=round(threshold, 4),
+        intents=tuple(sorted(scores, key=lambda score: score.intent)),
+        confusions=tuple((OUT_OF_SCOPE if g == FALLBACK else g, p, n)
+                         for (g, p), n in mistakes.most_common(confusions)),
+        predictions=tuple({"text": e.text, "intent": e.intent, "predicted": p.intent or FALLBACK,
+                           "confidence": p.confidence} for e, p in zip(examples, predictions, strict=True)),
+    )
