@@ -86,7 +86,7 @@ class _Turn:
     entities: list[Entity] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
-    fallback_streak: int = 0
+    fallback_streak: int | None = None  # None: the bot did not take this turn
     handoff: tuple[str, dict[str, Any]] | None = None
 
     def outcome(self) -> Outcome:
@@ -159,6 +159,7 @@ class Engine:
 
     def _decide(self, turn: _Turn) -> None:
         policy = self._model.handoff
+        turn.fallback_streak = 0
         language = policy.explicit_request.language_of_request(turn.text)
         if language is not None:
             return self._hand_off(turn, "customer_request", {"language": language})

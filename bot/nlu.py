@@ -10,6 +10,7 @@ training data.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,8 +70,17 @@ class IntentClassifier:
         vectors = encoder.encode(texts)
         self.threshold = self._calibrate(texts, vectors, labels, report)
         report("training")
-        self._ngrams, self._model = self._fit(texts, vectors, labels)
+        self._ngrams, model = self._fit(texts, vectors, labels)
         self.intents = sorted(intents)
+        self._classes = model.classes_
+        # The fitted weights split by view, so one message is scored without sklearn's per-call overhead
+        # (a live turn scores one message; `_probabilities` checks it against predict_proba in the tests).
+        dimension = vectors.shape[1]
+        self._embedding_weights = np.ascontiguousarray(model.coef_[:, :dimension].T)
+        self._ngram_weights = np.ascontiguousarray(model.coef_[:, dimension:].T)
+        self._bias = model.intercept_
+        self._analyse = self._ngrams.build_analyzer()
+        self._model = model
 
     def predict(self, text: str, vector: np.ndarray | None = None, ranking: int = 5) -> IntentPrediction:
         """Classify one message (its unit-length vector, if already encoded)."""
@@ -79,8 +89,8 @@ class IntentClassifier:
 
     def predict_batch(self, texts: Sequence[str], vectors: np.ndarray, ranking: int = 5) -> list[IntentPrediction]:
         """Classify many messages at once."""
-        probabilities = self._model.predict_proba(self._features(self._ngrams, texts, vectors))
-        classes = self._model.classes_
+        probabilities = self._probabilities(texts, vectors)
+        classes = self._classes
         predictions = []
         for row in probabilities:
             order = np.argsort(-row)[:ranking]
@@ -89,6 +99,31 @@ class IntentClassifier:
             accepted = top != OUT_OF_SCOPE and confidence >= self.threshold
             predictions.append(IntentPrediction(top if accepted else None, round(confidence, 4), ranked))
         return predictions
+
+    def _probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """The logistic regression's class probabilities, one row per text."""
+        if len(texts) == 1:
+            ngram_scores = self._ngram_scores(texts[0])[None, :]
+        else:
+            ngram_scores = np.asarray(self._ngrams.transform(texts) @ self._ngram_weights)
+        scores = vectors @ self._embedding_weights + ngram_scores + self._bias
+        if scores.shape[1] == 1:  # two classes: one logistic unit
+            positive = 1 / (1 + np.exp(-scores))
+            return np.hstack([1 - positive, positive])
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
+
+    def _ngram_scores(self, text: str) -> np.ndarray:
+        """One text's n-gram contribution: its TF-IDF row (sublinear tf, l2 norm) times the weights."""
+        vocabulary = self._ngrams.vocabulary_
+        counts = Counter(vocabulary[g] for g in self._analyse(text) if g in vocabulary)
+        if not counts:
+            return np.zeros(self._ngram_weights.shape[1])
+        columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        weights = (1 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) \
+            * self._ngrams.idf_[columns]
+        weights /= np.linalg.norm(weights)
+        return np.asarray(weights @ self._ngram_weights[columns])
 
     # -- training ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -120,3 +121,15 @@ def test_evaluation_counts_rejections_as_right_for_out_of_scope() -> None:
     assert report.macro_f1 == round((0.5 + 2 / 3 + 2 / 3) / 3, 4)
     assert set(report.confusions) == {("a", "b", 1), ("out_of_scope", "a", 1)}
     assert report.predictions[4] == {"text": "5", "intent": "out_of_scope", "predicted": "a", "confidence": 0.4}
+
+
+@pytest.mark.parametrize("two_classes", [False, True])
+def test_the_fast_scoring_path_matches_the_fitted_model(encoder: Encoder, two_classes: bool) -> None:
+    training = SMALL[:8] if two_classes else SMALL
+    classifier = IntentClassifier(encoder, training)
+    texts = ["hello there", "where's my refund??", "zzz", "track it"]
+    vectors = encoder.encode(texts)
+    reference = classifier._model.predict_proba(classifier._features(classifier._ngrams, texts, vectors))
+    one_by_one = np.vstack([classifier._probabilities([t], vectors[i:i + 1]) for i, t in enumerate(texts)])
+    np.testing.assert_allclose(one_by_one, reference, atol=1e-9)
+    np.testing.assert_allclose(classifier._probabilities(texts, vectors), reference, atol=1e-9)
