@@ -30,6 +30,18 @@ def field(body: dict[str, Any], name: str, max_length: int | None = None) -> str
     return value
 
 
+def optional_field(body: dict[str, Any], name: str, max_length: int) -> str | None:
+    """Return an optional string field of a JSON body: None when absent or blank."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(f"the field {name!r} must be a string")
+    if len(value) > max_length:
+        raise InvalidMessage(f"the field {name!r} is longer than {max_length} characters")
+    return value.strip() or None
+
+
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
     """Build the JSON error body every API answers with."""
     return jsonify({"error": code, "message": message}), status

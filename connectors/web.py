@@ -12,10 +12,10 @@ from flask import Blueprint, Response, jsonify, render_template, request, stream
 
 from bot.errors import InvalidMessage, NotAuthenticated
 from bot.inbox import Inbox
-from bot.messages import Event, EventKind, InboundMessage, utcnow
+from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
 from bot.ports import ConversationStore, WebSessionStore
-from connectors.http import answer_errors_as_json, field, json_object
+from connectors.http import answer_errors_as_json, field, json_object, optional_field
 
 CHANNEL = "web"
 
@@ -75,10 +75,13 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         body = json_object()
         text = field(body, "text")
         client_message_id = field(body, "client_message_id", max_length=100)
+        # The page embedding the chat may know the customer (a signed-in shop account).
+        name = optional_field(body, "name", max_length=100)
         accepted = inbox.accept(InboundMessage(
             channel=CHANNEL, external_id=external_id,
             # Client ids are only unique within a session.
             provider_message_id=f"{external_id}:{client_message_id}", text=text,
+            profile=Profile(display_name=name),
         ))
         return jsonify({"status": "accepted", "duplicate": accepted.duplicate}), 202
 

@@ -44,6 +44,8 @@ def test_accepted_message_is_answered_202(customer: WebChat) -> None:
     ({"json": {"text": 5, "client_message_id": "1"}}, 400, "invalid_message"),
     ({"json": {"text": "   ", "client_message_id": "1"}}, 400, "invalid_message"),
     ({"json": {"text": "hi", "client_message_id": "x" * 101}}, 400, "invalid_message"),
+    ({"json": {"text": "hi", "client_message_id": "1", "name": ["Anna"]}}, 400, "invalid_message"),
+    ({"json": {"text": "hi", "client_message_id": "1", "name": "A" * 101}}, 400, "invalid_message"),
     ({"data": b'{"text": "\xff\xfe", "client_message_id": "1"}', "content_type": "application/json"},
      400, "invalid_message"),
 ])
@@ -54,6 +56,18 @@ def test_bad_message_bodies_get_a_clear_4xx_and_store_nothing(
     body = response.get_json()
     assert body["error"] == code and body["message"]
     assert stored_messages(app) == 0
+
+
+def test_a_name_from_the_embedding_page_goes_to_the_profile_and_the_greeting(customer: WebChat, app: Flask) -> None:
+    response = customer.client.post("/api/web/messages", headers=customer.auth,
+                                    json={"text": "hello", "client_message_id": "1", "name": "Anna Berg"})
+    assert response.status_code == 202
+    settle(app)
+    replies = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert replies[0]["text"].startswith("Hi Anna!")
+    store = services_of(app).store
+    (conversation,) = store.list_conversations([ConversationStatus.BOT])
+    assert store.get_customer(conversation.customer_id).display_name == "Anna Berg"
 
 
 def test_text_over_the_configured_limit_is_413(make_app: Any) -> None:
