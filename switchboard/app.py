@@ -106,8 +106,12 @@ def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[Dialogu
             elif not step.startswith("utter_") and step not in domain.actions:
                 warn(f"{settings.rules_path}: the rule for '{intent}' runs '{step}', which is not listed under "
                      f"'actions' in {settings.domain_path}")
-    policy = (load_handoff_policy(settings.handoff_policy_path, warn) if settings.handoff_policy_path.exists()
-              else HandoffPolicy())
+    if settings.handoff_policy_path.exists():
+        policy = load_handoff_policy(settings.handoff_policy_path, warn)
+    else:
+        log.info("no handoff policy at %s: the bot hands off on the request_human intent and after 2 "
+                 "fallbacks in a row, at any hour", settings.handoff_policy_path)
+        policy = HandoffPolicy()
     model = DialogueModel(domain, ResponseTemplates(domain.responses), rules, EntityExtractor(nlu), policy)
     return model, nlu
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,17 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from bot.messages import ConversationStatus
 from tests.conftest import ROOT
 from tests.dialogue import RecordingChannel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +30,8 @@ def action_server() -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions.shop", "--port", str(port)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the action server did not start: {process.stderr.read().decode()[-2000:]}"
-                                 if process.stderr else "the action server did not start")
-        time.sleep(0.2)
+    wait_until_up(f"{base}/health", process, 60, lambda: "the action server did not start: "
+                  + (process.stderr.read().decode()[-2000:] if process.stderr else ""))
     yield f"{base}/webhook"
     process.terminate()
     process.wait(timeout=10)

@@ -17,14 +17,9 @@ import pytest
 import requests
 
 from tests.conftest import ROOT
+from tests.servers import free_port, wait_until_up
 
 OPEN_STREAMS = 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +39,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterato
     process = subprocess.Popen([sys.executable, "-m", "switchboard", "run", "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                break
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            pytest.fail(f"switchboard run did not start:\n{log.read()}")
-        time.sleep(0.2)
+
+    def failed() -> str:
+        log.seek(0)
+        return f"switchboard run did not start:\n{log.read()}"
+
+    wait_until_up(f"{base}/healthz", process, 120, failed)
     log.seek(0)
     yield base, log.read()
     process.send_signal(signal.SIGTERM)
