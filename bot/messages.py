@@ -185,6 +185,10 @@ class OutboxEntry:
     in_reply_to: int | None
     event_seq: int
     created_at: datetime
+    attempts: int = 0
+    parts_sent: int = 0            # of a reply split for its channel, how many parts went out
+    receipt: str | None = None     # the provider's latest word: queued, sent, delivered, failed, ...
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer
+from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
@@ -33,6 +34,7 @@ from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import error_response
 from connectors.rest import create_rest_blueprint
+from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
 from handoff.console import create_console_blueprint
@@ -66,10 +68,12 @@ class Services:
     engine: Engine
     encoder: Encoder
     batching: BatchingEncoder | None  # set when this process built its own encoder
+    delivery: DeliveryWorker
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
         self.processor.stop()
+        self.delivery.stop()
         if self.batching is not None:
             self.batching.close()
         self.store.close()
@@ -153,8 +157,21 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
+    delivery = DeliveryWorker(store, push_senders(settings), notifier)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
-                    batching)
+                    batching, delivery)
+
+
+def push_senders(settings: Settings) -> dict[str, Sender]:
+    """A sender for each push channel that is configured."""
+    senders: dict[str, Sender] = {}
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        client = twilio_client(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_url)
+        callback = settings.public_url.rstrip("/") + "/webhooks/twilio/status"
+        for channel, number in (("sms", settings.twilio_sms_number), ("whatsapp", settings.twilio_whatsapp_number)):
+            if number:
+                senders[channel] = TwilioSender(client, channel, number, callback)
+    return senders
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
@@ -179,6 +196,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
     csrf.exempt(rest)
+    store = services.store
+    twilio = create_twilio_blueprint(
+        services.inbox, lambda sid, state, error: store.delivery_receipt(sid, state, error, RECEIPT_ORDER),
+        settings.twilio_auth_token, settings.public_url, store.last_buttons)
+    csrf.exempt(twilio)  # signed by Twilio instead
+    app.register_blueprint(twilio)
     app.register_blueprint(web)
     app.register_blueprint(rest)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
@@ -220,6 +243,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         return response
 
     services.processor.start()
+    services.delivery.start()
     log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
     return app
 

@@ -35,6 +35,11 @@ class Settings:
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"
     kb_min_score: float = 0.5  # calibrated on data/kb_eval.csv with `switchboard kb eval`
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks
+    twilio_sms_number: str = ""       # the E.164 number replies by SMS come from
+    twilio_whatsapp_number: str = ""  # the WhatsApp sender's E.164 number
+    twilio_api_url: str = ""          # empty: https://api.twilio.com
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30

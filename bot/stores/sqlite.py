@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,18 @@ CREATE TABLE IF NOT EXISTS web_sessions (
 MIGRATIONS = (
     ("conversations", "dialogue", "TEXT NOT NULL DEFAULT '{}'"),
     ("agents", "last_seen_at", "TEXT"),
+    ("outbox", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("outbox", "next_attempt_at", "TEXT"),
+    ("outbox", "parts_sent", "INTEGER NOT NULL DEFAULT 0"),
+    ("outbox", "provider_ids", "TEXT NOT NULL DEFAULT '[]'"),
+    ("outbox", "receipt", "TEXT"),
+    ("outbox", "error", "TEXT"),
 )
 
 # Crockford's base32 without the look-alikes; references are read aloud and retyped.
 _REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Channels whose external id is the customer's E.164 phone number.
+PHONE_CHANNELS = ("sms", "whatsapp")
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
 
 
@@ -263,6 +272,19 @@ class SqliteConversationStore:
                 db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
                            (message.profile.display_name, customer_id))
             return customer_id
+        if message.channel in PHONE_CHANNELS:
+            # SMS and WhatsApp from one E.164 number are one customer.
+            same_number = db.execute(
+                f"SELECT customer_id FROM identities WHERE external_id = ? AND channel IN "
+                f"({', '.join('?' for _ in PHONE_CHANNELS)})", (message.external_id, *PHONE_CHANNELS),
+            ).fetchone()
+            if same_number is not None:
+                db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
+                           (message.channel, message.external_id, same_number["customer_id"]))
+                if message.profile.display_name:
+                    db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
+                               (message.profile.display_name, same_number["customer_id"]))
+                return str(same_number["customer_id"])
         customer_id = uuid.uuid4().hex
         db.execute("INSERT INTO customers (customer_id, display_name, created_at) VALUES (?, ?, ?)",
                    (customer_id, message.profile.display_name, now))
@@ -359,7 +381,7 @@ class SqliteConversationStore:
                 )
                 self._append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
                                    None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
-        self._changed(_identity_key(pending.channel, pending.external_id), "conversations")
+        self._changed(_identity_key(pending.channel, pending.external_id), "conversations", "outbox")
         return True
 
     def _add_reply(self, db: sqlite3.Connection, reply: Reply, channel: str, external_id: str,
@@ -457,6 +479,98 @@ class SqliteConversationStore:
             db.executemany("UPDATE outbox SET status = 'sent', sent_at = ? WHERE reply_id = ? "
                            "AND status = 'pending'", [(now, rid) for rid in reply_ids])
 
+    # -- delivery to push channels ----------------------------------------------------
+
+    def claim_deliveries(self, channels: Sequence[str], now: datetime, limit: int = 20) -> list[OutboxEntry]:
+        """Take the replies due for sending on these channels and mark them `sending`.
+
+        Only the oldest unsent reply of each identity is due, so replies reach a customer in
+        order even while one waits for a retry.
+        """
+        marks = ", ".join("?" for _ in channels)
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT o.*, o.rowid AS position, e.event_id FROM outbox o JOIN events e "
+                f"ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
+                f"WHERE o.channel IN ({marks}) AND o.status = 'pending' "
+                f"AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
+                f"AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel "
+                f"AND p.external_id = o.external_id AND p.status IN ('pending', 'sending') AND p.rowid < o.rowid) "
+                f"ORDER BY o.rowid LIMIT ?",
+                (*channels, now.isoformat(), limit),
+            ).fetchall()
+            db.executemany("UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE reply_id = ?",
+                           [(row["reply_id"],) for row in rows])
+        return [replace(_outbox_entry(row), status="sending", attempts=row["attempts"] + 1) for row in rows]
+
+    def delivery_progress(self, reply_id: str, parts_sent: int, provider_id: str) -> None:
+        """Record one sent part of a reply and the provider's id for it."""
+        with self._write() as db:
+            db.execute("UPDATE outbox SET parts_sent = ?, provider_ids = json_insert(provider_ids, '$[#]', ?) "
+                       "WHERE reply_id = ?", (parts_sent, provider_id, reply_id))
+
+    def delivery_done(self, reply_id: str, now: datetime) -> None:
+        """Every part of the reply reached the provider."""
+        with self._write() as db:
+            db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, receipt = COALESCE(receipt, 'sent'), "
+                       "error = NULL, next_attempt_at = NULL WHERE reply_id = ?", (now.isoformat(), reply_id))
+        self._changed("conversations")
+
+    def delivery_retry(self, reply_id: str, at: datetime, error: str) -> None:
+        """A transient failure: try again at `at`."""
+        with self._write() as db:
+            db.execute("UPDATE outbox SET status = 'pending', next_attempt_at = ?, error = ? WHERE reply_id = ?",
+                       (at.isoformat(), error, reply_id))
+
+    def delivery_failed(self, reply_id: str, error: str, status: str = "failed") -> None:
+        """The reply will not be sent (`failed`), or it is not known whether it was (`unknown`)."""
+        with self._write() as db:
+            db.execute("UPDATE outbox SET status = ?, error = ?, next_attempt_at = NULL WHERE reply_id = ?",
+                       (status, error, reply_id))
+        self._changed("conversations")
+
+    def recover_interrupted_deliveries(self) -> list[str]:
+        """Replies left `sending` by a stopped worker: the provider may or may not have them, and a second
+        send could reach the customer twice, so they become `unknown` for an agent to check."""
+        with self._write() as db:
+            rows = db.execute("UPDATE outbox SET status = 'unknown', error = 'the delivery worker stopped while "
+                              "sending; check with the customer before sending again' "
+                              "WHERE status = 'sending' RETURNING reply_id").fetchall()
+        if rows:
+            self._changed("conversations")
+        return [row["reply_id"] for row in rows]
+
+    def delivery_receipt(self, provider_id: str, receipt: str, error: str | None, order: Sequence[str]) -> bool:
+        """Apply a provider's status callback; a receipt never moves back in `order`. False if unknown."""
+        with self._write() as db:
+            row = db.execute("SELECT o.reply_id, o.receipt FROM outbox o, json_each(o.provider_ids) p "
+                             "WHERE p.value = ?", (provider_id,)).fetchone()
+            if row is None:
+                return False
+            current = order.index(row["receipt"]) if row["receipt"] in order else -1
+            if receipt in order and order.index(receipt) > current:
+                db.execute("UPDATE outbox SET receipt = ?, error = COALESCE(?, error) WHERE reply_id = ?",
+                           (receipt, error, row["reply_id"]))
+        self._changed("conversations")
+        return True
+
+    def last_buttons(self, channel: str, external_id: str) -> tuple[Button, ...]:
+        """The buttons of the latest reply to an identity (a number typed back chooses one)."""
+        row = self._connection().execute(
+            "SELECT buttons FROM outbox WHERE channel = ? AND external_id = ? ORDER BY rowid DESC LIMIT 1",
+            (channel, external_id),
+        ).fetchone()
+        return () if row is None else tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"]))
+
+    def get_outbox_entry(self, reply_id: str) -> OutboxEntry:
+        row = self._connection().execute(
+            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
+            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq WHERE o.reply_id = ?", (reply_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound("no such reply")
+        return _outbox_entry(row)
+
     # -- agents acting on conversations ----------------------------------------------
 
     def _held(self, db: sqlite3.Connection, conversation_id: str, agent_id: str) -> sqlite3.Row:
@@ -497,7 +611,7 @@ class SqliteConversationStore:
             self._add_reply(db, reply, row["last_channel"], row["last_external_id"], None, now)
             db.execute("UPDATE conversations SET updated_at = ? WHERE conversation_id = ?",
                        (now, conversation_id))
-        self._changed(_identity_key(row["last_channel"], row["last_external_id"]), "conversations")
+        self._changed(_identity_key(row["last_channel"], row["last_external_id"]), "conversations", "outbox")
         return reply
 
     def return_to_bot(self, conversation_id: str, agent_id: str) -> Conversation:
@@ -630,6 +744,10 @@ def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
         in_reply_to=row["in_reply_to"],
         event_seq=row["event_seq"],
         created_at=datetime.fromisoformat(row["created_at"]),
+        attempts=row["attempts"],
+        parts_sent=row["parts_sent"],
+        receipt=row["receipt"],
+        error=row["error"],
     )
 
 

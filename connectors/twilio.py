@@ -1,0 +1,156 @@
+"""SMS and WhatsApp through Twilio: signed webhooks in, the Messages REST API out.
+
+Every webhook's `X-Twilio-Signature` is checked with the twilio library's validator
+against the configured public URL (what Twilio called, whatever proxies changed on the
+way); a forged or missing one gets 403 and nothing is stored. A valid message is stored
+and answered at once with empty TwiML; the replies go out later through the REST API from
+the outbox, with status callbacks updating their receipts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import phonenumbers
+import requests
+from flask import Blueprint, Response, abort, request
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.delivery import DeliveryError
+from bot.errors import InvalidMessage
+from bot.inbox import Inbox
+from bot.messages import Button, InboundMessage, OutboxEntry, Profile
+from connectors.http import answer_errors_as_json
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("sms", "whatsapp")
+# Status callbacks arrive out of order or twice; a receipt only moves forward in this order.
+RECEIPT_ORDER = ("accepted", "queued", "sending", "sent", "undelivered", "failed", "delivered", "read")
+# Errors worth another try: Twilio's own trouble and its rate limits.
+_TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+
+
+def e164(number: str) -> str:
+    """'whatsapp:+49 151 2345 6789' -> '+4915123456789'; anything that is not a valid number is refused."""
+    raw = number.removeprefix("whatsapp:").strip()
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidMessage(f"'From' is not an international phone number: {exc}") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidMessage("'From' is not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+class TwilioSender:
+    """Sends SMS or WhatsApp messages with the twilio client; one instance per channel."""
+
+    def __init__(self, client: Client, channel: str, from_number: str, status_callback: str | None) -> None:
+        self._client = client
+        self._channel = channel
+        self._from = from_number
+        self._status_callback = status_callback
+
+    def _address(self, number: str) -> str:
+        return f"whatsapp:{number}" if self._channel == "whatsapp" else number
+
+    def send(self, entry: OutboxEntry, text: str, buttons: tuple[Button, ...]) -> str:
+        try:
+            message = self._client.messages.create(
+                to=self._address(entry.external_id), from_=self._address(self._from), body=text,
+                status_callback=self._status_callback)
+        except TwilioRestException as exc:
+            transient = exc.status in _TRANSIENT_STATUSES
+            raise DeliveryError(f"Twilio answered {exc.status} (error {exc.code}): {exc.msg}",
+                                permanent=not transient) from exc
+        except (TwilioException, requests.RequestException) as exc:
+            raise DeliveryError(f"Twilio could not be reached: {exc}", permanent=False) from exc
+        return str(message.sid)
+
+
+def twilio_client(account_sid: str, auth_token: str, api_url: str = "") -> Client:
+    """The REST client; `api_url` replaces https://api.twilio.com (a test server, a proxy)."""
+    client = Client(account_sid, auth_token)
+    if api_url:
+        client.api.base_url = api_url.rstrip("/")
+    return client
+
+
+def create_twilio_blueprint(inbox: Inbox, receipts: Callable[[str, str, str | None], bool], auth_token: str,
+                            public_url: str, last_buttons: Callable[[str, str], tuple[Button, ...]]) -> Blueprint:
+    """Webhooks for incoming SMS and WhatsApp messages and for delivery status callbacks."""
+    twilio = Blueprint("twilio", __name__)
+    answer_errors_as_json(twilio)
+    validator = RequestValidator(auth_token) if auth_token else None
+
+    def verified_form() -> dict[str, str]:
+        if validator is None:
+            abort(Response("Twilio is not configured: set SWITCHBOARD_TWILIO_AUTH_TOKEN\n", 503,
+                           mimetype="text/plain"))
+        # The URL Twilio signed is the public one; the path and query string are what reached us.
+        url = public_url.rstrip("/") + request.full_path.rstrip("?")
+        form = request.form.to_dict()
+        if not validator.validate(url, form, request.headers.get("X-Twilio-Signature", "")):
+            log.warning("refused a Twilio webhook with a missing or wrong signature for %s", url)
+            abort(Response("invalid signature\n", 403, mimetype="text/plain"))
+        return form
+
+    def empty_twiml() -> Response:
+        return Response(str(MessagingResponse()), 200, mimetype="text/xml")
+
+    def receive(channel: str) -> Response:
+        form = verified_form()
+        sid, sender = form.get("MessageSid"), form.get("From")
+        if not sid or not sender:
+            raise InvalidMessage("a Twilio message needs MessageSid and From")
+        number = e164(sender)
+        text = form.get("Body", "")
+        attachments = tuple(f"{form.get(f'MediaContentType{i}', 'application/octet-stream')} "
+                            f"{form.get(f'MediaUrl{i}', '')}" for i in range(_media_count(form)))
+        choice = text.strip()
+        if choice.isdigit():  # a numbered option of the last reply
+            options = last_buttons(channel, number)
+            if 1 <= int(choice) <= len(options):
+                text = options[int(choice) - 1].payload
+        if not text.strip() and not attachments:
+            return empty_twiml()  # nothing to read (e.g. an empty SMS)
+        inbox.accept(InboundMessage(
+            channel=channel, external_id=number, provider_message_id=sid,
+            text=text if text.strip() else "[" + ", ".join(a.split(" ", 1)[0] for a in attachments) + "]",
+            attachments=attachments,
+            profile=Profile(display_name=form.get("ProfileName") or None, phone=number),
+        ))
+        return empty_twiml()
+
+    @twilio.post("/webhooks/twilio/sms")
+    def sms() -> Response:
+        return receive("sms")
+
+    @twilio.post("/webhooks/twilio/whatsapp")
+    def whatsapp() -> Response:
+        return receive("whatsapp")
+
+    @twilio.post("/webhooks/twilio/status")
+    def status() -> Response:
+        form = verified_form()
+        sid, state = form.get("MessageSid"), form.get("MessageStatus")
+        if not sid or not state:
+            raise InvalidMessage("a status callback needs MessageSid and MessageStatus")
+        error = form.get("ErrorCode")
+        if not receipts(sid, state, f"Twilio error {error}" if error else None):
+            log.info("status callback for a message Switchboard did not send: %s", sid)
+        return Response(status=204)
+
+    return twilio
+
+
+def _media_count(form: dict[str, str]) -> int:
+    try:
+        return max(0, min(int(form.get("NumMedia", "0")), 10))
+    except ValueError:
+        return 0
