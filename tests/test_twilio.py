@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
-from bot.messages import ConversationStatus
+from bot.messages import Author, Button, ConversationStatus, InboundMessage, Reply
+from bot.outcome import Outcome
 from switchboard.app import services_of
 from tests.conftest import settle
 from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, TwilioStub
@@ -203,3 +204,21 @@ def test_a_failed_delivery_receipt_keeps_its_error_code(app: Flask, stub: Twilio
                                              "ErrorCode": "30003"})
     (entry,) = store.outbox_for("sms", CUSTOMER, "sent")
     assert (entry.receipt, entry.error) == ("undelivered", "Twilio error 30003")
+
+
+def test_a_number_typed_back_chooses_that_option_of_the_last_reply(app: Flask, stub: TwilioStub) -> None:
+    store = services_of(app).store
+    # A reply with buttons, as an action would send ("which order?"), stored for this customer.
+    accepted = store.accept(InboundMessage("sms", CUSTOMER, "SM-first", "where is my order"))
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    options = (Button("PO-2610427", "PO-2610427"), Button("PO-2610438", "PO-2610438"))
+    store.complete_turn(pending, Outcome(replies=(Reply(accepted.conversation_id, "Which order?", Author.BOT,
+                                                        options),), fallback_streak=0))
+    (sent,) = wait_for(lambda: stub.messages)
+    assert sent["Body"] == "Which order?\n\n1) PO-2610427\n2) PO-2610438\nReply with a number."
+    post(app.test_client(), "/webhooks/twilio/sms", inbound(" 2 "))
+    post(app.test_client(), "/webhooks/twilio/sms", inbound("7"))  # no such option: kept as typed
+    settle(app)
+    texts = [e.text for e in store.transcript(accepted.conversation_id) if e.kind == "message_in"]
+    assert texts == ["where is my order", "PO-2610438", "7"]
