@@ -22,6 +22,10 @@ class Capabilities:
     markdown: bool = False
     media: bool = False
     max_segments: int | None = None  # SMS: the most segments one message may take
+    # Carrier keywords (matched whole, any case): no more messages, messages again, help.
+    opt_out_keywords: frozenset[str] = frozenset()
+    opt_in_keywords: frozenset[str] = frozenset()
+    help_keywords: frozenset[str] = frozenset()
 
 
 CAPABILITIES: dict[str, Capabilities] = {
@@ -30,7 +34,10 @@ CAPABILITIES: dict[str, Capabilities] = {
     "telegram": Capabilities(max_length=4096, buttons=ButtonStyle.INLINE, media=True),
     "whatsapp": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, media=True),
     # Twilio takes SMS bodies up to 1,600 characters; 4 segments keeps one reply affordable.
-    "sms": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, max_segments=4),
+    "sms": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, max_segments=4,
+                        opt_out_keywords=frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}),
+                        opt_in_keywords=frozenset({"start", "yes", "unstop"}),
+                        help_keywords=frozenset({"help", "info"})),
 }
 
 # The GSM 03.38 alphabet: texts made only of these travel 160 characters to a segment.

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.actions import ActionFailed, ActionRejected, ActionServer, TurnInput, build_call, read_reply
+from bot.capabilities import CAPABILITIES
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
 from bot.handoff_policy import HandoffPolicy
@@ -88,6 +89,7 @@ class _Turn:
     events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
     fallback_streak: int | None = None  # None: the bot did not take this turn
     handoff: tuple[str, dict[str, Any]] | None = None
+    opted_out: bool | None = None
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -95,7 +97,7 @@ class _Turn:
             handoff_reason=self.handoff[0] if self.handoff else None,
             handoff_detail=self.handoff[1] if self.handoff else {},
             dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak),
-            message_data=self.notes,
+            message_data=self.notes, opted_out=self.opted_out,
         )
 
 
@@ -125,7 +127,17 @@ class Engine:
         Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
         """
         turn = self._start(conversation, text, channel, seq)
-        if conversation.status == ConversationStatus.BOT:
+        capabilities = CAPABILITIES.get(channel or "")
+        keyword = text.strip().casefold()
+        if capabilities is not None and keyword in capabilities.opt_out_keywords | capabilities.opt_in_keywords:
+            # The carrier's STOP/START: recorded on the identity, never answered by the bot.
+            turn.notes["keyword"] = keyword.upper()
+            turn.opted_out = keyword in capabilities.opt_out_keywords
+        elif capabilities is not None and keyword in capabilities.help_keywords \
+                and self._model.responses.has("utter_sms_help"):
+            turn.notes["keyword"] = keyword.upper()
+            self._say(turn, "utter_sms_help")
+        elif conversation.status == ConversationStatus.BOT:
             self._decide(turn)
         return turn.outcome()
 

@@ -24,3 +24,4 @@ class Outcome:
     dialogue: DialogueState | None = None  # None: unchanged
     # What the bot made of the customer's message (intent, sentiment, ...), kept on its event.
     message_data: Mapping[str, Any] = field(default_factory=dict)
+    opted_out: bool | None = None  # the customer sent STOP (True) or START (False) on this identity

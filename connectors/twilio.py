@@ -9,8 +9,10 @@ the outbox, with status callbacks updating their receipts.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import phonenumbers
 import requests
@@ -23,7 +25,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bot.delivery import DeliveryError
 from bot.errors import InvalidMessage
 from bot.inbox import Inbox
-from bot.messages import Button, InboundMessage, OutboxEntry, Profile
+from bot.messages import Button, InboundMessage, OutboxEntry, Profile, utcnow
 from connectors.http import answer_errors_as_json
 
 log = logging.getLogger(__name__)
@@ -47,23 +49,51 @@ def e164(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-class TwilioSender:
-    """Sends SMS or WhatsApp messages with the twilio client; one instance per channel."""
+WHATSAPP_WINDOW = timedelta(hours=24)
 
-    def __init__(self, client: Client, channel: str, from_number: str, status_callback: str | None) -> None:
+
+class TwilioSender:
+    """Sends SMS or WhatsApp messages with the twilio client; one instance per channel.
+
+    WhatsApp allows free-form messages only within 24 hours of the customer's last message;
+    after that a reply goes out as the approved template `template_sid` (its variable 1 is
+    the reply's text) or, without one, is not sent and is marked failed with the reason.
+    """
+
+    def __init__(self, client: Client, channel: str, from_number: str, status_callback: str | None, *,
+                 last_inbound: Callable[[str, str], datetime | None] | None = None, template_sid: str = "",
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self._client = client
         self._channel = channel
         self._from = from_number
         self._status_callback = status_callback
+        self._last_inbound = last_inbound
+        self._template_sid = template_sid
+        self._clock = clock
 
     def _address(self, number: str) -> str:
         return f"whatsapp:{number}" if self._channel == "whatsapp" else number
 
+    def _content(self, entry: OutboxEntry, text: str) -> dict[str, str]:
+        """The message's body, or the template that stands in for it outside WhatsApp's window."""
+        if self._channel != "whatsapp" or self._last_inbound is None:
+            return {"body": text}
+        last = self._last_inbound(self._channel, entry.external_id)
+        if last is not None and self._clock() - last < WHATSAPP_WINDOW:
+            return {"body": text}
+        if not self._template_sid:
+            since = f"last wrote {last:%Y-%m-%d %H:%M} UTC" if last else "never wrote on WhatsApp"
+            raise DeliveryError(f"outside WhatsApp's 24-hour window (the customer {since}); not sent. Set "
+                                "SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATE_SID to reach them with an approved template, "
+                                "or wait for them to write", permanent=True)
+        return {"content_sid": self._template_sid, "content_variables": json.dumps({"1": text})}
+
     def send(self, entry: OutboxEntry, text: str, buttons: tuple[Button, ...]) -> str:
+        content = self._content(entry, text)
         try:
             message = self._client.messages.create(
-                to=self._address(entry.external_id), from_=self._address(self._from), body=text,
-                status_callback=self._status_callback)
+                to=self._address(entry.external_id), from_=self._address(self._from),
+                status_callback=self._status_callback, **content)
         except TwilioRestException as exc:
             transient = exc.status in _TRANSIENT_STATUSES
             raise DeliveryError(f"Twilio answered {exc.status} (error {exc.code}): {exc.msg}",

@@ -157,12 +157,12 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
-    delivery = DeliveryWorker(store, push_senders(settings), notifier)
+    delivery = DeliveryWorker(store, push_senders(settings, store), notifier)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery)
 
 
-def push_senders(settings: Settings) -> dict[str, Sender]:
+def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
     """A sender for each push channel that is configured."""
     senders: dict[str, Sender] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token:
@@ -170,7 +170,8 @@ def push_senders(settings: Settings) -> dict[str, Sender]:
         callback = settings.public_url.rstrip("/") + "/webhooks/twilio/status"
         for channel, number in (("sms", settings.twilio_sms_number), ("whatsapp", settings.twilio_whatsapp_number)):
             if number:
-                senders[channel] = TwilioSender(client, channel, number, callback)
+                senders[channel] = TwilioSender(client, channel, number, callback, last_inbound=store.last_inbound_at,
+                                                template_sid=settings.twilio_whatsapp_template_sid)
     return senders
 
 

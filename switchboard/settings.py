@@ -39,6 +39,7 @@ class Settings:
     twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks
     twilio_sms_number: str = ""       # the E.164 number replies by SMS come from
     twilio_whatsapp_number: str = ""  # the WhatsApp sender's E.164 number
+    twilio_whatsapp_template_sid: str = ""  # approved template for replies outside WhatsApp's 24 h window
     twilio_api_url: str = ""          # empty: https://api.twilio.com
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024

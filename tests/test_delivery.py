@@ -6,6 +6,7 @@ the worker runs round by round on a clock the test moves.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -217,3 +218,50 @@ def test_a_word_longer_than_a_message_is_cut() -> None:
     tiny = Capabilities(max_length=10, buttons=ButtonStyle.INLINE)
     assert fit_reply("abcdefghijklmnopqrstuvwxyz end.", (), tiny).parts == ("abcdefghij", "klmnopqrst", "uvwxyz",
                                                                           "end.")
+
+
+def whatsapp_worker(store: SqliteConversationStore, stub: TwilioStub, clock: Clock,
+                    template_sid: str = "") -> DeliveryWorker:
+    sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url), "whatsapp", "+14155238886", None,
+                          last_inbound=store.last_inbound_at, template_sid=template_sid, clock=clock)
+    return DeliveryWorker(store, {"whatsapp": sender}, Notifier(), clock=clock)
+
+
+def whatsapp_reply(store: SqliteConversationStore, clock: Clock) -> str:
+    accepted = store.accept(InboundMessage("whatsapp", CUSTOMER, uuid.uuid4().hex, "hello", received_at=clock.now))
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    reply = Reply(accepted.conversation_id, "Your refund was issued today.", Author.AGENT)
+    store.complete_turn(pending, Outcome(replies=(reply,)))
+    return reply.reply_id
+
+
+def test_whatsapp_replies_within_24_hours_go_out_free_form(
+        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+    reply_id = whatsapp_reply(store, clock)
+    clock.now += timedelta(hours=23)
+    whatsapp_worker(store, stub, clock).run_once()
+    assert store.get_outbox_entry(reply_id).status == "sent"
+    assert stub.messages[0]["Body"] == "Your refund was issued today."
+
+
+def test_after_24_hours_a_whatsapp_reply_is_not_sent_blindly(
+        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+    reply_id = whatsapp_reply(store, clock)
+    clock.now += timedelta(hours=25)
+    whatsapp_worker(store, stub, clock).run_once()
+    entry = store.get_outbox_entry(reply_id)
+    assert entry.status == "failed" and "outside WhatsApp's 24-hour window" in (entry.error or "")
+    assert "SWITCHBOARD_TWILIO_WHATSAPP_TEMPLATE_SID" in (entry.error or "")
+    assert stub.requests == 0
+
+
+def test_after_24_hours_a_configured_template_carries_the_reply(
+        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+    reply_id = whatsapp_reply(store, clock)
+    clock.now += timedelta(days=3)
+    whatsapp_worker(store, stub, clock, template_sid="HX" + "1" * 32).run_once()
+    assert store.get_outbox_entry(reply_id).status == "sent"
+    (sent,) = stub.messages
+    assert sent["ContentSid"] == "HX" + "1" * 32 and "Body" not in sent
+    assert json.loads(sent["ContentVariables"]) == {"1": "Your refund was issued today."}

@@ -222,3 +222,28 @@ def test_a_number_typed_back_chooses_that_option_of_the_last_reply(app: Flask, s
     settle(app)
     texts = [e.text for e in store.transcript(accepted.conversation_id) if e.kind == "message_in"]
     assert texts == ["where is my order", "PO-2610438", "7"]
+
+
+def test_stop_start_and_help_on_sms(app: Flask, stub: TwilioStub) -> None:
+    client = app.test_client()
+    store = services_of(app).store
+    post(client, "/webhooks/twilio/sms", inbound("how much is shipping"))
+    wait_for(lambda: len(stub.messages) == 1)
+    post(client, "/webhooks/twilio/sms", inbound("Stop"))
+    settle(app)
+    (conversation,) = store.list_conversations([ConversationStatus.BOT])
+    agent = store.add_agent("ana@example.com", "Ana", "agent", "hash")
+    store.claim(conversation.conversation_id, agent.agent_id)
+    blocked = store.agent_reply(conversation.conversation_id, agent.agent_id, "Are you still there?")
+    entry = wait_for(lambda: store.get_outbox_entry(blocked.reply_id).status == "failed"
+                     and store.get_outbox_entry(blocked.reply_id))
+    assert "opted out (STOP)" in (entry.error or "")
+    store.return_to_bot(conversation.conversation_id, agent.agent_id)
+    post(client, "/webhooks/twilio/sms", inbound("START"))
+    settle(app)
+    post(client, "/webhooks/twilio/sms", inbound("help"))
+    sent = wait_for(lambda: len(stub.messages) == 2 and stub.messages)
+    assert sent[1]["Body"].startswith("Puffin Outdoor customer service:") and "Reply STOP" in sent[1]["Body"]
+    messages = [e for e in store.transcript(conversation.conversation_id) if e.kind == "message_in"]
+    assert [(e.text, e.data.get("keyword")) for e in messages] == [
+        ("how much is shipping", None), ("Stop", "STOP"), ("START", "START"), ("help", "HELP")]

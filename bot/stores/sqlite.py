@@ -136,6 +136,7 @@ MIGRATIONS = (
     ("outbox", "provider_ids", "TEXT NOT NULL DEFAULT '[]'"),
     ("outbox", "receipt", "TEXT"),
     ("outbox", "error", "TEXT"),
+    ("identities", "opted_out", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Crockford's base32 without the look-alikes; references are read aloud and retyped.
@@ -370,6 +371,9 @@ class SqliteConversationStore:
                 db.execute("UPDATE conversations SET fallback_streak = ?, updated_at = ? "
                            "WHERE conversation_id = ?",
                            (outcome.fallback_streak, now, pending.conversation_id))
+            if outcome.opted_out is not None:
+                db.execute("UPDATE identities SET opted_out = ? WHERE channel = ? AND external_id = ?",
+                           (int(outcome.opted_out), pending.channel, pending.external_id))
             if outcome.dialogue is not None:
                 db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
                            (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
@@ -499,9 +503,26 @@ class SqliteConversationStore:
                 f"ORDER BY o.rowid LIMIT ?",
                 (*channels, now.isoformat(), limit),
             ).fetchall()
+            opted_out = {(i["channel"], i["external_id"]) for i in db.execute(
+                f"SELECT channel, external_id FROM identities WHERE opted_out = 1 AND channel IN ({marks})",
+                tuple(channels))}
+            claimed = [row for row in rows if (row["channel"], row["external_id"]) not in opted_out]
+            held = {row["reply_id"] for row in rows} - {row["reply_id"] for row in claimed}
+            db.executemany("UPDATE outbox SET status = 'failed', error = 'the customer opted out (STOP); "
+                           "nothing more is sent until they send START' WHERE reply_id = ?",
+                           [(reply_id,) for reply_id in held])
             db.executemany("UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE reply_id = ?",
-                           [(row["reply_id"],) for row in rows])
-        return [replace(_outbox_entry(row), status="sending", attempts=row["attempts"] + 1) for row in rows]
+                           [(row["reply_id"],) for row in claimed])
+        if len(claimed) < len(rows):
+            self._changed("conversations")
+        return [replace(_outbox_entry(row), status="sending", attempts=row["attempts"] + 1) for row in claimed]
+
+    def last_inbound_at(self, channel: str, external_id: str) -> datetime | None:
+        """When this identity last wrote (WhatsApp's 24-hour window runs from there)."""
+        row = self._connection().execute(
+            "SELECT MAX(created_at) AS at FROM events WHERE channel = ? AND external_id = ? AND kind = 'message_in'",
+            (channel, external_id)).fetchone()
+        return datetime.fromisoformat(row["at"]) if row["at"] else None
 
     def delivery_progress(self, reply_id: str, parts_sent: int, provider_id: str) -> None:
         """Record one sent part of a reply and the provider's id for it."""
