@@ -78,6 +78,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             conversation=conversation,
             customer=conversations.get_customer(conversation.customer_id),
             transcript=conversations.transcript(conversation_id),
+            deliveries={entry.reply_id: entry for entry in conversations.outbox_of(conversation_id)},
             assignee=assignee,
             max_text_length=max_text_length,
         )

@@ -17,7 +17,8 @@ from bot.messages import Author, Button, ConversationStatus, InboundMessage, Rep
 from bot.outcome import Outcome
 from switchboard.app import services_of
 from tests.conftest import settle
-from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, TwilioStub
+from tests.test_console import AgentBrowser
+from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
 
 PUBLIC = "https://switchboard.example.com"
 SMS_NUMBER = "+15005550006"
@@ -247,3 +248,21 @@ def test_stop_start_and_help_on_sms(app: Flask, stub: TwilioStub) -> None:
     messages = [e for e in store.transcript(conversation.conversation_id) if e.kind == "message_in"]
     assert [(e.text, e.data.get("keyword")) for e in messages] == [
         ("how much is shipping", None), ("Stop", "STOP"), ("START", "START"), ("help", "HELP")]
+
+
+def test_agents_see_each_replys_delivery_and_why_one_failed(app: Flask, stub: TwilioStub) -> None:
+    client = app.test_client()
+    stub.failures = [Failure(400, 21211, "The 'To' number is not a valid phone number.")]
+    post(client, "/webhooks/twilio/sms", inbound("how much is shipping"))
+    store = services_of(app).store
+    (conversation,) = store.list_conversations([ConversationStatus.BOT])
+    wait_for(lambda: [e.status for e in store.outbox_of(conversation.conversation_id)] == ["failed"])
+    post(client, "/webhooks/twilio/sms", inbound("do you ship to Norway"))
+    (sent,) = wait_for(lambda: stub.messages)
+    wait_for(lambda: [e.status for e in store.outbox_of(conversation.conversation_id)] == ["failed", "sent"])
+    post(client, "/webhooks/twilio/status", {"MessageSid": sent["Sid"], "MessageStatus": "delivered"})
+    agent = AgentBrowser(app, "ann@example.com")
+    page = agent.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert '<span class="delivery failed"' in page
+    assert "Not delivered: Twilio answered 400 (error 21211): Unable to create record: The &#39;To&#39; number" in page
+    assert '<span class="delivery sent" title="">sent, delivered</span>' in page

@@ -575,6 +575,15 @@ class SqliteConversationStore:
         self._changed("conversations")
         return True
 
+    def outbox_of(self, conversation_id: str) -> list[OutboxEntry]:
+        """Every reply of a conversation with its delivery state, oldest first."""
+        rows = self._connection().execute(
+            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
+            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
+            "WHERE o.conversation_id = ? ORDER BY o.rowid", (conversation_id,)
+        ).fetchall()
+        return [_outbox_entry(row) for row in rows]
+
     def last_buttons(self, channel: str, external_id: str) -> tuple[Button, ...]:
         """The buttons of the latest reply to an identity (a number typed back chooses one)."""
         row = self._connection().execute(
