@@ -121,8 +121,9 @@ class Engine:
     # -- the public turn ---------------------------------------------------------------
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
-                seq: int | None = None) -> Outcome:
-        """Decide the bot's turn for a message that came on `channel` (stored at `seq`).
+                seq: int | None = None, *, media: str | None = None) -> Outcome:
+        """Decide the bot's turn for a message that came on `channel` (stored at `seq`); `media` is the
+        kind of a message without text (a photo, a sticker), which the bot cannot read.
 
         Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
         """
@@ -137,6 +138,10 @@ class Engine:
                 and self._model.responses.has("utter_sms_help"):
             turn.notes["keyword"] = keyword.upper()
             self._say(turn, "utter_sms_help")
+        elif media is not None and conversation.status == ConversationStatus.BOT \
+                and self._model.responses.has("utter_non_text"):
+            turn.fallback_streak = turn.conversation.fallback_streak
+            self._say(turn, "utter_non_text", media=media)
         elif conversation.status == ConversationStatus.BOT:
             self._decide(turn)
         return turn.outcome()

@@ -64,6 +64,9 @@ class InboundMessage:
     received_at: datetime = field(default_factory=utcnow)
     attachments: tuple[str, ...] = ()
     profile: Profile = field(default_factory=Profile)
+    # What else the channel said about the message, kept on its event: e.g. `media` ("photo")
+    # for a message without text, `start_payload` of a Telegram deep link.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class PendingMessage:
     channel: str
     external_id: str
     text: str
+    media: str | None = None  # the kind of a message without text (photo, sticker, ...)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ class ConversationProcessor:
         for attempt in range(1, self._max_attempts + 1):
             conversation = self._store.get_conversation(pending.conversation_id)
             try:
-                outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq)
+                outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
+                                               media=pending.media)
                 break
             except Exception:
                 log.exception("turn failed for conversation %s (attempt %d of %d)",

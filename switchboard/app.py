@@ -34,6 +34,7 @@ from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import error_response
 from connectors.rest import create_rest_blueprint
+from connectors.telegram import TelegramClient, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
@@ -69,11 +70,14 @@ class Services:
     encoder: Encoder
     batching: BatchingEncoder | None  # set when this process built its own encoder
     delivery: DeliveryWorker
+    telegram: TelegramClient | None
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
         self.processor.stop()
         self.delivery.stop()
+        if self.telegram is not None:
+            self.telegram.close()
         if self.batching is not None:
             self.batching.close()
         self.store.close()
@@ -157,9 +161,13 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     inbox = Inbox(store, processor, notifier, settings.max_text_length)
-    delivery = DeliveryWorker(store, push_senders(settings, store), notifier)
+    senders = push_senders(settings, store)
+    telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
+    if telegram is not None:
+        senders["telegram"] = TelegramSender(telegram)
+    delivery = DeliveryWorker(store, senders, notifier)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
-                    batching, delivery)
+                    batching, delivery, telegram)
 
 
 def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
@@ -203,6 +211,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         settings.twilio_auth_token, settings.public_url, store.last_buttons)
     csrf.exempt(twilio)  # signed by Twilio instead
     app.register_blueprint(twilio)
+    telegram = create_telegram_blueprint(services.inbox, settings.telegram_webhook_secret, store.last_buttons)
+    csrf.exempt(telegram)  # Telegram's secret token instead
+    app.register_blueprint(telegram)
     app.register_blueprint(web)
     app.register_blueprint(rest)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,

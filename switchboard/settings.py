@@ -41,6 +41,9 @@ class Settings:
     twilio_whatsapp_number: str = ""  # the WhatsApp sender's E.164 number
     twilio_whatsapp_template_sid: str = ""  # approved template for replies outside WhatsApp's 24 h window
     twilio_api_url: str = ""          # empty: https://api.twilio.com
+    telegram_token: str = ""           # from @BotFather
+    telegram_webhook_secret: str = ""  # Telegram echoes it on every webhook call; required for the webhook
+    telegram_api_url: str = ""         # empty: https://api.telegram.org/bot
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30

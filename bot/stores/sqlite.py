@@ -249,7 +249,7 @@ class SqliteConversationStore:
             seq = self._append_event(
                 db, conversation_id, EventKind.MESSAGE_IN, Author.CUSTOMER, message.channel,
                 message.external_id, message.text,
-                {"provider_message_id": message.provider_message_id,
+                {**message.data, "provider_message_id": message.provider_message_id,
                  "attachments": list(message.attachments)},
                 message.received_at.isoformat(),
             )
@@ -337,7 +337,7 @@ class SqliteConversationStore:
     def next_pending(self, conversation_id: str) -> PendingMessage | None:
         """Return the oldest unprocessed message of a conversation, if any."""
         row = self._connection().execute(
-            "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text "
+            "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text, e.data "
             "FROM inbound i JOIN events e ON e.conversation_id = i.conversation_id AND e.seq = i.event_seq "
             "WHERE i.conversation_id = ? AND i.processed_at IS NULL ORDER BY i.inbound_id LIMIT 1",
             (conversation_id,),
@@ -345,7 +345,7 @@ class SqliteConversationStore:
         if row is None:
             return None
         return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
-                              row["channel"], row["external_id"], row["text"])
+                              row["channel"], row["external_id"], row["text"], json.loads(row["data"]).get("media"))
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.

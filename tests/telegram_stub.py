@@ -1,0 +1,100 @@
+"""A loopback server speaking the Telegram Bot API (getMe, sendMessage, setWebhook, deleteWebhook,
+getUpdates), for python-telegram-bot to talk to."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+TOKEN = "123456:telegram-test-token"
+
+
+class TelegramStub:
+    """Records sent messages and webhook settings; `rate_limited` answers that many sends with 429."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.rate_limited = 0
+        self.retry_after = 2
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                stub._handle(self)
+
+            do_GET = do_POST
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/bot"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        prefix = f"/bot{TOKEN}/"
+        if not handler.path.startswith(prefix):
+            return self._answer(handler, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        method = handler.path[len(prefix):].split("?")[0]
+        length = int(handler.headers.get("Content-Length", "0"))
+        raw = handler.rfile.read(length).decode()
+        if handler.headers.get("Content-Type", "").startswith("application/json"):
+            params = json.loads(raw or "{}")
+        else:  # python-telegram-bot posts form fields holding JSON values
+            params = {k: _json_or_text(v[0]) for k, v in parse_qs(raw).items()}
+        with self._lock:
+            answer = self._method(method, params)
+        self._answer(handler, 200 if answer.get("ok") else answer["error_code"], answer)
+
+    def _method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "getMe":
+            return {"ok": True, "result": {"id": 123456, "is_bot": True, "first_name": "Puffin",
+                                           "username": "puffin_outdoor_bot"}}
+        if method == "sendMessage":
+            if self.rate_limited:
+                self.rate_limited -= 1
+                return {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after "
+                        f"{self.retry_after}", "parameters": {"retry_after": self.retry_after}}
+            if str(params.get("chat_id")) == "403":
+                return {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+            self.sent.append(params)
+            return {"ok": True, "result": {"message_id": len(self.sent), "date": int(time.time()),
+                                           "chat": {"id": int(params["chat_id"]), "type": "private"},
+                                           "text": params.get("text", "")}}
+        if method == "setWebhook":
+            self.webhook = params
+            return {"ok": True, "result": True, "description": "Webhook was set"}
+        if method == "deleteWebhook":
+            self.webhook = {}
+            return {"ok": True, "result": True}
+        if method == "getUpdates":
+            offset = int(params.get("offset", 0) or 0)
+            return {"ok": True, "result": [u for u in self.updates if u["update_id"] >= offset]}
+        return {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
