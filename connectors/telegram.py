@@ -158,6 +158,58 @@ def _inbound(message: Message, provider_id: str) -> InboundMessage:
                           profile=profile, data={} if caption else {"media": kind.replace("_", " ")})
 
 
+class TelegramPoller:
+    """Long polling for development without a public HTTPS URL: `getUpdates` in a thread, each update
+    handled as the webhook would. Telegram keeps an update until a later poll confirms it, and a
+    repeat after a restart is dropped by its `update_id`."""
+
+    def __init__(self, client: TelegramClient, inbox: Inbox, last_buttons: Callable[[str, str], tuple[Button, ...]],
+                 timeout: int = 25, idle_seconds: float = 1.0) -> None:
+        self._client = client
+        self._inbox = inbox
+        self._last_buttons = last_buttons
+        self._timeout = timeout
+        self._idle = idle_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="switchboard-telegram-poll", daemon=True)
+
+    def start(self) -> None:
+        # getUpdates works only while no webhook is set.
+        self._client.call(self._client.bot.delete_webhook())
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=self._timeout + 5)
+
+    def _run(self) -> None:
+        offset: int | None = None
+        while not self._stopping.is_set():
+            try:
+                updates = self._client.call(self._client.bot.get_updates(
+                    offset=offset, timeout=self._timeout, allowed_updates=["message", "callback_query"]),
+                    timeout=self._timeout + 10)
+            except (TelegramError, TimeoutError) as exc:
+                log.warning("Telegram getUpdates failed (%s); polling again shortly", exc)
+                self._stopping.wait(5)
+                continue
+            for update in updates:
+                self.handle(update.to_dict())
+                offset = update.update_id + 1
+            if not updates:
+                self._stopping.wait(self._idle)
+
+    def handle(self, body: dict[str, Any]) -> None:
+        try:
+            message, callback_id = parse_update(body, self._last_buttons)
+            if message is not None:
+                self._inbox.accept(message)
+            if callback_id is not None:
+                self._client.call(self._client.bot.answer_callback_query(callback_id))
+        except Exception:
+            log.exception("could not handle Telegram update %s", body.get("update_id"))
+
+
 def create_telegram_blueprint(inbox: Inbox, secret: str,
                               last_buttons: Callable[[str, str], tuple[Button, ...]]) -> Blueprint:
     telegram = Blueprint("telegram", __name__)

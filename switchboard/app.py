@@ -19,6 +19,7 @@ from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
+from bot.errors import SwitchboardError
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
@@ -34,7 +35,7 @@ from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import error_response
 from connectors.rest import create_rest_blueprint
-from connectors.telegram import TelegramClient, TelegramSender, create_telegram_blueprint
+from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
@@ -71,9 +72,12 @@ class Services:
     batching: BatchingEncoder | None  # set when this process built its own encoder
     delivery: DeliveryWorker
     telegram: TelegramClient | None
+    telegram_poller: TelegramPoller | None = None
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
+        if self.telegram_poller is not None:
+            self.telegram_poller.stop()
         self.processor.stop()
         self.delivery.stop()
         if self.telegram is not None:
@@ -186,6 +190,8 @@ def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
     """Create the Switchboard web app and start its message processing."""
     settings = settings or Settings.from_env()
+    if settings.telegram_mode not in ("webhook", "polling"):
+        raise SwitchboardError(f"SWITCHBOARD_TELEGRAM_MODE is {settings.telegram_mode!r}; use webhook or polling")
     services = build_services(settings, encoder)
     app = Flask(__name__, static_folder=None)
     app.config.update(
@@ -256,6 +262,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     services.processor.start()
     services.delivery.start()
+    if services.telegram is not None and settings.telegram_mode == "polling":
+        services.telegram_poller = TelegramPoller(services.telegram, services.inbox, store.last_buttons)
+        services.telegram_poller.start()
     log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
     return app
 

@@ -21,6 +21,7 @@ class TelegramStub:
         self.webhook: dict[str, Any] = {}
         self.updates: list[dict[str, Any]] = []
         self.rate_limited = 0
+        self.answered_callbacks: list[str] = []
         self.retry_after = 2
         self._lock = threading.Lock()
         stub = self
@@ -77,6 +78,9 @@ class TelegramStub:
             return {"ok": True, "result": True, "description": "Webhook was set"}
         if method == "deleteWebhook":
             self.webhook = {}
+            return {"ok": True, "result": True}
+        if method == "answerCallbackQuery":
+            self.answered_callbacks.append(str(params["callback_query_id"]))
             return {"ok": True, "result": True}
         if method == "getUpdates":
             offset = int(params.get("offset", 0) or 0)

@@ -16,6 +16,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from bot.delivery import DeliveryWorker
+from bot.errors import SwitchboardError
 from bot.messages import Author, Button, ConversationStatus, EventKind, InboundMessage, Reply
 from bot.notifier import Notifier
 from bot.outcome import Outcome
@@ -240,3 +241,22 @@ def test_set_webhook_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch) -
     result = CliRunner().invoke(main, ["telegram", "set-webhook"])
     assert result.exit_code == 1
     assert "SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET" in result.stderr
+
+
+def test_long_polling_handles_updates_like_the_webhook(make_app: Callable[..., Flask], stub: TelegramStub) -> None:
+    stub.webhook = {"url": "https://old.example.com/webhooks/telegram"}
+    stub.updates = [message(30, text="hello"), {"update_id": 31, "callback_query": {
+        "id": "cb31", "from": user(), "chat_instance": "ci", "data": "how much is shipping",
+        "message": {"message_id": 1, "date": 1_700_000_000, "chat": {"id": CHAT, "type": "private"}}}}]
+    app = make_app(telegram_token=TOKEN, telegram_api_url=stub.url, telegram_mode="polling")
+    sent = wait_for(lambda: len(stub.sent) == 2 and stub.sent)
+    assert stub.webhook == {}  # polling needs the webhook removed
+    assert sent[0]["text"].startswith("Hi Anna!") and "4.95" in sent[1]["text"]
+    assert stub.answered_callbacks == ["cb31"]
+    time.sleep(1.5)  # later polls return the same updates until confirmed; they are not stored again
+    assert [m.text for m in customer_messages(app)] == ["hello", "how much is shipping"]
+
+
+def test_an_unknown_telegram_mode_is_refused(make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(SwitchboardError, match="use webhook or polling"):
+        make_app(telegram_mode="push")
