@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -266,3 +267,22 @@ def test_agents_see_each_replys_delivery_and_why_one_failed(app: Flask, stub: Tw
     assert '<span class="delivery failed"' in page
     assert "Not delivered: Twilio answered 400 (error 21211): Unable to create record: The &#39;To&#39; number" in page
     assert '<span class="delivery sent" title="">sent, delivered</span>' in page
+
+
+def test_the_same_webhook_three_times_at_once_is_stored_once(app: Flask, stub: TwilioStub) -> None:
+    params = inbound("how much is shipping")
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        statuses.append(post(app.test_client(), "/webhooks/twilio/sms", params).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    settle(app)
+    wait_for(lambda: stub.messages)
+    time.sleep(0.3)
+    assert statuses == [200, 200, 200]
+    assert stored_messages(app) == 1 and len(stub.messages) == 1
