@@ -6,10 +6,12 @@ import secrets
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from bot.errors import InvalidMessage
 from bot.messages import Agent
 from bot.ports import AgentStore
 
 ROLES = ("agent", "editor", "admin")
+MIN_PASSWORD_LENGTH = 12
 DEMO_EMAIL = "demo@switchboard.local"
 # Checked when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
@@ -24,8 +26,24 @@ class AgentDirectory:
     def add(self, email: str, name: str, role: str, password: str) -> Agent:
         """Create an agent with a hashed password."""
         if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        return self._store.add_agent(email, name, role, generate_password_hash(password))
+            raise InvalidMessage(f"role must be one of {', '.join(ROLES)}")
+        email = email.strip()
+        if "@" not in email.strip("@") or len(email) > 254 or any(c.isspace() for c in email):
+            raise InvalidMessage(f"{email!r} is not an email address")
+        return self._store.add_agent(email, name.strip() or email.split("@")[0], role, _hash(password))
+
+    def list(self) -> list[Agent]:
+        return self._store.list_agents()
+
+    def disable(self, email: str) -> Agent:
+        """Sign the agent out everywhere and refuse their sign-ins; their tickets stay as they are."""
+        return self._store.update_agent(email, active=False)
+
+    def enable(self, email: str) -> Agent:
+        return self._store.update_agent(email, active=True)
+
+    def reset_password(self, email: str, password: str) -> Agent:
+        return self._store.update_agent(email, password_hash=_hash(password))
 
     def authenticate(self, email: str, password: str) -> Agent | None:
         """Return the active agent with these credentials, or None."""
@@ -38,10 +56,21 @@ class AgentDirectory:
             return None
         return agent
 
+    @staticmethod
+    def new_password() -> str:
+        """A random password to hand to a new agent."""
+        return secrets.token_urlsafe(12)
+
     def ensure_demo_agent(self) -> tuple[str, str] | None:
         """On first start, create a demo admin and return its login; later starts return None."""
         if self._store.count_agents():
             return None
-        password = secrets.token_urlsafe(12)
+        password = self.new_password()
         self.add(DEMO_EMAIL, "Demo Agent", "admin", password)
         return DEMO_EMAIL, password
+
+
+def _hash(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidMessage(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return generate_password_hash(password)

@@ -7,11 +7,16 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.errors import SwitchboardError
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.stores.sqlite import SqliteConversationStore
+    from handoff.agents import AgentDirectory
 
 
 def _settings() -> Settings:
@@ -205,6 +210,114 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int) 
         click.echo("  Most confused (intent -> predicted):")
         for intent, predicted, count in report.confusions:
             click.echo(f"  {count:5d}  {intent} -> {predicted}")
+
+
+@main.group()
+def agents() -> None:
+    """Agent accounts: add, list, disable, reset passwords."""
+
+
+def _directory() -> tuple[AgentDirectory, SqliteConversationStore]:
+    from switchboard.app import open_agent_directory
+
+    return open_agent_directory(_settings())
+
+
+def _read_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password from stdin (first line), or a generated one; and whether it was generated."""
+    from handoff.agents import AgentDirectory
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    return AgentDirectory.new_password(), True
+
+
+@agents.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Shown to colleagues [default: the part of the email before @].")
+@click.option("--role", type=click.Choice(["agent", "editor", "admin"]), default="agent", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of "
+                                                     "generating one.")
+def agents_add(email: str, name: str, role: str, password_stdin: bool) -> None:
+    """Create an agent account; prints the generated password once."""
+    directory, store = _directory()
+    password, generated = _read_password(password_stdin)
+    try:
+        agent = directory.add(email, name, role, password)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"Added {agent.email} ({agent.name}, {agent.role}).")
+    if generated:
+        click.echo(f"Password: {password}   (shown only now; stored hashed)")
+
+
+@agents.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the accounts as JSON.")
+def agents_list(as_json: bool) -> None:
+    """List agent accounts."""
+    import json
+
+    directory, store = _directory()
+    try:
+        accounts = directory.list()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([{"email": a.email, "name": a.name, "role": a.role, "active": a.active}
+                               for a in accounts], indent=2))
+        return
+    if not accounts:
+        click.echo("No agent accounts yet; add one with `switchboard agents add EMAIL`.")
+    for agent in accounts:
+        click.echo(f"{agent.email:40} {agent.role:7} {'active' if agent.active else 'disabled':9} {agent.name}")
+
+
+@agents.command("disable")
+@click.argument("email")
+def agents_disable(email: str) -> None:
+    """Disable an account: signed out at once, sign-in refused; the history stays."""
+    directory, store = _directory()
+    try:
+        agent = directory.disable(email)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"Disabled {agent.email}.")
+
+
+@agents.command("enable")
+@click.argument("email")
+def agents_enable(email: str) -> None:
+    """Enable a disabled account again."""
+    directory, store = _directory()
+    try:
+        agent = directory.enable(email)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"Enabled {agent.email}.")
+
+
+@agents.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def agents_reset_password(email: str, password_stdin: bool) -> None:
+    """Give an agent a new password."""
+    directory, store = _directory()
+    password, generated = _read_password(password_stdin)
+    try:
+        agent = directory.reset_password(email, password)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"New password set for {agent.email}.")
+    if generated:
+        click.echo(f"Password: {password}   (shown only now; stored hashed)")
 
 
 @main.group()

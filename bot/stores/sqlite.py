@@ -694,6 +694,23 @@ class SqliteConversationStore:
         row = self._connection().execute("SELECT * FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
         return None if row is None else _agent(row)
 
+    def list_agents(self) -> list[Agent]:
+        """Every agent account, by email."""
+        rows = self._connection().execute("SELECT * FROM agents ORDER BY email").fetchall()
+        return [_agent(row) for row in rows]
+
+    def update_agent(self, email: str, *, active: bool | None = None, password_hash: str | None = None) -> Agent:
+        """Enable or disable an account, or replace its password hash; raises NotFound for an unknown email."""
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE agents SET active = COALESCE(?, active), password_hash = COALESCE(?, password_hash) "
+                "WHERE email = ? RETURNING *",
+                (None if active is None else int(active), password_hash, email.lower()),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no agent with the email {email}")
+        return _agent(row)
+
     def touch_agent(self, agent_id: str, now: datetime) -> None:
         """Record that an agent is at work now (their console made a request); once a minute at most."""
         with self._write() as db:
