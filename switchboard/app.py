@@ -39,6 +39,7 @@ from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, 
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
 from handoff.agents import AgentDirectory
+from handoff.api import create_agent_api
 from handoff.console import create_console_blueprint
 from handoff.kb_pages import create_kb_blueprint
 from kb_index.editing import ArticleFiles
@@ -222,6 +223,11 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(telegram)
     app.register_blueprint(web)
     app.register_blueprint(rest)
+    agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier,
+                                 max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
+                                 heartbeat=settings.stream_heartbeat)
+    csrf.exempt(agent_api)  # bearer tokens, not cookies
+    app.register_blueprint(agent_api)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
                                                     max_text_length=settings.max_text_length))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,

@@ -48,6 +48,7 @@ class Settings:
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30
+    agent_token_hours: int = 12       # lifetime of an agent API token
     processor_threads: int = 4
     server_threads: int = 256
     sync_reply_timeout: float = 15.0

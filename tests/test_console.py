@@ -167,7 +167,7 @@ def test_an_agent_cannot_act_on_a_ticket_another_agent_holds(app: Flask, custome
     ann.act(conversation, "claim")
     for action, form in [("reply", {"text": "sneaky"}), ("return", {}), ("close", {})]:
         page = bob.act(conversation, action, **form)
-        assert "claim this conversation" in page
+        assert "another agent holds this conversation" in page
     assert current(app, conversation).status == ConversationStatus.ASSIGNED
     assert not [e for e in customer.events() if e.get("text") == "sneaky"]
 

@@ -124,6 +124,11 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     external_id  TEXT NOT NULL,
     expires_at   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
+    expires_at  TEXT NOT NULL
+);
 """
 
 # Columns added after the first release: (table, column, definition), added to older files on open.
@@ -603,13 +608,16 @@ class SqliteConversationStore:
 
     # -- agents acting on conversations ----------------------------------------------
 
-    def _held(self, db: sqlite3.Connection, conversation_id: str, agent_id: str) -> sqlite3.Row:
+    def _held(self, db: sqlite3.Connection, conversation_id: str, agent_id: str, admin: bool = False) -> sqlite3.Row:
+        """The conversation, if this agent holds it (an admin may act on any assigned one)."""
         row = db.execute("SELECT * FROM conversations WHERE conversation_id = ?",
                          (conversation_id,)).fetchone()
         if row is None:
             raise NotFound("no such conversation")
-        if row["status"] != ConversationStatus.ASSIGNED or row["assignee_id"] != agent_id:
+        if row["status"] != ConversationStatus.ASSIGNED:
             raise NotAllowed("claim this conversation before acting on it")
+        if row["assignee_id"] != agent_id and not admin:
+            raise NotAllowed("another agent holds this conversation; only they or an admin can act on it")
         return row
 
     def claim(self, conversation_id: str, agent_id: str) -> Conversation:
@@ -632,11 +640,11 @@ class SqliteConversationStore:
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
-    def agent_reply(self, conversation_id: str, agent_id: str, text: str) -> Reply:
+    def agent_reply(self, conversation_id: str, agent_id: str, text: str, admin: bool = False) -> Reply:
         """Send an agent's reply to the channel the customer last used."""
         now = utcnow().isoformat()
         with self._write() as db:
-            row = self._held(db, conversation_id, agent_id)
+            row = self._held(db, conversation_id, agent_id, admin)
             reply = Reply(conversation_id, text, Author.AGENT)
             self._add_reply(db, reply, row["last_channel"], row["last_external_id"], None, now)
             db.execute("UPDATE conversations SET updated_at = ? WHERE conversation_id = ?",
@@ -644,19 +652,53 @@ class SqliteConversationStore:
         self._changed(_identity_key(row["last_channel"], row["last_external_id"]), "conversations", "outbox")
         return reply
 
-    def return_to_bot(self, conversation_id: str, agent_id: str) -> Conversation:
-        """Give a held conversation back to the bot."""
-        return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT)
-
-    def close_conversation(self, conversation_id: str, agent_id: str) -> Conversation:
-        """Close a held conversation; the customer's next message opens a new one."""
-        return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED)
-
-    def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus,
-                 kind: EventKind) -> Conversation:
+    def add_note(self, conversation_id: str, agent_id: str, text: str) -> Event:
+        """An internal note on a conversation: in the transcript for agents, never sent to the customer."""
         now = utcnow().isoformat()
         with self._write() as db:
-            self._held(db, conversation_id, agent_id)
+            if db.execute("SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id,)).fetchone() \
+                    is None:
+                raise NotFound("no such conversation")
+            seq = self._append_event(db, conversation_id, EventKind.NOTE, Author.AGENT, None, None, text,
+                                     {"agent_id": agent_id}, now)
+        self._changed("conversations")
+        return next(e for e in self.transcript(conversation_id) if e.seq == seq)
+
+    def transfer(self, conversation_id: str, agent_id: str, to_agent_id: str, admin: bool = False) -> Conversation:
+        """Hand a held conversation to another active agent (an admin may also assign a queued one)."""
+        now = utcnow().isoformat()
+        with self._write() as db:
+            target = db.execute("SELECT active FROM agents WHERE agent_id = ?", (to_agent_id,)).fetchone()
+            if target is None or not target["active"]:
+                raise NotFound("no active agent to transfer to")
+            row = db.execute("SELECT status FROM conversations WHERE conversation_id = ?",
+                             (conversation_id,)).fetchone()
+            if row is None:
+                raise NotFound("no such conversation")
+            if not (admin and row["status"] == ConversationStatus.QUEUED):
+                self._held(db, conversation_id, agent_id, admin)
+            db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, updated_at = ? "
+                       "WHERE conversation_id = ?", (to_agent_id, now, conversation_id))
+            self._append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
+                               {"agent_id": to_agent_id, "by": agent_id}, now)
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
+    def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False) -> Conversation:
+        """Give a held conversation back to the bot."""
+        return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT, admin)
+
+    def close_conversation(self, conversation_id: str, agent_id: str, resolution: str | None = None,
+                           admin: bool = False) -> Conversation:
+        """Close a held conversation, tagged with how it was resolved; the next message opens a new one."""
+        return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED, admin,
+                             {"resolution": resolution} if resolution else {})
+
+    def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus, kind: EventKind,
+                 admin: bool = False, data: dict[str, Any] | None = None) -> Conversation:
+        now = utcnow().isoformat()
+        with self._write() as db:
+            self._held(db, conversation_id, agent_id, admin)
             db.execute(
                 "UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL, "
                 "fallback_streak = 0, dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
@@ -664,7 +706,7 @@ class SqliteConversationStore:
                 (status.value, now, conversation_id),
             )
             self._append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
-                               {"agent_id": agent_id}, now)
+                               {"agent_id": agent_id, **(data or {})}, now)
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
@@ -729,6 +771,21 @@ class SqliteConversationStore:
         """Return how many agent accounts exist."""
         count: int = self._connection().execute("SELECT COUNT(*) FROM agents").fetchone()[0]
         return count
+
+    # -- agent API tokens ------------------------------------------------------------
+
+    def add_agent_token(self, token_hash: str, agent_id: str, expires_at: datetime) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO agent_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
+                       (token_hash, agent_id, expires_at.isoformat()))
+
+    def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
+        """The active agent an unexpired API token belongs to."""
+        row = self._connection().execute(
+            "SELECT a.* FROM agent_tokens t JOIN agents a USING (agent_id) "
+            "WHERE t.token_hash = ? AND t.expires_at > ? AND a.active = 1", (token_hash, now.isoformat()),
+        ).fetchone()
+        return None if row is None else _agent(row)
 
     # -- web sessions ----------------------------------------------------------------
 

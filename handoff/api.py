@@ -1,0 +1,192 @@
+"""The agent API: the console's operations as JSON, for another front end or a CRM.
+
+Sign in with `POST /api/agent/login`, then send `Authorization: Bearer TOKEN`. Every error
+is JSON: `{"error": code, "message": ...}` with the matching status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from bot.errors import InvalidMessage, NotAuthenticated, NotFound
+from bot.messages import Agent, Conversation, ConversationStatus, Event, EventKind, utcnow
+from bot.notifier import Notifier
+from bot.ports import AgentStore, ConversationStore
+from connectors.http import answer_errors_as_json, field, json_object, optional_field
+from handoff.agents import AgentDirectory
+from handoff.summary import summarize
+
+FILTERS = ("queued", "mine", "all", "closed")
+OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _agent_json(agent: Agent | None) -> dict[str, Any] | None:
+    if agent is None:
+        return None
+    return {"id": agent.agent_id, "email": agent.email, "name": agent.name, "role": agent.role}
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {"seq": event.seq, "kind": event.kind.value, "author": event.author.value, "channel": event.channel,
+            "text": event.text, "data": event.data, "created_at": event.created_at.isoformat()}
+
+
+def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
+                     notifier: Notifier, *, max_text_length: int, token_hours: int, heartbeat: float) -> Blueprint:
+    api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
+    answer_errors_as_json(api)
+
+    def current_agent() -> Agent:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token", "")
+        agent = agents.agent_for_token(_token_hash(token), utcnow()) if token else None
+        if agent is None:
+            raise NotAuthenticated("a valid agent token is required: POST /api/agent/login for one")
+        agents.touch_agent(agent.agent_id, utcnow())
+        return agent
+
+    def ticket_summary(conversation: Conversation) -> dict[str, Any]:
+        customer = conversations.get_customer(conversation.customer_id)
+        assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
+        return {
+            "id": conversation.conversation_id, "reference": conversation.reference,
+            "status": conversation.status.value, "reason": conversation.handoff_reason,
+            "channel": conversation.last_channel, "customer": {"id": customer.customer_id,
+                                                                "name": customer.display_name},
+            "assignee": _agent_json(assignee), "updated_at": conversation.updated_at.isoformat(),
+        }
+
+    def ticket_of(conversation_id: str) -> Conversation:
+        return conversations.get_conversation(conversation_id)
+
+    def text_field(name: str) -> str:
+        text = field(json_object(), name).strip()
+        if len(text) > max_text_length:
+            raise InvalidMessage(f"the field {name!r} is longer than {max_text_length} characters")
+        return text
+
+    @api.post("/login")
+    def login() -> tuple[Response, int]:
+        body = json_object()
+        agent = directory.authenticate(field(body, "email", max_length=254), field(body, "password", max_length=200))
+        if agent is None:
+            raise NotAuthenticated("wrong email or password")
+        token = secrets.token_urlsafe(32)
+        expires_at = utcnow() + timedelta(hours=token_hours)
+        agents.add_agent_token(_token_hash(token), agent.agent_id, expires_at)
+        return jsonify({"token": token, "expires_at": expires_at.isoformat(), "agent": _agent_json(agent)}), 200
+
+    @api.get("/tickets")
+    def tickets() -> Response:
+        agent = current_agent()
+        wanted = request.args.get("status", "queued")
+        if wanted not in FILTERS:
+            raise InvalidMessage(f"status must be one of {', '.join(FILTERS)}")
+        if wanted == "queued":
+            found = conversations.list_conversations([ConversationStatus.QUEUED])
+        elif wanted == "mine":
+            found = [c for c in conversations.list_conversations([ConversationStatus.ASSIGNED])
+                     if c.assignee_id == agent.agent_id]
+        elif wanted == "all":
+            found = conversations.list_conversations(list(OPEN))
+        else:
+            found = conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:200]
+        return jsonify({"tickets": [ticket_summary(c) for c in found]})
+
+    @api.get("/tickets/<conversation_id>")
+    def ticket(conversation_id: str) -> Response:
+        current_agent()
+        conversation = ticket_of(conversation_id)
+        transcript = conversations.transcript(conversation_id)
+        customer = conversations.get_customer(conversation.customer_id)
+        deliveries = {e.reply_id: e for e in conversations.outbox_of(conversation_id)}
+        events = []
+        for event in transcript:
+            item = _event_json(event)
+            delivery = deliveries.get(str(event.data.get("reply_id", "")))
+            if delivery is not None:
+                item["delivery"] = {"status": delivery.status, "receipt": delivery.receipt, "error": delivery.error}
+            events.append(item)
+        handoffs = [e for e in transcript if e.kind == EventKind.HANDOFF]
+        return jsonify({
+            **ticket_summary(conversation),
+            "handoff": handoffs[-1].data if handoffs else None,
+            "customer": {"id": customer.customer_id, "name": customer.display_name,
+                         "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]},
+            "summary": summarize(conversation, transcript).as_json(),
+            "kb_tries": [e.data for e in transcript if e.kind == EventKind.KB_ANSWER],
+            "transcript": events,
+        })
+
+    @api.post("/tickets/<conversation_id>/claim")
+    def claim(conversation_id: str) -> Response:
+        agent = current_agent()
+        return jsonify(ticket_summary(conversations.claim(conversation_id, agent.agent_id)))
+
+    @api.post("/tickets/<conversation_id>/reply")
+    def reply(conversation_id: str) -> tuple[Response, int]:
+        agent = current_agent()
+        sent = conversations.agent_reply(conversation_id, agent.agent_id, text_field("text"),
+                                         admin=agent.role == "admin")
+        return jsonify({"reply_id": sent.reply_id, "text": sent.text}), 201
+
+    @api.post("/tickets/<conversation_id>/note")
+    def note(conversation_id: str) -> tuple[Response, int]:
+        agent = current_agent()
+        return jsonify(_event_json(conversations.add_note(conversation_id, agent.agent_id, text_field("text")))), 201
+
+    @api.post("/tickets/<conversation_id>/transfer")
+    def transfer(conversation_id: str) -> Response:
+        agent = current_agent()
+        target = agents.agent_credentials(field(json_object(), "agent_email", max_length=254))
+        if target is None:
+            raise NotFound("no agent with that email")
+        moved = conversations.transfer(conversation_id, agent.agent_id, target[0].agent_id,
+                                       admin=agent.role == "admin")
+        return jsonify(ticket_summary(moved))
+
+    @api.post("/tickets/<conversation_id>/return")
+    def return_to_bot(conversation_id: str) -> Response:
+        agent = current_agent()
+        return jsonify(ticket_summary(conversations.return_to_bot(conversation_id, agent.agent_id,
+                                                                  admin=agent.role == "admin")))
+
+    @api.post("/tickets/<conversation_id>/close")
+    def close(conversation_id: str) -> Response:
+        agent = current_agent()
+        resolution = optional_field(json_object(), "resolution", max_length=100) if request.data else None
+        return jsonify(ticket_summary(conversations.close_conversation(
+            conversation_id, agent.agent_id, resolution, admin=agent.role == "admin")))
+
+    @api.get("/stream")
+    def stream() -> Response:
+        agent = current_agent()
+
+        def counts() -> dict[str, int]:
+            held = conversations.list_conversations([ConversationStatus.QUEUED, ConversationStatus.ASSIGNED])
+            return {"queued": sum(c.status == ConversationStatus.QUEUED for c in held),
+                    "mine": sum(c.assignee_id == agent.agent_id for c in held)}
+
+        def events() -> Iterator[str]:
+            yield "retry: 3000\n\n"
+            while not notifier.closed:
+                seen = notifier.version("conversations")
+                yield f"event: queue\ndata: {json.dumps(counts())}\n\n"
+                while notifier.wait("conversations", seen, heartbeat) == seen and not notifier.closed:
+                    yield ": keep-alive\n\n"
+
+        return Response(stream_with_context(events()), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return api

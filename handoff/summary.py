@@ -1,0 +1,52 @@
+"""A ticket's short extractive summary: what the customer wants, what the bot answered, why it handed off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.messages import Author, Conversation, Event, EventKind
+
+_REASONS = {
+    "customer_request": "the customer asked for a person",
+    "repeated_fallback": "the bot did not understand several times in a row",
+    "negative_sentiment": "the customer seemed upset",
+    "sensitive_intent": "a sensitive topic",
+    "keyword": "a keyword of the handoff policy",
+    "action": "an action decided a person should take over",
+    "processing_error": "the bot failed to process a message",
+}
+
+
+@dataclass(frozen=True)
+class Summary:
+    wants: str | None        # the customer's first substantive message
+    bot_answered: str | None  # the bot's last reply before the handoff
+    why: str | None          # the handoff reason in words, with its detail
+
+    def as_json(self) -> dict[str, Any]:
+        return {"wants": self.wants, "bot_answered": self.bot_answered, "why": self.why}
+
+
+def summarize(conversation: Conversation, transcript: list[Event]) -> Summary:
+    """Pick the sentences an agent reads first, from the transcript itself (nothing is generated)."""
+    handoffs = [e for e in transcript if e.kind == EventKind.HANDOFF]
+    until = handoffs[-1].seq if handoffs else None
+    before = [e for e in transcript if until is None or e.seq < until]
+    asked = [e for e in before if e.kind == EventKind.MESSAGE_IN and e.text]
+    # A greeting says little: prefer the first message the bot took as a question.
+    substantive = [e for e in asked if e.data.get("intent") not in ("greet", "goodbye", "thanks")]
+    first = (substantive or asked)[:1]
+    wants = first[0] if first else None
+    # The bot's last answer before the message that led to the handoff (not its handoff notice).
+    trigger = asked[-1].seq if handoffs and asked else None
+    answered = [e for e in before if e.kind == EventKind.MESSAGE_OUT and e.author == Author.BOT
+                and (trigger is None or e.seq < trigger)]
+    why = None
+    if handoffs:
+        reason = str(handoffs[-1].data.get("reason", conversation.handoff_reason or ""))
+        why = _REASONS.get(reason, reason.replace("_", " "))
+        detail = handoffs[-1].data.get("why") or handoffs[-1].data.get("intent") or handoffs[-1].data.get("keyword")
+        if detail:
+            why = f"{why} ({detail})"
+    return Summary(wants.text if wants else None, answered[-1].text if answered else None, why)
