@@ -18,6 +18,7 @@ import phonenumbers
 import requests
 from flask import Blueprint, Response, abort, request
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
@@ -103,9 +104,10 @@ class TwilioSender:
         return str(message.sid)
 
 
-def twilio_client(account_sid: str, auth_token: str, api_url: str = "") -> Client:
-    """The REST client; `api_url` replaces https://api.twilio.com (a test server, a proxy)."""
-    client = Client(account_sid, auth_token)
+def twilio_client(account_sid: str, auth_token: str, api_url: str = "", timeout: float = 10.0) -> Client:
+    """The REST client, with a timeout so a hung connection cannot stall delivery; `api_url` replaces
+    https://api.twilio.com (a test server, a proxy)."""
+    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
     if api_url:
         client.api.base_url = api_url.rstrip("/")
     return client

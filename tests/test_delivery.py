@@ -98,6 +98,17 @@ def test_a_rate_limit_is_retried(store: SqliteConversationStore, stub: TwilioStu
     assert store.get_outbox_entry(reply_id).status == "sent" and len(stub.messages) == 1
 
 
+def test_a_provider_that_does_not_answer_in_time_is_retried(
+        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+    (reply_id,) = queue_replies(store, "Hello!")
+    sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url, timeout=0.2), "sms", "+15005550006", None)
+    worker = DeliveryWorker(store, {"sms": sender}, Notifier(), clock=clock, rng=random.Random(1))
+    stub.delay = 1.0
+    worker.run_once()
+    entry = store.get_outbox_entry(reply_id)
+    assert entry.status == "pending" and "could not be reached" in (entry.error or "")
+
+
 def test_a_permanent_error_is_not_retried_and_is_kept_for_the_agents(
         store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Hello!")

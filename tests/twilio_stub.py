@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ class TwilioStub:
         self.messages: list[dict[str, str]] = []
         self.failures: list[Failure] = []
         self.requests = 0
+        self.delay = 0.0  # seconds to wait before answering a create
         self._lock = threading.Lock()
         stub = self
 
@@ -59,6 +61,7 @@ class TwilioStub:
             return self._answer(handler, 404, {"code": 20404, "message": "not found", "status": 404})
         if handler.headers.get("Authorization") != expected:
             return self._answer(handler, 401, {"code": 20003, "message": "Authenticate", "status": 401})
+        time.sleep(self.delay)
         with self._lock:
             self.requests += 1
             failure = self.failures.pop(0) if self.failures else None
