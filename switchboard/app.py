@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, Response, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer
@@ -188,6 +191,24 @@ def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str
     return senders
 
 
+def limit_logins(app: Flask, settings: Settings) -> None:
+    """Sign-in attempts are limited per client address and per account (console and API alike)."""
+    if settings.trusted_proxies:
+        # Behind a proxy the client's address is in X-Forwarded-For, set by that many proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
+
+    def login_email() -> str:
+        body = request.get_json(silent=True) if request.is_json else request.form
+        email = body.get("email") if isinstance(body, Mapping) else None
+        return str(email).strip().lower() if isinstance(email, str) else ""
+
+    for view in ("console.login", "agent_api.login"):
+        limited = limiter.limit(settings.login_limit_per_address, methods=["POST"])(app.view_functions[view])
+        per_account = limiter.limit(settings.login_limit_per_account, key_func=login_email, methods=["POST"])
+        app.view_functions[view] = per_account(limited)  # type: ignore[assignment]
+
+
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
     """Create the Switchboard web app and start its message processing."""
     settings = settings or Settings.from_env()
@@ -248,9 +269,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     def favicon() -> Response:
         return Response(status=204)  # browsers ask on every page; there is no icon yet
 
+    limit_logins(app, settings)
+
     @app.errorhandler(404)
     @app.errorhandler(405)
     @app.errorhandler(413)
+    @app.errorhandler(429)
     def api_http_error(exc: HTTPException) -> tuple[Response, int] | HTTPException:
         # Blueprint handlers do not see requests that matched no route (or were too large
         # to route); API clients still get JSON.

@@ -49,6 +49,9 @@ class Settings:
     max_content_length: int = 64 * 1024
     web_session_days: int = 30
     agent_token_hours: int = 12       # lifetime of an agent API token
+    login_limit_per_address: str = "20 per minute"  # sign-in attempts from one client address
+    login_limit_per_account: str = "5 per minute"   # sign-in attempts at one account, from anywhere
+    trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
     processor_threads: int = 4
     server_threads: int = 256
     sync_reply_timeout: float = 15.0
