@@ -73,7 +73,9 @@ def fit_reply(text: str, buttons: tuple[Button, ...], capabilities: Capabilities
     too long for one message is split on sentence boundaries (on words, if one sentence is too long)."""
     drawn = buttons
     if buttons and capabilities.buttons == ButtonStyle.NUMBERED:
-        text = f"{text}\n\n{numbered_options(buttons)}\nReply with a number."
+        # Buttons that are their own numbers (a 1-5 rating) need no list: the text asks for the number.
+        if [b.title for b in buttons] != [str(n) for n in range(1, len(buttons) + 1)]:
+            text = f"{text}\n\n{numbered_options(buttons)}\nReply with a number."
         drawn = ()
     return FittedReply(tuple(_split(text.strip(), lambda part: _fits(part, capabilities))), drawn)
 

@@ -153,6 +153,13 @@ class Engine:
                                     channel or "preview", "preview", now, now)
         return self.respond(conversation, text, channel)
 
+    def render(self, response: str, **values: Any) -> tuple[str, tuple[Button, ...]] | None:
+        """A domain response's text and buttons for agents' tools (the rating question on close), or
+        None if the domain does not define it."""
+        if not self._model.responses.has(response):
+            return None
+        return self._model.responses.render(response, values)
+
     def hand_off(self, conversation: Conversation, reason: str, detail: Mapping[str, Any] | None = None) -> Outcome:
         """Queue the conversation for an agent and tell the customer what happens next."""
         turn = self._start(conversation, "", conversation.last_channel, None, rate=False)

@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     CLOSED = "closed"
     KB_ANSWER = "kb_answer"
     NOTE = "note"
+    CSAT = "csat"  # the customer's rating of a closed conversation
 
 
 class ConversationStatus(StrEnum):
@@ -143,6 +144,7 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     dialogue: DialogueState = field(default_factory=DialogueState)
+    csat: int | None = None  # the customer's rating, 1 to 5, after it was closed
 
 
 @dataclass(frozen=True)

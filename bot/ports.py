@@ -15,6 +15,7 @@ import numpy as np
 from bot.messages import (
     Accepted,
     Agent,
+    Button,
     Conversation,
     ConversationStatus,
     Customer,
@@ -93,7 +94,8 @@ class ConversationStore(Protocol):
     def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False) -> Conversation: ...
 
     def close_conversation(self, conversation_id: str, agent_id: str, resolution: str | None = None,
-                           admin: bool = False) -> Conversation: ...
+                           admin: bool = False, csat_question: tuple[str, tuple[Button, ...]] | None = None,
+                           ) -> Conversation: ...
 
 
 class AgentStore(Protocol):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from bot.errors import InvalidMessage, NotAuthenticated, NotFound
-from bot.messages import Agent, Conversation, ConversationStatus, Event, EventKind, utcnow
+from bot.messages import Agent, Button, Conversation, ConversationStatus, Event, EventKind, utcnow
 from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from connectors.http import answer_errors_as_json, field, json_object, optional_field
@@ -24,6 +24,8 @@ from handoff.agents import AgentDirectory
 from handoff.summary import summarize
 
 FILTERS = ("queued", "mine", "all", "closed")
+# The rating question sent when a ticket is closed (text and buttons), if the domain has one.
+CsatQuestion = Callable[[], tuple[str, tuple[Button, ...]] | None]
 OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
 
 
@@ -43,7 +45,8 @@ def _event_json(event: Event) -> dict[str, Any]:
 
 
 def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
-                     notifier: Notifier, *, max_text_length: int, token_hours: int, heartbeat: float) -> Blueprint:
+                     notifier: Notifier, *, max_text_length: int, token_hours: int, heartbeat: float,
+                     csat_question: CsatQuestion = lambda: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
 
@@ -65,6 +68,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             "channel": conversation.last_channel, "customer": {"id": customer.customer_id,
                                                                 "name": customer.display_name},
             "assignee": _agent_json(assignee), "updated_at": conversation.updated_at.isoformat(),
+            "csat": conversation.csat,
         }
 
     def ticket_of(conversation_id: str) -> Conversation:
@@ -167,7 +171,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         agent = current_agent()
         resolution = optional_field(json_object(), "resolution", max_length=100) if request.data else None
         return jsonify(ticket_summary(conversations.close_conversation(
-            conversation_id, agent.agent_id, resolution, admin=agent.role == "admin")))
+            conversation_id, agent.agent_id, resolution, admin=agent.role == "admin", csat_question=csat_question())))
 
     @api.get("/stream")
     def stream() -> Response:

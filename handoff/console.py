@@ -21,11 +21,13 @@ from bot.errors import SwitchboardError
 from bot.messages import Agent, ConversationStatus
 from bot.ports import AgentStore, ConversationStore
 from handoff.agents import AgentDirectory
+from handoff.api import CsatQuestion
 from handoff.auth import require_agent
 
 
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
-                             directory: AgentDirectory, *, max_text_length: int) -> Blueprint:
+                             directory: AgentDirectory, *, max_text_length: int,
+                             csat_question: CsatQuestion = lambda: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators."""
     console = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                         static_folder="static", static_url_path="/static")
@@ -118,7 +120,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     @console.post("/conversations/<conversation_id>/close")
     @signed_in
     def close(conversation_id: str) -> Response:
-        return act(conversation_id, lambda: conversations.close_conversation(conversation_id, g.agent.agent_id),
-                   "Conversation closed.")
+        return act(conversation_id, lambda: conversations.close_conversation(
+            conversation_id, g.agent.agent_id, admin=g.agent.role == "admin", csat_question=csat_question()),
+            "Conversation closed; the customer is asked to rate it.")
 
     return console

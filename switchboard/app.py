@@ -26,7 +26,7 @@ from bot.errors import SwitchboardError
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
-from bot.messages import utcnow
+from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
 from bot.ports import DialogueMemory, Encoder, Retriever
@@ -244,13 +244,17 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(telegram)
     app.register_blueprint(web)
     app.register_blueprint(rest)
+    def csat_question() -> tuple[str, tuple[Button, ...]] | None:
+        return services.engine.render("utter_csat")
+
     agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier,
                                  max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
-                                 heartbeat=settings.stream_heartbeat)
+                                 heartbeat=settings.stream_heartbeat, csat_question=csat_question)
     csrf.exempt(agent_api)  # bearer tokens, not cookies
     app.register_blueprint(agent_api)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
-                                                    max_text_length=settings.max_text_length))
+                                                    max_text_length=settings.max_text_length,
+                                                    csat_question=csat_question))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                        on_publish=services.retriever.reload)

@@ -100,7 +100,8 @@ def test_claim_reply_note_and_close_with_a_resolution(app: Flask, customer: WebC
     closed = ann.post(f"/tickets/{conversation_id}/close", {"resolution": "answered"})
     assert closed.get_json()["status"] == "closed"
     detail = ann.get(f"/tickets/{conversation_id}").get_json()
-    assert detail["transcript"][-1]["kind"] == "closed" and detail["transcript"][-1]["data"]["resolution"] == "answered"
+    (closed_event,) = [e for e in detail["transcript"] if e["kind"] == "closed"]
+    assert closed_event["data"]["resolution"] == "answered"
     assert [t["id"] for t in ann.get("/tickets?status=closed").get_json()["tickets"]] == [conversation_id]
 
 
@@ -149,3 +150,23 @@ def test_the_stream_tells_of_queue_changes(app: Flask, client: FlaskClient) -> N
         second = next(chunks).decode()
     assert json.loads(second.split("data: ", 1)[1])["queued"] == 1
     response.close()
+
+
+def test_closing_asks_the_customer_for_a_rating_and_the_answer_is_stored(app: Flask, customer: WebChat) -> None:
+    conversation_id = handed_off(app, customer)
+    ann = ApiAgent(app, "ann@example.com")
+    ann.post(f"/tickets/{conversation_id}/claim")
+    customer.events()
+    ann.post(f"/tickets/{conversation_id}/close", {"resolution": "answered"})
+    (question,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert question["text"].startswith("Thanks for contacting Puffin Outdoor! How happy are you")
+    assert [b["payload"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
+    assert customer.send("4").status_code == 202
+    store = services_of(app).store
+    assert store.get_conversation(conversation_id).csat == 4
+    assert store.list_conversations([ConversationStatus.BOT]) == []  # the rating opened no new conversation
+    assert ann.get(f"/tickets/{conversation_id}").get_json()["csat"] == 4
+    assert ann.get(f"/tickets/{conversation_id}").get_json()["transcript"][-1]["kind"] == "csat"
+    customer.say("5")  # only the first rating counts; a second "5" is a new message to the bot
+    assert store.get_conversation(conversation_id).csat == 4
+    assert len(store.list_conversations([ConversationStatus.BOT])) == 1

@@ -214,6 +214,8 @@ def test_buttons_become_numbered_options_on_sms() -> None:
                        CAPABILITIES["sms"])
     assert fitted.parts == ("Which order?\n\n1) PO-2610427\n2) PO-2610433\nReply with a number.",)
     assert fitted.buttons == ()
+    rating = fit_reply("Rate us from 1 to 3.", tuple(Button(str(n), str(n)) for n in (1, 2, 3)), CAPABILITIES["sms"])
+    assert rating.parts == ("Rate us from 1 to 3.",) and rating.buttons == ()
     web = fit_reply("Which order?", (Button("A", "a"),), CAPABILITIES["web"])
     assert web.buttons == (Button("A", "a"),) and web.parts == ("Which order?",)
 

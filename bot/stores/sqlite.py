@@ -142,7 +142,11 @@ MIGRATIONS = (
     ("outbox", "receipt", "TEXT"),
     ("outbox", "error", "TEXT"),
     ("identities", "opted_out", "INTEGER NOT NULL DEFAULT 0"),
+    ("conversations", "csat_requested_at", "TEXT"),
+    ("conversations", "csat", "INTEGER"),
 )
+CSAT_WINDOW = timedelta(hours=24)  # how long after closing a rating is taken as the answer
+CSAT_ANSWERS = ("1", "2", "3", "4", "5")
 
 # Crockford's base32 without the look-alikes; references are read aloud and retyped.
 _REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -242,7 +246,11 @@ class SqliteConversationStore:
                 "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status != 'closed'",
                 (customer_id,),
             ).fetchone()
-            if conversation is None:
+            rated = self._csat_answer(db, customer_id, message, now) if conversation is None else None
+            if rated is not None:
+                # The customer rated the conversation just closed: stored on it, nothing to process.
+                conversation_id = rated
+            elif conversation is None:
                 conversation_id = self._open_conversation(db, customer_id, message, now)
             else:
                 conversation_id = conversation["conversation_id"]
@@ -252,20 +260,36 @@ class SqliteConversationStore:
                     (message.channel, message.external_id, now, conversation_id),
                 )
             seq = self._append_event(
-                db, conversation_id, EventKind.MESSAGE_IN, Author.CUSTOMER, message.channel,
-                message.external_id, message.text,
+                db, conversation_id, EventKind.CSAT if rated else EventKind.MESSAGE_IN, Author.CUSTOMER,
+                message.channel, message.external_id, message.text,
                 {**message.data, "provider_message_id": message.provider_message_id,
                  "attachments": list(message.attachments)},
                 message.received_at.isoformat(),
             )
             inbound_id = db.execute(
-                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) "
-                "VALUES (?, ?, ?, ?)",
-                (message.channel, message.provider_message_id, conversation_id, seq),
+                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq, processed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (message.channel, message.provider_message_id, conversation_id, seq, now if rated else None),
             ).lastrowid
         self._changed(_identity_key(message.channel, message.external_id), "conversations")
         assert inbound_id is not None
         return Accepted(conversation_id, customer_id, seq, inbound_id, duplicate=False)
+
+    def _csat_answer(self, db: sqlite3.Connection, customer_id: str, message: InboundMessage, now: str) -> str | None:
+        """The closed conversation a rating answers, recorded; None if this message is no rating."""
+        rating = message.text.strip()
+        if rating not in CSAT_ANSWERS:
+            return None
+        since = (datetime.fromisoformat(now) - CSAT_WINDOW).isoformat()
+        row = db.execute(
+            "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status = 'closed' "
+            "AND csat IS NULL AND csat_requested_at >= ? ORDER BY csat_requested_at DESC LIMIT 1",
+            (customer_id, since),
+        ).fetchone()
+        if row is None:
+            return None
+        db.execute("UPDATE conversations SET csat = ? WHERE conversation_id = ?", (int(rating), row["conversation_id"]))
+        return str(row["conversation_id"])
 
     def _resolve_identity(self, db: sqlite3.Connection, message: InboundMessage, now: str) -> str:
         row = db.execute(
@@ -689,16 +713,19 @@ class SqliteConversationStore:
         return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT, admin)
 
     def close_conversation(self, conversation_id: str, agent_id: str, resolution: str | None = None,
-                           admin: bool = False) -> Conversation:
-        """Close a held conversation, tagged with how it was resolved; the next message opens a new one."""
+                           admin: bool = False, csat_question: tuple[str, tuple[Button, ...]] | None = None,
+                           ) -> Conversation:
+        """Close a held conversation, tagged with how it was resolved, and ask the customer for a rating
+        (1-5; their answer within a day is stored on it). Their next other message opens a new one."""
         return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED, admin,
-                             {"resolution": resolution} if resolution else {})
+                             {"resolution": resolution} if resolution else {}, csat_question)
 
     def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus, kind: EventKind,
-                 admin: bool = False, data: dict[str, Any] | None = None) -> Conversation:
+                 admin: bool = False, data: dict[str, Any] | None = None,
+                 question: tuple[str, tuple[Button, ...]] | None = None) -> Conversation:
         now = utcnow().isoformat()
         with self._write() as db:
-            self._held(db, conversation_id, agent_id, admin)
+            row = self._held(db, conversation_id, agent_id, admin)
             db.execute(
                 "UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL, "
                 "fallback_streak = 0, dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
@@ -707,7 +734,13 @@ class SqliteConversationStore:
             )
             self._append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
                                {"agent_id": agent_id, **(data or {})}, now)
-        self._changed("conversations")
+            if question is not None:
+                text, buttons = question
+                self._add_reply(db, Reply(conversation_id, text, Author.SYSTEM, buttons), row["last_channel"],
+                                row["last_external_id"], None, now)
+                db.execute("UPDATE conversations SET csat_requested_at = ? WHERE conversation_id = ?",
+                           (now, conversation_id))
+        self._changed("conversations", "outbox", _identity_key(row["last_channel"], row["last_external_id"]))
         return self.get_conversation(conversation_id)
 
     # -- agents ----------------------------------------------------------------------
@@ -818,6 +851,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
         dialogue=DialogueState.from_json(json.loads(row["dialogue"])),
+        csat=row["csat"],
     )
 
 
