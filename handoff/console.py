@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from flask import (
     Blueprint,
@@ -13,21 +15,34 @@ from flask import (
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from werkzeug.wrappers import Response
 
 from bot.errors import SwitchboardError
-from bot.messages import Agent, ConversationStatus
+from bot.messages import Agent, Conversation, ConversationStatus, EventKind, utcnow
+from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from handoff.agents import AgentDirectory
 from handoff.api import CsatQuestion
 from handoff.auth import require_agent
 
+VIEWS = ("overview", "unassigned", "mine", "all", "closed")
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    conversation: Conversation
+    customer_name: str | None
+    channels: list[str]
+    sentiment: float | None  # of the customer's latest rated message
+    waiting_minutes: int
+
 
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
-                             directory: AgentDirectory, *, max_text_length: int,
-                             csat_question: CsatQuestion = lambda: None) -> Blueprint:
+                             directory: AgentDirectory, notifier: Notifier, *, max_text_length: int,
+                             heartbeat: float = 15.0, csat_question: CsatQuestion = lambda: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators."""
     console = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                         static_folder="static", static_url_path="/static")
@@ -54,18 +69,62 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         session.clear()
         return redirect(url_for("console.login"))
 
+    def rows(items: list[Conversation]) -> list[QueueRow]:
+        now = utcnow()
+        result = []
+        for conversation in items:
+            customer = conversations.get_customer(conversation.customer_id)
+            rated = [e.data["sentiment"] for e in conversations.transcript(conversation.conversation_id)
+                     if e.kind == EventKind.MESSAGE_IN and "sentiment" in e.data]
+            waited = max(0, int((now - conversation.updated_at).total_seconds() // 60))
+            result.append(QueueRow(conversation, customer.display_name, sorted({c for c, _ in customer.identities}),
+                                   rated[-1] if rated else None, waited))
+        return result
+
     @console.get("/")
     @signed_in
     def queue() -> str:
         agent: Agent = g.agent
+        view = request.args.get("view", "overview")
+        if view not in VIEWS:
+            abort(404)
         open_ones = conversations.list_conversations([ConversationStatus.QUEUED, ConversationStatus.ASSIGNED])
-        return render_template(
-            "console/queue.html",
-            queued=[c for c in open_ones if c.status == ConversationStatus.QUEUED],
-            mine=[c for c in open_ones if c.assignee_id == agent.agent_id],
-            others=[c for c in open_ones if c.status == ConversationStatus.ASSIGNED
-                    and c.assignee_id != agent.agent_id],
-        )
+        queued = [c for c in open_ones if c.status == ConversationStatus.QUEUED]
+        lists = {
+            "overview": [("Waiting for an agent", queued, "Nobody is waiting."),
+                         ("Yours", [c for c in open_ones if c.assignee_id == agent.agent_id],
+                          "You hold no conversations."),
+                         ("Held by other agents", [c for c in open_ones if c.status == ConversationStatus.ASSIGNED
+                                                   and c.assignee_id != agent.agent_id], "None.")],
+            "unassigned": [("Waiting for an agent", queued, "Nobody is waiting.")],
+            "mine": [("Yours", [c for c in open_ones if c.assignee_id == agent.agent_id],
+                      "You hold no conversations.")],
+            "all": [("Open conversations", open_ones, "None.")],
+            "closed": [("Closed, latest first",
+                        conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:100], "None yet.")],
+        }[view]
+        template = "console/_queue_lists.html" if request.args.get("fragment") else "console/queue.html"
+        return render_template(template, view=view, views=VIEWS, waiting=len(queued),
+                               lists=[(title, rows(items), empty) for title, items, empty in lists])
+
+    @console.get("/stream")
+    @signed_in
+    def stream() -> Response:
+        """Server-Sent Events: `queue` with the number waiting whenever conversations change."""
+
+        def waiting() -> int:
+            return len(conversations.list_conversations([ConversationStatus.QUEUED]))
+
+        def events() -> Iterator[str]:
+            yield "retry: 3000\n\n"
+            while not notifier.closed:
+                seen = notifier.version("conversations")
+                yield f"event: queue\ndata: {json.dumps({'waiting': waiting()})}\n\n"
+                while notifier.wait("conversations", seen, heartbeat) == seen and not notifier.closed:
+                    yield ": keep-alive\n\n"
+
+        return Response(stream_with_context(events()), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @console.get("/conversations/<conversation_id>")
     @signed_in

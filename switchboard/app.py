@@ -252,7 +252,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                  heartbeat=settings.stream_heartbeat, csat_question=csat_question)
     csrf.exempt(agent_api)  # bearer tokens, not cookies
     app.register_blueprint(agent_api)
-    app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents,
+    app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents, services.notifier,
+                                                    heartbeat=settings.stream_heartbeat,
                                                     max_text_length=settings.max_text_length,
                                                     csat_question=csat_question))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from bot.messages import Conversation, ConversationStatus, utcnow
 from switchboard.app import services_of
-from tests.conftest import WebChat
+from tests.conftest import WebChat, settle
 
 PASSWORD = "correct horse battery staple"
 
@@ -220,3 +221,48 @@ def test_demo_agent_is_created_once_with_a_hashed_random_password(app: Flask) ->
     email, password = login
     assert agents.authenticate(email, password) is not None
     assert agents.ensure_demo_agent() is None
+
+
+def test_the_queue_shows_name_channels_sentiment_and_the_waiting_count_in_the_title(
+        app: Flask, client: FlaskClient) -> None:
+    chat = WebChat(app, client)
+    chat.client.post("/api/web/messages", headers=chat.auth,
+                     json={"text": "This is the worst service ever!!!", "client_message_id": "1",
+                           "name": "<b>Eve</b>"})
+    settle(app)
+    agent = AgentBrowser(app, "ann@example.com")
+    page = agent.client.get("/console/").get_data(as_text=True)
+    assert "<title>(1) Queue - Switchboard</title>" in page
+    assert "<bdi>&lt;b&gt;Eve&lt;/b&gt;</bdi>" in page and "<b>Eve</b>" not in page
+    assert 'class="channel channel-web"' in page and 'class="sentiment negative"' in page
+    assert "negative sentiment" in page
+
+
+def test_queue_views_and_the_fragment_the_live_page_reloads(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    assert conversation.reference in agent.client.get("/console/?view=unassigned").get_data(as_text=True)
+    assert conversation.reference not in agent.client.get("/console/?view=mine").get_data(as_text=True)
+    agent.act(conversation, "claim")
+    assert conversation.reference in agent.client.get("/console/?view=mine").get_data(as_text=True)
+    agent.act(conversation, "close")
+    assert conversation.reference in agent.client.get("/console/?view=closed").get_data(as_text=True)
+    fragment = agent.client.get("/console/?view=closed&fragment=1").get_data(as_text=True)
+    assert conversation.reference in fragment and "<html" not in fragment
+    assert agent.client.get("/console/?view=everything").status_code == 404
+
+
+def test_the_console_stream_tells_the_page_when_the_queue_changes(app: Flask, client: FlaskClient) -> None:
+    agent = AgentBrowser(app, "ann@example.com")
+    response = agent.client.get("/console/stream", buffered=False)
+    assert response.mimetype == "text/event-stream"
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"retry:")
+    assert next(chunks).decode() == 'event: queue\ndata: {"waiting": 0}\n\n'
+    WebChat(app, client).say("agent please")
+    event = next(chunks).decode()
+    while event.startswith(": keep-alive"):
+        event = next(chunks).decode()
+    assert event == 'event: queue\ndata: {"waiting": 1}\n\n'
+    response.close()
+    assert app.test_client().get("/console/stream").status_code == 302  # signed out: to the sign-in page
