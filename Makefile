@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstalls only when the files it installs from change.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test bench lint clean browser
 
 install: $(STAMP)
 
@@ -20,8 +20,18 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/switchboard run
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the end-to-end browser test, installed where apt can; elsewhere that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser test ..."; \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	    echo "Could not install chromium: the browser test will be skipped."; \
+	  else echo "No chromium and no apt as root: the browser test will be skipped."; fi; }
 
 bench: install
 	$(BIN)/python -m benchmarks

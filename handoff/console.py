@@ -140,6 +140,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             customer=conversations.get_customer(conversation.customer_id),
             transcript=conversations.transcript(conversation_id),
             deliveries={entry.reply_id: entry for entry in conversations.outbox_of(conversation_id)},
+            agent_names={a.agent_id: a.name for a in agents.list_agents()},
             assignee=assignee,
             max_text_length=max_text_length,
         )

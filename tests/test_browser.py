@@ -1,0 +1,86 @@
+"""End to end in a real headless Chromium: a customer asks for a person in the web chat, an agent
+sees the ticket appear live, claims it, replies, closes it, and the customer rates the help."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from bot.messages import ConversationStatus
+from switchboard.app import services_of
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed; `make test` installs Debian's chromium where apt is available "
+           "(or: apt-get install chromium chromium-driver)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: make install")
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def live(app: Flask) -> Iterator[str]:
+    """The app on a real loopback HTTP server, threaded for its event streams."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+
+
+def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str, tmp_path: Path) -> None:
+    expect = sync_api.expect
+    services_of(app).agents.add("ann@example.com", "Ann", "agent", PASSWORD)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-background-networking"])
+        try:
+            agent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            agent.goto(f"{live}/console/login")
+            agent.fill("input[name=email]", "ann@example.com")
+            agent.fill("input[name=password]", PASSWORD)
+            agent.click("button:has-text('Sign in')")
+            expect(agent).to_have_title(re.compile(r"^Queue - Switchboard$"))
+
+            customer = browser.new_context().new_page()
+            customer.goto(f"{live}/")
+            customer.fill("#sb-text", "I want to talk to a person")
+            customer.press("#sb-text", "Enter")
+            expect(customer.locator("#sb-log")).to_contain_text("Your reference is SB-")
+
+            # The open queue page updates by itself: title count and the new row.
+            expect(agent).to_have_title(re.compile(r"^\(1\) Queue"), timeout=10_000)
+            agent.click("table.queue a")
+            agent.click("button:has-text('Claim')")
+            agent.fill("#reply-text", "Hi, this is Ann from the Puffin team. How can I help?")
+            agent.click("button:has-text('Send reply')")
+            expect(customer.locator("#sb-log")).to_contain_text("Hi, this is Ann from the Puffin team.")
+            agent.screenshot(path=str(screenshot_path(tmp_path)), full_page=True)
+
+            agent.click("button:has-text('Close')")
+            expect(customer.locator("#sb-log")).to_contain_text("How happy are you with the help you got")
+            customer.click(".sb-buttons button:has-text('4')")
+            store = services_of(app).store
+            deadline = time.monotonic() + 10
+            while not [c for c in store.list_conversations([ConversationStatus.CLOSED]) if c.csat == 4]:
+                assert time.monotonic() < deadline, "the rating did not arrive"
+                time.sleep(0.05)
+        finally:
+            browser.close()
+
+
+def screenshot_path(tmp_path: Path) -> Path:
+    """docs/ when SWITCHBOARD_DOCS_SCREENSHOTS is set (to refresh the picture in the docs), else tmp."""
+    if os.environ.get("SWITCHBOARD_DOCS_SCREENSHOTS"):
+        return Path(__file__).resolve().parent.parent / "docs" / "console-ticket.png"
+    return tmp_path / "console-ticket.png"
