@@ -29,6 +29,7 @@ from handoff.api import CsatQuestion
 from handoff.auth import require_agent
 
 VIEWS = ("overview", "unassigned", "mine", "all", "closed")
+RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
 
 
 @dataclass(frozen=True)
@@ -134,13 +135,16 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         except SwitchboardError:
             abort(404)
         assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
+        team = agents.list_agents()
         return render_template(
             "console/ticket.html",
             conversation=conversation,
             customer=conversations.get_customer(conversation.customer_id),
             transcript=conversations.transcript(conversation_id),
             deliveries={entry.reply_id: entry for entry in conversations.outbox_of(conversation_id)},
-            agent_names={a.agent_id: a.name for a in agents.list_agents()},
+            agent_names={a.agent_id: a.name for a in team},
+            colleagues=[a for a in team if a.active and a.agent_id != g.agent.agent_id],
+            resolutions=RESOLUTIONS,
             assignee=assignee,
             max_text_length=max_text_length,
         )
@@ -168,20 +172,43 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         if not text or len(text) > max_text_length:
             flash(f"Write a reply of 1 to {max_text_length} characters.")
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
-        return act(conversation_id, lambda: conversations.agent_reply(conversation_id, g.agent.agent_id, text),
-                   "Reply sent.")
+        return act(conversation_id, lambda: conversations.agent_reply(conversation_id, g.agent.agent_id, text,
+                                                                      admin=g.agent.role == "admin"), "Reply sent.")
 
     @console.post("/conversations/<conversation_id>/return")
     @signed_in
     def return_to_bot(conversation_id: str) -> Response:
-        return act(conversation_id, lambda: conversations.return_to_bot(conversation_id, g.agent.agent_id),
-                   "The bot answers this conversation again.")
+        return act(conversation_id, lambda: conversations.return_to_bot(
+            conversation_id, g.agent.agent_id, admin=g.agent.role == "admin"),
+            "The bot answers this conversation again.")
 
     @console.post("/conversations/<conversation_id>/close")
     @signed_in
     def close(conversation_id: str) -> Response:
+        resolution = request.form.get("resolution") if request.form.get("resolution") in RESOLUTIONS else None
         return act(conversation_id, lambda: conversations.close_conversation(
-            conversation_id, g.agent.agent_id, admin=g.agent.role == "admin", csat_question=csat_question()),
-            "Conversation closed; the customer is asked to rate it.")
+            conversation_id, g.agent.agent_id, resolution, admin=g.agent.role == "admin",
+            csat_question=csat_question()), "Conversation closed; the customer is asked to rate it.")
+
+    @console.post("/conversations/<conversation_id>/note")
+    @signed_in
+    def note(conversation_id: str) -> Response:
+        text = request.form.get("text", "").strip()
+        if not text or len(text) > max_text_length:
+            flash(f"Write a note of 1 to {max_text_length} characters.")
+            return redirect(url_for("console.ticket", conversation_id=conversation_id))
+        return act(conversation_id, lambda: conversations.add_note(conversation_id, g.agent.agent_id, text),
+                   "Note added; only agents see it.")
+
+    @console.post("/conversations/<conversation_id>/transfer")
+    @signed_in
+    def transfer(conversation_id: str) -> Response:
+        found = agents.agent_credentials(request.form.get("agent_email", ""))
+        if found is None:
+            flash("Choose a colleague to transfer to.")
+            return redirect(url_for("console.ticket", conversation_id=conversation_id))
+        return act(conversation_id, lambda: conversations.transfer(
+            conversation_id, g.agent.agent_id, found[0].agent_id, admin=g.agent.role == "admin"),
+            f"Transferred to {found[0].name}.")
 
     return console

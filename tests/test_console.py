@@ -266,3 +266,31 @@ def test_the_console_stream_tells_the_page_when_the_queue_changes(app: Flask, cl
     assert event == 'event: queue\ndata: {"waiting": 1}\n\n'
     response.close()
     assert app.test_client().get("/console/stream").status_code == 302  # signed out: to the sign-in page
+
+
+def test_notes_transfer_and_close_with_a_resolution_from_the_console(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann, bob = AgentBrowser(app, "ann@example.com", "Ann"), AgentBrowser(app, "bob@example.com", "Bob")
+    ann.act(conversation, "claim")
+    customer.events()
+    page = ann.act(conversation, "note", text="<i>Prefers email</i> - VIP")
+    assert "Note added; only agents see it." in page
+    assert "<strong>note</strong> by Ann: <bdi>&lt;i&gt;Prefers email&lt;/i&gt; - VIP</bdi>" in page
+    assert not [e for e in customer.events() if "VIP" in (e.get("text") or "")]
+    page = ann.act(conversation, "transfer", agent_email="bob@example.com")
+    assert "Transferred to Bob." in page and "assigned to Bob by Ann" in page
+    assert "another agent holds this conversation" in ann.act(conversation, "reply", text="me again")
+    page = bob.act(conversation, "close", resolution="answered")
+    assert "closed by Bob (answered)" in page
+    assert current(app, conversation).status == ConversationStatus.CLOSED
+
+
+def test_an_admin_may_act_on_a_ticket_another_agent_holds(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    AgentBrowser(app, "ann@example.com").act(conversation, "claim")
+    services_of(app).agents.add("root@example.com", "Root", "admin", PASSWORD)
+    admin = AgentBrowser.__new__(AgentBrowser)
+    admin.client, admin.email = app.test_client(), "root@example.com"
+    admin.sign_in(PASSWORD)
+    assert "Reply sent." in admin.act(conversation, "reply", text="An admin answers.")
+    assert "An admin answers." in [e.get("text") for e in customer.events()]
