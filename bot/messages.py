@@ -204,3 +204,4 @@ class Agent:
     name: str
     role: str
     active: bool
+    presence: str = "online"  # or "away": not counted as available for handoffs

@@ -173,6 +173,12 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         return jsonify(ticket_summary(conversations.close_conversation(
             conversation_id, agent.agent_id, resolution, admin=agent.role == "admin", csat_question=csat_question())))
 
+    @api.post("/presence")
+    def presence() -> Response:
+        agent = current_agent()
+        agents.set_presence(agent.agent_id, field(json_object(), "status", max_length=20))
+        return jsonify({"status": request.get_json()["status"]})
+
     @api.get("/stream")
     def stream() -> Response:
         agent = current_agent()

@@ -108,6 +108,19 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         return render_template(template, view=view, views=VIEWS, waiting=len(queued),
                                lists=[(title, rows(items), empty) for title, items, empty in lists])
 
+    @console.post("/presence")
+    @signed_in
+    def presence() -> Response:
+        wanted = request.form.get("presence", "")
+        try:
+            agents.set_presence(g.agent.agent_id, wanted)
+            flash("You are online: new handoffs count on you." if wanted == "online"
+                  else "You are away: customers waiting are not told to expect you.")
+        except SwitchboardError as exc:
+            flash(str(exc))
+        return redirect(request.referrer if (request.referrer or "").startswith(request.host_url)
+                        else url_for("console.queue"))
+
     @console.get("/stream")
     @signed_in
     def stream() -> Response:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bot.messages import ConversationStatus
+from bot.messages import ConversationStatus, utcnow
 from switchboard.app import services_of
 from tests.conftest import WebChat
 
@@ -170,3 +171,13 @@ def test_closing_asks_the_customer_for_a_rating_and_the_answer_is_stored(app: Fl
     customer.say("5")  # only the first rating counts; a second "5" is a new message to the bot
     assert store.get_conversation(conversation_id).csat == 4
     assert len(store.list_conversations([ConversationStatus.BOT])) == 1
+
+
+def test_presence_through_the_api(app: Flask) -> None:
+    ann = ApiAgent(app, "ann@example.com")
+    store = services_of(app).store
+    assert ann.post("/presence", {"status": "away"}).get_json() == {"status": "away"}
+    assert store.agents_online(utcnow() - timedelta(minutes=1)) == 0
+    assert ann.post("/presence", {"status": "busy"}).status_code == 400
+    assert ann.post("/presence", {"status": "online"}).status_code == 200
+    assert store.agents_online(utcnow() - timedelta(minutes=1)) == 1

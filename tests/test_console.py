@@ -294,3 +294,17 @@ def test_an_admin_may_act_on_a_ticket_another_agent_holds(app: Flask, customer: 
     admin.sign_in(PASSWORD)
     assert "Reply sent." in admin.act(conversation, "reply", text="An admin answers.")
     assert "An admin answers." in [e.get("text") for e in customer.events()]
+
+
+def test_an_agent_who_goes_away_no_longer_counts_as_available(app: Flask) -> None:
+    store = services_of(app).store
+    before = utcnow() - timedelta(seconds=1)
+    ann = AgentBrowser(app, "ann@example.com")
+    page = ann.client.get("/console/").get_data(as_text=True)
+    assert '<span class="online">Online</span>' in page and store.agents_online(before) == 1
+    response = ann.client.post("/console/presence", data={"presence": "away", "csrf_token": ann.csrf("/console/")},
+                               follow_redirects=True)
+    assert '<span class="away">Away</span>' in response.get_data(as_text=True)
+    assert store.agents_online(before) == 0
+    ann.client.post("/console/presence", data={"presence": "online", "csrf_token": ann.csrf("/console/")})
+    assert store.agents_online(before) == 1

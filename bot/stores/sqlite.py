@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.errors import Conflict, NotAllowed, NotFound
+from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound
 from bot.messages import (
     Accepted,
     Agent,
@@ -144,12 +144,14 @@ MIGRATIONS = (
     ("identities", "opted_out", "INTEGER NOT NULL DEFAULT 0"),
     ("conversations", "csat_requested_at", "TEXT"),
     ("conversations", "csat", "INTEGER"),
+    ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
 )
 CSAT_WINDOW = timedelta(hours=24)  # how long after closing a rating is taken as the answer
 CSAT_ANSWERS = ("1", "2", "3", "4", "5")
 
 # Crockford's base32 without the look-alikes; references are read aloud and retyped.
 _REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PRESENCES = ("online", "away")
 # Channels whose external id is the customer's E.164 phone number.
 PHONE_CHANNELS = ("sms", "whatsapp")
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
@@ -796,9 +798,17 @@ class SqliteConversationStore:
     def agents_online(self, since: datetime) -> int:
         """How many active agents were at work since a moment."""
         count: int = self._connection().execute(
-            "SELECT COUNT(*) FROM agents WHERE active = 1 AND last_seen_at >= ?", (since.isoformat(),)
+            "SELECT COUNT(*) FROM agents WHERE active = 1 AND presence = 'online' AND last_seen_at >= ?",
+            (since.isoformat(),),
         ).fetchone()[0]
         return count
+
+    def set_presence(self, agent_id: str, presence: str) -> None:
+        """An agent says they are `online` (taking tickets) or `away`."""
+        if presence not in PRESENCES:
+            raise InvalidMessage(f"presence must be one of {', '.join(PRESENCES)}")
+        with self._write() as db:
+            db.execute("UPDATE agents SET presence = ? WHERE agent_id = ?", (presence, agent_id))
 
     def count_agents(self) -> int:
         """Return how many agent accounts exist."""
@@ -890,4 +900,4 @@ def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
 
 
 def _agent(row: sqlite3.Row) -> Agent:
-    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]))
+    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]), row["presence"])
