@@ -7,13 +7,12 @@ is JSON: `{"error": code, "message": ...}` with the matching status.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request
 
 from bot.errors import InvalidMessage, NotAuthenticated, NotFound
 from bot.messages import Agent, Button, Conversation, ConversationStatus, Event, EventKind, utcnow
@@ -21,6 +20,7 @@ from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from connectors.http import answer_errors_as_json, field, json_object, optional_field
 from handoff.agents import AgentDirectory
+from handoff.streams import queue_stream
 from handoff.summary import summarize
 
 FILTERS = ("queued", "mine", "all", "closed")
@@ -188,15 +188,6 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             return {"queued": sum(c.status == ConversationStatus.QUEUED for c in held),
                     "mine": sum(c.assignee_id == agent.agent_id for c in held)}
 
-        def events() -> Iterator[str]:
-            yield "retry: 3000\n\n"
-            while not notifier.closed:
-                seen = notifier.version("conversations")
-                yield f"event: queue\ndata: {json.dumps(counts())}\n\n"
-                while notifier.wait("conversations", seen, heartbeat) == seen and not notifier.closed:
-                    yield ": keep-alive\n\n"
-
-        return Response(stream_with_context(events()), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return queue_stream(notifier, counts, heartbeat)
 
     return api

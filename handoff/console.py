@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import (
@@ -15,7 +14,6 @@ from flask import (
     render_template,
     request,
     session,
-    stream_with_context,
     url_for,
 )
 from werkzeug.wrappers import Response
@@ -27,6 +25,7 @@ from bot.ports import AgentStore, ConversationStore
 from handoff.agents import AgentDirectory
 from handoff.api import CsatQuestion
 from handoff.auth import require_agent
+from handoff.streams import queue_stream
 
 VIEWS = ("overview", "unassigned", "mine", "all", "closed")
 RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
@@ -126,19 +125,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     def stream() -> Response:
         """Server-Sent Events: `queue` with the number waiting whenever conversations change."""
 
-        def waiting() -> int:
-            return len(conversations.list_conversations([ConversationStatus.QUEUED]))
-
-        def events() -> Iterator[str]:
-            yield "retry: 3000\n\n"
-            while not notifier.closed:
-                seen = notifier.version("conversations")
-                yield f"event: queue\ndata: {json.dumps({'waiting': waiting()})}\n\n"
-                while notifier.wait("conversations", seen, heartbeat) == seen and not notifier.closed:
-                    yield ": keep-alive\n\n"
-
-        return Response(stream_with_context(events()), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return queue_stream(notifier, lambda: {"waiting": len(conversations.list_conversations(
+            [ConversationStatus.QUEUED]))}, heartbeat)
 
     @console.get("/conversations/<conversation_id>")
     @signed_in

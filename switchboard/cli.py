@@ -6,6 +6,8 @@ import getpass
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,6 @@ from bot.errors import SwitchboardError
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.stores.sqlite import SqliteConversationStore
     from handoff.agents import AgentDirectory
 
 
@@ -217,10 +218,18 @@ def agents() -> None:
     """Agent accounts: add, list, disable, reset passwords."""
 
 
-def _directory() -> tuple[AgentDirectory, SqliteConversationStore]:
+@contextmanager
+def _directory() -> Iterator[AgentDirectory]:
+    """The agent directory on the configured store, closed afterwards; errors become clear messages."""
     from switchboard.app import open_agent_directory
 
-    return open_agent_directory(_settings())
+    directory, store = open_agent_directory(_settings())
+    try:
+        yield directory
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:
@@ -240,14 +249,9 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
                                                      "generating one.")
 def agents_add(email: str, name: str, role: str, password_stdin: bool) -> None:
     """Create an agent account; prints the generated password once."""
-    directory, store = _directory()
     password, generated = _read_password(password_stdin)
-    try:
+    with _directory() as directory:
         agent = directory.add(email, name, role, password)
-    except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
     click.echo(f"Added {agent.email} ({agent.name}, {agent.role}).")
     if generated:
         click.echo(f"Password: {password}   (shown only now; stored hashed)")
@@ -259,11 +263,8 @@ def agents_list(as_json: bool) -> None:
     """List agent accounts."""
     import json
 
-    directory, store = _directory()
-    try:
+    with _directory() as directory:
         accounts = directory.list()
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps([{"email": a.email, "name": a.name, "role": a.role, "active": a.active}
                                for a in accounts], indent=2))
@@ -278,13 +279,8 @@ def agents_list(as_json: bool) -> None:
 @click.argument("email")
 def agents_disable(email: str) -> None:
     """Disable an account: signed out at once, sign-in refused; the history stays."""
-    directory, store = _directory()
-    try:
+    with _directory() as directory:
         agent = directory.disable(email)
-    except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
     click.echo(f"Disabled {agent.email}.")
 
 
@@ -292,13 +288,8 @@ def agents_disable(email: str) -> None:
 @click.argument("email")
 def agents_enable(email: str) -> None:
     """Enable a disabled account again."""
-    directory, store = _directory()
-    try:
+    with _directory() as directory:
         agent = directory.enable(email)
-    except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
     click.echo(f"Enabled {agent.email}.")
 
 
@@ -307,14 +298,9 @@ def agents_enable(email: str) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
 def agents_reset_password(email: str, password_stdin: bool) -> None:
     """Give an agent a new password."""
-    directory, store = _directory()
     password, generated = _read_password(password_stdin)
-    try:
+    with _directory() as directory:
         agent = directory.reset_password(email, password)
-    except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
     click.echo(f"New password set for {agent.email}.")
     if generated:
         click.echo(f"Password: {password}   (shown only now; stored hashed)")

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -29,3 +30,13 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float, fa
             process.kill()
             raise AssertionError(failed())
         time.sleep(0.2)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll until `condition()` is truthy and return it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+    return result

@@ -26,6 +26,7 @@ from switchboard.app import services_of
 from switchboard.cli import main
 from tests.conftest import OPEN_HOURS, settle
 from tests.dialogue import Clock
+from tests.servers import wait_for
 from tests.telegram_stub import TOKEN, TelegramStub
 
 SECRET = "telegram-webhook-secret"
@@ -57,15 +58,6 @@ def message(update_id: int, **content: Any) -> dict[str, Any]:
 def send(app: Flask, update: dict[str, Any], secret: str | None = SECRET) -> TestResponse:
     headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
     return app.test_client().post("/webhooks/telegram", json=update, headers=headers)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-    return result
 
 
 def customer_messages(app: Flask) -> list[Any]:

@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -18,6 +17,7 @@ from bot.messages import Author, Button, ConversationStatus, InboundMessage, Rep
 from bot.outcome import Outcome
 from switchboard.app import services_of
 from tests.conftest import settle
+from tests.servers import wait_for
 from tests.test_console import AgentBrowser
 from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
 
@@ -54,15 +54,6 @@ def inbound(text: str, sender: str = CUSTOMER, channel: str = "sms", **extra: st
     to = WHATSAPP_NUMBER if channel == "whatsapp" else SMS_NUMBER
     return {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": ACCOUNT_SID, "From": prefix + sender,
             "To": prefix + to, "Body": text, "NumMedia": "0", **extra}
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-    return result
 
 
 def stored_messages(app: Flask) -> int:
