@@ -26,6 +26,7 @@ from handoff.agents import AgentDirectory
 from handoff.api import CsatQuestion
 from handoff.auth import require_agent
 from handoff.streams import queue_stream
+from handoff.summary import summarize
 
 VIEWS = ("overview", "unassigned", "mine", "all", "closed")
 RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
@@ -137,11 +138,15 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             abort(404)
         assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
         team = agents.list_agents()
+        transcript = conversations.transcript(conversation_id)
         return render_template(
             "console/ticket.html",
+            summary=summarize(conversation, transcript),
+            past=[c for c in conversations.conversations_of(conversation.customer_id)
+                  if c.conversation_id != conversation_id],
             conversation=conversation,
             customer=conversations.get_customer(conversation.customer_id),
-            transcript=conversations.transcript(conversation_id),
+            transcript=transcript,
             deliveries={entry.reply_id: entry for entry in conversations.outbox_of(conversation_id)},
             agent_names={a.agent_id: a.name for a in team},
             colleagues=[a for a in team if a.active and a.agent_id != g.agent.agent_id],

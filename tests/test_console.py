@@ -115,6 +115,21 @@ def test_an_agent_using_the_console_counts_as_online(app: Flask) -> None:
     assert store.agents_online(before) == 1
 
 
+def test_the_ticket_opens_with_a_summary_and_lists_earlier_conversations(app: Flask, customer: WebChat) -> None:
+    first = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com")
+    ann.act(first, "claim")
+    ann.act(first, "close")
+    customer.say("how much is shipping")
+    customer.say("I want to talk to a person")
+    (second,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    page = ann.client.get(f"/console/conversations/{second.conversation_id}").get_data(as_text=True)
+    assert "<dt>The customer wants</dt><dd><bdi>how much is shipping</bdi></dd>" in page
+    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs 4.95" in page
+    assert "<dt>Handed off because</dt><dd>the customer asked for a person</dd>" in page
+    assert f">{first.reference}</a>" in page and "closed" in page
+
+
 def test_claim_reply_reaches_the_web_chat_and_the_bot_stays_silent(app: Flask, customer: WebChat) -> None:
     conversation = handed_off(app, customer)
     customer.events()

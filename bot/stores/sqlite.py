@@ -471,6 +471,13 @@ class SqliteConversationStore:
             "SELECT COUNT(*) FROM conversations WHERE status = 'queued'").fetchone()[0]
         return count
 
+    def conversations_of(self, customer_id: str) -> list[Conversation]:
+        """Every conversation of a customer, latest first."""
+        rows = self._connection().execute(
+            "SELECT * FROM conversations WHERE customer_id = ? ORDER BY created_at DESC", (customer_id,)
+        ).fetchall()
+        return [_conversation(row) for row in rows]
+
     def previous_conversation(self, customer_id: str, before: str) -> Conversation | None:
         """The customer's most recent conversation other than `before`."""
         row = self._connection().execute(
