@@ -165,6 +165,17 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             flash(str(exc))
         return redirect(url_for("console.ticket", conversation_id=conversation_id))
 
+    def form_text(what: str) -> str | None:
+        """The form's `text`, or None (with a message for the agent) when it is empty or too long."""
+        text = request.form.get("text", "").strip()
+        if not text or len(text) > max_text_length:
+            flash(f"Write a {what} of 1 to {max_text_length} characters.")
+            return None
+        return text
+
+    def is_admin() -> bool:
+        return bool(g.agent.role == "admin")
+
     @console.post("/conversations/<conversation_id>/claim")
     @signed_in
     def claim(conversation_id: str) -> Response:
@@ -174,18 +185,17 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     @console.post("/conversations/<conversation_id>/reply")
     @signed_in
     def reply(conversation_id: str) -> Response:
-        text = request.form.get("text", "").strip()
-        if not text or len(text) > max_text_length:
-            flash(f"Write a reply of 1 to {max_text_length} characters.")
+        text = form_text("reply")
+        if text is None:
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
         return act(conversation_id, lambda: conversations.agent_reply(conversation_id, g.agent.agent_id, text,
-                                                                      admin=g.agent.role == "admin"), "Reply sent.")
+                                                                      admin=is_admin()), "Reply sent.")
 
     @console.post("/conversations/<conversation_id>/return")
     @signed_in
     def return_to_bot(conversation_id: str) -> Response:
         return act(conversation_id, lambda: conversations.return_to_bot(
-            conversation_id, g.agent.agent_id, admin=g.agent.role == "admin"),
+            conversation_id, g.agent.agent_id, admin=is_admin()),
             "The bot answers this conversation again.")
 
     @console.post("/conversations/<conversation_id>/close")
@@ -193,15 +203,14 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     def close(conversation_id: str) -> Response:
         resolution = request.form.get("resolution") if request.form.get("resolution") in RESOLUTIONS else None
         return act(conversation_id, lambda: conversations.close_conversation(
-            conversation_id, g.agent.agent_id, resolution, admin=g.agent.role == "admin",
+            conversation_id, g.agent.agent_id, resolution, admin=is_admin(),
             csat_question=csat_question()), "Conversation closed; the customer is asked to rate it.")
 
     @console.post("/conversations/<conversation_id>/note")
     @signed_in
     def note(conversation_id: str) -> Response:
-        text = request.form.get("text", "").strip()
-        if not text or len(text) > max_text_length:
-            flash(f"Write a note of 1 to {max_text_length} characters.")
+        text = form_text("note")
+        if text is None:
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
         return act(conversation_id, lambda: conversations.add_note(conversation_id, g.agent.agent_id, text),
                    "Note added; only agents see it.")
@@ -214,7 +223,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             flash("Choose a colleague to transfer to.")
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
         return act(conversation_id, lambda: conversations.transfer(
-            conversation_id, g.agent.agent_id, found[0].agent_id, admin=g.agent.role == "admin"),
+            conversation_id, g.agent.agent_id, found[0].agent_id, admin=is_admin()),
             f"Transferred to {found[0].name}.")
 
     return console
