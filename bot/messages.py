@@ -152,6 +152,7 @@ class Customer:
     customer_id: str
     display_name: str | None
     identities: tuple[tuple[str, str], ...]  # (channel, external_id)
+    attributes: dict[str, Any] = field(default_factory=dict)  # set by actions or imported: plan, city, ...
 
 
 @dataclass(frozen=True)

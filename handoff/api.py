@@ -20,8 +20,9 @@ from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from connectors.http import answer_errors_as_json, field, json_object, optional_field
 from handoff.agents import AgentDirectory
-from handoff.streams import queue_stream
-from handoff.summary import summarize
+from handoff.assist import ReplyAssistant, suggestion_text
+from handoff.streams import change_stream
+from handoff.summary import latest_question, summarize
 
 FILTERS = ("queued", "mine", "all", "closed")
 # The rating question sent when a ticket is closed (text and buttons), if the domain has one.
@@ -45,7 +46,8 @@ def _event_json(event: Event) -> dict[str, Any]:
 
 
 def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
-                     notifier: Notifier, *, max_text_length: int, token_hours: int, heartbeat: float,
+                     notifier: Notifier, assistant: ReplyAssistant, *, max_text_length: int, token_hours: int,
+                     heartbeat: float, reply_channels: frozenset[str],
                      csat_question: CsatQuestion = lambda: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
@@ -110,7 +112,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
 
     @api.get("/tickets/<conversation_id>")
     def ticket(conversation_id: str) -> Response:
-        current_agent()
+        agent = current_agent()
         conversation = ticket_of(conversation_id)
         transcript = conversations.transcript(conversation_id)
         customer = conversations.get_customer(conversation.customer_id)
@@ -123,13 +125,23 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
                 item["delivery"] = {"status": delivery.status, "receipt": delivery.receipt, "error": delivery.error}
             events.append(item)
         handoffs = [e for e in transcript if e.kind == EventKind.HANDOFF]
+        canned, _ = assistant.canned()
         return jsonify({
             **ticket_summary(conversation),
             "handoff": handoffs[-1].data if handoffs else None,
             "customer": {"id": customer.customer_id, "name": customer.display_name,
-                         "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]},
+                         "identities": [{"channel": c, "external_id": x, "reachable": c in reply_channels}
+                                        for c, x in customer.identities],
+                         "attributes": customer.attributes},
+            "reply_to": {"channel": conversation.last_channel, "external_id": conversation.last_external_id},
             "summary": summarize(conversation, transcript).as_json(),
             "kb_tries": [e.data for e in transcript if e.kind == EventKind.KB_ANSWER],
+            "suggestions": [{"article_id": p.article_id, "title": p.title, "url": p.url, "score": round(p.score, 4),
+                             "text": suggestion_text(p)}
+                            for p in assistant.suggestions(latest_question(transcript) or "",
+                                                                    conversation.last_channel)],
+            "canned": [{"title": c.title, "text": c.for_ticket(customer.display_name, agent.name).text}
+                       for c in canned],
             "transcript": events,
         })
 
@@ -141,8 +153,16 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
     @api.post("/tickets/<conversation_id>/reply")
     def reply(conversation_id: str) -> tuple[Response, int]:
         agent = current_agent()
+        target = json_object().get("to")
+        to = None
+        if target is not None:
+            if not isinstance(target, dict):
+                raise InvalidMessage('"to" must be an object: {"channel": ..., "external_id": ...}')
+            to = (field(target, "channel", max_length=20), field(target, "external_id", max_length=200))
+            if to[0] not in reply_channels:
+                raise InvalidMessage(f"replies cannot reach {to[0]} in this deployment")
         sent = conversations.agent_reply(conversation_id, agent.agent_id, text_field("text"),
-                                         admin=agent.role == "admin")
+                                         admin=agent.role == "admin", to=to)
         return jsonify({"reply_id": sent.reply_id, "text": sent.text}), 201
 
     @api.post("/tickets/<conversation_id>/note")
@@ -188,6 +208,6 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             return {"queued": sum(c.status == ConversationStatus.QUEUED for c in held),
                     "mine": sum(c.assignee_id == agent.agent_id for c in held)}
 
-        return queue_stream(notifier, counts, heartbeat)
+        return change_stream(notifier, counts, heartbeat)
 
     return api

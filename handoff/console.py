@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -19,14 +20,15 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from bot.errors import SwitchboardError
-from bot.messages import Agent, Conversation, ConversationStatus, EventKind, utcnow
+from bot.messages import Agent, Conversation, ConversationStatus, Customer, Event, EventKind, OutboxEntry, utcnow
 from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from handoff.agents import AgentDirectory
 from handoff.api import CsatQuestion
+from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.auth import require_agent
-from handoff.streams import queue_stream
-from handoff.summary import summarize
+from handoff.streams import change_stream
+from handoff.summary import latest_question, summarize
 
 VIEWS = ("overview", "unassigned", "mine", "all", "closed")
 RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
@@ -41,10 +43,39 @@ class QueueRow:
     waiting_minutes: int
 
 
+@dataclass(frozen=True)
+class ReplyTarget:
+    """An identity of the customer a reply can go to."""
+
+    channel: str
+    external_id: str
+
+    @property
+    def value(self) -> str:
+        return f"{self.channel}:{self.external_id}"
+
+    @property
+    def label(self) -> str:
+        # A web chat's id is a random session id: meaningless to an agent.
+        return "web chat" if self.channel == "web" else f"{self.channel} {self.external_id}"
+
+
+def ticket_state(conversation: Conversation, transcript: list[Event], outbox: list[OutboxEntry]) -> dict[str, Any]:
+    """What the ticket page shows that can change: the page compares it to decide what to reload."""
+    return {"status": conversation.status.value, "assignee": conversation.assignee_id,
+            "seq": transcript[-1].seq if transcript else 0,
+            "deliveries": " ".join(f"{e.status}/{e.receipt}" for e in outbox)}
+
+
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
-                             directory: AgentDirectory, notifier: Notifier, *, max_text_length: int,
-                             heartbeat: float = 15.0, csat_question: CsatQuestion = lambda: None) -> Blueprint:
-    """Build the `/console` pages around the given collaborators."""
+                             directory: AgentDirectory, notifier: Notifier, assistant: ReplyAssistant, *,
+                             max_text_length: int, reply_channels: frozenset[str], heartbeat: float = 15.0,
+                             csat_question: CsatQuestion = lambda: None) -> Blueprint:
+    """Build the `/console` pages around the given collaborators.
+
+    `reply_channels` are the channels replies can reach in this deployment (an agent may pick
+    any identity of the customer on one of them).
+    """
     console = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                         static_folder="static", static_url_path="/static")
 
@@ -126,34 +157,81 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     def stream() -> Response:
         """Server-Sent Events: `queue` with the number waiting whenever conversations change."""
 
-        return queue_stream(notifier, lambda: {"waiting": len(conversations.list_conversations(
+        return change_stream(notifier, lambda: {"waiting": len(conversations.list_conversations(
             [ConversationStatus.QUEUED]))}, heartbeat)
+
+    def is_admin() -> bool:
+        return bool(g.agent.role == "admin")
+
+    def conversation_or_404(conversation_id: str) -> Conversation:
+        try:
+            return conversations.get_conversation(conversation_id)
+        except SwitchboardError:
+            abort(404)
+
+    def reply_targets(conversation: Conversation, customer: Customer) -> list[ReplyTarget]:
+        """The customer's reachable identities, the one they last wrote from first."""
+        last = ReplyTarget(conversation.last_channel, conversation.last_external_id)
+        others = [ReplyTarget(c, x) for c, x in customer.identities if c in reply_channels]
+        return [last, *(target for target in others if target != last)]
+
+    def live_parts(conversation: Conversation, customer: Customer) -> dict[str, Any]:
+        """What the transcript area of a ticket shows; rendered for the page and for its live reloads."""
+        transcript = conversations.transcript(conversation.conversation_id)
+        outbox = conversations.outbox_of(conversation.conversation_id)
+        question = latest_question(transcript)
+        canned, canned_error = assistant.canned()
+        return {
+            "conversation": conversation,
+            "transcript": transcript,
+            "state": ticket_state(conversation, transcript, outbox),
+            "deliveries": {entry.reply_id: entry for entry in outbox},
+            "agent_names": {a.agent_id: a.name for a in agents.list_agents()},
+            "latest_question": question,
+            "suggestions": [(p, suggestion_text(p)) for p in assistant.suggestions(question or "",
+                                                                               conversation.last_channel)],
+            "canned": [c.for_ticket(customer.display_name, g.agent.name) for c in canned],
+            "canned_error": canned_error,
+            "can_reply": conversation.status == ConversationStatus.ASSIGNED
+            and (conversation.assignee_id == g.agent.agent_id or is_admin()),
+        }
 
     @console.get("/conversations/<conversation_id>")
     @signed_in
     def ticket(conversation_id: str) -> str:
-        try:
-            conversation = conversations.get_conversation(conversation_id)
-        except SwitchboardError:
-            abort(404)
-        assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
+        conversation = conversation_or_404(conversation_id)
+        customer = conversations.get_customer(conversation.customer_id)
+        parts = live_parts(conversation, customer)
+        if request.args.get("fragment") == "live":
+            return render_template("console/_ticket_live.html", **parts)
         team = agents.list_agents()
-        transcript = conversations.transcript(conversation_id)
         return render_template(
             "console/ticket.html",
-            summary=summarize(conversation, transcript),
+            **parts,
+            summary=summarize(conversation, parts["transcript"]),
             past=[c for c in conversations.conversations_of(conversation.customer_id)
                   if c.conversation_id != conversation_id],
-            conversation=conversation,
-            customer=conversations.get_customer(conversation.customer_id),
-            transcript=transcript,
-            deliveries={entry.reply_id: entry for entry in conversations.outbox_of(conversation_id)},
-            agent_names={a.agent_id: a.name for a in team},
+            customer=customer,
+            # What the bot picked up (order number, product, ...); its counters are not for agents.
+            noted=sorted((k, v) for k, v in conversation.dialogue.slots.items() if isinstance(v, str) and v),
+            reply_targets=reply_targets(conversation, customer),
             colleagues=[a for a in team if a.active and a.agent_id != g.agent.agent_id],
             resolutions=RESOLUTIONS,
-            assignee=assignee,
+            assignee=agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None,
             max_text_length=max_text_length,
         )
+
+    @console.get("/conversations/<conversation_id>/stream")
+    @signed_in
+    def ticket_stream(conversation_id: str) -> Response:
+        """Server-Sent Events: `ticket` with the ticket's state whenever conversations change."""
+        conversation_or_404(conversation_id)
+
+        def state() -> dict[str, Any]:
+            return ticket_state(conversations.get_conversation(conversation_id),
+                                conversations.transcript(conversation_id), conversations.outbox_of(conversation_id))
+
+        return change_stream(notifier, state, heartbeat, event="ticket")
 
     def act(conversation_id: str, action: Callable[[], object], done: str) -> Response:
         try:
@@ -173,9 +251,6 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             return None
         return text
 
-    def is_admin() -> bool:
-        return bool(g.agent.role == "admin")
-
     @console.post("/conversations/<conversation_id>/claim")
     @signed_in
     def claim(conversation_id: str) -> Response:
@@ -188,8 +263,14 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         text = form_text("reply")
         if text is None:
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
-        return act(conversation_id, lambda: conversations.agent_reply(conversation_id, g.agent.agent_id, text,
-                                                                      admin=is_admin()), "Reply sent.")
+        channel, _, external_id = request.form.get("to", "").partition(":")
+        to = (channel, external_id) if channel and external_id else None
+        if to is not None and channel not in reply_channels:
+            flash(f"Replies cannot reach {channel} here; choose another of the customer's channels.")
+            return redirect(url_for("console.ticket", conversation_id=conversation_id))
+        return act(conversation_id, lambda: conversations.agent_reply(
+            conversation_id, g.agent.agent_id, text, admin=is_admin(), to=to),
+            f"Reply sent on {channel}." if to else "Reply sent.")
 
     @console.post("/conversations/<conversation_id>/return")
     @signed_in

@@ -18,6 +18,10 @@ _REASONS = {
 }
 
 
+# Messages that say little about what the customer needs.
+_SMALL_TALK = ("greet", "goodbye", "thanks")
+
+
 @dataclass(frozen=True)
 class Summary:
     wants: str | None        # the customer's first substantive message
@@ -35,7 +39,7 @@ def summarize(conversation: Conversation, transcript: list[Event]) -> Summary:
     before = [e for e in transcript if until is None or e.seq < until]
     asked = [e for e in before if e.kind == EventKind.MESSAGE_IN and e.text]
     # A greeting says little: prefer the first message the bot took as a question.
-    substantive = [e for e in asked if e.data.get("intent") not in ("greet", "goodbye", "thanks")]
+    substantive = [e for e in asked if e.data.get("intent") not in _SMALL_TALK]
     first = (substantive or asked)[:1]
     wants = first[0] if first else None
     # The bot's last answer before the message that led to the handoff (not its handoff notice).
@@ -50,3 +54,13 @@ def summarize(conversation: Conversation, transcript: list[Event]) -> Summary:
         if detail:
             why = f"{why} ({detail})"
     return Summary(wants.text if wants else None, answered[-1].text if answered else None, why)
+
+
+def latest_question(transcript: list[Event]) -> str | None:
+    """The customer's latest message with something to answer: not small talk, not the request for a person."""
+    asked = [e for e in transcript if e.kind == EventKind.MESSAGE_IN and e.text]
+    requests = {max((m.seq for m in asked if m.seq < e.seq), default=None) for e in transcript
+                if e.kind == EventKind.HANDOFF and e.data.get("reason") == "customer_request"}
+    questions = [e for e in asked if e.seq not in requests and e.data.get("intent") not in (*_SMALL_TALK,
+                                                                                         "request_human")]
+    return questions[-1].text if questions else None

@@ -41,8 +41,10 @@ from connectors.rest import create_rest_blueprint
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
+from handoff.accounts_pages import create_accounts_blueprint
 from handoff.agents import AgentDirectory
 from handoff.api import create_agent_api
+from handoff.assist import ReplyAssistant
 from handoff.console import create_console_blueprint
 from handoff.kb_pages import create_kb_blueprint
 from kb_index.editing import ArticleFiles
@@ -247,15 +249,20 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     def csat_question() -> tuple[str, tuple[Button, ...]] | None:
         return services.engine.render("utter_csat")
 
-    agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier,
+    assistant = ReplyAssistant(services.retriever, settings.canned_path)
+    # Pulled channels (the web widget, the REST API) fetch their replies; push channels need a sender.
+    reply_channels = frozenset({"web", "rest", *services.delivery.channels})
+    agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier, assistant,
                                  max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
-                                 heartbeat=settings.stream_heartbeat, csat_question=csat_question)
+                                 heartbeat=settings.stream_heartbeat, reply_channels=reply_channels,
+                                 csat_question=csat_question)
     csrf.exempt(agent_api)  # bearer tokens, not cookies
     app.register_blueprint(agent_api)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents, services.notifier,
-                                                    heartbeat=settings.stream_heartbeat,
+                                                    assistant, heartbeat=settings.stream_heartbeat,
                                                     max_text_length=settings.max_text_length,
-                                                    csat_question=csat_question))
+                                                    reply_channels=reply_channels, csat_question=csat_question))
+    app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                        on_publish=services.retriever.reload)

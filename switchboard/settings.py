@@ -24,6 +24,7 @@ class Settings:
     domain_path: Path = Path("data/domain.yml")
     rules_path: Path = Path("data/rules.yml")
     handoff_policy_path: Path = Path("data/handoff.yml")
+    canned_path: Path = Path("data/canned.yml")  # the console's canned responses
     action_endpoint: str = ""  # a Rasa action server's webhook URL; empty: run actions_package here
     actions_package: str = "actions.shop"  # rasa-sdk actions run in this process (comma-separated)
     action_timeout: float = 5.0

@@ -81,7 +81,12 @@ def test_the_queue_and_a_ticket_with_profile_summary_transcript_and_kb_tries(app
     assert detail["handoff"]["reason"] == "customer_request" and detail["handoff"]["language"] == "en"
     assert detail["kb_tries"][0]["passages"][0]["title"] == "Shipping costs"
     assert [e["kind"] for e in detail["transcript"]][:3] == ["message_in", "kb_answer", "message_out"]
-    assert detail["customer"]["identities"][0]["channel"] == "web"
+    assert detail["customer"]["identities"][0] == {**detail["customer"]["identities"][0], "channel": "web",
+                                                   "reachable": True}
+    assert detail["customer"]["attributes"] == {} and detail["reply_to"]["channel"] == "web"
+    assert detail["suggestions"][0]["title"] == "Shipping costs" and "4.95" in detail["suggestions"][0]["text"]
+    assert detail["canned"][0] == {"title": "Greeting", "text": detail["canned"][0]["text"]}
+    assert detail["canned"][0]["text"].startswith("Hi there, this is Ann from")
     assert ann.get("/tickets?status=everything").status_code == 400
     assert ann.get("/tickets/nope").status_code == 404
 
@@ -135,6 +140,12 @@ def test_bad_action_bodies_get_400(app: Flask, customer: WebChat) -> None:
     assert ann.post(f"/tickets/{conversation_id}/reply", {"text": "x" * 5000}).status_code == 400
     assert ann.post(f"/tickets/{conversation_id}/close", {"resolution": 5}).status_code == 400
     assert ann.post(f"/tickets/{conversation_id}/transfer", {}).status_code == 400
+    for to in ["web", {"channel": "sms", "external_id": "+447700900123"}, {"channel": "web"},
+               {"channel": "rest", "external_id": "not-this-customer"}]:
+        refused = ann.post(f"/tickets/{conversation_id}/reply", {"text": "hello", "to": to})
+        assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_message", to
+    web = ann.get(f"/tickets/{conversation_id}").get_json()["reply_to"]
+    assert ann.post(f"/tickets/{conversation_id}/reply", {"text": "hello", "to": web}).status_code == 201
 
 
 def test_the_stream_tells_of_queue_changes(app: Flask, client: FlaskClient) -> None:

@@ -54,6 +54,9 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
 
             customer = browser.new_context().new_page()
             customer.goto(f"{live}/")
+            customer.fill("#sb-text", "how much is shipping")
+            customer.press("#sb-text", "Enter")
+            expect(customer.locator("#sb-log")).to_contain_text("Standard delivery costs 4.95")
             customer.fill("#sb-text", "I want to talk to a person")
             customer.press("#sb-text", "Enter")
             expect(customer.locator("#sb-log")).to_contain_text("Your reference is SB-")
@@ -62,6 +65,19 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
             expect(agent).to_have_title(re.compile(r"^\(1\) Queue"), timeout=10_000)
             agent.click("table.queue a")
             agent.click("button:has-text('Claim')")
+
+            # A suggestion from the knowledge base for the customer's question goes into the reply box.
+            expect(agent.locator(".suggestions")).to_contain_text("Shipping costs")
+            agent.locator(".suggestions button:has-text('Insert')").first.click()
+            expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+            # The customer writes again: the open ticket shows it without a reload, and the draft stays.
+            customer.fill("#sb-text", "Do you deliver on Saturdays?")
+            customer.press("#sb-text", "Enter")
+            expect(agent.locator("#ticket-live")).to_contain_text("Do you deliver on Saturdays?", timeout=10_000)
+            expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+
+            agent.locator(".canned button:has-text('Greeting')").click()
+            expect(agent.locator("#reply-text")).to_have_value(re.compile("Hi there, this is Ann"))
             agent.fill("#reply-text", "Hi, this is Ann from the Puffin team. How can I help?")
             agent.click("button:has-text('Send reply')")
             expect(customer.locator("#sb-log")).to_contain_text("Hi, this is Ann from the Puffin team.")

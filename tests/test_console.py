@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from bot.messages import Conversation, ConversationStatus, utcnow
+from bot.messages import Conversation, ConversationStatus, InboundMessage, utcnow
 from switchboard.app import services_of
 from tests.conftest import WebChat, settle
 
@@ -323,3 +326,85 @@ def test_an_agent_who_goes_away_no_longer_counts_as_available(app: Flask) -> Non
     assert store.agents_online(before) == 0
     ann.client.post("/console/presence", data={"presence": "online", "csrf_token": ann.csrf("/console/")})
     assert store.agents_online(before) == 1
+
+
+def test_the_ticket_shows_the_customers_attributes_and_what_the_bot_noted(app: Flask, customer: WebChat) -> None:
+    customer.say("where is my order PO-2610421")
+    conversation = handed_off(app, customer)
+    services_of(app).store.set_attributes(conversation.customer_id, {"plan": "<b>Gold</b>", "city": "Leeds"})
+    page = AgentBrowser(app, "ann@example.com").client.get(
+        f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert "<dt>plan</dt><dd><bdi>&lt;b&gt;Gold&lt;/b&gt;</bdi></dd>" in page
+    assert "<dt>city</dt><dd><bdi>Leeds</bdi></dd>" in page
+    assert "<dt>order number</dt><dd><bdi>PO-2610421</bdi></dd>" in page
+
+
+def test_suggested_replies_answer_the_latest_question_not_the_request_for_a_person(
+        app: Flask, customer: WebChat) -> None:
+    customer.say("how much is shipping")
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com", "Ann")
+    path = f"/console/conversations/{conversation.conversation_id}"
+    assert 'class="suggestions"' not in ann.client.get(path).get_data(as_text=True)  # not theirs to answer yet
+    page = ann.act(conversation, "claim")
+    suggestions = page[page.index('class="suggestions"'):]
+    assert "for <q><bdi>how much is shipping</bdi></q>" in suggestions
+    assert re.search(r'data-insert="[^"]*Standard delivery costs 4\.95', suggestions)
+    # Canned responses are filled in for this ticket; the customer gave no name.
+    assert 'data-insert="Hi there, this is Ann from the Puffin Outdoor team.' in page
+
+
+def test_canned_responses_follow_the_file_and_a_broken_file_is_reported(
+        make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    canned = tmp_path / "canned.yml"
+    canned.write_text("- title: Hello\n  text: Hello {customer}!\n")
+    app = make_app(canned_path=canned)
+    customer = WebChat(app, app.test_client())
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com")
+    assert 'data-insert="Hello there!"' in ann.act(conversation, "claim")
+    canned.write_text("- title: Hello\n  text: Welcome back!\n- title: Bye\n  text: Bye now.\n")
+    page = ann.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert 'data-insert="Welcome back!"' in page and 'data-insert="Bye now."' in page
+    canned.write_text("- title: no text here\n")
+    page = ann.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert "Canned responses unavailable:" in page and "response 1 needs a non-empty `title` and `text`" in page
+
+
+def test_a_reply_can_go_to_another_identity_of_the_customer(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    store = services_of(app).store
+    store.accept(InboundMessage("rest", "crm-42", "m-1", "ticket from the CRM"))
+    crm_customer = store.get_customer(store.get_conversation(
+        store.list_conversations([ConversationStatus.BOT])[0].conversation_id).customer_id)
+    # Two identities of one person (linking is its own feature; here the store is told directly).
+    with store._write() as db:
+        db.execute("UPDATE identities SET customer_id = ? WHERE customer_id = ?",
+                   (conversation.customer_id, crm_customer.customer_id))
+    ann = AgentBrowser(app, "ann@example.com")
+    page = ann.act(conversation, "claim")
+    assert '<option value="web:' in page and "web chat (last used)" in page
+    assert '<option value="rest:crm-42">rest crm-42</option>' in page
+    assert "Reply sent on rest." in ann.act(conversation, "reply", text="Answered here too", to="rest:crm-42")
+    assert [e.text for e in store.outbox_for("rest", "crm-42", "pending")] == ["Answered here too"]
+    assert "not an identity of this conversation" in ann.act(conversation, "reply", text="x", to="rest:someone")
+    assert "Replies cannot reach sms here" in ann.act(conversation, "reply", text="x", to="sms:+447700900123")
+
+
+def test_the_live_fragment_and_the_ticket_stream_follow_the_conversation(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com")
+    path = f"/console/conversations/{conversation.conversation_id}"
+    response = ann.client.get(f"{path}/stream", buffered=False)
+    chunks = (chunk.decode() for chunk in response.response if not chunk.startswith(b": keep-alive"))
+    assert next(chunks).startswith("retry:")
+    first = json.loads(next(chunks).removeprefix("event: ticket\ndata: "))
+    assert first["status"] == "queued" and first["assignee"] is None
+    ann.act(conversation, "claim")
+    claimed = json.loads(next(chunks).removeprefix("event: ticket\ndata: "))
+    assert claimed["status"] == "assigned" and claimed["seq"] > first["seq"]
+    response.close()
+    customer.say("my tent has a hole")
+    fragment = ann.client.get(f"{path}?fragment=live").get_data(as_text=True)
+    assert "my tent has a hole" in fragment and "<html" not in fragment
+    assert ann.client.get("/console/conversations/nope/stream").status_code == 404

@@ -145,6 +145,7 @@ MIGRATIONS = (
     ("conversations", "csat_requested_at", "TEXT"),
     ("conversations", "csat", "INTEGER"),
     ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
+    ("customers", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
 )
 CSAT_WINDOW = timedelta(hours=24)  # how long after closing a rating is taken as the answer
 CSAT_ANSWERS = ("1", "2", "3", "4", "5")
@@ -454,7 +455,19 @@ class SqliteConversationStore:
             (customer_id,),
         ).fetchall()
         return Customer(customer_id, row["display_name"],
-                        tuple((i["channel"], i["external_id"]) for i in identities))
+                        tuple((i["channel"], i["external_id"]) for i in identities), json.loads(row["attributes"]))
+
+    def set_attributes(self, customer_id: str, attributes: dict[str, Any]) -> Customer:
+        """Merge attributes into a customer's profile; a None value removes that attribute."""
+        with self._write() as db:
+            row = db.execute("SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+            if row is None:
+                raise NotFound("no such customer")
+            merged = {**json.loads(row["attributes"]), **attributes}
+            db.execute("UPDATE customers SET attributes = ? WHERE customer_id = ?",
+                       (json.dumps({k: v for k, v in merged.items() if v is not None}), customer_id))
+        self._changed("conversations")
+        return self.get_customer(customer_id)
 
     def list_conversations(self, statuses: Sequence[ConversationStatus]) -> list[Conversation]:
         """Return the conversations in the given states, longest waiting first."""
@@ -673,16 +686,21 @@ class SqliteConversationStore:
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
-    def agent_reply(self, conversation_id: str, agent_id: str, text: str, admin: bool = False) -> Reply:
-        """Send an agent's reply to the channel the customer last used."""
+    def agent_reply(self, conversation_id: str, agent_id: str, text: str, admin: bool = False,
+                    to: tuple[str, str] | None = None) -> Reply:
+        """Send an agent's reply to the channel the customer last used, or to `to`, another of their identities."""
         now = utcnow().isoformat()
         with self._write() as db:
             row = self._held(db, conversation_id, agent_id, admin)
+            channel, external_id = to or (row["last_channel"], row["last_external_id"])
+            if db.execute("SELECT 1 FROM identities WHERE channel = ? AND external_id = ? AND customer_id = ?",
+                          (channel, external_id, row["customer_id"])).fetchone() is None:
+                raise InvalidMessage("that is not an identity of this conversation's customer")
             reply = Reply(conversation_id, text, Author.AGENT)
-            self._add_reply(db, reply, row["last_channel"], row["last_external_id"], None, now)
+            self._add_reply(db, reply, channel, external_id, None, now)
             db.execute("UPDATE conversations SET updated_at = ? WHERE conversation_id = ?",
                        (now, conversation_id))
-        self._changed(_identity_key(row["last_channel"], row["last_external_id"]), "conversations", "outbox")
+        self._changed(_identity_key(channel, external_id), "conversations", "outbox")
         return reply
 
     def add_note(self, conversation_id: str, agent_id: str, text: str) -> Event:
@@ -783,14 +801,22 @@ class SqliteConversationStore:
         rows = self._connection().execute("SELECT * FROM agents ORDER BY email").fetchall()
         return [_agent(row) for row in rows]
 
-    def update_agent(self, email: str, *, active: bool | None = None, password_hash: str | None = None) -> Agent:
-        """Enable or disable an account, or replace its password hash; raises NotFound for an unknown email."""
+    def update_agent(self, email: str, *, active: bool | None = None, password_hash: str | None = None,
+                     role: str | None = None) -> Agent:
+        """Enable or disable an account, change its role or replace its password hash.
+
+        Raises NotFound for an unknown email, and NotAllowed where the change would leave no active admin.
+        """
+        admins = "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND active = 1"
         with self._write() as db:
+            before = db.execute(admins).fetchone()[0]
             row = db.execute(
-                "UPDATE agents SET active = COALESCE(?, active), password_hash = COALESCE(?, password_hash) "
-                "WHERE email = ? RETURNING *",
-                (None if active is None else int(active), password_hash, email.lower()),
+                "UPDATE agents SET active = COALESCE(?, active), password_hash = COALESCE(?, password_hash), "
+                "role = COALESCE(?, role) WHERE email = ? RETURNING *",
+                (None if active is None else int(active), password_hash, role, email.lower()),
             ).fetchone()
+            if before and not db.execute(admins).fetchone()[0]:
+                raise NotAllowed("that would leave no active admin; make another account admin first")
         if row is None:
             raise NotFound(f"no agent with the email {email}")
         return _agent(row)

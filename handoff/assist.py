@@ -1,0 +1,94 @@
+"""Help for an agent writing a reply: knowledge-base passages for the customer's latest
+message, and the team's canned responses."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bot.errors import SwitchboardError
+from bot.messages import Passage
+from bot.ports import Retriever
+
+log = logging.getLogger(__name__)
+
+SUGGESTION_MIN_SCORE = 0.35  # below the bot's own bar: an agent reads a suggestion before sending it
+SUGGESTIONS = 3
+
+
+@dataclass(frozen=True)
+class Canned:
+    """A canned response; `{customer}` and `{agent}` in its text are filled in for the ticket."""
+
+    title: str
+    text: str
+
+    def for_ticket(self, customer_name: str | None, agent_name: str) -> Canned:
+        return Canned(self.title, self.text.replace("{customer}", customer_name or "there")
+                      .replace("{agent}", agent_name))
+
+
+def suggestion_text(passage: Passage) -> str:
+    """The passage as an agent would send it: its text, and the article's link if it has one."""
+    return f"{passage.text}\n{passage.url}" if passage.url else passage.text
+
+
+def load_canned(path: Path) -> tuple[Canned, ...]:
+    """Read canned responses: a YAML list of `{title, text}`. A missing file means none."""
+    if not path.exists():
+        return ()
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SwitchboardError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(items, list):
+        raise SwitchboardError(f"{path}: expected a list of responses, each with a title and a text")
+    canned = []
+    for number, item in enumerate(items, 1):
+        if not (isinstance(item, dict) and isinstance(item.get("title"), str) and isinstance(item.get("text"), str)
+                and item["title"].strip() and item["text"].strip()):
+            raise SwitchboardError(f"{path}: response {number} needs a non-empty `title` and `text`")
+        canned.append(Canned(item["title"].strip(), item["text"].strip()))
+    return tuple(canned)
+
+
+class ReplyAssistant:
+    """Suggested replies from the knowledge base and canned responses, for the console and the API.
+
+    The canned file is read again when it changes, so edits show on the next ticket opened.
+    """
+
+    def __init__(self, retriever: Retriever, canned_path: Path, *, min_score: float = SUGGESTION_MIN_SCORE,
+                 limit: int = SUGGESTIONS) -> None:
+        self._retriever = retriever
+        self._canned_path = canned_path
+        self._min_score = min_score
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._canned: tuple[float | None, tuple[Canned, ...], str | None] = (-1.0, (), None)
+
+    def suggestions(self, question: str, channel: str) -> list[Passage]:
+        """Customer-facing passages for the customer's question, on the channel the reply goes to."""
+        if not question.strip():
+            return []
+        return [p for p in self._retriever.search(question, self._limit, channel=channel)
+                if p.score >= self._min_score]
+
+    def canned(self) -> tuple[tuple[Canned, ...], str | None]:
+        """The canned responses, and a message saying what is wrong with the file if it cannot be read."""
+        try:
+            stamp: float | None = self._canned_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._canned[0]:
+                try:
+                    self._canned = (stamp, load_canned(self._canned_path), None)
+                except SwitchboardError as exc:
+                    log.warning("canned responses not loaded: %s", exc)
+                    self._canned = (stamp, (), str(exc))
+            return self._canned[1], self._canned[2]
