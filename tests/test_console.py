@@ -310,7 +310,9 @@ def test_an_admin_may_act_on_a_ticket_another_agent_holds(app: Flask, customer: 
     admin = AgentBrowser.__new__(AgentBrowser)
     admin.client, admin.email = app.test_client(), "root@example.com"
     admin.sign_in(PASSWORD)
-    assert "Reply sent." in admin.act(conversation, "reply", text="An admin answers.")
+    page = admin.act(conversation, "reply", text="An admin answers.")
+    assert "Reply sent." in page
+    assert re.search(r'<li class="msg agent">\s*<span class="meta">Root · web', page)  # who answered, on record
     assert "An admin answers." in [e.get("text") for e in customer.events()]
 
 

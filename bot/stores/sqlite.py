@@ -421,11 +421,11 @@ class SqliteConversationStore:
         return True
 
     def _add_reply(self, db: sqlite3.Connection, reply: Reply, channel: str, external_id: str,
-                   in_reply_to: int | None, now: str) -> None:
+                   in_reply_to: int | None, now: str, agent_id: str | None = None) -> None:
         buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+        data = {"reply_id": reply.reply_id, "buttons": buttons, **({"agent_id": agent_id} if agent_id else {})}
         seq = self._append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
-                                 external_id, reply.text, {"reply_id": reply.reply_id, "buttons": buttons},
-                                 now)
+                                 external_id, reply.text, data, now)
         db.execute(
             "INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
             "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -697,7 +697,7 @@ class SqliteConversationStore:
                           (channel, external_id, row["customer_id"])).fetchone() is None:
                 raise InvalidMessage("that is not an identity of this conversation's customer")
             reply = Reply(conversation_id, text, Author.AGENT)
-            self._add_reply(db, reply, channel, external_id, None, now)
+            self._add_reply(db, reply, channel, external_id, None, now, agent_id)
             db.execute("UPDATE conversations SET updated_at = ? WHERE conversation_id = ?",
                        (now, conversation_id))
         self._changed(_identity_key(channel, external_id), "conversations", "outbox")
