@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.actions import ActionFailed, ActionRejected, ActionServer, TurnInput, build_call, read_reply
 from bot.capabilities import CAPABILITIES
+from bot.codes import new_link_code, quoted_reference
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
 from bot.handoff_policy import HandoffPolicy
@@ -32,7 +33,7 @@ from bot.messages import (
     utcnow,
 )
 from bot.nlu import IntentClassifier, IntentPrediction
-from bot.outcome import Outcome
+from bot.outcome import Outcome, ReferenceNotice
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.responses import ResponseTemplates
 from bot.sentiment import LexiconSentiment
@@ -57,6 +58,7 @@ class EnginePolicy:
     presence_minutes: int = 15   # an agent seen this recently counts as online
     max_followups: int = 5
     greet_intent: str = "greet"  # a returning customer's greeting is answered with a recall
+    link_intent: str = "link_channels"  # "I wrote to you before on WhatsApp": the bot gives a link code
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class _Turn:
     fallback_streak: int | None = None  # None: the bot did not take this turn
     handoff: tuple[str, dict[str, Any]] | None = None
     opted_out: bool | None = None
+    link_code: str | None = None
+    reference_notice: ReferenceNotice | None = None
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -97,7 +101,8 @@ class _Turn:
             handoff_reason=self.handoff[0] if self.handoff else None,
             handoff_detail=self.handoff[1] if self.handoff else {},
             dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak),
-            message_data=self.notes, opted_out=self.opted_out,
+            message_data=self.notes, opted_out=self.opted_out, link_code=self.link_code,
+            reference_notice=self.reference_notice,
         )
 
 
@@ -121,16 +126,20 @@ class Engine:
     # -- the public turn ---------------------------------------------------------------
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
-                seq: int | None = None, *, media: str | None = None) -> Outcome:
+                seq: int | None = None, *, media: str | None = None, link: str | None = None) -> Outcome:
         """Decide the bot's turn for a message that came on `channel` (stored at `seq`); `media` is the
-        kind of a message without text (a photo, a sticker), which the bot cannot read.
+        kind of a message without text (a photo, a sticker), which the bot cannot read; `link` is what
+        became of a link code the message carried.
 
         Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
         """
         turn = self._start(conversation, text, channel, seq)
         capabilities = CAPABILITIES.get(channel or "")
         keyword = text.strip().casefold()
-        if capabilities is not None and keyword in capabilities.opt_out_keywords | capabilities.opt_in_keywords:
+        if link is not None and self._model.responses.has(f"utter_link_{link}"):
+            # Said whoever holds the conversation: only the bot knows what became of the code.
+            self._say(turn, f"utter_link_{link}")
+        elif capabilities is not None and keyword in capabilities.opt_out_keywords | capabilities.opt_in_keywords:
             # The carrier's STOP/START: recorded on the identity, never answered by the bot.
             turn.notes["keyword"] = keyword.upper()
             turn.opted_out = keyword in capabilities.opt_out_keywords
@@ -194,6 +203,9 @@ class Engine:
             return self._hand_off(turn, "negative_sentiment", {"sentiment": turn.notes["sentiment"],
                                                                "negative_messages": turn.negative_streak})
 
+        if self._offer_reference(turn):
+            return None
+
         vector = self._encoder.encode([turn.text])[0]
         self._understand(turn, vector)
         assert turn.prediction is not None
@@ -203,6 +215,10 @@ class Engine:
         if policy.sensitive(guess, confidence):
             return self._hand_off(turn, "sensitive_intent", {"intent": guess, "confidence": confidence})
 
+        if turn.prediction.intent == self._policy.link_intent and self._model.responses.has("utter_link_code"):
+            turn.link_code = new_link_code()
+            self._say(turn, "utter_link_code", code=turn.link_code)
+            return None
         if turn.active_loop and self._act(turn, turn.active_loop, continuing=True):
             return None
         intent = turn.prediction.intent
@@ -216,6 +232,25 @@ class Engine:
         if self._answer_from_kb(turn, vector):
             return None
         return self._fall_back(turn)
+
+    def _offer_reference(self, turn: _Turn) -> bool:
+        """A customer quoting another conversation's reference is offered to continue it here: a code goes
+        to that conversation's channel, and sending it here links the two. The answer is the same whether
+        or not the reference exists, so references cannot be probed."""
+        reference = quoted_reference(turn.text)
+        if reference is None or reference == turn.conversation.reference \
+                or not self._model.responses.has("utter_reference_link"):
+            return False
+        owner = self._memory.reference_owner(reference)
+        if owner == turn.conversation.customer_id:
+            return False
+        if owner is not None and self._model.responses.has("utter_reference_notice"):
+            code = new_link_code()
+            text, _ = self._model.responses.render("utter_reference_notice", {"reference": reference, "code": code})
+            turn.reference_notice = ReferenceNotice(reference, code, text)
+        turn.notes["reference"] = reference
+        self._say(turn, "utter_reference_link", reference=reference)
+        return True
 
     def _understand(self, turn: _Turn, vector: Any) -> None:
         """Intent, entities and the slots they fill."""

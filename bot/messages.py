@@ -36,6 +36,8 @@ class EventKind(StrEnum):
     KB_ANSWER = "kb_answer"
     NOTE = "note"
     CSAT = "csat"  # the customer's rating of a closed conversation
+    MERGED = "merged"      # two customers became one (by an agent, a link code or a verified email)
+    UNMERGED = "unmerged"  # an agent undid a merge
 
 
 class ConversationStatus(StrEnum):
@@ -153,6 +155,9 @@ class Customer:
     display_name: str | None
     identities: tuple[tuple[str, str], ...]  # (channel, external_id)
     attributes: dict[str, Any] = field(default_factory=dict)  # set by actions or imported: plan, city, ...
+    email: str | None = None     # verified on the web chat, or imported
+    phone: str | None = None     # E.164; SMS and WhatsApp from it are this customer
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ class PendingMessage:
     external_id: str
     text: str
     media: str | None = None  # the kind of a message without text (photo, sticker, ...)
+    link: str | None = None   # the result of a link code in the message: linked, same, wrong, expired, limited
 
 
 @dataclass(frozen=True)

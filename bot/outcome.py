@@ -10,6 +10,16 @@ from bot.messages import DialogueState, EventKind, Reply
 
 
 @dataclass(frozen=True)
+class ReferenceNotice:
+    """A link code for the customer whose conversation `reference` someone quoted on another channel:
+    sent to that conversation's channel, so only its owner can continue it elsewhere."""
+
+    reference: str
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """Replies and transcript events of one turn, and the conversation's new state.
 
@@ -25,3 +35,5 @@ class Outcome:
     # What the bot made of the customer's message (intent, sentiment, ...), kept on its event.
     message_data: Mapping[str, Any] = field(default_factory=dict)
     opted_out: bool | None = None  # the customer sent STOP (True) or START (False) on this identity
+    link_code: str | None = None   # a code given to this customer to send on another channel
+    reference_notice: ReferenceNotice | None = None

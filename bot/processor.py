@@ -72,7 +72,7 @@ class ConversationProcessor:
             conversation = self._store.get_conversation(pending.conversation_id)
             try:
                 outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
-                                               media=pending.media)
+                                               media=pending.media, link=pending.link)
                 break
             except Exception:
                 log.exception("turn failed for conversation %s (attempt %d of %d)",

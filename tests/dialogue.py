@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.engine import Engine
 from bot.messages import Conversation, Event, EventKind, InboundMessage, Profile
@@ -34,19 +35,25 @@ class RecordingChannel:
     sent: list[tuple[str, str]] = field(default_factory=list)  # (external_id, text)
     last_outcome: Outcome | None = None
 
-    def say(self, text: str, external_id: str = "customer-1", name: str | None = None) -> list[str]:
+    def say(self, text: str, external_id: str = "customer-1", name: str | None = None,
+            data: dict[str, Any] | None = None) -> list[str]:
         """The customer writes; return the texts the bot sends back for this message."""
         accepted = self.store.accept(InboundMessage(self.channel, external_id, uuid.uuid4().hex, text,
-                                                    profile=Profile(display_name=name)))
+                                                    profile=Profile(display_name=name), data=data or {}))
         pending = self.store.next_pending(accepted.conversation_id)
         assert pending is not None
         conversation = self.store.get_conversation(accepted.conversation_id)
-        outcome = self.engine.respond(conversation, pending.text, pending.channel, pending.event_seq)
+        outcome = self.engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
+                                      media=pending.media, link=pending.link)
         assert self.store.complete_turn(pending, outcome)
         self.last_outcome = outcome
         replies = [reply.text for reply in outcome.replies]
         self.sent.extend((external_id, reply) for reply in replies)
         return replies
+
+    def on(self, channel: str) -> RecordingChannel:
+        """The same store and engine, reached on another channel."""
+        return RecordingChannel(self.store, self.engine, self.clock, channel, self.sent)
 
     def conversation(self, external_id: str = "customer-1") -> Conversation:
         open_ = [c for c in self.store.list_conversations(OPEN_STATUSES) if c.last_external_id == external_id]

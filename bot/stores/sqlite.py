@@ -7,7 +7,6 @@ write lock up front instead of failing with SQLITE_BUSY halfway through.
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import threading
 import uuid
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.codes import link_command, new_reference
 from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound
 from bot.messages import (
     Accepted,
@@ -36,7 +36,17 @@ from bot.messages import (
     Reply,
     utcnow,
 )
-from bot.outcome import Outcome
+from bot.outcome import Outcome, ReferenceNotice
+from bot.stores.sqlite_customers import (
+    append_event,
+    current_customer,
+    live_link_code,
+    load_customer,
+    merge_customers,
+    redeem_link_code,
+    store_link_code,
+    unmerge,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -129,6 +139,38 @@ CREATE TABLE IF NOT EXISTS agent_tokens (
     agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
     expires_at  TEXT NOT NULL
 );
+-- Single-use codes that link an identity to a customer; only hashes are kept.
+CREATE TABLE IF NOT EXISTS link_codes (
+    code_hash    TEXT PRIMARY KEY,
+    customer_id  TEXT NOT NULL,
+    purpose      TEXT NOT NULL,          -- link (send it on another channel) or email (sent to `email`)
+    channel      TEXT,                   -- email codes: only this identity may use it
+    external_id  TEXT,
+    email        TEXT,
+    expires_at   TEXT NOT NULL,
+    used_at      TEXT,
+    created_at   TEXT NOT NULL
+);
+-- Wrong codes tried and email codes sent, per identity: the limits against guessing and spamming.
+CREATE TABLE IF NOT EXISTS link_attempts (
+    channel      TEXT NOT NULL,
+    external_id  TEXT NOT NULL,
+    kind         TEXT NOT NULL,          -- wrong_code or email_sent
+    at           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS link_attempts_by_identity ON link_attempts(channel, external_id, kind, at);
+-- Who merged which customers when, and what moved: enough to undo it.
+CREATE TABLE IF NOT EXISTS merges (
+    merge_id     TEXT PRIMARY KEY,
+    kept_id      TEXT NOT NULL,
+    merged_id    TEXT NOT NULL,
+    how          TEXT NOT NULL,          -- agent, link_code or email
+    agent_id     TEXT,
+    moved        TEXT NOT NULL,          -- JSON: identities, conversations, events, profile fields
+    created_at   TEXT NOT NULL,
+    undone_at    TEXT,
+    undone_by    TEXT
+);
 """
 
 # Columns added after the first release: (table, column, definition), added to older files on open.
@@ -146,21 +188,21 @@ MIGRATIONS = (
     ("conversations", "csat", "INTEGER"),
     ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
     ("customers", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
+    ("customers", "email", "TEXT"),
+    ("customers", "phone", "TEXT"),
+    ("customers", "language", "TEXT"),
+    ("customers", "merged_into", "TEXT"),
+    ("customers", "erased_at", "TEXT"),
+    ("conversations", "merged_into", "TEXT"),
+    ("conversations", "purged_at", "TEXT"),
 )
 CSAT_WINDOW = timedelta(hours=24)  # how long after closing a rating is taken as the answer
 CSAT_ANSWERS = ("1", "2", "3", "4", "5")
 
-# Crockford's base32 without the look-alikes; references are read aloud and retyped.
-_REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PRESENCES = ("online", "away")
 # Channels whose external id is the customer's E.164 phone number.
 PHONE_CHANNELS = ("sms", "whatsapp")
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
-
-
-def new_reference() -> str:
-    """Return a short conversation reference such as SB-7F3K2."""
-    return "SB-" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(5))
 
 
 def _identity_key(channel: str, external_id: str) -> str:
@@ -193,6 +235,8 @@ class SqliteConversationStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=30000")
+            # Deleted content is overwritten, not left in free pages: erasure must leave nothing behind.
+            db.execute("PRAGMA secure_delete=ON")
             self._local.db = db
         return db
 
@@ -245,6 +289,12 @@ class SqliteConversationStore:
                 return Accepted(seen["conversation_id"], seen["customer_id"], seen["event_seq"],
                                 seen["inbound_id"], duplicate=True)
             customer_id = self._resolve_identity(db, message, now)
+            data = {**message.data, "provider_message_id": message.provider_message_id,
+                    "attachments": list(message.attachments)}
+            code = link_command(message.text, message.data)
+            if code is not None:
+                data["link"], customer_id = redeem_link_code(db, code, message.channel, message.external_id,
+                                                             customer_id, datetime.fromisoformat(now))
             conversation = db.execute(
                 "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status != 'closed'",
                 (customer_id,),
@@ -262,12 +312,9 @@ class SqliteConversationStore:
                     "WHERE conversation_id = ?",
                     (message.channel, message.external_id, now, conversation_id),
                 )
-            seq = self._append_event(
+            seq = append_event(
                 db, conversation_id, EventKind.CSAT if rated else EventKind.MESSAGE_IN, Author.CUSTOMER,
-                message.channel, message.external_id, message.text,
-                {**message.data, "provider_message_id": message.provider_message_id,
-                 "attachments": list(message.attachments)},
-                message.received_at.isoformat(),
+                message.channel, message.external_id, message.text, data, message.received_at.isoformat(),
             )
             inbound_id = db.execute(
                 "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq, processed_at) "
@@ -295,34 +342,32 @@ class SqliteConversationStore:
         return str(row["conversation_id"])
 
     def _resolve_identity(self, db: sqlite3.Connection, message: InboundMessage, now: str) -> str:
-        row = db.execute(
-            "SELECT customer_id FROM identities WHERE channel = ? AND external_id = ?",
-            (message.channel, message.external_id),
-        ).fetchone()
-        if row is not None:
-            customer_id: str = row["customer_id"]
-            if message.profile.display_name:
-                db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
-                           (message.profile.display_name, customer_id))
-            return customer_id
-        if message.channel in PHONE_CHANNELS:
-            # SMS and WhatsApp from one E.164 number are one customer.
+        """The customer behind the message's identity, created on first contact.
+
+        SMS and WhatsApp from one E.164 number are one customer, also with a customer imported
+        with that phone number. What the channel tells of the person fills empty profile fields.
+        """
+        row = db.execute("SELECT customer_id FROM identities WHERE channel = ? AND external_id = ?",
+                         (message.channel, message.external_id)).fetchone()
+        customer_id: str | None = None if row is None else row["customer_id"]
+        if customer_id is None and message.channel in PHONE_CHANNELS:
             same_number = db.execute(
                 f"SELECT customer_id FROM identities WHERE external_id = ? AND channel IN "
-                f"({', '.join('?' for _ in PHONE_CHANNELS)})", (message.external_id, *PHONE_CHANNELS),
+                f"({', '.join('?' for _ in PHONE_CHANNELS)}) UNION ALL SELECT customer_id FROM customers "
+                f"WHERE phone = ? AND merged_into IS NULL AND erased_at IS NULL LIMIT 1",
+                (message.external_id, *PHONE_CHANNELS, message.external_id),
             ).fetchone()
-            if same_number is not None:
-                db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
-                           (message.channel, message.external_id, same_number["customer_id"]))
-                if message.profile.display_name:
-                    db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
-                               (message.profile.display_name, same_number["customer_id"]))
-                return str(same_number["customer_id"])
-        customer_id = uuid.uuid4().hex
-        db.execute("INSERT INTO customers (customer_id, display_name, created_at) VALUES (?, ?, ?)",
-                   (customer_id, message.profile.display_name, now))
-        db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
-                   (message.channel, message.external_id, customer_id))
+            customer_id = None if same_number is None else same_number["customer_id"]
+        if customer_id is None:
+            customer_id = uuid.uuid4().hex
+            db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
+        if row is None:
+            db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
+                       (message.channel, message.external_id, customer_id))
+        profile = message.profile
+        db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?), "
+                   "language = COALESCE(language, ?) WHERE customer_id = ?",
+                   (profile.display_name, profile.phone, profile.language, customer_id))
         return customer_id
 
     def _open_conversation(self, db: sqlite3.Connection, customer_id: str,
@@ -339,22 +384,6 @@ class SqliteConversationStore:
             (conversation_id, customer_id, reference, message.channel, message.external_id, now, now),
         )
         return conversation_id
-
-    def _append_event(self, db: sqlite3.Connection, conversation_id: str, kind: EventKind,
-                      author: Author, channel: str | None, external_id: str | None,
-                      text: str | None, data: dict[str, Any], created_at: str) -> int:
-        seq: int = db.execute(
-            "UPDATE conversations SET next_seq = next_seq + 1 WHERE conversation_id = ? "
-            "RETURNING next_seq - 1",
-            (conversation_id,),
-        ).fetchone()[0]
-        db.execute(
-            "INSERT INTO events (conversation_id, seq, kind, author, channel, external_id, text, data, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (conversation_id, seq, kind.value, author.value, channel, external_id, text,
-             json.dumps(data), created_at),
-        )
-        return seq
 
     # -- processing ------------------------------------------------------------------
 
@@ -376,8 +405,9 @@ class SqliteConversationStore:
         ).fetchone()
         if row is None:
             return None
+        data = json.loads(row["data"])
         return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
-                              row["channel"], row["external_id"], row["text"], json.loads(row["data"]).get("media"))
+                              row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"))
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.
@@ -392,11 +422,15 @@ class SqliteConversationStore:
             ).rowcount
             if not updated:
                 return False
+            # A merge may have moved the message to another conversation since it was taken.
+            where = db.execute("SELECT conversation_id, event_seq FROM inbound WHERE inbound_id = ?",
+                               (pending.inbound_id,)).fetchone()
+            pending = replace(pending, conversation_id=where["conversation_id"], event_seq=where["event_seq"])
             if outcome.message_data:
                 db.execute("UPDATE events SET data = json_patch(data, ?) WHERE conversation_id = ? AND seq = ?",
                            (json.dumps(dict(outcome.message_data)), pending.conversation_id, pending.event_seq))
             for kind, data in outcome.events:
-                self._append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
+                append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
             for reply in outcome.replies:
                 self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
             if outcome.fallback_streak is not None:
@@ -409,22 +443,56 @@ class SqliteConversationStore:
             if outcome.dialogue is not None:
                 db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
                            (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
+            customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
+                                     (pending.conversation_id,)).fetchone()["customer_id"]
+            if outcome.link_code is not None:
+                store_link_code(db, customer_id, outcome.link_code, datetime.fromisoformat(now))
+            if outcome.reference_notice is not None:
+                notified = self._send_reference_code(db, customer_id, outcome.reference_notice, now)
             if outcome.handoff_reason is not None:
                 db.execute(
                     "UPDATE conversations SET status = 'queued', handoff_reason = ?, updated_at = ? "
                     "WHERE conversation_id = ? AND status = 'bot'",
                     (outcome.handoff_reason, now, pending.conversation_id),
                 )
-                self._append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
+                append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
                                    None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
         self._changed(_identity_key(pending.channel, pending.external_id), "conversations", "outbox")
+        if outcome.reference_notice is not None and notified is not None:
+            self._changed(notified)
         return True
+
+    def _send_reference_code(self, db: sqlite3.Connection, customer_id: str, notice: ReferenceNotice,
+                             now: str) -> str | None:
+        """Send a link code to the channel of the quoted conversation, unless it is this customer's own,
+        or its owner already holds a live code (so quoting a reference cannot flood them).
+        Returns the identity written to."""
+        row = db.execute("SELECT conversation_id, customer_id, last_channel, last_external_id FROM conversations "
+                         "WHERE reference = ?", (notice.reference,)).fetchone()
+        if row is None:
+            return None
+        owner = current_customer(db, row["customer_id"])
+        at = datetime.fromisoformat(now)
+        identity = db.execute("SELECT 1 FROM identities WHERE channel = ? AND external_id = ? AND customer_id = ?",
+                              (row["last_channel"], row["last_external_id"], owner)).fetchone()
+        if owner == customer_id or identity is None or live_link_code(db, owner, at):
+            return None
+        store_link_code(db, owner, notice.code, at)
+        self._add_reply(db, Reply(row["conversation_id"], notice.text, Author.SYSTEM), row["last_channel"],
+                        row["last_external_id"], None, now)
+        return _identity_key(row["last_channel"], row["last_external_id"])
+
+    def reference_owner(self, reference: str) -> str | None:
+        """The customer a conversation reference belongs to now, or None."""
+        db = self._connection()
+        row = db.execute("SELECT customer_id FROM conversations WHERE reference = ?", (reference,)).fetchone()
+        return None if row is None else current_customer(db, row["customer_id"])
 
     def _add_reply(self, db: sqlite3.Connection, reply: Reply, channel: str, external_id: str,
                    in_reply_to: int | None, now: str, agent_id: str | None = None) -> None:
         buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
         data = {"reply_id": reply.reply_id, "buttons": buttons, **({"agent_id": agent_id} if agent_id else {})}
-        seq = self._append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
+        seq = append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
                                  external_id, reply.text, data, now)
         db.execute(
             "INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
@@ -446,16 +514,28 @@ class SqliteConversationStore:
 
     def get_customer(self, customer_id: str) -> Customer:
         """Return a customer with their identities, or raise NotFound."""
-        db = self._connection()
-        row = db.execute("SELECT * FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
-        if row is None:
-            raise NotFound("no such customer")
-        identities = db.execute(
-            "SELECT channel, external_id FROM identities WHERE customer_id = ? ORDER BY channel, external_id",
-            (customer_id,),
-        ).fetchall()
-        return Customer(customer_id, row["display_name"],
-                        tuple((i["channel"], i["external_id"]) for i in identities), json.loads(row["attributes"]))
+        return load_customer(self._connection(), customer_id)
+
+    def merge_customers(self, kept_id: str, merged_id: str, agent_id: str) -> str:
+        """An agent makes two customers one (`merged_id` joins `kept_id`); returns the merge's id."""
+        with self._write() as db:
+            merge_id = merge_customers(db, kept_id, merged_id, "agent", agent_id, utcnow().isoformat())
+        self._changed("conversations")
+        return merge_id
+
+    def unmerge(self, merge_id: str, agent_id: str) -> tuple[str, str]:
+        """Undo a merge; returns (kept, merged) customer ids."""
+        with self._write() as db:
+            customers = unmerge(db, merge_id, agent_id, utcnow().isoformat())
+        self._changed("conversations")
+        return customers
+
+    def merges_of(self, customer_id: str) -> list[dict[str, Any]]:
+        """The merges a customer took part in, latest first."""
+        rows = self._connection().execute(
+            "SELECT merge_id, kept_id, merged_id, how, agent_id, created_at, undone_at, undone_by FROM merges "
+            "WHERE kept_id = ? OR merged_id = ? ORDER BY created_at DESC", (customer_id, customer_id)).fetchall()
+        return [dict(row) for row in rows]
 
     def set_attributes(self, customer_id: str, attributes: dict[str, Any]) -> Customer:
         """Merge attributes into a customer's profile; a None value removes that attribute."""
@@ -681,7 +761,7 @@ class SqliteConversationStore:
                 if current is None:
                     raise NotFound("no such conversation")
                 raise Conflict(f"this conversation is {current['status']}, it cannot be claimed")
-            self._append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
+            append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
                                {"agent_id": agent_id}, now)
         self._changed("conversations")
         return self.get_conversation(conversation_id)
@@ -710,7 +790,7 @@ class SqliteConversationStore:
             if db.execute("SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id,)).fetchone() \
                     is None:
                 raise NotFound("no such conversation")
-            seq = self._append_event(db, conversation_id, EventKind.NOTE, Author.AGENT, None, None, text,
+            seq = append_event(db, conversation_id, EventKind.NOTE, Author.AGENT, None, None, text,
                                      {"agent_id": agent_id}, now)
         self._changed("conversations")
         return next(e for e in self.transcript(conversation_id) if e.seq == seq)
@@ -730,7 +810,7 @@ class SqliteConversationStore:
                 self._held(db, conversation_id, agent_id, admin)
             db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, updated_at = ? "
                        "WHERE conversation_id = ?", (to_agent_id, now, conversation_id))
-            self._append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
+            append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
                                {"agent_id": to_agent_id, "by": agent_id}, now)
         self._changed("conversations")
         return self.get_conversation(conversation_id)
@@ -759,7 +839,7 @@ class SqliteConversationStore:
                 "updated_at = ? WHERE conversation_id = ?",
                 (status.value, now, conversation_id),
             )
-            self._append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
+            append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
                                {"agent_id": agent_id, **(data or {})}, now)
             if question is not None:
                 text, buttons = question
