@@ -9,6 +9,7 @@ from bot.errors import InvalidMessage, MessageTooLarge
 from bot.messages import Accepted, InboundMessage
 from bot.notifier import Notifier
 from bot.ports import ConversationStore
+from bot.privacy import PrivacyPolicy
 from bot.processor import ConversationProcessor
 
 
@@ -21,8 +22,9 @@ class Inbox:
     """Accepts messages from every connector; what `accept` returns is durably stored."""
 
     def __init__(self, store: ConversationStore, processor: ConversationProcessor, notifier: Notifier,
-                 max_text_length: int) -> None:
+                 max_text_length: int, privacy: PrivacyPolicy | None = None) -> None:
         self._store = store
+        self._privacy = privacy or PrivacyPolicy()
         self._processor = processor
         self._notifier = notifier
         self._max_text_length = max_text_length
@@ -36,7 +38,10 @@ class Inbox:
             raise MessageTooLarge(f"the message is longer than {self._max_text_length} characters")
         if not message.provider_message_id or len(message.provider_message_id) > 200:
             raise InvalidMessage("the message id must have 1 to 200 characters")
-        accepted = self._store.accept(dataclasses.replace(message, text=text))
+        # Card numbers and the like never reach the store, the index or an agent's screen.
+        text, masked = self._privacy.mask(text)
+        data = {**message.data, "masked": masked} if masked else message.data
+        accepted = self._store.accept(dataclasses.replace(message, text=text, data=data))
         self._processor.notify(accepted.conversation_id)
         return accepted
 

@@ -30,6 +30,7 @@ from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
 from bot.ports import DialogueMemory, Encoder, Retriever
+from bot.privacy import load_privacy
 from bot.processor import ConversationProcessor
 from bot.responses import ResponseTemplates
 from bot.rules import load_rules
@@ -170,7 +171,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     retriever = HybridRetriever(settings.index_dir, encoder)
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
-    inbox = Inbox(store, processor, notifier, settings.max_text_length)
+    inbox = Inbox(store, processor, notifier, settings.max_text_length, load_privacy(settings.privacy_path))
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:

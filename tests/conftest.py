@@ -57,6 +57,7 @@ def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings
         rules_path=ROOT / "data" / "rules.yml",
         handoff_policy_path=ROOT / "data" / "handoff.yml",
         canned_path=ROOT / "data" / "canned.yml",
+        privacy_path=ROOT / "data" / "privacy.yml",
         var_dir=tmp_path / "var",
         secret_key="test-secret",
         sync_reply_timeout=20.0,

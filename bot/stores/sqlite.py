@@ -40,9 +40,13 @@ from bot.outcome import Outcome, ReferenceNotice
 from bot.stores.sqlite_customers import (
     append_event,
     current_customer,
+    erase_customer,
+    export_customer,
+    find_customers,
     live_link_code,
     load_customer,
     merge_customers,
+    purge_transcripts,
     redeem_link_code,
     store_link_code,
     unmerge,
@@ -536,6 +540,87 @@ class SqliteConversationStore:
             "SELECT merge_id, kept_id, merged_id, how, agent_id, created_at, undone_at, undone_by FROM merges "
             "WHERE kept_id = ? OR merged_id = ? ORDER BY created_at DESC", (customer_id, customer_id)).fetchall()
         return [dict(row) for row in rows]
+
+    # -- profiles and privacy -----------------------------------------------------------
+
+    def list_customers(self, limit: int = 200) -> list[Customer]:
+        """Customers (not erased, not merged into another), latest first."""
+        rows = self._connection().execute(
+            "SELECT customer_id FROM customers WHERE erased_at IS NULL AND merged_into IS NULL "
+            "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [self.get_customer(r["customer_id"]) for r in rows]
+
+    def find_customers(self, text: str) -> list[Customer]:
+        """Customers whose name, email, phone, identity or message text contains `text`."""
+        return [self.get_customer(c) for c in find_customers(self._connection(), text)]
+
+    def current_customer(self, customer_id: str) -> str:
+        """The customer this one was merged into (or itself)."""
+        return current_customer(self._connection(), customer_id)
+
+    def export_customer(self, customer_id: str) -> dict[str, Any]:
+        """Everything held about a person, as JSON-ready data."""
+        db = self._connection()
+        db.execute("BEGIN")  # one consistent snapshot
+        try:
+            return export_customer(db, customer_id)
+        finally:
+            db.execute("COMMIT")
+
+    def erase_customer(self, customer_id: str) -> int:
+        """Erase a person (see `sqlite_customers.erase_customer`), then compact the file so nothing
+        erased survives in free pages or the write-ahead log. Returns how many customers were erased."""
+        with self._write() as db:
+            erased = erase_customer(db, customer_id, utcnow().isoformat())
+        self.compact()
+        self._changed("conversations")
+        return erased
+
+    def purge_transcripts(self, older_than: timedelta) -> int:
+        """Blank the transcripts of conversations closed longer ago than `older_than`; returns how many."""
+        now = utcnow()
+        with self._write() as db:
+            purged = purge_transcripts(db, (now - older_than).isoformat(), now.isoformat())
+        if purged:
+            self.compact()
+            self._changed("conversations")
+        return purged
+
+    def compact(self) -> None:
+        """Rewrite the database without free pages and empty the write-ahead log into it."""
+        db = self._connection()
+        db.execute("VACUUM")
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise Conflict("the write-ahead log could not be emptied while other connections read; try again")
+
+    def import_customer(self, record: dict[str, Any]) -> tuple[str, bool]:
+        """Create or update a customer from an imported record: `email` and/or `phone` (E.164) find
+        them, `name` and `language` fill the profile, every other field is an attribute.
+        Returns (customer id, created)."""
+        email = (record.get("email") or "").strip().lower() or None
+        phone = record.get("phone") or None
+        attributes = {k: v for k, v in record.items() if k not in ("email", "phone", "name", "language")}
+        now = utcnow().isoformat()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT customer_id FROM customers WHERE erased_at IS NULL AND merged_into IS NULL AND "
+                "((email IS NOT NULL AND email = ?) OR (phone IS NOT NULL AND phone = ?)) "
+                "UNION ALL SELECT customer_id FROM identities WHERE external_id = ? AND channel IN ('sms', 'whatsapp') "
+                "LIMIT 1", (email, phone, phone)).fetchone()
+            created = row is None
+            customer_id = uuid.uuid4().hex if created else row["customer_id"]
+            if created:
+                db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
+            current = json.loads(db.execute("SELECT attributes FROM customers WHERE customer_id = ?",
+                                            (customer_id,)).fetchone()["attributes"])
+            db.execute("UPDATE customers SET email = COALESCE(?, email), phone = COALESCE(?, phone), "
+                       "display_name = COALESCE(?, display_name), language = COALESCE(?, language), attributes = ? "
+                       "WHERE customer_id = ?", (email, phone, record.get("name") or None,
+                                                  record.get("language") or None,
+                                                  json.dumps({**current, **attributes}), customer_id))
+        self._changed("conversations")
+        return customer_id, created
 
     def set_attributes(self, customer_id: str, attributes: dict[str, Any]) -> Customer:
         """Merge attributes into a customer's profile; a None value removes that attribute."""

@@ -313,3 +313,116 @@ def redeem_link_code(db: sqlite3.Connection, code: str, channel: str, external_i
         db.execute("SELECT created_at FROM customers WHERE customer_id = ?", (c,)).fetchone()[0], c))
     merge_customers(db, older, newer, "link_code", None, now.isoformat())
     return "linked", older
+
+
+# -- privacy ----------------------------------------------------------------------------------
+
+# Event data that says nothing about the person and keeps metrics countable after erasure.
+_IMPERSONAL_KEYS = ("reason", "resolution", "answered", "intent", "how", "agent_id", "by")
+
+
+def _scrub_events(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> None:
+    """Blank the text, identity and personal data of events; their kind, author, channel and time stay."""
+    rows = db.execute(f"SELECT event_id, data FROM events WHERE {where}", params).fetchall()
+    db.executemany("UPDATE events SET text = NULL, external_id = NULL, data = ? WHERE event_id = ?", [
+        (json.dumps({k: v for k, v in json.loads(r["data"]).items() if k in _IMPERSONAL_KEYS}), r["event_id"])
+        for r in rows])
+
+
+def cluster(db: sqlite3.Connection, customer_id: str) -> list[str]:
+    """The customer and every customer merged into them, directly or not."""
+    found = [customer_id]
+    for current in found:
+        found.extend(r["customer_id"] for r in db.execute(
+            "SELECT customer_id FROM customers WHERE merged_into = ?", (current,)) if r["customer_id"] not in found)
+    return found
+
+
+def export_customer(db: sqlite3.Connection, customer_id: str) -> dict[str, Any]:
+    """Everything held about a person: profile, identities, conversations with transcripts and replies,
+    merges, including the customers merged into them."""
+    def rows(sql: str, *params: Any) -> list[dict[str, Any]]:
+        return [{k: json.loads(v) if k in ("data", "buttons", "attributes", "provider_ids", "dialogue") and v else v
+                 for k, v in dict(r).items()} for r in db.execute(sql, params)]
+
+    people: list[dict[str, Any]] = []
+    for member in cluster(db, current_customer(db, customer_id)):
+        found = rows("SELECT * FROM customers WHERE customer_id = ?", member)
+        if not found:
+            raise NotFound("no such customer")
+        profile = found[0]
+        conversations = rows("SELECT * FROM conversations WHERE customer_id = ? ORDER BY created_at", member)
+        for conversation in conversations:
+            conversation["transcript"] = rows("SELECT * FROM events WHERE conversation_id = ? ORDER BY seq",
+                                              conversation["conversation_id"])
+            conversation["replies"] = rows("SELECT * FROM outbox WHERE conversation_id = ? ORDER BY rowid",
+                                           conversation["conversation_id"])
+        people.append({"customer": profile,
+                       "identities": rows("SELECT channel, external_id, opted_out FROM identities "
+                                          "WHERE customer_id = ?", member),
+                       "conversations": conversations,
+                       "merges": rows("SELECT * FROM merges WHERE kept_id = ? OR merged_id = ?", member, member)})
+    return {"customer_id": people[0]["customer"]["customer_id"], "records": people}
+
+
+def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
+    """Remove everything personal about a person (and customers merged into them), leaving tombstones:
+    conversations keep their reference, status, times, rating and handoff reason, events their kind,
+    author, channel and time, so metrics stay counted. Returns how many customers were erased."""
+    members = cluster(db, current_customer(db, customer_id))
+    if db.execute("SELECT 1 FROM customers WHERE customer_id = ?", (members[0],)).fetchone() is None:
+        raise NotFound("no such customer")
+    marks = ", ".join("?" for _ in members)
+    identities = db.execute(f"SELECT channel, external_id FROM identities WHERE customer_id IN ({marks})",
+                            members).fetchall()
+    conversations = [r["conversation_id"] for r in db.execute(
+        f"SELECT conversation_id FROM conversations WHERE customer_id IN ({marks})", members)]
+    in_conversations = f"conversation_id IN ({', '.join('?' for _ in conversations)})"
+    if conversations:
+        _scrub_events(db, in_conversations, tuple(conversations))
+        for table in ("outbox", "inbound"):
+            db.execute(f"DELETE FROM {table} WHERE {in_conversations}", conversations)
+        db.execute(f"UPDATE conversations SET last_external_id = '', dialogue = '{{}}' WHERE {in_conversations}",
+                   conversations)
+    for identity in identities:
+        # Their messages in other conversations too (left there by an undone merge).
+        _scrub_events(db, "channel = ? AND external_id = ?", tuple(identity))
+        db.execute("DELETE FROM outbox WHERE channel = ? AND external_id = ?", tuple(identity))
+        db.execute("DELETE FROM link_attempts WHERE channel = ? AND external_id = ?", tuple(identity))
+        if identity["channel"] == "web":
+            db.execute("DELETE FROM web_sessions WHERE external_id = ?", (identity["external_id"],))
+    db.execute(f"DELETE FROM identities WHERE customer_id IN ({marks})", members)
+    db.execute(f"DELETE FROM link_codes WHERE customer_id IN ({marks})", members)
+    db.execute(f"UPDATE merges SET moved = '{{}}' WHERE kept_id IN ({marks}) OR merged_id IN ({marks})",
+               members * 2)
+    db.execute(f"UPDATE customers SET display_name = NULL, email = NULL, phone = NULL, language = NULL, "
+               f"attributes = '{{}}', erased_at = ? WHERE customer_id IN ({marks})", (now, *members))
+    return len(members)
+
+
+def purge_transcripts(db: sqlite3.Connection, before: str, now: str) -> int:
+    """Blank the transcripts of conversations closed before `before`; returns how many."""
+    ids = [r["conversation_id"] for r in db.execute(
+        "SELECT conversation_id FROM conversations WHERE status = 'closed' AND updated_at < ? AND purged_at IS NULL",
+        (before,))]
+    for start in range(0, len(ids), 500):
+        batch = ids[start:start + 500]
+        where = f"conversation_id IN ({', '.join('?' for _ in batch)})"
+        _scrub_events(db, where, tuple(batch))
+        for table in ("outbox", "inbound"):
+            db.execute(f"DELETE FROM {table} WHERE {where}", batch)
+        db.execute(f"UPDATE conversations SET dialogue = '{{}}', purged_at = ? WHERE {where}", (now, *batch))
+    return len(ids)
+
+
+def find_customers(db: sqlite3.Connection, text: str, limit: int = 50) -> list[str]:
+    """Customers whose name, email, phone, identity or message text contains `text`, latest first."""
+    like = f"%{text.strip().lower()}%"
+    rows = db.execute(
+        "SELECT customer_id FROM customers WHERE erased_at IS NULL AND merged_into IS NULL AND ("
+        "lower(display_name) LIKE :q OR lower(email) LIKE :q OR phone LIKE :q OR customer_id = :exact "
+        "OR customer_id IN (SELECT customer_id FROM identities WHERE lower(external_id) LIKE :q) "
+        "OR customer_id IN (SELECT c.customer_id FROM events e JOIN conversations c USING (conversation_id) "
+        "WHERE e.kind = 'message_in' AND lower(e.text) LIKE :q)) ORDER BY created_at DESC LIMIT :limit",
+        {"q": like, "exact": text.strip(), "limit": limit}).fetchall()
+    return [r["customer_id"] for r in rows]
