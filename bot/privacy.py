@@ -3,13 +3,19 @@ customer message before it is stored, indexed or shown; and how long transcripts
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
 from bot.errors import SwitchboardError
+
+log = logging.getLogger(__name__)
 
 # 13 to 19 digits, single spaces or dashes allowed between them (as people type card numbers);
 # not after a "+": that is a phone number.
@@ -81,3 +87,43 @@ def load_privacy(path: Path) -> PrivacyPolicy:
         except re.error as exc:
             raise SwitchboardError(f"{path}: mask rule {number} ({item['name']}): bad pattern: {exc}") from exc
     return PrivacyPolicy(tuple(rules), days)
+
+
+class RetentionWorker:
+    """Purges old transcripts in the background: once shortly after start, then every `interval`."""
+
+    def __init__(self, purge: Callable[[timedelta], int], days: int, interval: timedelta = timedelta(hours=24),
+                 first_delay: float = 60.0) -> None:
+        self._purge = purge
+        self._days = days
+        self._interval = interval
+        self._first_delay = first_delay
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._days <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="switchboard-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        purged = self._purge(timedelta(days=self._days))
+        if purged:
+            log.info("retention: purged the transcripts of %d conversations closed more than %d days ago",
+                     purged, self._days)
+        return purged
+
+    def _run(self) -> None:
+        delay = self._first_delay
+        while not self._stopping.wait(delay):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("retention run failed; it is tried again at the next interval")
+            delay = self._interval.total_seconds()

@@ -38,15 +38,15 @@ RECEIPT_ORDER = ("accepted", "queued", "sending", "sent", "undelivered", "failed
 _TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 
 
-def e164(number: str) -> str:
+def e164(number: str, what: str = "'From'") -> str:
     """'whatsapp:+49 151 2345 6789' -> '+4915123456789'; anything that is not a valid number is refused."""
     raw = number.removeprefix("whatsapp:").strip()
     try:
         parsed = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidMessage(f"'From' is not an international phone number: {exc}") from exc
+        raise InvalidMessage(f"{what} is not an international phone number: {exc}") from exc
     if not phonenumbers.is_possible_number(parsed):
-        raise InvalidMessage("'From' is not a possible phone number")
+        raise InvalidMessage(f"{what} is not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -30,7 +30,7 @@ from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
 from bot.ports import DialogueMemory, Encoder, Retriever
-from bot.privacy import load_privacy
+from bot.privacy import RetentionWorker, load_privacy
 from bot.processor import ConversationProcessor
 from bot.responses import ResponseTemplates
 from bot.rules import load_rules
@@ -79,12 +79,14 @@ class Services:
     batching: BatchingEncoder | None  # set when this process built its own encoder
     delivery: DeliveryWorker
     telegram: TelegramClient | None
+    retention: RetentionWorker
     telegram_poller: TelegramPoller | None = None
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
         if self.telegram_poller is not None:
             self.telegram_poller.stop()
+        self.retention.stop()
         self.processor.stop()
         self.delivery.stop()
         if self.telegram is not None:
@@ -104,12 +106,6 @@ def secret_key(settings: Settings) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32), encoding="utf-8")
     return path.read_text(encoding="utf-8").strip()
-
-
-def open_agent_directory(settings: Settings) -> tuple[AgentDirectory, SqliteConversationStore]:
-    """Open the store just for agent accounts (the CLI's use, without the model)."""
-    store = open_store(settings.store_url)
-    return AgentDirectory(store), store
 
 
 def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[DialogueModel, NluData]:
@@ -171,14 +167,15 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     retriever = HybridRetriever(settings.index_dir, encoder)
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
-    inbox = Inbox(store, processor, notifier, settings.max_text_length, load_privacy(settings.privacy_path))
+    privacy = load_privacy(settings.privacy_path)
+    inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy)
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:
         senders["telegram"] = TelegramSender(telegram)
     delivery = DeliveryWorker(store, senders, notifier)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
-                    batching, delivery, telegram)
+                    batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days))
 
 
 def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
@@ -305,6 +302,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     services.processor.start()
     services.delivery.start()
+    services.retention.start()
     if services.telegram is not None and settings.telegram_mode == "polling":
         services.telegram_poller = TelegramPoller(services.telegram, services.inbox, store.last_buttons)
         services.telegram_poller.start()

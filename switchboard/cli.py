@@ -17,6 +17,8 @@ from bot.errors import SwitchboardError
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.messages import Customer
+    from bot.stores.sqlite import SqliteConversationStore
     from handoff.agents import AgentDirectory
 
 
@@ -42,7 +44,6 @@ def main() -> None:
 def run(host: str, port: int) -> None:
     """Serve Switchboard: web chat, Rasa REST channel and agent console."""
     from kb_index.snapshot import current_snapshot
-    from switchboard.app import open_agent_directory
     from switchboard.server import SwitchboardServer
 
     settings = _settings()
@@ -52,11 +53,8 @@ def run(host: str, port: int) -> None:
         if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:
             raise click.ClickException("the knowledge-base build failed; see the messages above")
 
-    directory, store = open_agent_directory(settings)
-    try:
+    with _directory() as directory:
         demo_login = directory.ensure_demo_agent()
-    finally:
-        store.close()
 
     base = f"http://{host}:{port}"
     click.echo("")
@@ -219,17 +217,29 @@ def agents() -> None:
 
 
 @contextmanager
-def _directory() -> Iterator[AgentDirectory]:
-    """The agent directory on the configured store, closed afterwards; errors become clear messages."""
-    from switchboard.app import open_agent_directory
+def _store() -> Iterator[SqliteConversationStore]:
+    """The configured store, closed afterwards; errors become clear messages."""
+    from bot.stores import open_store
 
-    directory, store = open_agent_directory(_settings())
     try:
-        yield directory
+        store = open_store(_settings().store_url)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        yield store
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
+
+
+@contextmanager
+def _directory() -> Iterator[AgentDirectory]:
+    """The agent directory on the configured store."""
+    from handoff.agents import AgentDirectory
+
+    with _store() as store:
+        yield AgentDirectory(store)
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:
@@ -426,3 +436,124 @@ def kb_rollback(name: str) -> None:
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{path.name} is live again.")
+
+
+@main.group()
+def customers() -> None:
+    """Customers: list, find, import profiles, export or erase everything about a person."""
+
+
+def _customer_json(customer: Customer) -> dict[str, object]:
+    return {"id": customer.customer_id, "name": customer.display_name, "email": customer.email,
+            "phone": customer.phone, "language": customer.language, "attributes": customer.attributes,
+            "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]}
+
+
+def _print_customers(found: list[Customer], as_json: bool, empty: str) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps([_customer_json(c) for c in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo(empty)
+    for customer in found:
+        identities = ", ".join(f"{c}:{x}" for c, x in customer.identities) or "no identities"
+        click.echo(f"{customer.customer_id}  {customer.display_name or '-':20}  {customer.email or '-':28}  "
+                   f"{identities}")
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the customers as JSON.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1), help="At most this many.")
+def customers_list(as_json: bool, limit: int) -> None:
+    """List customers, latest first."""
+    with _store() as store:
+        _print_customers(store.list_customers(limit), as_json, "No customers yet.")
+
+
+@customers.command("find")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print the customers as JSON.")
+def customers_find(text: str, as_json: bool) -> None:
+    """Find customers by name, email, phone, identity or the text of their messages."""
+    with _store() as store:
+        _print_customers(store.find_customers(text), as_json, f"No customer matches {text!r}.")
+
+
+@customers.command("export")
+@click.argument("customer_id")
+def customers_export(customer_id: str) -> None:
+    """Print everything held about a person as JSON (for a data access request)."""
+    import json
+
+    with _store() as store:
+        click.echo(json.dumps(store.export_customer(customer_id), indent=2, ensure_ascii=False))
+
+
+@customers.command("erase")
+@click.argument("customer_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def customers_erase(customer_id: str, yes: bool) -> None:
+    """Erase everything personal about a person; conversations stay counted, without content."""
+    with _store() as store:
+        customer = store.get_customer(store.current_customer(customer_id))
+        if not yes:
+            click.confirm(f"Erase {customer.display_name or 'this customer'} ({len(customer.identities)} "
+                          f"identities) for good? This cannot be undone", abort=True)
+        erased = store.erase_customer(customer_id)
+    click.echo(f"Erased {erased} customer record{'s' if erased != 1 else ''}; the database was compacted.")
+
+
+@customers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def customers_import(file: Path) -> None:
+    """Create or update customers from a CSV (header row) or a JSON list: `email` and/or `phone`
+    find the customer, `name` and `language` fill the profile, every other column is an attribute."""
+    from switchboard.importing import clean_record, read_records
+
+    created = updated = 0
+    problems: list[str] = []
+    with _store() as store:
+        for where, record in read_records(file):
+            try:
+                _, new = store.import_customer(clean_record(record))
+            except SwitchboardError as exc:
+                problems.append(f"{file}: {where}: {exc}")
+                continue
+            created, updated = created + new, updated + (not new)
+    for problem in problems:
+        click.echo(problem, err=True)
+    click.echo(f"Imported {created + updated} customers: {created} new, {updated} updated"
+               + (f"; {len(problems)} skipped (see above)." if problems else "."))
+    if problems:
+        sys.exit(1)
+
+
+@main.group()
+def retention() -> None:
+    """Transcript retention (the days are set in data/privacy.yml)."""
+
+
+@retention.command("run")
+@click.option("--days", type=click.IntRange(1), default=None,
+              help="Purge transcripts of conversations closed more than this many days ago "
+                   "[default: retention_days of the privacy file].")
+def retention_run(days: int | None) -> None:
+    """Blank the transcripts of conversations closed longer ago than the retention period."""
+    from datetime import timedelta
+
+    from bot.privacy import load_privacy
+
+    settings = _settings()
+    try:
+        days = days or load_privacy(settings.privacy_path).retention_days
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not days:
+        click.echo(f"Retention is off (retention_days: 0 in {settings.privacy_path}); nothing purged.")
+        return
+    with _store() as store:
+        purged = store.purge_transcripts(timedelta(days=days))
+    click.echo(f"Purged the transcripts of {purged} conversation{'s' if purged != 1 else ''} "
+               f"closed more than {days} days ago.")
