@@ -212,6 +212,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             past=[c for c in conversations.conversations_of(conversation.customer_id)
                   if c.conversation_id != conversation_id],
             customer=customer,
+            merges=conversations.merges_of(customer.customer_id),
             # What the bot picked up (order number, product, ...); its counters are not for agents.
             noted=sorted((k, v) for k, v in conversation.dialogue.slots.items() if isinstance(v, str) and v),
             reply_targets=reply_targets(conversation, customer),

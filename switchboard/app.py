@@ -47,6 +47,7 @@ from handoff.agents import AgentDirectory
 from handoff.api import create_agent_api
 from handoff.assist import ReplyAssistant
 from handoff.console import create_console_blueprint
+from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint
 from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, load_encoder
@@ -261,6 +262,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                                     max_text_length=settings.max_text_length,
                                                     reply_channels=reply_channels, csat_question=csat_question))
     app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
+    app.register_blueprint(create_customer_blueprint(services.store, services.store))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                        on_publish=services.retriever.reload)
