@@ -54,3 +54,8 @@ class Conflict(SwitchboardError):
 class Unavailable(SwitchboardError):
     status = 503
     code = "unavailable"
+
+
+class TooManyRequests(SwitchboardError):
+    status = 429
+    code = "rate_limited"

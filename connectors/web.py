@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
 
+from bot.codes import CODE_LIFETIME
+from bot.email import EmailSender
 from bot.errors import InvalidMessage, NotAuthenticated
 from bot.inbox import Inbox
 from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
@@ -18,6 +21,8 @@ from bot.ports import ConversationStore, WebSessionStore
 from connectors.http import answer_errors_as_json, field, json_object, optional_field
 
 CHANNEL = "web"
+# Something@something.tld, no spaces: the code sent there is what proves the address.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _token_hash(token: str) -> str:
@@ -36,7 +41,7 @@ def _public(event_id: int, event: Event) -> dict[str, object]:
 
 
 def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, sessions: WebSessionStore,
-                         notifier: Notifier, *, session_days: int, heartbeat: float) -> Blueprint:
+                         notifier: Notifier, email: EmailSender, *, session_days: int, heartbeat: float) -> Blueprint:
     """Build the web chat's page and JSON API around the given collaborators."""
     web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                     static_url_path="/static/web")
@@ -84,6 +89,26 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
             profile=Profile(display_name=name),
         ))
         return jsonify({"status": "accepted", "duplicate": accepted.duplicate}), 202
+
+    @web.post("/api/web/email")
+    def send_email_code() -> tuple[Response, int]:
+        """Email a one-time code; entering it proves the address is the customer's and links them to
+        the customer who has it (their conversations on other channels)."""
+        external_id = session_external_id()
+        address = field(json_object(), "email", max_length=254).strip()
+        if not _EMAIL.fullmatch(address):
+            raise InvalidMessage(f"{address!r} is not an email address")
+        code = conversations.request_email_code(CHANNEL, external_id, address)
+        email.send(address, "Your chat verification code",
+                   f"Your code is {code}. Type it in the chat within 10 minutes.\n\n"
+                   "If you did not ask for it, ignore this email: nothing happens without the code.")
+        return jsonify({"status": "sent", "expires_in": int(CODE_LIFETIME.total_seconds())}), 202
+
+    @web.post("/api/web/email/verify")
+    def verify_email_code() -> Response:
+        external_id = session_external_id()
+        code = field(json_object(), "code", max_length=20)
+        return jsonify({"result": conversations.verify_email_code(CHANNEL, external_id, code)})
 
     @web.get("/api/web/events")
     def poll_events() -> Response:

@@ -20,6 +20,7 @@ from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer
 from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
+from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
 from bot.errors import SwitchboardError
@@ -229,6 +230,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     csrf = CSRFProtect(app)
     web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,
+                               email_sender(settings.email_sender, settings.email_from),
                                session_days=settings.web_session_days, heartbeat=settings.stream_heartbeat)
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.

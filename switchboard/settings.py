@@ -47,6 +47,8 @@ class Settings:
     telegram_webhook_secret: str = ""  # Telegram echoes it on every webhook call; required for the webhook
     telegram_api_url: str = ""         # empty: https://api.telegram.org/bot
     telegram_mode: str = "webhook"     # or "polling": getUpdates, for development without a public URL
+    email_sender: str = "log"         # log (development: codes go to the log) or smtp://user:pass@host:port
+    email_from: str = "Switchboard <no-reply@switchboard.local>"
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30

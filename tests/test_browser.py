@@ -3,6 +3,7 @@ sees the ticket appear live, claims it, replies, closes it, and the customer rat
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -100,3 +101,35 @@ def screenshot_path(tmp_path: Path) -> Path:
     if os.environ.get("SWITCHBOARD_DOCS_SCREENSHOTS"):
         return Path(__file__).resolve().parent.parent / "docs" / "console-ticket.png"
     return tmp_path / "console-ticket.png"
+
+
+def test_a_web_chat_customer_verifies_their_email_and_is_linked(
+        app: Flask, live: str, caplog: pytest.LogCaptureFixture) -> None:
+    expect = sync_api.expect
+    store = services_of(app).store
+    known, _ = store.import_customer({"email": "ana@example.com", "phone": "+4915100000001", "name": "Ana"})
+    caplog.set_level(logging.WARNING, logger="bot.email")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-background-networking"])
+        try:
+            page = browser.new_context().new_page()
+            page.goto(f"{live}/")
+            page.fill("#sb-text", "hello")
+            page.press("#sb-text", "Enter")
+            expect(page.locator("#sb-log")).to_contain_text("hello")
+            page.click(".sb-email summary")
+            page.fill("#sb-email-address", "ana@example.com")
+            page.click("#sb-email-form button")
+            expect(page.locator("#sb-email-status")).to_contain_text("We sent you a code")
+            page.fill("#sb-email-code", "000000")
+            page.click("#sb-code-form button")
+            expect(page.locator("#sb-email-status")).to_contain_text("that code is not right")
+            (code,) = re.findall(r"Your code is (\d{6})", caplog.text)
+            page.fill("#sb-email-code", code)
+            page.click("#sb-code-form button")
+            expect(page.locator("#sb-email-status")).to_contain_text("Your earlier conversations are connected")
+        finally:
+            browser.close()
+    assert [channel for channel, _ in store.get_customer(store.current_customer(known)).identities] == ["web"]
+    assert store.get_customer(store.current_customer(known)).email == "ana@example.com"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.codes import link_command, new_reference
-from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound
+from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests
 from bot.messages import (
     Accepted,
     Agent,
@@ -33,23 +33,30 @@ from bot.messages import (
     InboundMessage,
     OutboxEntry,
     PendingMessage,
+    Profile,
     Reply,
     utcnow,
 )
 from bot.outcome import Outcome, ReferenceNotice
 from bot.stores.sqlite_customers import (
+    EMAIL_CODES_PER_HOUR,
+    FAILURE_WINDOW,
     append_event,
+    attempts,
     current_customer,
     erase_customer,
     export_customer,
     find_customers,
+    issue_email_code,
     live_link_code,
     load_customer,
     merge_customers,
     purge_transcripts,
+    record_attempt,
     redeem_link_code,
     store_link_code,
     unmerge,
+    verify_email_code,
 )
 
 SCHEMA = """
@@ -292,7 +299,7 @@ class SqliteConversationStore:
             if seen is not None:
                 return Accepted(seen["conversation_id"], seen["customer_id"], seen["event_seq"],
                                 seen["inbound_id"], duplicate=True)
-            customer_id = self._resolve_identity(db, message, now)
+            customer_id = self._resolve_identity(db, message.channel, message.external_id, message.profile, now)
             data = {**message.data, "provider_message_id": message.provider_message_id,
                     "attachments": list(message.attachments)}
             code = link_command(message.text, message.data)
@@ -345,21 +352,22 @@ class SqliteConversationStore:
         db.execute("UPDATE conversations SET csat = ? WHERE conversation_id = ?", (int(rating), row["conversation_id"]))
         return str(row["conversation_id"])
 
-    def _resolve_identity(self, db: sqlite3.Connection, message: InboundMessage, now: str) -> str:
+    def _resolve_identity(self, db: sqlite3.Connection, channel: str, external_id: str, profile: Profile,
+                          now: str) -> str:
         """The customer behind the message's identity, created on first contact.
 
         SMS and WhatsApp from one E.164 number are one customer, also with a customer imported
         with that phone number. What the channel tells of the person fills empty profile fields.
         """
         row = db.execute("SELECT customer_id FROM identities WHERE channel = ? AND external_id = ?",
-                         (message.channel, message.external_id)).fetchone()
+                         (channel, external_id)).fetchone()
         customer_id: str | None = None if row is None else row["customer_id"]
-        if customer_id is None and message.channel in PHONE_CHANNELS:
+        if customer_id is None and channel in PHONE_CHANNELS:
             same_number = db.execute(
                 f"SELECT customer_id FROM identities WHERE external_id = ? AND channel IN "
                 f"({', '.join('?' for _ in PHONE_CHANNELS)}) UNION ALL SELECT customer_id FROM customers "
                 f"WHERE phone = ? AND merged_into IS NULL AND erased_at IS NULL LIMIT 1",
-                (message.external_id, *PHONE_CHANNELS, message.external_id),
+                (external_id, *PHONE_CHANNELS, external_id),
             ).fetchone()
             customer_id = None if same_number is None else same_number["customer_id"]
         if customer_id is None:
@@ -367,8 +375,7 @@ class SqliteConversationStore:
             db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
         if row is None:
             db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
-                       (message.channel, message.external_id, customer_id))
-        profile = message.profile
+                       (channel, external_id, customer_id))
         db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?), "
                    "language = COALESCE(language, ?) WHERE customer_id = ?",
                    (profile.display_name, profile.phone, profile.language, customer_id))
@@ -519,6 +526,32 @@ class SqliteConversationStore:
     def get_customer(self, customer_id: str) -> Customer:
         """Return a customer with their identities, or raise NotFound."""
         return load_customer(self._connection(), customer_id)
+
+    def request_email_code(self, channel: str, external_id: str, email: str) -> str:
+        """A one-time code to send to `email`, which this identity (created if new) may use to prove the
+        address is theirs. At most EMAIL_CODES_PER_HOUR per identity."""
+        now = utcnow()
+        with self._write() as db:
+            if attempts(db, channel, external_id, "email_sent", now - FAILURE_WINDOW) >= EMAIL_CODES_PER_HOUR:
+                raise TooManyRequests("too many codes were sent for this chat; try again in an hour")
+            customer_id = self._resolve_identity(db, channel, external_id, Profile(), now.isoformat())
+            record_attempt(db, channel, external_id, "email_sent", now)
+            return issue_email_code(db, customer_id, channel, external_id, email.strip().lower(), now)
+
+    def verify_email_code(self, channel: str, external_id: str, code: str) -> str:
+        """Check a code sent by email. The address becomes the customer's; another customer with it is
+        merged with this one (the older kept). Returns `linked` or `verified`."""
+        with self._write() as db:
+            result = verify_email_code(db, channel, external_id, code, utcnow())
+        # Raised only now: the wrong try is committed, so it counts against the limit.
+        if result == "limited":
+            raise TooManyRequests("too many wrong codes from this chat; try again in an hour")
+        if result == "wrong":
+            raise InvalidMessage("that code is not right; check the email, or ask for a new code")
+        if result == "expired":
+            raise Conflict("that code has expired or was used already; ask for a new one")
+        self._changed("conversations")
+        return result
 
     def merge_customers(self, kept_id: str, merged_id: str, agent_id: str) -> str:
         """An agent makes two customers one (`merged_id` joins `kept_id`); returns the merge's id."""

@@ -23,6 +23,7 @@ from bot.messages import Author, Customer, EventKind
 EMAIL_CODE_DIGITS = 6
 FAILURE_WINDOW = timedelta(hours=1)
 FAILURE_LIMIT = 5            # wrong codes per identity per hour; then codes are not even checked
+EMAIL_CODES_PER_HOUR = 3     # codes emailed per identity per hour
 PROFILE_FIELDS = ("display_name", "email", "phone", "language")
 # A conversation's status after a merge is the furthest of the two: held by an agent, waiting, the bot.
 _STATUS_RANK = {"bot": 0, "queued": 1, "assigned": 2}
@@ -285,6 +286,38 @@ def too_many_failures(db: sqlite3.Connection, channel: str, external_id: str, no
     return attempts(db, channel, external_id, "wrong_code", now - FAILURE_WINDOW) >= FAILURE_LIMIT
 
 
+def verify_email_code(db: sqlite3.Connection, channel: str, external_id: str, code: str, now: datetime) -> str:
+    """Check a code this identity got by email: `linked`, `verified`, or `limited`, `wrong`, `expired`
+    (a wrong code is recorded, so the caller must commit before it reports the failure)."""
+    if too_many_failures(db, channel, external_id, now):
+        return "limited"
+    row = db.execute("SELECT * FROM link_codes WHERE code_hash = ? AND purpose = 'email'",
+                     (code_hash(f"{channel}:{external_id}:{code.strip()}"),)).fetchone()
+    if row is None:
+        record_attempt(db, channel, external_id, "wrong_code", now)
+        return "wrong"
+    if row["used_at"] is not None or row["expires_at"] < now.isoformat():
+        return "expired"
+    db.execute("UPDATE link_codes SET used_at = ? WHERE code_hash = ?", (now.isoformat(), row["code_hash"]))
+    customer_id = current_customer(db, row["customer_id"])
+    other = db.execute("SELECT customer_id FROM customers WHERE email = ? AND customer_id != ? AND erased_at IS NULL "
+                       "AND merged_into IS NULL ORDER BY created_at LIMIT 1", (row["email"], customer_id)).fetchone()
+    result = "verified"
+    if other is not None:
+        kept, merged = _older_first(db, other["customer_id"], customer_id)
+        merge_customers(db, kept, merged, "email", None, now.isoformat())
+        customer_id, result = kept, "linked"
+    db.execute("UPDATE customers SET email = ? WHERE customer_id = ?", (row["email"], customer_id))
+    return result
+
+
+def _older_first(db: sqlite3.Connection, a: str, b: str) -> tuple[str, str]:
+    """The two customers, the one created first first: it is the one kept in a merge."""
+    older, newer = sorted((a, b), key=lambda c: (
+        db.execute("SELECT created_at FROM customers WHERE customer_id = ?", (c,)).fetchone()[0], c))
+    return older, newer
+
+
 def redeem_link_code(db: sqlite3.Connection, code: str, channel: str, external_id: str, customer_id: str,
                      now: datetime) -> tuple[str, str]:
     """Try a link code sent from an identity of `customer_id`.
@@ -309,8 +342,7 @@ def redeem_link_code(db: sqlite3.Connection, code: str, channel: str, external_i
         _live_row(db, owner)
     except (NotAllowed, NotFound):
         return "expired", customer_id
-    older, newer = sorted((owner, customer_id), key=lambda c: (
-        db.execute("SELECT created_at FROM customers WHERE customer_id = ?", (c,)).fetchone()[0], c))
+    older, newer = _older_first(db, owner, customer_id)
     merge_customers(db, older, newer, "link_code", None, now.isoformat())
     return "linked", older
 

@@ -87,6 +87,38 @@
     send(text);
   });
 
+  // Email verification: a code by email proves the address; the customer with it becomes this chat's.
+  var emailStatus = document.getElementById("sb-email-status");
+  var codeForm = document.getElementById("sb-code-form");
+
+  function postJson(path, body) {
+    return fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (b) { if (!r.ok) { throw new Error(b.message || "Please try again."); } return b; });
+    });
+  }
+
+  document.getElementById("sb-email-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    postJson("/api/web/email", { email: document.getElementById("sb-email-address").value.trim() })
+      .then(function () { codeForm.hidden = false; emailStatus.textContent = "We sent you a code; it works for 10 minutes."; })
+      .catch(function (error) { emailStatus.textContent = error.message; });
+  });
+
+  codeForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    postJson("/api/web/email/verify", { code: document.getElementById("sb-email-code").value.trim() })
+      .then(function (body) {
+        codeForm.hidden = true;
+        emailStatus.textContent = body.result === "linked"
+          ? "Thanks! Your earlier conversations are connected to this chat." : "Thanks! Your email is verified.";
+      })
+      .catch(function (error) { emailStatus.textContent = error.message; });
+  });
+
   var saved = localStorage.getItem(storageKey);
   (saved ? Promise.resolve(saved) : newSession()).then(function (t) { token = t; connect(); })
     .catch(function () { setStatus("The chat is unavailable right now."); });

@@ -1,0 +1,71 @@
+"""Sending email: only one-time codes for now (verifying a web chat customer's address).
+
+`SWITCHBOARD_EMAIL_SENDER` picks the sender: `log` (the default, for development: the code is
+written to the server log) or `smtp://user:password@host:port` (STARTTLS when the server offers it;
+`smtps://` for TLS from the start).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from bot.errors import SwitchboardError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class EmailSender(Protocol):
+    def send(self, to: str, subject: str, body: str) -> None: ...
+
+
+class LogEmailSender:
+    """Writes the email to the log instead of sending it: for development and demos."""
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        log.warning("email not sent (SWITCHBOARD_EMAIL_SENDER=log) to %s: %s\n%s", to, subject, body)
+
+
+class SmtpEmailSender:
+    """Sends through an SMTP server."""
+
+    def __init__(self, url: str, from_address: str, timeout: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise SwitchboardError(f"SWITCHBOARD_EMAIL_SENDER={url!r}: use log, smtp://host:port or smtps://host:port")
+        self._tls = parts.scheme == "smtps"
+        self._host = parts.hostname
+        self._port = parts.port or (465 if self._tls else 587)
+        self._user = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._from = from_address
+        self._timeout = timeout
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self._from, to, subject
+        message.set_content(body)
+        connect = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
+        try:
+            with connect(self._host, self._port, timeout=self._timeout) as server:
+                if not self._tls:
+                    server.ehlo()
+                    if server.has_extn("starttls"):
+                        server.starttls()
+                        server.ehlo()
+                if self._user:
+                    server.login(self._user, self._password or "")
+                server.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("email to %s not sent: %s", to, exc)
+            raise Unavailable("the email could not be sent right now; try again in a minute") from exc
+
+
+def email_sender(setting: str, from_address: str) -> EmailSender:
+    """The sender a `SWITCHBOARD_EMAIL_SENDER` value names."""
+    if setting in ("", "log"):
+        return LogEmailSender()
+    return SmtpEmailSender(setting, from_address)
