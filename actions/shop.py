@@ -45,6 +45,12 @@ def order_number_in(text: str | None) -> str | None:
     return f"PO-{match.group(1)}" if match else None
 
 
+def remember(**attributes: Any) -> EventType:
+    """Keep attributes on the customer's profile, where agents see them and later actions read them
+    (`tracker.latest_message["metadata"]["customer"]["attributes"]`)."""
+    return {"event": "customer_attributes", "attributes": attributes}
+
+
 class OrderAction(Action, ABC):
     """Asks for the order number (validating its format) until it finds the order, then `answer`s."""
 
@@ -67,7 +73,7 @@ class OrderAction(Action, ABC):
         order = find_order(number) if number else None
         if order is not None:
             return [ActiveLoop(None), SlotSet("order_number", number), SlotSet("order_attempts", None),
-                    *self.answer(dispatcher, order)]
+                    remember(last_order=number), *self.answer(dispatcher, order)]
 
         attempts = int(tracker.get_slot("order_attempts") or 0) + 1
         if attempts >= ATTEMPTS_BEFORE_HANDOFF:

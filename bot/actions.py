@@ -46,6 +46,7 @@ class TurnInput:
     ranking: Sequence[tuple[str, float]]
     entities: Sequence[Mapping[str, Any]]
     channel: str | None
+    customer: Mapping[str, Any] = field(default_factory=dict)  # the profile, for personal answers
 
 
 @dataclass
@@ -53,12 +54,18 @@ class ActionResult:
     """An action's effect, read from its events and responses."""
 
     slots: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)  # to merge into the customer's profile
     messages: list[dict[str, Any]] = field(default_factory=list)  # text / response / buttons
     active_loop: str | None = None
     active_loop_set: bool = False
     pause: bool = False
     followup: str | None = None
     reset_slots: bool = False
+
+
+# An action sets attributes of the customer's profile (a plan, a loyalty tier) by returning
+# `{"event": "customer_attributes", "attributes": {...}}`; a None value removes one.
+CUSTOMER_ATTRIBUTES_EVENT = "customer_attributes"
 
 
 def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], active_loop: str | None,
@@ -69,6 +76,8 @@ def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], acti
         "intent": {"name": turn.intent, "confidence": turn.confidence},
         "intent_ranking": [{"name": name, "confidence": conf} for name, conf in turn.ranking],
         "entities": list(turn.entities),
+        # Switchboard's own: who the customer is (`tracker.latest_message["metadata"]["customer"]`).
+        "metadata": {"customer": dict(turn.customer)},
     }
     return {
         "next_action": action,
@@ -126,6 +135,8 @@ def read_reply(action: str, reply: object) -> ActionResult:
             result.pause = True
         elif kind == "followup" and isinstance(event.get("name"), str):
             result.followup = event["name"]
+        elif kind == CUSTOMER_ATTRIBUTES_EVENT and isinstance(event.get("attributes"), dict):
+            result.attributes.update(event["attributes"])
     for message in reply.get("responses") or ():
         if isinstance(message, dict):
             result.messages.append(message)

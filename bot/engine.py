@@ -94,6 +94,7 @@ class _Turn:
     opted_out: bool | None = None
     link_code: str | None = None
     reference_notice: ReferenceNotice | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)  # set by actions on the customer's profile
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -102,7 +103,7 @@ class _Turn:
             handoff_detail=self.handoff[1] if self.handoff else {},
             dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak),
             message_data=self.notes, opted_out=self.opted_out, link_code=self.link_code,
-            reference_notice=self.reference_notice,
+            reference_notice=self.reference_notice, customer_attributes=self.attributes,
         )
 
 
@@ -311,6 +312,7 @@ class Engine:
         if result.reset_slots:
             turn.slots = self._model.domain.initial_slots()
         turn.slots.update(result.slots)
+        turn.attributes.update(result.attributes)
         if result.active_loop_set:
             turn.active_loop = result.active_loop
         # `continuing`: the message answered the action's own question (an order number, say).
@@ -423,8 +425,15 @@ class Engine:
 
     def _turn_input(self, turn: _Turn) -> TurnInput:
         prediction = turn.prediction or IntentPrediction(None, 0.0)
+        customer: dict[str, Any] = {}
+        if turn.conversation.conversation_id != "preview":
+            profile = self._memory.get_customer(turn.conversation.customer_id)
+            customer = {"id": profile.customer_id, "name": profile.display_name, "email": profile.email,
+                        "phone": profile.phone, "language": profile.language,
+                        "attributes": {**profile.attributes, **turn.attributes},
+                        "channels": sorted({channel for channel, _ in profile.identities})}
         return TurnInput(turn.text, prediction.intent or "nlu_fallback", prediction.confidence, prediction.ranking,
-                         [e.as_rasa() for e in turn.entities], turn.channel)
+                         [e.as_rasa() for e in turn.entities], turn.channel, customer)
 
     def _quote(self, passage: Passage) -> str:
         """Quote the passage's first sentences, within the length cap, ending on a whole sentence."""

@@ -37,3 +37,4 @@ class Outcome:
     opted_out: bool | None = None  # the customer sent STOP (True) or START (False) on this identity
     link_code: str | None = None   # a code given to this customer to send on another channel
     reference_notice: ReferenceNotice | None = None
+    customer_attributes: Mapping[str, Any] = field(default_factory=dict)  # merged into the profile; None removes

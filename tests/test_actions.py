@@ -56,6 +56,9 @@ def test_order_status_asks_for_the_number_validates_it_and_answers(shop: Recordi
     dialogue = shop.conversation().dialogue
     assert dialogue.active_loop is None
     assert dialogue.slots["order_number"] == "PO-2610427" and dialogue.slots["order_attempts"] is None
+    # The action remembered the order on the customer's profile; the next call sees it.
+    customer = shop.store.get_customer(shop.conversation().customer_id)
+    assert customer.attributes == {"last_order": "PO-2610427"}
 
 
 def test_an_order_number_in_the_question_is_used_at_once(shop: RecordingChannel) -> None:
@@ -178,7 +181,8 @@ def test_the_action_receives_the_tracker_and_domain_of_the_protocol(
     class Recording(SlowOrBrokenActionServer):
         def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            body = json.dumps({"events": [{"event": "slot", "name": "product", "value": "tent"}],
+            body = json.dumps({"events": [{"event": "slot", "name": "product", "value": "tent"},
+                                          {"event": "customer_attributes", "attributes": {"tier": "gold"}}],
                                "responses": [{"text": "Checked.", "buttons": [{"title": "OK", "payload": "/ok"}]}]})
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -206,3 +210,7 @@ def test_the_action_receives_the_tracker_and_domain_of_the_protocol(
     assert tracker["latest_input_channel"] == "web"
     assert "utter_ask_order_number" in call["domain"]["responses"]  # type: ignore[index]
     assert chat.conversation().dialogue.slots["product"] == "tent"
+    # Who the customer is travels with the call; what the action learnt lands on the profile.
+    customer = tracker["latest_message"]["metadata"]["customer"]
+    assert customer["channels"] == ["web"] and customer["attributes"] == {}
+    assert chat.store.get_customer(chat.conversation().customer_id).attributes == {"tier": "gold"}

@@ -456,6 +456,8 @@ class SqliteConversationStore:
                            (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
             customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
                                      (pending.conversation_id,)).fetchone()["customer_id"]
+            if outcome.customer_attributes:
+                self._merge_attributes(db, customer_id, dict(outcome.customer_attributes))
             if outcome.link_code is not None:
                 store_link_code(db, customer_id, outcome.link_code, datetime.fromisoformat(now))
             if outcome.reference_notice is not None:
@@ -645,27 +647,29 @@ class SqliteConversationStore:
             customer_id = uuid.uuid4().hex if created else row["customer_id"]
             if created:
                 db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
-            current = json.loads(db.execute("SELECT attributes FROM customers WHERE customer_id = ?",
-                                            (customer_id,)).fetchone()["attributes"])
             db.execute("UPDATE customers SET email = COALESCE(?, email), phone = COALESCE(?, phone), "
-                       "display_name = COALESCE(?, display_name), language = COALESCE(?, language), attributes = ? "
+                       "display_name = COALESCE(?, display_name), language = COALESCE(?, language) "
                        "WHERE customer_id = ?", (email, phone, record.get("name") or None,
-                                                  record.get("language") or None,
-                                                  json.dumps({**current, **attributes}), customer_id))
+                                                 record.get("language") or None, customer_id))
+            self._merge_attributes(db, customer_id, attributes)
         self._changed("conversations")
         return customer_id, created
 
     def set_attributes(self, customer_id: str, attributes: dict[str, Any]) -> Customer:
         """Merge attributes into a customer's profile; a None value removes that attribute."""
         with self._write() as db:
-            row = db.execute("SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
-            if row is None:
-                raise NotFound("no such customer")
-            merged = {**json.loads(row["attributes"]), **attributes}
-            db.execute("UPDATE customers SET attributes = ? WHERE customer_id = ?",
-                       (json.dumps({k: v for k, v in merged.items() if v is not None}), customer_id))
+            self._merge_attributes(db, customer_id, attributes)
         self._changed("conversations")
         return self.get_customer(customer_id)
+
+    @staticmethod
+    def _merge_attributes(db: sqlite3.Connection, customer_id: str, attributes: dict[str, Any]) -> None:
+        row = db.execute("SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+        if row is None:
+            raise NotFound("no such customer")
+        merged = {**json.loads(row["attributes"]), **attributes}
+        db.execute("UPDATE customers SET attributes = ? WHERE customer_id = ?",
+                   (json.dumps({k: v for k, v in merged.items() if v is not None}), customer_id))
 
     def list_conversations(self, statuses: Sequence[ConversationStatus]) -> list[Conversation]:
         """Return the conversations in the given states, longest waiting first."""
