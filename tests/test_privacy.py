@@ -4,6 +4,7 @@ personal in any table or file, and transcript retention."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from flask import Flask
 
 from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, EventKind, InboundMessage, Profile
-from bot.privacy import PrivacyPolicy, load_privacy, luhn_valid
+from bot.privacy import PrivacyPolicy, RetentionWorker, load_privacy, luhn_valid
 from bot.stores.sqlite import OPEN_STATUSES
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat
@@ -162,3 +163,24 @@ def test_find_matches_names_identities_and_message_text(chat: RecordingChannel) 
     for query in ("zebulon", PHONE[-6:], "tg-zq", "parcel to quackenbush"):
         assert [c.customer_id for c in chat.store.find_customers(query)] == [customer], query
     assert re.fullmatch(r"[0-9a-f]{32}", chat.store.find_customers("Ada")[0].customer_id)
+
+
+def test_the_server_purges_on_a_schedule_and_survives_a_failed_run() -> None:
+    calls: list[timedelta] = []
+    done = threading.Event()
+
+    def purge(older_than: timedelta) -> int:
+        calls.append(older_than)
+        if len(calls) == 1:
+            raise OSError("disk busy")  # logged; the next interval tries again
+        done.set()
+        return 2
+
+    worker = RetentionWorker(purge, days=30, interval=timedelta(seconds=0.05), first_delay=0.01)
+    worker.start()
+    assert done.wait(10)
+    worker.stop()
+    assert calls[:2] == [timedelta(days=30)] * 2
+    idle = RetentionWorker(purge, days=0)  # retention off: no thread at all
+    idle.start()
+    idle.stop()

@@ -257,6 +257,9 @@ class SqliteConversationStore:
             columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        # On columns that older files gain above.
+        db.execute("CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email) WHERE email IS NOT NULL")
+        db.execute("CREATE INDEX IF NOT EXISTS customers_by_phone ON customers(phone) WHERE phone IS NOT NULL")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -469,7 +472,7 @@ class SqliteConversationStore:
                     (outcome.handoff_reason, now, pending.conversation_id),
                 )
                 append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
-                                   None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
+                             None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
         self._changed(_identity_key(pending.channel, pending.external_id), "conversations", "outbox")
         if outcome.reference_notice is not None and notified is not None:
             self._changed(notified)
@@ -506,7 +509,7 @@ class SqliteConversationStore:
         buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
         data = {"reply_id": reply.reply_id, "buttons": buttons, **({"agent_id": agent_id} if agent_id else {})}
         seq = append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
-                                 external_id, reply.text, data, now)
+                           external_id, reply.text, data, now)
         db.execute(
             "INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
             "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -884,7 +887,7 @@ class SqliteConversationStore:
                     raise NotFound("no such conversation")
                 raise Conflict(f"this conversation is {current['status']}, it cannot be claimed")
             append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
-                               {"agent_id": agent_id}, now)
+                         {"agent_id": agent_id}, now)
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
@@ -913,7 +916,7 @@ class SqliteConversationStore:
                     is None:
                 raise NotFound("no such conversation")
             seq = append_event(db, conversation_id, EventKind.NOTE, Author.AGENT, None, None, text,
-                                     {"agent_id": agent_id}, now)
+                               {"agent_id": agent_id}, now)
         self._changed("conversations")
         return next(e for e in self.transcript(conversation_id) if e.seq == seq)
 
@@ -933,7 +936,7 @@ class SqliteConversationStore:
             db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, updated_at = ? "
                        "WHERE conversation_id = ?", (to_agent_id, now, conversation_id))
             append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
-                               {"agent_id": to_agent_id, "by": agent_id}, now)
+                         {"agent_id": to_agent_id, "by": agent_id}, now)
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
@@ -962,7 +965,7 @@ class SqliteConversationStore:
                 (status.value, now, conversation_id),
             )
             append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
-                               {"agent_id": agent_id, **(data or {})}, now)
+                         {"agent_id": agent_id, **(data or {})}, now)
             if question is not None:
                 text, buttons = question
                 self._add_reply(db, Reply(conversation_id, text, Author.SYSTEM, buttons), row["last_channel"],
