@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import kb, nlu, reply_latency
+from benchmarks import kb, nlu, privacy, reply_latency
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,7 @@ def main() -> None:
         reply_latency.report(reply_latency.run(), Settings().processor_threads),
         kb.report(kb.run()),
         nlu.report(*nlu.run()),
+        privacy.report(privacy.run()),
     ]
     text = "\n\n".join([
         "# Benchmarks",
