@@ -129,7 +129,8 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         return jsonify({
             **ticket_summary(conversation),
             "handoff": handoffs[-1].data if handoffs else None,
-            "customer": {"id": customer.customer_id, "name": customer.display_name,
+            "customer": {"id": customer.customer_id, "name": customer.display_name, "email": customer.email,
+                         "phone": customer.phone, "language": customer.language,
                          "identities": [{"channel": c, "external_id": x, "reachable": c in reply_channels}
                                         for c, x in customer.identities],
                          "attributes": customer.attributes},

@@ -84,6 +84,7 @@ def test_the_queue_and_a_ticket_with_profile_summary_transcript_and_kb_tries(app
     assert detail["customer"]["identities"][0] == {**detail["customer"]["identities"][0], "channel": "web",
                                                    "reachable": True}
     assert detail["customer"]["attributes"] == {} and detail["reply_to"]["channel"] == "web"
+    assert detail["customer"]["email"] is None and "language" in detail["customer"]
     assert detail["suggestions"][0]["title"] == "Shipping costs" and "4.95" in detail["suggestions"][0]["text"]
     assert detail["canned"][0] == {"title": "Greeting", "text": detail["canned"][0]["text"]}
     assert detail["canned"][0]["text"].startswith("Hi there, this is Ann from")
