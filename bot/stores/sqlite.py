@@ -257,6 +257,11 @@ class SqliteConversationStore:
             columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        # What merges, erasure and the profile look up by customer or by conversation.
+        db.execute("CREATE INDEX IF NOT EXISTS identities_by_customer ON identities(customer_id)")
+        db.execute("CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations(customer_id)")
+        db.execute("CREATE INDEX IF NOT EXISTS inbound_by_event ON inbound(conversation_id, event_seq)")
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox(conversation_id, event_seq)")
         # On columns that older files gain above.
         db.execute("CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email) WHERE email IS NOT NULL")
         db.execute("CREATE INDEX IF NOT EXISTS customers_by_phone ON customers(phone) WHERE phone IS NOT NULL")
