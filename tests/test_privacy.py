@@ -132,6 +132,7 @@ def test_erase_leaves_nothing_personal_in_any_table_or_file(
     assert tombstone.display_name is None and tombstone.identities == () and tombstone.attributes == {}
     # Metrics stay counted: the conversations and their events are still there, without content.
     assert len(chat.store.list_conversations(list(ConversationStatus))) == conversations_before
+    assert chat.store.list_conversations(OPEN_STATUSES) == []  # no empty ticket left waiting
     events = [e for c in chat.store.list_conversations(list(ConversationStatus))
               for e in chat.store.transcript(c.conversation_id)]
     assert sum(e.kind == EventKind.MESSAGE_IN for e in events) >= 4

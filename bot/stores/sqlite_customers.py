@@ -414,8 +414,9 @@ def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
         _scrub_events(db, in_conversations, tuple(conversations))
         for table in ("outbox", "inbound"):
             db.execute(f"DELETE FROM {table} WHERE {in_conversations}", conversations)
-        db.execute(f"UPDATE conversations SET last_external_id = '', dialogue = '{{}}' WHERE {in_conversations}",
-                   conversations)
+        # Nobody is left to answer: open ones close, so no empty ticket waits in the queue.
+        db.execute(f"UPDATE conversations SET last_external_id = '', dialogue = '{{}}', "
+                   f"status = 'closed', assignee_id = NULL WHERE {in_conversations}", conversations)
     for identity in identities:
         # Their messages in other conversations too (left there by an undone merge).
         _scrub_events(db, "channel = ? AND external_id = ?", tuple(identity))
