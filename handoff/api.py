@@ -22,7 +22,7 @@ from connectors.http import answer_errors_as_json, field, json_object, optional_
 from handoff.agents import AgentDirectory
 from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.streams import change_stream
-from handoff.summary import latest_question, summarize
+from handoff.summary import summarize
 
 FILTERS = ("queued", "mine", "all", "closed")
 # The rating question sent when a ticket is closed (text and buttons), if the domain has one.
@@ -139,8 +139,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             "kb_tries": [e.data for e in transcript if e.kind == EventKind.KB_ANSWER],
             "suggestions": [{"article_id": p.article_id, "title": p.title, "url": p.url, "score": round(p.score, 4),
                              "text": suggestion_text(p)}
-                            for p in assistant.suggestions(latest_question(transcript) or "",
-                                                                    conversation.last_channel)],
+                            for p in assistant.suggestions(transcript, conversation.last_channel)],
             "canned": [{"title": c.title, "text": c.for_ticket(customer.display_name, agent.name).text}
                        for c in canned],
             "transcript": events,

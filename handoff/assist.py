@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 
 from bot.errors import SwitchboardError
-from bot.messages import Passage
+from bot.messages import Event, Passage
 from bot.ports import Retriever
+from handoff.summary import latest_question
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,12 @@ class ReplyAssistant:
         self._min_score = min_score
         self._limit = limit
         self._lock = threading.Lock()
-        self._canned: tuple[float | None, tuple[Canned, ...], str | None] = (-1.0, (), None)
+        self._canned: tuple[int | None, tuple[Canned, ...], str | None] = (-1, (), None)
 
-    def suggestions(self, question: str, channel: str) -> list[Passage]:
-        """Customer-facing passages for the customer's question, on the channel the reply goes to."""
-        if not question.strip():
+    def suggestions(self, transcript: list[Event], channel: str) -> list[Passage]:
+        """Customer-facing passages for the customer's latest question, on the channel the reply goes to."""
+        question = latest_question(transcript)
+        if not question:
             return []
         return [p for p in self._retriever.search(question, self._limit, channel=channel)
                 if p.score >= self._min_score]
@@ -81,7 +83,7 @@ class ReplyAssistant:
     def canned(self) -> tuple[tuple[Canned, ...], str | None]:
         """The canned responses, and a message saying what is wrong with the file if it cannot be read."""
         try:
-            stamp: float | None = self._canned_path.stat().st_mtime_ns
+            stamp: int | None = self._canned_path.stat().st_mtime_ns
         except FileNotFoundError:
             stamp = None
         with self._lock:

@@ -175,25 +175,26 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         others = [ReplyTarget(c, x) for c, x in customer.identities if c in reply_channels]
         return [last, *(target for target in others if target != last)]
 
-    def live_parts(conversation: Conversation, customer: Customer) -> dict[str, Any]:
-        """What the transcript area of a ticket shows; rendered for the page and for its live reloads."""
+    def live_parts(conversation: Conversation, customer: Customer, team: list[Agent]) -> dict[str, Any]:
+        """What the transcript area of a ticket shows; rendered for the page and for its live reloads.
+        Suggestions and canned responses only for an agent who can reply (a search each)."""
         transcript = conversations.transcript(conversation.conversation_id)
         outbox = conversations.outbox_of(conversation.conversation_id)
-        question = latest_question(transcript)
-        canned, canned_error = assistant.canned()
+        can_reply = conversation.status == ConversationStatus.ASSIGNED \
+            and (conversation.assignee_id == g.agent.agent_id or is_admin())
+        canned, canned_error = assistant.canned() if can_reply else ((), None)
         return {
             "conversation": conversation,
             "transcript": transcript,
             "state": ticket_state(conversation, transcript, outbox),
             "deliveries": {entry.reply_id: entry for entry in outbox},
-            "agent_names": {a.agent_id: a.name for a in agents.list_agents()},
-            "latest_question": question,
-            "suggestions": [(p, suggestion_text(p)) for p in assistant.suggestions(question or "",
-                                                                               conversation.last_channel)],
+            "agent_names": {a.agent_id: a.name for a in team},
+            "latest_question": latest_question(transcript),
+            "suggestions": [(p, suggestion_text(p)) for p in assistant.suggestions(
+                transcript, conversation.last_channel)] if can_reply else [],
             "canned": [c.for_ticket(customer.display_name, g.agent.name) for c in canned],
             "canned_error": canned_error,
-            "can_reply": conversation.status == ConversationStatus.ASSIGNED
-            and (conversation.assignee_id == g.agent.agent_id or is_admin()),
+            "can_reply": can_reply,
         }
 
     @console.get("/conversations/<conversation_id>")
@@ -201,10 +202,10 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     def ticket(conversation_id: str) -> str:
         conversation = conversation_or_404(conversation_id)
         customer = conversations.get_customer(conversation.customer_id)
-        parts = live_parts(conversation, customer)
+        team = agents.list_agents()
+        parts = live_parts(conversation, customer, team)
         if request.args.get("fragment") == "live":
             return render_template("console/_ticket_live.html", **parts)
-        team = agents.list_agents()
         return render_template(
             "console/ticket.html",
             **parts,

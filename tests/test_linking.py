@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -160,7 +159,7 @@ def test_merge_refuses_nonsense(chat: RecordingChannel) -> None:
 
 
 def test_two_channels_of_one_customer_writing_at_once_land_in_one_conversation_in_order(
-        chat: RecordingChannel, make_chat: Callable[..., RecordingChannel]) -> None:
+        chat: RecordingChannel) -> None:
     store = chat.store
     store.accept(InboundMessage("sms", PHONE, "sms-0", "hi by sms"))
     store.accept(InboundMessage("whatsapp", PHONE, "wa-0", "hi on whatsapp"))  # same number: same customer

@@ -51,6 +51,7 @@ from bot.stores.sqlite_customers import (
     live_link_code,
     load_customer,
     merge_customers,
+    open_conversation_of,
     purge_transcripts,
     record_attempt,
     redeem_link_code,
@@ -314,10 +315,7 @@ class SqliteConversationStore:
             if code is not None:
                 data["link"], customer_id = redeem_link_code(db, code, message.channel, message.external_id,
                                                              customer_id, datetime.fromisoformat(now))
-            conversation = db.execute(
-                "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status != 'closed'",
-                (customer_id,),
-            ).fetchone()
+            conversation = open_conversation_of(db, customer_id)
             rated = self._csat_answer(db, customer_id, message, now) if conversation is None else None
             if rated is not None:
                 # The customer rated the conversation just closed: stored on it, nothing to process.
@@ -384,9 +382,10 @@ class SqliteConversationStore:
         if row is None:
             db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
                        (channel, external_id, customer_id))
-        db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?), "
-                   "language = COALESCE(language, ?) WHERE customer_id = ?",
-                   (profile.display_name, profile.phone, profile.language, customer_id))
+        if profile.display_name or profile.phone or profile.language:
+            db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?), "
+                       "language = COALESCE(language, ?) WHERE customer_id = ?",
+                       (profile.display_name, profile.phone, profile.language, customer_id))
         return customer_id
 
     def _open_conversation(self, db: sqlite3.Connection, customer_id: str,
@@ -462,14 +461,16 @@ class SqliteConversationStore:
             if outcome.dialogue is not None:
                 db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
                            (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
-            customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
-                                     (pending.conversation_id,)).fetchone()["customer_id"]
-            if outcome.customer_attributes:
-                self._merge_attributes(db, customer_id, dict(outcome.customer_attributes))
-            if outcome.link_code is not None:
-                store_link_code(db, customer_id, outcome.link_code, datetime.fromisoformat(now))
-            if outcome.reference_notice is not None:
-                notified = self._send_reference_code(db, customer_id, outcome.reference_notice, now)
+            notified = None
+            if outcome.customer_attributes or outcome.link_code or outcome.reference_notice:
+                customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
+                                         (pending.conversation_id,)).fetchone()["customer_id"]
+                if outcome.customer_attributes:
+                    self._merge_attributes(db, customer_id, dict(outcome.customer_attributes))
+                if outcome.link_code is not None:
+                    store_link_code(db, customer_id, outcome.link_code, datetime.fromisoformat(now))
+                if outcome.reference_notice is not None:
+                    notified = self._send_reference_code(db, customer_id, outcome.reference_notice, now)
             if outcome.handoff_reason is not None:
                 db.execute(
                     "UPDATE conversations SET status = 'queued', handoff_reason = ?, updated_at = ? "
@@ -479,7 +480,7 @@ class SqliteConversationStore:
                 append_event(db, pending.conversation_id, EventKind.HANDOFF, Author.BOT, None, None,
                              None, {**outcome.handoff_detail, "reason": outcome.handoff_reason}, now)
         self._changed(_identity_key(pending.channel, pending.external_id), "conversations", "outbox")
-        if outcome.reference_notice is not None and notified is not None:
+        if notified is not None:
             self._changed(notified)
         return True
 

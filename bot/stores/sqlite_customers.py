@@ -109,7 +109,8 @@ def _live_row(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row:
     return row
 
 
-def _open_conversation(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+def open_conversation_of(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+    """The customer's open conversation (there is at most one), or None."""
     row: sqlite3.Row | None = db.execute(
         "SELECT * FROM conversations WHERE customer_id = ? AND status != 'closed'", (customer_id,)).fetchone()
     return row
@@ -140,7 +141,7 @@ def merge_customers(db: sqlite3.Connection, kept_id: str, merged_id: str, how: s
             "SELECT conversation_id FROM conversations WHERE customer_id = ?", (merged_id,))],
     }
     db.execute("UPDATE identities SET customer_id = ? WHERE customer_id = ?", (kept_id, merged_id))
-    kept_open, merged_open = _open_conversation(db, kept_id), _open_conversation(db, merged_id)
+    kept_open, merged_open = open_conversation_of(db, kept_id), open_conversation_of(db, merged_id)
     if kept_open is not None and merged_open is not None:
         # A customer has one open conversation: both become one, each message where its time puts it.
         def events(conversation_id: str) -> list[sqlite3.Row]:
