@@ -1,7 +1,13 @@
-"""What every HTTP connector shares: reading a JSON body and answering errors as JSON."""
+"""What every HTTP connector shares: reading input and answering errors as JSON.
+
+Every value a client sends is read through this module, so malformed input (a body that is
+not JSON, nested too deeply, a lone surrogate, a number written in superscript digits)
+becomes a 400 that says what is wrong, never a 500.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -9,15 +15,61 @@ from werkzeug.exceptions import HTTPException
 
 from bot.errors import InvalidMessage, SwitchboardError
 
+# A count or cursor: plain ASCII digits, few enough to fit any store's integer.
+_COUNT = re.compile(r"[0-9]{1,15}")
+
+
+def readable(text: str) -> str:
+    """`text` with lone surrogates (which JSON can carry but no store can keep) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _readable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, list):
+        return [_readable_json(item) for item in value]
+    if isinstance(value, dict):
+        return {readable(key): _readable_json(item) for key, item in value.items()}
+    return value
+
 
 def json_object() -> dict[str, Any]:
-    """Return the request's JSON object body, or raise InvalidMessage saying what is wrong."""
+    """Return the request's JSON object body, or raise InvalidMessage saying what is wrong.
+
+    Lone surrogates in any string are replaced, as Werkzeug replaces undecodable bytes in forms.
+    """
     if not request.is_json:
         raise InvalidMessage("send the body as JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError as exc:
+        raise InvalidMessage("the JSON body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise InvalidMessage("the body must be a JSON object")
-    return body
+    try:
+        return _readable_json(body)  # type: ignore[no-any-return]
+    except RecursionError as exc:
+        raise InvalidMessage("the JSON body is nested too deeply") from exc
+
+
+def count(raw: str | None, name: str, default: int = 0) -> int:
+    """A non-negative integer parameter (a cursor, an option number); InvalidMessage if it is anything else."""
+    if raw is None or raw == "":
+        return default
+    if not _COUNT.fullmatch(raw):
+        raise InvalidMessage(f"{name!r} must be a non-negative integer of at most 15 digits")
+    return int(raw)
+
+
+def option_number(text: str) -> int | None:
+    """The option number a reply like " 2 " gives (ASCII digits only: "²" is no number), else None."""
+    choice = text.strip()
+    return int(choice) if re.fullmatch(r"[0-9]{1,3}", choice) else None
 
 
 def field(body: dict[str, Any], name: str, max_length: int | None = None) -> str:

@@ -26,7 +26,7 @@ from bot.delivery import DeliveryError
 from bot.errors import InvalidMessage
 from bot.inbox import Inbox
 from bot.messages import Button, InboundMessage, OutboxEntry, Profile
-from connectors.http import answer_errors_as_json, json_object
+from connectors.http import answer_errors_as_json, json_object, option_number
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,30 @@ def callback_data(button: Button, number: int) -> str:
 def parse_update(body: dict[str, Any], last_buttons: Callable[[str, str], tuple[Button, ...]]) \
         -> tuple[InboundMessage | None, str | None]:
     """The message an update carries (None for updates Switchboard ignores), and the id of a button
-    tap to acknowledge."""
+    tap to acknowledge. An update that is not shaped as Telegram's raises InvalidMessage."""
     try:
-        update = Update.de_json(body, None)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidMessage(f"not a Telegram update: {exc}") from exc
+        return _parse_update(body, last_buttons)
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        # python-telegram-bot trusts Telegram's shapes; anything else posted here is refused, not a crash.
+        raise InvalidMessage(f"not a Telegram update: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_update(body: dict[str, Any], last_buttons: Callable[[str, str], tuple[Button, ...]]) \
+        -> tuple[InboundMessage | None, str | None]:
+    if not isinstance(body.get("update_id"), int):
+        raise InvalidMessage("not a Telegram update: 'update_id' must be an integer")
+    update = Update.de_json(body, None)
     provider_id = f"update:{update.update_id}"
     if update.callback_query is not None:
         query = update.callback_query
-        if query.message is None or query.data is None:
+        if query.message is None or not isinstance(query.data, str):
             return None, query.id
-        chat = str(query.message.chat.id)
+        chat = _chat_id(query.message)
         choice = query.data
-        if choice.startswith("#") and choice[1:].isdigit():
+        option = option_number(choice[1:]) if choice.startswith("#") else None
+        if option is not None:
             options = last_buttons(CHANNEL, chat)
-            index = int(choice[1:])
-            choice = options[index - 1].payload if 1 <= index <= len(options) else choice
+            choice = options[option - 1].payload if 1 <= option <= len(options) else choice
         return InboundMessage(CHANNEL, chat, provider_id, choice, profile=_profile(query.from_user),
                               data={"button": True}), query.id
     message = update.message
@@ -125,16 +133,27 @@ def parse_update(body: dict[str, Any], last_buttons: Callable[[str, str], tuple[
     return _inbound(message, provider_id), None
 
 
+def _chat_id(message: Any) -> str:
+    chat_id = getattr(getattr(message, "chat", None), "id", None)
+    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        raise InvalidMessage("not a Telegram update: the message has no chat with an integer id")
+    return str(chat_id)
+
+
 def _profile(user: Any) -> Profile:
     if user is None:
         return Profile()
-    return Profile(display_name=user.first_name or None, language=user.language_code or None)
+    name, language = user.first_name, user.language_code
+    return Profile(display_name=name if isinstance(name, str) and name else None,
+                   language=language if isinstance(language, str) and language else None)
 
 
 def _inbound(message: Message, provider_id: str) -> InboundMessage:
-    chat = str(message.chat.id)
+    chat = _chat_id(message)
     profile = _profile(message.from_user)
     if message.text is not None:
+        if not isinstance(message.text, str):
+            raise InvalidMessage("not a Telegram update: the message's 'text' must be a string")
         text = message.text
         data: dict[str, Any] = {}
         if text == "/start" or text.startswith("/start "):

@@ -27,7 +27,7 @@ from bot.delivery import DeliveryError
 from bot.errors import InvalidMessage
 from bot.inbox import Inbox
 from bot.messages import Button, InboundMessage, OutboxEntry, Profile, utcnow
-from connectors.http import answer_errors_as_json
+from connectors.http import answer_errors_as_json, option_number
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,11 @@ def create_twilio_blueprint(inbox: Inbox, receipts: Callable[[str, str, str | No
         text = form.get("Body", "")
         attachments = tuple(f"{form.get(f'MediaContentType{i}', 'application/octet-stream')} "
                             f"{form.get(f'MediaUrl{i}', '')}" for i in range(_media_count(form)))
-        choice = text.strip()
-        if choice.isdigit():  # a numbered option of the last reply
+        option = option_number(text)
+        if option is not None:  # a numbered option of the last reply
             options = last_buttons(channel, number)
-            if 1 <= int(choice) <= len(options):
-                text = options[int(choice) - 1].payload
+            if 1 <= option <= len(options):
+                text = options[option - 1].payload
         if not text.strip() and not attachments:
             return empty_twiml()  # nothing to read (e.g. an empty SMS)
         inbox.accept(InboundMessage(

@@ -18,7 +18,7 @@ from bot.inbox import Inbox
 from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
 from bot.ports import ConversationStore, WebSessionStore
-from connectors.http import answer_errors_as_json, field, json_object, optional_field
+from connectors.http import answer_errors_as_json, count, field, json_object, optional_field
 
 CHANNEL = "web"
 # Something@something.tld, no spaces: the code sent there is what proves the address.
@@ -113,17 +113,14 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
     @web.get("/api/web/events")
     def poll_events() -> Response:
         external_id = session_external_id()
-        after = request.args.get("after", "0")
-        if not after.isdigit():
-            raise InvalidMessage("'after' must be a non-negative integer")
-        events = deliver(external_id, int(after))
-        return jsonify({"events": events, "cursor": events[-1]["id"] if events else int(after)})
+        after = count(request.args.get("after"), "after")
+        events = deliver(external_id, after)
+        return jsonify({"events": events, "cursor": events[-1]["id"] if events else after})
 
     @web.get("/api/web/stream")
     def stream() -> Response:
         external_id = session_external_id()
-        start = request.headers.get("Last-Event-ID") or request.args.get("after", "0")
-        cursor = int(start) if start.isdigit() else 0
+        cursor = count(request.headers.get("Last-Event-ID") or request.args.get("after"), "after")
         key = f"{CHANNEL}:{external_id}"
 
         def events() -> Iterator[str]:

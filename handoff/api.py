@@ -196,8 +196,9 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
     @api.post("/presence")
     def presence() -> Response:
         agent = current_agent()
-        agents.set_presence(agent.agent_id, field(json_object(), "status", max_length=20))
-        return jsonify({"status": request.get_json()["status"]})
+        status = field(json_object(), "status", max_length=20)
+        agents.set_presence(agent.agent_id, status)
+        return jsonify({"status": status})
 
     @api.get("/stream")
     def stream() -> Response:

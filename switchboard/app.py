@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from flask_limiter import Limiter
@@ -23,7 +24,7 @@ from bot.domain import Warn, load_domain
 from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
-from bot.errors import SwitchboardError
+from bot.errors import InvalidMessage, SwitchboardError
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
@@ -38,7 +39,7 @@ from bot.rules import load_rules
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
-from connectors.http import error_response
+from connectors.http import error_response, json_object
 from connectors.rest import create_rest_blueprint
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
@@ -201,9 +202,12 @@ def limit_logins(app: Flask, settings: Settings) -> None:
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
 
     def login_email() -> str:
-        body = request.get_json(silent=True) if request.is_json else request.form
-        email = body.get("email") if isinstance(body, Mapping) else None
-        return str(email).strip().lower() if isinstance(email, str) else ""
+        try:
+            body: Mapping[str, Any] = json_object() if request.is_json else request.form
+        except InvalidMessage:
+            return ""  # the view refuses the body itself
+        email = body.get("email")
+        return email.strip().lower() if isinstance(email, str) else ""
 
     for view in ("console.login", "agent_api.login"):
         limited = limiter.limit(settings.login_limit_per_address, methods=["POST"])(app.view_functions[view])
