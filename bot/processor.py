@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.engine import Engine
+from bot.errors import Unavailable
 from bot.messages import PendingMessage
 from bot.ports import ConversationStore
 
@@ -18,18 +19,23 @@ class ConversationProcessor:
 
     At most one thread works on a conversation at once, and it always takes the oldest
     unprocessed message from the store, so order is the store's order and a restart
-    resumes where the last commit left off.
+    resumes where the last commit left off. A turn that could not be stored (the store
+    could not write) is tried again after `retry_delays` (the last one repeating), so the
+    customer is answered once the store recovers without having to write again.
     """
 
-    def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4,
-                 max_attempts: int = 3) -> None:
+    def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4, max_attempts: int = 3,
+                 retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)) -> None:
         self._store = store
         self._engine = engine
         self._max_attempts = max_attempts
+        self._retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="switchboard-processor")
         self._lock = threading.Lock()
         self._active: set[str] = set()
         self._again: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._retries: dict[str, threading.Timer] = {}
 
     def start(self) -> None:
         """Resume every conversation with messages stored but not yet processed."""
@@ -37,8 +43,17 @@ class ConversationProcessor:
             self.notify(conversation_id)
 
     def stop(self) -> None:
-        """Finish the turns in progress and stop."""
+        """Finish the turns in progress and stop; turns waiting for a retry resume on the next start."""
+        with self._lock:
+            retries, self._retries = list(self._retries.values()), {}
+        for timer in retries:
+            timer.cancel()
         self._pool.shutdown(wait=True)
+
+    def retrying(self, conversation_id: str) -> bool:
+        """Whether the conversation waits to try a turn again after a failure."""
+        with self._lock:
+            return conversation_id in self._retries
 
     def notify(self, conversation_id: str) -> None:
         """Tell the processor a conversation has a new stored message."""
@@ -59,13 +74,34 @@ class ConversationProcessor:
                 while (pending := self._store.next_pending(conversation_id)) is not None:
                     self._process(pending)
             except Exception:
-                log.exception("processing stopped for conversation %s; it resumes on the next message "
-                              "or restart", conversation_id)
+                self._retry_later(conversation_id)
+            else:
+                with self._lock:
+                    self._failures.pop(conversation_id, None)
             with self._lock:
                 if conversation_id not in self._again:
                     self._active.discard(conversation_id)
                     return
                 self._again.discard(conversation_id)
+
+    def _retry_later(self, conversation_id: str) -> None:
+        with self._lock:
+            failures = self._failures.get(conversation_id, 0)
+            self._failures[conversation_id] = failures + 1
+            delay = self._retry_delays[min(failures, len(self._retry_delays) - 1)]
+            if conversation_id in self._retries:
+                return
+            timer = threading.Timer(delay, self._retry, (conversation_id,))
+            timer.daemon = True
+            self._retries[conversation_id] = timer
+        log.exception("processing stopped for conversation %s; trying again in %g s", conversation_id, delay)
+        timer.start()
+
+    def _retry(self, conversation_id: str) -> None:
+        with self._lock:
+            if self._retries.pop(conversation_id, None) is None:
+                return  # stopped meanwhile
+        self.notify(conversation_id)
 
     def _process(self, pending: PendingMessage) -> None:
         for attempt in range(1, self._max_attempts + 1):
@@ -74,6 +110,8 @@ class ConversationProcessor:
                 outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
                                                media=pending.media, link=pending.link)
                 break
+            except Unavailable:
+                raise  # the store, not the turn: tried again as a whole once it recovers
             except Exception:
                 log.exception("turn failed for conversation %s (attempt %d of %d)",
                               pending.conversation_id, attempt, self._max_attempts)

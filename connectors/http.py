@@ -13,8 +13,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bot.errors import InvalidMessage, SwitchboardError
+from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 
+# What a 503 asks a client to wait before trying again.
+RETRY_AFTER_SECONDS = 5
 # A count or cursor: plain ASCII digits, few enough to fit any store's integer.
 _COUNT = re.compile(r"[0-9]{1,15}")
 
@@ -104,7 +106,10 @@ def answer_errors_as_json(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(SwitchboardError)
     def switchboard_error(exc: SwitchboardError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, str(exc))
+        response, status = error_response(exc.status, exc.code, str(exc))
+        if isinstance(exc, Unavailable):
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)  # webhooks' providers retry on 503
+        return response, status
 
     @blueprint.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -24,7 +24,7 @@ from bot.domain import Warn, load_domain
 from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
-from bot.errors import InvalidMessage, SwitchboardError
+from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox
@@ -39,7 +39,7 @@ from bot.rules import load_rules
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
-from connectors.http import error_response, json_object
+from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
 from connectors.rest import create_rest_blueprint
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
@@ -280,8 +280,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                                services.engine.preview, gap_report))
 
     @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify({"status": "ok"})
+    def healthz() -> tuple[Response, int]:
+        try:
+            services.store.check_writable()
+        except Unavailable as exc:
+            return jsonify({"status": "unavailable", "store": str(exc)}), 503
+        return jsonify({"status": "ok", "store": "ok"}), 200
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -300,6 +304,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
                                   exc.description or "")
         return exc
+
+    @app.errorhandler(Unavailable)
+    def store_unavailable(exc: Unavailable) -> Response:
+        # Pages (the console) that met a store fault: a page that says so, and no 500.
+        log.warning("answered 503 to %s: %s", request.path, exc)
+        return Response(f"Switchboard cannot reach its store right now; try again in a few seconds.\n({exc})\n",
+                        503, mimetype="text/plain", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.after_request
     def security_headers(response: Response) -> Response:

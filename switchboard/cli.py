@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bot.errors import SwitchboardError
+from bot.errors import SwitchboardError, Unavailable
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -221,16 +221,21 @@ def _store() -> Iterator[SqliteConversationStore]:
     """The configured store, closed afterwards; errors become clear messages."""
     from bot.stores import open_store
 
+    url = _settings().store_url
     try:
-        store = open_store(_settings().store_url)
+        store = open_store(url)
     except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_store_error(exc, url)) from exc
     try:
         yield store
     except SwitchboardError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_store_error(exc, url)) from exc
     finally:
         store.close()
+
+
+def _store_error(exc: SwitchboardError, url: str) -> str:
+    return f"{exc} [{url}]" if isinstance(exc, Unavailable) else str(exc)
 
 
 @contextmanager

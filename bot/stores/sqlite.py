@@ -11,14 +11,14 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.codes import link_command, new_reference
-from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests
+from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests, Unavailable
 from bot.messages import (
     Accepted,
     Agent,
@@ -141,6 +141,11 @@ CREATE TABLE IF NOT EXISTS agents (
     last_seen_at   TEXT,
     created_at     TEXT NOT NULL
 );
+-- One row, rewritten by each health check: proof that the store can write.
+CREATE TABLE IF NOT EXISTS health (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS web_sessions (
     token_hash   TEXT PRIMARY KEY,
     external_id  TEXT NOT NULL,
@@ -221,6 +226,45 @@ def _identity_key(channel: str, external_id: str) -> str:
     return f"{channel}:{external_id}"
 
 
+# SQLite's result codes for faults outside the program: the file cannot be written (read-only, full disk,
+# I/O error), opened, or locked for too long. Other errors are bugs and stay what they are.
+_FAULTS = ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_BUSY", "SQLITE_LOCKED",
+           "SQLITE_PROTOCOL", "SQLITE_NOMEM", "SQLITE_PERM")
+
+
+def _unavailable(exc: sqlite3.Error) -> Unavailable:
+    return Unavailable(f"the database cannot be written or read ({exc}): check that its file and folder are "
+                       "writable by Switchboard's user and that the disk has space")
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose faults raise Unavailable (503 for webhooks, so providers retry) and mark it broken."""
+
+    broken = False
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        with self._faults():
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        with self._faults():
+            return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        with self._faults():
+            return super().executescript(script)
+
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not exc.sqlite_errorname.startswith(_FAULTS):
+                raise
+            self.broken = True
+            raise _unavailable(exc) from exc
+
+
 class SqliteConversationStore:
     """Conversations, transcripts, outbox, agents and web sessions in one SQLite file.
 
@@ -238,17 +282,29 @@ class SqliteConversationStore:
 
     # -- connections and transactions ------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
+    def _connection(self) -> _Connection:
+        db: _Connection | None = getattr(self._local, "db", None)
+        if db is not None and db.broken:
+            # A connection that met a fault may stay read-only for good (SQLite opens the file read-only
+            # when it cannot open it for writing): the next use opens a fresh one.
+            db.close()
+            db = self._local.db = None
         if db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, timeout=30)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=30000")
-            # Deleted content is overwritten, not left in free pages: erasure must leave nothing behind.
-            db.execute("PRAGMA secure_delete=ON")
+            try:
+                db = sqlite3.connect(self._path, isolation_level=None, timeout=30, factory=_Connection)
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) from exc
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA busy_timeout=30000")
+                # Deleted content is overwritten, not left in free pages: erasure must leave nothing behind.
+                db.execute("PRAGMA secure_delete=ON")
+            except Unavailable:
+                db.close()
+                raise
             self._local.db = db
         return db
 
@@ -273,10 +329,17 @@ class SqliteConversationStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                with suppress(Unavailable):  # then the connection is dropped, and closing it rolls back
+                    db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+
+    def check_writable(self) -> None:
+        """Write a row and commit, as every message must; Unavailable says why it cannot."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (utcnow().isoformat(),))
 
     def _changed(self, *keys: str) -> None:
         for key in keys:
