@@ -19,6 +19,7 @@ from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
 from bot.ports import ConversationStore, WebSessionStore
 from connectors.http import answer_errors_as_json, count, field, json_object, optional_field
+from connectors.streams import StreamSlots, event_stream_response
 
 CHANNEL = "web"
 # Something@something.tld, no spaces: the code sent there is what proves the address.
@@ -41,7 +42,8 @@ def _public(event_id: int, event: Event) -> dict[str, object]:
 
 
 def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, sessions: WebSessionStore,
-                         notifier: Notifier, email: EmailSender, *, session_days: int, heartbeat: float) -> Blueprint:
+                         notifier: Notifier, email: EmailSender, streams: StreamSlots, *,
+                         session_days: int) -> Blueprint:
     """Build the web chat's page and JSON API around the given collaborators."""
     web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                     static_url_path="/static/web")
@@ -119,22 +121,24 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
 
     @web.get("/api/web/stream")
     def stream() -> Response:
+        """Server-Sent Events of the session's messages; when refused (429/503) the widget polls instead."""
         external_id = session_external_id()
         cursor = count(request.headers.get("Last-Event-ID") or request.args.get("after"), "after")
         key = f"{CHANNEL}:{external_id}"
+        slot = streams.open(request.remote_addr or "", key)
 
         def events() -> Iterator[str]:
             nonlocal cursor
             yield "retry: 3000\n\n"
-            while not notifier.closed:
+            while slot.live() and not notifier.closed:
                 seen = notifier.version(key)
                 for event in deliver(external_id, cursor):
                     cursor = int(str(event["id"]))
                     yield f"id: {cursor}\nevent: message\ndata: {json.dumps(event)}\n\n"
-                if notifier.wait(key, seen, heartbeat) == seen and not notifier.closed:
+                if (notifier.wait(key, seen, min(streams.heartbeat, slot.remaining())) == seen and slot.live()
+                        and not notifier.closed):
                     yield ": keep-alive\n\n"
 
-        return Response(stream_with_context(events()), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return event_stream_response(stream_with_context(events()), slot)
 
     return web

@@ -1,13 +1,20 @@
-"""Agent accounts: creation with hashed passwords, and sign-in."""
+"""Agent accounts: creation with hashed passwords, and sign-in.
+
+A sign-in, in the console (inside its signed cookie) or on the API (a bearer token), is a random token
+of which the store keeps only the hash: signing out deletes it, and a new password or a disabled
+account ends every sign-in of that agent at once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from bot.errors import InvalidMessage
-from bot.messages import Agent
+from bot.messages import Agent, utcnow
 from bot.ports import AgentStore
 
 ROLES = ("agent", "editor", "admin")
@@ -43,7 +50,24 @@ class AgentDirectory:
         return self._store.update_agent(email, active=True)
 
     def reset_password(self, email: str, password: str) -> Agent:
+        """Replace the password; every sign-in of the agent (console and API) ends."""
         return self._store.update_agent(email, password_hash=_hash(password))
+
+    def sign_in(self, agent: Agent, hours: int) -> tuple[str, datetime]:
+        """A new sign-in token for `agent`, valid for `hours`, and when it expires."""
+        token = secrets.token_urlsafe(32)
+        expires_at = utcnow() + timedelta(hours=hours)
+        self._store.add_agent_token(token_hash(token), agent.agent_id, expires_at)
+        return token, expires_at
+
+    def signed_in(self, token: str) -> Agent | None:
+        """The active agent whose unexpired, unrevoked sign-in this is."""
+        return self._store.agent_for_token(token_hash(token), utcnow()) if token else None
+
+    def sign_out(self, token: str) -> None:
+        """End one sign-in."""
+        if token:
+            self._store.revoke_agent_token(token_hash(token))
 
     def authenticate(self, email: str, password: str) -> Agent | None:
         """Return the active agent with these credentials, or None."""
@@ -68,6 +92,10 @@ class AgentDirectory:
         password = self.new_password()
         self.add(DEMO_EMAIL, "Demo Agent", "admin", password)
         return DEMO_EMAIL, password
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _hash(password: str) -> str:

@@ -6,10 +6,7 @@ is JSON: `{"error": code, "message": ...}` with the matching status.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,6 +16,7 @@ from bot.messages import Agent, Button, Conversation, ConversationStatus, Event,
 from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from connectors.http import answer_errors_as_json, field, json_object, optional_field
+from connectors.streams import StreamSlots
 from handoff.agents import AgentDirectory
 from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.streams import change_stream
@@ -28,10 +26,6 @@ FILTERS = ("queued", "mine", "all", "closed")
 # The rating question sent when a ticket is closed (text and buttons), if the domain has one.
 CsatQuestion = Callable[[], tuple[str, tuple[Button, ...]] | None]
 OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _agent_json(agent: Agent | None) -> dict[str, Any] | None:
@@ -47,15 +41,17 @@ def _event_json(event: Event) -> dict[str, Any]:
 
 def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
                      notifier: Notifier, assistant: ReplyAssistant, *, max_text_length: int, token_hours: int,
-                     heartbeat: float, reply_channels: frozenset[str],
+                     streams: StreamSlots, reply_channels: frozenset[str],
                      csat_question: CsatQuestion = lambda: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
 
-    def current_agent() -> Agent:
+    def bearer_token() -> str:
         header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token", "")
-        agent = agents.agent_for_token(_token_hash(token), utcnow()) if token else None
+        return header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token", "")
+
+    def current_agent() -> Agent:
+        agent = directory.signed_in(bearer_token())
         if agent is None:
             raise NotAuthenticated("a valid agent token is required: POST /api/agent/login for one")
         agents.touch_agent(agent.agent_id, utcnow())
@@ -88,10 +84,15 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         agent = directory.authenticate(field(body, "email", max_length=254), field(body, "password", max_length=200))
         if agent is None:
             raise NotAuthenticated("wrong email or password")
-        token = secrets.token_urlsafe(32)
-        expires_at = utcnow() + timedelta(hours=token_hours)
-        agents.add_agent_token(_token_hash(token), agent.agent_id, expires_at)
+        token, expires_at = directory.sign_in(agent, token_hours)
         return jsonify({"token": token, "expires_at": expires_at.isoformat(), "agent": _agent_json(agent)}), 200
+
+    @api.post("/logout")
+    def logout() -> Response:
+        """End this token's sign-in."""
+        current_agent()
+        directory.sign_out(bearer_token())
+        return jsonify({"status": "signed_out"})
 
     @api.get("/tickets")
     def tickets() -> Response:
@@ -209,6 +210,6 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             return {"queued": sum(c.status == ConversationStatus.QUEUED for c in held),
                     "mine": sum(c.assignee_id == agent.agent_id for c in held)}
 
-        return change_stream(notifier, counts, heartbeat)
+        return change_stream(notifier, counts, streams, f"api:{agent.agent_id}")
 
     return api

@@ -10,6 +10,7 @@ from flask import abort, g, redirect, request, session, url_for
 
 from bot.messages import utcnow
 from bot.ports import AgentStore
+from handoff.agents import token_hash
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -23,9 +24,11 @@ def require_agent(agents: AgentStore, roles: tuple[str, ...] = ()) -> Callable[[
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: object, **kwargs: object) -> object:
-            agent_id = session.get("agent_id")
-            agent = agents.get_agent(agent_id) if isinstance(agent_id, str) else None
-            if agent is None or not agent.active:
+            # The cookie holds a sign-in token; the store says whether it still stands (not signed out,
+            # password unchanged, account active, not expired).
+            token = session.get("sign_in")
+            agent = agents.agent_for_token(token_hash(token), utcnow()) if isinstance(token, str) else None
+            if agent is None:
                 session.clear()
                 return redirect(url_for("console.login", next=request.path))
             if roles and agent.role not in roles:

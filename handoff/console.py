@@ -23,6 +23,7 @@ from bot.errors import SwitchboardError
 from bot.messages import Agent, Conversation, ConversationStatus, Customer, Event, EventKind, OutboxEntry, utcnow
 from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
+from connectors.streams import StreamSlots
 from handoff.agents import AgentDirectory
 from handoff.api import CsatQuestion
 from handoff.assist import ReplyAssistant, suggestion_text
@@ -69,7 +70,8 @@ def ticket_state(conversation: Conversation, transcript: list[Event], outbox: li
 
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
                              directory: AgentDirectory, notifier: Notifier, assistant: ReplyAssistant, *,
-                             max_text_length: int, reply_channels: frozenset[str], heartbeat: float = 15.0,
+                             max_text_length: int, reply_channels: frozenset[str], streams: StreamSlots,
+                             sign_in_hours: int,
                              csat_question: CsatQuestion = lambda: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators.
 
@@ -87,7 +89,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             agent = directory.authenticate(request.form.get("email", ""), request.form.get("password", ""))
             if agent is not None:
                 session.clear()
-                session["agent_id"] = agent.agent_id
+                session["sign_in"], _ = directory.sign_in(agent, sign_in_hours)
                 target = request.args.get("next", "")
                 # Only paths of this console: never an open redirect.
                 if not target.startswith("/console/") or target.startswith("//"):
@@ -98,6 +100,9 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
 
     @console.post("/logout")
     def logout() -> Response:
+        token = session.get("sign_in")
+        if isinstance(token, str):
+            directory.sign_out(token)  # a copy of the cookie stops working too
         session.clear()
         return redirect(url_for("console.login"))
 
@@ -158,7 +163,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         """Server-Sent Events: `queue` with the number waiting whenever conversations change."""
 
         return change_stream(notifier, lambda: {"waiting": len(conversations.list_conversations(
-            [ConversationStatus.QUEUED]))}, heartbeat)
+            [ConversationStatus.QUEUED]))}, streams, f"console:{g.agent.agent_id}:queue")
 
     def is_admin() -> bool:
         return bool(g.agent.role == "admin")
@@ -233,7 +238,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             return ticket_state(conversations.get_conversation(conversation_id),
                                 conversations.transcript(conversation_id), conversations.outbox_of(conversation_id))
 
-        return change_stream(notifier, state, heartbeat, event="ticket")
+        return change_stream(notifier, state, streams, f"console:{g.agent.agent_id}:{conversation_id}",
+                             event="ticket")
 
     def act(conversation_id: str, action: Callable[[], object], done: str) -> Response:
         try:

@@ -6,22 +6,28 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, request, stream_with_context
 
 from bot.notifier import Notifier
+from connectors.streams import StreamSlots, event_stream_response
 
 
-def change_stream(notifier: Notifier, state: Callable[[], dict[str, Any]], heartbeat: float,
-                 event: str = "queue") -> Response:
-    """`event: <event>` with `state()` now and after every change of conversations; keep-alives between."""
+def change_stream(notifier: Notifier, state: Callable[[], dict[str, Any]], streams: StreamSlots, holder: str,
+                  event: str = "queue") -> Response:
+    """`event: <event>` with `state()` now and after every change of conversations; keep-alives between.
+
+    The stream takes one of `streams`' places for `holder` (429/503 when there is none) and ends when
+    it is replaced by the holder's newer stream or has run its time; EventSource then reconnects.
+    """
+    slot = streams.open(request.remote_addr or "", holder)
 
     def events() -> Iterator[str]:
         yield "retry: 3000\n\n"
-        while not notifier.closed:
+        while slot.live() and not notifier.closed:
             seen = notifier.version("conversations")
             yield f"event: {event}\ndata: {json.dumps(state())}\n\n"
-            while notifier.wait("conversations", seen, heartbeat) == seen and not notifier.closed:
+            while (notifier.wait("conversations", seen, min(streams.heartbeat, slot.remaining())) == seen
+                   and slot.live() and not notifier.closed):
                 yield ": keep-alive\n\n"
 
-    return Response(stream_with_context(events()), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream_response(stream_with_context(events()), slot)

@@ -41,6 +41,7 @@ from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
 from connectors.rest import create_rest_blueprint
+from connectors.streams import StreamSlots, stream_limit
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint
@@ -84,6 +85,7 @@ class Services:
     telegram: TelegramClient | None
     retention: RetentionWorker
     telegram_poller: TelegramPoller | None = None
+    streams: StreamSlots | None = None  # set by create_app: the open event streams
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
@@ -233,9 +235,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.extensions["switchboard"] = services
 
     csrf = CSRFProtect(app)
+    # Open streams each hold a server thread: bounded so that webhooks and /healthz always find one.
+    streams = StreamSlots(stream_limit(settings.server_threads, settings.stream_limit), settings.streams_per_client,
+                          settings.streams_per_holder, settings.stream_max_seconds, settings.stream_heartbeat)
+    services.streams = streams
     web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,
                                email_sender(settings.email_sender, settings.email_from),
-                               session_days=settings.web_session_days, heartbeat=settings.stream_heartbeat)
+                               streams, session_days=settings.web_session_days)
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
@@ -259,13 +265,14 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     reply_channels = frozenset({"web", "rest", *services.delivery.channels})
     agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier, assistant,
                                  max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
-                                 heartbeat=settings.stream_heartbeat, reply_channels=reply_channels,
+                                 streams=streams, reply_channels=reply_channels,
                                  csat_question=csat_question)
     csrf.exempt(agent_api)  # bearer tokens, not cookies
     app.register_blueprint(agent_api)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents, services.notifier,
-                                                    assistant, heartbeat=settings.stream_heartbeat,
+                                                    assistant, streams=streams,
                                                     max_text_length=settings.max_text_length,
+                                                    sign_in_hours=settings.agent_token_hours,
                                                     reply_channels=reply_channels, csat_question=csat_question))
     app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
     app.register_blueprint(create_customer_blueprint(services.store, services.store))

@@ -52,7 +52,7 @@ class Settings:
     max_text_length: int = 4000
     max_content_length: int = 64 * 1024
     web_session_days: int = 30
-    agent_token_hours: int = 12       # lifetime of an agent API token
+    agent_token_hours: int = 12       # lifetime of a sign-in: an agent API token or a console session
     login_limit_per_address: str = "20 per minute"  # sign-in attempts from one client address
     login_limit_per_account: str = "5 per minute"   # sign-in attempts at one account, from anywhere
     trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
@@ -60,6 +60,10 @@ class Settings:
     server_threads: int = 256
     sync_reply_timeout: float = 15.0
     stream_heartbeat: float = 15.0
+    stream_limit: int = 0             # open event streams at once; 0: server_threads less a quarter (at least 4)
+    streams_per_client: int = 20      # open streams from one client address
+    streams_per_holder: int = 3       # per web session or agent page; a newer one replaces the oldest
+    stream_max_seconds: float = 600.0  # a stream then ends and the browser reconnects
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

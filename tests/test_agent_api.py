@@ -193,3 +193,17 @@ def test_presence_through_the_api(app: Flask) -> None:
     assert ann.post("/presence", {"status": "busy"}).status_code == 400
     assert ann.post("/presence", {"status": "online"}).status_code == 200
     assert store.agents_online(utcnow() - timedelta(minutes=1)) == 1
+
+
+def test_a_new_password_ends_the_agents_api_tokens(app: Flask) -> None:
+    ann = ApiAgent(app, "ann@example.com")
+    assert ann.get("/tickets").status_code == 200
+    services_of(app).agents.reset_password("ann@example.com", "a brand new password")
+    refused = ann.get("/tickets")
+    assert refused.status_code == 401 and refused.get_json()["error"] == "not_authenticated"
+
+
+def test_signing_out_ends_the_token(app: Flask) -> None:
+    ann = ApiAgent(app, "ann@example.com")
+    assert ann.post("/logout").get_json() == {"status": "signed_out"}
+    assert ann.get("/tickets").status_code == 401

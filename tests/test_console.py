@@ -410,3 +410,31 @@ def test_the_live_fragment_and_the_ticket_stream_follow_the_conversation(app: Fl
     fragment = ann.client.get(f"{path}?fragment=live").get_data(as_text=True)
     assert "my tent has a hole" in fragment and "<html" not in fragment
     assert ann.client.get("/console/conversations/nope/stream").status_code == 404
+
+
+def copied_cookie_client(app: Flask, agent: AgentBrowser) -> FlaskClient:
+    """Another browser holding a copy of the agent's session cookie (as a thief would)."""
+    thief = app.test_client()
+    cookie = agent.client.get_cookie("session")
+    assert cookie is not None
+    thief.set_cookie("session", cookie.value)
+    return thief
+
+
+def test_a_copied_session_cookie_stops_working_once_the_agent_signs_out(app: Flask) -> None:
+    ann = AgentBrowser(app, "ann@example.com")
+    thief = copied_cookie_client(app, ann)
+    assert thief.get("/console/").status_code == 200
+    ann.client.post("/console/logout", data={"csrf_token": ann.csrf("/console/")})
+    assert thief.get("/console/").status_code == 302
+    assert ann.client.get("/console/").status_code == 302
+
+
+def test_a_new_password_ends_every_sign_in_of_that_agent(app: Flask) -> None:
+    ann = AgentBrowser(app, "ann@example.com")
+    thief = copied_cookie_client(app, ann)
+    services_of(app).agents.reset_password("ann@example.com", "a brand new password")
+    assert thief.get("/console/").status_code == 302
+    assert ann.client.get("/console/").status_code == 302
+    assert ann.sign_in("a brand new password").status_code == 302
+    assert ann.client.get("/console/").status_code == 200

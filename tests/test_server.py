@@ -11,20 +11,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import ROOT
-from tests.servers import free_port, wait_until_up
+from tests.servers import free_port, wait_for, wait_until_up
 
 OPEN_STREAMS = 100
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterator[tuple[str, str]]:
-    tmp = tmp_path_factory.mktemp("server")
+@contextmanager
+def running_server(tmp: Path, index_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
+    """`switchboard run` on a free loopback port with a store in `tmp`; yields its URL and start-up output."""
     port = free_port()
     env = {
         **os.environ,
@@ -34,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterato
         "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb"),
         "SWITCHBOARD_NLU_PATH": str(ROOT / "data" / "nlu.yml"),
         "SWITCHBOARD_DOMAIN_PATH": str(ROOT / "data" / "domain.yml"),
+        **env,
     }
     log = (tmp / "server.log").open("w+")
     process = subprocess.Popen([sys.executable, "-m", "switchboard", "run", "--port", str(port)],
@@ -53,6 +55,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterato
     finally:
         process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterator[tuple[str, str]]:
+    # Every test customer connects from 127.0.0.1: no per-address limit here.
+    with running_server(tmp_path_factory.mktemp("server"), index_dir,
+                        SWITCHBOARD_STREAMS_PER_CLIENT=str(OPEN_STREAMS * 2)) as server:
+        yield server
 
 
 def new_token(base: str) -> str:
@@ -128,3 +138,30 @@ def test_answers_keep_flowing_with_many_web_chat_streams_open(server: tuple[str,
     finally:
         for sock in streams:
             sock.close()
+
+
+def test_open_streams_cannot_take_the_threads_webhooks_and_healthz_need(tmp_path: Path, index_dir: Path) -> None:
+    # 16 threads: at most 12 streams, so 4 threads stay for everything else.
+    with running_server(tmp_path, index_dir, SWITCHBOARD_SERVER_THREADS="16", SWITCHBOARD_STREAM_HEARTBEAT="1",
+                        SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET="secret") as (base, _):
+        streams = [open_stream(base, new_token(base)) for _ in range(20)]
+        try:
+            answers = [read_until(sock, b"\r\n\r\n").split(b"\r\n", 1)[0] for sock in streams]
+            assert answers.count(b"HTTP/1.1 200 OK") == 12
+            assert answers.count(b"HTTP/1.1 503 SERVICE UNAVAILABLE") == 8
+            assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+            telegram = requests.post(f"{base}/webhooks/telegram", timeout=5,
+                                     headers={"X-Telegram-Bot-Api-Secret-Token": "secret"},
+                                     json={"update_id": 1, "message": {"message_id": 1, "date": 1_700_000_000,
+                                                                       "chat": {"id": 5, "type": "private"},
+                                                                       "text": "hello"}})
+            assert telegram.status_code == 200
+            refused = requests.get(f"{base}/api/web/stream", timeout=5, params={"token": new_token(base)})
+            assert refused.status_code == 503 and "poll" in refused.json()["message"]
+        finally:
+            for sock in streams:
+                sock.close()
+        # Closed streams give their places back once the server finds them gone (at the next keep-alive).
+        token = new_token(base)
+        wait_for(lambda: requests.get(f"{base}/api/web/stream", params={"token": token}, stream=True,
+                                      timeout=5).status_code == 200, timeout=10)

@@ -1089,6 +1089,9 @@ class SqliteConversationStore:
                 "role = COALESCE(?, role) WHERE email = ? RETURNING *",
                 (None if active is None else int(active), password_hash, role, email.lower()),
             ).fetchone()
+            if row is not None and password_hash is not None:
+                # A new password ends every sign-in: whoever knew the old one is out.
+                db.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (row["agent_id"],))
             if before and not db.execute(admins).fetchone()[0]:
                 raise NotAllowed("that would leave no active admin; make another account admin first")
         if row is None:
@@ -1128,6 +1131,11 @@ class SqliteConversationStore:
         with self._write() as db:
             db.execute("INSERT INTO agent_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
                        (token_hash, agent_id, expires_at.isoformat()))
+
+    def revoke_agent_token(self, token_hash: str) -> None:
+        """End one sign-in (console or API)."""
+        with self._write() as db:
+            db.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,))
 
     def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
         """The active agent an unexpired API token belongs to."""

@@ -58,10 +58,36 @@
       .then(function (body) { localStorage.setItem(storageKey, body.token); return body.token; });
   }
 
+  var source = null;
+  var cursor = 0;
+  var pollTimer = null;
+
+  function received(event) { cursor = Math.max(cursor, event.id); setStatus(""); show(event); }
+
   function connect() {
-    var source = new EventSource("/api/web/stream?token=" + encodeURIComponent(token));
-    source.addEventListener("message", function (e) { setStatus(""); show(JSON.parse(e.data)); });
-    source.addEventListener("error", function () { setStatus("Reconnecting..."); });
+    if (source) { source.close(); }
+    if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+    source = new EventSource("/api/web/stream?token=" + encodeURIComponent(token) + "&after=" + cursor);
+    source.addEventListener("message", function (e) { received(JSON.parse(e.data)); });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) {
+        // The server refused the stream (it holds as many as it can): poll, then try the stream again.
+        source.close();
+        poll(20);
+      } else {
+        setStatus("Reconnecting...");
+      }
+    });
+  }
+
+  function poll(rounds) {
+    fetch("/api/web/events?after=" + cursor, { headers: { "Authorization": "Bearer " + token } })
+      .then(function (r) { return r.ok ? r.json() : { events: [] }; })
+      .then(function (body) { body.events.forEach(received); })
+      .catch(function () { setStatus("Reconnecting..."); })
+      .then(function () {
+        pollTimer = setTimeout(function () { if (rounds > 0) { poll(rounds - 1); } else { connect(); } }, 3000);
+      });
   }
 
   function send(text) {
