@@ -100,7 +100,7 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         address = field(json_object(), "email", max_length=254).strip()
         if not _EMAIL.fullmatch(address):
             raise InvalidMessage(f"{address!r} is not an email address")
-        code = conversations.request_email_code(CHANNEL, external_id, address)
+        code = conversations.request_email_code(CHANNEL, external_id, address, request.remote_addr or "")
         email.send(address, "Your chat verification code",
                    f"Your code is {code}. Type it in the chat within 10 minutes.\n\n"
                    "If you did not ask for it, ignore this email: nothing happens without the code.")

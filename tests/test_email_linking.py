@@ -94,3 +94,21 @@ def test_smtp_trouble_is_a_clear_error() -> None:
         email_sender("ftp://example.com", "x@example.com")
     with pytest.raises(Unavailable, match="could not be sent"):
         SmtpEmailSender(f"smtp://127.0.0.1:{free_port()}", "x@example.com", timeout=2).send("a@example.com", "s", "b")
+
+
+def test_free_sessions_cannot_flood_one_mailbox_or_send_without_end_from_one_network(app: Flask) -> None:
+    def request_code(address: str, client_address: str) -> int:
+        chat = WebChat(app, app.test_client())  # a new session each time, as a flooder would
+        return chat.client.post("/api/web/email", headers=chat.auth, json={"email": address},
+                                environ_base={"REMOTE_ADDR": client_address}).status_code
+
+    # Eight sessions from eight networks, one mailbox: three codes, then the address's limit.
+    answers = [request_code("victim@example.com", f"203.0.113.{n}") for n in range(8)]
+    assert answers == [202] * 3 + [429] * 5
+    # One network, many addresses: ten codes an hour.
+    answers = [request_code(f"person{n}@example.com", "198.51.100.7") for n in range(12)]
+    assert answers == [202] * 10 + [429] * 2
+    chat = WebChat(app, app.test_client())
+    refused = chat.client.post("/api/web/email", headers=chat.auth, json={"email": "other@example.com"},
+                               environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert refused.status_code == 429 and "your network" in refused.get_json()["message"]

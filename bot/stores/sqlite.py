@@ -39,10 +39,12 @@ from bot.messages import (
 )
 from bot.outcome import Outcome, ReferenceNotice
 from bot.stores.sqlite_customers import (
+    EMAIL_CODES_PER_CLIENT,
     EMAIL_CODES_PER_HOUR,
     FAILURE_WINDOW,
     append_event,
     attempts,
+    code_hash,
     current_customer,
     erase_customer,
     export_customer,
@@ -601,16 +603,25 @@ class SqliteConversationStore:
         """Return a customer with their identities, or raise NotFound."""
         return load_customer(self._connection(), customer_id)
 
-    def request_email_code(self, channel: str, external_id: str, email: str) -> str:
+    def request_email_code(self, channel: str, external_id: str, email: str, client: str = "") -> str:
         """A one-time code to send to `email`, which this identity (created if new) may use to prove the
-        address is theirs. At most EMAIL_CODES_PER_HOUR per identity."""
+        address is theirs. At most EMAIL_CODES_PER_HOUR per identity and per address, and
+        EMAIL_CODES_PER_CLIENT per client address (`client`), so that free sessions cannot flood a mailbox."""
         now = utcnow()
+        email = email.strip().lower()
+        since = now - FAILURE_WINDOW
+        # The address and the client are counted under hashes: the counts hold nothing personal.
+        senders = ((channel, external_id, EMAIL_CODES_PER_HOUR, "this chat"),
+                   ("email", code_hash(email), EMAIL_CODES_PER_HOUR, "this address"),
+                   ("client", code_hash(client), EMAIL_CODES_PER_CLIENT, "your network"))
         with self._write() as db:
-            if attempts(db, channel, external_id, "email_sent", now - FAILURE_WINDOW) >= EMAIL_CODES_PER_HOUR:
-                raise TooManyRequests("too many codes were sent for this chat; try again in an hour")
+            for counted_channel, counted_id, limit, what in senders:
+                if attempts(db, counted_channel, counted_id, "email_sent", since) >= limit:
+                    raise TooManyRequests(f"too many codes were sent for {what}; try again in an hour")
             customer_id = self._resolve_identity(db, channel, external_id, Profile(), now.isoformat())
-            record_attempt(db, channel, external_id, "email_sent", now)
-            return issue_email_code(db, customer_id, channel, external_id, email.strip().lower(), now)
+            for counted_channel, counted_id, _, _ in senders:
+                record_attempt(db, counted_channel, counted_id, "email_sent", now)
+            return issue_email_code(db, customer_id, channel, external_id, email, now)
 
     def verify_email_code(self, channel: str, external_id: str, code: str) -> str:
         """Check a code sent by email. The address becomes the customer's; another customer with it is

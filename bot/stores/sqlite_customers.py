@@ -23,7 +23,8 @@ from bot.messages import Author, Customer, EventKind
 EMAIL_CODE_DIGITS = 6
 FAILURE_WINDOW = timedelta(hours=1)
 FAILURE_LIMIT = 5            # wrong codes per identity per hour; then codes are not even checked
-EMAIL_CODES_PER_HOUR = 3     # codes emailed per identity per hour
+EMAIL_CODES_PER_HOUR = 3     # codes emailed per identity, and to one address, per hour
+EMAIL_CODES_PER_CLIENT = 10  # codes emailed per hour at the request of one client address (sessions are free)
 PROFILE_FIELDS = ("display_name", "email", "phone", "language")
 # A conversation's status after a merge is the furthest of the two: held by an agent, waiting, the bot.
 _STATUS_RANK = {"bot": 0, "queued": 1, "assigned": 2}
