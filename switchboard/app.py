@@ -197,23 +197,29 @@ def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str
 
 
 def limit_logins(app: Flask, settings: Settings) -> None:
-    """Sign-in attempts are limited per client address and per account (console and API alike)."""
+    """Sign-in attempts are limited per client address, and failed ones per account and address: a
+    guesser elsewhere cannot lock the account's owner out (console and API alike)."""
     if settings.trusted_proxies:
         # Behind a proxy the client's address is in X-Forwarded-For, set by that many proxies.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
 
-    def login_email() -> str:
+    def address_and_account() -> str:
         try:
             body: Mapping[str, Any] = json_object() if request.is_json else request.form
         except InvalidMessage:
-            return ""  # the view refuses the body itself
+            body = {}  # the view refuses the body itself
         email = body.get("email")
-        return email.strip().lower() if isinstance(email, str) else ""
+        return f"{get_remote_address()} {email.strip().lower() if isinstance(email, str) else ''}"
+
+    def failed(response: Response) -> bool:
+        # The console answers a wrong password with the form again (200) and a right one with a redirect.
+        return response.status_code >= 400 or (request.endpoint == "console.login" and response.status_code == 200)
 
     for view in ("console.login", "agent_api.login"):
         limited = limiter.limit(settings.login_limit_per_address, methods=["POST"])(app.view_functions[view])
-        per_account = limiter.limit(settings.login_limit_per_account, key_func=login_email, methods=["POST"])
+        per_account = limiter.limit(settings.login_limit_per_account, key_func=address_and_account, methods=["POST"],
+                                    deduct_when=failed)
         app.view_functions[view] = per_account(limited)  # type: ignore[assignment]
 
 

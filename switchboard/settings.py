@@ -54,7 +54,7 @@ class Settings:
     web_session_days: int = 30
     agent_token_hours: int = 12       # lifetime of a sign-in: an agent API token or a console session
     login_limit_per_address: str = "20 per minute"  # sign-in attempts from one client address
-    login_limit_per_account: str = "5 per minute"   # sign-in attempts at one account, from anywhere
+    login_limit_per_account: str = "5 per minute"   # failed sign-ins at one account from one client address
     trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
     processor_threads: int = 4
     server_threads: int = 256
