@@ -248,7 +248,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,
                                email_sender(settings.email_sender, settings.email_from),
                                streams, session_days=settings.web_session_days)
-    rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout)
+    rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
+                                 token=settings.rest_token)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
     csrf.exempt(rest)
@@ -268,7 +269,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     assistant = ReplyAssistant(services.retriever, settings.canned_path)
     # Pulled channels (the web widget, the REST API) fetch their replies; push channels need a sender.
-    reply_channels = frozenset({"web", "rest", *services.delivery.channels})
+    # An open REST channel (no token) never hands an agent's reply to whoever posts as the sender.
+    reply_channels = frozenset({"web", *(["rest"] if settings.rest_token else []), *services.delivery.channels})
     agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier, assistant,
                                  max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
                                  streams=streams, reply_channels=reply_channels,

@@ -59,6 +59,7 @@ class Settings:
     processor_threads: int = 4
     server_threads: int = 256
     sync_reply_timeout: float = 15.0
+    rest_token: str = ""              # required on the Rasa REST channel when set; agents answer there only then
     stream_heartbeat: float = 15.0
     stream_limit: int = 0             # open event streams at once; 0: server_threads less a quarter (at least 4)
     streams_per_client: int = 20      # open streams from one client address

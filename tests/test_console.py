@@ -373,7 +373,9 @@ def test_canned_responses_follow_the_file_and_a_broken_file_is_reported(
     assert "Canned responses unavailable:" in page and "response 1 needs a non-empty `title` and `text`" in page
 
 
-def test_a_reply_can_go_to_another_identity_of_the_customer(app: Flask, customer: WebChat) -> None:
+def test_a_reply_can_go_to_another_identity_of_the_customer(make_app: Callable[..., Flask]) -> None:
+    app = make_app(rest_token="crm-token")  # agents answer on the REST channel only when it is authenticated
+    customer = WebChat(app, app.test_client())
     conversation = handed_off(app, customer)
     store = services_of(app).store
     store.accept(InboundMessage("rest", "crm-42", "m-1", "ticket from the CRM"))

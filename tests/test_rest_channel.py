@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from flask import Flask
 from flask.testing import FlaskClient
+
+from bot.messages import ConversationStatus
+from switchboard.app import services_of
 
 
 def test_rest_webhook_answers_like_rasa(client: FlaskClient) -> None:
@@ -37,3 +43,45 @@ def test_rest_bad_bodies_are_400(client: FlaskClient) -> None:
     missing_sender = client.post("/webhooks/rest/webhook", json={"message": "hi"})
     assert missing_sender.status_code == 400
     assert "sender" in missing_sender.get_json()["message"]
+
+
+def agent_answers(app: Flask, text: str) -> None:
+    """An agent claims the queued conversation and replies."""
+    directory = services_of(app).agents
+    directory.add("ann@example.com", "Ann", "agent", "correct horse battery staple")
+    ann = directory.authenticate("ann@example.com", "correct horse battery staple")
+    assert ann is not None
+    store = services_of(app).store
+    (conversation,) = store.list_conversations([ConversationStatus.QUEUED])
+    store.claim(conversation.conversation_id, ann.agent_id)
+    store.agent_reply(conversation.conversation_id, ann.agent_id, text)
+
+
+def test_an_open_rest_channel_gives_a_sender_only_the_answers_to_its_own_message(app: Flask,
+                                                                                client: FlaskClient) -> None:
+    client.post("/webhooks/rest/webhook", json={"sender": "alice", "message": "I want to talk to a person"})
+    agent_answers(app, "Your refund of 120 EUR is on its way")
+    # Whoever posts as "alice" next is not shown what the agent wrote.
+    answered = client.post("/webhooks/rest/webhook", json={"sender": "alice", "message": "hello?"}).get_json()
+    assert all("refund" not in reply["text"] for reply in answered)
+    store = services_of(app).store
+    assert [e.text for e in store.outbox_for("rest", "alice", "pending")] == ["Your refund of 120 EUR is on its way"]
+
+
+def test_a_rest_token_is_required_once_set_and_then_trusts_the_caller_with_agents_replies(
+        make_app: Callable[..., Flask]) -> None:
+    app = make_app(rest_token="s3cret-token")
+    client = app.test_client()
+    payload = {"sender": "crm-7", "message": "how much is shipping"}
+    assert client.post("/webhooks/rest/webhook", json=payload).status_code == 401
+    wrong = client.post("/webhooks/rest/webhook?token=guess", json=payload)
+    assert wrong.status_code == 401 and "token" in wrong.get_json()["message"]
+    assert services_of(app).store.list_conversations(list(ConversationStatus)) == []  # nothing stored
+    by_query = client.post("/webhooks/rest/webhook?token=s3cret-token", json=payload)
+    assert by_query.status_code == 200 and "4.95" in by_query.get_json()[0]["text"]
+    client.post("/webhooks/rest/webhook", json={"sender": "crm-7", "message": "I want to talk to a person"},
+                headers={"Authorization": "Bearer s3cret-token"})
+    agent_answers(app, "Hello from Ann")
+    answered = client.post("/webhooks/rest/webhook", json={"sender": "crm-7", "message": "thanks"},
+                           headers={"Authorization": "Bearer s3cret-token"}).get_json()
+    assert "Hello from Ann" in [reply["text"] for reply in answered]
