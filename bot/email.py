@@ -1,8 +1,9 @@
 """Sending email: only one-time codes for now (verifying a web chat customer's address).
 
 `SWITCHBOARD_EMAIL_SENDER` picks the sender: `log` (the default, for development: the code is
-written to the server log) or `smtp://user:password@host:port` (STARTTLS when the server offers it;
-`smtps://` for TLS from the start).
+written to the server log, so it is refused when the public URL is https), `off` (no email: the
+web chat's email verification answers 403), or `smtp://user:password@host:port` (STARTTLS when the
+server offers it; `smtps://` for TLS from the start).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import SwitchboardError, Unavailable
+from bot.errors import NotAllowed, SwitchboardError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,19 @@ class SmtpEmailSender:
             raise Unavailable("the email could not be sent right now; try again in a minute") from exc
 
 
+class NoEmailSender:
+    """Sends nothing: email verification is off."""
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        raise NotAllowed("this service sends no email, so email verification is off")
+
+
 def email_sender(setting: str, from_address: str) -> EmailSender:
     """The sender a `SWITCHBOARD_EMAIL_SENDER` value names."""
+    if setting == "off":
+        return NoEmailSender()
     if setting in ("", "log"):
+        log.warning("verification codes are written to the log (SWITCHBOARD_EMAIL_SENDER=log): for development "
+                    "only; set smtp://user:password@host:port to send them")
         return LogEmailSender()
     return SmtpEmailSender(setting, from_address)

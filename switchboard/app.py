@@ -223,11 +223,20 @@ def limit_logins(app: Flask, settings: Settings) -> None:
         app.view_functions[view] = per_account(limited)  # type: ignore[assignment]
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that cannot work or are unsafe, with what to set instead (before anything starts)."""
+    if settings.telegram_mode not in ("webhook", "polling"):
+        raise SwitchboardError(f"SWITCHBOARD_TELEGRAM_MODE is {settings.telegram_mode!r}; use webhook or polling")
+    if settings.email_sender in ("", "log") and settings.public_url.startswith("https://"):
+        raise SwitchboardError(
+            "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
+            "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
+
+
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
     """Create the Switchboard web app and start its message processing."""
     settings = settings or Settings.from_env()
-    if settings.telegram_mode not in ("webhook", "polling"):
-        raise SwitchboardError(f"SWITCHBOARD_TELEGRAM_MODE is {settings.telegram_mode!r}; use webhook or polling")
+    check_settings(settings)
     services = build_services(settings, encoder)
     app = Flask(__name__, static_folder=None)
     app.config.update(

@@ -44,9 +44,14 @@ def main() -> None:
 def run(host: str, port: int) -> None:
     """Serve Switchboard: web chat, Rasa REST channel and agent console."""
     from kb_index.snapshot import current_snapshot
+    from switchboard.app import check_settings
     from switchboard.server import SwitchboardServer
 
     settings = _settings()
+    try:
+        check_settings(settings)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
     if current_snapshot(settings.index_dir) is None:
         click.echo(f"No knowledge-base index in {settings.index_dir} yet; building it from {settings.kb_dir}.")
         # In a child process, so the model never loads in the server's parent before it forks.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -112,3 +113,13 @@ def test_free_sessions_cannot_flood_one_mailbox_or_send_without_end_from_one_net
     refused = chat.client.post("/api/web/email", headers=chat.auth, json={"email": "other@example.com"},
                                environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert refused.status_code == 429 and "your network" in refused.get_json()["message"]
+
+
+def test_the_log_sender_is_refused_for_a_public_https_service_and_off_answers_403(
+        make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(SwitchboardError, match="SWITCHBOARD_EMAIL_SENDER=log writes verification codes"):
+        make_app(public_url="https://support.example.com")
+    app = make_app(public_url="https://support.example.com", email_sender="off")
+    chat = WebChat(app, app.test_client())
+    refused = chat.client.post("/api/web/email", headers=chat.auth, json={"email": "ana@example.com"})
+    assert refused.status_code == 403 and "email verification is off" in refused.get_json()["message"]

@@ -25,7 +25,7 @@ from tests.conftest import WebChat, test_settings
 
 TWILIO_TOKEN = "twilio-auth-token-for-input-tests"
 TELEGRAM_SECRET = "telegram-secret-for-input-tests"
-PUBLIC = "https://switchboard.example.com"
+PUBLIC = "http://switchboard.test"
 PASSWORD = "correct horse battery staple"
 NESTED = '{"text":' * 1000 + '"x"' + "}" * 1000
 

@@ -134,3 +134,11 @@ def test_change_notifications_follow_commits(tmp_path: Path) -> None:
     assert keys == ["web:u1", "conversations"]
     store.accept(message())  # a repeat changes nothing
     assert keys == ["web:u1", "conversations"]
+
+
+def test_a_new_database_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "new" / "switchboard.db")
+    store.accept(InboundMessage("web", "w-1", "m-1", "hello"))
+    for name in ("switchboard.db", "switchboard.db-wal", "switchboard.db-shm"):
+        assert (tmp_path / "new" / name).stat().st_mode & 0o777 == 0o600, name
+    store.close()

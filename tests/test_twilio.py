@@ -37,7 +37,8 @@ def stub() -> Iterator[TwilioStub]:
 @pytest.fixture
 def app(make_app: Callable[..., Flask], stub: TwilioStub) -> Flask:
     return make_app(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_sms_number=SMS_NUMBER,
-                    twilio_whatsapp_number=WHATSAPP_NUMBER, twilio_api_url=stub.url, public_url=PUBLIC)
+                    twilio_whatsapp_number=WHATSAPP_NUMBER, twilio_api_url=stub.url, public_url=PUBLIC,
+                    email_sender="off")
 
 
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:

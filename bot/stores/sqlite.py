@@ -7,6 +7,7 @@ write lock up front instead of failing with SQLITE_BUSY halfway through.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -279,6 +280,10 @@ class SqliteConversationStore:
         self._local = threading.local()
         self._on_change = on_change or (lambda key: None)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Customers' messages: readable by Switchboard's user only. SQLite gives its -wal and -shm
+            # files the database file's permissions.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._connection().executescript(SCHEMA)
         self._migrate()
 
