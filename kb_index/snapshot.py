@@ -249,19 +249,46 @@ def switch_to(index_dir: Path, name: str) -> None:
     os.replace(staging, index_dir / POINTER)
 
 
+_CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang")
+
+
+def _chunk(value: Any, number: int) -> Chunk:
+    """A chunk as chunks.json stores it, every field checked: a snapshot that loads must answer."""
+    if not isinstance(value, dict):
+        raise ValueError(f"chunk {number} is not an object")
+    for name in _CHUNK_TEXT_FIELDS:
+        if name in value and not isinstance(value[name], str):
+            raise ValueError(f"chunk {number}: {name!r} must be text, not {type(value[name]).__name__}")
+    channels = value.get("channels", [])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ValueError(f"chunk {number}: 'channels' must be a list of channel names")
+    if not value.get("article_id") or not value.get("text"):
+        raise ValueError(f"chunk {number} has no article id or no text")
+    return Chunk(**{**value, "channels": tuple(channels)})
+
+
 def load_snapshot(path: Path) -> Snapshot:
-    """Load a snapshot's dense index, lexical index and chunks."""
+    """Load a snapshot's dense index, lexical index and chunks, and check they fit together and answer a
+    search: a snapshot that fails here never goes live."""
     try:
         index = faiss.read_index(str(path / "index.faiss"))
         lexical = bm25s.BM25.load(str(path / "bm25"))
-        chunks = [Chunk(**{**c, "channels": tuple(c.get("channels", ()))})
-                  for c in json.loads((path / "chunks.json").read_text(encoding="utf-8"))]
+        stored = json.loads((path / "chunks.json").read_text(encoding="utf-8"))
+        if not isinstance(stored, list) or not stored:
+            raise ValueError("chunks.json must be a non-empty list")
+        chunks = [_chunk(value, number) for number, value in enumerate(stored, 1)]
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest.json must be an object")
+        if index.ntotal != len(chunks) or lexical.scores.get("num_docs") != len(chunks):
+            raise ValueError(f"the dense index has {index.ntotal} entries and the lexical one "
+                             f"{lexical.scores.get('num_docs')}, for {len(chunks)} chunks")
+        # A search through both indexes, as every question will make.
+        index.search(np.zeros((1, index.d), dtype=np.float32), 1)
+        lexical.get_scores(tokenize([chunks[0].text])[0] or ["a"])
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SwitchboardError(f"the index snapshot {path} is unreadable: {exc}; "
                                "rebuild it with `switchboard kb build`") from exc
-    if index.ntotal != len(chunks):
-        raise SwitchboardError(f"the index snapshot {path} is inconsistent; rebuild it")
     if isinstance(index, faiss.IndexHNSWFlat):
         index.hnsw.efSearch = 64
     return Snapshot(path, index, lexical, chunks, manifest)

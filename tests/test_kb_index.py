@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from kb_index.snapshot import (
     build_snapshot,
     current_snapshot,
     list_snapshots,
+    load_snapshot,
     rollback,
     switch_to,
 )
@@ -205,6 +207,32 @@ def test_a_snapshot_that_does_not_load_leaves_the_live_one(tmp_path: Path, encod
     switch_to(tmp_path / "index", "broken")
     assert retriever.reload() is False
     assert retriever.snapshot.path == live
+
+
+@pytest.mark.parametrize("damage", ["null texts", "a number for a title", "not a list", "a chunk too few",
+                                    "bad channels"])
+def test_a_snapshot_with_valid_json_but_broken_chunks_never_goes_live(tmp_path: Path, encoder: Encoder,
+                                                                      damage: str) -> None:
+    kb = tmp_path / "kb"
+    write(kb, "a", id="a", title="Alpha")
+    write(kb, "b", id="b", title="Beta")
+    live = build_snapshot(kb, tmp_path / "index", encoder)
+    retriever = HybridRetriever(tmp_path / "index", encoder)
+    broken = tmp_path / "index" / "snapshots" / "broken"
+    shutil.copytree(live, broken)
+    chunks = json.loads((broken / "chunks.json").read_text())
+    damaged = {"null texts": [{**c, "text": None} for c in chunks],
+               "a number for a title": [{**c, "title": 7} for c in chunks],
+               "not a list": {"chunks": chunks},
+               "a chunk too few": chunks[:-1],
+               "bad channels": [{**c, "channels": "web"} for c in chunks]}[damage]
+    (broken / "chunks.json").write_text(json.dumps(damaged))
+    switch_to(tmp_path / "index", "broken")
+    assert retriever.reload() is False
+    assert retriever.snapshot.path == live
+    assert retriever.search("alpha", k=1)[0].article_id in ("a", "b")
+    with pytest.raises(SwitchboardError, match=r"unreadable.*rebuild it with `switchboard kb build`"):
+        load_snapshot(broken)
 
 
 def test_concurrent_publishes_are_serialised_and_each_snapshot_is_whole(tmp_path: Path, encoder: Encoder) -> None:
