@@ -147,6 +147,20 @@ def test_media_is_stored_as_typed_links_and_never_fetched(app: Flask, stub: Twil
     assert stub.requests <= 1  # the bot's reply at most; no fetch of either URL
 
 
+def test_agents_see_media_as_links_on_the_ticket_and_other_schemes_as_text(app: Flask) -> None:
+    params = inbound("the zip is broken, see photo", channel="whatsapp", NumMedia="2",
+                     MediaUrl0="https://api.twilio.com/media/ME1", MediaContentType0="image/jpeg",
+                     MediaUrl1="javascript:alert(1)", MediaContentType1="text/html")
+    assert post(app.test_client(), "/webhooks/twilio/whatsapp", params).status_code == 200
+    settle(app)
+    (conversation,) = services_of(app).store.list_conversations(list(ConversationStatus))
+    ann = AgentBrowser(app, "ann@example.com")
+    page = ann.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert ('<a href="https://api.twilio.com/media/ME1" target="_blank" rel="noopener noreferrer">image/jpeg</a>'
+            in page)
+    assert 'href="javascript:' not in page and "text/html <bdi>javascript:alert(1)</bdi>" in page
+
+
 @pytest.mark.parametrize(("params", "status"), [
     ({"Body": "hi"}, 400),
     ({"MessageSid": "SM1", "From": "not a number", "Body": "hi"}, 400),
