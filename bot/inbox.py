@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from bot.errors import InvalidMessage, MessageTooLarge
 from bot.messages import Accepted, InboundMessage
@@ -12,22 +16,60 @@ from bot.ports import ConversationStore
 from bot.privacy import PrivacyPolicy
 from bot.processor import ConversationProcessor
 
+log = logging.getLogger(__name__)
+
 
 def clean_text(text: str) -> str:
     """Drop NUL characters and replace lone surrogates, which no store can keep."""
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
+class SenderThrottle:
+    """Counts each sender's messages in a sliding window: past `burst` in `window` seconds, a sender floods.
+
+    In memory, per process; the least recently heard senders are forgotten beyond `max_senders`.
+    """
+
+    def __init__(self, burst: int, window: float = 10.0, max_senders: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.window = window
+        self._max_senders = max_senders
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._heard: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def floods(self, sender: str) -> bool:
+        """Count a message from `sender`; True if it is more than `burst` within the window."""
+        now = self._clock()
+        with self._lock:
+            times = self._heard.pop(sender, None) or deque()
+            while times and now - times[0] > self.window:
+                times.popleft()
+            times.append(now)
+            self._heard[sender] = times
+            if len(self._heard) > self._max_senders:
+                self._heard.popitem(last=False)
+            return len(times) > self.burst
+
+
 class Inbox:
-    """Accepts messages from every connector; what `accept` returns is durably stored."""
+    """Accepts messages from every connector; what `accept` returns is durably stored.
+
+    A sender who floods (more than the throttle's burst in its window) loses nothing: the messages
+    are stored, marked `throttled`, and the bot answers once they stop, the last message only, so
+    one sender cannot slow everyone else's answers. The console shows the flood.
+    """
 
     def __init__(self, store: ConversationStore, processor: ConversationProcessor, notifier: Notifier,
-                 max_text_length: int, privacy: PrivacyPolicy | None = None) -> None:
+                 max_text_length: int, privacy: PrivacyPolicy | None = None,
+                 throttle: SenderThrottle | None = None) -> None:
         self._store = store
         self._privacy = privacy or PrivacyPolicy()
         self._processor = processor
         self._notifier = notifier
         self._max_text_length = max_text_length
+        self._throttle = throttle or SenderThrottle(burst=10)
 
     def accept(self, message: InboundMessage) -> Accepted:
         """Validate and store a message, then schedule it; repeats are stored once."""
@@ -40,9 +82,19 @@ class Inbox:
             raise InvalidMessage("the message id must have 1 to 200 characters")
         # Card numbers and the like never reach the store, the index or an agent's screen.
         text, masked = self._privacy.mask(text)
-        data = {**message.data, "masked": masked} if masked else message.data
+        data = {**message.data, "masked": masked} if masked else dict(message.data)
+        flood = self._throttle.floods(f"{message.channel}:{message.external_id}")
+        if flood:
+            data["throttled"] = True
         accepted = self._store.accept(dataclasses.replace(message, text=text, data=data))
-        self._processor.notify(accepted.conversation_id)
+        if accepted.duplicate:
+            return accepted
+        if flood:
+            log.warning("conversation %s: more than %d messages in %g s from one sender; the bot answers when "
+                        "they stop", accepted.conversation_id, self._throttle.burst, self._throttle.window)
+            self._processor.notify_after(accepted.conversation_id, self._throttle.window / 2)
+        else:
+            self._processor.notify(accepted.conversation_id)
         return accepted
 
     def wait_processed(self, accepted: Accepted, channel: str, external_id: str, timeout: float) -> bool:

@@ -183,6 +183,8 @@ class PendingMessage:
     text: str
     media: str | None = None  # the kind of a message without text (photo, sticker, ...)
     link: str | None = None   # the result of a link code in the message: linked, same, wrong, expired, limited
+    throttled: bool = False   # sent in a flood: answered only if it is the last message waiting
+    followed: bool = False    # a later message of the conversation waits too
 
 
 @dataclass(frozen=True)

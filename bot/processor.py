@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bot.engine import Engine
 from bot.errors import Unavailable
 from bot.messages import PendingMessage
+from bot.outcome import Outcome
 from bot.ports import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ConversationProcessor:
         self._again: set[str] = set()
         self._failures: dict[str, int] = {}
         self._retries: dict[str, threading.Timer] = {}
+        self._quiet: dict[str, threading.Timer] = {}  # floods waiting for the sender to stop
 
     def start(self) -> None:
         """Resume every conversation with messages stored but not yet processed."""
@@ -45,8 +47,9 @@ class ConversationProcessor:
     def stop(self) -> None:
         """Finish the turns in progress and stop; turns waiting for a retry resume on the next start."""
         with self._lock:
-            retries, self._retries = list(self._retries.values()), {}
-        for timer in retries:
+            timers = [*self._retries.values(), *self._quiet.values()]
+            self._retries, self._quiet = {}, {}
+        for timer in timers:
             timer.cancel()
         self._pool.shutdown(wait=True)
 
@@ -103,7 +106,27 @@ class ConversationProcessor:
                 return  # stopped meanwhile
         self.notify(conversation_id)
 
+    def notify_after(self, conversation_id: str, seconds: float) -> None:
+        """Process the conversation once no new message came for `seconds` (a flood's end)."""
+        with self._lock:
+            waiting = self._quiet.pop(conversation_id, None)
+            timer = threading.Timer(seconds, self._quiet_over, (conversation_id,))
+            timer.daemon = True
+            self._quiet[conversation_id] = timer
+        if waiting is not None:
+            waiting.cancel()
+        timer.start()
+
+    def _quiet_over(self, conversation_id: str) -> None:
+        with self._lock:
+            self._quiet.pop(conversation_id, None)
+        self.notify(conversation_id)
+
     def _process(self, pending: PendingMessage) -> None:
+        if pending.throttled and pending.followed:
+            # A flood: stored for agents to read, but the bot answers only the last message of it.
+            self._store.complete_turn(pending, Outcome(message_data={"skipped": "flood"}))
+            return
         for attempt in range(1, self._max_attempts + 1):
             conversation = self._store.get_conversation(pending.conversation_id)
             try:

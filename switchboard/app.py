@@ -27,7 +27,7 @@ from bot.entities import EntityExtractor
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
-from bot.inbox import Inbox
+from bot.inbox import Inbox, SenderThrottle
 from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
@@ -173,7 +173,8 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     engine = build_engine(settings, encoder, retriever, store)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     privacy = load_privacy(settings.privacy_path)
-    inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy)
+    inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,
+                  SenderThrottle(settings.sender_burst))
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:

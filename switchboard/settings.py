@@ -57,6 +57,7 @@ class Settings:
     login_limit_per_account: str = "5 per minute"   # failed sign-ins at one account from one client address
     trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
     processor_threads: int = 4
+    sender_burst: int = 10            # messages one sender may send in 10 s; beyond, the bot answers when they stop
     server_threads: int = 256
     sync_reply_timeout: float = 15.0
     rest_token: str = ""              # required on the Rasa REST channel when set; agents answer there only then

@@ -10,11 +10,11 @@ from pathlib import Path
 import yaml
 from flask import Flask
 
-from bot.messages import ConversationStatus
+from bot.messages import ConversationStatus, EventKind
 from bot.ports import Encoder
 from kb_index.snapshot import build_snapshot
 from switchboard.app import services_of
-from tests.conftest import ROOT, WebChat
+from tests.conftest import ROOT, WebChat, settle
 
 
 def only_conversation(app: Flask):
@@ -120,3 +120,24 @@ def test_a_published_article_is_answered_without_a_restart(
         assert time.monotonic() < deadline, "the running app did not load the published snapshot"
         time.sleep(0.01)
     assert "rent out snowshoes from December" in customer.say("do you rent out snowshoes")[0]["text"]
+
+
+def test_a_flood_from_one_sender_is_stored_whole_and_answered_once_it_stops(make_app: Callable[..., Flask]) -> None:
+    app = make_app(sender_burst=3)
+    flooder, other = WebChat(app, app.test_client()), WebChat(app, app.test_client())
+    for n in range(12):
+        assert flooder.send(f"message number {n}").status_code == 202
+    assert [e["kind"] for e in other.say("how much is shipping")] == ["message_out"]  # others are answered
+    settle(app)
+    events = flooder.events()
+    assert [e["text"] for e in events if e["kind"] == "message_in"] == [f"message number {n}" for n in range(12)]
+    replies = [e for e in events if e["kind"] == "message_out"]
+    assert len(replies) <= 6  # the three before the flood, and the flood's last message at most a few times
+    store = services_of(app).store
+    (transcript,) = [t for t in map(store.transcript, (c.conversation_id for c in
+                                                        store.list_conversations(list(ConversationStatus))))
+                     if any(e.text == "message number 0" for e in t)]
+    last_in = max(e.seq for e in transcript if e.kind == EventKind.MESSAGE_IN)
+    assert transcript[-1].seq > last_in and transcript[-1].kind == EventKind.MESSAGE_OUT  # the last one is answered
+    flagged = [e for e in transcript if e.kind == EventKind.MESSAGE_IN and e.data.get("throttled")]
+    assert len(flagged) == 9 and sum(bool(e.data.get("skipped")) for e in flagged) >= 6

@@ -486,7 +486,9 @@ class SqliteConversationStore:
     def next_pending(self, conversation_id: str) -> PendingMessage | None:
         """Return the oldest unprocessed message of a conversation, if any."""
         row = self._connection().execute(
-            "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text, e.data "
+            "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text, e.data, "
+            "EXISTS (SELECT 1 FROM inbound j WHERE j.conversation_id = i.conversation_id "
+            "AND j.processed_at IS NULL AND j.inbound_id > i.inbound_id) AS followed "
             "FROM inbound i JOIN events e ON e.conversation_id = i.conversation_id AND e.seq = i.event_seq "
             "WHERE i.conversation_id = ? AND i.processed_at IS NULL ORDER BY i.inbound_id LIMIT 1",
             (conversation_id,),
@@ -495,7 +497,8 @@ class SqliteConversationStore:
             return None
         data = json.loads(row["data"])
         return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
-                              row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"))
+                              row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"),
+                              throttled=bool(data.get("throttled")), followed=bool(row["followed"]))
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.
