@@ -7,6 +7,7 @@ thread while it waits (cheaply, on a condition variable).
 
 from __future__ import annotations
 
+import resource
 import signal
 from typing import Any
 
@@ -27,6 +28,8 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
             "workers": 1,
             "worker_class": "gthread",
             "threads": settings.server_threads,
+            # Open streams are connections too; gunicorn's default cap (1000) would refuse them first.
+            "worker_connections": settings.server_threads * 2,
             "timeout": 120,
             "graceful_timeout": 10,
             "keepalive": 5,
@@ -40,12 +43,24 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
         }
         super().__init__()
 
+    def run(self) -> None:
+        _allow_open_files(self._options["worker_connections"] + 256)
+        super().run()
+
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return create_app(self._settings)
+
+
+def _allow_open_files(wanted: int) -> None:
+    # Every open stream is a socket: raise the soft limit (often 1,024) towards the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
+                                                    hard))
 
 
 def _end_streams_on_shutdown(worker: Any) -> None:
