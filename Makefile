@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstalls only when the files it installs from change.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench lint clean browser
+.PHONY: install run test bench soak lint clean browser
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ browser:
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# 10 minutes of mixed traffic against the real server: memory and p99 latency into docs/soak.md.
+soak: install
+	$(BIN)/python -m benchmarks.soak
 
 lint: install
 	$(BIN)/ruff check bot actions kb_index connectors handoff switchboard tests benchmarks

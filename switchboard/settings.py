@@ -58,7 +58,7 @@ class Settings:
     trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
     processor_threads: int = 4
     sender_burst: int = 10            # messages one sender may send in 10 s; beyond, the bot answers when they stop
-    server_threads: int = 256
+    server_threads: int = 1400        # each open event stream holds one; a quarter stays for everything else
     sync_reply_timeout: float = 15.0
     rest_token: str = ""              # required on the Rasa REST channel when set; agents answer there only then
     stream_heartbeat: float = 15.0

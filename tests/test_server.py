@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot.messages import ConversationStatus
+from bot.stores.sqlite import SqliteConversationStore
 from tests.conftest import ROOT
 from tests.servers import free_port, wait_for, wait_until_up
 
@@ -24,8 +26,9 @@ OPEN_STREAMS = 100
 
 
 @contextmanager
-def running_server(tmp: Path, index_dir: Path, **env: str) -> Iterator[tuple[str, str]]:
-    """`switchboard run` on a free loopback port with a store in `tmp`; yields its URL and start-up output."""
+def running_server(tmp: Path, index_dir: Path, **env: str) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """`switchboard run` on a free loopback port with a store in `tmp`; yields its URL, start-up output and
+    process."""
     port = free_port()
     env = {
         **os.environ,
@@ -48,7 +51,7 @@ def running_server(tmp: Path, index_dir: Path, **env: str) -> Iterator[tuple[str
 
     wait_until_up(f"{base}/healthz", process, 120, failed)
     log.seek(0)
-    yield base, log.read()
+    yield base, log.read(), process
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
@@ -61,8 +64,8 @@ def running_server(tmp: Path, index_dir: Path, **env: str) -> Iterator[tuple[str
 def server(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterator[tuple[str, str]]:
     # Every test customer connects from 127.0.0.1: no per-address limit here.
     with running_server(tmp_path_factory.mktemp("server"), index_dir,
-                        SWITCHBOARD_STREAMS_PER_CLIENT=str(OPEN_STREAMS * 2)) as server:
-        yield server
+                        SWITCHBOARD_STREAMS_PER_CLIENT=str(OPEN_STREAMS * 2)) as (base, output, _):
+        yield base, output
 
 
 def new_token(base: str) -> str:
@@ -143,7 +146,7 @@ def test_answers_keep_flowing_with_many_web_chat_streams_open(server: tuple[str,
 def test_open_streams_cannot_take_the_threads_webhooks_and_healthz_need(tmp_path: Path, index_dir: Path) -> None:
     # 16 threads: at most 12 streams, so 4 threads stay for everything else.
     with running_server(tmp_path, index_dir, SWITCHBOARD_SERVER_THREADS="16", SWITCHBOARD_STREAM_HEARTBEAT="1",
-                        SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET="secret") as (base, _):
+                        SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET="secret") as (base, _, _):
         streams = [open_stream(base, new_token(base)) for _ in range(20)]
         try:
             answers = [read_until(sock, b"\r\n\r\n").split(b"\r\n", 1)[0] for sock in streams]
@@ -165,3 +168,43 @@ def test_open_streams_cannot_take_the_threads_webhooks_and_healthz_need(tmp_path
         token = new_token(base)
         wait_for(lambda: requests.get(f"{base}/api/web/stream", params={"token": token}, stream=True,
                                       timeout=5).status_code == 200, timeout=10)
+
+
+def kill_hard(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and its worker: no shutdown code runs, as in a power cut or an OOM kill."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    for pid in [process.pid, *pids]:
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def test_after_a_sigkill_every_acknowledged_message_is_answered_once_and_a_handoff_stays_queued(
+        tmp_path: Path, index_dir: Path) -> None:
+    with running_server(tmp_path, index_dir) as (base, _, process):
+        token = new_token(base)
+        auth = {"Authorization": f"Bearer {token}"}
+        handoff = requests.post(f"{base}/api/web/messages", timeout=10, headers=auth,
+                                json={"text": "I want to talk to a person", "client_message_id": "h"})
+        assert handoff.status_code == 202
+        wait_for(lambda: any(e["author"] == "bot" for e in requests.get(
+            f"{base}/api/web/events", headers=auth, timeout=10).json()["events"]))
+        others = [new_token(base) for _ in range(20)]
+        for n, other in enumerate(others):  # acknowledged, and then the process dies mid-work
+            assert requests.post(f"{base}/api/web/messages", timeout=10, headers={"Authorization": f"Bearer {other}"},
+                                 json={"text": "how much is shipping", "client_message_id": str(n)}).status_code == 202
+        kill_hard(process)
+    with running_server(tmp_path, index_dir) as (base, _, _):
+        def answered(session: str) -> list[dict[str, object]]:
+            events = requests.get(f"{base}/api/web/events", headers={"Authorization": f"Bearer {session}"},
+                                  timeout=10).json()["events"]
+            return [e for e in events if e["author"] == "bot"]
+
+        wait_for(lambda: all(answered(other) for other in others), timeout=60)
+        time.sleep(1)  # time for a second answer, if one were coming
+        assert all(len(answered(other)) == 1 for other in others)
+        handoff_events = requests.get(f"{base}/api/web/events", headers=auth, timeout=10).json()["events"]
+        assert sum(e["author"] == "bot" for e in handoff_events) == 1  # one "passing you to a colleague"
+    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    assert len(store.list_conversations([ConversationStatus.QUEUED])) == 1  # still waiting for an agent
+    store.close()
