@@ -39,8 +39,8 @@ class SenderThrottle:
         self._lock = threading.Lock()
         self._heard: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def floods(self, sender: str) -> bool:
-        """Count a message from `sender`; True if it is more than `burst` within the window."""
+    def count(self, sender: str) -> int:
+        """Count a message from `sender`; return how many it sent within the window, this one included."""
         now = self._clock()
         with self._lock:
             times = self._heard.pop(sender, None) or deque()
@@ -50,7 +50,7 @@ class SenderThrottle:
             self._heard[sender] = times
             if len(self._heard) > self._max_senders:
                 self._heard.popitem(last=False)
-            return len(times) > self.burst
+            return len(times)
 
 
 class Inbox:
@@ -83,15 +83,17 @@ class Inbox:
         # Card numbers and the like never reach the store, the index or an agent's screen.
         text, masked = self._privacy.mask(text)
         data = {**message.data, "masked": masked} if masked else dict(message.data)
-        flood = self._throttle.floods(f"{message.channel}:{message.external_id}")
+        sent = self._throttle.count(f"{message.channel}:{message.external_id}")
+        flood = sent > self._throttle.burst
         if flood:
             data["throttled"] = True
         accepted = self._store.accept(dataclasses.replace(message, text=text, data=data))
         if accepted.duplicate:
             return accepted
         if flood:
-            log.warning("conversation %s: more than %d messages in %g s from one sender; the bot answers when "
-                        "they stop", accepted.conversation_id, self._throttle.burst, self._throttle.window)
+            if sent == self._throttle.burst + 1:
+                log.warning("conversation %s: more than %d messages in %g s from one sender; the bot answers "
+                            "when they stop", accepted.conversation_id, self._throttle.burst, self._throttle.window)
             self._processor.notify_after(accepted.conversation_id, self._throttle.window / 2)
         else:
             self._processor.notify(accepted.conversation_id)

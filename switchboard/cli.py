@@ -58,8 +58,11 @@ def run(host: str, port: int) -> None:
         if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:
             raise click.ClickException("the knowledge-base build failed; see the messages above")
 
+    public = settings.public_url.startswith("https://")
     with _directory() as directory:
-        demo_login = directory.ensure_demo_agent()
+        # A demo admin whose password is printed is for trying Switchboard out, never for a public service.
+        demo_login = None if public else directory.ensure_demo_agent()
+        no_agents = not directory.list()
 
     base = f"http://{host}:{port}"
     click.echo("")
@@ -69,7 +72,10 @@ def run(host: str, port: int) -> None:
     click.echo(f"    Rasa REST:      {base}/webhooks/rest/webhook")
     if demo_login:
         email, password = demo_login
-        click.echo(f"    demo agent:     {email} / {password}   (shown only this once)")
+        click.echo(f"    demo agent:     {email} / {password}   (shown only this once; for trying Switchboard "
+                   "out: none is made when SWITCHBOARD_PUBLIC_URL is https)")
+    elif public and no_agents:
+        click.echo("    no agents yet:  create an admin with `switchboard agents add EMAIL --role admin`")
     click.echo("")
     SwitchboardServer(settings, host, port).run()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from bot.messages import ConversationStatus, EventKind
 from bot.ports import Encoder
 from switchboard.app import create_app, services_of
-from tests.conftest import WebChat, test_settings
+from tests.conftest import ROOT, WebChat, test_settings
 
 TWILIO_TOKEN = "twilio-auth-token-for-input-tests"
 TELEGRAM_SECRET = "telegram-secret-for-input-tests"
@@ -153,7 +155,7 @@ def test_lone_surrogates_in_any_field_are_no_500(app: Flask, client: FlaskClient
         (f"/api/agent/tickets/{ticket}/reply", {"text": f"on it {bad}"}, agent),
         (f"/api/agent/tickets/{ticket}/reply", {"text": "on it", "to": {"channel": bad, "external_id": bad}}, agent),
         (f"/api/agent/tickets/{ticket}/transfer", {"email": f"bob{bad}@example.com"}, agent),
-        (f"/api/agent/tickets/{ticket}/notes", {"text": bad}, agent),
+        (f"/api/agent/tickets/{ticket}/note", {"text": bad}, agent),
     ]
     for path, body, headers in requests:
         response = client.post(path, data=json.dumps(body), content_type="application/json", headers=headers)
@@ -295,10 +297,71 @@ def test_agent_actions_never_fail_on_input(client: FlaskClient, agent_token: str
                                            transfer: dict[str, Any], note: dict[str, Any], close: dict[str, Any],
                                            presence: dict[str, Any], status: str) -> None:
     headers = {"Authorization": f"Bearer {agent_token}"}
-    for path, body in ((f"/api/agent/tickets/{ticket}/reply", reply), (f"/api/agent/tickets/{ticket}/notes", note),
+    for path, body in ((f"/api/agent/tickets/{ticket}/reply", reply), (f"/api/agent/tickets/{ticket}/note", note),
                        (f"/api/agent/tickets/{ticket}/transfer", transfer), ("/api/agent/presence", presence)):
         assert_answered(client.post(path, json=body, headers=headers))
     assert_answered(client.get("/api/agent/tickets", query_string={"status": status}, headers=headers))
     assert_answered(client.get(f"/api/agent/tickets/{status}", headers=headers))
     # A ticket that does not exist: closing the real one would end the ticket the other examples use.
     assert_answered(client.post("/api/agent/tickets/no-such-ticket/close", json=close, headers=headers))
+
+
+# -- every console form ------------------------------------------------------------------------------
+
+FORM_FIELDS = ("email", "password", "text", "to", "resolution", "presence", "agent_email", "role", "name", "other",
+               "confirm", "conversation", "title", "url", "tags", "body", "article_id", "lang", "audience",
+               "channels", "action", "csrf_token")
+form_text = st.one_of(st.sampled_from(["", " ", "²", "\x00", "../../etc/passwd", "web:w-1", "erase", "admin",
+                                       "9" * 5000, "\u202e"]), st.text(max_size=40))
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, encoder: Encoder) -> Iterator[
+        tuple[Flask, FlaskClient, dict[str, list[str]]]]:
+    """A signed-in admin's console (CSRF off) over copies of the KB and its index, and real values for
+    every kind of path parameter."""
+    tmp = tmp_path_factory.mktemp("console-input")
+    shutil.copytree(ROOT / "data" / "kb", tmp / "kb")
+    shutil.copytree(index_dir, tmp / "index")
+    app = create_app(test_settings(tmp, tmp / "index", kb_dir=tmp / "kb",
+                                   login_limit_per_account="1000 per minute",
+                                   login_limit_per_address="1000 per minute"), encoder=encoder)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    directory = services_of(app).agents
+    directory.add("root@example.com", "Root", "admin", PASSWORD)
+    bob = directory.add("bob@example.com", "Bob", "agent", PASSWORD)
+    client = app.test_client()
+    assert client.post("/console/login", data={"email": "root@example.com", "password": PASSWORD}).status_code == 302
+    customer = WebChat(app, app.test_client())
+    customer.say("I want to talk to a person")
+    (queued,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    values = {"conversation_id": [queued.conversation_id], "agent_id": [bob.agent_id],
+              "customer_id": [queued.customer_id], "merge_id": ["no-such-merge"],
+              "article_id": ["returns", "no-such-article"], "name": ["no-such-version"]}
+    yield app, client, values
+    services_of(app).close()
+
+
+def console_posts(app: Flask) -> list[str]:
+    """Every console route that takes a form, signing out aside (it would end the test's sign-in)."""
+    return sorted(rule.rule for rule in app.url_map.iter_rules()
+                  if rule.rule.startswith("/console/") and "POST" in (rule.methods or ())
+                  and rule.rule != "/console/logout")
+
+
+@FUZZ
+@given(data=st.data())
+def test_console_forms_never_fail_on_input(console: tuple[Flask, FlaskClient, dict[str, list[str]]],
+                                           data: st.DataObject) -> None:
+    app, client, values = console
+    routes = console_posts(app)
+    assert len(routes) >= 20, routes
+    rule = data.draw(st.sampled_from(routes))
+    path = rule
+    for name in re.findall(r"<(?:\w+:)?(\w+)>", rule):
+        value = data.draw(st.one_of(st.sampled_from(values.get(name, ["x"])), st.text(
+            st.characters(exclude_characters="/?#%"), min_size=1, max_size=20)))
+        path = re.sub(rf"<(?:\w+:)?{name}>", value, path, count=1)
+    form = data.draw(st.dictionaries(st.sampled_from(FORM_FIELDS), form_text, max_size=6))
+    response = client.post(path, data=form)
+    assert response.status_code < 500, (path, form, response.get_data(as_text=True)[:500])

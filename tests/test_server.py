@@ -208,3 +208,11 @@ def test_after_a_sigkill_every_acknowledged_message_is_answered_once_and_a_hando
     store = SqliteConversationStore(tmp_path / "switchboard.db")
     assert len(store.list_conversations([ConversationStatus.QUEUED])) == 1  # still waiting for an agent
     store.close()
+
+
+def test_a_public_https_service_gets_no_demo_agent_and_is_told_how_to_make_an_admin(
+        tmp_path: Path, index_dir: Path) -> None:
+    with running_server(tmp_path, index_dir, SWITCHBOARD_PUBLIC_URL="https://support.example.com",
+                        SWITCHBOARD_EMAIL_SENDER="off") as (_, output, _):
+        assert "demo agent:" not in output
+        assert "create an admin with `switchboard agents add EMAIL --role admin`" in output
