@@ -21,12 +21,14 @@ from bot.codes import new_link_code, quoted_reference
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
 from bot.handoff_policy import HandoffPolicy
+from bot.kb_decision import KbAction, KbDecision, KbPolicy, decide
 from bot.messages import (
     Author,
     Button,
     Conversation,
     ConversationStatus,
     DialogueState,
+    Event,
     EventKind,
     Passage,
     Reply,
@@ -41,6 +43,10 @@ from bot.sentiment import LexiconSentiment
 log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# The payloads of the "did you mean" buttons: an article chosen, or none of them.
+KB_CHOICE = "/kb_article"
+KB_NONE = "/kb_none"
+_KB_CHOICE = re.compile(r"/kb_article\{\s*\"article_id\"\s*:\s*\"([^\"]{1,200})\"\s*\}")
 # Fields of an action's message that are not values for the response's placeholders.
 _MESSAGE_FIELDS = {"text", "response", "template", "buttons", "image", "elements", "custom", "attachment",
                    "json_message", "quick_replies", "recipient_id"}
@@ -50,9 +56,9 @@ _MESSAGE_FIELDS = {"text", "response", "template", "buttons", "image", "elements
 class EnginePolicy:
     """The engine's thresholds; the handoff rules are in `HandoffPolicy`."""
 
-    kb_min_score: float = 0.5
+    kb: KbPolicy = field(default_factory=KbPolicy)
     handoff_intent: str = "request_human"
-    kb_passages: int = 3
+    kb_passages: int = 10  # searched for a question: enough for the runner-up article and the choices
     quote_chars: int = 400
     recall_days: int = 30
     presence_minutes: int = 15   # an agent seen this recently counts as online
@@ -206,6 +212,8 @@ class Engine:
 
         if self._offer_reference(turn):
             return None
+        if self._kb_choice(turn):
+            return None
 
         vector = self._encoder.encode([turn.text])[0]
         self._understand(turn, vector)
@@ -329,22 +337,77 @@ class Engine:
         return True
 
     def _answer_from_kb(self, turn: _Turn, vector: Any) -> bool:
+        """Answer from the KB, offer the close articles as choices, or decline (False: the caller falls back)."""
         passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
                                           channel=turn.channel)
-        answered = bool(passages) and passages[0].score >= self._policy.kb_min_score
+        decision = decide(passages, self._policy.kb)
+        if decision.action == KbAction.CHOICES and not self._model.responses.has("utter_kb_choices"):
+            decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {
             "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages],
-            "answered": answered,
+                          "score": round(p.score, 4)} for p in passages[:5]],
+            "decision": decision.action.value, "offered": list(decision.article_ids),
+            "answered": decision.action == KbAction.ANSWER, "question": turn.text,
         }))
-        if not answered:
-            return False
-        best = passages[0]
+        if decision.action == KbAction.ANSWER:
+            self._quote_answer(turn, decision.passages[0])
+            return True
+        if decision.action == KbAction.CHOICES:
+            self._offer_choices(turn, decision)
+            return True
+        return False
+
+    def _quote_answer(self, turn: _Turn, best: Passage) -> None:
         response = "utter_kb_answer" if best.url or not self._model.responses.has("utter_kb_answer_no_link") \
             else "utter_kb_answer_no_link"
         self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
         turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
+
+    def _offer_choices(self, turn: _Turn, decision: KbDecision) -> None:
+        """"Did you mean": the close articles as buttons (numbered options where there are none), and
+        "none of these"."""
+        text, buttons = self._model.responses.render("utter_kb_choices", turn.values, turn.slots, turn.channel)
+        none = next((b for b in buttons if b.payload == KB_NONE), Button("None of these", KB_NONE))
+        choices = tuple(Button(p.title, f'{KB_CHOICE}{{"article_id": "{p.article_id}"}}') for p in decision.passages)
+        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, (*choices, none)))
+        turn.notes["answered_by"] = {"kind": "kb_choices", "articles": list(decision.article_ids)}
+
+    def _kb_choice(self, turn: _Turn) -> bool:
+        """A tap on a "did you mean" button: the chosen article is answered and the choice kept as a
+        labelled example of the question; "none of these" is a miss, which may hand off."""
+        text = turn.text.strip()
+        chosen = _KB_CHOICE.fullmatch(text)
+        if chosen is None and text != KB_NONE:
+            return False
+        offer = self._last_offer(turn)
+        if offer is None:
+            return False  # an old or forged payload: read as any other message
+        question = str(offer.data.get("question") or "")
+        if chosen is None:
+            turn.events.append((EventKind.KB_ANSWER, {"decision": "none_of_these", "answered": False,
+                                                      "question": question, "offered": offer.data.get("offered")}))
+            self._fall_back(turn)
+            return True
+        article_id = chosen.group(1)
+        passages = [p for p in self._retriever.search(question, k=self._policy.kb_passages, channel=turn.channel)
+                    if p.article_id == article_id]
+        if article_id not in (offer.data.get("offered") or ()) or not passages:
+            return False
+        turn.events.append((EventKind.KB_ANSWER, {
+            "decision": "chosen", "answered": True, "question": question, "chosen": article_id,
+            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
+                          "score": round(p.score, 4)} for p in passages[:1]]}))
+        self._quote_answer(turn, passages[0])
         return True
+
+    def _last_offer(self, turn: _Turn) -> Event | None:
+        """The latest "did you mean" of this conversation, if the bot's last KB decision was one."""
+        if turn.seq is None:
+            return None
+        for event in reversed(self._memory.transcript(turn.conversation.conversation_id)):
+            if event.kind == EventKind.KB_ANSWER and event.seq < turn.seq:
+                return event if event.data.get("decision") == KbAction.CHOICES.value else None
+        return None
 
     def _fall_back(self, turn: _Turn, response: str = "utter_fallback") -> None:
         streak = turn.conversation.fallback_streak + 1

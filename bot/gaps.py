@@ -38,8 +38,11 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
     for event in transcript:
         if event.kind == EventKind.MESSAGE_IN:
             previous_question, last_question = last_question, event
-        elif event.kind == EventKind.KB_ANSWER and not event.data.get("answered") and last_question:
-            found.append(GapQuestion(event.conversation_id, last_question.text or "", NOT_ANSWERED))
+        elif (event.kind == EventKind.KB_ANSWER and not event.data.get("answered") and last_question
+              and event.data.get("decision") != "choices"):  # after choices, the customer's pick tells
+            # "None of these" was tapped after the question itself, which the event keeps.
+            question = event.data.get("question") or last_question.text or ""
+            found.append(GapQuestion(event.conversation_id, str(question), NOT_ANSWERED))
         elif (event.kind == EventKind.HANDOFF and event.data.get("reason") == "customer_request"
               and previous_question is not None):
             # The message that asked for a person says nothing about the KB; the one before it might.

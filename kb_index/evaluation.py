@@ -1,14 +1,18 @@
-"""Retrieval quality on a question set: hit@k, MRR, answer precision, and threshold calibration."""
+"""Answer quality on a question set: hit@k, MRR, and what the bot decides (answer, choices, decline),
+with the decision's thresholds calibrated on a dev split."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.errors import SwitchboardError
+from bot.kb_decision import KbAction, KbDecision, KbPolicy, decide
+from bot.messages import Passage
 from bot.ports import Retriever
 
 
@@ -24,6 +28,7 @@ class EvalResult:
     expected: str | None
     ranked: tuple[str, ...]  # distinct article ids, best first
     score: float             # the best passage's score
+    passages: tuple[Passage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10) 
     for case in cases:
         passages = retriever.search(case.question, k=depth)
         ranked = tuple(dict.fromkeys(p.article_id for p in passages))
-        results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0))
+        results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0,
+                                  tuple(passages)))
     return results
 
 
@@ -114,3 +120,79 @@ def calibrate(results: Sequence[EvalResult]) -> float:
             + wrong_article_declined
 
     return max(candidates, key=lambda t: (right_decisions(t), t))
+
+
+@dataclass(frozen=True)
+class DecisionReport:
+    """What the bot does with a question set under a decision policy."""
+
+    questions: int
+    answerable: int
+    unanswerable: int
+    answered: int
+    answered_right: int
+    answer_precision: float      # of the answers given, the share with the right article
+    offered: int                 # questions answered with choices
+    offered_right: int           # ... where the right article was among them
+    reach: float                 # answerable questions answered right or offered the right article
+    declined_unanswerable: int
+    decline_rate: float          # of the unanswerable questions, the share declined
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decisions(results: Sequence[EvalResult], policy: KbPolicy) -> list[KbDecision]:
+    """The bot's decision for each question."""
+    return [decide(r.passages, policy) for r in results]
+
+
+def is_right(result: EvalResult, decision: KbDecision) -> bool:
+    """Whether the decision is what the question needed."""
+    if result.expected is None:
+        return decision.action == KbAction.DECLINE
+    if decision.action == KbAction.ANSWER:
+        return decision.article_ids[0] == result.expected
+    return decision.action == KbAction.CHOICES and result.expected in decision.article_ids
+
+
+def report_decisions(results: Sequence[EvalResult], policy: KbPolicy) -> DecisionReport:
+    """Score the decisions as a customer would meet them."""
+    made = decisions(results, policy)
+    pairs = list(zip(results, made, strict=True))
+    answerable = sum(r.expected is not None for r in results)
+    unanswerable = len(results) - answerable
+    answered = [(r, d) for r, d in pairs if d.action == KbAction.ANSWER]
+    offered = [(r, d) for r, d in pairs if d.action == KbAction.CHOICES]
+    answered_right = sum(is_right(r, d) for r, d in answered)
+    offered_right = sum(is_right(r, d) for r, d in offered)
+    declined = sum(1 for r, d in pairs if r.expected is None and d.action == KbAction.DECLINE)
+    return DecisionReport(
+        questions=len(results), answerable=answerable, unanswerable=unanswerable,
+        answered=len(answered), answered_right=answered_right,
+        answer_precision=answered_right / len(answered) if answered else 0.0,
+        offered=len(offered), offered_right=offered_right,
+        reach=(answered_right + offered_right) / answerable if answerable else 0.0,
+        declined_unanswerable=declined, decline_rate=declined / unanswerable if unanswerable else 0.0,
+    )
+
+
+def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
+                     min_decline_rate: float = 0.8) -> KbPolicy:
+    """The policy that reaches the most answerable questions while its answers stay at least
+    `min_precision` right and it declines at least `min_decline_rate` of the unanswerable ones; then
+    the most right answers. Run it on a dev split, never on the split you report."""
+    best: tuple[tuple[bool, float, int, float], KbPolicy] | None = None
+    for answer, margin, choice, window in itertools.product(
+            [x / 100 for x in range(50, 81, 2)], [x / 100 for x in range(0, 13, 2)],
+            [x / 100 for x in range(40, 66, 5)], (0.05, 0.1, 0.15, 0.2)):
+        if choice > answer:
+            continue
+        policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
+        report = report_decisions(results, policy)
+        feasible = report.answer_precision >= min_precision and report.decline_rate >= min_decline_rate
+        key = (feasible, report.reach, report.answered_right, report.answer_precision)
+        if best is None or key > best[0]:
+            best = (key, policy)
+    assert best is not None
+    return best[1]

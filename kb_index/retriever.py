@@ -62,7 +62,10 @@ class HybridRetriever:
         """
         self._reload_if_published()
         snapshot = self._snapshot
-        if vector is None:
+        mended = snapshot.vocabulary.correct(text)
+        if vector is None or mended != text:
+            # Typos mended against the KB's own words ("warrenty" -> "warranty") help both sides.
+            text = mended
             vector = self._encoder.encode([text])[0]
         query = vector.reshape(1, -1).astype(np.float32)
         total = len(snapshot.chunks)

@@ -34,15 +34,20 @@ from tqdm import tqdm
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
+from kb_index.vocabulary import KbVocabulary, stemmer
 
 POINTER = "CURRENT"
+# How chunks become BM25 tokens; a snapshot built another way gets its lexical index rebuilt on load.
+LEXICAL = "bm25s-en-stopwords-snowball-1"
 LOCK = ".build.lock"
 HNSW_NEIGHBOURS = 32
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lexical tokens for BM25: lower-cased words of two or more characters, English stop words dropped."""
-    tokens: list[list[str]] = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    """Lexical tokens for BM25: lower-cased words of two or more characters, English stop words dropped,
+    reduced to their stems ("returns", "returned" and "returning" are one word)."""
+    tokens: list[list[str]] = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False,
+                                             stemmer=stemmer())
     return tokens
 
 
@@ -75,6 +80,7 @@ class Snapshot:
     bm25: bm25s.BM25
     chunks: list[Chunk]
     manifest: dict[str, Any]
+    vocabulary: KbVocabulary
 
 
 def current_snapshot(index_dir: Path) -> Path | None:
@@ -154,8 +160,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     else:
         index = faiss.IndexFlatIP(dimension)
     index.add(vectors)
-    lexical = bm25s.BM25()
-    lexical.index(tokenize([chunk.embedding_text() for chunk in chunks]), show_progress=False)
+    lexical = lexical_index(chunks)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -170,7 +175,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         (staging / "manifest.json").write_text(json.dumps({
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "author": author, "article_hashes": digests,
+            "author": author, "article_hashes": digests, "lexical": LEXICAL,
             "changes": changes_since_live(index_dir, digests),
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
@@ -185,6 +190,13 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     report(f"snapshot {final.name} is live: {len(chunks)} chunks, {len(todo)} embedded, "
            f"{type(index).__name__}, {time.perf_counter() - started:.1f}s")
     return final
+
+
+def lexical_index(chunks: list[Chunk]) -> bm25s.BM25:
+    """BM25 over the chunks' titles, headings and texts."""
+    lexical = bm25s.BM25()
+    lexical.index(tokenize([chunk.embedding_text() for chunk in chunks]), show_progress=False)
+    return lexical
 
 
 def article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
@@ -280,6 +292,9 @@ def load_snapshot(path: Path) -> Snapshot:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError("manifest.json must be an object")
+        if manifest.get("lexical") != LEXICAL:
+            # Built by an earlier Switchboard that tokenised differently: queries must meet the same tokens.
+            lexical = lexical_index(chunks)
         if index.ntotal != len(chunks) or lexical.scores.get("num_docs") != len(chunks):
             raise ValueError(f"the dense index has {index.ntotal} entries and the lexical one "
                              f"{lexical.scores.get('num_docs')}, for {len(chunks)} chunks")
@@ -291,4 +306,5 @@ def load_snapshot(path: Path) -> Snapshot:
                                "rebuild it with `switchboard kb build`") from exc
     if isinstance(index, faiss.IndexHNSWFlat):
         index.hnsw.efSearch = 64
-    return Snapshot(path, index, lexical, chunks, manifest)
+    vocabulary = KbVocabulary(text for c in chunks for text in (c.title, c.heading, c.text))
+    return Snapshot(path, index, lexical, chunks, manifest, vocabulary)

@@ -28,6 +28,7 @@ from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox, SenderThrottle
+from bot.kb_decision import KbPolicy
 from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
@@ -157,7 +158,13 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
     model, nlu = load_dialogue(settings)
     classifier = trained_classifier(encoder, nlu.examples)  # type: ignore[arg-type]  # hashed by identity
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
-                  policy=EnginePolicy(kb_min_score=settings.kb_min_score), clock=clock)
+                  policy=EnginePolicy(kb=kb_policy(settings)), clock=clock)
+
+
+def kb_policy(settings: Settings) -> KbPolicy:
+    """When the bot answers from the KB, offers choices, or declines."""
+    return KbPolicy(answer_score=settings.kb_min_score, answer_margin=settings.kb_answer_margin,
+                    choice_score=settings.kb_choice_score, choice_window=settings.kb_choice_window)
 
 
 def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:

@@ -111,44 +111,83 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
 
 @kb.command("eval")
 @click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=Path("data/kb_eval.csv"), show_default=True,
+              default=Path("data/kb_eval/dev.csv"), show_default=True,
               help="CSV with columns question, expected_article_id (empty: should not answer).")
 @click.option("--min-score", type=float, default=None,
-              help="Answer threshold to score at [default: SWITCHBOARD_KB_MIN_SCORE].")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+              help="Score to answer outright [default: SWITCHBOARD_KB_MIN_SCORE].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report, with each question's decision, as JSON.")
 def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
-    """Measure retrieval on a question set and suggest an answer threshold."""
+    """Measure answers on a question set: what the bot would answer, offer as choices or decline, and
+    the decision thresholds this set would suggest (calibrate on a dev split, report on a test split)."""
+    import dataclasses
     import json
 
+    from bot.kb_decision import KbAction
     from kb_index.encoder import load_encoder
-    from kb_index.evaluation import calibrate, load_cases, run_cases, score
+    from kb_index.evaluation import (
+        calibrate,
+        calibrate_policy,
+        decisions,
+        is_right,
+        load_cases,
+        report_decisions,
+        run_cases,
+        score,
+    )
     from kb_index.retriever import HybridRetriever
+    from switchboard.app import kb_policy
 
     settings = _settings()
     try:
         cases = load_cases(questions)
         encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
-        results = run_cases(HybridRetriever(settings.index_dir, encoder), cases)
+        retriever = HybridRetriever(settings.index_dir, encoder)
+        results = run_cases(retriever, cases)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
-    threshold = settings.kb_min_score if min_score is None else min_score
-    report = score(results, threshold)
-    suggested = calibrate(results)
+    known = {chunk.article_id for chunk in retriever.snapshot.chunks}
+    unknown = sorted({c.expected for c in cases if c.expected is not None} - known)
+    if unknown:
+        click.echo(f"warning: {questions} expects articles the index does not have (always counted wrong): "
+                   f"{', '.join(unknown)}", err=True)
+    policy = kb_policy(settings)
+    if min_score is not None:
+        policy = dataclasses.replace(policy, answer_score=min_score)
+    report = score(results, policy.answer_score)
+    decided = report_decisions(results, policy)
+    made = decisions(results, policy)
+    suggested = calibrate_policy(results)
     if as_json:
-        click.echo(json.dumps({**report.as_dict(), "suggested_threshold": suggested, "results": [
-            {"question": r.question, "expected": r.expected, "top": r.ranked[:3], "score": round(r.score, 4)}
-            for r in results]}, indent=2))
+        click.echo(json.dumps({
+            **report.as_dict(), "suggested_threshold": calibrate(results), "decisions": decided.as_dict(),
+            "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
+            "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
+                         "score": round(r.score, 4), "decision": d.action.value, "articles": list(d.article_ids),
+                         "right": is_right(r, d)} for r, d in zip(results, made, strict=True)]}, indent=2))
         return
-    click.echo(f"{report.questions} questions ({report.answerable} answerable), answer threshold {threshold:.3f}")
-    click.echo(f"  hit@1              {report.hit_at_1:.3f}")
-    click.echo(f"  hit@3              {report.hit_at_3:.3f}")
-    click.echo(f"  MRR                {report.mrr:.3f}")
-    click.echo(f"  answered           {report.answered}")
-    click.echo(f"  answer precision   {report.answer_precision:.3f}")
-    click.echo(f"  answer recall      {report.answer_recall:.3f}")
-    click.echo(f"  declined correctly {report.rejected_unanswerable} of {report.unanswerable} unanswerable")
-    click.echo(f"Suggested threshold: {suggested:.3f} (most right decisions on this set); "
-               "set it with SWITCHBOARD_KB_MIN_SCORE.")
+    click.echo(f"{report.questions} questions ({report.answerable} answerable) from {questions}")
+    click.echo(f"  hit@1               {report.hit_at_1:.3f}")
+    click.echo(f"  hit@3               {report.hit_at_3:.3f}")
+    click.echo(f"  MRR                 {report.mrr:.3f}")
+    click.echo(f"Decisions (answer at {policy.answer_score:.2f} with a lead of {policy.answer_margin:.2f}; choices "
+               f"from {policy.choice_score:.2f} within {policy.choice_window:.2f} of the best):")
+    click.echo(f"  answered            {decided.answered}, right {decided.answered_right} "
+               f"(precision {decided.answer_precision:.3f})")
+    click.echo(f"  offered choices     {decided.offered}, the right article among them {decided.offered_right}")
+    click.echo(f"  reached             {decided.reach:.3f} of the answerable (answered right, or among the choices)")
+    click.echo(f"  declined            {decided.declined_unanswerable} of {decided.unanswerable} unanswerable "
+               f"({decided.decline_rate:.3f})")
+    failures = [(r, d) for r, d in zip(results, made, strict=True) if not is_right(r, d)]
+    if failures:
+        click.echo(f"Failures ({len(failures)}):")
+        for r, d in failures:
+            got = "declined" if d.action == KbAction.DECLINE else f"{d.action.value} {', '.join(d.article_ids)}"
+            click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f})")
+    click.echo(f"Suggested on this set: answer at {suggested.answer_score:.2f} with a lead of "
+               f"{suggested.answer_margin:.2f}, choices from {suggested.choice_score:.2f} within "
+               f"{suggested.choice_window:.2f} "
+               "(SWITCHBOARD_KB_MIN_SCORE, _KB_ANSWER_MARGIN, _KB_CHOICE_SCORE, _KB_CHOICE_WINDOW); "
+               "calibrate on a dev split only.")
 
 
 @main.group()

@@ -36,7 +36,11 @@ class Settings:
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"
-    kb_min_score: float = 0.5  # calibrated on data/kb_eval.csv with `switchboard kb eval`
+    # The KB decision (answer, choices, decline), calibrated on data/kb_eval/dev.csv with `switchboard kb eval`.
+    kb_min_score: float = 0.68       # the best article's score to answer outright
+    kb_answer_margin: float = 0.06   # ... and its lead over the next article
+    kb_choice_score: float = 0.55    # articles at least this good may be offered as choices
+    kb_choice_window: float = 0.10   # ... when within this of the best
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks
     twilio_sms_number: str = ""       # the E.164 number replies by SMS come from

@@ -1,4 +1,8 @@
-"""Retrieval quality on data/kb_eval.csv: the build fails if it drops below the floor."""
+"""Answer quality on the sample KB: the build fails if it drops below the floor.
+
+data/kb_eval/dev.csv is what the decision was calibrated on, data/kb_eval/test.csv was held out
+(reported as it fell), data/kb_eval.csv is the team's first set.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,30 @@ import pytest
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.evaluation import EvalResult, calibrate, load_cases, run_cases, score
+from kb_index.evaluation import EvalResult, calibrate, load_cases, report_decisions, run_cases, score
 from kb_index.retriever import HybridRetriever
+from switchboard.app import kb_policy
 from switchboard.settings import Settings
 from tests.conftest import ROOT
 
-# Measured values minus a small margin; raise them when retrieval gets better.
-FLOOR = {"hit_at_1": 0.89, "hit_at_3": 0.96, "mrr": 0.93, "answer_precision": 0.89}
+# Measured values minus a small margin; raise them when answers get better.
+FLOORS = {
+    "kb_eval.csv": {"hit_at_1": 0.89, "hit_at_3": 0.98, "answer_precision": 0.93, "reach": 0.85, "decline_rate": 0.95},
+    "kb_eval/dev.csv": {"hit_at_1": 0.86, "hit_at_3": 0.97, "answer_precision": 0.92, "reach": 0.81,
+                        "decline_rate": 0.8},
+    "kb_eval/test.csv": {"hit_at_1": 0.9, "hit_at_3": 0.97, "answer_precision": 0.95, "reach": 0.8,
+                         "decline_rate": 0.8},
+}
 
 
-def test_sample_kb_retrieval_stays_above_the_floor(index_dir: Path, encoder: Encoder) -> None:
-    cases = load_cases(ROOT / "data" / "kb_eval.csv")
-    assert len(cases) >= 150 and sum(1 for c in cases if c.expected is None) >= 25
-    report = score(run_cases(HybridRetriever(index_dir, encoder), cases), Settings().kb_min_score)
-    measured = {name: getattr(report, name) for name in FLOOR}
-    assert all(measured[name] >= floor for name, floor in FLOOR.items()), measured
-    assert report.rejected_unanswerable >= report.unanswerable - 1
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_sample_kb_answers_stay_above_the_floor(index_dir: Path, encoder: Encoder, name: str) -> None:
+    cases = load_cases(ROOT / "data" / name)
+    assert len(cases) >= 120 and sum(1 for c in cases if c.expected is None) >= 25
+    results = run_cases(HybridRetriever(index_dir, encoder), cases)
+    policy = kb_policy(Settings())
+    measured = {**score(results, policy.answer_score).as_dict(), **report_decisions(results, policy).as_dict()}
+    assert all(measured[metric] >= floor for metric, floor in FLOORS[name].items()), measured
 
 
 def test_scoring_counts_hits_answers_and_declines() -> None:

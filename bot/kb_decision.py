@@ -1,0 +1,67 @@
+"""Whether the bot answers a question from the knowledge base, offers choices, or declines.
+
+One decision from signals calibrated on the dev split of customer questions (data/kb_eval/dev.csv,
+docs/kb-quality.md): the best article's fused score, and its lead over the next article. A clear
+lead is answered; articles too close to tell apart are offered as choices ("did you mean"), and
+the customer picks; anything weaker is declined, so the bot says it is not sure rather than guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.messages import Passage
+
+
+class KbAction(StrEnum):
+    ANSWER = "answer"
+    CHOICES = "choices"
+    DECLINE = "decline"
+
+
+@dataclass(frozen=True)
+class KbPolicy:
+    """The calibrated thresholds; the defaults were chosen on data/kb_eval/dev.csv."""
+
+    answer_score: float = 0.68   # the best article scores at least this to be answered outright
+    answer_margin: float = 0.06  # ... and leads the next article by at least this
+    choice_score: float = 0.55   # articles scoring at least this may be offered as choices
+    choice_window: float = 0.10  # ... when within this of the best one
+    max_choices: int = 3
+
+
+@dataclass(frozen=True)
+class KbDecision:
+    action: KbAction
+    passages: tuple[Passage, ...]  # answer: the passage to quote; choices: the best passage of each article
+    score: float                   # the best article's score
+    margin: float                  # its lead over the next article (its score if there is none)
+
+    @property
+    def article_ids(self) -> tuple[str, ...]:
+        return tuple(p.article_id for p in self.passages)
+
+
+def best_per_article(passages: Sequence[Passage]) -> list[Passage]:
+    """The best passage of each article, best first (passages arrive best first)."""
+    seen: dict[str, Passage] = {}
+    for passage in passages:
+        seen.setdefault(passage.article_id, passage)
+    return list(seen.values())
+
+
+def decide(passages: Sequence[Passage], policy: KbPolicy) -> KbDecision:
+    """Answer, offer choices, or decline, for passages found for one question (best first)."""
+    articles = best_per_article(passages)
+    if not articles:
+        return KbDecision(KbAction.DECLINE, (), 0.0, 0.0)
+    best = articles[0]
+    margin = best.score - (articles[1].score if len(articles) > 1 else 0.0)
+    if best.score >= policy.answer_score and margin >= policy.answer_margin:
+        return KbDecision(KbAction.ANSWER, (best,), best.score, margin)
+    close = [p for p in articles if p.score >= policy.choice_score and best.score - p.score <= policy.choice_window]
+    if len(close) >= 2:  # one article alone is no choice: offering it to an off-topic question is a guess
+        return KbDecision(KbAction.CHOICES, tuple(close[:policy.max_choices]), best.score, margin)
+    return KbDecision(KbAction.DECLINE, (), best.score, margin)

@@ -1,0 +1,72 @@
+"""The KB decision: answer a clear best article, offer close ones as choices, decline the rest; and the
+"did you mean" buttons in a conversation."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from bot.gaps import NOT_ANSWERED, gap_questions
+from bot.kb_decision import KbAction, KbPolicy, decide
+from bot.messages import ConversationStatus, Event, EventKind, Passage
+from switchboard.app import services_of
+from tests.conftest import WebChat
+
+POLICY = KbPolicy(answer_score=0.7, answer_margin=0.05, choice_score=0.5, choice_window=0.1, max_choices=3)
+
+
+def passages(*scored: tuple[str, float]) -> list[Passage]:
+    return [Passage(article, article.title(), "", "", "", score) for article, score in scored]
+
+
+def test_a_clear_best_article_is_answered() -> None:
+    decision = decide(passages(("returns", 0.82), ("returns", 0.8), ("refunds", 0.7)), POLICY)
+    assert decision.action == KbAction.ANSWER and decision.article_ids == ("returns",)
+    assert round(decision.margin, 2) == 0.12  # to the next article, not the next passage
+
+
+def test_articles_too_close_to_tell_apart_are_offered_at_most_three() -> None:
+    decision = decide(passages(("a", 0.8), ("b", 0.78), ("c", 0.74), ("d", 0.72), ("e", 0.6)), POLICY)
+    assert decision.action == KbAction.CHOICES and decision.article_ids == ("a", "b", "c")
+
+
+def test_a_weak_best_article_alone_is_declined() -> None:
+    assert decide(passages(("a", 0.65), ("b", 0.4)), POLICY).action == KbAction.DECLINE
+    assert decide(passages(("a", 0.45), ("b", 0.44)), POLICY).action == KbAction.DECLINE
+    assert decide([], POLICY).action == KbAction.DECLINE
+
+
+def transcript(app: Flask) -> list[Event]:
+    store = services_of(app).store
+    (conversation,) = store.list_conversations(list(ConversationStatus))
+    return store.transcript(conversation.conversation_id)
+
+
+def buttons_of(reply: dict[str, object]) -> list[dict[str, str]]:
+    return list(reply["buttons"])  # type: ignore[call-overload]
+
+
+def test_did_you_mean_answers_the_article_chosen_and_keeps_the_choice(app: Flask, customer: WebChat) -> None:
+    (offer,) = customer.say("how do i return something")
+    buttons = buttons_of(offer)
+    assert "which of these" in str(offer["text"])
+    assert [b["title"] for b in buttons][-1] == "None of these"
+    chosen = next(b for b in buttons if b["title"] == "How to send a return")
+    (answer,) = customer.say(chosen["payload"])
+    assert "return label" in str(answer["text"]).lower()
+    events = [e for e in transcript(app) if e.kind == EventKind.KB_ANSWER]
+    assert events[-1].data["decision"] == "chosen" and events[-1].data["chosen"] == "returns-how"
+    assert events[-1].data["question"] == "how do i return something"
+
+
+def test_none_of_these_is_a_miss_and_the_question_reaches_the_gaps(app: Flask, customer: WebChat) -> None:
+    (offer,) = customer.say("how do i return something")
+    (fallback,) = customer.say(buttons_of(offer)[-1]["payload"])
+    assert "not sure I understood" in str(fallback["text"])
+    gaps = gap_questions(transcript(app))
+    assert [(g.text, g.reason) for g in gaps] == [("how do i return something", NOT_ANSWERED)]
+
+
+def test_a_choice_nobody_offered_is_read_as_any_message_and_kept_as_no_example(app: Flask,
+                                                                               customer: WebChat) -> None:
+    assert customer.say('/kb_article{"article_id": "gift-cards"}')
+    assert all(e.data.get("decision") != "chosen" for e in transcript(app) if e.kind == EventKind.KB_ANSWER)
