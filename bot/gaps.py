@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -20,14 +22,21 @@ class GapQuestion:
     conversation_id: str
     text: str
     reason: str
+    asked_at: datetime
+
+
+def gap_key(question: str) -> str:
+    """How a handled question is remembered: a hash of its words, never the customer's text itself."""
+    return hashlib.sha256(" ".join(question.lower().split()).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
 class GapCluster:
     size: int
     representative: str          # the question closest to the group's centre
-    examples: tuple[str, ...]    # distinct questions, closest first
+    examples: tuple[str, ...]    # distinct questions, closest first (five at most)
     reasons: dict[str, int]
+    questions: tuple[str, ...] = ()  # every distinct question of the group, closest first
 
 
 def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
@@ -42,11 +51,12 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
               and event.data.get("decision") != "choices"):  # after choices, the customer's pick tells
             # "None of these" was tapped after the question itself, which the event keeps.
             question = event.data.get("question") or last_question.text or ""
-            found.append(GapQuestion(event.conversation_id, str(question), NOT_ANSWERED))
+            found.append(GapQuestion(event.conversation_id, str(question), NOT_ANSWERED, last_question.created_at))
         elif (event.kind == EventKind.HANDOFF and event.data.get("reason") == "customer_request"
               and previous_question is not None):
             # The message that asked for a person says nothing about the KB; the one before it might.
-            found.append(GapQuestion(event.conversation_id, previous_question.text or "", ASKED_FOR_PERSON))
+            found.append(GapQuestion(event.conversation_id, previous_question.text or "", ASKED_FOR_PERSON,
+                                     previous_question.created_at))
     return found
 
 
@@ -75,10 +85,14 @@ def _describe(group: list[int], questions: Sequence[GapQuestion], vectors: np.nd
     by_closeness = sorted(group, key=lambda i: -float(vectors[i] @ centre))
     examples = tuple(dict.fromkeys(questions[i].text for i in by_closeness))
     reasons = Counter(questions[i].reason for i in group)
-    return GapCluster(len(group), examples[0], examples[:5], dict(reasons))
+    return GapCluster(len(group), examples[0], examples[:5], dict(reasons), examples)
 
 
-def collect_gaps(store: ConversationStore) -> list[GapQuestion]:
-    """Every unanswered question in the store's conversations."""
+def collect_gaps(store: ConversationStore, since: datetime | None = None, until: datetime | None = None,
+                 handled: Collection[str] = ()) -> list[GapQuestion]:
+    """Every unanswered question in the store's conversations asked in [since, until), but for those an
+    editor already handled (answered with an article, or dismissed; `handled` holds their `gap_key`s)."""
     conversations = store.list_conversations(list(ConversationStatus))
-    return [question for c in conversations for question in gap_questions(store.transcript(c.conversation_id))]
+    return [question for c in conversations for question in gap_questions(store.transcript(c.conversation_id))
+            if (since is None or question.asked_at >= since) and (until is None or question.asked_at < until)
+            and question.text.strip() and gap_key(question.text) not in handled]

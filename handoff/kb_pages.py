@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from markdown_it import MarkdownIt
 from werkzeug.wrappers import Response
 
 from bot.errors import NotFound, SwitchboardError
-from bot.gaps import GapCluster
+from bot.gaps import GapCluster, gap_key
 from bot.outcome import Outcome
 from bot.ports import AgentStore
 from handoff.auth import require_agent
@@ -21,7 +23,9 @@ EDITOR_ROLES = ("editor", "admin")
 
 
 def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: KnowledgeBasePublisher,
-                        preview: Callable[[str, str], Outcome], gaps: Callable[[], list[GapCluster]]) -> Blueprint:
+                        preview: Callable[[str, str], Outcome],
+                        gaps: Callable[[datetime | None, datetime | None], list[GapCluster]],
+                        handle_gaps: Callable[[Sequence[str], str, str | None, str], None]) -> Blueprint:
     """Build the `/console/kb` pages around the given collaborators."""
     kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
     editor = require_agent(agents, EDITOR_ROLES)
@@ -35,7 +39,8 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
         return ArticleDraft(article_id.strip(), request.form.get("title", ""), request.form.get("url", "").strip(),
                             listed("tags"), request.form.get("body", "").replace("\r\n", "\n"),
                             request.form.get("lang", "").strip(), listed("channels"),
-                            request.form.get("audience", "customers"))
+                            request.form.get("audience", "customers"),
+                            tuple(q.strip() for q in request.form.get("questions", "").splitlines() if q.strip()))
 
     @kb.get("/")
     @editor
@@ -127,9 +132,55 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
             flash(str(exc))
         return redirect(url_for("kb.versions"))
 
+    def day(name: str) -> datetime | None:
+        raw = request.args.get(name, "").strip()
+        try:
+            return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC) if raw else None
+        except ValueError:
+            flash(f"{raw!r} is not a date like 2026-12-01; showing every day.")
+            return None
+
     @kb.get("/gaps")
     @editor
     def gap_report() -> str:
-        return render_template("console/kb_gaps.html", clusters=gaps()[:50])
+        since, until = day("from"), day("to")
+        clusters = gaps(since, until + timedelta(days=1) if until else None)[:50]
+        return render_template("console/kb_gaps.html", clusters=clusters, since=request.args.get("from", ""),
+                               until=request.args.get("to", ""),
+                               articles=sorted(files.articles(), key=lambda a: a.title.lower()))
+
+    @kb.post("/gaps/answer")
+    @editor
+    def answer_gap() -> Response:
+        """The group's first question becomes an example question of the article, published at once;
+        the whole group leaves the report."""
+        questions = [q for q in request.form.getlist("question") if q.strip()]
+        article_id = request.form.get("article_id", "")
+        if not questions:
+            flash("No question to answer.")
+            return redirect(url_for("kb.gap_report"))
+        try:
+            article = files.get(article_id)
+            draft = ArticleDraft.of(article)
+            files.update(article_id, replace(draft, questions=tuple(dict.fromkeys((*draft.questions, questions[0])))))
+            publisher.publish(author=g.agent.email)
+        except NotFound:
+            flash(f"No article {article_id!r}.")
+            return redirect(url_for("kb.gap_report"))
+        except SwitchboardError as exc:
+            flash(f"Not published: {exc}")
+            return redirect(url_for("kb.gap_report"))
+        handle_gaps([gap_key(q) for q in questions], "answered", article_id, g.agent.agent_id)
+        flash(f"“{questions[0]}” is an example question of “{article.title}” now, and published.")
+        return redirect(url_for("kb.gap_report"))
+
+    @kb.post("/gaps/dismiss")
+    @editor
+    def dismiss_gap() -> Response:
+        """Noise (chit-chat, names, order follow-ups): the group leaves the report."""
+        questions = [q for q in request.form.getlist("question") if q.strip()]
+        handle_gaps([gap_key(q) for q in questions], "dismissed", None, g.agent.agent_id)
+        flash(f"Dismissed {len(questions)} question{'' if len(questions) == 1 else 's'}.")
+        return redirect(url_for("kb.gap_report"))
 
     return kb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import frontmatter
@@ -19,9 +19,10 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s+")
+_WORDS = re.compile(r"[^\W\d_]{3,}")
 # Ids name files and URLs in the editor: no separators, no dot-dot, no hidden files.
 VALID_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "channels", "audience"})
+KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "channels", "audience", "questions"})
 KNOWN_CHANNELS = ("web", "rest", "telegram", "sms", "whatsapp")
 AUDIENCES = ("customers", "agents")
 _BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
@@ -38,6 +39,7 @@ class Article:
     lang: str = ""
     channels: tuple[str, ...] = ()  # empty: every channel
     audience: str = "customers"     # "agents": internal, never answered to customers
+    questions: tuple[str, ...] = ()  # customers' own words for it, indexed beside its sections
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,17 @@ class Chunk:
     channels: tuple[str, ...] = ()
     audience: str = "customers"
     lang: str = ""
+    question: str = ""  # an example question: indexed by it, answered with this section's text
 
     def serves(self, channel: str | None, audience: str) -> bool:
         """Whether this chunk may answer this audience on this channel (None: any channel)."""
         return self.audience == audience and (not self.channels or channel is None or channel in self.channels)
 
     def embedding_text(self) -> str:
-        """The text the encoder sees: title and heading give the section its context."""
+        """The text the encoder sees: title and heading give the section its context; an example
+        question is seen as itself."""
+        if self.question:
+            return self.question
         heading = f" - {self.heading}" if self.heading and self.heading != self.title else ""
         return f"{self.title}{heading}\n{self.text}"
 
@@ -92,6 +98,7 @@ def load_articles(kb_dir: Path) -> list[Article]:
             lang=str(post.get("lang") or ""),
             channels=_strings(post.get("channels")),
             audience=str(post.get("audience") or "customers"),
+            questions=tuple(q.strip() for q in _strings(post.get("questions")) if q.strip()),
         ))
     if not articles:
         raise SwitchboardError(f"no *.md articles in {kb_dir}")
@@ -126,7 +133,15 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
         else:
             lines.append(line)
     flush()
+    if chunks:
+        chunks += [replace(_section_for(question, chunks), question=question) for question in article.questions]
     return chunks
+
+
+def _section_for(question: str, sections: list[Chunk]) -> Chunk:
+    """The section that answers an example question: the one sharing most of its words (the first on a tie)."""
+    asked = set(_WORDS.findall(question.lower()))
+    return max(sections, key=lambda c: len(asked & set(_WORDS.findall(f"{c.heading} {c.text}".lower()))))
 
 
 def plain_text(markdown: str) -> str:

@@ -25,12 +25,13 @@ class ArticleDraft:
     lang: str = ""
     channels: tuple[str, ...] = ()
     audience: str = "customers"
+    questions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, article: Article) -> ArticleDraft:
         """The draft that rewrites an article unchanged."""
         return cls(article.article_id, article.title, article.url, article.tags, article.body, article.lang,
-                   article.channels, article.audience)
+                   article.channels, article.audience, article.questions)
 
     def validate(self, max_chars: int = 50_000) -> None:
         """Raise InvalidMessage saying what to fix."""
@@ -64,6 +65,8 @@ class ArticleDraft:
             meta["channels"] = list(self.channels)
         if self.audience != "customers":
             meta["audience"] = self.audience
+        if self.questions:
+            meta["questions"] = list(self.questions)
         front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False)
         return f"---\n{front}---\n{self.body.strip()}\n"
 

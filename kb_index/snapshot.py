@@ -261,7 +261,7 @@ def switch_to(index_dir: Path, name: str) -> None:
     os.replace(staging, index_dir / POINTER)
 
 
-_CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang")
+_CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang", "question")
 
 
 def _chunk(value: Any, number: int) -> Chunk:
@@ -306,5 +306,5 @@ def load_snapshot(path: Path) -> Snapshot:
                                "rebuild it with `switchboard kb build`") from exc
     if isinstance(index, faiss.IndexHNSWFlat):
         index.hnsw.efSearch = 64
-    vocabulary = KbVocabulary(text for c in chunks for text in (c.title, c.heading, c.text))
+    vocabulary = KbVocabulary(text for c in chunks for text in (c.title, c.heading, c.text, c.question))
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary)

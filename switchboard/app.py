@@ -305,11 +305,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                        on_publish=services.retriever.reload)
 
-    def gap_report() -> list[GapCluster]:
-        return cluster_gaps(collect_gaps(services.store), services.encoder)
+    def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
+        questions = collect_gaps(services.store, since, until, services.store.handled_gaps())
+        return cluster_gaps(questions, services.encoder)
 
     app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
-                                               services.engine.preview, gap_report))
+                                               services.engine.preview, gap_report, services.store.handle_gaps))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

@@ -439,7 +439,8 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
     from kb_index.encoder import load_encoder
 
     settings = _settings()
-    questions = collect_gaps(open_store(settings.store_url))
+    store = open_store(settings.store_url)
+    questions = collect_gaps(store, handled=store.handled_gaps())
     if not questions:
         click.echo("No unanswered questions yet.")
         return

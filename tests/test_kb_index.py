@@ -332,3 +332,21 @@ def test_a_metadata_only_edit_counts_as_a_change(tmp_path: Path, encoder: Encode
 def build_snapshot_changes(kb: Path, index: Path, encoder: Encoder) -> dict[str, list[str]]:
     snapshot = build_snapshot(kb, index, encoder)
     return dict(json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))["changes"])
+
+
+def test_an_articles_example_questions_find_it_in_customers_words_and_quote_the_right_section(
+        tmp_path: Path, encoder: Encoder) -> None:
+    kb = tmp_path / "kb"
+    write(kb, "alpha", id="alpha", title="Alpha")
+    (kb / "hire.md").write_text(
+        "---\nid: hire\ntitle: Hiring equipment\nquestions:\n  - can I get my deposit back\n"
+        "  - do you lend out canoes for a weekend\n---\n"
+        "## Rental periods\nCanoes and tents are hired by the day or the week.\n\n"
+        "## Deposits\nThe deposit is returned to your card within three days of the return.\n", encoding="utf-8")
+    (article,) = [a for a in load_articles(kb) if a.article_id == "hire"]
+    chunks = chunk_article(article)
+    asked = {c.question: c.heading for c in chunks if c.question}
+    assert asked == {"can I get my deposit back": "Deposits", "do you lend out canoes for a weekend": "Rental periods"}
+    build_snapshot(kb, tmp_path / "index", encoder)
+    best = HybridRetriever(tmp_path / "index", encoder).search("will i get my deposit back?", k=1)[0]
+    assert best.article_id == "hire" and best.heading == "Deposits" and best.text.startswith("The deposit")

@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bot.messages import utcnow
 from bot.ports import Encoder
 from kb_index.snapshot import build_snapshot, current_snapshot
 from switchboard.app import services_of
@@ -203,3 +204,41 @@ def test_an_agents_only_article_is_never_sent_to_customers(kb_app: Flask) -> Non
     assert "4411" not in customer.say("what is the manager override code")[0]["text"]
     page = editor.client.get("/console/kb/test?q=what+is+the+manager+override+code").get_data(as_text=True)
     assert "4411" not in page and "<td>sms</td>" in page
+
+
+def test_editors_write_example_questions_and_saving_keeps_them(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    editor.post("/console/kb/new", article_id="deposits", title="Deposits", url="", tags="", lang="",
+                channels="", audience="customers", body="## Deposits\nDeposits come back in three days.",
+                questions="when do i get my deposit back\r\n\r\ndeposit refund?", action="save")
+    saved = (services_of(kb_app).settings.kb_dir / "deposits.md").read_text(encoding="utf-8")
+    assert "questions:\n- when do i get my deposit back\n- deposit refund?\n" in saved
+    page = editor.client.get("/console/kb/articles/deposits").get_data(as_text=True)
+    assert "when do i get my deposit back\ndeposit refund?</textarea>" in page
+
+
+def test_an_editor_answers_a_gap_with_an_article_and_the_bot_answers_it_from_then_on(kb_app: Flask) -> None:
+    customer = WebChat(kb_app, kb_app.test_client())
+    question = "is there a student discount"
+    assert "not sure" in customer.say(question)[0]["text"]
+    editor = Editor(kb_app)
+    assert f"<h2><bdi>{question}</bdi>" in editor.client.get("/console/kb/gaps").get_data(as_text=True)
+    page = editor.post("/console/kb/gaps/answer", question=question, article_id="discount-codes")
+    assert "is an example question of" in page and "Discount codes" in page
+    assert f"<h2><bdi>{question}</bdi>" not in page  # the group left the report
+    saved = (services_of(kb_app).settings.kb_dir / "discount-codes.md").read_text(encoding="utf-8")
+    assert f"questions:\n- {question}\n" in saved
+    again = WebChat(kb_app, kb_app.test_client()).say("is there a discount for students?")
+    assert "Discount code field" in again[0]["text"]
+
+
+def test_dismissed_gaps_leave_the_report_and_dates_filter_it(kb_app: Flask) -> None:
+    WebChat(kb_app, kb_app.test_client()).say("my name is Anna Schmidt")
+    editor = Editor(kb_app)
+    today = utcnow().date().isoformat()
+    assert "Anna Schmidt" in editor.client.get(f"/console/kb/gaps?from={today}&to={today}").get_data(as_text=True)
+    assert "Anna Schmidt" not in editor.client.get("/console/kb/gaps?to=2020-01-01").get_data(as_text=True)
+    assert "not a date" in editor.client.get("/console/kb/gaps?from=yesterday", follow_redirects=True).get_data(
+        as_text=True)
+    page = editor.post("/console/kb/gaps/dismiss", question="my name is Anna Schmidt")
+    assert "Dismissed 1 question" in page and "<h2><bdi>my name is Anna Schmidt</bdi>" not in page

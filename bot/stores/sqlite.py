@@ -144,6 +144,15 @@ CREATE TABLE IF NOT EXISTS agents (
     last_seen_at   TEXT,
     created_at     TEXT NOT NULL
 );
+-- Unanswered questions an editor handled (answered with an article, or dismissed), by the hash of their
+-- words: the gaps report leaves them out, and no customer's text is kept here.
+CREATE TABLE IF NOT EXISTS gap_actions (
+    question_hash  TEXT PRIMARY KEY,
+    action         TEXT NOT NULL,        -- answered or dismissed
+    article_id     TEXT,
+    agent_id       TEXT,
+    at             TEXT NOT NULL
+);
 -- One row, rewritten by each health check: proof that the store can write.
 CREATE TABLE IF NOT EXISTS health (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -1163,6 +1172,19 @@ class SqliteConversationStore:
             "WHERE t.token_hash = ? AND t.expires_at > ? AND a.active = 1", (token_hash, now.isoformat()),
         ).fetchone()
         return None if row is None else _agent(row)
+
+    # -- the gaps report ---------------------------------------------------------------
+
+    def handle_gaps(self, question_hashes: Sequence[str], action: str, article_id: str | None, agent_id: str) -> None:
+        """Record that an editor answered (with `article_id`) or dismissed these questions."""
+        now = utcnow().isoformat()
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO gap_actions (question_hash, action, article_id, agent_id, at) "
+                           "VALUES (?, ?, ?, ?, ?)", [(h, action, article_id, agent_id, now) for h in question_hashes])
+
+    def handled_gaps(self) -> set[str]:
+        """The hashes of the questions editors handled."""
+        return {row[0] for row in self._connection().execute("SELECT question_hash FROM gap_actions")}
 
     # -- web sessions ----------------------------------------------------------------
 
