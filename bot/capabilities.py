@@ -22,6 +22,7 @@ class Capabilities:
     markdown: bool = False
     media: bool = False
     max_segments: int | None = None  # SMS: the most segments one message may take
+    feedback: bool = False           # KB answers ask "did this help?" with one-tap buttons
     # Carrier keywords (matched whole, any case): no more messages, messages again, help.
     opt_out_keywords: frozenset[str] = frozenset()
     opt_in_keywords: frozenset[str] = frozenset()
@@ -29,9 +30,9 @@ class Capabilities:
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "web": Capabilities(max_length=4000, buttons=ButtonStyle.INLINE, markdown=False, media=True),
+    "web": Capabilities(max_length=4000, buttons=ButtonStyle.INLINE, markdown=False, media=True, feedback=True),
     "rest": Capabilities(max_length=4000, buttons=ButtonStyle.INLINE),
-    "telegram": Capabilities(max_length=4096, buttons=ButtonStyle.INLINE, media=True),
+    "telegram": Capabilities(max_length=4096, buttons=ButtonStyle.INLINE, media=True, feedback=True),
     "whatsapp": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, media=True),
     # Twilio takes SMS bodies up to 1,600 characters; 4 segments keeps one reply affordable.
     "sms": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, max_segments=4,

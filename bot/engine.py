@@ -46,6 +46,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # The payloads of the "did you mean" buttons: an article chosen, or none of them.
 KB_CHOICE = "/kb_article"
 KB_NONE = "/kb_none"
+# The payloads of "did this help?" under an answer.
+KB_HELPFUL = "/kb_helpful"
+KB_UNHELPFUL = "/kb_unhelpful"
 _KB_CHOICE = re.compile(r"/kb_article\{\s*\"article_id\"\s*:\s*\"([^\"]{1,200})\"\s*\}")
 # Fields of an action's message that are not values for the response's placeholders.
 _MESSAGE_FIELDS = {"text", "response", "template", "buttons", "image", "elements", "custom", "attachment",
@@ -212,7 +215,7 @@ class Engine:
 
         if self._offer_reference(turn):
             return None
-        if self._kb_choice(turn):
+        if self._kb_choice(turn) or self._kb_feedback(turn):
             return None
 
         vector = self._encoder.encode([turn.text])[0]
@@ -362,6 +365,32 @@ class Engine:
             else "utter_kb_answer_no_link"
         self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
         turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
+        capabilities = CAPABILITIES.get(turn.channel or "")
+        if capabilities is not None and capabilities.feedback and self._model.responses.has("utter_kb_feedback"):
+            # "Did this help?" under the answer: a "no" shows editors a wrong answer.
+            text, buttons = self._model.responses.render("utter_kb_feedback", turn.values, turn.slots, turn.channel)
+            answer = turn.replies[-1]
+            turn.replies[-1] = Reply(answer.conversation_id, f"{answer.text}\n\n{text}", answer.author,
+                                     (*answer.buttons, *buttons))
+
+    def _kb_feedback(self, turn: _Turn) -> bool:
+        """A tap on "did this help?": thanks for a yes; a no is a miss (it may hand off) that the gaps
+        report shows as answered wrongly."""
+        helpful = {KB_HELPFUL: True, KB_UNHELPFUL: False}.get(turn.text.strip())
+        if helpful is None:
+            return False
+        answer = self._last_kb_event(turn)
+        if answer is None or not answer.data.get("answered"):
+            return False
+        turn.events.append((EventKind.KB_ANSWER, {
+            "decision": "feedback", "helpful": helpful, "answered": helpful, "question": answer.data.get("question"),
+            "article_id": (answer.data.get("passages") or [{}])[0].get("article_id")}))
+        if helpful:
+            if self._model.responses.has("utter_kb_thanks"):
+                self._say(turn, "utter_kb_thanks")
+            return True
+        self._fall_back(turn, response="utter_kb_sorry")
+        return True
 
     def _offer_choices(self, turn: _Turn, decision: KbDecision) -> None:
         """"Did you mean": the close articles as buttons (numbered options where there are none), and
@@ -402,11 +431,16 @@ class Engine:
 
     def _last_offer(self, turn: _Turn) -> Event | None:
         """The latest "did you mean" of this conversation, if the bot's last KB decision was one."""
+        event = self._last_kb_event(turn)
+        return event if event is not None and event.data.get("decision") == KbAction.CHOICES.value else None
+
+    def _last_kb_event(self, turn: _Turn) -> Event | None:
+        """The bot's latest KB decision in this conversation before this message."""
         if turn.seq is None:
             return None
         for event in reversed(self._memory.transcript(turn.conversation.conversation_id)):
-            if event.kind == EventKind.KB_ANSWER and event.seq < turn.seq:
-                return event if event.data.get("decision") == KbAction.CHOICES.value else None
+            if event.kind == EventKind.KB_ANSWER and event.seq < turn.seq and event.data.get("decision") != "feedback":
+                return event
         return None
 
     def _fall_back(self, turn: _Turn, response: str = "utter_fallback") -> None:

@@ -14,7 +14,8 @@ from bot.messages import ConversationStatus, Event, EventKind
 from bot.ports import ConversationStore, Encoder
 
 NOT_ANSWERED = "not_answered"        # the knowledge base had nothing good enough
-ASKED_FOR_PERSON = "asked_for_person"  # answered, but the customer then asked for a person
+ANSWERED_WRONGLY = "answered_wrongly"  # answered, then "did this help?": no, or a request for a person
+ASKED_FOR_PERSON = "asked_for_person"  # the customer asked for a person after a message the bot did not answer
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,28 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
     found = []
     last_question: Event | None = None
     previous_question: Event | None = None
+    answered: Event | None = None  # the message the bot's latest KB decision answered
     for event in transcript:
         if event.kind == EventKind.MESSAGE_IN:
             previous_question, last_question = last_question, event
-        elif (event.kind == EventKind.KB_ANSWER and not event.data.get("answered") and last_question
-              and event.data.get("decision") != "choices"):  # after choices, the customer's pick tells
-            # "None of these" was tapped after the question itself, which the event keeps.
-            question = event.data.get("question") or last_question.text or ""
-            found.append(GapQuestion(event.conversation_id, str(question), NOT_ANSWERED, last_question.created_at))
+        elif event.kind == EventKind.KB_ANSWER and last_question is not None:
+            decision = event.data.get("decision")
+            # Button taps come after the question, which the event keeps.
+            question = str(event.data.get("question") or last_question.text or "")
+            if decision == "feedback":
+                if event.data.get("helpful") is False:
+                    found.append(GapQuestion(event.conversation_id, question, ANSWERED_WRONGLY,
+                                             last_question.created_at))
+                answered = None
+            elif decision != "choices":  # after choices, the customer's pick tells
+                answered = last_question if event.data.get("answered") else None
+                if answered is None:
+                    found.append(GapQuestion(event.conversation_id, question, NOT_ANSWERED, last_question.created_at))
         elif (event.kind == EventKind.HANDOFF and event.data.get("reason") == "customer_request"
               and previous_question is not None):
             # The message that asked for a person says nothing about the KB; the one before it might.
-            found.append(GapQuestion(event.conversation_id, previous_question.text or "", ASKED_FOR_PERSON,
+            reason = ANSWERED_WRONGLY if answered is previous_question else ASKED_FOR_PERSON
+            found.append(GapQuestion(event.conversation_id, previous_question.text or "", reason,
                                      previous_question.created_at))
     return found
 

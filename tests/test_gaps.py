@@ -8,7 +8,7 @@ from typing import Any
 from click.testing import CliRunner
 from flask import Flask
 
-from bot.gaps import ASKED_FOR_PERSON, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
+from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
 from bot.messages import Author, Event, EventKind, utcnow
 from bot.ports import Encoder
 from switchboard.app import services_of
@@ -31,7 +31,7 @@ def test_unanswered_questions_and_questions_before_a_request_for_a_person() -> N
     ]
     assert [(q.text, q.reason) for q in gap_questions(transcript)] == [
         ("do you rent snowshoes", NOT_ANSWERED),
-        ("how much is shipping", ASKED_FOR_PERSON),
+        ("how much is shipping", ANSWERED_WRONGLY),  # answered, and then a person was asked for
     ]
 
 
@@ -55,4 +55,4 @@ def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat
     assert result.exit_code == 0, result.output
     assert "2 unanswered questions from 1 conversations, 2 groups" in result.output
     assert "'do you rent snowshoes'  (1 questions: 1 not answered)" in result.output
-    assert "'how much is shipping'  (1 questions: 1 asked for person)" in result.output
+    assert "'how much is shipping'  (1 questions: 1 answered wrongly)" in result.output

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from bot.gaps import NOT_ANSWERED, gap_questions
+from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, gap_questions
 from bot.kb_decision import KbAction, KbPolicy, decide
 from bot.messages import ConversationStatus, Event, EventKind, Passage
 from switchboard.app import services_of
 from tests.conftest import WebChat
+from tests.dialogue import RecordingChannel
 
 POLICY = KbPolicy(answer_score=0.7, answer_margin=0.05, choice_score=0.5, choice_window=0.1, max_choices=3)
 
@@ -70,3 +71,25 @@ def test_a_choice_nobody_offered_is_read_as_any_message_and_kept_as_no_example(a
                                                                                customer: WebChat) -> None:
     assert customer.say('/kb_article{"article_id": "gift-cards"}')
     assert all(e.data.get("decision") != "chosen" for e in transcript(app) if e.kind == EventKind.KB_ANSWER)
+
+
+def test_a_no_to_did_this_help_is_a_miss_the_gaps_report_shows_as_answered_wrongly(
+        app: Flask, customer: WebChat) -> None:
+    (answer,) = customer.say("how much is shipping")
+    assert str(answer["text"]).endswith("Did this help?")
+    assert [b["title"] for b in buttons_of(answer)] == ["Yes", "No"]
+    (sorry,) = customer.say(buttons_of(answer)[1]["payload"])
+    assert "that was not it" in str(sorry["text"])
+    assert [(g.text, g.reason) for g in gap_questions(transcript(app))] == [("how much is shipping",
+                                                                              ANSWERED_WRONGLY)]
+    (answer,) = customer.say("where can i download my invoice")
+    (thanks,) = customer.say(buttons_of(answer)[0]["payload"])
+    assert thanks["text"] == "Glad it helped!"
+    assert len(gap_questions(transcript(app))) == 1
+
+
+def test_answers_by_sms_ask_nothing_after_them(chat: RecordingChannel) -> None:
+    chat.channel = "sms"
+    (answer,) = chat.say("how much is shipping")
+    assert "4.95" in answer and "Did this help" not in answer
+    assert chat.last_outcome is not None and not chat.last_outcome.replies[0].buttons

@@ -176,7 +176,7 @@ def test_an_article_without_a_url_is_quoted_without_a_dangling_link(kb_app: Flas
     editor.post("/console/kb/publish")
     customer = WebChat(kb_app, kb_app.test_client())
     (reply,) = customer.say("can I hire a sledge")
-    assert reply["text"] == "Wooden sledges can be hired in Edinburgh for 15 a day."
+    assert reply["text"] == "Wooden sledges can be hired in Edinburgh for 15 a day.\n\nDid this help?"
 
 
 def test_editing_keeps_language_channels_and_audience(kb_app: Flask) -> None:

@@ -26,9 +26,13 @@
     });
   }
 
+  // A tapped button sends its payload; the customer's own message shows the button's title instead.
+  var titles = {};
+
   function show(event) {
     if (shown[event.id]) { return; }
     shown[event.id] = true;
+    if (event.author === "customer" && titles[event.text]) { event.text = titles[event.text]; }
     var item = document.createElement("li");
     item.className = "sb-msg " + event.author;
     if (event.author === "agent") {
@@ -43,6 +47,7 @@
       event.buttons.forEach(function (b) {
         var button = document.createElement("button");
         button.type = "button"; button.textContent = b.title;
+        titles[b.payload] = b.title;
         button.addEventListener("click", function () { send(b.payload); });
         row.appendChild(button);
       });
