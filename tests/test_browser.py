@@ -133,3 +133,27 @@ def test_a_web_chat_customer_verifies_their_email_and_is_linked(
             browser.close()
     assert [channel for channel, _ in store.get_customer(store.current_customer(known)).identities] == ["web"]
     assert store.get_customer(store.current_customer(known)).email == "ana@example.com"
+
+
+def test_did_you_mean_and_did_this_help_in_the_widget(app: Flask, live: str, tmp_path: Path) -> None:
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-background-networking"])
+        try:
+            customer = browser.new_context(viewport={"width": 480, "height": 800}).new_page()
+            customer.goto(f"{live}/")
+            customer.fill("#sb-text", "how do i return something")
+            customer.press("#sb-text", "Enter")
+            log = customer.locator("#sb-log")
+            expect(log).to_contain_text("which of these you mean")
+            customer.click("button:has-text('How to send a return')")
+            expect(log).to_contain_text("Did this help?")
+            # The tap shows as the article's title, never as its payload.
+            expect(log.locator("li.customer").last).to_have_text("How to send a return")
+            expect(log).not_to_contain_text("/kb_article")
+            customer.locator("button:has-text('Yes')").last.click()
+            expect(log).to_contain_text("Glad it helped!")
+            customer.screenshot(path=str(tmp_path / "widget-choices.png"), full_page=True)
+        finally:
+            browser.close()
