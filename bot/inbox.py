@@ -70,6 +70,8 @@ class Inbox:
         self._notifier = notifier
         self._max_text_length = max_text_length
         self._throttle = throttle or SenderThrottle(burst=10)
+        self._floods: dict[str, float] = {}  # conversation id -> when its latest flood began (monotonic)
+        self._floods_lock = threading.Lock()
 
     def accept(self, message: InboundMessage) -> Accepted:
         """Validate and store a message, then schedule it; repeats are stored once."""
@@ -94,10 +96,21 @@ class Inbox:
             if sent == self._throttle.burst + 1:
                 log.warning("conversation %s: more than %d messages in %g s from one sender; the bot answers "
                             "when they stop", accepted.conversation_id, self._throttle.burst, self._throttle.window)
+                with self._floods_lock:
+                    self._floods[accepted.conversation_id] = time.monotonic()
+                self._notifier.publish("conversations")  # the agents' queue shows it
             self._processor.notify_after(accepted.conversation_id, self._throttle.window / 2)
         else:
             self._processor.notify(accepted.conversation_id)
         return accepted
+
+    def floods(self, within: float = 3600.0) -> list[str]:
+        """The conversations whose sender flooded within the last `within` seconds, latest first."""
+        cutoff = time.monotonic() - within
+        with self._floods_lock:
+            for conversation_id in [c for c, began in self._floods.items() if began < cutoff]:
+                del self._floods[conversation_id]
+            return sorted(self._floods, key=self._floods.__getitem__, reverse=True)
 
     def wait_processed(self, accepted: Accepted, channel: str, external_id: str, timeout: float) -> bool:
         """Wait until the engine has taken the accepted message's turn; False on timeout."""

@@ -71,7 +71,7 @@ def ticket_state(conversation: Conversation, transcript: list[Event], outbox: li
 def create_console_blueprint(conversations: ConversationStore, agents: AgentStore,
                              directory: AgentDirectory, notifier: Notifier, assistant: ReplyAssistant, *,
                              max_text_length: int, reply_channels: frozenset[str], streams: StreamSlots,
-                             sign_in_hours: int,
+                             sign_in_hours: int, floods: Callable[[], list[str]] = list,
                              csat_question: CsatQuestion = lambda: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators.
 
@@ -141,7 +141,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                         conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:100], "None yet.")],
         }[view]
         template = "console/_queue_lists.html" if request.args.get("fragment") else "console/queue.html"
-        return render_template(template, view=view, views=VIEWS, waiting=len(queued),
+        flooding = [conversations.get_conversation(c) for c in floods()]
+        return render_template(template, view=view, views=VIEWS, waiting=len(queued), flooding=flooding,
                                lists=[(title, rows(items), empty) for title, items, empty in lists])
 
     @console.post("/presence")

@@ -298,6 +298,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                                     assistant, streams=streams,
                                                     max_text_length=settings.max_text_length,
                                                     sign_in_hours=settings.agent_token_hours,
+                                                    floods=services.inbox.floods,
                                                     reply_channels=reply_channels, csat_question=csat_question))
     app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
     app.register_blueprint(create_customer_blueprint(services.store, services.store))

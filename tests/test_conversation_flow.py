@@ -15,6 +15,7 @@ from bot.ports import Encoder
 from kb_index.snapshot import build_snapshot
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat, settle
+from tests.test_console import AgentBrowser
 
 
 def only_conversation(app: Flask):
@@ -141,3 +142,7 @@ def test_a_flood_from_one_sender_is_stored_whole_and_answered_once_it_stops(make
     assert transcript[-1].seq > last_in and transcript[-1].kind == EventKind.MESSAGE_OUT  # the last one is answered
     flagged = [e for e in transcript if e.kind == EventKind.MESSAGE_IN and e.data.get("throttled")]
     assert len(flagged) == 9 and sum(bool(e.data.get("skipped")) for e in flagged) >= 6
+    # Agents are told on their queue page.
+    queue = AgentBrowser(app, "ann@example.com").client.get("/console/").get_data(as_text=True)
+    reference = store.get_conversation(transcript[0].conversation_id).reference
+    assert "Flooding in the last hour" in queue and f">{reference}</a>" in queue
