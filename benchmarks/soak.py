@@ -29,7 +29,8 @@ from pathlib import Path
 import requests
 from twilio.request_validator import RequestValidator
 
-from benchmarks.server import ROOT, running_server
+from benchmarks.server import benchmark_server
+from tests.servers import ROOT
 
 TWILIO_TOKEN = "soak-twilio-token"
 TELEGRAM_SECRET = "soak-telegram-secret"
@@ -103,7 +104,7 @@ class StreamReader:
 
 
 def run(seconds: float = 600, rate: float = 10.0, window: float = 10.0, sessions: int = 50) -> list[Sample]:
-    with tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp, running_server(
+    with tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp, benchmark_server(
             Path(tmp), SWITCHBOARD_TWILIO_AUTH_TOKEN=TWILIO_TOKEN, SWITCHBOARD_PUBLIC_URL=PUBLIC,
             SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET, SWITCHBOARD_STREAMS_PER_CLIENT="1000",
             SWITCHBOARD_REST_TOKEN="soak-rest-token") as (base, process):

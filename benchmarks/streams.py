@@ -8,7 +8,6 @@ Telegram webhook, and a customer's message answered on its own stream. Also the 
 from __future__ import annotations
 
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.server import running_server, server_rss_mb
+from benchmarks.server import benchmark_server, server_rss_mb
+from tests.servers import open_stream, read_until
 
 
 @dataclass(frozen=True)
@@ -34,26 +34,6 @@ class StreamTimings:
     rss_open_mb: float
 
 
-def _open_stream(host: str, port: int, token: str) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=30)
-    sock.sendall(f"GET /api/web/stream?token={token} HTTP/1.1\r\nHost: {host}\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
-    return sock
-
-
-def _read_until(sock: socket.socket, marker: bytes, limit: float = 30.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + limit
-    while marker not in data:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{marker!r} not received")
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before {marker!r}: {data[-200:]!r}")
-        data += chunk
-    return data
-
-
 def _ms(action: object) -> float:
     started = time.perf_counter()
     action()  # type: ignore[operator]
@@ -63,10 +43,9 @@ def _ms(action: object) -> float:
 def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, streams * 3)), hard))
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp, running_server(
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp, benchmark_server(
             Path(tmp), SWITCHBOARD_SERVER_THREADS=str(threads), SWITCHBOARD_STREAMS_PER_CLIENT=str(streams * 2),
             SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET="bench-secret") as (base, process):
-        host, port = base.removeprefix("http://").split(":")
         rss_idle = server_rss_mb(process)
         print(f"streams: opening {streams} web chat streams on {threads} server threads ...", flush=True)
         http = requests.Session()
@@ -74,10 +53,10 @@ def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
         sockets = []
         for n in range(streams):
             token = http.post(f"{base}/api/web/sessions", timeout=30).json()["token"]
-            sockets.append(_open_stream(host, int(port), token))
+            sockets.append(open_stream(base, token))
             if (n + 1) % 250 == 0:
                 print(f"  {n + 1} opened", flush=True)
-        opened = sum(b" 200 OK" in _read_until(sock, b"\r\n\r\n") for sock in sockets)
+        opened = sum(b" 200 OK" in read_until(sock, b"\r\n\r\n") for sock in sockets)
         open_seconds = time.perf_counter() - started
         try:
             healthz = [_ms(lambda: http.get(f"{base}/healthz", timeout=30).raise_for_status()) for _ in range(50)]
@@ -89,12 +68,12 @@ def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
             answers = []
             for n in range(10):
                 token = http.post(f"{base}/api/web/sessions", timeout=30).json()["token"]
-                mine = _open_stream(host, int(port), token)
-                _read_until(mine, b"retry: 3000")
+                mine = open_stream(base, token)
+                read_until(mine, b"retry: 3000")
                 begin = time.perf_counter()
                 http.post(f"{base}/api/web/messages", timeout=30, headers={"Authorization": f"Bearer {token}"},
                           json={"text": "how much is shipping", "client_message_id": str(n)}).raise_for_status()
-                _read_until(mine, b'"author": "bot"')
+                read_until(mine, b'"author": "bot"')
                 answers.append((time.perf_counter() - begin) * 1000)
                 mine.close()
             rss_open = server_rss_mb(process)

@@ -75,6 +75,8 @@ class ConversationProcessor:
         while True:
             try:
                 while (pending := self._store.next_pending(conversation_id)) is not None:
+                    if pending.throttled and not pending.followed and self._flooding(conversation_id):
+                        break  # the flood goes on: its last message is answered once it stops
                     self._process(pending)
             except Exception:
                 self._retry_later(conversation_id)
@@ -116,6 +118,10 @@ class ConversationProcessor:
         if waiting is not None:
             waiting.cancel()
         timer.start()
+
+    def _flooding(self, conversation_id: str) -> bool:
+        with self._lock:
+            return conversation_id in self._quiet
 
     def _quiet_over(self, conversation_id: str) -> None:
         with self._lock:

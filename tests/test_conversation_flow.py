@@ -132,8 +132,6 @@ def test_a_flood_from_one_sender_is_stored_whole_and_answered_once_it_stops(make
     settle(app)
     events = flooder.events()
     assert [e["text"] for e in events if e["kind"] == "message_in"] == [f"message number {n}" for n in range(12)]
-    replies = [e for e in events if e["kind"] == "message_out"]
-    assert len(replies) <= 6  # the three before the flood, and the flood's last message at most a few times
     store = services_of(app).store
     (transcript,) = [t for t in map(store.transcript, (c.conversation_id for c in
                                                         store.list_conversations(list(ConversationStatus))))
@@ -141,7 +139,7 @@ def test_a_flood_from_one_sender_is_stored_whole_and_answered_once_it_stops(make
     last_in = max(e.seq for e in transcript if e.kind == EventKind.MESSAGE_IN)
     assert transcript[-1].seq > last_in and transcript[-1].kind == EventKind.MESSAGE_OUT  # the last one is answered
     flagged = [e for e in transcript if e.kind == EventKind.MESSAGE_IN and e.data.get("throttled")]
-    assert len(flagged) == 9 and sum(bool(e.data.get("skipped")) for e in flagged) >= 6
+    assert len(flagged) == 9 and sum(bool(e.data.get("skipped")) for e in flagged) == 8  # all but the last
     # Agents are told on their queue page.
     queue = AgentBrowser(app, "ann@example.com").client.get("/console/").get_data(as_text=True)
     reference = store.get_conversation(transcript[0].conversation_id).reference
