@@ -99,6 +99,7 @@ class Services:
             self.telegram.close()
         if self.batching is not None:
             self.batching.close()
+        self.store.stop_checkpoints()
         self.store.close()
 
 
@@ -171,6 +172,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     """Build the store, model, index, engine and processor of one process."""
     notifier = Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
+    store.checkpoint_in_background()
     batching = None
     if encoder is None:
         encoder = batching = BatchingEncoder(

@@ -12,6 +12,7 @@ from bot.messages import Author, EventKind, InboundMessage, Profile, Reply
 from bot.outcome import Outcome
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
+from tests.servers import wait_for
 
 
 @pytest.fixture
@@ -141,4 +142,29 @@ def test_a_new_database_and_its_journal_are_readable_by_their_owner_only(tmp_pat
     store.accept(InboundMessage("web", "w-1", "m-1", "hello"))
     for name in ("switchboard.db", "switchboard.db-wal", "switchboard.db-shm"):
         assert (tmp_path / "new" / name).stat().st_mode & 0o777 == 0o600, name
+    store.close()
+
+
+def test_background_checkpoints_keep_them_off_the_requests_threads(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    store.checkpoint_in_background(interval=0.05)
+    database = tmp_path / "switchboard.db"
+    size_before = database.stat().st_size
+    settings: list[int] = []
+
+    def request(n: int) -> None:  # a request's thread opens its own connection
+        for i in range(50):
+            store.accept(InboundMessage("web", f"w-{n}-{i}", f"m-{n}-{i}", "hello " * 50))
+        settings.append(store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        store.close()
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert settings == [0, 0, 0]  # no request ever runs a checkpoint
+    # Yet the new pages reach the database file: the store's own thread copies them out of the WAL.
+    wait_for(lambda: database.stat().st_size > size_before)
+    store.stop_checkpoints()
     store.close()
