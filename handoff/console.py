@@ -195,6 +195,9 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             "state": ticket_state(conversation, transcript, outbox),
             "deliveries": {entry.reply_id: entry for entry in outbox},
             "agent_names": {a.agent_id: a.name for a in team},
+            # A tapped button arrives as its payload: agents read the title the customer saw.
+            "tapped": {b["payload"]: b["title"] for e in transcript if e.kind == EventKind.MESSAGE_OUT
+                       for b in e.data.get("buttons") or () if isinstance(b, dict) and "payload" in b and "title" in b},
             "latest_question": latest_question(transcript),
             "suggestions": [(p, suggestion_text(p)) for p in assistant.suggestions(
                 transcript, conversation.last_channel)] if can_reply else [],

@@ -11,6 +11,7 @@ from bot.messages import ConversationStatus, Event, EventKind, Passage
 from switchboard.app import services_of
 from tests.conftest import WebChat
 from tests.dialogue import RecordingChannel
+from tests.test_console import AgentBrowser
 
 POLICY = KbPolicy(answer_score=0.7, answer_margin=0.05, choice_score=0.5, choice_window=0.1, max_choices=3)
 
@@ -57,6 +58,11 @@ def test_did_you_mean_answers_the_article_chosen_and_keeps_the_choice(app: Flask
     events = [e for e in transcript(app) if e.kind == EventKind.KB_ANSWER]
     assert events[-1].data["decision"] == "chosen" and events[-1].data["chosen"] == "returns-how"
     assert events[-1].data["question"] == "how do i return something"
+    # Agents read the tap as the title the customer saw, not as its payload.
+    page = AgentBrowser(app, "ann@example.com").client.get(
+        f"/console/conversations/{events[-1].conversation_id}").get_data(as_text=True)
+    assert "How to send a return</bdi> <span class=\"tapped\">(tapped a button)</span>" in page
+    assert "/kb_article" not in page.split("Transcript", 1)[1].split("</ol>", 1)[0]
 
 
 def test_none_of_these_is_a_miss_and_the_question_reaches_the_gaps(app: Flask, customer: WebChat) -> None:
