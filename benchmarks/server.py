@@ -30,3 +30,9 @@ def server_rss_mb(process: subprocess.Popen[bytes]) -> float:
             if line.startswith("VmRSS:"):
                 total_kb += int(line.split()[1])
     return total_kb / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The value at quantile `q` (0.99: the p99) of measured values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

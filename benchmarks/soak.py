@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 from twilio.request_validator import RequestValidator
 
-from benchmarks.server import benchmark_server
+from benchmarks.server import benchmark_server, percentile
 from tests.servers import ROOT
 
 TWILIO_TOKEN = "soak-twilio-token"
@@ -203,7 +203,7 @@ def _sample(pid: int, at: float, finished: list[tuple[float, float, bool]], lock
     pids = _server_pids(pid)
     return Sample(round(at, 1), sum(_proc(p, "VmRSS") for p in pids) / 1024, sum(_proc(p, "Threads") for p in pids),
                   len(recent), sum(failed for _, failed in recent), statistics.median(latencies),
-                  latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))])
+                  percentile(latencies, 0.99))
 
 
 def write(samples: list[Sample], seconds: float, rate: float) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.server import benchmark_server, server_rss_mb
+from benchmarks.server import benchmark_server, percentile, server_rss_mb
 from tests.servers import open_stream, read_until
 
 
@@ -83,14 +83,9 @@ def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
     return StreamTimings(threads, streams, opened, open_seconds, healthz, webhook, answers, rss_idle, rss_open)
 
 
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def report(t: StreamTimings) -> str:
     def row(name: str, values: list[float]) -> str:
-        return (f"| {name} | {statistics.median(values):.1f} | {_p(values, 0.99):.1f} | "
+        return (f"| {name} | {statistics.median(values):.1f} | {percentile(values, 0.99):.1f} | "
                 f"{max(values):.1f} | {len(values)} |")
 
     return "\n".join([

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -30,6 +31,18 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; closed after the test."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-background-networking"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
 def live(app: Flask) -> Iterator[str]:
     """The app on a real loopback HTTP server, threaded for its event streams."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -39,61 +52,51 @@ def live(app: Flask) -> Iterator[str]:
     server.shutdown()
 
 
-def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str, tmp_path: Path) -> None:
+def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str, tmp_path: Path,
+                                                          browser: Any) -> None:
     expect = sync_api.expect
     services_of(app).agents.add("ann@example.com", "Ann", "agent", PASSWORD)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-background-networking"])
-        try:
-            agent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            agent.goto(f"{live}/console/login")
-            agent.fill("input[name=email]", "ann@example.com")
-            agent.fill("input[name=password]", PASSWORD)
-            agent.click("button:has-text('Sign in')")
-            expect(agent).to_have_title(re.compile(r"^Queue - Switchboard$"))
-
-            customer = browser.new_context().new_page()
-            customer.goto(f"{live}/")
-            customer.fill("#sb-text", "how much is shipping")
-            customer.press("#sb-text", "Enter")
-            expect(customer.locator("#sb-log")).to_contain_text("Standard delivery costs 4.95")
-            customer.fill("#sb-text", "I want to talk to a person")
-            customer.press("#sb-text", "Enter")
-            expect(customer.locator("#sb-log")).to_contain_text("Your reference is SB-")
-
-            # The open queue page updates by itself: title count and the new row.
-            expect(agent).to_have_title(re.compile(r"^\(1\) Queue"), timeout=10_000)
-            agent.click("table.queue a")
-            agent.click("button:has-text('Claim')")
-
-            # A suggestion from the knowledge base for the customer's question goes into the reply box.
-            expect(agent.locator(".suggestions")).to_contain_text("Shipping costs")
-            agent.locator(".suggestions button:has-text('Insert')").first.click()
-            expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
-            # The customer writes again: the open ticket shows it without a reload, and the draft stays.
-            customer.fill("#sb-text", "Do you deliver on Saturdays?")
-            customer.press("#sb-text", "Enter")
-            expect(agent.locator("#ticket-live")).to_contain_text("Do you deliver on Saturdays?", timeout=10_000)
-            expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
-
-            agent.locator(".canned button:has-text('Greeting')").click()
-            expect(agent.locator("#reply-text")).to_have_value(re.compile("Hi there, this is Ann"))
-            agent.fill("#reply-text", "Hi, this is Ann from the Puffin team. How can I help?")
-            agent.click("button:has-text('Send reply')")
-            expect(customer.locator("#sb-log")).to_contain_text("Hi, this is Ann from the Puffin team.")
-            agent.screenshot(path=str(screenshot_path(tmp_path)), full_page=True)
-
-            agent.click("button:has-text('Close')")
-            expect(customer.locator("#sb-log")).to_contain_text("How happy are you with the help you got")
-            customer.click(".sb-buttons button:has-text('4')")
-            store = services_of(app).store
-            deadline = time.monotonic() + 10
-            while not [c for c in store.list_conversations([ConversationStatus.CLOSED]) if c.csat == 4]:
-                assert time.monotonic() < deadline, "the rating did not arrive"
-                time.sleep(0.05)
-        finally:
-            browser.close()
+    agent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    agent.goto(f"{live}/console/login")
+    agent.fill("input[name=email]", "ann@example.com")
+    agent.fill("input[name=password]", PASSWORD)
+    agent.click("button:has-text('Sign in')")
+    expect(agent).to_have_title(re.compile(r"^Queue - Switchboard$"))
+    customer = browser.new_context().new_page()
+    customer.goto(f"{live}/")
+    customer.fill("#sb-text", "how much is shipping")
+    customer.press("#sb-text", "Enter")
+    expect(customer.locator("#sb-log")).to_contain_text("Standard delivery costs 4.95")
+    customer.fill("#sb-text", "I want to talk to a person")
+    customer.press("#sb-text", "Enter")
+    expect(customer.locator("#sb-log")).to_contain_text("Your reference is SB-")
+    # The open queue page updates by itself: title count and the new row.
+    expect(agent).to_have_title(re.compile(r"^\(1\) Queue"), timeout=10_000)
+    agent.click("table.queue a")
+    agent.click("button:has-text('Claim')")
+    # A suggestion from the knowledge base for the customer's question goes into the reply box.
+    expect(agent.locator(".suggestions")).to_contain_text("Shipping costs")
+    agent.locator(".suggestions button:has-text('Insert')").first.click()
+    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+    # The customer writes again: the open ticket shows it without a reload, and the draft stays.
+    customer.fill("#sb-text", "Do you deliver on Saturdays?")
+    customer.press("#sb-text", "Enter")
+    expect(agent.locator("#ticket-live")).to_contain_text("Do you deliver on Saturdays?", timeout=10_000)
+    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+    agent.locator(".canned button:has-text('Greeting')").click()
+    expect(agent.locator("#reply-text")).to_have_value(re.compile("Hi there, this is Ann"))
+    agent.fill("#reply-text", "Hi, this is Ann from the Puffin team. How can I help?")
+    agent.click("button:has-text('Send reply')")
+    expect(customer.locator("#sb-log")).to_contain_text("Hi, this is Ann from the Puffin team.")
+    agent.screenshot(path=str(screenshot_path(tmp_path)), full_page=True)
+    agent.click("button:has-text('Close')")
+    expect(customer.locator("#sb-log")).to_contain_text("How happy are you with the help you got")
+    customer.click(".sb-buttons button:has-text('4')")
+    store = services_of(app).store
+    deadline = time.monotonic() + 10
+    while not [c for c in store.list_conversations([ConversationStatus.CLOSED]) if c.csat == 4]:
+        assert time.monotonic() < deadline, "the rating did not arrive"
+        time.sleep(0.05)
 
 
 def screenshot_path(tmp_path: Path) -> Path:
@@ -104,56 +107,45 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 
 def test_a_web_chat_customer_verifies_their_email_and_is_linked(
-        app: Flask, live: str, caplog: pytest.LogCaptureFixture) -> None:
+        app: Flask, live: str, caplog: pytest.LogCaptureFixture, browser: Any) -> None:
     expect = sync_api.expect
     store = services_of(app).store
     known, _ = store.import_customer({"email": "ana@example.com", "phone": "+4915100000001", "name": "Ana"})
     caplog.set_level(logging.WARNING, logger="bot.email")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-background-networking"])
-        try:
-            page = browser.new_context().new_page()
-            page.goto(f"{live}/")
-            page.fill("#sb-text", "hello")
-            page.press("#sb-text", "Enter")
-            expect(page.locator("#sb-log")).to_contain_text("hello")
-            page.click(".sb-email summary")
-            page.fill("#sb-email-address", "ana@example.com")
-            page.click("#sb-email-form button")
-            expect(page.locator("#sb-email-status")).to_contain_text("We sent you a code")
-            page.fill("#sb-email-code", "000000")
-            page.click("#sb-code-form button")
-            expect(page.locator("#sb-email-status")).to_contain_text("that code is not right")
-            (code,) = re.findall(r"Your code is (\d{6})", caplog.text)
-            page.fill("#sb-email-code", code)
-            page.click("#sb-code-form button")
-            expect(page.locator("#sb-email-status")).to_contain_text("Your earlier conversations are connected")
-        finally:
-            browser.close()
+    page = browser.new_context().new_page()
+    page.goto(f"{live}/")
+    page.fill("#sb-text", "hello")
+    page.press("#sb-text", "Enter")
+    expect(page.locator("#sb-log")).to_contain_text("hello")
+    page.click(".sb-email summary")
+    page.fill("#sb-email-address", "ana@example.com")
+    page.click("#sb-email-form button")
+    expect(page.locator("#sb-email-status")).to_contain_text("We sent you a code")
+    page.fill("#sb-email-code", "000000")
+    page.click("#sb-code-form button")
+    expect(page.locator("#sb-email-status")).to_contain_text("that code is not right")
+    (code,) = re.findall(r"Your code is (\d{6})", caplog.text)
+    page.fill("#sb-email-code", code)
+    page.click("#sb-code-form button")
+    expect(page.locator("#sb-email-status")).to_contain_text("Your earlier conversations are connected")
     assert [channel for channel, _ in store.get_customer(store.current_customer(known)).identities] == ["web"]
     assert store.get_customer(store.current_customer(known)).email == "ana@example.com"
 
 
-def test_did_you_mean_and_did_this_help_in_the_widget(app: Flask, live: str, tmp_path: Path) -> None:
+def test_did_you_mean_and_did_this_help_in_the_widget(app: Flask, live: str, tmp_path: Path,
+                                                      browser: Any) -> None:
     expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-background-networking"])
-        try:
-            customer = browser.new_context(viewport={"width": 480, "height": 800}).new_page()
-            customer.goto(f"{live}/")
-            customer.fill("#sb-text", "how do i return something")
-            customer.press("#sb-text", "Enter")
-            log = customer.locator("#sb-log")
-            expect(log).to_contain_text("which of these you mean")
-            customer.click("button:has-text('How to send a return')")
-            expect(log).to_contain_text("Did this help?")
-            # The tap shows as the article's title, never as its payload.
-            expect(log.locator("li.customer").last).to_have_text("How to send a return")
-            expect(log).not_to_contain_text("/kb_article")
-            customer.locator("button:has-text('Yes')").last.click()
-            expect(log).to_contain_text("Glad it helped!")
-            customer.screenshot(path=str(tmp_path / "widget-choices.png"), full_page=True)
-        finally:
-            browser.close()
+    customer = browser.new_context(viewport={"width": 480, "height": 800}).new_page()
+    customer.goto(f"{live}/")
+    customer.fill("#sb-text", "how do i return something")
+    customer.press("#sb-text", "Enter")
+    log = customer.locator("#sb-log")
+    expect(log).to_contain_text("which of these you mean")
+    customer.click("button:has-text('How to send a return')")
+    expect(log).to_contain_text("Did this help?")
+    # The tap shows as the article's title, never as its payload.
+    expect(log.locator("li.customer").last).to_have_text("How to send a return")
+    expect(log).not_to_contain_text("/kb_article")
+    customer.locator("button:has-text('Yes')").last.click()
+    expect(log).to_contain_text("Glad it helped!")
+    customer.screenshot(path=str(tmp_path / "widget-choices.png"), full_page=True)
