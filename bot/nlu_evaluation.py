@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from bot.nlu import FALLBACK, OUT_OF_SCOPE, IntentPrediction
@@ -30,6 +31,7 @@ class NluReport:
     out_of_scope_examples: int
     out_of_scope_rejected: int
     threshold: float
+    top_guess_accuracy: float   # in scope, had nothing been rejected: what rejection costs
     intents: tuple[IntentScore, ...]
     confusions: tuple[tuple[str, str, int], ...]   # (intent, predicted, count), most frequent first
     predictions: tuple[dict[str, Any], ...]        # one per test example, in file order
@@ -63,9 +65,24 @@ def evaluate(examples: Sequence[Example], predictions: Sequence[IntentPrediction
         out_of_scope_examples=gold.count(FALLBACK),
         out_of_scope_rejected=sum(1 for g, p in zip(gold, predicted, strict=True) if g == p == FALLBACK),
         threshold=round(threshold, 4),
+        top_guess_accuracy=round(sum(p.best_guess[0] == e.intent for e, p in zip(examples, predictions, strict=True)
+                                     if e.intent != OUT_OF_SCOPE) / len(in_scope), 4) if in_scope else 0.0,
         intents=tuple(sorted(scores, key=lambda score: score.intent)),
         confusions=tuple((OUT_OF_SCOPE if g == FALLBACK else g, p, n)
                          for (g, p), n in mistakes.most_common(confusions)),
         predictions=tuple({"text": e.text, "intent": e.intent, "predicted": p.intent or FALLBACK,
                            "confidence": p.confidence} for e, p in zip(examples, predictions, strict=True)),
     )
+
+
+def nearest_neighbour_accuracy(train: Sequence[Example], train_vectors: np.ndarray, test: Sequence[Example],
+                               test_vectors: np.ndarray) -> float:
+    """In-scope accuracy of the plainest few-shot classifier, the baseline to beat: each test message takes
+    the intent of its most similar training example (cosine on the same unit vectors; no rejection)."""
+    labels = np.array([e.intent for e in train])
+    keep = labels != OUT_OF_SCOPE
+    rows = [i for i, e in enumerate(test) if e.intent != OUT_OF_SCOPE]
+    if not keep.any() or not rows:
+        return 0.0
+    nearest = labels[keep][(test_vectors[rows] @ train_vectors[keep].T).argmax(axis=1)]
+    return round(float(np.mean(nearest == np.array([test[i].intent for i in rows]))), 4)

@@ -209,7 +209,7 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int) 
     import time
 
     from bot.nlu import IntentClassifier
-    from bot.nlu_evaluation import evaluate
+    from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
     from bot.training_data import load_nlu
     from kb_index.encoder import ProgressEncoder, load_encoder
 
@@ -227,7 +227,11 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int) 
         classifier = IntentClassifier(encoder, train.examples, progress=stage)
         stage("encoding test examples")
         texts = [e.text for e in test.examples]
-        predictions = classifier.predict_batch(texts, encoder.encode(texts))
+        vectors = encoder.encode(texts)
+        predictions = classifier.predict_batch(texts, vectors)
+        stage("nearest-neighbour baseline")
+        baseline = nearest_neighbour_accuracy(train.examples, encoder.encode([e.text for e in train.examples]),
+                                              test.examples, vectors)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     unknown = sorted({e.intent for e in test.examples} - set(classifier.intents) - {"out_of_scope"})
@@ -237,13 +241,16 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int) 
     report = evaluate(test.examples, predictions, classifier.threshold, confusions)
     seconds = time.monotonic() - started
     if as_json:
-        click.echo(json.dumps({**report.as_json(), "train_examples": len(train.examples),
+        click.echo(json.dumps({**report.as_json(), "nearest_neighbour_accuracy": baseline,
+                               "train_examples": len(train.examples),
                                "test_examples": len(test.examples), "seconds": round(seconds, 1)}, indent=2))
         return
     click.echo(f"Trained on {len(train.examples)} examples of {len(classifier.intents)} intents, tested on "
                f"{len(test.examples)} in {seconds:.0f} s; rejection threshold {report.threshold:.3f}")
     click.echo(f"  accuracy            {report.accuracy:.3f}")
-    click.echo(f"  in-scope accuracy   {report.in_scope_accuracy:.3f}")
+    click.echo(f"  in-scope accuracy   {report.in_scope_accuracy:.3f}  ({report.top_guess_accuracy:.3f} had nothing "
+               "been rejected)")
+    click.echo(f"  nearest neighbour   {baseline:.3f}  (in scope, the same embeddings, no rejection: the baseline)")
     click.echo(f"  macro F1            {report.macro_f1:.3f}")
     if report.out_of_scope_examples:
         click.echo(f"  out of scope        {report.out_of_scope_rejected} of {report.out_of_scope_examples} "

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bot.errors import SwitchboardError
 from bot.nlu import FALLBACK, IntentClassifier, IntentPrediction
-from bot.nlu_evaluation import evaluate
+from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
 from bot.ports import Encoder
 from bot.training_data import Example, load_nlu
 from switchboard.cli import main
@@ -48,6 +48,9 @@ def test_nlu_test_json_reports_accuracy_and_every_prediction_in_file_order(cli_e
     assert report["accuracy"] >= 0.9 and report["in_scope_accuracy"] >= 0.9
     assert report["out_of_scope_examples"] == 40 and report["out_of_scope_rejected"] >= 30
     assert report["train_examples"] == 320 and report["test_examples"] == 400
+    # The classifier beats the nearest-neighbour baseline on the same embeddings.
+    assert 0.8 <= report["nearest_neighbour_accuracy"] < report["in_scope_accuracy"]
+    assert report["top_guess_accuracy"] >= report["in_scope_accuracy"]
 
 
 def test_nlu_test_prints_per_intent_scores_and_confusions(cli_env: None) -> None:
@@ -59,6 +62,15 @@ def test_nlu_test_prints_per_intent_scores_and_confusions(cli_env: None) -> None
     assert "  order_status  " in result.stdout and "precision  recall     F1  support" in result.stdout
     assert len(re.findall(r"^ +\d+  \S+ -> \S+$", result.stdout, re.MULTILINE)) == 3
     assert "calibrating rejection (fold 5 of 5)" in result.stderr
+
+
+def test_nearest_neighbour_baseline_takes_the_closest_in_scope_example() -> None:
+    train = examples(("refund", "a"), ("greet", "b"), ("out_of_scope", "c"))
+    test = examples(("refund", "x"), ("greet", "y"), ("out_of_scope", "z"))
+    train_vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    # "x" is nearest the out-of-scope example but counts its nearest intent; "y" is nearer "refund": wrong.
+    test_vectors = np.array([[0.8, 0.6], [0.9, 0.1], [0.7, 0.7]])
+    assert nearest_neighbour_accuracy(train, train_vectors, test, test_vectors) == 0.5
 
 
 def test_nlu_test_explains_unusable_training_data(cli_env: None, tmp_path: Path) -> None:
