@@ -129,7 +129,8 @@ def report(result: ReplyLatency, threads: int) -> str:
         row("bare encode + hybrid search (FAISS + BM25) of the same text", result.bare),
         "",
         f"Engine overhead: the reply's median is {ratio:.2f}x the bare encode + search median "
-        f"({result.reply.p50 - result.bare.p50:+.1f} ms: sentiment and intent scoring, the order "
+        f"({result.reply.p50 - result.bare.p50:+.1f} ms: the intent encoder's own encode of the message with the "
+        "default `SWITCHBOARD_INTENT_ENCODER=tuned`, sentiment and intent scoring, the order "
         "action for \"where is my order\", templating, the SQLite transaction with `synchronous=FULL`, "
         "and the hand-over between threads).",
         "",

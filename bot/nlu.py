@@ -1,10 +1,13 @@
 """Intent recognition over Rasa-format training data.
 
 A logistic regression over two views of a message: its sentence embedding (meaning) and
-its character n-grams (wording, typos, product codes). Messages that fit no intent are
-rejected as Rasa's `nlu_fallback`: by an `out_of_scope` class when the training data has
-examples of it, and by a confidence threshold calibrated on held-out folds of the
-training data.
+its character n-grams (wording, typos, product codes). The embedding comes from the shared
+encoder or, given a tuner, from a copy of it tuned on the training examples
+(kb_index/tuning.py), which tells close intents apart far better. Messages that fit no intent
+are rejected as Rasa's `nlu_fallback`: by an `out_of_scope` class when the training data has
+examples of it, and by a confidence threshold calibrated on held-out folds of the training
+data (with a tuner, each fold's encoder is tuned without the fold's held-out examples, so the
+threshold is not set on examples the encoder has seen).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import sparse
@@ -29,6 +33,16 @@ OUT_OF_SCOPE = "out_of_scope"   # the training intent for messages no intent cov
 FALLBACK = "nlu_fallback"       # what a rejected message is predicted as
 
 Progress = Callable[[str], None]
+
+
+class EncoderTuner(Protocol):
+    def tuned(self, examples: Sequence[Example]) -> Encoder:
+        """An encoder tuned on the examples."""
+        ...
+
+    def fold_vectors(self, train: Sequence[Example], texts: Sequence[str]) -> np.ndarray:
+        """`texts` encoded by an encoder tuned on `train` alone (a calibration fold's)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,14 +64,14 @@ class ClassifierOptions:
     # Without out-of-scope examples: keep this share of correct held-out predictions.
     in_scope_recall: float = 0.95
     max_iter: int = 2000
+    tuned_folds: int = 3           # fewer folds when each fold tunes an encoder: a time budget
 
 
 class IntentClassifier:
     """Classifies messages into the intents of the training examples, or rejects them."""
 
     def __init__(self, encoder: Encoder, examples: Sequence[Example], options: ClassifierOptions | None = None,
-                 progress: Progress | None = None) -> None:
-        self._encoder = encoder
+                 progress: Progress | None = None, tuner: EncoderTuner | None = None) -> None:
         self._options = options or ClassifierOptions()
         report = progress or (lambda stage: None)
         texts = [e.text for e in examples]
@@ -66,9 +80,14 @@ class IntentClassifier:
         if len(set(labels)) < 2 or not intents:
             raise SwitchboardError("intent training needs examples of at least two intents (out_of_scope counts "
                                    "as one)")
+        self.tuned = tuner is not None
+        if tuner is not None:
+            report("tuning the encoder on the training examples")
+            encoder = tuner.tuned(examples)
+        self._encoder = encoder
         report("encoding training examples")
         vectors = encoder.encode(texts)
-        self.threshold = self._calibrate(texts, vectors, labels, report)
+        self.threshold = self._calibrate(examples, vectors, labels, report, tuner)
         report("training")
         self._ngrams, model = self._fit(texts, vectors, labels)
         self.intents = sorted(intents)
@@ -83,12 +102,18 @@ class IntentClassifier:
         self._model = model
 
     def predict(self, text: str, vector: np.ndarray | None = None, ranking: int = 5) -> IntentPrediction:
-        """Classify one message (its unit-length vector, if already encoded)."""
-        vectors = self._encoder.encode([text]) if vector is None else vector.reshape(1, -1)
-        return self.predict_batch([text], vectors, ranking)[0]
+        """Classify one message; `vector` is its unit-length vector from the shared encoder, if already encoded
+        (a classifier with a tuned encoder encodes the message itself)."""
+        if vector is None or self.tuned:
+            return self.predict_batch([text], None, ranking)[0]
+        return self.predict_batch([text], vector.reshape(1, -1), ranking)[0]
 
-    def predict_batch(self, texts: Sequence[str], vectors: np.ndarray, ranking: int = 5) -> list[IntentPrediction]:
-        """Classify many messages at once."""
+    def predict_batch(self, texts: Sequence[str], vectors: np.ndarray | None = None,
+                      ranking: int = 5) -> list[IntentPrediction]:
+        """Classify many messages at once (`vectors`: theirs from the shared encoder, if the classifier has no
+        tuned one)."""
+        if vectors is None or self.tuned:
+            vectors = self._encoder.encode(list(texts))
         probabilities = self._probabilities(texts, vectors)
         classes = self._classes
         predictions = []
@@ -141,10 +166,12 @@ class IntentClassifier:
             model.fit(self._features(ngrams, texts, vectors), labels)
         return ngrams, model
 
-    def _calibrate(self, texts: Sequence[str], vectors: np.ndarray, labels: np.ndarray, report: Progress) -> float:
+    def _calibrate(self, examples: Sequence[Example], vectors: np.ndarray, labels: np.ndarray, report: Progress,
+                   tuner: EncoderTuner | None) -> float:
         """The confidence below which a message is rejected, chosen on held-out folds."""
+        texts = [e.text for e in examples]
         _, counts = np.unique(labels, return_counts=True)
-        folds = min(self._options.folds, int(counts.max()))
+        folds = min(self._options.tuned_folds if tuner else self._options.folds, int(counts.max()))
         if folds < 2 or counts.min() < 2:
             return 0.0 if OUT_OF_SCOPE in labels else 0.2  # too few examples to hold any out
         confidence = np.zeros(len(labels))
@@ -156,8 +183,11 @@ class IntentClassifier:
             splits = list(splitter.split(vectors, labels))
         for number, (train, held_out) in enumerate(splits, 1):
             report(f"calibrating rejection (fold {number} of {folds})")
-            ngrams, model = self._fit(list(texts_array[train]), vectors[train], labels[train])
-            rows = model.predict_proba(self._features(ngrams, list(texts_array[held_out]), vectors[held_out]))
+            fold_vectors = vectors
+            if tuner is not None:
+                fold_vectors = tuner.fold_vectors([examples[i] for i in train], texts)
+            ngrams, model = self._fit(list(texts_array[train]), fold_vectors[train], labels[train])
+            rows = model.predict_proba(self._features(ngrams, list(texts_array[held_out]), fold_vectors[held_out]))
             confidence[held_out] = rows.max(axis=1)
             predicted[held_out] = model.classes_[rows.argmax(axis=1)]
         in_scope = labels != OUT_OF_SCOPE

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +58,7 @@ from kb_index.encoder import BatchingEncoder, load_encoder
 from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import BuildOptions
+from kb_index.tuning import ContrastiveTuner
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,18 +147,43 @@ def action_server(settings: Settings) -> ActionServer | None:
     return InProcessActionServer(*packages) if packages else None
 
 
-@functools.lru_cache(maxsize=8)
-def trained_classifier(encoder: Encoder, examples: tuple[Example, ...]) -> IntentClassifier:
-    """Train the intent classifier once per process for the same encoder and examples (it is read-only
-    once trained, so engines share it)."""
-    return IntentClassifier(encoder, examples)
+INTENT_ENCODERS = ("tuned", "shared")
+
+
+def intent_tuner(settings: Settings, progress: Callable[[str], None] | None = None) -> ContrastiveTuner | None:
+    """The tuner of the intent encoder, or None when intents use the shared encoder (SWITCHBOARD_INTENT_ENCODER)."""
+    if settings.intent_encoder not in INTENT_ENCODERS:
+        raise SwitchboardError(f"SWITCHBOARD_INTENT_ENCODER must be one of {', '.join(INTENT_ENCODERS)}, "
+                               f"not {settings.intent_encoder!r}")
+    if settings.intent_encoder == "shared":
+        return None
+    return ContrastiveTuner(settings.model, settings.index_dir / "nlu", settings.encoder, progress=progress)
+
+
+_classifiers: dict[tuple[Any, ...], IntentClassifier] = {}
+_classifiers_lock = threading.Lock()
+
+
+def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Example, ...]) -> IntentClassifier:
+    """Train the intent classifier once per process for the same encoder, examples and model settings (it is
+    read-only once trained, so engines share it, whichever index directory they keep their files in)."""
+    key = (encoder, examples, settings.model, settings.encoder, settings.intent_encoder)
+    with _classifiers_lock:
+        found = _classifiers.get(key)
+        if found is None:
+            tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage))
+            found = IntentClassifier(encoder, examples, tuner=tuner)
+            while len(_classifiers) >= 8:
+                del _classifiers[next(iter(_classifiers))]
+            _classifiers[key] = found
+    return found
 
 
 def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, memory: DialogueMemory,
                  clock: Callable[[], datetime] = utcnow) -> Engine:
     """The dialogue engine over the configured Rasa files, handoff policy and actions."""
     model, nlu = load_dialogue(settings)
-    classifier = trained_classifier(encoder, nlu.examples)  # type: ignore[arg-type]  # hashed by identity
+    classifier = trained_classifier(settings, encoder, nlu.examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
                   policy=EnginePolicy(kb=kb_policy(settings)), clock=clock)
 

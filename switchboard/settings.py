@@ -33,6 +33,9 @@ class Settings:
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
     encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran
     hnsw_min_chunks: int = 20_000
+    # tuned: intents are told apart on a copy of the encoder tuned on data/nlu.yml (trained once per change of
+    # the examples, kept in var/kb_index/nlu); shared: on the encoder the KB uses (faster start, less exact).
+    intent_encoder: str = "tuned"
     secret_key: str = ""  # empty: generated once and kept in var/secret_key
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"

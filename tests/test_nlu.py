@@ -34,7 +34,8 @@ def cli_env(tmp_path: Path, onnx_dir: Path, encoder: Encoder, monkeypatch: pytes
 
 def test_nlu_test_json_reports_accuracy_and_every_prediction_in_file_order(cli_env: None) -> None:
     result = CliRunner().invoke(main, ["nlu", "test", "--train", str(EVAL / "train.yml"),
-                                       "--test", str(EVAL / "test.yml"), "--json"])
+                                       "--test", str(EVAL / "test.yml"), "--json",
+                                       "--intent-encoder", "shared"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     test = load_nlu(EVAL / "test.yml").examples
@@ -55,9 +56,10 @@ def test_nlu_test_json_reports_accuracy_and_every_prediction_in_file_order(cli_e
 
 def test_nlu_test_prints_per_intent_scores_and_confusions(cli_env: None) -> None:
     result = CliRunner().invoke(main, ["nlu", "test", "--train", str(EVAL / "train.yml"),
-                                       "--test", str(EVAL / "test.yml"), "--confusions", "3"])
+                                       "--test", str(EVAL / "test.yml"), "--confusions", "3",
+                                       "--intent-encoder", "shared"])
     assert result.exit_code == 0, result.output
-    assert "Trained on 320 examples of 30 intents, tested on 400" in result.stdout
+    assert "Trained on 320 examples of 30 intents (shared encoder), tested on 400" in result.stdout
     assert "rejected (predicted nlu_fallback)" in result.stdout
     assert "  order_status  " in result.stdout and "precision  recall     F1  support" in result.stdout
     assert len(re.findall(r"^ +\d+  \S+ -> \S+$", result.stdout, re.MULTILINE)) == 3
