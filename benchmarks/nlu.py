@@ -152,8 +152,8 @@ def report(results: list[QualityResult], big: ScaleResult) -> str:
         "## Intent classification",
         "",
         "10-shot sets of `data/nlu_eval`: the fine-grained one (55 close intents, 15 out-of-scope training "
-        "examples; dev and test 220 in-scope messages each and 24 and 25 out-of-scope; tuned on dev only) and the older "
-        "30-intent one (20 out-of-scope training examples; 360 in-scope and 40 out-of-scope test messages). "
+        "examples; dev and test 220 in-scope messages each and 24 and 25 out-of-scope; tuned on dev only) and the "
+        "older 30-intent one (20 out-of-scope training examples; 360 in-scope and 40 out-of-scope test messages). "
         "In-scope accuracy counts a rejected in-scope message as wrong; nearest neighbour rejects nothing.",
         "",
         "| test set | classifier | in-scope accuracy | had nothing been rejected | out of scope rejected | "

@@ -19,9 +19,18 @@ from bot.processor import ConversationProcessor
 log = logging.getLogger(__name__)
 
 
+def without_lone_surrogates(text: str) -> str:
+    """`text` with lone surrogates (which JSON can carry but no store can keep) replaced by "?"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def clean_text(text: str) -> str:
     """Drop NUL characters and replace lone surrogates, which no store can keep."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return without_lone_surrogates(text.replace("\x00", ""))
 
 
 class SenderThrottle:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
+from bot.inbox import without_lone_surrogates
 
 # What a 503 asks a client to wait before trying again.
 RETRY_AFTER_SECONDS = 5
@@ -21,22 +22,21 @@ RETRY_AFTER_SECONDS = 5
 _COUNT = re.compile(r"[0-9]{1,15}")
 
 
-def readable(text: str) -> str:
-    """`text` with lone surrogates (which JSON can carry but no store can keep) replaced."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
+def bearer_token() -> str:
+    """The token of `Authorization: Bearer`, else the `token` query parameter (an EventSource cannot set
+    headers); empty if neither."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    return token or request.args.get("token", "")
 
 
 def _readable_json(value: Any) -> Any:
     if isinstance(value, str):
-        return readable(value)
+        return without_lone_surrogates(value)
     if isinstance(value, list):
         return [_readable_json(item) for item in value]
     if isinstance(value, dict):
-        return {readable(key): _readable_json(item) for key, item in value.items()}
+        return {without_lone_surrogates(key): _readable_json(item) for key, item in value.items()}
     return value
 
 

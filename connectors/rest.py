@@ -14,13 +14,13 @@ from __future__ import annotations
 import hmac
 import uuid
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from bot.errors import NotAuthenticated
 from bot.inbox import Inbox
 from bot.messages import Author, InboundMessage
 from bot.ports import ConversationStore
-from connectors.http import answer_errors_as_json, field, json_object
+from connectors.http import answer_errors_as_json, bearer_token, field, json_object
 
 CHANNEL = "rest"
 
@@ -35,9 +35,7 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
         """Whether the caller showed the configured token; NotAuthenticated if one is configured and it did not."""
         if not token:
             return False
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token", "")
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not hmac.compare_digest(bearer_token().encode(), token.encode()):
             raise NotAuthenticated("this REST channel needs its token: ?token=... or Authorization: Bearer ...")
         return True
 

@@ -18,7 +18,7 @@ from bot.inbox import Inbox
 from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
 from bot.ports import ConversationStore, WebSessionStore
-from connectors.http import answer_errors_as_json, count, field, json_object, optional_field
+from connectors.http import answer_errors_as_json, bearer_token, count, field, json_object, optional_field
 from connectors.streams import StreamSlots, event_stream_response
 
 CHANNEL = "web"
@@ -50,10 +50,7 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
     answer_errors_as_json(web)
 
     def session_external_id() -> str:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        # EventSource cannot set headers, so the stream also takes the token as a parameter.
-        token = token or request.args.get("token", "")
+        token = bearer_token()
         external_id = sessions.web_session(_token_hash(token), utcnow()) if token else None
         if external_id is None:
             raise NotAuthenticated("a valid session token is required: POST /api/web/sessions for one")

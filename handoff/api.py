@@ -15,7 +15,7 @@ from bot.errors import InvalidMessage, NotAuthenticated, NotFound
 from bot.messages import Agent, Button, Conversation, ConversationStatus, Event, EventKind, utcnow
 from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
-from connectors.http import answer_errors_as_json, field, json_object, optional_field
+from connectors.http import answer_errors_as_json, bearer_token, field, json_object, optional_field
 from connectors.streams import StreamSlots
 from handoff.agents import AgentDirectory
 from handoff.assist import ReplyAssistant, suggestion_text
@@ -45,10 +45,6 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
                      csat_question: CsatQuestion = lambda: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
-
-    def bearer_token() -> str:
-        header = request.headers.get("Authorization", "")
-        return header[7:].strip() if header.lower().startswith("bearer ") else request.args.get("token", "")
 
     def current_agent() -> Agent:
         agent = directory.signed_in(bearer_token())
