@@ -92,19 +92,24 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return one normalised vector per text."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        batches = [self._encode(texts[i:i + 64]) for i in range(0, len(texts), 64)]
-        return np.vstack(batches)
+        return self.encode_outputs(texts)[0]
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_outputs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One normalised vector per text for each of the graph's outputs (a graph may have several heads)."""
+        heads = len(self._session.get_outputs())
+        if not texts:
+            return [np.zeros((0, self.dimension), dtype=np.float32) for _ in range(heads)]
+        batches = [self._encode(texts[i:i + 64]) for i in range(0, len(texts), 64)]
+        return [np.vstack([batch[head] for batch in batches]) for head in range(heads)]
+
+    def _encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                             "token_type_ids": np.zeros_like(ids)})
-        summed = (hidden * mask[..., None]).sum(axis=1)
-        return _normalise(summed / np.maximum(mask.sum(axis=1, keepdims=True), 1))
+        outputs = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                           "token_type_ids": np.zeros_like(ids)})
+        tokens = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        return [_normalise((hidden * mask[..., None]).sum(axis=1) / tokens) for hidden in outputs]
 
 
 def _max_seq_length(model_path: Path) -> int:
@@ -145,28 +150,35 @@ def export_onnx(model_path: Path, cache_dir: Path) -> Path:
                               token_type_ids=token_type_ids).last_hidden_state
 
     model = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
+    trace_to_onnx(LastHiddenState(model), ["last_hidden_state"], target)
+    log.info("exported %s to %s", model_path.name, target)
+    return target
+
+
+def trace_to_onnx(module: Any, outputs: Sequence[str], target: Path) -> None:
+    """Export a module taking (input_ids, attention_mask, token_type_ids) and returning token states, with
+    batch and sequence length left dynamic; written whole or not at all."""
+    import torch
+
     sample = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
     os.close(handle)
     try:
         # The tracer warns about shapes it treats as constants; the dynamic axes cover them.
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                LastHiddenState(model), (sample, sample, torch.zeros_like(sample)), staging,
-                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                              "last_hidden_state": axes},
+                module.eval(), (sample, sample, torch.zeros_like(sample)), staging,
+                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=list(outputs),
+                dynamic_axes={name: axes for name in ("input_ids", "attention_mask", "token_type_ids", *outputs)},
                 opset_version=17, dynamo=False,
             )
         os.replace(staging, target)
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
-    log.info("exported %s to %s", model_path.name, target)
-    return target
 
 
 def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:

@@ -12,9 +12,13 @@ are packed into one cluster far from the intents; the off-topic messages custome
 are not in that cluster, land next to some intent, and are no longer rejected.
 
 The tuned copy is saved under a name that hashes the base weights, the examples and the
-options, so a restart with the same training data loads it instead of training again, and is
-run with ONNX Runtime like the base encoder. The calibration folds' vectors are kept the same
-way, so a restart trains nothing.
+options, so a restart with the same training data loads it instead of training again. The
+calibration folds' vectors are kept the same way, so a restart trains nothing.
+
+Since only the top layers differ, the server runs both encoders as one ONNX graph
+(`TwoHeadEncoder`): the lower layers once, then the base and the tuned top layers, so a
+message costs about a third more than one encode rather than two. Run as two models, each
+evicted the other's weights from the CPU's caches: 8 ms a message against 2 ms for one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import os
 import random
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ import numpy as np
 from bot.nlu import OUT_OF_SCOPE
 from bot.ports import Encoder
 from bot.training_data import Example
-from kb_index.encoder import load_encoder, resolve_model_path, weights_digest
+from kb_index.encoder import OnnxEncoder, load_encoder, resolve_model_path, trace_to_onnx, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,12 @@ class ContrastiveTuner:
     """Tunes copies of the base encoder on training examples; the classifier asks it for encoders."""
 
     def __init__(self, model: str, cache_dir: Path, backend: str = "auto", options: TuningOptions | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, one_graph: bool = False) -> None:
+        """`one_graph`: `tuned` gives the intent head of a `TwoHeadEncoder`, kept in `heads` for the caller to
+        encode everything else with (a server); else a model of its own (`switchboard nlu test`)."""
         self._model_path = resolve_model_path(model)
+        self._one_graph = one_graph
+        self.heads: TwoHeadEncoder | None = None
         self._cache_dir = cache_dir
         self._backend = backend
         self.options = options or TuningOptions()
@@ -71,6 +81,23 @@ class ContrastiveTuner:
 
     def tuned(self, examples: Sequence[Example]) -> Encoder:
         """An encoder tuned on `examples`, run with ONNX Runtime (trained once, then loaded from the cache)."""
+        if self._one_graph:
+            self.heads = self.two_heads(examples)
+            return self.heads.intents
+        return load_encoder(str(self._tuned_copy(examples)), self._cache_dir / "onnx", self._backend)
+
+    def two_heads(self, examples: Sequence[Example]) -> TwoHeadEncoder:
+        """The base encoder and the one tuned on `examples` as one ONNX graph (see the module's doc)."""
+        tuned = self._tuned_copy(examples)
+        target = self._cache_dir / "onnx" / f"two-heads-{weights_digest(self._model_path)}-{weights_digest(tuned)}.onnx"
+        if target.exists():
+            os.utime(target)
+        else:
+            export_two_heads(self._model_path, tuned, self.options.layers, target)
+            self._prune("onnx/two-heads-*.onnx", KEEP)
+        return TwoHeadEncoder(target, self._model_path)
+
+    def _tuned_copy(self, examples: Sequence[Example]) -> Path:
         target = self._cache_dir / f"intents-{self._key(examples)}"
         if target.is_dir():
             log.info("intent encoder tuned on these examples already: %s", target.name)
@@ -85,7 +112,7 @@ class ContrastiveTuner:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             self._prune("intents-*", KEEP)
-        return load_encoder(str(target), self._cache_dir / "onnx", self._backend)
+        return target
 
     def fold_vectors(self, train: Sequence[Example], texts: Sequence[str]) -> np.ndarray:
         """`texts` encoded by a copy tuned on `train` alone: a calibration fold's view (the copy is not kept)."""
@@ -188,3 +215,84 @@ def _supervised_contrastive(embeddings: Any, labels: Any, temperature: float) ->
         return None
     pulled = log_probability.masked_fill(~partners, 0.0).sum(dim=1)
     return -(pulled[anchors] / counts[anchors]).mean()
+
+
+def export_two_heads(base_path: Path, tuned_path: Path, layers: int, target: Path) -> None:
+    """One ONNX graph with two outputs: the base model's token states, and those of the copy whose top
+    `layers` were tuned (the layers below are the base model's, shared)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from transformers import AutoModel
+    from transformers.masking_utils import create_bidirectional_mask
+
+    base = AutoModel.from_pretrained(str(base_path), local_files_only=True).eval()
+    tuned = AutoModel.from_pretrained(str(tuned_path), local_files_only=True).eval()
+    split = len(base.encoder.layer) - layers
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.base = base
+            self.tuned_top = torch.nn.ModuleList(list(tuned.encoder.layer)[split:])
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            states = self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            mask = create_bidirectional_mask(config=self.base.config, inputs_embeds=states,
+                                             attention_mask=attention_mask)
+            for layer in self.base.encoder.layer[:split]:
+                states = layer(states, mask)
+            shared, intents = states, states
+            for layer in self.base.encoder.layer[split:]:
+                shared = layer(shared, mask)
+            for layer in self.tuned_top:
+                intents = layer(intents, mask)
+            return shared, intents
+
+    trace_to_onnx(TwoHeads(), ["base", "intents"], target)
+    log.info("exported the base and the intent encoder as one graph: %s", target.name)
+
+
+class TwoHeadEncoder:
+    """The base encoder (`encode`, for the knowledge base and everything else) and the intent encoder
+    (`intents.encode`) from one run of one graph.
+
+    A message is encoded once, by the engine through `encode`; the intent vectors of the texts it
+    encoded last are kept for the moment `intents.encode` asks for them, and computed if they are gone.
+    """
+
+    def __init__(self, onnx_path: Path, model_path: Path, remembered: int = 1024) -> None:
+        self._graph = OnnxEncoder(onnx_path, model_path)
+        self.dimension = self._graph.dimension
+        self._remembered = remembered
+        self._intent_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.intents = _IntentHead(self)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        base, intents = self._graph.encode_outputs(texts)
+        with self._lock:
+            for text, vector in zip(texts, intents, strict=True):
+                self._intent_vectors[text] = vector
+                self._intent_vectors.move_to_end(text)
+            while len(self._intent_vectors) > self._remembered:
+                self._intent_vectors.popitem(last=False)
+        return base
+
+    def intent_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            found = {text: self._intent_vectors[text] for text in texts if text in self._intent_vectors}
+        missing = [text for text in dict.fromkeys(texts) if text not in found]
+        if missing:
+            found.update(zip(missing, self._graph.encode_outputs(missing)[1], strict=True))
+        return np.vstack([found[text] for text in texts])
+
+
+class _IntentHead:
+    def __init__(self, owner: TwoHeadEncoder) -> None:
+        self._owner = owner
+        self.dimension = owner.dimension
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._owner.intent_vectors(texts)

@@ -54,7 +54,7 @@ from handoff.console import create_console_blueprint
 from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint
 from kb_index.editing import ArticleFiles
-from kb_index.encoder import BatchingEncoder, load_encoder
+from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import BuildOptions
@@ -150,14 +150,16 @@ def action_server(settings: Settings) -> ActionServer | None:
 INTENT_ENCODERS = ("tuned", "shared")
 
 
-def intent_tuner(settings: Settings, progress: Callable[[str], None] | None = None) -> ContrastiveTuner | None:
+def intent_tuner(settings: Settings, progress: Callable[[str], None] | None = None,
+                 one_graph: bool = False) -> ContrastiveTuner | None:
     """The tuner of the intent encoder, or None when intents use the shared encoder (SWITCHBOARD_INTENT_ENCODER)."""
     if settings.intent_encoder not in INTENT_ENCODERS:
         raise SwitchboardError(f"SWITCHBOARD_INTENT_ENCODER must be one of {', '.join(INTENT_ENCODERS)}, "
                                f"not {settings.intent_encoder!r}")
     if settings.intent_encoder == "shared":
         return None
-    return ContrastiveTuner(settings.model, settings.index_dir / "nlu", settings.encoder, progress=progress)
+    return ContrastiveTuner(settings.model, settings.index_dir / "nlu", settings.encoder, progress=progress,
+                            one_graph=one_graph)
 
 
 _classifiers: dict[tuple[Any, ...], IntentClassifier] = {}
@@ -179,11 +181,24 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
     return found
 
 
+def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None]:
+    """A server process's encoder and, with the tuned intent encoder on ONNX Runtime, the intent classifier
+    trained on one graph with it: a message is then encoded once for both (kb_index/tuning.py)."""
+    plain = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+    tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage), one_graph=True)
+    if tuner is None or not isinstance(plain, OnnxEncoder):
+        return plain, None
+    classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).examples, tuner=tuner)
+    return tuner.heads or plain, classifier
+
+
 def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, memory: DialogueMemory,
-                 clock: Callable[[], datetime] = utcnow) -> Engine:
-    """The dialogue engine over the configured Rasa files, handoff policy and actions."""
+                 clock: Callable[[], datetime] = utcnow, classifier: IntentClassifier | None = None) -> Engine:
+    """The dialogue engine over the configured Rasa files, handoff policy and actions (and the intent
+    classifier given, else one trained on `encoder`)."""
     model, nlu = load_dialogue(settings)
-    classifier = trained_classifier(settings, encoder, nlu.examples)
+    if classifier is None:
+        classifier = trained_classifier(settings, encoder, nlu.examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
                   policy=EnginePolicy(kb=kb_policy(settings)), clock=clock)
 
@@ -200,12 +215,12 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     store = open_store(settings.store_url, on_change=notifier.publish)
     store.checkpoint_in_background()
     batching = None
+    classifier = None
     if encoder is None:
-        encoder = batching = BatchingEncoder(
-            load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder),
-            window=settings.encoder_batch_window_ms / 1000)
+        shared, classifier = server_encoder(settings)
+        encoder = batching = BatchingEncoder(shared, window=settings.encoder_batch_window_ms / 1000)
     retriever = HybridRetriever(settings.index_dir, encoder)
-    engine = build_engine(settings, encoder, retriever, store)
+    engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     privacy = load_privacy(settings.privacy_path)
     inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,

@@ -132,3 +132,34 @@ def test_tuned_intents_beat_nearest_neighbour_on_the_fine_grained_dev_split(cli_
     assert report["in_scope_accuracy"] >= report["nearest_neighbour_accuracy"] + 0.07
     assert report["out_of_scope_rejected"] >= 10  # of 24; the shared encoder rejects 12
     assert "tuning the encoder on the examples (epoch 4 of 4)" in result.stderr
+
+
+def test_one_graph_gives_the_base_and_the_tuned_vectors_and_a_message_runs_it_once(
+        tuner: ContrastiveTuner, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    heads = tuner.two_heads(TRAIN)
+    texts = ["i was charged twice", "is there a hold on my card", "hello"]
+    np.testing.assert_allclose(heads.encode(texts), encoder.encode(texts), atol=1e-4)
+    np.testing.assert_allclose(heads.intents.encode(texts), tuner.tuned(TRAIN).encode(texts), atol=1e-4)
+    runs: list[list[str]] = []
+    run = heads._graph.encode_outputs
+
+    def counted(batch: Sequence[str]) -> list[np.ndarray]:
+        runs.append(list(batch))
+        return run(batch)
+
+    monkeypatch.setattr(heads._graph, "encode_outputs", counted)
+    heads.encode(["money taken two times"])
+    heads.intents.encode(["money taken two times"])  # kept from the encode just done
+    heads.intents.encode(["never encoded before"])
+    assert runs == [["money taken two times"], ["never encoded before"]]
+
+
+def test_a_server_classifies_intents_on_the_graph_its_knowledge_base_uses(index_dir: Path) -> None:
+    from switchboard.app import server_encoder
+
+    settings = Settings(index_dir=index_dir, nlu_path=ROOT / "data" / "nlu.yml")
+    shared, classifier = server_encoder(settings)
+    assert classifier is not None and classifier.tuned
+    assert classifier.predict("I want to talk to a person").intent == "request_human"
+    assert shared.encode(["where is my order"]).shape == (1, 384)
+    assert server_encoder(Settings(index_dir=index_dir, intent_encoder="shared"))[1] is None
