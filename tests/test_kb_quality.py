@@ -58,3 +58,20 @@ def test_question_file_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("text,article\nhi,x\n", encoding="utf-8")
     with pytest.raises(SwitchboardError, match="lacks the column"):
         load_cases(bad)
+
+
+@pytest.mark.parametrize("lang", ["de", "bg", "zh", "zh-TW", "th"])
+def test_translated_questions_keep_their_split_and_name_real_articles(lang: str) -> None:
+    import csv
+
+    articles = {path.stem for path in (ROOT / "data" / "kb").glob("*.md")}
+    for split in ("dev", "test"):
+        english = {row["question"]: row["expected_article_id"]
+                   for row in csv.DictReader((ROOT / "data" / "kb_eval" / f"{split}.csv").open(encoding="utf-8"))}
+        path = ROOT / "data" / "kb_eval" / "lang" / lang / f"{split}.csv"
+        rows = list(csv.DictReader(path.open(encoding="utf-8")))
+        assert len(rows) >= 25 and sum(1 for row in rows if not row["expected_article_id"]) == 6
+        for row in rows:  # a translation of a question of the same split, expecting the same article
+            assert english[row["english"]] == row["expected_article_id"], row
+            assert not row["expected_article_id"] or row["expected_article_id"] in articles
+        assert len(load_cases(path)) == len(rows)
