@@ -10,6 +10,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from bot.errors import InvalidMessage, MessageTooLarge
+from bot.language import LanguageDetector
 from bot.messages import Accepted, InboundMessage
 from bot.notifier import Notifier
 from bot.ports import ConversationStore
@@ -72,13 +73,14 @@ class Inbox:
 
     def __init__(self, store: ConversationStore, processor: ConversationProcessor, notifier: Notifier,
                  max_text_length: int, privacy: PrivacyPolicy | None = None,
-                 throttle: SenderThrottle | None = None) -> None:
+                 throttle: SenderThrottle | None = None, languages: LanguageDetector | None = None) -> None:
         self._store = store
         self._privacy = privacy or PrivacyPolicy()
         self._processor = processor
         self._notifier = notifier
         self._max_text_length = max_text_length
         self._throttle = throttle or SenderThrottle(burst=10)
+        self._languages = languages
         self._floods: dict[str, float] = {}  # conversation id -> when its latest flood began (monotonic)
         self._floods_lock = threading.Lock()
 
@@ -94,6 +96,9 @@ class Inbox:
         # Card numbers and the like never reach the store, the index or an agent's screen.
         text, masked = self._privacy.mask(text)
         data = {**message.data, "masked": masked} if masked else dict(message.data)
+        language = self._languages.detect(text) if self._languages is not None else None
+        if language is not None:
+            data["language"] = language  # kept on the message; the customer's profile follows it (see the store)
         sent = self._throttle.count(f"{message.channel}:{message.external_id}")
         flood = sent > self._throttle.burst
         if flood:

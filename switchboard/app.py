@@ -29,6 +29,7 @@ from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox, SenderThrottle
 from bot.kb_decision import KbPolicy
+from bot.language import LanguageDetector
 from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
@@ -181,6 +182,15 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
     return found
 
 
+def language_detector(settings: Settings) -> LanguageDetector:
+    """The detector of each message's language among SWITCHBOARD_LANGUAGES."""
+    languages = [code.strip() for code in settings.languages.split(",") if code.strip()]
+    try:
+        return LanguageDetector(languages or ["en"])
+    except ValueError as exc:
+        raise SwitchboardError(f"SWITCHBOARD_LANGUAGES: {exc}") from exc
+
+
 def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None]:
     """A server process's encoder and, with the tuned intent encoder on ONNX Runtime, the intent classifier
     trained on one graph with it: a message is then encoded once for both (kb_index/tuning.py)."""
@@ -224,7 +234,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     privacy = load_privacy(settings.privacy_path)
     inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,
-                  SenderThrottle(settings.sender_burst))
+                  SenderThrottle(settings.sender_burst), language_detector(settings))
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:

@@ -33,6 +33,8 @@ class Settings:
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
     encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran
     hnsw_min_chunks: int = 20_000
+    # The languages customers write in (BCP 47, comma-separated): each message's language is detected among them.
+    languages: str = "en,de,bg,zh,zh-TW,th"
     # tuned: intents are told apart on a copy of the encoder tuned on data/nlu.yml (trained once per change of
     # the examples, kept in var/kb_index/nlu); shared: on the encoder the KB uses (faster start, less exact).
     intent_encoder: str = "tuned"

@@ -223,6 +223,7 @@ MIGRATIONS = (
     ("customers", "email", "TEXT"),
     ("customers", "phone", "TEXT"),
     ("customers", "language", "TEXT"),
+    ("customers", "language_source", "TEXT"),  # explicit (imported), channel (a channel's hint) or detected
     ("customers", "merged_into", "TEXT"),
     ("customers", "erased_at", "TEXT"),
     ("conversations", "merged_into", "TEXT"),
@@ -427,7 +428,8 @@ class SqliteConversationStore:
             if seen is not None:
                 return Accepted(seen["conversation_id"], seen["customer_id"], seen["event_seq"],
                                 seen["inbound_id"], duplicate=True)
-            customer_id = self._resolve_identity(db, message.channel, message.external_id, message.profile, now)
+            customer_id = self._resolve_identity(db, message.channel, message.external_id, message.profile, now,
+                                                 message.data.get("language"))
             data = {**message.data, "provider_message_id": message.provider_message_id,
                     "attachments": list(message.attachments)}
             code = link_command(message.text, message.data)
@@ -478,11 +480,13 @@ class SqliteConversationStore:
         return str(row["conversation_id"])
 
     def _resolve_identity(self, db: sqlite3.Connection, channel: str, external_id: str, profile: Profile,
-                          now: str) -> str:
+                          now: str, detected_language: str | None = None) -> str:
         """The customer behind the message's identity, created on first contact.
 
         SMS and WhatsApp from one E.164 number are one customer, also with a customer imported
         with that phone number. What the channel tells of the person fills empty profile fields.
+        The profile's language is an imported one, else the channel's hint, else the language of
+        the customer's latest message that had one.
         """
         row = db.execute("SELECT customer_id FROM identities WHERE channel = ? AND external_id = ?",
                          (channel, external_id)).fetchone()
@@ -501,10 +505,16 @@ class SqliteConversationStore:
         if row is None:
             db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
                        (channel, external_id, customer_id))
-        if profile.display_name or profile.phone or profile.language:
-            db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?), "
-                       "language = COALESCE(language, ?) WHERE customer_id = ?",
-                       (profile.display_name, profile.phone, profile.language, customer_id))
+        if profile.display_name or profile.phone:
+            db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?) "
+                       "WHERE customer_id = ?", (profile.display_name, profile.phone, customer_id))
+        if profile.language:
+            db.execute("UPDATE customers SET language = ?, language_source = 'channel' WHERE customer_id = ? "
+                       "AND (language IS NULL OR language_source IN ('channel', 'detected'))",
+                       (profile.language, customer_id))
+        elif detected_language:
+            db.execute("UPDATE customers SET language = ?, language_source = 'detected' WHERE customer_id = ? "
+                       "AND (language IS NULL OR language_source = 'detected')", (detected_language, customer_id))
         return customer_id
 
     def _open_conversation(self, db: sqlite3.Connection, customer_id: str,
@@ -776,6 +786,7 @@ class SqliteConversationStore:
         email = (record.get("email") or "").strip().lower() or None
         phone = record.get("phone") or None
         attributes = {k: v for k, v in record.items() if k not in ("email", "phone", "name", "language")}
+        language = record.get("language") or None
         now = utcnow().isoformat()
         with self._write() as db:
             row = db.execute(
@@ -788,9 +799,10 @@ class SqliteConversationStore:
             if created:
                 db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
             db.execute("UPDATE customers SET email = COALESCE(?, email), phone = COALESCE(?, phone), "
-                       "display_name = COALESCE(?, display_name), language = COALESCE(?, language) "
-                       "WHERE customer_id = ?", (email, phone, record.get("name") or None,
-                                                 record.get("language") or None, customer_id))
+                       "display_name = COALESCE(?, display_name), language = COALESCE(?, language), "
+                       "language_source = CASE WHEN ? IS NULL THEN language_source ELSE 'explicit' END "
+                       "WHERE customer_id = ?", (email, phone, record.get("name") or None, language, language,
+                                                 customer_id))
             self._merge_attributes(db, customer_id, attributes)
         self._changed("conversations")
         return customer_id, created

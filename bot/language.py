@@ -1,0 +1,63 @@
+"""The language a customer writes in, judged from the message itself.
+
+py3langid (a naive Bayes model over byte n-grams, shipped in the package) scores the message
+against the languages the business serves; its probabilities are calibrated for the text's
+length. Chinese is told apart as simplified (`zh`) or traditional (`zh-TW`) by its characters
+(hanzidentifier). A message too short or too unsure to judge ("ok", "PO-2610427", "👍") has no
+language, so it never switches the one a conversation is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import hanzidentifier
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+DEFAULT_LANGUAGES = ("en", "de", "bg", "zh", "zh-TW", "th")
+
+
+class LanguageDetector:
+    """Names a message's language among `languages` (BCP 47 codes as the business uses them), or None."""
+
+    def __init__(self, languages: Sequence[str] = DEFAULT_LANGUAGES, min_confidence: float = 0.8,
+                 min_letters: int = 4) -> None:
+        self.languages = tuple(languages)
+        bases = sorted({code.split("-")[0].lower() for code in self.languages})
+        self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        unknown = set(bases) - set(self._identifier.nb_classes)
+        if unknown:
+            raise ValueError(f"no language model for {', '.join(sorted(unknown))}")
+        self._single = bases[0] if len(bases) == 1 else None
+        if self._single is None:
+            self._identifier.set_languages(bases)
+        self._min_confidence = min_confidence
+        self._min_letters = min_letters
+        self._traditional = "zh-TW" in self.languages
+
+    def detect(self, text: str) -> str | None:
+        """The language of `text`, or None if it is too short or too unsure to tell."""
+        letters = sum(1 for character in text if character.isalpha())
+        # One Chinese or Thai character carries about as much as a word of a Latin or Cyrillic script.
+        wide = sum(1 for character in text if _is_wide_script(character))
+        if letters + 2 * wide < self._min_letters:
+            return None
+        if self._single is not None:
+            language = self._single
+        else:
+            language, confidence = self._identifier.classify(text)
+            if confidence < self._min_confidence:
+                return None
+        if language == "zh" and self._traditional and _traditional(text):
+            return "zh-TW"
+        return language
+
+
+def _is_wide_script(character: str) -> bool:
+    code = ord(character)
+    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x0E00 <= code <= 0x0E7F
+
+
+def _traditional(text: str) -> bool:
+    """Whether Chinese text is written in traditional characters (text that could be either is not)."""
+    return bool(hanzidentifier.identify(text) == hanzidentifier.TRADITIONAL)

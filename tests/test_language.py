@@ -1,0 +1,97 @@
+"""The language of each customer message, on the message and on the customer's profile."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from flask import Flask
+
+from bot.errors import SwitchboardError
+from bot.language import LanguageDetector
+from bot.messages import ConversationStatus, InboundMessage, Profile
+from switchboard.app import language_detector, services_of
+from switchboard.settings import Settings
+from tests.conftest import ROOT, settle
+from tests.test_console import AgentBrowser
+
+DETECTOR = LanguageDetector()
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("wo ist meine bestellung", "de"), ("где е поръчката ми", "bg"), ("我的订单在哪里", "zh"),  # noqa: RUF001
+    ("我的訂單在哪裡", "zh-TW"), ("ของฉันอยู่ไหน", "th"), ("can i pay by bank transfer", "en"),
+    ("谢谢", "zh"), ("ขอบคุณ", "th"), ("my order PO-2610427 hasnt arrived", "en"),
+])
+def test_a_message_is_named_in_its_language(text: str, language: str) -> None:
+    assert DETECTOR.detect(text) == language
+
+
+@pytest.mark.parametrize("text", ["ok", "PO-2610427", "👍", "hi", "ja", "?!", "12345"])
+def test_a_short_or_language_less_message_has_none(text: str) -> None:
+    assert DETECTOR.detect(text) is None
+
+
+def test_the_translated_question_sets_are_recognised_and_english_is_never_taken_for_another_language() -> None:
+    for lang in ("de", "bg", "zh", "zh-TW", "th"):
+        rows = [row for split in ("dev", "test") for row in
+                csv.DictReader((ROOT / "data" / "kb_eval" / "lang" / lang / f"{split}.csv").open(encoding="utf-8"))]
+        found = [DETECTOR.detect(row["question"]) for row in rows]
+        assert sum(f == lang for f in found) >= 0.95 * len(rows), lang
+        assert set(found) <= {lang, None}, lang  # unsure is fine, another language is not
+    english = [row["question"] for split in ("dev", "test")
+               for row in csv.DictReader((ROOT / "data" / "kb_eval" / f"{split}.csv").open(encoding="utf-8"))]
+    assert {DETECTOR.detect(text) for text in english} <= {"en", None}
+
+
+def test_the_languages_setting_is_checked_and_one_language_needs_no_guessing() -> None:
+    with pytest.raises(SwitchboardError, match="SWITCHBOARD_LANGUAGES: no language model for xx"):
+        language_detector(Settings(languages="en,xx"))
+    assert LanguageDetector(["de"]).detect("where is my order") == "de"  # the only language served
+    assert LanguageDetector(["en", "zh"]).detect("我的訂單在哪裡") == "zh"  # zh-TW is not served
+
+
+def accept(app: Flask, text: str, external_id: str = "tg-5", channel: str = "telegram",
+           profile: Profile | None = None, number: list[int] = [0]) -> tuple[str, str]:  # noqa: B006
+    number[0] += 1
+    accepted = services_of(app).inbox.accept(InboundMessage(channel, external_id, f"m-{number[0]}", text,
+                                                            profile=profile or Profile()))
+    settle(app)
+    return accepted.conversation_id, accepted.customer_id
+
+
+def test_each_message_keeps_its_language_and_the_profile_follows_the_latest_that_had_one(app: Flask) -> None:
+    store = services_of(app).store
+    conversation_id, customer_id = accept(app, "wo ist meine bestellung, ich warte seit einer woche")
+    assert store.get_customer(customer_id).language == "de"
+    accept(app, "ok")  # says nothing about the language
+    assert store.get_customer(customer_id).language == "de"
+    accept(app, "พัสดุของฉันยังไม่มาถึงเลย")
+    assert store.get_customer(customer_id).language == "th"
+    languages = [e.data.get("language") for e in store.transcript(conversation_id) if e.kind.value == "message_in"]
+    assert languages == ["de", None, "th"]
+
+
+def test_a_channels_hint_and_an_imported_language_come_before_the_detected_one(app: Flask) -> None:
+    store = services_of(app).store
+    _, hinted = accept(app, "ของฉันอยู่ไหน", external_id="tg-6", profile=Profile(language="en"))
+    assert store.get_customer(hinted).language == "en"  # Telegram says the person reads English
+    accept(app, "ของฉันอยู่ไหน", external_id="tg-6")
+    assert store.get_customer(hinted).language == "en"
+
+    imported, _ = store.import_customer({"phone": "+359888123456", "language": "bg"})
+    accept(app, "where is my order, it is very late", external_id="+359888123456", channel="sms")
+    assert store.get_customer(imported).language == "bg"
+    accept(app, "where is my order", external_id="+359888123456", channel="sms", profile=Profile(language="en"))
+    assert store.get_customer(imported).language == "bg"
+
+
+def test_the_ticket_shows_each_messages_language(app: Flask) -> None:
+    accept(app, "我的订单在哪里？已经一个星期了", external_id="tg-7")  # noqa: RUF001
+    accept(app, "我想和真人客服说话", external_id="tg-7")
+    accept(app, "I want to talk to a person", external_id="tg-7")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    ticket = AgentBrowser(app, "lin@example.com").client.get(
+        f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert ticket.count('<span class="language" title="The language this message is written in">zh</span>') == 2
+    assert '<span class="language" title="The language this message is written in">en</span>' in ticket
