@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 
 import pytest
 from flask import Flask
@@ -51,10 +52,12 @@ def test_the_languages_setting_is_checked_and_one_language_needs_no_guessing() -
     assert LanguageDetector(["en", "zh"]).detect("我的訂單在哪裡") == "zh"  # zh-TW is not served
 
 
+MESSAGE_IDS = itertools.count(1)
+
+
 def accept(app: Flask, text: str, external_id: str = "tg-5", channel: str = "telegram",
-           profile: Profile | None = None, number: list[int] = [0]) -> tuple[str, str]:  # noqa: B006
-    number[0] += 1
-    accepted = services_of(app).inbox.accept(InboundMessage(channel, external_id, f"m-{number[0]}", text,
+           profile: Profile | None = None) -> tuple[str, str]:
+    accepted = services_of(app).inbox.accept(InboundMessage(channel, external_id, f"m-{next(MESSAGE_IDS)}", text,
                                                             profile=profile or Profile()))
     settle(app)
     return accepted.conversation_id, accepted.customer_id
