@@ -98,3 +98,15 @@ def test_the_ticket_shows_each_messages_language(app: Flask) -> None:
         f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
     assert ticket.count('<span class="language" title="The language this message is written in">zh</span>') == 2
     assert '<span class="language" title="The language this message is written in">en</span>' in ticket
+
+
+def test_a_merge_carries_where_the_language_came_from(app: Flask) -> None:
+    store = services_of(app).store
+    _, talker = accept(app, "wo ist meine bestellung, ich warte seit einer woche", external_id="tg-8")
+    kept, _ = store.import_customer({"email": "quiet@example.com"})  # no language yet, and older
+    merge_id = store.merge_customers(kept, talker, agent_id="")
+    assert store.get_customer(kept).language == "de"
+    accept(app, "พัสดุของฉันยังไม่มาถึงเลย", external_id="tg-8")  # detected, so still followed
+    assert store.get_customer(kept).language == "th"
+    store.unmerge(merge_id, agent_id="")
+    assert store.get_customer(kept).language == "th"  # changed since the merge: kept as it is

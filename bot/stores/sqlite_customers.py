@@ -164,6 +164,9 @@ def merge_customers(db: sqlite3.Connection, kept_id: str, merged_id: str, how: s
     moved["fields"] = [f for f in PROFILE_FIELDS if kept[f] is None and merged[f] is not None]
     for name in moved["fields"]:
         db.execute(f"UPDATE customers SET {name} = ? WHERE customer_id = ?", (merged[name], kept_id))
+    if "language" in moved["fields"]:  # where a language came from travels with it
+        db.execute("UPDATE customers SET language_source = ? WHERE customer_id = ?",
+                   (merged["language_source"], kept_id))
     kept_attributes, merged_attributes = json.loads(kept["attributes"]), json.loads(merged["attributes"])
     moved["attributes"] = [k for k in merged_attributes if k not in kept_attributes]
     db.execute("UPDATE customers SET attributes = ? WHERE customer_id = ?",
@@ -225,6 +228,7 @@ def unmerge(db: sqlite3.Connection, merge_id: str, agent_id: str, now: str) -> t
     for name in moved["fields"]:
         db.execute(f"UPDATE customers SET {name} = NULL WHERE customer_id = ? AND {name} IS ?",
                    (kept_id, merged[name]))
+    db.execute("UPDATE customers SET language_source = NULL WHERE customer_id = ? AND language IS NULL", (kept_id,))
     attributes = json.loads(kept["attributes"])
     merged_attributes = json.loads(merged["attributes"])
     for key in moved["attributes"]:
@@ -431,7 +435,8 @@ def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
     db.execute(f"UPDATE merges SET moved = '{{}}' WHERE kept_id IN ({marks}) OR merged_id IN ({marks})",
                members * 2)
     db.execute(f"UPDATE customers SET display_name = NULL, email = NULL, phone = NULL, language = NULL, "
-               f"attributes = '{{}}', erased_at = ? WHERE customer_id IN ({marks})", (now, *members))
+               f"language_source = NULL, attributes = '{{}}', erased_at = ? WHERE customer_id IN ({marks})",
+               (now, *members))
     return len(members)
 
 
