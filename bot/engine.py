@@ -21,7 +21,8 @@ from bot.codes import new_link_code, quoted_reference
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
 from bot.handoff_policy import HandoffPolicy
-from bot.kb_decision import KbAction, KbDecision, KbPolicy, decide
+from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.language import LanguageDetector
 from bot.messages import (
     Author,
     Button,
@@ -60,6 +61,7 @@ class EnginePolicy:
     """The engine's thresholds; the handoff rules are in `HandoffPolicy`."""
 
     kb: KbPolicy = field(default_factory=KbPolicy)
+    kb_other_languages: LanguagePolicies = OTHER_LANGUAGES  # questions scored by the multilingual encoder
     handoff_intent: str = "request_human"
     kb_passages: int = 10  # searched for a question: enough for the runner-up article and the choices
     quote_chars: int = 400
@@ -122,7 +124,7 @@ class Engine:
     def __init__(self, encoder: Encoder, classifier: IntentClassifier, retriever: Retriever,
                  model: DialogueModel, memory: DialogueMemory, *, actions: ActionServer | None = None,
                  sentiment: LexiconSentiment | None = None, policy: EnginePolicy | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 languages: LanguageDetector | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self._encoder = encoder
         self._classifier = classifier
         self._retriever = retriever
@@ -131,6 +133,7 @@ class Engine:
         self._actions = actions
         self._sentiment = sentiment or LexiconSentiment(model.handoff.sentiment.lexicon)
         self._policy = policy or EnginePolicy()
+        self._languages = languages
         self._clock = clock
 
     # -- the public turn ---------------------------------------------------------------
@@ -341,9 +344,12 @@ class Engine:
 
     def _answer_from_kb(self, turn: _Turn, vector: Any) -> bool:
         """Answer from the KB, offer the close articles as choices, or decline (False: the caller falls back)."""
+        language = self._languages.detect(turn.text) if self._languages is not None else None
         passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
-                                          channel=turn.channel)
-        decision = decide(passages, self._policy.kb)
+                                          channel=turn.channel, language=language)
+        multilingual = self._retriever.multilingual_for(language)
+        policy = self._policy.kb_other_languages.get(language) if multilingual else self._policy.kb
+        decision = decide(passages, policy)
         if decision.action == KbAction.CHOICES and not self._model.responses.has("utter_kb_choices"):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {
@@ -351,6 +357,7 @@ class Engine:
                           "score": round(p.score, 4)} for p in passages[:5]],
             "decision": decision.action.value, "offered": list(decision.article_ids),
             "answered": decision.action == KbAction.ANSWER, "question": turn.text,
+            **({"language": language, "encoder": "multilingual"} if multilingual else {}),
         }))
         if decision.action == KbAction.ANSWER:
             self._quote_answer(turn, decision.passages[0])

@@ -39,7 +39,11 @@ class Retriever(Protocol):
     """Finds knowledge-base passages for a question, best first."""
 
     def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
-               audience: str = "customers") -> list[Passage]: ...
+               audience: str = "customers", language: str | None = None) -> list[Passage]: ...
+
+    def multilingual_for(self, language: str | None) -> bool:
+        """Whether questions in `language` are scored by the multilingual encoder (a scale of their own)."""
+        ...
 
 
 class DialogueMemory(Protocol):

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -155,12 +155,16 @@ def export_onnx(model_path: Path, cache_dir: Path) -> Path:
     return target
 
 
-def trace_to_onnx(module: Any, outputs: Sequence[str], target: Path) -> None:
-    """Export a module taking (input_ids, attention_mask, token_type_ids) and returning token states, with
-    batch and sequence length left dynamic; written whole or not at all."""
+def trace_to_onnx(module: Any, outputs: Sequence[str], target: Path, *, inputs: dict[str, Any] | None = None,
+                  transform: Callable[[Any], None] | None = None) -> None:
+    """Export a module taking `inputs` (by default input_ids, attention_mask and token_type_ids) and returning
+    token states, with batch and sequence length left dynamic; `transform` may rewrite the ONNX graph before
+    it is written. Written whole or not at all."""
     import torch
 
-    sample = torch.ones((2, 8), dtype=torch.int64)
+    if inputs is None:
+        sample = torch.ones((2, 8), dtype=torch.int64)
+        inputs = {"input_ids": sample, "attention_mask": sample, "token_type_ids": torch.zeros_like(sample)}
     axes = {0: "batch", 1: "tokens"}
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
@@ -170,11 +174,17 @@ def trace_to_onnx(module: Any, outputs: Sequence[str], target: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module.eval(), (sample, sample, torch.zeros_like(sample)), staging,
-                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=list(outputs),
-                dynamic_axes={name: axes for name in ("input_ids", "attention_mask", "token_type_ids", *outputs)},
+                module.eval(), tuple(inputs.values()), staging,
+                input_names=list(inputs), output_names=list(outputs),
+                dynamic_axes={name: axes for name in (*inputs, *outputs)},
                 opset_version=17, dynamo=False,
             )
+        if transform is not None:
+            import onnx
+
+            graph = onnx.load(staging)
+            transform(graph)
+            onnx.save(graph, staging)
         os.replace(staging, target)
     finally:
         if os.path.exists(staging):

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SwitchboardError
-from bot.kb_decision import KbAction, KbDecision, KbPolicy, decide
+from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.language import LanguageDetector
 from bot.messages import Passage
 from bot.ports import Retriever
 
@@ -29,6 +30,8 @@ class EvalResult:
     ranked: tuple[str, ...]  # distinct article ids, best first
     score: float             # the best passage's score
     passages: tuple[Passage, ...] = ()
+    language: str | None = None  # as detected, when a detector was given
+    multilingual: bool = False   # scored by the multilingual encoder, so decided by its own policy
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,17 @@ def load_cases(path: Path) -> list[EvalCase]:
     return cases
 
 
-def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10) -> list[EvalResult]:
-    """Search every question once; the results can then be scored at any threshold."""
+def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10,
+              languages: LanguageDetector | None = None) -> list[EvalResult]:
+    """Search every question once, in its language as the bot would detect it; the results can then be
+    scored at any threshold."""
     results = []
     for case in cases:
-        passages = retriever.search(case.question, k=depth)
+        language = languages.detect(case.question) if languages is not None else None
+        passages = retriever.search(case.question, k=depth, language=language)
         ranked = tuple(dict.fromkeys(p.article_id for p in passages))
         results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0,
-                                  tuple(passages)))
+                                  tuple(passages), language, retriever.multilingual_for(language)))
     return results
 
 
@@ -142,9 +148,10 @@ class DecisionReport:
         return asdict(self)
 
 
-def decisions(results: Sequence[EvalResult], policy: KbPolicy) -> list[KbDecision]:
-    """The bot's decision for each question."""
-    return [decide(r.passages, policy) for r in results]
+def decisions(results: Sequence[EvalResult], policy: KbPolicy,
+              other_languages: LanguagePolicies = OTHER_LANGUAGES) -> list[KbDecision]:
+    """The bot's decision for each question: by `other_languages` where the multilingual encoder scored it."""
+    return [decide(r.passages, other_languages.get(r.language) if r.multilingual else policy) for r in results]
 
 
 def is_right(result: EvalResult, decision: KbDecision) -> bool:
@@ -156,9 +163,10 @@ def is_right(result: EvalResult, decision: KbDecision) -> bool:
     return decision.action == KbAction.CHOICES and result.expected in decision.article_ids
 
 
-def report_decisions(results: Sequence[EvalResult], policy: KbPolicy) -> DecisionReport:
+def report_decisions(results: Sequence[EvalResult], policy: KbPolicy,
+                     other_languages: LanguagePolicies = OTHER_LANGUAGES) -> DecisionReport:
     """Score the decisions as a customer would meet them."""
-    made = decisions(results, policy)
+    made = decisions(results, policy, other_languages)
     pairs = list(zip(results, made, strict=True))
     answerable = sum(r.expected is not None for r in results)
     unanswerable = len(results) - answerable
@@ -181,16 +189,20 @@ def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
                      min_decline_rate: float = 0.8) -> KbPolicy:
     """The policy that reaches the most answerable questions while its answers stay at least
     `min_precision` right and it declines at least `min_decline_rate` of the unanswerable ones; then
-    the most right answers. Run it on a dev split, never on the split you report."""
+    the most right answers. Thresholds are tried across the range the best scores span (each encoder
+    has its own scale). Run it on a dev split, never on the split you report."""
+    best_scores = sorted(r.score for r in results)
+    steps = [best_scores[round(i * (len(best_scores) - 1) / 19)] for i in range(20)] if best_scores else [0.0]
+    thresholds = sorted({round(x, 3) for x in steps})
     best: tuple[tuple[bool, float, int, float], KbPolicy] | None = None
     for answer, margin, choice, window in itertools.product(
-            [x / 100 for x in range(50, 81, 2)], [x / 100 for x in range(0, 13, 2)],
-            [x / 100 for x in range(40, 66, 5)], (0.05, 0.1, 0.15, 0.2)):
+            thresholds, (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1), thresholds, (0.03, 0.05, 0.1, 0.2)):
         if choice > answer:
             continue
         policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
-        report = report_decisions(results, policy)
-        feasible = report.answer_precision >= min_precision and report.decline_rate >= min_decline_rate
+        report = report_decisions(results, policy, LanguagePolicies(policy, {}))
+        feasible = (report.answered == 0 or report.answer_precision >= min_precision) \
+            and report.decline_rate >= min_decline_rate
         key = (feasible, report.reach, report.answered_right, report.answer_precision)
         if best is None or key > best[0]:
             best = (key, policy)

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
+from kb_index.multilingual import MultilingualModel
 from kb_index.snapshot import (
     BuildOptions,
     article_hashes,
@@ -23,8 +24,10 @@ class KnowledgeBasePublisher:
     """Publishes, lists and rolls back snapshots of one KB directory; running retrievers follow."""
 
     def __init__(self, kb_dir: Path, index_dir: Path, encoder: Encoder, model: str,
-                 options: BuildOptions | None = None, on_publish: Callable[[], object] = lambda: None) -> None:
+                 options: BuildOptions | None = None, on_publish: Callable[[], object] = lambda: None,
+                 multilingual: MultilingualModel | None = None) -> None:
         self._kb_dir = kb_dir
+        self._multilingual = multilingual
         self._index_dir = index_dir
         self._encoder = encoder
         self._model = model
@@ -35,7 +38,7 @@ class KnowledgeBasePublisher:
     def publish(self, author: str) -> Path:
         """Build the working copy into a new snapshot and make it live."""
         path = build_snapshot(self._kb_dir, self._index_dir, self._encoder, model=self._model, author=author,
-                              options=self._options)
+                              options=self._options, multilingual=self._multilingual)
         self._on_publish()
         return path
 

@@ -4,6 +4,10 @@ The fused score is `cosine + lexical_weight * b / (b + lexical_saturation)`, whe
 is the chunk's BM25 score. The bonus saturates, so rare words, product codes and order
 numbers lift the passages that contain them without letting word overlap outweigh
 meaning. The weights were tuned on data/kb_eval.csv (see docs/kb-quality.md).
+
+A question in another language than English is matched by the multilingual encoder against
+the same chunks, when the snapshot was built with it: its score is that cosine alone (English
+words and stems, and English typo mending, have nothing to say about it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from bot.errors import SwitchboardError
 from bot.messages import Passage
 from bot.ports import Encoder
+from kb_index.multilingual import MultilingualModel
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
@@ -38,10 +43,12 @@ class HybridRetriever:
     is then swapped out by replacing a single reference.
     """
 
-    def __init__(self, index_dir: Path, encoder: Encoder, fusion: Fusion | None = None) -> None:
+    def __init__(self, index_dir: Path, encoder: Encoder, fusion: Fusion | None = None,
+                 multilingual: MultilingualModel | None = None) -> None:
         self._index_dir = index_dir
         self._encoder = encoder
         self._fusion = fusion or Fusion()
+        self._multilingual = multilingual
         self._reloading = threading.Lock()
         self._stamp = pointer_stamp(index_dir)
         path = current_snapshot(index_dir)
@@ -54,14 +61,22 @@ class HybridRetriever:
         """The snapshot searches run against now."""
         return self._snapshot
 
+    def multilingual_for(self, language: str | None) -> bool:
+        """Whether a question in `language` is matched by the multilingual encoder (else by the English one)."""
+        return (language is not None and language.split("-")[0].lower() != "en"
+                and self._multilingual is not None and self._snapshot.multilingual is not None)
+
     def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
-               audience: str = "customers") -> list[Passage]:
+               audience: str = "customers", language: str | None = None) -> list[Passage]:
         """Return up to `k` passages for a question, best first; pass `vector` if already encoded.
 
-        Only chunks written for `audience` and, if given, allowed on `channel` are returned.
+        Only chunks written for `audience` and, if given, allowed on `channel` are returned. A question
+        in another `language` than English goes to the multilingual index (see `multilingual_for`).
         """
         self._reload_if_published()
         snapshot = self._snapshot
+        if self.multilingual_for(language):
+            return self._search_multilingual(snapshot, text, k, channel, audience)
         mended = snapshot.vocabulary.correct(text)
         if vector is None or mended != text:
             # Typos mended against the KB's own words ("warrenty" -> "warranty") help both sides.
@@ -84,10 +99,16 @@ class HybridRetriever:
         fusion = self._fusion
         fused = {i: c + fusion.lexical_weight * float(lexical[i]) / (float(lexical[i]) + fusion.lexical_saturation)
                  for i, c in cosine.items()}
-        allowed = [i for i in fused if snapshot.chunks[i].serves(channel, audience)]
-        best = sorted(allowed, key=fused.__getitem__, reverse=True)[:k]
-        return [Passage(snapshot.chunks[i].article_id, snapshot.chunks[i].title, snapshot.chunks[i].url,
-                        snapshot.chunks[i].heading, snapshot.chunks[i].text, fused[i]) for i in best]
+        return _passages(snapshot, fused, k, channel, audience)
+
+    def _search_multilingual(self, snapshot: Snapshot, text: str, k: int, channel: str | None,
+                             audience: str) -> list[Passage]:
+        assert self._multilingual is not None and snapshot.multilingual is not None
+        query = self._multilingual.queries.encode([text]).astype(np.float32)
+        depth = min(max(self._fusion.candidates, k), len(snapshot.chunks))
+        cosines, ids = snapshot.multilingual.search(query, depth)
+        scores = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True) if i >= 0}
+        return _passages(snapshot, scores, k, channel, audience)
 
     def reload(self) -> bool:
         """Load the published snapshot now if it changed; True if it was swapped in."""
@@ -110,3 +131,12 @@ class HybridRetriever:
             return
         self._stamp = stamp  # one reload per publish, however many searches notice it
         threading.Thread(target=self.reload, name="switchboard-kb-reload", daemon=True).start()
+
+
+def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str | None,
+              audience: str) -> list[Passage]:
+    """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages."""
+    allowed = [i for i in scores if snapshot.chunks[i].serves(channel, audience)]
+    best = sorted(allowed, key=scores.__getitem__, reverse=True)[:k]
+    return [Passage(snapshot.chunks[i].article_id, snapshot.chunks[i].title, snapshot.chunks[i].url,
+                    snapshot.chunks[i].heading, snapshot.chunks[i].text, scores[i]) for i in best]

@@ -3,8 +3,9 @@
 Layout under the index directory:
 
     CURRENT                  name of the live snapshot (replaced atomically)
-    snapshots/<name>/        index.faiss, vectors.npy, chunks.json, bm25/, manifest.json
-    onnx/                    the encoder's ONNX export, named by the weights' hash
+    snapshots/<name>/        index.faiss, vectors.npy, chunks.json, bm25/, manifest.json, and with
+                             the multilingual encoder multilingual.faiss and multilingual.npy
+    onnx/                    the encoders' ONNX exports, named by the weights' hash
 
 A build reuses the vectors of every chunk whose text is unchanged since the live
 snapshot, so a one-article edit embeds one article.
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
+from kb_index.multilingual import MultilingualModel
 from kb_index.vocabulary import KbVocabulary, stemmer
 
 POINTER = "CURRENT"
@@ -81,6 +83,7 @@ class Snapshot:
     chunks: list[Chunk]
     manifest: dict[str, Any]
     vocabulary: KbVocabulary
+    multilingual: faiss.Index | None = None  # the same chunks by the multilingual encoder, if it was built
 
 
 def current_snapshot(index_dir: Path) -> Path | None:
@@ -102,16 +105,17 @@ def pointer_stamp(index_dir: Path) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
-def _reusable_vectors(index_dir: Path, model: str) -> dict[str, np.ndarray]:
+def _reusable_vectors(index_dir: Path, model: str, key: str = "model",
+                      file: str = "vectors.npy") -> dict[str, np.ndarray]:
     live = current_snapshot(index_dir)
     if live is None:
         return {}
     try:
         manifest = json.loads((live / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("model") != model:
+        if manifest.get(key) != model:
             return {}
         hashes = json.loads((live / "hashes.json").read_text(encoding="utf-8"))
-        vectors = np.load(live / "vectors.npy")
+        vectors = np.load(live / file)
     except (OSError, ValueError):
         return {}  # an unreadable old snapshot only costs a full re-embed
     return dict(zip(hashes, vectors, strict=False))
@@ -119,18 +123,48 @@ def _reusable_vectors(index_dir: Path, model: str) -> dict[str, np.ndarray]:
 
 def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "", author: str = "",
                    options: BuildOptions | None = None, progress: bool = False,
-                   report: Callable[[str], None] = lambda line: None) -> Path:
+                   report: Callable[[str], None] = lambda line: None,
+                   multilingual: MultilingualModel | None = None) -> Path:
     """Index every article of `kb_dir` into a new snapshot and make it the live one.
 
     `model` names the encoder; vectors are reused only from a snapshot of the same model.
-    `author` is recorded with the list of articles added, changed and removed.
+    `author` is recorded with the list of articles added, changed and removed. With `multilingual`,
+    the chunks are also indexed for questions in other languages.
     """
     with build_lock(index_dir):
-        return _build(kb_dir, index_dir, encoder, model, author, options or BuildOptions(), progress, report)
+        return _build(kb_dir, index_dir, encoder, model, author, options or BuildOptions(), progress, report,
+                      multilingual)
+
+
+def _embed(chunks: list[Chunk], hashes: list[str], encoder: Encoder, known: dict[str, np.ndarray],
+           options: BuildOptions, label: str, progress: bool) -> np.ndarray:
+    """Every chunk's vector: reused where its text is unchanged, the rest embedded in batches."""
+    todo = [i for i, h in enumerate(hashes) if h not in known]
+    fresh: dict[str, np.ndarray] = {}
+    with tqdm(total=len(todo), desc=label, unit="chunk", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), options.batch_size):
+            batch = todo[start:start + options.batch_size]
+            for i, vector in zip(batch, encoder.encode([chunks[i].embedding_text() for i in batch]), strict=True):
+                fresh[hashes[i]] = vector
+            bar.update(len(batch))
+    fresh.update(known)
+    return np.vstack([fresh[h] for h in hashes]).astype(np.float32)
+
+
+def _dense_index(vectors: np.ndarray, options: BuildOptions) -> faiss.Index:
+    dimension = int(vectors.shape[1])
+    index: faiss.Index
+    if len(vectors) >= options.hnsw_min_chunks:
+        index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    else:
+        index = faiss.IndexFlatIP(dimension)
+    index.add(vectors)
+    return index
 
 
 def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: str, options: BuildOptions,
-           progress: bool, report: Callable[[str], None]) -> Path:
+           progress: bool, report: Callable[[str], None], multilingual: MultilingualModel | None) -> Path:
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
@@ -138,29 +172,18 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         raise SwitchboardError(f"the articles in {kb_dir} have no text to index")
     hashes = [chunk.content_hash() for chunk in chunks]
     known = _reusable_vectors(index_dir, model)
-    todo = [i for i, h in enumerate(hashes) if h not in known]
+    todo = [h for h in hashes if h not in known]
     report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks, "
            f"{len(chunks) - len(todo)} unchanged, {len(todo)} to embed")
-
-    fresh: dict[str, np.ndarray] = {}
-    with tqdm(total=len(todo), desc="embedding", unit="chunk", disable=not progress or not todo) as bar:
-        for start in range(0, len(todo), options.batch_size):
-            batch = todo[start:start + options.batch_size]
-            for i, vector in zip(batch, encoder.encode([chunks[i].embedding_text() for i in batch]), strict=True):
-                fresh[hashes[i]] = vector
-            bar.update(len(batch))
-    fresh.update(known)
-    vectors = np.vstack([fresh[h] for h in hashes]).astype(np.float32)
-
+    vectors = _embed(chunks, hashes, encoder, known, options, "embedding", progress)
     dimension = int(vectors.shape[1])
-    index: faiss.Index
-    if len(chunks) >= options.hnsw_min_chunks:
-        index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-    else:
-        index = faiss.IndexFlatIP(dimension)
-    index.add(vectors)
+    index = _dense_index(vectors, options)
     lexical = lexical_index(chunks)
+    other_vectors = None
+    if multilingual is not None:
+        reusable = _reusable_vectors(index_dir, multilingual.name, "multilingual", "multilingual.npy")
+        other_vectors = _embed(chunks, hashes, multilingual.passages, reusable, options,
+                               "embedding for other languages", progress)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -168,6 +191,9 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     try:
         faiss.write_index(index, str(staging / "index.faiss"))
         np.save(staging / "vectors.npy", vectors)
+        if other_vectors is not None:
+            faiss.write_index(_dense_index(other_vectors, options), str(staging / "multilingual.faiss"))
+            np.save(staging / "multilingual.npy", other_vectors)
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
         (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
@@ -176,6 +202,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "author": author, "article_hashes": digests, "lexical": LEXICAL,
+            "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests),
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
@@ -298,13 +325,20 @@ def load_snapshot(path: Path) -> Snapshot:
         if index.ntotal != len(chunks) or lexical.scores.get("num_docs") != len(chunks):
             raise ValueError(f"the dense index has {index.ntotal} entries and the lexical one "
                              f"{lexical.scores.get('num_docs')}, for {len(chunks)} chunks")
+        multilingual = None
+        if (path / "multilingual.faiss").exists():
+            multilingual = faiss.read_index(str(path / "multilingual.faiss"))
+            if multilingual.ntotal != len(chunks):
+                raise ValueError(f"the multilingual index has {multilingual.ntotal} entries for {len(chunks)} chunks")
+            multilingual.search(np.zeros((1, multilingual.d), dtype=np.float32), 1)
         # A search through both indexes, as every question will make.
         index.search(np.zeros((1, index.d), dtype=np.float32), 1)
         lexical.get_scores(tokenize([chunks[0].text])[0] or ["a"])
     except (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SwitchboardError(f"the index snapshot {path} is unreadable: {exc}; "
                                "rebuild it with `switchboard kb build`") from exc
-    if isinstance(index, faiss.IndexHNSWFlat):
-        index.hnsw.efSearch = 64
+    for dense in (index, multilingual):
+        if isinstance(dense, faiss.IndexHNSWFlat):
+            dense.hnsw.efSearch = 64
     vocabulary = KbVocabulary(text for c in chunks for text in (c.title, c.heading, c.text, c.question))
-    return Snapshot(path, index, lexical, chunks, manifest, vocabulary)
+    return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual)

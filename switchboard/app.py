@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -56,6 +57,7 @@ from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint
 from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
+from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import BuildOptions
@@ -183,10 +185,14 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
 
 
 def language_detector(settings: Settings) -> LanguageDetector:
-    """The detector of each message's language among SWITCHBOARD_LANGUAGES."""
-    languages = [code.strip() for code in settings.languages.split(",") if code.strip()]
+    """The detector of each message's language among SWITCHBOARD_LANGUAGES (one per list in a process)."""
+    return _language_detector(tuple(code.strip() for code in settings.languages.split(",") if code.strip()))
+
+
+@functools.lru_cache(maxsize=8)
+def _language_detector(languages: tuple[str, ...]) -> LanguageDetector:
     try:
-        return LanguageDetector(languages or ["en"])
+        return LanguageDetector(languages or ("en",))
     except ValueError as exc:
         raise SwitchboardError(f"SWITCHBOARD_LANGUAGES: {exc}") from exc
 
@@ -210,7 +216,15 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
     if classifier is None:
         classifier = trained_classifier(settings, encoder, nlu.examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
-                  policy=EnginePolicy(kb=kb_policy(settings)), clock=clock)
+                  policy=EnginePolicy(kb=kb_policy(settings)), languages=language_detector(settings), clock=clock)
+
+
+def multilingual_model(settings: Settings) -> MultilingualModel | None:
+    """The encoder of questions in other languages than English, when SWITCHBOARD_LANGUAGES lists any."""
+    codes = [code.strip() for code in settings.languages.split(",") if code.strip()]
+    if all(code.split("-")[0].lower() == "en" for code in codes):
+        return None
+    return load_multilingual(settings.index_dir / "onnx")
 
 
 def kb_policy(settings: Settings) -> KbPolicy:
@@ -229,7 +243,11 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     if encoder is None:
         shared, classifier = server_encoder(settings)
         encoder = batching = BatchingEncoder(shared, window=settings.encoder_batch_window_ms / 1000)
-    retriever = HybridRetriever(settings.index_dir, encoder)
+    multilingual = multilingual_model(settings)
+    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual)
+    if multilingual is not None and retriever.snapshot.multilingual is None:
+        log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
+                    "matched as if English; rebuild it: switchboard kb build", settings.languages)
     engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
     privacy = load_privacy(settings.privacy_path)
@@ -357,7 +375,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(create_customer_blueprint(services.store, services.store))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
-                                       on_publish=services.retriever.reload)
+                                       on_publish=services.retriever.reload,
+                                       multilingual=multilingual_model(settings))
 
     def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
         questions = collect_gaps(services.store, since, until, services.store.handled_gaps())

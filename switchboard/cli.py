@@ -94,8 +94,11 @@ def kb() -> None:
               help="Who publishes, recorded in the version history.")
 def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     """Build a new index snapshot and make it live; the live one stays if the build fails."""
+    import dataclasses
+
     from kb_index.encoder import load_encoder
     from kb_index.snapshot import BuildOptions, build_snapshot
+    from switchboard.app import multilingual_model
 
     settings = _settings()
     source = source or settings.kb_dir
@@ -103,8 +106,11 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     try:
         click.echo(f"Loading the embedding model {settings.model} ...")
         encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
+        multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out))
+        if multilingual is not None:
+            click.echo(f"Loading the multilingual encoder for {settings.languages} ...")
         build_snapshot(source, out, encoder, model=settings.model, author=author, progress=True, report=click.echo,
-                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks))
+                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -122,7 +128,7 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     import dataclasses
     import json
 
-    from bot.kb_decision import KbAction
+    from bot.kb_decision import OTHER_LANGUAGES, KbAction
     from kb_index.encoder import load_encoder
     from kb_index.evaluation import (
         calibrate,
@@ -135,14 +141,14 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
         score,
     )
     from kb_index.retriever import HybridRetriever
-    from switchboard.app import kb_policy
+    from switchboard.app import kb_policy, language_detector, multilingual_model
 
     settings = _settings()
     try:
         cases = load_cases(questions)
         encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
-        retriever = HybridRetriever(settings.index_dir, encoder)
-        results = run_cases(retriever, cases)
+        retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings))
+        results = run_cases(retriever, cases, languages=language_detector(settings))
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     known = {chunk.article_id for chunk in retriever.snapshot.chunks}
@@ -153,6 +159,11 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     policy = kb_policy(settings)
     if min_score is not None:
         policy = dataclasses.replace(policy, answer_score=min_score)
+    languages = {r.language for r in results if r.multilingual}
+    if results and all(r.multilingual for r in results):
+        click.echo("Every question is in another language than English: matched by the multilingual encoder "
+                   "and decided by its policy", err=True)
+        policy = OTHER_LANGUAGES.get(languages.pop() if len(languages) == 1 else None)
     report = score(results, policy.answer_score)
     decided = report_decisions(results, policy)
     made = decisions(results, policy)
@@ -163,7 +174,8 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
             "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
             "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
                          "score": round(r.score, 4), "decision": d.action.value, "articles": list(d.article_ids),
-                         "right": is_right(r, d)} for r, d in zip(results, made, strict=True)]}, indent=2))
+                         "right": is_right(r, d), "language": r.language, "multilingual": r.multilingual}
+                        for r, d in zip(results, made, strict=True)]}, indent=2))
         return
     click.echo(f"{report.questions} questions ({report.answerable} answerable) from {questions}")
     click.echo(f"  hit@1               {report.hit_at_1:.3f}")

