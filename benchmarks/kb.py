@@ -32,7 +32,7 @@ from kb_index.snapshot import BuildOptions, build_snapshot
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_KB = ROOT / "data" / "kb"
 # "where is my parcel" as customers would write it.
-MULTILINGUAL_QUERIES = {"de": "wo ist mein paket", "bg": "къде ми е пратката", "zh": "我的包裹在哪里",  # noqa: RUF001
+MULTILINGUAL_QUERIES = {"de": "wo ist mein paket", "bg": "къде ми е пратката", "zh": "我的包裹在哪里",
                         "th": "พัสดุของฉันอยู่ไหน"}
 QUERIES = [
     "how do I reset my password", "when will my refund arrive", "do you ship to Norway",

@@ -43,6 +43,8 @@ from bot.sentiment import LexiconSentiment
 
 log = logging.getLogger(__name__)
 
+LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # The payloads of the "did you mean" buttons: an article chosen, or none of them.
 KB_CHOICE = "/kb_article"
@@ -96,6 +98,7 @@ class _Turn:
     negative_streak: int
     values: dict[str, str]     # placeholder values every response may use (the customer's name)
     notes: dict[str, Any]      # what the bot made of the message, kept on its transcript event
+    language: str | None = None  # the message's, else the customer's profile's
     prediction: IntentPrediction | None = None
     entities: list[Entity] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
@@ -175,12 +178,15 @@ class Engine:
                                     channel or "preview", "preview", now, now)
         return self.respond(conversation, text, channel)
 
-    def render(self, response: str, **values: Any) -> tuple[str, tuple[Button, ...]] | None:
-        """A domain response's text and buttons for agents' tools (the rating question on close), or
-        None if the domain does not define it."""
+    def render(self, response: str, conversation: Conversation | None = None,
+               **values: Any) -> tuple[str, tuple[Button, ...]] | None:
+        """A domain response's text and buttons for agents' tools (the rating question on close), in the
+        variation the conversation's slots select (its customer's language), or None if the domain does
+        not define it."""
         if not self._model.responses.has(response):
             return None
-        return self._model.responses.render(response, values)
+        slots = conversation.dialogue.slots if conversation is not None else None
+        return self._model.responses.render(response, values, slots)
 
     def hand_off(self, conversation: Conversation, reason: str, detail: Mapping[str, Any] | None = None) -> Outcome:
         """Queue the conversation for an agent and tell the customer what happens next."""
@@ -195,7 +201,10 @@ class Engine:
         state = conversation.dialogue
         slots = {**self._model.domain.initial_slots(), **state.slots}
         turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
-                     self._customer_values(conversation), {})
+                     self._customer_values(conversation), {}, self._language_of(conversation, text))
+        if LANGUAGE_SLOT in self._model.domain.slots and turn.language is not None:
+            # Responses may vary on it (Rasa's `condition` on a slot): the customer is answered in their language.
+            slots[LANGUAGE_SLOT] = turn.language
         if rate:
             score = self._sentiment.score(text)
             turn.notes["sentiment"] = score
@@ -344,7 +353,7 @@ class Engine:
 
     def _answer_from_kb(self, turn: _Turn, vector: Any) -> bool:
         """Answer from the KB, offer the close articles as choices, or decline (False: the caller falls back)."""
-        language = self._languages.detect(turn.text) if self._languages is not None else None
+        language = turn.language
         passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
                                           channel=turn.channel, language=language)
         multilingual = self._retriever.multilingual_for(language)
@@ -471,6 +480,13 @@ class Engine:
         turn.fallback_streak = 0
 
     # -- personal answers --------------------------------------------------------------
+
+    def _language_of(self, conversation: Conversation, text: str) -> str | None:
+        """The message's language; for a message too short to tell, the one on the customer's profile."""
+        detected = self._languages.detect(text) if self._languages is not None else None
+        if detected is not None or conversation.conversation_id == "preview":
+            return detected
+        return self._memory.get_customer(conversation.customer_id).language
 
     def _customer_values(self, conversation: Conversation) -> dict[str, str]:
         if conversation.conversation_id == "preview":

@@ -22,6 +22,7 @@ import holidays
 
 from bot.domain import Warn, load_yaml
 from bot.errors import SwitchboardError
+from bot.language import written_without_spaces
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TOP_KEYS = {"explicit_request", "repeated_fallback", "sentiment", "sensitive_intents", "keywords",
@@ -36,6 +37,14 @@ def normalise(text: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
+def _found(phrase: str, padded: str) -> bool:
+    """Whether a normalised phrase is in a normalised, space-padded text: as whole words, or anywhere for
+    a phrase in a script written without spaces."""
+    if any(written_without_spaces(character) for character in phrase):
+        return phrase in padded
+    return f" {phrase} " in padded
+
+
 @dataclass(frozen=True)
 class ExplicitRequest:
     """Phrases that ask for a person anywhere in a message; single words only in short messages."""
@@ -45,16 +54,18 @@ class ExplicitRequest:
     short_message_words: int = 4
 
     def language_of_request(self, text: str) -> str | None:
-        """The language of the request phrase or word found in the text, if any."""
+        """The language of the request phrase or word found in the text, if any. In Chinese and Thai,
+        written without spaces, a phrase counts anywhere in the text, and a word in a message of at most
+        two characters a word allowed elsewhere ("转人工", "ติดต่อเจ้าหน้าที่")."""
         words = normalise(text)
         padded = f" {words} "
         for language, phrases in self.phrases.items():
-            if any(f" {phrase} " in padded for phrase in phrases):
+            if any(_found(phrase, padded) for phrase in phrases):
                 return language
-        if len(words.split()) <= self.short_message_words:
-            tokens = set(words.split())
+        unspaced = sum(1 for character in words if written_without_spaces(character))
+        if len(words.split()) <= self.short_message_words and unspaced <= 2 * self.short_message_words:
             for language, keywords in self.keywords.items():
-                if tokens & set(keywords):
+                if any(_found(keyword, padded) for keyword in keywords):
                     return language
         return None
 

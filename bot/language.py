@@ -36,10 +36,13 @@ class LanguageDetector:
         self._traditional = "zh-TW" in self.languages
 
     def detect(self, text: str) -> str | None:
-        """The language of `text`, or None if it is too short or too unsure to tell."""
+        """The language of `text`, or None if it is too short or too unsure to tell, or a button's payload
+        ("/kb_helpful", "/greet": Rasa's form of an intent, in no language)."""
+        if text.lstrip().startswith("/"):
+            return None
         letters = sum(1 for character in text if character.isalpha())
         # One Chinese or Thai character carries about as much as a word of a Latin or Cyrillic script.
-        wide = sum(1 for character in text if _is_wide_script(character))
+        wide = sum(1 for character in text if written_without_spaces(character))
         if letters + 2 * wide < self._min_letters:
             return None
         if self._single is not None:
@@ -53,7 +56,8 @@ class LanguageDetector:
         return language
 
 
-def _is_wide_script(character: str) -> bool:
+def written_without_spaces(character: str) -> bool:
+    """A Chinese or Thai character: scripts whose words are not separated by spaces."""
     code = ord(character)
     return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x0E00 <= code <= 0x0E7F
 

@@ -24,7 +24,8 @@ from handoff.summary import summarize
 
 FILTERS = ("queued", "mine", "all", "closed")
 # The rating question sent when a ticket is closed (text and buttons), if the domain has one.
-CsatQuestion = Callable[[], tuple[str, tuple[Button, ...]] | None]
+# The rating question for a conversation being closed, in the variation its slots select (its language).
+CsatQuestion = Callable[[str], tuple[str, tuple[Button, ...]] | None]
 OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
 
 
@@ -42,7 +43,7 @@ def _event_json(event: Event) -> dict[str, Any]:
 def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
                      notifier: Notifier, assistant: ReplyAssistant, *, max_text_length: int, token_hours: int,
                      streams: StreamSlots, reply_channels: frozenset[str],
-                     csat_question: CsatQuestion = lambda: None) -> Blueprint:
+                     csat_question: CsatQuestion = lambda conversation_id: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
 
@@ -188,7 +189,8 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         agent = current_agent()
         resolution = optional_field(json_object(), "resolution", max_length=100) if request.data else None
         return jsonify(ticket_summary(conversations.close_conversation(
-            conversation_id, agent.agent_id, resolution, admin=agent.role == "admin", csat_question=csat_question())))
+            conversation_id, agent.agent_id, resolution, admin=agent.role == "admin",
+            csat_question=csat_question(conversation_id))))
 
     @api.post("/presence")
     def presence() -> Response:

@@ -72,7 +72,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                              directory: AgentDirectory, notifier: Notifier, assistant: ReplyAssistant, *,
                              max_text_length: int, reply_channels: frozenset[str], streams: StreamSlots,
                              sign_in_hours: int, floods: Callable[[], list[str]] = list,
-                             csat_question: CsatQuestion = lambda: None) -> Blueprint:
+                             csat_question: CsatQuestion = lambda conversation_id: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators.
 
     `reply_channels` are the channels replies can reach in this deployment (an agent may pick
@@ -297,7 +297,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         resolution = request.form.get("resolution") if request.form.get("resolution") in RESOLUTIONS else None
         return act(conversation_id, lambda: conversations.close_conversation(
             conversation_id, g.agent.agent_id, resolution, admin=is_admin(),
-            csat_question=csat_question()), "Conversation closed; the customer is asked to rate it.")
+            csat_question=csat_question(conversation_id)), "Conversation closed; the customer is asked to rate it.")
 
     @console.post("/conversations/<conversation_id>/note")
     @signed_in

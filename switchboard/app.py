@@ -352,8 +352,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(telegram)
     app.register_blueprint(web)
     app.register_blueprint(rest)
-    def csat_question() -> tuple[str, tuple[Button, ...]] | None:
-        return services.engine.render("utter_csat")
+    def csat_question(conversation_id: str) -> tuple[str, tuple[Button, ...]] | None:
+        return services.engine.render("utter_csat", services.store.get_conversation(conversation_id))
 
     assistant = ReplyAssistant(services.retriever, settings.canned_path)
     # Pulled channels (the web widget, the REST API) fetch their replies; push channels need a sender.

@@ -138,7 +138,7 @@ def test_the_sample_policy_loads_without_warnings() -> None:
     warnings: list[str] = []
     policy = load_handoff_policy(ROOT / "data" / "handoff.yml", warnings.append)
     assert warnings == []
-    assert set(policy.explicit_request.phrases) == {"en", "de", "es", "fr"}
+    assert set(policy.explicit_request.phrases) == {"en", "de", "es", "fr", "bg", "zh", "zh-TW", "th"}
 
 
 def test_unknown_keys_are_reported_with_the_file(tmp_path: Path) -> None:

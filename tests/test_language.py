@@ -20,7 +20,7 @@ DETECTOR = LanguageDetector()
 
 
 @pytest.mark.parametrize(("text", "language"), [
-    ("wo ist meine bestellung", "de"), ("где е поръчката ми", "bg"), ("我的订单在哪里", "zh"),  # noqa: RUF001
+    ("wo ist meine bestellung", "de"), ("где е поръчката ми", "bg"), ("我的订单在哪里", "zh"),
     ("我的訂單在哪裡", "zh-TW"), ("ของฉันอยู่ไหน", "th"), ("can i pay by bank transfer", "en"),
     ("谢谢", "zh"), ("ขอบคุณ", "th"), ("my order PO-2610427 hasnt arrived", "en"),
 ])
@@ -90,7 +90,7 @@ def test_a_channels_hint_and_an_imported_language_come_before_the_detected_one(a
 
 
 def test_the_ticket_shows_each_messages_language(app: Flask) -> None:
-    accept(app, "我的订单在哪里？已经一个星期了", external_id="tg-7")  # noqa: RUF001
+    accept(app, "我的订单在哪里？已经一个星期了", external_id="tg-7")
     accept(app, "我想和真人客服说话", external_id="tg-7")
     accept(app, "I want to talk to a person", external_id="tg-7")
     (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])

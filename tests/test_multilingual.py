@@ -90,7 +90,7 @@ def test_the_tokenizer_marks_start_and_end_and_splits_every_script(onnx_dir: Pat
         assert ids[0] == 0 and ids[-1] == 2 and len(ids) > 3
         assert 3 not in ids  # no unknown pieces in any of the six scripts
     # The image's normalisation (full-width letters), spaces folded.
-    assert encoder.token_ids("ＡＢＣ  x") == encoder.token_ids("ABC x")  # noqa: RUF001
+    assert encoder.token_ids("ＡＢＣ  x") == encoder.token_ids("ABC x")
     assert len(encoder.token_ids("word " * 2000)) == MultilingualEncoder.max_tokens
 
 
@@ -99,7 +99,7 @@ def test_questions_in_each_language_find_the_english_article(index_dir: Path, en
     retriever = HybridRetriever(index_dir, encoder, multilingual=multilingual)
     asked = {
         "de": ("Wie hoch sind die Versandkosten?", "shipping-costs"),
-        "bg": ("В срок от колко дни мога да върна стоката?", "returns-policy"),  # noqa: RUF001
+        "bg": ("В срок от колко дни мога да върна стоката?", "returns-policy"),
         "zh": ("可以分期付款吗", "payments-instalments"),
         "zh-TW": ("保固要怎麼申請", "warranty-claim"),
         "th": ("ลืมรหัสผ่าน จะรีเซ็ตยังไง", "password-reset"),
@@ -139,7 +139,7 @@ def test_a_rebuild_embeds_only_changed_chunks_for_other_languages_too(tmp_path: 
 def test_the_bot_answers_a_chinese_question_from_the_english_article(
         make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
-    replies = chat.say("你们的退货政策是什么？多少天内可以退货")  # noqa: RUF001
+    replies = chat.say("你们的退货政策是什么？多少天内可以退货")
     kb = _kb_event(chat)
     assert kb["language"] == "zh" and kb["encoder"] == "multilingual"
     assert kb["decision"] in ("answer", "choices")

@@ -1,0 +1,133 @@
+"""Customers are answered in their language: the `language` slot, filled from each message, selects the
+response variations of the Rasa domain (`condition` on the slot), and a request for a person is heard in
+every language the sample serves."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from bot.domain import load_domain
+from bot.messages import ConversationStatus, EventKind
+from switchboard.app import services_of
+from tests.conftest import ROOT, WebChat
+from tests.dialogue import RecordingChannel
+from tests.test_agent_api import ApiAgent
+
+LANGUAGES = ("de", "bg", "zh", "zh-TW", "th")
+# Rendered without the conversation's slots: it goes to the *other* conversation of a quoted reference,
+# whose owner's language the requester must not choose.
+NOT_TRANSLATED = {"utter_reference_notice"}
+
+
+def _placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+def test_every_response_has_each_language_with_the_same_placeholders_and_buttons() -> None:
+    domain = load_domain(ROOT / "data" / "domain.yml")
+    assert "language" in domain.slots
+    for name, variations in domain.responses.items():
+        english = [v for v in variations if not v.get("condition")]
+        allowed = set().union(*(_placeholders(v["text"]) for v in english))
+        payloads = {tuple(b["payload"] for b in v.get("buttons") or ()) for v in english}
+        for language in LANGUAGES:
+            own = [v for v in variations if v.get("condition") == [{"type": "slot", "name": "language",
+                                                                     "value": language}]]
+            if name in NOT_TRANSLATED:
+                assert not own
+                continue
+            assert own, f"{name} has no {language} variation"
+            for variation in own:
+                assert _placeholders(variation["text"]) <= allowed, (name, language)
+                assert tuple(b["payload"] for b in variation.get("buttons") or ()) in payloads, (name, language)
+
+
+def test_a_chinese_question_is_answered_in_chinese(make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    replies = chat.say("运费多少")  # "how much is shipping"
+    assert _kb_event(chat)["decision"] == "answer"
+    assert replies[0].startswith("我找到了以下内容（英文）")  # the article is English: the answer says so
+    assert "4.95" in replies[0]
+    assert replies[-1].endswith("这对您有帮助吗？")
+    assert chat.last_outcome is not None and chat.last_outcome.dialogue.slots["language"] == "zh"
+    assert [b.title for b in chat.last_outcome.replies[-1].buttons] == ["有帮助", "没有"]
+    assert chat.say("/kb_helpful") == ["很高兴能帮到您！"]  # the tapped payload has no language of its own
+
+
+def test_choices_are_offered_in_chinese(make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    replies = chat.say("你们的退货政策是什么？多少天内可以退货")
+    assert _kb_event(chat)["decision"] == "choices"
+    assert replies[0].startswith("我不太确定")
+    assert chat.last_outcome is not None and chat.last_outcome.replies[0].buttons[-1].title == "都不是"
+    assert chat.say("/kb_none")[0].startswith("抱歉")
+
+
+def test_a_german_customer_who_is_not_understood_hears_it_in_german(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    assert chat.say("Können Sie mir bitte etwas über den Mondkalender erzählen?") == [
+        "Entschuldigung, das habe ich nicht ganz verstanden. Können Sie es anders formulieren? Sie können auch "
+        "nach einem Mitarbeiter fragen."]
+
+
+def test_a_message_too_short_to_tell_keeps_the_language(make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    chat.say("Как да върна якето, което купих онлайн?")
+    replies = chat.say("ok")
+    assert chat.last_outcome is not None and chat.last_outcome.dialogue.slots["language"] == "bg"
+    assert all(not reply.isascii() for reply in replies)
+
+
+def test_english_customers_get_the_english_responses(make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    assert chat.say("tell me about the lunar calendar please")[0].startswith("Sorry, I'm not sure I understood")
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("转人工", "zh"),
+    ("ขอคุยกับเจ้าหน้าที่ค่ะ", "th"),
+    ("Искам да говоря с човек", "bg"),
+    ("Ich möchte mit einem Mitarbeiter sprechen", "de"),
+])
+def test_a_request_for_a_person_is_heard_and_answered_in_the_language(
+        make_chat: Callable[..., RecordingChannel], text: str, language: str) -> None:
+    chat = make_chat()
+    (reply,) = chat.say(text)
+    handoff = chat.handoff_event()
+    assert handoff.data["reason"] == "customer_request" and handoff.data["language"] == language
+    domain = load_domain(ROOT / "data" / "domain.yml")
+    openings = [v["text"].split("{")[0] for name in ("utter_handoff", "utter_handoff_no_agents", "utter_handoff_closed")
+                for v in domain.responses[name] if v.get("condition", [{}])[0].get("value") == language]
+    assert any(reply.startswith(opening) for opening in openings), reply
+
+
+def test_not_every_message_mentioning_customer_service_is_a_request_for_a_person(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    chat.say("客服电话是多少")  # "what is the customer service phone number"
+    assert [e for e in chat.store.transcript(chat.conversation().conversation_id) if e.kind == EventKind.HANDOFF] == []
+
+
+def test_the_rating_question_on_close_is_in_the_customers_language(app: Flask, customer: WebChat) -> None:
+    customer.say("我想和真人说话，转人工")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    conversation_id = conversation.conversation_id
+    ann = ApiAgent(app, "ann@example.com")
+    ann.post(f"/tickets/{conversation_id}/claim")
+    customer.events()
+    ann.post(f"/tickets/{conversation_id}/close", {"resolution": "answered"})
+    (question,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert question["text"].startswith("感谢您联系 Puffin Outdoor")
+    assert [b["payload"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
+    assert services_of(app).store.get_conversation(conversation_id).dialogue.slots["language"] == "zh"
+
+
+def _kb_event(chat: RecordingChannel) -> dict[str, Any]:
+    events = chat.store.transcript(chat.conversation().conversation_id)
+    return [e.data for e in events if e.kind == EventKind.KB_ANSWER][-1]
