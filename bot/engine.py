@@ -369,7 +369,7 @@ class Engine:
             **({"language": language, "encoder": "multilingual"} if multilingual else {}),
         }))
         if decision.action == KbAction.ANSWER:
-            self._quote_answer(turn, decision.passages[0])
+            self._quote_answer(turn, self._version(decision.passages[0], language))
             return True
         if decision.action == KbAction.CHOICES:
             self._offer_choices(turn, decision)
@@ -380,6 +380,12 @@ class Engine:
         response = "utter_kb_answer" if best.url or not self._model.responses.has("utter_kb_answer_no_link") \
             else "utter_kb_answer_no_link"
         self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
+        if (best.lang or "en") == "en" and turn.language and not turn.language.startswith("en") \
+                and self._model.responses.has("utter_kb_in_english"):
+            # No version in the customer's language: they are told the article is in English.
+            note, _ = self._model.responses.render("utter_kb_in_english", turn.values, turn.slots, turn.channel)
+            answer = turn.replies[-1]
+            turn.replies[-1] = Reply(answer.conversation_id, f"{note}\n\n{answer.text}", answer.author, answer.buttons)
         turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
         capabilities = CAPABILITIES.get(turn.channel or "")
         if capabilities is not None and capabilities.feedback and self._model.responses.has("utter_kb_feedback"):
@@ -408,12 +414,17 @@ class Engine:
         self._fall_back(turn, response="utter_kb_sorry")
         return True
 
+    def _version(self, passage: Passage, language: str | None) -> Passage:
+        """The passage in the customer's language where its article has that translation."""
+        return self._retriever.translation(passage, language) or passage
+
     def _offer_choices(self, turn: _Turn, decision: KbDecision) -> None:
-        """"Did you mean": the close articles as buttons (numbered options where there are none), and
-        "none of these"."""
+        """"Did you mean": the close articles as buttons (numbered options where there are none), titled in
+        the customer's language where a translation was found, and "none of these"."""
         text, buttons = self._model.responses.render("utter_kb_choices", turn.values, turn.slots, turn.channel)
         none = next((b for b in buttons if b.payload == KB_NONE), Button("None of these", KB_NONE))
-        choices = tuple(Button(p.title, f'{KB_CHOICE}{{"article_id": "{p.article_id}"}}') for p in decision.passages)
+        choices = tuple(Button(self._version(p, turn.language).title, f'{KB_CHOICE}{{"article_id": "{p.topic}"}}')
+                        for p in decision.passages)
         turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, (*choices, none)))
         turn.notes["answered_by"] = {"kind": "kb_choices", "articles": list(decision.article_ids)}
 
@@ -434,15 +445,17 @@ class Engine:
             self._fall_back(turn)
             return True
         article_id = chosen.group(1)
-        passages = [p for p in self._retriever.search(question, k=self._policy.kb_passages, channel=turn.channel)
-                    if p.article_id == article_id]
+        language = offer.data.get("language")  # the question's, as it was searched
+        passages = [p for p in self._retriever.search(question, k=self._policy.kb_passages, channel=turn.channel,
+                                                      language=language)
+                    if p.topic == article_id]
         if article_id not in (offer.data.get("offered") or ()) or not passages:
             return False
         turn.events.append((EventKind.KB_ANSWER, {
             "decision": "chosen", "answered": True, "question": question, "chosen": article_id,
             "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
                           "score": round(p.score, 4)} for p in passages[:1]]}))
-        self._quote_answer(turn, passages[0])
+        self._quote_answer(turn, self._version(passages[0], turn.language or language))
         return True
 
     def _last_offer(self, turn: _Turn) -> Event | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -24,6 +24,7 @@ class GapQuestion:
     text: str
     reason: str
     asked_at: datetime
+    language: str | None = None  # as detected when it came in
 
 
 def gap_key(question: str) -> str:
@@ -38,6 +39,7 @@ class GapCluster:
     examples: tuple[str, ...]    # distinct questions, closest first (five at most)
     reasons: dict[str, int]
     questions: tuple[str, ...] = ()  # every distinct question of the group, closest first
+    language: str | None = None      # the group's language: questions are grouped within one language
 
 
 def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
@@ -56,25 +58,47 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
             if decision == "feedback":
                 if event.data.get("helpful") is False:
                     found.append(GapQuestion(event.conversation_id, question, ANSWERED_WRONGLY,
-                                             last_question.created_at))
+                                             last_question.created_at, _language(last_question)))
                 answered = None
             elif decision != "choices":  # after choices, the customer's pick tells
                 answered = last_question if event.data.get("answered") else None
                 if answered is None:
-                    found.append(GapQuestion(event.conversation_id, question, NOT_ANSWERED, last_question.created_at))
+                    found.append(GapQuestion(event.conversation_id, question, NOT_ANSWERED, last_question.created_at,
+                                             _language(last_question)))
         elif (event.kind == EventKind.HANDOFF and event.data.get("reason") == "customer_request"
               and previous_question is not None):
             # The message that asked for a person says nothing about the KB; the one before it might.
             reason = ANSWERED_WRONGLY if answered is previous_question else ASKED_FOR_PERSON
             found.append(GapQuestion(event.conversation_id, previous_question.text or "", reason,
-                                     previous_question.created_at))
+                                     previous_question.created_at, _language(previous_question)))
     return found
 
 
-def cluster_gaps(questions: Sequence[GapQuestion], encoder: Encoder, similarity: float = 0.6) -> list[GapCluster]:
-    """Group questions whose meaning is close (cosine to a group's first question >= `similarity`)."""
-    if not questions:
-        return []
+def _language(message: Event) -> str | None:
+    language = message.data.get("language")
+    return str(language) if language else None
+
+
+def cluster_gaps(questions: Sequence[GapQuestion], encoder: Encoder, similarity: float = 0.6,
+                 other_languages: Encoder | None = None, other_similarity: float = 0.9) -> list[GapCluster]:
+    """Group questions whose meaning is close (cosine to a group's first question >= `similarity`), each
+    language apart: English ones (and those of no known language) by `encoder`, the others by
+    `other_languages` when given (the multilingual encoder, at `other_similarity`: its cosines run high,
+    0.83 to 0.86 between different questions of one language, 0.92 and up between rewordings)."""
+    by_language: dict[str | None, list[GapQuestion]] = {}
+    for question in questions:
+        language = question.language if question.language and not question.language.startswith("en") else None
+        by_language.setdefault(language, []).append(question)
+    clusters = []
+    for language, group in by_language.items():
+        multilingual = language is not None and other_languages is not None
+        clusters += _cluster(group, other_languages if multilingual and other_languages else encoder,
+                             other_similarity if multilingual else similarity, language)
+    return sorted(clusters, key=lambda c: (-c.size, c.language or "", c.representative))
+
+
+def _cluster(questions: Sequence[GapQuestion], encoder: Encoder, similarity: float,
+             language: str | None) -> list[GapCluster]:
     vectors = encoder.encode([q.text for q in questions])
     leaders: list[int] = []
     members: list[list[int]] = []
@@ -87,8 +111,7 @@ def cluster_gaps(questions: Sequence[GapQuestion], encoder: Encoder, similarity:
                 continue
         leaders.append(i)
         members.append([i])
-    clusters = [_describe(group, questions, vectors) for group in members]
-    return sorted(clusters, key=lambda c: (-c.size, c.representative))
+    return [replace(_describe(group, questions, vectors), language=language) for group in members]
 
 
 def _describe(group: list[int], questions: Sequence[GapQuestion], vectors: np.ndarray) -> GapCluster:

@@ -60,14 +60,16 @@ class KbDecision:
 
     @property
     def article_ids(self) -> tuple[str, ...]:
-        return tuple(p.article_id for p in self.passages)
+        """The articles decided on, each by its original's id (translations are one article)."""
+        return tuple(p.topic for p in self.passages)
 
 
 def best_per_article(passages: Sequence[Passage]) -> list[Passage]:
-    """The best passage of each article, best first (passages arrive best first)."""
+    """The best passage of each article, an article and its translations counting as one, best first
+    (passages arrive best first)."""
     seen: dict[str, Passage] = {}
     for passage in passages:
-        seen.setdefault(passage.article_id, passage)
+        seen.setdefault(passage.topic, passage)
     return list(seen.values())
 
 

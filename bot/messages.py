@@ -114,6 +114,13 @@ class Passage:
     heading: str
     text: str
     score: float
+    lang: str = ""            # the article's language ("" for the knowledge base's own, English)
+    translation_of: str = ""  # the original this article translates
+
+    @property
+    def topic(self) -> str:
+        """The article this passage answers as: the original, whichever translation it is in."""
+        return self.translation_of or self.article_id
 
 
 @dataclass(frozen=True)

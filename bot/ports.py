@@ -45,6 +45,10 @@ class Retriever(Protocol):
         """Whether questions in `language` are scored by the multilingual encoder (a scale of their own)."""
         ...
 
+    def translation(self, passage: Passage, language: str | None) -> Passage | None:
+        """The passage's part of its article's translation into `language`, if there is one."""
+        ...
+
 
 class DialogueMemory(Protocol):
     """What the engine reads beyond the message: the customer, earlier turns, the queue."""

@@ -10,22 +10,36 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from markdown_it import MarkdownIt
 from werkzeug.wrappers import Response
 
-from bot.errors import NotFound, SwitchboardError
+from bot.errors import Conflict, NotFound, SwitchboardError
 from bot.gaps import GapCluster, gap_key
 from bot.outcome import Outcome
 from bot.ports import AgentStore
 from handoff.auth import require_agent
-from kb_index.articles import KNOWN_CHANNELS
+from kb_index.articles import KNOWN_CHANNELS, Article
 from kb_index.editing import ArticleDraft, ArticleFiles
 from kb_index.publisher import KnowledgeBasePublisher
 
 EDITOR_ROLES = ("editor", "admin")
 
 
+def translation_coverage(articles: Sequence[Article], languages: Sequence[str]) -> dict[str, tuple[list[str],
+                                                                                               list[str]]]:
+    """For each original article: the languages it is in, and those of `languages` it still lacks."""
+    have: dict[str, list[str]] = {a.article_id: [a.lang or "en"] for a in articles if not a.translation_of}
+    for article in articles:
+        if article.translation_of in have:
+            have[article.translation_of].append(article.lang)
+    order = {code: place for place, code in enumerate(languages)}
+    return {article_id: (sorted(found, key=lambda code: order.get(code, len(order))),
+                         [code for code in languages if code not in found])
+            for article_id, found in have.items()}
+
+
 def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: KnowledgeBasePublisher,
                         preview: Callable[[str, str], Outcome],
                         gaps: Callable[[datetime | None, datetime | None], list[GapCluster]],
-                        handle_gaps: Callable[[Sequence[str], str, str | None, str], None]) -> Blueprint:
+                        handle_gaps: Callable[[Sequence[str], str, str | None, str], None],
+                        languages: Sequence[str] = ("en",)) -> Blueprint:
     """Build the `/console/kb` pages around the given collaborators."""
     kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
     editor = require_agent(agents, EDITOR_ROLES)
@@ -40,16 +54,19 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
                             listed("tags"), request.form.get("body", "").replace("\r\n", "\n"),
                             request.form.get("lang", "").strip(), listed("channels"),
                             request.form.get("audience", "customers"),
-                            tuple(q.strip() for q in request.form.get("questions", "").splitlines() if q.strip()))
+                            tuple(q.strip() for q in request.form.get("questions", "").splitlines() if q.strip()),
+                            request.form.get("translation_of", "").strip())
 
     @kb.get("/")
     @editor
     def articles() -> str:
         query = request.args.get("q", "").strip().lower()
-        found = [a for a in files.articles()
+        every = files.articles()
+        found = [a for a in every
                  if not query or query in f"{a.article_id} {a.title} {' '.join(a.tags)} {a.body}".lower()]
         return render_template("console/kb_articles.html", articles=found, query=query,
-                               unpublished=publisher.unpublished(), live=publisher.live())
+                               unpublished=publisher.unpublished(), live=publisher.live(),
+                               coverage=translation_coverage(every, languages))
 
     @kb.route("/new", methods=["GET", "POST"])
     @editor
@@ -94,6 +111,9 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
             files.delete(article_id)
         except NotFound:
             abort(404)
+        except Conflict as exc:
+            flash(f"Not deleted: {exc}")
+            return redirect(url_for("kb.articles"))
         flash(f"Deleted {article_id}. Publish to remove it from the bot's answers.")
         return redirect(url_for("kb.articles"))
 

@@ -22,7 +22,7 @@ _SPACE = re.compile(r"\s+")
 _WORDS = re.compile(r"[^\W\d_]{3,}")
 # Ids name files and URLs in the editor: no separators, no dot-dot, no hidden files.
 VALID_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "channels", "audience", "questions"})
+KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "translation_of", "channels", "audience", "questions"})
 KNOWN_CHANNELS = ("web", "rest", "telegram", "sms", "whatsapp")
 AUDIENCES = ("customers", "agents")
 _BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
@@ -40,6 +40,7 @@ class Article:
     channels: tuple[str, ...] = ()  # empty: every channel
     audience: str = "customers"     # "agents": internal, never answered to customers
     questions: tuple[str, ...] = ()  # customers' own words for it, indexed beside its sections
+    translation_of: str = ""         # the id of the article this one translates (its `lang` says into what)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Chunk:
     audience: str = "customers"
     lang: str = ""
     question: str = ""  # an example question: indexed by it, answered with this section's text
+    translation_of: str = ""
 
     def serves(self, channel: str | None, audience: str) -> bool:
         """Whether this chunk may answer this audience on this channel (None: any channel)."""
@@ -99,10 +101,29 @@ def load_articles(kb_dir: Path) -> list[Article]:
             channels=_strings(post.get("channels")),
             audience=str(post.get("audience") or "customers"),
             questions=tuple(q.strip() for q in _strings(post.get("questions")) if q.strip()),
+            translation_of=str(post.get("translation_of") or ""),
         ))
     if not articles:
         raise SwitchboardError(f"no *.md articles in {kb_dir}")
+    check_translations(articles)
     return articles
+
+
+def check_translations(articles: list[Article]) -> None:
+    """A translation names an article that is not itself a translation, and says its language."""
+    by_id = {article.article_id: article for article in articles}
+    for article in articles:
+        if not article.translation_of:
+            continue
+        original = by_id.get(article.translation_of)
+        if original is None:
+            raise SwitchboardError(f"{article.path}: translation_of names {article.translation_of!r}, "
+                                   "which is not an article id")
+        if original.translation_of:
+            raise SwitchboardError(f"{article.path}: translation_of must name the original article, "
+                                   f"{original.translation_of!r}, not another translation")
+        if not article.lang:
+            raise SwitchboardError(f"{article.path}: a translation needs `lang:` (e.g. lang: de)")
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -123,7 +144,8 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
     def flush() -> None:
         for part in split_text(plain_text("\n".join(lines)), max_chars):
             chunks.append(Chunk(article.article_id, article.title, article.url, heading, part,
-                                article.channels, article.audience, article.lang))
+                                article.channels, article.audience, article.lang,
+                                translation_of=article.translation_of))
 
     for line in article.body.splitlines():
         match = _HEADING.match(line)

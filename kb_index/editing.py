@@ -26,12 +26,13 @@ class ArticleDraft:
     channels: tuple[str, ...] = ()
     audience: str = "customers"
     questions: tuple[str, ...] = ()
+    translation_of: str = ""
 
     @classmethod
     def of(cls, article: Article) -> ArticleDraft:
         """The draft that rewrites an article unchanged."""
         return cls(article.article_id, article.title, article.url, article.tags, article.body, article.lang,
-                   article.channels, article.audience, article.questions)
+                   article.channels, article.audience, article.questions, article.translation_of)
 
     def validate(self, max_chars: int = 50_000) -> None:
         """Raise InvalidMessage saying what to fix."""
@@ -47,6 +48,10 @@ class ArticleDraft:
             raise InvalidMessage(f"unknown channel(s) {', '.join(unknown)}; use {', '.join(KNOWN_CHANNELS)}")
         if self.audience not in AUDIENCES:
             raise InvalidMessage(f"the audience must be one of {', '.join(AUDIENCES)}")
+        if self.translation_of and not self.lang:
+            raise InvalidMessage("a translation needs its language (e.g. de)")
+        if self.translation_of == self.article_id:
+            raise InvalidMessage("an article cannot be a translation of itself")
         if not self.body.strip():
             raise InvalidMessage("the article needs some text")
         if len(self.body) > max_chars:
@@ -61,6 +66,8 @@ class ArticleDraft:
             meta["tags"] = list(self.tags)
         if self.lang:
             meta["lang"] = self.lang
+        if self.translation_of:
+            meta["translation_of"] = self.translation_of
         if self.channels:
             meta["channels"] = list(self.channels)
         if self.audience != "customers":
@@ -96,6 +103,7 @@ class ArticleFiles:
     def create(self, draft: ArticleDraft) -> Path:
         """Write a new article as `<id>.md`; the id must be new."""
         draft.validate()
+        self._check_original(draft)
         if any(a.article_id == draft.article_id for a in load_articles(self._kb_dir)):
             raise Conflict(f"an article with the id {draft.article_id!r} exists already")
         path = self._inside(self._kb_dir / f"{draft.article_id}.md")
@@ -109,13 +117,30 @@ class ArticleFiles:
         draft.validate()
         if draft.article_id != article_id:
             raise InvalidMessage("an article's id cannot change; create a new article instead")
+        self._check_original(draft)
         path = self._inside(self.get(article_id).path)
         self._write(path, draft.render())
         return path
 
     def delete(self, article_id: str) -> None:
-        """Remove an article's file."""
+        """Remove an article's file; an original with translations stays until they are removed."""
+        translations = [a.article_id for a in load_articles(self._kb_dir) if a.translation_of == article_id]
+        if translations:
+            raise Conflict(f"{article_id!r} has translations ({', '.join(translations)}); delete them first")
         self._inside(self.get(article_id).path).unlink()
+
+    def _check_original(self, draft: ArticleDraft) -> None:
+        """A translation's original must exist and be an original; an original with translations stays one."""
+        articles = {a.article_id: a for a in load_articles(self._kb_dir)}
+        if draft.translation_of:
+            original = articles.get(draft.translation_of)
+            if original is None:
+                raise InvalidMessage(f"there is no article {draft.translation_of!r} to translate")
+            if original.translation_of:
+                raise InvalidMessage(f"{draft.translation_of!r} is itself a translation; name its original, "
+                                     f"{original.translation_of!r}")
+            if any(a.translation_of == draft.article_id for a in articles.values()):
+                raise InvalidMessage(f"{draft.article_id!r} has translations of its own, so it stays an original")
 
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()

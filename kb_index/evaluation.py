@@ -78,7 +78,7 @@ def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10,
     for case in cases:
         language = languages.detect(case.question) if languages is not None else None
         passages = retriever.search(case.question, k=depth, language=language)
-        ranked = tuple(dict.fromkeys(p.article_id for p in passages))
+        ranked = tuple(dict.fromkeys(p.topic for p in passages))  # a translation counts as its original
         results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0,
                                   tuple(passages), language, retriever.multilingual_for(language)))
     return results

@@ -7,7 +7,8 @@ meaning. The weights were tuned on data/kb_eval.csv (see docs/kb-quality.md).
 
 A question in another language than English is matched by the multilingual encoder against
 the same chunks, when the snapshot was built with it: its score is that cosine alone (English
-words and stems, and English typo mending, have nothing to say about it).
+words and stems, and English typo mending, have nothing to say about it). Translated articles are
+not matched, by either encoder: the customer is quoted the translation of the article found.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class HybridRetriever:
             text = mended
             vector = self._encoder.encode([text])[0]
         query = vector.reshape(1, -1).astype(np.float32)
-        total = len(snapshot.chunks)
+        total = snapshot.searchable
         depth = min(max(self._fusion.candidates, k), total)
 
         cosines, ids = snapshot.index.search(query, depth)
@@ -105,10 +106,33 @@ class HybridRetriever:
                              audience: str) -> list[Passage]:
         assert self._multilingual is not None and snapshot.multilingual is not None
         query = self._multilingual.queries.encode([text]).astype(np.float32)
-        depth = min(max(self._fusion.candidates, k), len(snapshot.chunks))
+        # Translations are never matched (a question scores higher against any text in its own language than
+        # against the right article in another); the best ones of the originals are looked for, past them.
+        depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable,
+                    len(snapshot.chunks))
         cosines, ids = snapshot.multilingual.search(query, depth)
-        scores = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True) if i >= 0}
+        scores = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True)
+                  if 0 <= i < snapshot.searchable}
         return _passages(snapshot, scores, k, channel, audience)
+
+    def translation(self, passage: Passage, language: str | None) -> Passage | None:
+        """The same part of the passage's article in `language` (else in that language without its region,
+        "zh" for "zh-TW"), if the article has that translation: its section most like the passage."""
+        snapshot = self._snapshot
+        if not language or self._multilingual is None or snapshot.multilingual is None:
+            return None
+        candidates = next((found for wanted in dict.fromkeys((language, language.split("-")[0]))
+                           if (found := snapshot.translations.get((passage.topic, wanted)))), ())
+        if not candidates:
+            return None
+        best = candidates[0]
+        if len(candidates) > 1:
+            vector = self._multilingual.passages.encode([f"{passage.title} - {passage.heading}\n{passage.text}"])[0]
+            others = snapshot.multilingual.reconstruct_batch(np.array(candidates, dtype=np.int64))
+            best = candidates[int(np.argmax(others @ vector))]
+        chunk = snapshot.chunks[best]
+        return Passage(chunk.article_id, chunk.title, chunk.url, chunk.heading, chunk.text, passage.score,
+                       chunk.lang, chunk.translation_of)
 
     def reload(self) -> bool:
         """Load the published snapshot now if it changed; True if it was swapped in."""
@@ -138,5 +162,6 @@ def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str
     """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages."""
     allowed = [i for i in scores if snapshot.chunks[i].serves(channel, audience)]
     best = sorted(allowed, key=scores.__getitem__, reverse=True)[:k]
-    return [Passage(snapshot.chunks[i].article_id, snapshot.chunks[i].title, snapshot.chunks[i].url,
-                    snapshot.chunks[i].heading, snapshot.chunks[i].text, scores[i]) for i in best]
+    found = [snapshot.chunks[i] for i in best]
+    return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of)
+            for c, i in zip(found, best, strict=True)]

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,13 @@ class Snapshot:
     chunks: list[Chunk]
     manifest: dict[str, Any]
     vocabulary: KbVocabulary
-    multilingual: faiss.Index | None = None  # the same chunks by the multilingual encoder, if it was built
+    multilingual: faiss.Index | None = None  # every chunk by the multilingual encoder, if it was built
+    searchable: int = 0  # chunks[:searchable] are originals, searched; the rest translations, quoted
+    translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
+
+    @property
+    def originals(self) -> list[Chunk]:
+        return self.chunks[:self.searchable]
 
 
 def current_snapshot(index_dir: Path) -> Path | None:
@@ -168,17 +174,24 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
-    if not chunks:
+    # Originals first: questions are matched against them; translations only give the customer their language.
+    chunks = [c for c in chunks if not c.translation_of] + [c for c in chunks if c.translation_of]
+    searchable = sum(1 for c in chunks if not c.translation_of)
+    if not searchable:
         raise SwitchboardError(f"the articles in {kb_dir} have no text to index")
+    if searchable < len(chunks) and multilingual is None:
+        report(f"left out {len(chunks) - searchable} chunks of translated articles: no language but English "
+               "is served (SWITCHBOARD_LANGUAGES)")
+        chunks = chunks[:searchable]
     hashes = [chunk.content_hash() for chunk in chunks]
     known = _reusable_vectors(index_dir, model)
-    todo = [h for h in hashes if h not in known]
-    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks, "
-           f"{len(chunks) - len(todo)} unchanged, {len(todo)} to embed")
-    vectors = _embed(chunks, hashes, encoder, known, options, "embedding", progress)
+    todo = [h for h in hashes[:searchable] if h not in known]
+    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks ({len(chunks) - searchable} "
+           f"translated), {searchable - len(todo)} unchanged, {len(todo)} to embed")
+    vectors = _embed(chunks[:searchable], hashes[:searchable], encoder, known, options, "embedding", progress)
     dimension = int(vectors.shape[1])
     index = _dense_index(vectors, options)
-    lexical = lexical_index(chunks)
+    lexical = lexical_index(chunks[:searchable])
     other_vectors = None
     if multilingual is not None:
         reusable = _reusable_vectors(index_dir, multilingual.name, "multilingual", "multilingual.npy")
@@ -201,7 +214,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         (staging / "manifest.json").write_text(json.dumps({
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "author": author, "article_hashes": digests, "lexical": LEXICAL,
+            "author": author, "article_hashes": digests, "lexical": LEXICAL, "searchable": searchable,
             "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests),
         }), encoding="utf-8")
@@ -230,7 +243,9 @@ def article_hashes(chunks: list[Chunk], hashes: list[str]) -> dict[str, str]:
     """One digest per article over its chunks' texts and its metadata, so any edit counts as a change."""
     combined: dict[str, str] = {}
     for chunk, digest in zip(chunks, hashes, strict=True):
-        meta = json.dumps([chunk.url, chunk.channels, chunk.audience, chunk.lang])
+        # A translation's link counts as a change; articles without one hash as they always did.
+        meta = json.dumps([chunk.url, chunk.channels, chunk.audience, chunk.lang,
+                           *([chunk.translation_of] if chunk.translation_of else [])])
         combined[chunk.article_id] = hashlib.sha256(
             (combined.get(chunk.article_id, "") + digest + meta).encode()).hexdigest()
     return combined
@@ -288,7 +303,8 @@ def switch_to(index_dir: Path, name: str) -> None:
     os.replace(staging, index_dir / POINTER)
 
 
-_CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang", "question")
+_CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang", "question",
+                      "translation_of")
 
 
 def _chunk(value: Any, number: int) -> Chunk:
@@ -319,13 +335,19 @@ def load_snapshot(path: Path) -> Snapshot:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError("manifest.json must be an object")
+        searchable = int(manifest.get("searchable", len(chunks)))
         if manifest.get("lexical") != LEXICAL:
             # Built by an earlier Switchboard that tokenised differently: queries must meet the same tokens.
-            lexical = lexical_index(chunks)
-        if index.ntotal != len(chunks) or lexical.scores.get("num_docs") != len(chunks):
+            lexical = lexical_index(chunks[:searchable])
+        if index.ntotal != searchable or lexical.scores.get("num_docs") != searchable:
             raise ValueError(f"the dense index has {index.ntotal} entries and the lexical one "
-                             f"{lexical.scores.get('num_docs')}, for {len(chunks)} chunks")
+                             f"{lexical.scores.get('num_docs')}, for {searchable} chunks")
+        if searchable > len(chunks) or any(c.translation_of for c in chunks[:searchable]) \
+                or not all(c.translation_of for c in chunks[searchable:]):
+            raise ValueError(f"the first {searchable} chunks must be the originals and the rest translations")
         multilingual = None
+        if searchable < len(chunks) and not (path / "multilingual.faiss").exists():
+            raise ValueError(f"{len(chunks) - searchable} translated chunks but no multilingual index")
         if (path / "multilingual.faiss").exists():
             multilingual = faiss.read_index(str(path / "multilingual.faiss"))
             if multilingual.ntotal != len(chunks):
@@ -340,5 +362,10 @@ def load_snapshot(path: Path) -> Snapshot:
     for dense in (index, multilingual):
         if isinstance(dense, faiss.IndexHNSWFlat):
             dense.hnsw.efSearch = 64
-    vocabulary = KbVocabulary(text for c in chunks for text in (c.title, c.heading, c.text, c.question))
-    return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual)
+    originals = chunks[:searchable]
+    vocabulary = KbVocabulary(text for c in originals for text in (c.title, c.heading, c.text, c.question))
+    translations: dict[tuple[str, str], list[int]] = {}
+    for number, chunk in enumerate(chunks[searchable:], searchable):
+        translations.setdefault((chunk.translation_of, chunk.lang), []).append(number)
+    return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
+                    {key: tuple(numbers) for key, numbers in translations.items()})

@@ -380,10 +380,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
         questions = collect_gaps(services.store, since, until, services.store.handled_gaps())
-        return cluster_gaps(questions, services.encoder)
+        multilingual = multilingual_model(settings)
+        return cluster_gaps(questions, services.encoder,
+                            other_languages=multilingual.queries if multilingual is not None else None)
 
     app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
-                                               services.engine.preview, gap_report, services.store.handle_gaps))
+                                               services.engine.preview, gap_report, services.store.handle_gaps,
+                                               language_detector(settings).languages))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

