@@ -219,12 +219,15 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
                   policy=EnginePolicy(kb=kb_policy(settings)), languages=language_detector(settings), clock=clock)
 
 
+def serves_other_languages(settings: Settings) -> bool:
+    """Whether SWITCHBOARD_LANGUAGES lists a language other than English."""
+    codes = [code.strip() for code in settings.languages.split(",") if code.strip()]
+    return any(code.split("-")[0].lower() != "en" for code in codes)
+
+
 def multilingual_model(settings: Settings) -> MultilingualModel | None:
     """The encoder of questions in other languages than English, when SWITCHBOARD_LANGUAGES lists any."""
-    codes = [code.strip() for code in settings.languages.split(",") if code.strip()]
-    if all(code.split("-")[0].lower() == "en" for code in codes):
-        return None
-    return load_multilingual(settings.index_dir / "onnx")
+    return load_multilingual(settings.index_dir / "onnx") if serves_other_languages(settings) else None
 
 
 def kb_policy(settings: Settings) -> KbPolicy:

@@ -43,8 +43,10 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 def run(host: str, port: int) -> None:
     """Serve Switchboard: web chat, Rasa REST channel and agent console."""
+    import json
+
     from kb_index.snapshot import current_snapshot
-    from switchboard.app import check_settings
+    from switchboard.app import check_settings, serves_other_languages
     from switchboard.server import SwitchboardServer
 
     settings = _settings()
@@ -52,8 +54,17 @@ def run(host: str, port: int) -> None:
         check_settings(settings)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
-    if current_snapshot(settings.index_dir) is None:
-        click.echo(f"No knowledge-base index in {settings.index_dir} yet; building it from {settings.kb_dir}.")
+    live = current_snapshot(settings.index_dir)
+    if live is not None and serves_other_languages(settings):
+        try:
+            built_for_languages = json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("multilingual")
+        except (OSError, ValueError):
+            built_for_languages = None
+        if not built_for_languages:
+            click.echo(f"The knowledge-base index predates answers in {settings.languages}; rebuilding it.")
+            live = None
+    if live is None:
+        click.echo(f"Building the knowledge-base index in {settings.index_dir} from {settings.kb_dir}.")
         # In a child process, so the model never loads in the server's parent before it forks.
         if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:
             raise click.ClickException("the knowledge-base build failed; see the messages above")

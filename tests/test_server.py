@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +16,11 @@ import pytest
 import requests
 
 from bot.messages import ConversationStatus
+from bot.ports import Encoder
 from bot.stores.sqlite import SqliteConversationStore
+from kb_index.encoder import DEFAULT_MODEL
+from kb_index.snapshot import build_snapshot, current_snapshot, load_snapshot
+from tests.conftest import ROOT
 from tests.servers import open_stream, read_until, running_server, wait_for
 
 OPEN_STREAMS = 100
@@ -158,3 +163,24 @@ def test_a_public_https_service_gets_no_demo_agent_and_is_told_how_to_make_an_ad
                         SWITCHBOARD_EMAIL_SENDER="off") as (_, output, _):
         assert "demo agent:" not in output
         assert "create an admin with `switchboard agents add EMAIL --role admin`" in output
+
+
+def test_an_index_from_before_other_languages_is_rebuilt_on_start(tmp_path: Path, index_dir: Path, onnx_dir: Path,
+                                                                  encoder: Encoder) -> None:
+    old = tmp_path / "index"
+    build_snapshot(ROOT / "data" / "kb", old, encoder, model=DEFAULT_MODEL)  # English only, as before
+    shutil.copytree(onnx_dir, old / "onnx")  # the exported encoders, and the tuned intents if trained yet
+    if (index_dir / "nlu").is_dir():
+        shutil.copytree(index_dir / "nlu", old / "nlu")
+    (tmp_path / "run").mkdir()
+    with running_server(tmp_path / "run", old) as (base, output, _):
+        assert "predates answers in en,de,bg,zh,zh-TW,th; rebuilding it" in output
+        live = current_snapshot(old)
+        assert live is not None and load_snapshot(live).multilingual is not None
+        token = new_token(base)
+        requests.post(f"{base}/api/web/messages", headers={"Authorization": f"Bearer {token}"},
+                      json={"text": "Wie hoch sind die Versandkosten?", "client_message_id": "m1"}, timeout=30)
+        replies = wait_for(lambda: [e for e in requests.get(
+            f"{base}/api/web/events", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()["events"]
+            if e["kind"] == "message_out"])
+        assert replies[0]["text"].startswith("Der Standardversand kostet 4,95")
