@@ -137,9 +137,12 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             "kb_tries": [e.data for e in transcript if e.kind == EventKind.KB_ANSWER],
             "suggestions": [{"article_id": p.article_id, "title": p.title, "url": p.url, "score": round(p.score, 4),
                              "text": suggestion_text(p)}
-                            for p in assistant.suggestions(transcript, conversation.last_channel)],
-            "canned": [{"title": c.title, "text": c.for_ticket(customer.display_name, agent.name).text}
-                       for c in canned],
+                            for p in assistant.suggestions(transcript, conversation.last_channel,
+                                                           customer.language)],
+            "canned": [{"title": c.title, "text": version.text, "language": version.language,
+                        "translations": sorted(c.translations)}
+                       for c in canned
+                       for version in [c.for_ticket(customer.display_name, agent.name, customer.language)]],
             "transcript": events,
         })
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -23,14 +24,22 @@ SUGGESTIONS = 3
 
 @dataclass(frozen=True)
 class Canned:
-    """A canned response; `{customer}` and `{agent}` in its text are filled in for the ticket."""
+    """A canned response; `{customer}` and `{agent}` in its text are filled in for the ticket. It may have
+    versions in other languages (`translations`, by BCP 47 code)."""
 
     title: str
     text: str
+    translations: Mapping[str, str] = field(default_factory=dict)
+    language: str | None = None  # for a ticket: the language of `text`, when it is a translation
 
-    def for_ticket(self, customer_name: str | None, agent_name: str) -> Canned:
-        return Canned(self.title, self.text.replace("{customer}", customer_name or "there")
-                      .replace("{agent}", agent_name))
+    def for_ticket(self, customer_name: str | None, agent_name: str, language: str | None = None) -> Canned:
+        """The response as this ticket's agent would send it: in the customer's language when it has that
+        version (or the language without its region), with the names filled in."""
+        chosen = next((code for code in dict.fromkeys((language or "", (language or "").split("-")[0]))
+                       if code in self.translations), None)
+        text = self.translations[chosen] if chosen else self.text
+        return Canned(self.title, text.replace("{customer}", customer_name or "there").replace("{agent}", agent_name),
+                      self.translations, chosen)
 
 
 def suggestion_text(passage: Passage) -> str:
@@ -53,7 +62,13 @@ def load_canned(path: Path) -> tuple[Canned, ...]:
         if not (isinstance(item, dict) and isinstance(item.get("title"), str) and isinstance(item.get("text"), str)
                 and item["title"].strip() and item["text"].strip()):
             raise SwitchboardError(f"{path}: response {number} needs a non-empty `title` and `text`")
-        canned.append(Canned(item["title"].strip(), item["text"].strip()))
+        translations = item.get("translations") or {}
+        if not (isinstance(translations, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                       for k, v in translations.items())):
+            raise SwitchboardError(f"{path}: response {number}: `translations` maps language codes to texts, "
+                                   "e.g. {de: \"Hallo {customer}\"}")
+        canned.append(Canned(item["title"].strip(), item["text"].strip(),
+                             {code: text.strip() for code, text in translations.items()}))
     return tuple(canned)
 
 
@@ -72,13 +87,14 @@ class ReplyAssistant:
         self._lock = threading.Lock()
         self._canned: tuple[int | None, tuple[Canned, ...], str | None] = (-1, (), None)
 
-    def suggestions(self, transcript: list[Event], channel: str) -> list[Passage]:
-        """Customer-facing passages for the customer's latest question, on the channel the reply goes to."""
+    def suggestions(self, transcript: list[Event], channel: str, language: str | None = None) -> list[Passage]:
+        """Customer-facing passages for the customer's latest question, on the channel the reply goes to, in
+        the customer's language where the article has that translation."""
         question = latest_question(transcript)
         if not question:
             return []
-        return [p for p in self._retriever.search(question, self._limit, channel=channel)
-                if p.score >= self._min_score]
+        found = self._retriever.search(question, self._limit, channel=channel, language=language)
+        return [self._retriever.translation(p, language) or p for p in found if p.score >= self._min_score]
 
     def canned(self) -> tuple[tuple[Canned, ...], str | None]:
         """The canned responses, and a message saying what is wrong with the file if it cannot be read."""

@@ -200,8 +200,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                        for b in e.data.get("buttons") or () if isinstance(b, dict) and "payload" in b and "title" in b},
             "latest_question": latest_question(transcript),
             "suggestions": [(p, suggestion_text(p)) for p in assistant.suggestions(
-                transcript, conversation.last_channel)] if can_reply else [],
-            "canned": [c.for_ticket(customer.display_name, g.agent.name) for c in canned],
+                transcript, conversation.last_channel, customer.language)] if can_reply else [],
+            "canned": [c.for_ticket(customer.display_name, g.agent.name, customer.language) for c in canned],
             "canned_error": canned_error,
             "can_reply": can_reply,
         }

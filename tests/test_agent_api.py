@@ -86,7 +86,8 @@ def test_the_queue_and_a_ticket_with_profile_summary_transcript_and_kb_tries(app
     assert detail["customer"]["attributes"] == {} and detail["reply_to"]["channel"] == "web"
     assert detail["customer"]["email"] is None and "language" in detail["customer"]
     assert detail["suggestions"][0]["title"] == "Shipping costs" and "4.95" in detail["suggestions"][0]["text"]
-    assert detail["canned"][0] == {"title": "Greeting", "text": detail["canned"][0]["text"]}
+    assert detail["canned"][0] == {"title": "Greeting", "text": detail["canned"][0]["text"], "language": None,
+                                   "translations": ["bg", "de", "th", "zh", "zh-TW"]}
     assert detail["canned"][0]["text"].startswith("Hi there, this is Ann from")
     assert ann.get("/tickets?status=everything").status_code == 400
     assert ann.get("/tickets/nope").status_code == 404

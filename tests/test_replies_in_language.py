@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from bot.domain import load_domain
+from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, EventKind
+from handoff.assist import load_canned
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat
 from tests.dialogue import RecordingChannel
@@ -132,3 +135,29 @@ def test_the_rating_question_on_close_is_in_the_customers_language(app: Flask, c
 def _kb_event(chat: RecordingChannel) -> dict[str, Any]:
     events = chat.store.transcript(chat.conversation().conversation_id)
     return [e.data for e in events if e.kind == EventKind.KB_ANSWER][-1]
+
+
+def test_agents_get_canned_responses_and_suggestions_in_the_customers_language(app: Flask,
+                                                                                customer: WebChat) -> None:
+    customer.say("运费多少")  # "how much is shipping"
+    customer.say("还是想问一下运费，转人工")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    ann = ApiAgent(app, "ann@example.com")
+    ann.post(f"/tickets/{conversation.conversation_id}/claim")
+    detail = ann.get(f"/tickets/{conversation.conversation_id}").get_json()
+    assert detail["customer"]["language"] == "zh"
+    greeting = detail["canned"][0]
+    assert greeting["language"] == "zh" and greeting["text"] == (
+        "您好，我是 Puffin Outdoor 团队的 Ann。我已经看过您和智能助手的对话，您不用再重复了。")
+    assert detail["suggestions"][0]["article_id"] == "shipping-costs.zh"  # the article's Chinese version
+
+
+def test_a_canned_file_with_broken_translations_is_reported(tmp_path: Path) -> None:
+    canned = tmp_path / "canned.yml"
+    canned.write_text("- title: Hi\n  text: Hello\n  translations: [de, Hallo]\n", encoding="utf-8")
+    with pytest.raises(SwitchboardError, match="maps language codes to texts"):
+        load_canned(canned)
+    canned.write_text("- title: Hi\n  text: Hello {customer}\n  translations: {de: Hallo}\n", encoding="utf-8")
+    (hello,) = load_canned(canned)
+    assert hello.for_ticket("Anna", "Ben", "de-AT").text == "Hallo"
+    assert hello.for_ticket("Anna", "Ben", "fr").text == "Hello Anna"
