@@ -6,11 +6,12 @@ reads that image itself, so nothing is downloaded:
 
 - the vocabulary becomes a `tokenizers` Unigram tokenizer (Viterbi over the pieces' scores,
   as SentencePiece does), after the image's per-character normalisation;
-- the transformer's weights are dequantized into a BERT model and exported once to ONNX,
-  cached by the image's hash; the graph takes token embeddings, not ids;
+- the transformer is rebuilt as a BERT model from the dequantized weights and exported once to
+  ONNX, cached by the image's hash, its weight matrices then put back as the image's own 4-bit
+  blocks (`four_bit_matmuls`); the graph takes token embeddings, not ids;
 - the word embeddings (250,037 x 384, 96% of the weights) stay 4-bit in the memory-mapped
-  image, and only the rows of a batch's tokens are dequantized, so the process holds about
-  90 MB of float weights instead of 470 MB.
+  image, and only the rows of a batch's tokens are dequantized: the process maps the 72 MB
+  image and loads a 15 MB graph, where float32 weights would take 470 MB.
 
 E5 was trained with "query: " before questions and "passage: " before the texts they are
 matched against; `PrefixedEncoder` puts the prefix in front.
@@ -221,8 +222,9 @@ def export_transformer(image: E5Image, target: Path) -> None:
 def four_bit_matmuls(graph: Any, image: E5Image) -> None:
     """Run every weight matrix 4-bit, as the image stores it: each MatMul by a dequantized image matrix
     becomes ONNX Runtime's MatMulNBits over the image's own blocks and scales (the same numbers, not a
-    second quantization), with activations in 8 bits per block (accuracy level 4). Four times faster than
-    float32 on two cores, and the vectors of the customer question sets rank the articles the same."""
+    second quantization), with activations in 8 bits per block (accuracy level 4). On two cores a 19-token
+    question took 6.2 ms against 8.6 ms in float32, and the translated dev questions ranked the articles
+    as in float32 (hit@1 and hit@3 equal within one question a language)."""
     import onnx
     from onnx import helper, numpy_helper
 
