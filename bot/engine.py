@@ -495,11 +495,14 @@ class Engine:
     # -- personal answers --------------------------------------------------------------
 
     def _language_of(self, conversation: Conversation, text: str) -> str | None:
-        """The message's language; for a message too short to tell, the one on the customer's profile."""
+        """The message's language; for a message too short to tell, the one on the customer's profile, else
+        the one the conversation was in."""
         detected = self._languages.detect(text) if self._languages is not None else None
         if detected is not None or conversation.conversation_id == "preview":
             return detected
-        return self._memory.get_customer(conversation.customer_id).language
+        profile = self._memory.get_customer(conversation.customer_id).language
+        before = conversation.dialogue.slots.get(LANGUAGE_SLOT)
+        return profile or (str(before) if before else None)
 
     def _customer_values(self, conversation: Conversation) -> dict[str, str]:
         if conversation.conversation_id == "preview":

@@ -88,6 +88,15 @@ def test_a_message_too_short_to_tell_keeps_the_language(make_chat: Callable[...,
     assert all(not reply.isascii() for reply in replies)
 
 
+def test_a_short_question_is_searched_in_the_conversations_language(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    chat.say("Hallo, ich habe eine Frage zu meiner Bestellung")
+    chat.say("versandkosten?")  # too short to tell: the conversation is in German
+    kb = _kb_event(chat)
+    assert kb["language"] == "de" and kb["encoder"] == "multilingual"
+
+
 def test_english_customers_get_the_english_responses(make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
     assert chat.say("tell me about the lunar calendar please")[0].startswith("Sorry, I'm not sure I understood")
