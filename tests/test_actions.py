@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -214,3 +215,13 @@ def test_the_action_receives_the_tracker_and_domain_of_the_protocol(
     customer = tracker["latest_message"]["metadata"]["customer"]
     assert customer["channels"] == ["web"] and customer["attributes"] == {}
     assert chat.store.get_customer(chat.conversation().customer_id).attributes == {"tier": "gold"}
+
+
+def test_out_of_hours_the_cancel_handoff_does_not_promise_a_colleague_right_away(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    chat = make_chat(now=sunday)
+    replies = chat.say("please cancel order PO-2610433")
+    assert len(replies) == 2 and "hasn't shipped yet" in replies[0]
+    assert replies[1].startswith("Our team is away right now and back")
+    assert "right away" not in replies[0]  # it said "right away" just before "our team is away"
