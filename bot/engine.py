@@ -22,7 +22,7 @@ from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
 from bot.handoff_policy import HandoffPolicy
 from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
-from bot.language import LanguageDetector
+from bot.language import LanguageDetector, is_english
 from bot.messages import (
     Author,
     Button,
@@ -200,8 +200,9 @@ class Engine:
                rate: bool = True) -> _Turn:
         state = conversation.dialogue
         slots = {**self._model.domain.initial_slots(), **state.slots}
+        values, language = self._customer_facts(conversation, text)
         turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
-                     self._customer_values(conversation), {}, self._language_of(conversation, text))
+                     values, {}, language)
         if LANGUAGE_SLOT in self._model.domain.slots and turn.language is not None:
             # Responses may vary on it (Rasa's `condition` on a slot): the customer is answered in their language.
             slots[LANGUAGE_SLOT] = turn.language
@@ -380,7 +381,7 @@ class Engine:
         response = "utter_kb_answer" if best.url or not self._model.responses.has("utter_kb_answer_no_link") \
             else "utter_kb_answer_no_link"
         self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
-        if (best.lang or "en") == "en" and turn.language and not turn.language.startswith("en") \
+        if (best.lang or "en") == "en" and turn.language and not is_english(turn.language) \
                 and self._model.responses.has("utter_kb_in_english"):
             # No version in the customer's language: they are told the article is in English.
             note, _ = self._model.responses.render("utter_kb_in_english", turn.values, turn.slots, turn.channel)
@@ -494,21 +495,18 @@ class Engine:
 
     # -- personal answers --------------------------------------------------------------
 
-    def _language_of(self, conversation: Conversation, text: str) -> str | None:
-        """The message's language; for a message too short to tell, the one on the customer's profile, else
+    def _customer_facts(self, conversation: Conversation, text: str) -> tuple[dict[str, str], str | None]:
+        """From one read of the customer's profile: the placeholder values every response may use (their
+        name), and the message's language; for a message too short to tell, the one on the profile, else
         the one the conversation was in."""
         detected = self._languages.detect(text) if self._languages is not None else None
-        if detected is not None or conversation.conversation_id == "preview":
-            return detected
-        profile = self._memory.get_customer(conversation.customer_id).language
-        before = conversation.dialogue.slots.get(LANGUAGE_SLOT)
-        return profile or (str(before) if before else None)
-
-    def _customer_values(self, conversation: Conversation) -> dict[str, str]:
         if conversation.conversation_id == "preview":
-            return {}
-        name = self._memory.get_customer(conversation.customer_id).display_name
-        return {"name": name.split()[0], "full_name": name} if name and name.strip() else {}
+            return {}, detected
+        customer = self._memory.get_customer(conversation.customer_id)
+        name = customer.display_name
+        values = {"name": name.split()[0], "full_name": name} if name and name.strip() else {}
+        before = conversation.dialogue.slots.get(LANGUAGE_SLOT)
+        return values, detected or customer.language or (str(before) if before else None)
 
     def _recall(self, turn: _Turn) -> bool:
         """On a returning customer's first message, recall their last question in one sentence."""

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import numpy as np
 
+from bot.language import is_english
 from bot.messages import ConversationStatus, Event, EventKind
 from bot.ports import ConversationStore, Encoder
 
@@ -87,7 +88,7 @@ def cluster_gaps(questions: Sequence[GapQuestion], encoder: Encoder, similarity:
     0.83 to 0.86 between different questions of one language, 0.92 and up between rewordings)."""
     by_language: dict[str | None, list[GapQuestion]] = {}
     for question in questions:
-        language = question.language if question.language and not question.language.startswith("en") else None
+        language = question.language if question.language and not is_english(question.language) else None
         by_language.setdefault(language, []).append(question)
     clusters = []
     for language, group in by_language.items():

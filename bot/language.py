@@ -17,13 +17,28 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 DEFAULT_LANGUAGES = ("en", "de", "bg", "zh", "zh-TW", "th")
 
 
+def base_language(code: str) -> str:
+    """A BCP 47 code without its region or script: "zh" for "zh-TW", "en" for "en-GB"."""
+    return code.split("-")[0].lower()
+
+
+def is_english(code: str | None) -> bool:
+    """Whether a language code is English (None, unknown, is not)."""
+    return bool(code) and base_language(code or "") == "en"
+
+
+def with_fallback(code: str) -> tuple[str, ...]:
+    """The versions to look for, in order, for a customer writing in `code`: "de-AT", then "de"."""
+    return tuple(dict.fromkeys((code, code.split("-")[0])))
+
+
 class LanguageDetector:
     """Names a message's language among `languages` (BCP 47 codes as the business uses them), or None."""
 
     def __init__(self, languages: Sequence[str] = DEFAULT_LANGUAGES, min_confidence: float = 0.8,
                  min_letters: int = 4) -> None:
         self.languages = tuple(languages)
-        bases = sorted({code.split("-")[0].lower() for code in self.languages})
+        bases = sorted({base_language(code) for code in self.languages})
         self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         unknown = set(bases) - set(self._identifier.nb_classes)
         if unknown:

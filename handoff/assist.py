@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from bot.errors import SwitchboardError
+from bot.language import with_fallback
 from bot.messages import Event, Passage
 from bot.ports import Retriever
 from handoff.summary import latest_question
@@ -35,8 +36,8 @@ class Canned:
     def for_ticket(self, customer_name: str | None, agent_name: str, language: str | None = None) -> Canned:
         """The response as this ticket's agent would send it: in the customer's language when it has that
         version (or the language without its region), with the names filled in."""
-        chosen = next((code for code in dict.fromkeys((language or "", (language or "").split("-")[0]))
-                       if code in self.translations), None)
+        chosen = next((code for code in with_fallback(language) if code in self.translations), None) \
+            if language else None
         text = self.translations[chosen] if chosen else self.text
         return Canned(self.title, text.replace("{customer}", customer_name or "there").replace("{agent}", agent_name),
                       self.translations, chosen)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import SwitchboardError
+from bot.language import is_english, with_fallback
 from bot.messages import Passage
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
@@ -64,7 +65,7 @@ class HybridRetriever:
 
     def multilingual_for(self, language: str | None) -> bool:
         """Whether a question in `language` is matched by the multilingual encoder (else by the English one)."""
-        return (language is not None and language.split("-")[0].lower() != "en"
+        return (language is not None and not is_english(language)
                 and self._multilingual is not None and self._snapshot.multilingual is not None)
 
     def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
@@ -121,13 +122,14 @@ class HybridRetriever:
         snapshot = self._snapshot
         if not language or self._multilingual is None or snapshot.multilingual is None:
             return None
-        candidates = next((found for wanted in dict.fromkeys((language, language.split("-")[0]))
+        candidates = next((found for wanted in with_fallback(language)
                            if (found := snapshot.translations.get((passage.topic, wanted)))), ())
         if not candidates:
             return None
         best = candidates[0]
-        if len(candidates) > 1:
-            vector = self._multilingual.passages.encode([f"{passage.title} - {passage.heading}\n{passage.text}"])[0]
+        matched = snapshot.positions.get((passage.article_id, passage.text))
+        if len(candidates) > 1 and matched is not None:
+            vector = snapshot.multilingual.reconstruct(matched)  # stored at build: nothing is encoded here
             others = snapshot.multilingual.reconstruct_batch(np.array(candidates, dtype=np.int64))
             best = candidates[int(np.argmax(others @ vector))]
         chunk = snapshot.chunks[best]

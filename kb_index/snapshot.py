@@ -86,6 +86,7 @@ class Snapshot:
     multilingual: faiss.Index | None = None  # every chunk by the multilingual encoder, if it was built
     searchable: int = 0  # chunks[:searchable] are originals, searched; the rest translations, quoted
     translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
+    positions: dict[tuple[str, str], int] = field(default_factory=dict)  # (article id, text) of an original
 
     @property
     def originals(self) -> list[Chunk]:
@@ -367,5 +368,8 @@ def load_snapshot(path: Path) -> Snapshot:
     translations: dict[tuple[str, str], list[int]] = {}
     for number, chunk in enumerate(chunks[searchable:], searchable):
         translations.setdefault((chunk.translation_of, chunk.lang), []).append(number)
+    positions: dict[tuple[str, str], int] = {}
+    for number, chunk in enumerate(originals):
+        positions.setdefault((chunk.article_id, chunk.text), number)  # a section before its example questions
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
-                    {key: tuple(numbers) for key, numbers in translations.items()})
+                    {key: tuple(numbers) for key, numbers in translations.items()}, positions)

@@ -30,7 +30,7 @@ from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox, SenderThrottle
 from bot.kb_decision import KbPolicy
-from bot.language import LanguageDetector
+from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
@@ -222,7 +222,7 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
 def serves_other_languages(settings: Settings) -> bool:
     """Whether SWITCHBOARD_LANGUAGES lists a language other than English."""
     codes = [code.strip() for code in settings.languages.split(",") if code.strip()]
-    return any(code.split("-")[0].lower() != "en" for code in codes)
+    return any(not is_english(code) for code in codes)
 
 
 def multilingual_model(settings: Settings) -> MultilingualModel | None:

@@ -166,13 +166,19 @@ def test_the_stream_tells_of_queue_changes(app: Flask, client: FlaskClient) -> N
     response.close()
 
 
-def test_closing_asks_the_customer_for_a_rating_and_the_answer_is_stored(app: Flask, customer: WebChat) -> None:
-    conversation_id = handed_off(app, customer)
+def closed_by_an_agent(app: Flask, customer: WebChat, conversation_id: str) -> tuple[ApiAgent, dict[str, Any]]:
+    """An agent claims and closes the conversation; returns the agent and the rating question the customer got."""
     ann = ApiAgent(app, "ann@example.com")
     ann.post(f"/tickets/{conversation_id}/claim")
     customer.events()
     ann.post(f"/tickets/{conversation_id}/close", {"resolution": "answered"})
     (question,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    return ann, question
+
+
+def test_closing_asks_the_customer_for_a_rating_and_the_answer_is_stored(app: Flask, customer: WebChat) -> None:
+    conversation_id = handed_off(app, customer)
+    ann, question = closed_by_an_agent(app, customer, conversation_id)
     assert question["text"].startswith("Thanks for contacting Puffin Outdoor! How happy are you")
     assert [b["payload"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
     assert customer.send("4").status_code == 202

@@ -19,7 +19,7 @@ from handoff.assist import load_canned
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat
 from tests.dialogue import RecordingChannel
-from tests.test_agent_api import ApiAgent
+from tests.test_agent_api import ApiAgent, closed_by_an_agent
 
 LANGUAGES = ("de", "bg", "zh", "zh-TW", "th")
 # Rendered without the conversation's slots: it goes to the *other* conversation of a quoted reference,
@@ -131,11 +131,7 @@ def test_the_rating_question_on_close_is_in_the_customers_language(app: Flask, c
     customer.say("我想和真人说话，转人工")
     (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
     conversation_id = conversation.conversation_id
-    ann = ApiAgent(app, "ann@example.com")
-    ann.post(f"/tickets/{conversation_id}/claim")
-    customer.events()
-    ann.post(f"/tickets/{conversation_id}/close", {"resolution": "answered"})
-    (question,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    _, question = closed_by_an_agent(app, customer, conversation_id)
     assert question["text"].startswith("感谢您联系 Puffin Outdoor")
     assert [b["payload"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
     assert services_of(app).store.get_conversation(conversation_id).dialogue.slots["language"] == "zh"
