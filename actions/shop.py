@@ -14,9 +14,12 @@ import csv
 import os
 import re
 from abc import ABC, abstractmethod
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
+from babel.dates import format_date
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -25,6 +28,11 @@ from rasa_sdk.interfaces import ActionExecutionRejection
 # Puffin order numbers are PO- and seven digits; customers often type only the digits.
 ORDER_NUMBER = re.compile(r"\b(?:PO[-\s]?)?(\d{7})\b", re.IGNORECASE)
 ATTEMPTS_BEFORE_HANDOFF = 3
+ORDER_DATES = ("placed_on", "eta")
+# How dates are written in English answers (and any language Babel does not know): the shop's own
+# convention, "26 November 2026"; other languages use theirs.
+ENGLISH_LOCALE = Locale.parse(os.environ.get("SWITCHBOARD_ENGLISH_LOCALE", "en_GB"))
+TRACE_AFTER_WORKING_DAYS = 5  # data/kb/shipping-delayed.md: "5 working days after the expected delivery date"
 
 
 def orders_file() -> Path:
@@ -45,6 +53,31 @@ def order_number_in(text: str | None) -> str | None:
     return f"PO-{match.group(1)}" if match else None
 
 
+# "my name is Anna Schmidt", "I'm Anna", "this is Tom Baker", "call me Jo": the words after the lead-in,
+# up to three, stopping at a word that is no part of a name ("I'm Anna and my order ...").
+_NAME = re.compile(r"\b(?:my name is|my name's|name is|name's|i am|i'm|im|this is|call me|it's|its)\s+"
+                   r"(?P<name>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*){0,2})", re.IGNORECASE)
+_NOT_NAMES = {"and", "but", "from", "here", "with", "i", "my", "a", "an", "the", "looking", "trying", "not",
+              "just", "writing", "asking", "calling", "about", "again", "still", "so", "very", "really", "me", "you",
+              "it", "that", "this", "sure", "sorry"}
+
+
+def name_in(text: str | None) -> str | None:
+    """The name in "my name is anna schmidt" -> "Anna Schmidt" (capitalised if typed all lower case)."""
+    match = _NAME.search(text or "")
+    if match is None:
+        return None
+    words: list[str] = []
+    for word in match.group("name").split():
+        if word.casefold() in _NOT_NAMES:
+            break
+        words.append(word)
+    if not words:
+        return None
+    name = " ".join(words)
+    return name.title() if name.islower() else name
+
+
 def remember(**attributes: Any) -> EventType:
     """Keep attributes on the customer's profile, where agents see them and later actions read them
     (`tracker.latest_message["metadata"]["customer"]["attributes"]`)."""
@@ -58,14 +91,20 @@ class OrderAction(Action, ABC):
     def name(self) -> str: ...
 
     @abstractmethod
-    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str]) -> list[EventType]: ...
+    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str],
+               tracker: Tracker) -> list[EventType]: ...
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         text = tracker.latest_message.get("text") or ""
-        number = order_number_in(str(tracker.get_slot("order_number") or "")) or order_number_in(text)
+        # Only the number in this message counts: an order spoken of earlier is offered, never assumed.
+        number = order_number_in(text)
         asking = tracker.active_loop_name == self.name()
         if number is None and not asking:
-            dispatcher.utter_message(response="utter_ask_order_number")
+            earlier = order_number_in(str(tracker.get_slot("order_number") or ""))
+            if earlier is not None:
+                dispatcher.utter_message(response="utter_ask_which_order", order_number=earlier)
+            else:
+                dispatcher.utter_message(response="utter_ask_order_number")
             return [ActiveLoop(self.name())]
         if number is None and not re.search(r"\d", text):
             # The customer moved on to something else: let the bot answer that instead.
@@ -73,7 +112,7 @@ class OrderAction(Action, ABC):
         order = find_order(number) if number else None
         if order is not None:
             return [ActiveLoop(None), SlotSet("order_number", number), SlotSet("order_attempts", None),
-                    remember(last_order=number), *self.answer(dispatcher, order)]
+                    remember(last_order=number), *self.answer(dispatcher, order, tracker)]
 
         attempts = int(tracker.get_slot("order_attempts") or 0) + 1
         if attempts >= ATTEMPTS_BEFORE_HANDOFF:
@@ -89,13 +128,75 @@ class OrderAction(Action, ABC):
         return [ActiveLoop(self.name()), SlotSet("order_number", None), SlotSet("order_attempts", attempts)]
 
 
+def say(dispatcher: CollectingDispatcher, tracker: Tracker, response: str, order: dict[str, str],
+        **dates: date) -> None:
+    """A response about an order, its dates written as the customer's language writes them
+    ("26 November 2026", "26. November 2026", "2026年11月26日")."""
+    language = str(tracker.get_slot("language") or "")
+    try:
+        locale = Locale.parse(language, sep="-") if language and not language.startswith("en") else ENGLISH_LOCALE
+    except (ValueError, LookupError):
+        locale = ENGLISH_LOCALE
+    written = {key: format_date(date.fromisoformat(order[key]), "long", locale=locale)
+               for key in ORDER_DATES if order.get(key)}
+    dispatcher.utter_message(response=response, **{**order, **written},
+                             **{key: format_date(day, "long", locale=locale) for key, day in dates.items()})
+
+
+def asked_on(tracker: Tracker) -> date:
+    """The day the customer wrote (Switchboard sends it with the message), else today."""
+    sent_at = (tracker.latest_message.get("metadata") or {}).get("sent_at")
+    return datetime.fromisoformat(sent_at).date() if sent_at else date.today()
+
+
+def working_days_after(day: date, count: int) -> date:
+    """The date `count` working days (Monday to Friday) after `day`."""
+    while count:
+        day += timedelta(days=1)
+        count -= day.weekday() < 5
+    return day
+
+
 class ActionOrderStatus(OrderAction):
+    """Where the order is; a late one says so, with what happens next. After 5 working days past the
+    delivery date a person opens a trace with the carrier, as the late-parcel article promises."""
+
     def name(self) -> str:
         return "action_order_status"
 
-    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str]) -> list[EventType]:
-        dispatcher.utter_message(response=f"utter_order_{order['status']}", **order)
-        return []
+    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str],
+               tracker: Tracker) -> list[EventType]:
+        late = order["status"] in ("processing", "shipped") and bool(order["eta"]) \
+            and asked_on(tracker) > date.fromisoformat(order["eta"])
+        if not late:
+            say(dispatcher, tracker, f"utter_order_{order['status']}", order)
+            return []
+        trace_on = working_days_after(date.fromisoformat(order["eta"]), TRACE_AFTER_WORKING_DAYS)
+        if order["status"] == "shipped" and asked_on(tracker) < trace_on:
+            say(dispatcher, tracker, "utter_order_shipped_late", order, trace_on=trace_on)
+            return []
+        if order["status"] == "shipped":
+            say(dispatcher, tracker, "utter_order_late_trace", order)
+            why = (f"{order['order_number']} is {TRACE_AFTER_WORKING_DAYS}+ working days late: "
+                   f"trace with {order['carrier']}")
+        else:
+            say(dispatcher, tracker, "utter_order_processing_late", order)
+            why = f"{order['order_number']} is late and not shipped yet"
+        return [SlotSet("handoff_reason", why), ConversationPaused()]
+
+
+class ActionRememberName(Action):
+    """Keeps the name a customer gives in the chat on their profile, where agents see it."""
+
+    def name(self) -> str:
+        return "action_remember_name"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        name = name_in(tracker.latest_message.get("text"))
+        if name is None:
+            raise ActionExecutionRejection(self.name(), "no name in the message")
+        dispatcher.utter_message(response="utter_name_noted", name=name.split()[0])
+        return [{"event": "customer_name", "name": name}]
 
 
 class ActionCancelOrder(OrderAction):
@@ -104,10 +205,11 @@ class ActionCancelOrder(OrderAction):
     def name(self) -> str:
         return "action_cancel_order"
 
-    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str]) -> list[EventType]:
+    def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str],
+               tracker: Tracker) -> list[EventType]:
         if order["status"] == "processing":
-            dispatcher.utter_message(response="utter_cancel_needs_person", **order)
+            say(dispatcher, tracker, "utter_cancel_needs_person", order)
             return [SlotSet("handoff_reason", f"cancel {order['order_number']} before it ships"),
                     ConversationPaused()]
-        dispatcher.utter_message(response=f"utter_cancel_{order['status']}", **order)
+        say(dispatcher, tracker, f"utter_cancel_{order['status']}", order)
         return []

@@ -47,6 +47,7 @@ class TurnInput:
     entities: Sequence[Mapping[str, Any]]
     channel: str | None
     customer: Mapping[str, Any] = field(default_factory=dict)  # the profile, for personal answers
+    sent_at: str | None = None  # when the customer wrote (ISO 8601), for answers that depend on the date
 
 
 @dataclass
@@ -61,11 +62,16 @@ class ActionResult:
     pause: bool = False
     followup: str | None = None
     reset_slots: bool = False
+    customer_name: str | None = None  # the name the customer gave, for their profile
 
 
 # An action sets attributes of the customer's profile (a plan, a loyalty tier) by returning
 # `{"event": "customer_attributes", "attributes": {...}}`; a None value removes one.
 CUSTOMER_ATTRIBUTES_EVENT = "customer_attributes"
+# And the name agents see for the customer, given in the chat ("my name is Anna Schmidt"), by returning
+# `{"event": "customer_name", "name": "Anna Schmidt"}`.
+CUSTOMER_NAME_EVENT = "customer_name"
+MAX_NAME_LENGTH = 100
 
 
 def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], active_loop: str | None,
@@ -76,8 +82,9 @@ def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], acti
         "intent": {"name": turn.intent, "confidence": turn.confidence},
         "intent_ranking": [{"name": name, "confidence": conf} for name, conf in turn.ranking],
         "entities": list(turn.entities),
-        # Switchboard's own: who the customer is (`tracker.latest_message["metadata"]["customer"]`).
-        "metadata": {"customer": dict(turn.customer)},
+        # Switchboard's own: who the customer is (`tracker.latest_message["metadata"]["customer"]`) and
+        # when they wrote (`["sent_at"]`: "is my order late?" is asked of that day, not the action's clock).
+        "metadata": {"customer": dict(turn.customer), "sent_at": turn.sent_at},
     }
     return {
         "next_action": action,
@@ -137,6 +144,8 @@ def read_reply(action: str, reply: object) -> ActionResult:
             result.followup = event["name"]
         elif kind == CUSTOMER_ATTRIBUTES_EVENT and isinstance(event.get("attributes"), dict):
             result.attributes.update(event["attributes"])
+        elif kind == CUSTOMER_NAME_EVENT and isinstance(event.get("name"), str) and event["name"].strip():
+            result.customer_name = event["name"].strip()[:MAX_NAME_LENGTH]
     for message in reply.get("responses") or ():
         if isinstance(message, dict):
             result.messages.append(message)

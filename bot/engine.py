@@ -8,6 +8,7 @@ hands off when it repeats.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from bot.handoff_policy import HandoffPolicy
 from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
 from bot.language import LanguageDetector, is_english
 from bot.messages import (
+    PRESENCE_MINUTES,
     Author,
     Button,
     Conversation,
@@ -53,6 +55,8 @@ KB_NONE = "/kb_none"
 KB_HELPFUL = "/kb_helpful"
 KB_UNHELPFUL = "/kb_unhelpful"
 _KB_CHOICE = re.compile(r"/kb_article\{\s*\"article_id\"\s*:\s*\"([^\"]{1,200})\"\s*\}")
+# A button's payload naming an intent, as in Rasa: "/order_status" or "/order_status{\"order_number\": \"PO-1\"}".
+_INTENT_PAYLOAD = re.compile(r"/(\w{1,100})(\{.{0,2000}\})?", re.DOTALL)
 # Fields of an action's message that are not values for the response's placeholders.
 _MESSAGE_FIELDS = {"text", "response", "template", "buttons", "image", "elements", "custom", "attachment",
                    "json_message", "quick_replies", "recipient_id"}
@@ -68,7 +72,7 @@ class EnginePolicy:
     kb_passages: int = 10  # searched for a question: enough for the runner-up article and the choices
     quote_chars: int = 400
     recall_days: int = 30
-    presence_minutes: int = 15   # an agent seen this recently counts as online
+    presence_minutes: int = PRESENCE_MINUTES  # an agent seen this recently counts as online
     max_followups: int = 5
     greet_intent: str = "greet"  # a returning customer's greeting is answered with a recall
     link_intent: str = "link_channels"  # "I wrote to you before on WhatsApp": the bot gives a link code
@@ -109,15 +113,19 @@ class _Turn:
     link_code: str | None = None
     reference_notice: ReferenceNotice | None = None
     attributes: dict[str, Any] = field(default_factory=dict)  # set by actions on the customer's profile
+    previous_action: str | None = None  # the custom action that answered the previous message
+    customer_name: str | None = None    # a name the customer gave, set by an action
+    acted: str | None = None            # the custom action that answered this one
 
     def outcome(self) -> Outcome:
         return Outcome(
             replies=tuple(self.replies), events=tuple(self.events), fallback_streak=self.fallback_streak,
             handoff_reason=self.handoff[0] if self.handoff else None,
             handoff_detail=self.handoff[1] if self.handoff else {},
-            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak),
+            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak, self.acted),
             message_data=self.notes, opted_out=self.opted_out, link_code=self.link_code,
             reference_notice=self.reference_notice, customer_attributes=self.attributes,
+            customer_name=self.customer_name,
         )
 
 
@@ -142,17 +150,24 @@ class Engine:
     # -- the public turn ---------------------------------------------------------------
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
-                seq: int | None = None, *, media: str | None = None, link: str | None = None) -> Outcome:
+                seq: int | None = None, *, media: str | None = None, link: str | None = None,
+                rated: str | None = None) -> Outcome:
         """Decide the bot's turn for a message that came on `channel` (stored at `seq`); `media` is the
         kind of a message without text (a photo, a sticker), which the bot cannot read; `link` is what
-        became of a link code the message carried.
+        became of a link code the message carried; `rated` says the message rated the closed
+        conversation ("first") or rated it again ("repeat").
 
         Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
         """
         turn = self._start(conversation, text, channel, seq)
         capabilities = CAPABILITIES.get(channel or "")
         keyword = text.strip().casefold()
-        if link is not None and self._model.responses.has(f"utter_link_{link}"):
+        if rated is not None:
+            # Said on the closed conversation the rating belongs to; a thanks, never an answer.
+            response = "utter_csat_thanks" if rated == "first" else "utter_csat_repeat"
+            if self._model.responses.has(response):
+                self._say(turn, response)
+        elif link is not None and self._model.responses.has(f"utter_link_{link}"):
             # Said whoever holds the conversation: only the bot knows what became of the code.
             self._say(turn, f"utter_link_{link}")
         elif capabilities is not None and keyword in capabilities.opt_out_keywords | capabilities.opt_in_keywords:
@@ -169,6 +184,8 @@ class Engine:
             self._say(turn, "utter_non_text", media=media)
         elif conversation.status == ConversationStatus.BOT:
             self._decide(turn)
+        elif conversation.status == ConversationStatus.QUEUED and self._model.handoff.answer_while_queued:
+            self._while_queued(turn)
         return turn.outcome()
 
     def preview(self, text: str, channel: str | None = None) -> Outcome:
@@ -178,14 +195,16 @@ class Engine:
                                     channel or "preview", "preview", now, now)
         return self.respond(conversation, text, channel)
 
-    def render(self, response: str, conversation: Conversation | None = None,
+    def render(self, response: str, conversation: Conversation | None = None, language: str | None = None,
                **values: Any) -> tuple[str, tuple[Button, ...]] | None:
-        """A domain response's text and buttons for agents' tools (the rating question on close), in the
-        variation the conversation's slots select (its customer's language), or None if the domain does
-        not define it."""
+        """A domain response's text and buttons said outside a turn (the rating question on close, the web
+        chat's welcome), in the variation the conversation's slots select (its customer's language) or
+        `language`'s, or None if the domain does not define it."""
         if not self._model.responses.has(response):
             return None
-        slots = conversation.dialogue.slots if conversation is not None else None
+        slots = dict(conversation.dialogue.slots) if conversation is not None else {}
+        if language is not None:
+            slots[LANGUAGE_SLOT] = language
         return self._model.responses.render(response, values, slots)
 
     def hand_off(self, conversation: Conversation, reason: str, detail: Mapping[str, Any] | None = None) -> Outcome:
@@ -202,7 +221,7 @@ class Engine:
         slots = {**self._model.domain.initial_slots(), **state.slots}
         values, language = self._customer_facts(conversation, text)
         turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
-                     values, {}, language)
+                     values, {}, language, previous_action=state.latest_action)
         if LANGUAGE_SLOT in self._model.domain.slots and turn.language is not None:
             # Responses may vary on it (Rasa's `condition` on a slot): the customer is answered in their language.
             slots[LANGUAGE_SLOT] = turn.language
@@ -254,9 +273,36 @@ class Engine:
             if intent == self._policy.greet_intent:
                 self._recall(turn)
             return None
+        if self._follow_up(turn):
+            return None
         if self._answer_from_kb(turn, vector):
             return None
         return self._fall_back(turn)
+
+    def _follow_up(self, turn: _Turn) -> bool:
+        """A message nothing else answered, carrying what the previous answer's action works on ("what
+        about PO-2610433" after an order's status), is that action's again."""
+        if turn.previous_action is None or not self._fills_a_slot(turn) or not self._act(turn, turn.previous_action):
+            return False
+        turn.notes["follow_up"] = turn.previous_action
+        return True
+
+    def _fills_a_slot(self, turn: _Turn) -> bool:
+        found = {e.entity for e in turn.entities}
+        return any(mapping.type == "from_entity" and mapping.entity in found
+                   for slot in self._model.domain.slots.values() for mapping in slot.mappings)
+
+    def _while_queued(self, turn: _Turn) -> None:
+        """Waiting for a person: the bot answers what the knowledge base answers with confidence. Anything
+        else (chit-chat, another request for a person, a question it cannot answer, a "no" to an answer)
+        waits for the person, who sees it all; it is no miss and never hands off again."""
+        if self._kb_feedback(turn, queued=True):
+            return
+        vector = self._encoder.encode([turn.text])[0]
+        self._understand(turn, vector)
+        assert turn.prediction is not None
+        if turn.prediction.intent is None:
+            self._answer_from_kb(turn, vector, choices=False)
 
     def _offer_reference(self, turn: _Turn) -> bool:
         """A customer quoting another conversation's reference is offered to continue it here: a code goes
@@ -278,11 +324,16 @@ class Engine:
         return True
 
     def _understand(self, turn: _Turn, vector: Any) -> None:
-        """Intent, entities and the slots they fill."""
-        turn.prediction = self._classifier.predict(turn.text, vector)
+        """Intent, entities and the slots they fill. A payload naming one of the domain's intents is that
+        intent, whatever its language (a quick reply's "/order_status")."""
+        payload = _intent_payload(turn.text.strip(), self._model.domain.intents)
+        turn.prediction = IntentPrediction(payload[0], 1.0, ((payload[0], 1.0),)) if payload \
+            else self._classifier.predict(turn.text, vector)
         turn.notes["intent"] = turn.prediction.intent
         turn.notes["confidence"] = turn.prediction.confidence
-        if self._model.entities is not None:
+        if payload:
+            turn.entities = [Entity(name, str(value), 0, 0, "payload") for name, value in payload[1].items()]
+        elif self._model.entities is not None:
             turn.entities = self._model.entities.extract(turn.text)
         if turn.entities:
             turn.notes["entities"] = {e.entity: e.value for e in turn.entities}
@@ -337,10 +388,15 @@ class Engine:
             turn.slots = self._model.domain.initial_slots()
         turn.slots.update(result.slots)
         turn.attributes.update(result.attributes)
+        if result.customer_name is not None:
+            # Kept on the profile; this turn's replies already greet them by it.
+            turn.customer_name = result.customer_name
+            turn.values.update(name=result.customer_name.split()[0], full_name=result.customer_name)
         if result.active_loop_set:
             turn.active_loop = result.active_loop
         # `continuing`: the message answered the action's own question (an order number, say).
         turn.notes["answered_by"] = {"kind": "action", "action": action, "continuing": continuing}
+        turn.acted = action
         for message in result.messages:
             self._say_message(turn, message)
         if result.pause:
@@ -352,15 +408,16 @@ class Engine:
                 self._act(turn, result.followup, depth + 1)
         return True
 
-    def _answer_from_kb(self, turn: _Turn, vector: Any) -> bool:
-        """Answer from the KB, offer the close articles as choices, or decline (False: the caller falls back)."""
+    def _answer_from_kb(self, turn: _Turn, vector: Any, choices: bool = True) -> bool:
+        """Answer from the KB, offer the close articles as choices (unless not `choices`), or decline
+        (False: the caller falls back)."""
         language = turn.language
         passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
                                           channel=turn.channel, language=language)
         multilingual = self._retriever.multilingual_for(language)
         policy = self._policy.kb_other_languages.get(language) if multilingual else self._policy.kb
         decision = decide(passages, policy)
-        if decision.action == KbAction.CHOICES and not self._model.responses.has("utter_kb_choices"):
+        if decision.action == KbAction.CHOICES and not (choices and self._model.responses.has("utter_kb_choices")):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {
             "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
@@ -396,9 +453,9 @@ class Engine:
             turn.replies[-1] = Reply(answer.conversation_id, f"{answer.text}\n\n{text}", answer.author,
                                      (*answer.buttons, *buttons))
 
-    def _kb_feedback(self, turn: _Turn) -> bool:
-        """A tap on "did this help?": thanks for a yes; a no is a miss (it may hand off) that the gaps
-        report shows as answered wrongly."""
+    def _kb_feedback(self, turn: _Turn, queued: bool = False) -> bool:
+        """A tap on "did this help?": thanks for a yes; a no is a miss (it may hand off; `queued`: the
+        person the customer waits for answers it) that the gaps report shows as answered wrongly."""
         helpful = {KB_HELPFUL: True, KB_UNHELPFUL: False}.get(turn.text.strip())
         if helpful is None:
             return False
@@ -411,8 +468,8 @@ class Engine:
         if helpful:
             if self._model.responses.has("utter_kb_thanks"):
                 self._say(turn, "utter_kb_thanks")
-            return True
-        self._fall_back(turn, response="utter_kb_sorry")
+        elif not queued:
+            self._fall_back(turn, response="utter_kb_sorry")
         return True
 
     def _version(self, passage: Passage, language: str | None) -> Passage:
@@ -567,7 +624,7 @@ class Engine:
                         "attributes": {**profile.attributes, **turn.attributes},
                         "channels": sorted({channel for channel, _ in profile.identities})}
         return TurnInput(turn.text, prediction.intent or "nlu_fallback", prediction.confidence, prediction.ranking,
-                         [e.as_rasa() for e in turn.entities], turn.channel, customer)
+                         [e.as_rasa() for e in turn.entities], turn.channel, customer, self._clock().isoformat())
 
     def _quote(self, passage: Passage) -> str:
         """Quote the passage's first sentences, within the length cap, ending on a whole sentence."""
@@ -590,3 +647,16 @@ def _shorten(text: str, limit: int) -> str:
 
 def _days_ago(days: int) -> str:
     return "Earlier today" if days <= 0 else "Yesterday" if days == 1 else f"{days} days ago"
+
+
+def _intent_payload(text: str, intents: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+    """The intent and entities of a payload such as `/order_status{"order_number": "PO-2610427"}`, if it
+    names one of `intents`; else None (the message is understood as text)."""
+    match = _INTENT_PAYLOAD.fullmatch(text)
+    if match is None or match.group(1) not in intents:
+        return None
+    try:
+        entities = json.loads(match.group(2)) if match.group(2) else {}
+    except ValueError:
+        return None
+    return (match.group(1), entities) if isinstance(entities, dict) else None

@@ -44,7 +44,8 @@ class GapCluster:
 
 
 def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
-    """Find a conversation's unanswered questions in its transcript."""
+    """Find a conversation's unanswered questions in its transcript. Messages without a letter ("2",
+    "?", "👍") ask nothing an article could answer, and are left out."""
     found = []
     last_question: Event | None = None
     previous_question: Event | None = None
@@ -72,7 +73,7 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
             reason = ANSWERED_WRONGLY if answered is previous_question else ASKED_FOR_PERSON
             found.append(GapQuestion(event.conversation_id, previous_question.text or "", reason,
                                      previous_question.created_at, _language(previous_question)))
-    return found
+    return [question for question in found if any(c.isalpha() for c in question.text)]
 
 
 def _language(message: Event) -> str | None:

@@ -26,7 +26,7 @@ from bot.language import written_without_spaces
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TOP_KEYS = {"explicit_request", "repeated_fallback", "sentiment", "sensitive_intents", "keywords",
-             "business_hours", "average_handling_minutes"}
+             "business_hours", "average_handling_minutes", "answer_while_queued"}
 _WORD = re.compile(r"\w+(?:'\w+)?")
 
 
@@ -131,6 +131,7 @@ class HandoffPolicy:
     keywords: tuple[str, ...] = ()
     business_hours: BusinessHours | None = None
     average_handling_minutes: float = 6.0
+    answer_while_queued: bool = True  # the bot answers KB questions while the customer waits for a person
 
     def sensitive(self, intent: str | None, confidence: float) -> bool:
         """True when the best-guess intent is sensitive and at least as confident as its rule asks."""
@@ -189,7 +190,14 @@ def _policy(document: dict[str, Any]) -> HandoffPolicy:
         keywords=tuple(normalise(str(k)) for k in document.get("keywords") or ()),
         business_hours=_business_hours(document.get("business_hours")),
         average_handling_minutes=float(document.get("average_handling_minutes", 6)),
+        answer_while_queued=_flag("answer_while_queued", document.get("answer_while_queued", True)),
     )
+
+
+def _flag(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"'{key}' must be true or false, not {value!r}")
+    return value
 
 
 def _positive(key: str, value: object) -> int:

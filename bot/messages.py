@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -130,13 +130,16 @@ class DialogueState:
     slots: dict[str, Any] = field(default_factory=dict)
     active_loop: str | None = None   # the action that asked the customer a question
     negative_streak: int = 0         # negative messages in a row
+    latest_action: str | None = None  # the custom action that answered the previous message, if one did
 
     def as_json(self) -> dict[str, Any]:
-        return {"slots": self.slots, "active_loop": self.active_loop, "negative_streak": self.negative_streak}
+        return {"slots": self.slots, "active_loop": self.active_loop, "negative_streak": self.negative_streak,
+                "latest_action": self.latest_action}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DialogueState:
-        return cls(dict(raw.get("slots") or {}), raw.get("active_loop"), int(raw.get("negative_streak") or 0))
+        return cls(dict(raw.get("slots") or {}), raw.get("active_loop"), int(raw.get("negative_streak") or 0),
+                   raw.get("latest_action"))
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class Conversation:
     updated_at: datetime
     dialogue: DialogueState = field(default_factory=DialogueState)
     csat: int | None = None  # the customer's rating, 1 to 5, after it was closed
+    csat_comment: str | None = None  # what they wrote with it ("4 - quick, but ...")
+    closed_at: datetime | None = None  # when an agent closed it (it keeps who held it and why)
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,7 @@ class PendingMessage:
     media: str | None = None  # the kind of a message without text (photo, sticker, ...)
     link: str | None = None   # the result of a link code in the message: linked, same, wrong, expired, limited
     throttled: bool = False   # sent in a flood: answered only if it is the last message waiting
+    rated: str | None = None  # a rating of a closed conversation: "first", or "repeat" for a later one
     followed: bool = False    # a later message of the conversation waits too
 
 
@@ -213,6 +219,9 @@ class OutboxEntry:
     error: str | None = None
 
 
+PRESENCE_MINUTES = 15  # an agent seen this recently (and not away) counts as online
+
+
 @dataclass(frozen=True)
 class Agent:
     agent_id: str
@@ -221,3 +230,14 @@ class Agent:
     role: str
     active: bool
     presence: str = "online"  # or "away": not counted as available for handoffs
+    last_seen_at: datetime | None = None  # their latest request while signed in; None: never signed in
+
+    def availability(self, now: datetime) -> str:
+        """What colleagues see: disabled, never signed in, away, online, or offline (not seen lately)."""
+        if not self.active:
+            return "disabled"
+        if self.last_seen_at is None:
+            return "never signed in"
+        if self.presence == "away":
+            return "away"
+        return "online" if now - self.last_seen_at <= timedelta(minutes=PRESENCE_MINUTES) else "offline"

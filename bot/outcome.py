@@ -38,3 +38,4 @@ class Outcome:
     link_code: str | None = None   # a code given to this customer to send on another channel
     reference_notice: ReferenceNotice | None = None
     customer_attributes: Mapping[str, Any] = field(default_factory=dict)  # merged into the profile; None removes
+    customer_name: str | None = None  # the name the customer gave in the chat, for their profile

@@ -117,7 +117,8 @@ class ConversationStore(Protocol):
 
     def transfer(self, conversation_id: str, agent_id: str, to_agent_id: str, admin: bool = False) -> Conversation: ...
 
-    def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False) -> Conversation: ...
+    def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False,
+                      notice: tuple[str, tuple[Button, ...]] | None = None) -> Conversation: ...
 
     def close_conversation(self, conversation_id: str, agent_id: str, resolution: str | None = None,
                            admin: bool = False, csat_question: tuple[str, tuple[Button, ...]] | None = None,

@@ -137,7 +137,7 @@ class ConversationProcessor:
             conversation = self._store.get_conversation(pending.conversation_id)
             try:
                 outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
-                                               media=pending.media, link=pending.link)
+                                               media=pending.media, link=pending.link, rated=pending.rated)
                 break
             except Unavailable:
                 raise  # the store, not the turn: tried again as a whole once it recovers

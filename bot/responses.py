@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,7 @@ from bot.messages import Button
 
 REQUIRED = ("utter_fallback", "utter_handoff", "utter_kb_answer")
 _FORMATTER = string.Formatter()
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ResponseTemplates:
@@ -49,9 +51,16 @@ class ResponseTemplates:
         best = max(_specificity(v) for v in filled)
         variation = self._rng.choice([v for v in filled if _specificity(v) == best])
         text = _FORMATTER.vformat(str(variation.get("text", "")), (), _Keep(known))
+        # Like Rasa, button titles and payloads take placeholders too ("{order_number}").
         raw_buttons = variation.get("buttons") or []
-        buttons = tuple(Button(str(b["title"]), str(b["payload"])) for b in raw_buttons if isinstance(b, dict))
+        buttons = tuple(Button(_fill(str(b["title"]), known), _fill(str(b["payload"]), known))
+                        for b in raw_buttons if isinstance(b, dict))
         return text, buttons
+
+
+def _fill(template: str, known: Mapping[str, Any]) -> str:
+    """`template` with its `{name}` placeholders filled; JSON in a payload (`/intent{"key": "value"}`) stays."""
+    return _PLACEHOLDER.sub(lambda m: str(known[m.group(1)]) if m.group(1) in known else m.group(0), template)
 
 
 def _applies(variation: Mapping[str, Any], slots: Mapping[str, Any], channel: str | None) -> bool:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
@@ -15,9 +15,9 @@ from bot.codes import CODE_LIFETIME
 from bot.email import EmailSender
 from bot.errors import InvalidMessage, NotAuthenticated
 from bot.inbox import Inbox
-from bot.messages import Event, EventKind, InboundMessage, Profile, utcnow
+from bot.messages import Author, Button, Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
-from bot.ports import ConversationStore, WebSessionStore
+from bot.ports import AgentStore, ConversationStore, WebSessionStore
 from connectors.http import answer_errors_as_json, bearer_token, count, field, json_object, optional_field
 from connectors.streams import StreamSlots, event_stream_response
 
@@ -30,7 +30,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _public(event_id: int, event: Event) -> dict[str, object]:
+# The greeting a new chat opens with (text and quick-reply buttons) in a language, if the domain has one.
+Welcome = Callable[[str | None], tuple[str, tuple[Button, ...]] | None]
+
+
+def _public(event_id: int, event: Event, agent_name: str | None = None) -> dict[str, object]:
     return {
         "id": event_id,
         "kind": event.kind.value,
@@ -38,13 +42,17 @@ def _public(event_id: int, event: Event) -> dict[str, object]:
         "text": event.text,
         "buttons": event.data.get("buttons", []),
         "created_at": event.created_at.isoformat(),
+        **({"name": agent_name} if agent_name else {}),
     }
 
 
 def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, sessions: WebSessionStore,
                          notifier: Notifier, email: EmailSender, streams: StreamSlots, *,
-                         session_days: int) -> Blueprint:
-    """Build the web chat's page and JSON API around the given collaborators."""
+                         session_days: int, agents: AgentStore | None = None,
+                         welcome: Welcome = lambda language: None, languages: Sequence[str] = ("en",)) -> Blueprint:
+    """Build the web chat's page and JSON API around the given collaborators. Agents' replies carry the
+    agent's first name (from `agents`); the page opens with `welcome` in the browser's language among
+    `languages`."""
     web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                     static_url_path="/static/web")
     answer_errors_as_json(web)
@@ -60,11 +68,20 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         events = conversations.identity_events(CHANNEL, external_id, after)
         conversations.mark_sent([str(e.data["reply_id"]) for _, e in events
                                  if e.kind == EventKind.MESSAGE_OUT])
-        return [_public(event_id, event) for event_id, event in events]
+        return [_public(event_id, event, first_name(event)) for event_id, event in events]
+
+    def first_name(event: Event) -> str | None:
+        agent_id = event.data.get("agent_id") if event.author == Author.AGENT else None
+        agent = agents.get_agent(str(agent_id)) if agent_id and agents is not None else None
+        return agent.name.split()[0] if agent is not None and agent.name.strip() else None
 
     @web.get("/")
     def chat_page() -> str:
-        return render_template("web/chat.html")
+        language = request.accept_languages.best_match(languages) or languages[0]
+        greeting = welcome(language)
+        return render_template("web/chat.html", language=language, welcome={
+            "text": greeting[0], "buttons": [{"title": b.title, "payload": b.payload} for b in greeting[1]],
+        } if greeting else None)
 
     @web.post("/api/web/sessions")
     def new_session() -> tuple[Response, int]:
@@ -79,13 +96,15 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         body = json_object()
         text = field(body, "text")
         client_message_id = field(body, "client_message_id", max_length=100)
-        # The page embedding the chat may know the customer (a signed-in shop account).
+        # The page embedding the chat may know the customer (a signed-in shop account), and the widget
+        # says the language the page is shown in: a hint for the profile, like Telegram's language_code.
         name = optional_field(body, "name", max_length=100)
+        language = optional_field(body, "language", max_length=20)
         accepted = inbox.accept(InboundMessage(
             channel=CHANNEL, external_id=external_id,
             # Client ids are only unique within a session.
             provider_message_id=f"{external_id}:{client_message_id}", text=text,
-            profile=Profile(display_name=name),
+            profile=Profile(display_name=name, language=language if language in languages else None),
         ))
         return jsonify({"status": "accepted", "duplicate": accepted.duplicate}), 202
 

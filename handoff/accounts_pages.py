@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, g, make_response, redirect, render_te
 from werkzeug.wrappers import Response
 
 from bot.errors import SwitchboardError
-from bot.messages import Agent
+from bot.messages import Agent, utcnow
 from bot.ports import AgentStore
 from handoff.agents import ROLES, AgentDirectory
 from handoff.auth import require_agent
@@ -22,7 +22,7 @@ def create_accounts_blueprint(agents: AgentStore, directory: AgentDirectory) -> 
     def page(new_login: tuple[str, str] | None = None, status: int = 200) -> Response:
         """The account list; `new_login` (email, password) is shown once and never stored in plain text."""
         response = make_response(render_template("console/accounts.html", accounts=directory.list(), roles=ROLES,
-                                                 new_login=new_login), status)
+                                                 new_login=new_login, now=utcnow()), status)
         response.headers["Cache-Control"] = "no-store"
         return response
 

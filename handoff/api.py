@@ -7,6 +7,7 @@ is JSON: `{"error": code, "message": ...}` with the matching status.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -22,11 +23,32 @@ from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.streams import change_stream
 from handoff.summary import summarize
 
-FILTERS = ("queued", "mine", "all", "closed")
-# The rating question sent when a ticket is closed (text and buttons), if the domain has one.
-# The rating question for a conversation being closed, in the variation its slots select (its language).
-CsatQuestion = Callable[[str], tuple[str, tuple[Button, ...]] | None]
+FILTERS = ("queued", "mine", "bot", "all", "closed")
+LIVE_MINUTES = 60  # a conversation with the bot that had a message this recently is live: an agent may step in
+# What the customer is told when an agent acts: (response, conversation id) -> text and buttons of the
+# domain response in the variation the conversation's slots select (its language), or None if the
+# domain has no such response. "utter_csat" on close, "utter_back_to_bot" on a return to the bot.
+CustomerNotice = Callable[[str, str], tuple[str, tuple[Button, ...]] | None]
 OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
+
+
+def conversations_in(conversations: ConversationStore, view: str, agent: Agent) -> list[Conversation]:
+    """One view of the conversations, the same for the console and the API: `queued` (waiting for an
+    agent), `mine` (held by `agent`), `bot` (live with the bot: a message within LIVE_MINUTES), `all`
+    (every open one: with the bot, waiting or held) or `closed` (latest first, the last 200)."""
+    if view == "queued":
+        return conversations.list_conversations([ConversationStatus.QUEUED])
+    if view == "mine":
+        return [c for c in conversations.list_conversations([ConversationStatus.ASSIGNED])
+                if c.assignee_id == agent.agent_id]
+    if view == "bot":
+        since = utcnow() - timedelta(minutes=LIVE_MINUTES)
+        return [c for c in conversations.list_conversations([ConversationStatus.BOT]) if c.updated_at >= since]
+    if view == "all":
+        return conversations.list_conversations(list(OPEN))
+    if view == "closed":
+        return conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:200]
+    raise InvalidMessage(f"no view {view!r}: one of {', '.join(FILTERS)}")
 
 
 def _agent_json(agent: Agent | None) -> dict[str, Any] | None:
@@ -43,7 +65,7 @@ def _event_json(event: Event) -> dict[str, Any]:
 def create_agent_api(conversations: ConversationStore, agents: AgentStore, directory: AgentDirectory,
                      notifier: Notifier, assistant: ReplyAssistant, *, max_text_length: int, token_hours: int,
                      streams: StreamSlots, reply_channels: frozenset[str],
-                     csat_question: CsatQuestion = lambda conversation_id: None) -> Blueprint:
+                     notice: CustomerNotice = lambda response, conversation_id: None) -> Blueprint:
     api = Blueprint("agent_api", __name__, url_prefix="/api/agent")
     answer_errors_as_json(api)
 
@@ -63,7 +85,8 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             "channel": conversation.last_channel, "customer": {"id": customer.customer_id,
                                                                 "name": customer.display_name},
             "assignee": _agent_json(assignee), "updated_at": conversation.updated_at.isoformat(),
-            "csat": conversation.csat,
+            "csat": conversation.csat, "csat_comment": conversation.csat_comment,
+            "closed_at": conversation.closed_at.isoformat() if conversation.closed_at else None,
         }
 
     def ticket_of(conversation_id: str) -> Conversation:
@@ -97,16 +120,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         wanted = request.args.get("status", "queued")
         if wanted not in FILTERS:
             raise InvalidMessage(f"status must be one of {', '.join(FILTERS)}")
-        if wanted == "queued":
-            found = conversations.list_conversations([ConversationStatus.QUEUED])
-        elif wanted == "mine":
-            found = [c for c in conversations.list_conversations([ConversationStatus.ASSIGNED])
-                     if c.assignee_id == agent.agent_id]
-        elif wanted == "all":
-            found = conversations.list_conversations(list(OPEN))
-        else:
-            found = conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:200]
-        return jsonify({"tickets": [ticket_summary(c) for c in found]})
+        return jsonify({"tickets": [ticket_summary(c) for c in conversations_in(conversations, wanted, agent)]})
 
     @api.get("/tickets/<conversation_id>")
     def ticket(conversation_id: str) -> Response:
@@ -184,8 +198,9 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
     @api.post("/tickets/<conversation_id>/return")
     def return_to_bot(conversation_id: str) -> Response:
         agent = current_agent()
-        return jsonify(ticket_summary(conversations.return_to_bot(conversation_id, agent.agent_id,
-                                                                  admin=agent.role == "admin")))
+        return jsonify(ticket_summary(conversations.return_to_bot(
+            conversation_id, agent.agent_id, admin=agent.role == "admin",
+            notice=notice("utter_back_to_bot", conversation_id))))
 
     @api.post("/tickets/<conversation_id>/close")
     def close(conversation_id: str) -> Response:
@@ -193,7 +208,7 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         resolution = optional_field(json_object(), "resolution", max_length=100) if request.data else None
         return jsonify(ticket_summary(conversations.close_conversation(
             conversation_id, agent.agent_id, resolution, admin=agent.role == "admin",
-            csat_question=csat_question(conversation_id))))
+            csat_question=notice("utter_csat", conversation_id))))
 
     @api.post("/presence")
     def presence() -> Response:

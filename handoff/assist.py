@@ -4,6 +4,7 @@ message, and the team's canned responses."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,8 +40,12 @@ class Canned:
         chosen = next((code for code in with_fallback(language) if code in self.translations), None) \
             if language else None
         text = self.translations[chosen] if chosen else self.text
-        return Canned(self.title, text.replace("{customer}", customer_name or "there").replace("{agent}", agent_name),
-                      self.translations, chosen)
+        # Without a name, "{customer}" goes with the comma or space before it: "Thanks for your patience."
+        text = text.replace("{customer}", customer_name) if customer_name else _NAMELESS.sub("", text)
+        return Canned(self.title, text.replace("{agent}", agent_name), self.translations, chosen)
+
+
+_NAMELESS = re.compile(r"[ ,]*\{customer\}")
 
 
 def suggestion_text(passage: Passage) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
 from bot.errors import SwitchboardError
@@ -25,13 +27,13 @@ from bot.notifier import Notifier
 from bot.ports import AgentStore, ConversationStore
 from connectors.streams import StreamSlots
 from handoff.agents import AgentDirectory
-from handoff.api import CsatQuestion
+from handoff.api import LIVE_MINUTES, CustomerNotice, conversations_in
 from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.auth import require_agent
 from handoff.streams import change_stream
 from handoff.summary import latest_question, summarize
 
-VIEWS = ("overview", "unassigned", "mine", "all", "closed")
+VIEWS = ("overview", "unassigned", "mine", "bot", "all", "closed")
 RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
 
 
@@ -40,8 +42,13 @@ class QueueRow:
     conversation: Conversation
     customer_name: str | None
     channels: list[str]
-    sentiment: float | None  # of the customer's latest rated message
+    sentiment: float | None  # the lowest of the customer's rated messages: earlier frustration shows
+    latest_sentiment: float | None
     waiting_minutes: int
+    assignee_name: str | None  # who holds it, or (closed) who handled it
+
+
+_LINK = re.compile(r"(https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]])")
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                              directory: AgentDirectory, notifier: Notifier, assistant: ReplyAssistant, *,
                              max_text_length: int, reply_channels: frozenset[str], streams: StreamSlots,
                              sign_in_hours: int, floods: Callable[[], list[str]] = list,
-                             csat_question: CsatQuestion = lambda conversation_id: None) -> Blueprint:
+                             notice: CustomerNotice = lambda response, conversation_id: None) -> Blueprint:
     """Build the `/console` pages around the given collaborators.
 
     `reply_channels` are the channels replies can reach in this deployment (an agent may pick
@@ -82,6 +89,14 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                         static_folder="static", static_url_path="/static")
 
     signed_in = require_agent(agents)
+
+    @console.app_template_filter("linkify")
+    def linkify(text: str) -> Markup:
+        """The text escaped, with its web links clickable (opened in a new tab, without a referrer)."""
+        parts = _LINK.split(text)
+        return Markup("").join(
+            Markup('<a href="{0}" target="_blank" rel="noopener noreferrer">{0}</a>').format(part) if i % 2
+            else escape(part) for i, part in enumerate(parts))
 
     @console.route("/login", methods=["GET", "POST"])
     def login() -> Response | str:
@@ -96,6 +111,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                     target = url_for("console.queue")
                 return redirect(target)
             flash("Wrong email or password.")
+            # The email stays filled in; only the password is typed again.
+            return render_template("console/login.html", email=request.form.get("email", "")[:320])
         return render_template("console/login.html")
 
     @console.post("/logout")
@@ -114,8 +131,10 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             rated = [e.data["sentiment"] for e in conversations.transcript(conversation.conversation_id)
                      if e.kind == EventKind.MESSAGE_IN and "sentiment" in e.data]
             waited = max(0, int((now - conversation.updated_at).total_seconds() // 60))
+            assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
             result.append(QueueRow(conversation, customer.display_name, sorted({c for c, _ in customer.identities}),
-                                   rated[-1] if rated else None, waited))
+                                   min(rated) if rated else None, rated[-1] if rated else None, waited,
+                                   assignee.name if assignee else None))
         return result
 
     @console.get("/")
@@ -134,11 +153,12 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
                          ("Held by other agents", [c for c in open_ones if c.status == ConversationStatus.ASSIGNED
                                                    and c.assignee_id != agent.agent_id], "None.")],
             "unassigned": [("Waiting for an agent", queued, "Nobody is waiting.")],
-            "mine": [("Yours", [c for c in open_ones if c.assignee_id == agent.agent_id],
-                      "You hold no conversations.")],
-            "all": [("Open conversations", open_ones, "None.")],
-            "closed": [("Closed, latest first",
-                        conversations.list_conversations([ConversationStatus.CLOSED])[::-1][:100], "None yet.")],
+            "mine": [("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations.")],
+            "bot": [(f"With the bot now (a message in the last {LIVE_MINUTES} minutes); open one to step in",
+                     conversations_in(conversations, "bot", agent), "Nobody is chatting with the bot.")],
+            "all": [("Open conversations: with the bot, waiting or held", conversations_in(conversations, "all", agent),
+                     "None.")],
+            "closed": [("Closed, latest first", conversations_in(conversations, "closed", agent), "None yet.")],
         }[view]
         template = "console/_queue_lists.html" if request.args.get("fragment") else "console/queue.html"
         flooding = [conversations.get_conversation(c) for c in floods()]
@@ -226,7 +246,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             # What the bot picked up (order number, product, ...); its counters are not for agents.
             noted=sorted((k, v) for k, v in conversation.dialogue.slots.items() if isinstance(v, str) and v),
             reply_targets=reply_targets(conversation, customer),
-            colleagues=[a for a in team if a.active and a.agent_id != g.agent.agent_id],
+            # Whom it can go to: anyone but its holder (an admin may take it over themselves).
+            colleagues=[a for a in team if a.active and a.agent_id != conversation.assignee_id],
             resolutions=RESOLUTIONS,
             assignee=agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None,
             max_text_length=max_text_length,
@@ -288,8 +309,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     @signed_in
     def return_to_bot(conversation_id: str) -> Response:
         return act(conversation_id, lambda: conversations.return_to_bot(
-            conversation_id, g.agent.agent_id, admin=is_admin()),
-            "The bot answers this conversation again.")
+            conversation_id, g.agent.agent_id, admin=is_admin(), notice=notice("utter_back_to_bot", conversation_id)),
+            "The bot answers this conversation again; the customer is told.")
 
     @console.post("/conversations/<conversation_id>/close")
     @signed_in
@@ -297,7 +318,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         resolution = request.form.get("resolution") if request.form.get("resolution") in RESOLUTIONS else None
         return act(conversation_id, lambda: conversations.close_conversation(
             conversation_id, g.agent.agent_id, resolution, admin=is_admin(),
-            csat_question=csat_question(conversation_id)), "Conversation closed; the customer is asked to rate it.")
+            csat_question=notice("utter_csat", conversation_id)),
+            "Conversation closed; the customer is asked to rate it.")
 
     @console.post("/conversations/<conversation_id>/note")
     @signed_in

@@ -24,8 +24,8 @@ _SMALL_TALK = ("greet", "goodbye", "thanks")
 
 @dataclass(frozen=True)
 class Summary:
-    wants: str | None        # the customer's first substantive message
-    bot_answered: str | None  # the bot's last reply before the handoff
+    wants: str | None        # the question that led to the handoff (not the request for a person itself)
+    bot_answered: str | None  # what the bot replied to that question
     why: str | None          # the handoff reason in words, with its detail
 
     def as_json(self) -> dict[str, Any]:
@@ -33,19 +33,22 @@ class Summary:
 
 
 def summarize(conversation: Conversation, transcript: list[Event]) -> Summary:
-    """Pick the sentences an agent reads first, from the transcript itself (nothing is generated)."""
+    """Pick the sentences an agent reads first, from the transcript itself (nothing is generated): the
+    customer's latest question before the handoff, and the bot's reply to that same question."""
     handoffs = [e for e in transcript if e.kind == EventKind.HANDOFF]
     until = handoffs[-1].seq if handoffs else None
     before = [e for e in transcript if until is None or e.seq < until]
     asked = [e for e in before if e.kind == EventKind.MESSAGE_IN and e.text]
-    # A greeting says little: prefer the first message the bot took as a question.
-    substantive = [e for e in asked if e.data.get("intent") not in _SMALL_TALK]
-    first = (substantive or asked)[:1]
-    wants = first[0] if first else None
-    # The bot's last answer before the message that led to the handoff (not its handoff notice).
-    trigger = asked[-1].seq if handoffs and asked else None
-    answered = [e for e in before if e.kind == EventKind.MESSAGE_OUT and e.author == Author.BOT
-                and (trigger is None or e.seq < trigger)]
+    request = asked[-1].seq if asked and handoffs and handoffs[-1].data.get("reason") == "customer_request" else None
+    # Greetings and the request for a person say little: the latest message the bot took as a question.
+    questions = [e for e in asked if e.seq != request and e.data.get("intent") not in (*_SMALL_TALK, "request_human")]
+    wants = (questions or asked)[-1] if asked else None
+    answered = None
+    if wants is not None:
+        after = [e for e in before if e.seq > wants.seq]
+        upto = next((e.seq for e in after if e.kind == EventKind.MESSAGE_IN), None)
+        answered = next((e for e in after if e.kind == EventKind.MESSAGE_OUT and e.author == Author.BOT
+                         and (upto is None or e.seq < upto)), None)
     why = None
     if handoffs:
         reason = str(handoffs[-1].data.get("reason", conversation.handoff_reason or ""))
@@ -53,7 +56,7 @@ def summarize(conversation: Conversation, transcript: list[Event]) -> Summary:
         detail = handoffs[-1].data.get("why") or handoffs[-1].data.get("intent") or handoffs[-1].data.get("keyword")
         if detail:
             why = f"{why} ({detail})"
-    return Summary(wants.text if wants else None, answered[-1].text if answered else None, why)
+    return Summary(wants.text if wants else None, answered.text if answered else None, why)
 
 
 def latest_question(transcript: list[Event]) -> str | None:

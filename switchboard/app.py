@@ -184,15 +184,20 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
     return found
 
 
+def language_codes(settings: Settings) -> tuple[str, ...]:
+    """SWITCHBOARD_LANGUAGES as a tuple of codes, English when it lists none."""
+    return tuple(code.strip() for code in settings.languages.split(",") if code.strip()) or ("en",)
+
+
 def language_detector(settings: Settings) -> LanguageDetector:
     """The detector of each message's language among SWITCHBOARD_LANGUAGES (one per list in a process)."""
-    return _language_detector(tuple(code.strip() for code in settings.languages.split(",") if code.strip()))
+    return _language_detector(language_codes(settings))
 
 
 @functools.lru_cache(maxsize=8)
 def _language_detector(languages: tuple[str, ...]) -> LanguageDetector:
     try:
-        return LanguageDetector(languages or ("en",))
+        return LanguageDetector(languages)
     except ValueError as exc:
         raise SwitchboardError(f"SWITCHBOARD_LANGUAGES: {exc}") from exc
 
@@ -221,8 +226,7 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
 
 def serves_other_languages(settings: Settings) -> bool:
     """Whether SWITCHBOARD_LANGUAGES lists a language other than English."""
-    codes = [code.strip() for code in settings.languages.split(",") if code.strip()]
-    return any(not is_english(code) for code in codes)
+    return any(not is_english(code) for code in language_codes(settings))
 
 
 def multilingual_model(settings: Settings) -> MultilingualModel | None:
@@ -338,7 +342,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     services.streams = streams
     web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,
                                email_sender(settings.email_sender, settings.email_from),
-                               streams, session_days=settings.web_session_days)
+                               streams, session_days=settings.web_session_days, agents=services.store,
+                               welcome=lambda language: services.engine.render("utter_welcome", language=language),
+                               languages=language_codes(settings))
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
                                  token=settings.rest_token)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
@@ -355,8 +361,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.register_blueprint(telegram)
     app.register_blueprint(web)
     app.register_blueprint(rest)
-    def csat_question(conversation_id: str) -> tuple[str, tuple[Button, ...]] | None:
-        return services.engine.render("utter_csat", services.store.get_conversation(conversation_id))
+    def notice(response: str, conversation_id: str) -> tuple[str, tuple[Button, ...]] | None:
+        return services.engine.render(response, services.store.get_conversation(conversation_id))
 
     assistant = ReplyAssistant(services.retriever, settings.canned_path)
     # Pulled channels (the web widget, the REST API) fetch their replies; push channels need a sender.
@@ -365,7 +371,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     agent_api = create_agent_api(services.store, services.store, services.agents, services.notifier, assistant,
                                  max_text_length=settings.max_text_length, token_hours=settings.agent_token_hours,
                                  streams=streams, reply_channels=reply_channels,
-                                 csat_question=csat_question)
+                                 notice=notice)
     csrf.exempt(agent_api)  # bearer tokens, not cookies
     app.register_blueprint(agent_api)
     app.register_blueprint(create_console_blueprint(services.store, services.store, services.agents, services.notifier,
@@ -373,7 +379,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                                     max_text_length=settings.max_text_length,
                                                     sign_in_hours=settings.agent_token_hours,
                                                     floods=services.inbox.floods,
-                                                    reply_channels=reply_channels, csat_question=csat_question))
+                                                    reply_channels=reply_channels, notice=notice))
     app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
     app.register_blueprint(create_customer_blueprint(services.store, services.store))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from bot.messages import Customer
     from bot.stores.sqlite import SqliteConversationStore
     from handoff.agents import AgentDirectory
+
+
+def _count(n: int, word: str) -> str:
+    """ "1 question", "2 questions"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _settings() -> Settings:
@@ -367,16 +372,23 @@ def agents_list(as_json: bool) -> None:
     """List agent accounts."""
     import json
 
+    from bot.messages import utcnow
+
     with _directory() as directory:
         accounts = directory.list()
+    now = utcnow()
     if as_json:
-        click.echo(json.dumps([{"email": a.email, "name": a.name, "role": a.role, "active": a.active}
+        click.echo(json.dumps([{"email": a.email, "name": a.name, "role": a.role, "active": a.active,
+                                "status": a.availability(now),
+                                "last_seen_at": a.last_seen_at.isoformat() if a.last_seen_at else None}
                                for a in accounts], indent=2))
         return
     if not accounts:
         click.echo("No agent accounts yet; add one with `switchboard agents add EMAIL`.")
+        return
+    click.echo(f"{'EMAIL':40} {'ROLE':7} {'STATUS':16} NAME")
     for agent in accounts:
-        click.echo(f"{agent.email:40} {agent.role:7} {'active' if agent.active else 'disabled':9} {agent.name}")
+        click.echo(f"{agent.email:40} {agent.role:7} {agent.availability(now):16} {agent.name}")
 
 
 @agents.command("disable")
@@ -493,12 +505,12 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
         click.echo(json.dumps([asdict(c) for c in clusters[:limit]], indent=2, ensure_ascii=False))
         return
     conversations = len({q.conversation_id for q in questions})
-    click.echo(f"{len(questions)} unanswered questions from {conversations} conversations, "
-               f"{len(clusters)} groups; the largest first:")
+    click.echo(f"{_count(len(questions), 'unanswered question')} from {_count(conversations, 'conversation')}, "
+               f"{_count(len(clusters), 'group')}; the largest first:")
     for n, cluster in enumerate(clusters[:limit], start=1):
         reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())
         language = f" [{cluster.language}]" if cluster.language else ""
-        click.echo(f"\n{n}. {cluster.representative!r}{language}  ({cluster.size} questions: {reasons})")
+        click.echo(f"\n{n}. {cluster.representative!r}{language}  ({_count(cluster.size, 'question')}: {reasons})")
         for example in cluster.examples[1:]:
             click.echo(f"     also: {example!r}")
 
@@ -549,36 +561,60 @@ def _customer_json(customer: Customer) -> dict[str, object]:
             "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]}
 
 
-def _print_customers(found: list[Customer], as_json: bool, empty: str) -> None:
+def _why_matched(customer: Customer, text: str) -> str:
+    """Which of the customer's fields holds `text`, as `customers find` looks: else their messages."""
+    needle = text.strip().lower()
+    fields = [("id", customer.customer_id if customer.customer_id == text.strip() else None),
+              ("name", customer.display_name), ("email", customer.email), ("phone", customer.phone),
+              *((f"identity {channel}", external_id) for channel, external_id in customer.identities)]
+    return next((name for name, value in fields if value and needle in value.lower()), "a message")
+
+
+def _print_customers(store: SqliteConversationStore, found: list[Customer], as_json: bool, empty: str,
+                     matched: str | None = None) -> None:
     import json
 
-    if as_json:
-        click.echo(json.dumps([_customer_json(c) for c in found], indent=2, ensure_ascii=False))
-        return
-    if not found:
-        click.echo(empty)
+    rows: list[dict[str, Any]] = []
     for customer in found:
-        identities = ", ".join(f"{c}:{x}" for c, x in customer.identities) or "no identities"
-        click.echo(f"{customer.customer_id}  {customer.display_name or '-':20}  {customer.email or '-':28}  "
-                   f"{identities}")
+        conversations = store.conversations_of(customer.customer_id)
+        first = min((c.created_at for c in conversations), default=None)
+        last = max((c.updated_at for c in conversations), default=None)
+        rows.append({**_customer_json(customer), "conversations": len(conversations),
+                     "first_seen": first.date().isoformat() if first else None,
+                     "last_seen": last.date().isoformat() if last else None,
+                     **({"matched": _why_matched(customer, matched)} if matched is not None else {})})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(empty)
+        return
+    matched_title = "  MATCHED ON" if matched is not None else ""
+    click.echo(f"{'ID':32}  {'NAME':20}  {'EMAIL':28}  {'FIRST SEEN':10}  {'LAST SEEN':10}  CONV.  "
+               f"IDENTITIES{matched_title}")
+    for row in rows:
+        identities = ", ".join(f"{i['channel']}:{i['external_id']}" for i in row["identities"]) or "none"
+        click.echo(f"{row['id']:32}  {row['name'] or '-':20}  {row['email'] or '-':28}  {row['first_seen'] or '-':10}  "
+                   f"{row['last_seen'] or '-':10}  {row['conversations']:5}  {identities}"
+                   + (f"  {row['matched']}" if matched is not None else ""))
 
 
 @customers.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the customers as JSON.")
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1), help="At most this many.")
 def customers_list(as_json: bool, limit: int) -> None:
-    """List customers, latest first."""
+    """List customers, latest first, with their conversations and when they were first and last seen."""
     with _store() as store:
-        _print_customers(store.list_customers(limit), as_json, "No customers yet.")
+        _print_customers(store, store.list_customers(limit), as_json, "No customers yet.")
 
 
 @customers.command("find")
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the customers as JSON.")
 def customers_find(text: str, as_json: bool) -> None:
-    """Find customers by name, email, phone, identity or the text of their messages."""
+    """Find customers by name, email, phone, identity or the text of their messages; says which matched."""
     with _store() as store:
-        _print_customers(store.find_customers(text), as_json, f"No customer matches {text!r}.")
+        _print_customers(store, store.find_customers(text), as_json, f"No customer matches {text!r}.", matched=text)
 
 
 @customers.command("export")
@@ -602,7 +638,7 @@ def customers_erase(customer_id: str, yes: bool) -> None:
             click.confirm(f"Erase {customer.display_name or 'this customer'} ({len(customer.identities)} "
                           f"identities) for good? This cannot be undone", abort=True)
         erased = store.erase_customer(customer_id)
-    click.echo(f"Erased {erased} customer record{'s' if erased != 1 else ''}; the database was compacted.")
+    click.echo(f"Erased {_count(erased, 'customer record')}; the database was compacted.")
 
 
 @customers.command("import")
@@ -655,5 +691,5 @@ def retention_run(days: int | None) -> None:
         return
     with _store() as store:
         purged = store.purge_transcripts(timedelta(days=days))
-    click.echo(f"Purged the transcripts of {purged} conversation{'s' if purged != 1 else ''} "
+    click.echo(f"Purged the transcripts of {_count(purged, 'conversation')} "
                f"closed more than {days} days ago.")

@@ -112,3 +112,12 @@ def test_account_pages_refuse_agents_even_with_a_valid_form(app: Flask, client: 
     response = ann.client.post(f"{PAGE}{ann_id}/role", data={"csrf_token": ann.csrf("/console/"), "role": "admin"})
     assert response.status_code == 403
     assert services_of(app).store.agent_credentials("ann@example.com")[0].role == "agent"  # type: ignore[index]
+
+
+def test_an_account_that_never_signed_in_does_not_look_online(app: Flask) -> None:
+    services_of(app).agents.add("bo@example.com", "Bo", "agent", PASSWORD)  # as `agents add` does
+    page = admin_of(app).client.get(PAGE).get_data(as_text=True)
+    bo = page[page.index("bo@example.com"):page.index("</tr>", page.index("bo@example.com"))]
+    root = page[page.index("root@example.com"):page.index("</tr>", page.index("root@example.com"))]
+    assert 'class="availability never-signed-in"' in bo and ">online<" not in bo
+    assert 'class="availability online"' in root

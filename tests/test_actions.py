@@ -22,6 +22,8 @@ from tests.conftest import ROOT
 from tests.dialogue import RecordingChannel
 from tests.servers import free_port, wait_until_up
 
+DHL = "https://www.dhl.com/de-en/home/tracking/tracking-parcel.html?submit=1&tracking-id="
+
 
 @pytest.fixture(scope="module")
 def action_server() -> Iterator[str]:
@@ -39,11 +41,16 @@ def action_server() -> Iterator[str]:
 
 
 @pytest.fixture(params=["in-process", "action-server"])
-def shop(request: pytest.FixtureRequest, make_chat: Callable[..., RecordingChannel]) -> RecordingChannel:
+def make_shop(request: pytest.FixtureRequest,
+              make_chat: Callable[..., RecordingChannel]) -> Callable[..., RecordingChannel]:
     """The sample shop with its actions run either way; both must behave the same."""
-    if request.param == "in-process":
-        return make_chat()
-    return make_chat(action_endpoint=request.getfixturevalue("action_server"))
+    where = {} if request.param == "in-process" else {"action_endpoint": request.getfixturevalue("action_server")}
+    return lambda **overrides: make_chat(**where, **overrides)
+
+
+@pytest.fixture
+def shop(make_shop: Callable[..., RecordingChannel]) -> RecordingChannel:
+    return make_shop()
 
 
 def test_order_status_asks_for_the_number_validates_it_and_answers(shop: RecordingChannel) -> None:
@@ -52,8 +59,8 @@ def test_order_status_asks_for_the_number_validates_it_and_answers(shop: Recordi
     assert "doesn't look like an order number" in shop.say("it's 12345")[0]
     assert "can't find order PO-9999999" in shop.say("PO-9999999")[0]
     reply = shop.say("sorry, it is po 2610427")[0]
-    assert reply == ("Order PO-2610427 is on its way with DHL (tracking number 00340434161094042611) and should "
-                     "arrive by 2026-11-26.")
+    assert reply == ("Order PO-2610427 is on its way with DHL and should arrive by 26 November 2026. Track it here: "
+                     f"{DHL}00340434161094042611")
     dialogue = shop.conversation().dialogue
     assert dialogue.active_loop is None
     assert dialogue.slots["order_number"] == "PO-2610427" and dialogue.slots["order_attempts"] is None
@@ -64,7 +71,69 @@ def test_order_status_asks_for_the_number_validates_it_and_answers(shop: Recordi
 
 def test_an_order_number_in_the_question_is_used_at_once(shop: RecordingChannel) -> None:
     reply = shop.say("where is order PO-2610421")[0]
-    assert reply.startswith("Order PO-2610421 was delivered on 2026-11-02.")
+    assert reply.startswith("Order PO-2610421 was delivered on 2 November 2026.")
+
+
+def test_a_late_order_says_so_and_what_happens_next(make_shop: Callable[..., RecordingChannel]) -> None:
+    # PO-2610427 (shipped with DHL) was due on Thursday 2026-11-26; 5 working days later is 2026-12-03.
+    shop = make_shop(now=datetime(2026, 12, 2, 10, tzinfo=UTC))
+    assert shop.say("where is my order PO-2610427")[0] == (
+        "Order PO-2610427 is late: it should have arrived by 26 November 2026. It is with DHL; track it here: "
+        f"{DHL}00340434161094042611. If it has not arrived by 3 December 2026, write to us: we will open a trace "
+        "with DHL and send a replacement or a full refund if it is lost.")
+    assert shop.conversation().status == ConversationStatus.BOT
+    # Not shipped and past its date (2026-11-29): a person checks on it.
+    replies = shop.say("and PO-2610433?")
+    assert replies[0].startswith("Order PO-2610433 is late: it should have arrived by 29 November 2026, and it "
+                                 "has not left")
+    assert shop.conversation().handoff_reason == "action"
+    assert shop.handoff_event().data["why"] == "PO-2610433 is late and not shipped yet"
+
+
+def test_an_order_late_by_five_working_days_goes_to_a_person_for_a_trace(
+        make_shop: Callable[..., RecordingChannel]) -> None:
+    shop = make_shop(now=datetime(2026, 12, 3, 9, tzinfo=UTC))
+    replies = shop.say("my parcel PO-2610427 still hasn't come")
+    assert replies[0].startswith("Order PO-2610427 should have arrived by 26 November 2026, and it is now more than 5 "
+                                 "working days late. I'm passing this to a colleague, who will open a trace with DHL")
+    assert shop.handoff_event().data["why"] == "PO-2610427 is 5+ working days late: trace with DHL"
+
+
+def test_dates_in_answers_are_written_as_the_customers_language_writes_them(shop: RecordingChannel) -> None:
+    # Intents are English only: a German customer reaches the order status by its quick reply.
+    shop.say("Hallo, ich habe eine Frage zu meiner Bestellung")
+    assert shop.say("/order_status")[0].startswith("Gern. Wie lautet Ihre Bestellnummer?")
+    assert "bis 26. November 2026 ankommen" in shop.say("PO-2610427")[0]
+    shop.say("我想查一下我的订单状态", "customer-2")
+    shop.say("/order_status", "customer-2")
+    assert "预计 2026年11月26日 前送达" in shop.say("PO-2610427", "customer-2")[0]
+
+
+def test_a_follow_up_about_another_order_is_answered_and_a_bare_question_asks_which(
+        shop: RecordingChannel) -> None:
+    assert shop.say("where is my order PO-2610427")[0].startswith("Order PO-2610427 ")
+    assert shop.say("what about PO-2610433")[0].startswith("Order PO-2610433 ")
+    assert shop.messages_in()[-1].data["follow_up"] == "action_order_status"
+    shop.say("how much is shipping")  # another subject in between: the next question is not assumed
+    reply = shop.say("where is my order")[0]
+    assert reply.startswith("Which order do you mean? Tap PO-2610433, or type another order number")
+    assert shop.last_outcome is not None
+    assert [(b.title, b.payload) for b in shop.last_outcome.replies[0].buttons] == [("PO-2610433", "PO-2610433")]
+    assert shop.say("PO-2610421")[0].startswith("Order PO-2610421 was delivered")
+
+
+def test_a_number_without_an_order_question_before_it_is_not_taken_for_one(shop: RecordingChannel) -> None:
+    shop.say("how much is shipping")
+    shop.say("PO-2610433 arrived with a torn strap")
+    assert "follow_up" not in shop.messages_in()[-1].data
+
+
+def test_a_name_given_in_the_chat_fills_the_profile(shop: RecordingChannel) -> None:
+    assert shop.say("my name is anna schmidt") == ["Nice to meet you, Anna! How can I help?"]
+    assert shop.store.get_customer(shop.conversation().customer_id).display_name == "Anna Schmidt"
+    assert shop.conversation().fallback_streak == 0  # not a miss: no step towards a handoff
+    shop.say("hi, I am looking for a tent")  # a lead-in without a name changes nothing
+    assert shop.store.get_customer(shop.conversation().customer_id).display_name == "Anna Schmidt"
 
 
 def test_a_new_question_while_the_bot_waits_for_a_number_is_answered_instead(shop: RecordingChannel) -> None:

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bot.csat import Rating, read_rating
 from bot.messages import ConversationStatus, utcnow
 from switchboard.app import services_of
 from tests.conftest import WebChat
@@ -88,7 +89,7 @@ def test_the_queue_and_a_ticket_with_profile_summary_transcript_and_kb_tries(app
     assert detail["suggestions"][0]["title"] == "Shipping costs" and "4.95" in detail["suggestions"][0]["text"]
     assert detail["canned"][0] == {"title": "Greeting", "text": detail["canned"][0]["text"], "language": None,
                                    "translations": ["bg", "de", "th", "zh", "zh-TW"]}
-    assert detail["canned"][0]["text"].startswith("Hi there, this is Ann from")
+    assert detail["canned"][0]["text"].startswith("Hi, this is Ann from")
     assert ann.get("/tickets?status=everything").status_code == 400
     assert ann.get("/tickets/nope").status_code == 404
 
@@ -181,15 +182,56 @@ def test_closing_asks_the_customer_for_a_rating_and_the_answer_is_stored(app: Fl
     ann, question = closed_by_an_agent(app, customer, conversation_id)
     assert question["text"].startswith("Thanks for contacting Puffin Outdoor! How happy are you")
     assert [b["payload"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
-    assert customer.send("4").status_code == 202
+    (thanks,) = customer.say("4")
+    assert thanks["text"].startswith("Thank you for your rating!")
     store = services_of(app).store
     assert store.get_conversation(conversation_id).csat == 4
     assert store.list_conversations([ConversationStatus.BOT]) == []  # the rating opened no new conversation
     assert ann.get(f"/tickets/{conversation_id}").get_json()["csat"] == 4
-    assert ann.get(f"/tickets/{conversation_id}").get_json()["transcript"][-1]["kind"] == "csat"
-    customer.say("5")  # only the first rating counts; a second "5" is a new message to the bot
+    assert ann.get(f"/tickets/{conversation_id}").get_json()["transcript"][-2]["kind"] == "csat"
+    # An old button tapped again: the first rating stands, the customer is told so, and no new
+    # conversation opens (nor does "5" reach the gaps report as an unanswered question).
+    (again,) = customer.say("5")
+    assert again["text"].startswith("We already have your rating for that conversation")
     assert store.get_conversation(conversation_id).csat == 4
-    assert len(store.list_conversations([ConversationStatus.BOT])) == 1
+    assert store.list_conversations([ConversationStatus.BOT]) == []
+    repeat = [e for e in ann.get(f"/tickets/{conversation_id}").get_json()["transcript"] if e["kind"] == "csat"][-1]
+    assert repeat["data"]["csat"] == {"score": 5, "comment": None, "repeat": True}
+
+
+@pytest.mark.parametrize(("text", "rating"), [
+    ("4", Rating(4, None)), (" 5/5 ", Rating(5, None)), ("3 of 5", Rating(3, None)), ("2 stars", Rating(2, None)),
+    ("5!", Rating(5, None)), ("4 - quick but it took long", Rating(4, "quick but it took long")),
+    ("1: never again", Rating(1, "never again")),
+    ("2 pairs of boots never arrived", None), ("4.5", None), ("42", None), ("0", None), ("six", None),
+])
+def test_what_reads_as_a_rating(text: str, rating: Rating | None) -> None:
+    assert read_rating(text) == rating
+
+
+def test_a_rating_with_words_keeps_them_as_feedback(app: Flask, customer: WebChat) -> None:
+    conversation_id = handed_off(app, customer)
+    closed_by_an_agent(app, customer, conversation_id)
+    (thanks,) = customer.say("4 - quick but my parcel is still missing")
+    assert thanks["text"].startswith("Thank you for your rating!")
+    conversation = services_of(app).store.get_conversation(conversation_id)
+    assert (conversation.csat, conversation.csat_comment) == (4, "quick but my parcel is still missing")
+    assert services_of(app).store.list_conversations([ConversationStatus.BOT]) == []
+    # A number followed by plain words is a new message, not a rating.
+    customer.say("2 pairs of boots never arrived")
+    (opened,) = services_of(app).store.list_conversations([ConversationStatus.BOT])
+    assert opened.conversation_id != conversation_id
+
+
+def test_closing_keeps_who_handled_the_ticket_and_why(app: Flask, customer: WebChat) -> None:
+    conversation_id = handed_off(app, customer)
+    ann, _ = closed_by_an_agent(app, customer, conversation_id)
+    customer.say("5")
+    (ticket,) = ann.get("/tickets?status=closed").get_json()["tickets"]
+    assert ticket["assignee"]["name"] == "Ann" and ticket["reason"] == "customer_request" and ticket["csat"] == 5
+    conversation = services_of(app).store.get_conversation(conversation_id)
+    assert conversation.assignee_id == ticket["assignee"]["id"] and conversation.closed_at is not None
+    assert ann.get("/tickets?status=mine").get_json()["tickets"] == []  # no longer theirs to act on
 
 
 def test_presence_through_the_api(app: Flask) -> None:

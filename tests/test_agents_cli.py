@@ -72,11 +72,15 @@ def test_list_disable_enable_and_reset_password(database: Path) -> None:
     run("add", "ana@example.com", "--password-stdin", stdin="first password 1\n")
     run("add", "bo@example.com", "--role", "admin")
     listed = json.loads(run("list", "--json").stdout)
-    assert listed == [{"email": "ana@example.com", "name": "ana", "role": "agent", "active": True},
-                      {"email": "bo@example.com", "name": "bo", "role": "admin", "active": True}]
+    never = {"active": True, "status": "never signed in", "last_seen_at": None}
+    assert listed == [{"email": "ana@example.com", "name": "ana", "role": "agent", **never},
+                      {"email": "bo@example.com", "name": "bo", "role": "admin", **never}]
+    assert run("list").stdout.splitlines()[:2] == [
+        "EMAIL                                    ROLE    STATUS           NAME",
+        "ana@example.com                          agent   never signed in  ana"]
     assert run("disable", "ana@example.com").stdout == "Disabled ana@example.com.\n"
     assert not signs_in(database, "ana@example.com", "first password 1")
-    assert "ana@example.com                          agent   disabled  ana" in run("list").stdout
+    assert "ana@example.com                          agent   disabled         ana" in run("list").stdout
     assert run("enable", "ana@example.com").exit_code == 0
     assert signs_in(database, "ana@example.com", "first password 1")
     reset = run("reset-password", "ana@example.com", "--password-stdin", stdin="second password 2\n")

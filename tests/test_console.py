@@ -69,6 +69,7 @@ def test_wrong_password_is_refused(app: Flask) -> None:
     agent.client.post("/console/logout", data={"csrf_token": agent.csrf("/console/")})
     page = agent.sign_in("wrong password").get_data(as_text=True)
     assert "Wrong email or password" in page
+    assert 'name="email" autocomplete="username" required value="ann@example.com"' in page  # not typed again
     assert agent.client.get("/console/").status_code == 302
 
 
@@ -118,6 +119,7 @@ def test_an_agent_using_the_console_counts_as_online(app: Flask) -> None:
     assert store.agents_online(before) == 1
 
 
+
 def test_the_ticket_opens_with_a_summary_and_lists_earlier_conversations(app: Flask, customer: WebChat) -> None:
     first = handed_off(app, customer)
     ann = AgentBrowser(app, "ann@example.com")
@@ -131,6 +133,19 @@ def test_the_ticket_opens_with_a_summary_and_lists_earlier_conversations(app: Fl
     assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs 4.95" in page
     assert "<dt>Handed off because</dt><dd>the customer asked for a person</dd>" in page
     assert f">{first.reference}</a>" in page and "closed" in page
+
+
+def test_the_summary_is_the_question_that_led_to_the_handoff_and_the_bot_reply_to_it(
+        app: Flask, customer: WebChat) -> None:
+    customer.say("hi")
+    customer.say("where is my order PO-2610421")
+    customer.say("how much is shipping")
+    customer.say("I want to talk to a person")
+    (conversation,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
+    page = AgentBrowser(app, "ann@example.com").client.get(
+        f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert "<dt>The customer wants</dt><dd><bdi>how much is shipping</bdi></dd>" in page
+    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs 4.95" in page  # not the order's answer
 
 
 def test_claim_reply_reaches_the_web_chat_and_the_bot_stays_silent(app: Flask, customer: WebChat) -> None:
@@ -203,8 +218,11 @@ def test_return_to_bot_lets_the_bot_answer_again(app: Flask, customer: WebChat) 
     conversation = handed_off(app, customer)
     agent = AgentBrowser(app, "ann@example.com")
     agent.act(conversation, "claim")
-    agent.act(conversation, "return")
+    customer.events()
+    assert "the customer is told" in agent.act(conversation, "return")
     assert current(app, conversation).status == ConversationStatus.BOT
+    (told,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert told["text"].startswith("You're chatting with the Puffin Outdoor assistant again.")
     replies = customer.say("how much is shipping")
     assert "4.95" in replies[-1]["text"]
 
@@ -220,6 +238,18 @@ def test_close_ends_the_conversation_and_the_next_message_opens_a_new_one(app: F
     (reopened,) = store.list_conversations([ConversationStatus.BOT])
     assert reopened.conversation_id != conversation.conversation_id
     assert reopened.customer_id == conversation.customer_id
+
+
+def test_links_in_the_transcript_are_clickable_and_nothing_else_is(app: Flask, customer: WebChat) -> None:
+    customer.say("how much is shipping")
+    customer.say('see https://example.com/a?b=1&c=2, and "><script>alert(1)</script>')
+    conversation = handed_off(app, customer)
+    ticket = AgentBrowser(app, "ann@example.com").client.get(
+        f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert ('<a href="https://help.puffin-outdoor.example/shipping/costs" target="_blank" '
+            'rel="noopener noreferrer">https://help.puffin-outdoor.example/shipping/costs</a>') in ticket
+    assert '<a href="https://example.com/a?b=1&amp;c=2" target="_blank"' in ticket  # the comma is not the link's
+    assert "<script>alert(1)" not in ticket and "&lt;script&gt;alert(1)" in ticket
 
 
 @pytest.mark.parametrize("payload", ['<img src=x onerror=alert(1)>', '<script>alert("x")</script>'])
@@ -270,6 +300,54 @@ def test_queue_views_and_the_fragment_the_live_page_reloads(app: Flask, customer
     assert agent.client.get("/console/?view=everything").status_code == 404
 
 
+def test_the_console_and_the_api_agree_on_views_and_an_agent_steps_into_a_bot_conversation(
+        app: Flask, client: FlaskClient) -> None:
+    WebChat(app, client).say("how much is shipping")  # with the bot
+    handed_off(app, WebChat(app, app.test_client()))  # waiting for an agent
+    agent = AgentBrowser(app, "ann@example.com", "Ann")
+    api_token = agent.client.post("/api/agent/login", json={"email": "ann@example.com", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {api_token.get_json()['token']}"}
+    for view, api_view, count in (("all", "all", 2), ("bot", "bot", 1), ("unassigned", "queued", 1)):
+        page = agent.client.get(f"/console/?view={view}").get_data(as_text=True)
+        listed = agent.client.get(f"/api/agent/tickets?status={api_view}", headers=headers).get_json()["tickets"]
+        assert len(listed) == count and all(t["reference"] in page for t in listed)
+        assert re.search(rf"<h2>[^<]*\({count}\)</h2>", page), view
+    (with_bot,) = agent.client.get("/api/agent/tickets?status=bot", headers=headers).get_json()["tickets"]
+    bot_conversation = services_of(app).store.get_conversation(with_bot["id"])
+    ticket = agent.client.get(f"/console/conversations/{with_bot['id']}").get_data(as_text=True)
+    assert "Step in (take over from the bot)" in ticket
+    agent.act(bot_conversation, "claim")
+    assert current(app, bot_conversation).status == ConversationStatus.ASSIGNED
+
+
+def test_the_closed_view_shows_who_handled_it_why_the_rating_and_when_it_closed(
+        app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com", "Ann")
+    ann.act(conversation, "claim")
+    ann.act(conversation, "close", resolution="answered")
+    customer.say("2 - slow, and my parcel is still missing")
+    page = ann.client.get("/console/?view=closed").get_data(as_text=True)
+    row = page[page.index(conversation.reference):page.index("</tr>", page.index(conversation.reference))]
+    closed_at = current(app, conversation).closed_at
+    assert closed_at is not None
+    assert "customer request" in row and "<td>Ann</td>" in row and "2/5" in row
+    assert 'title="slow, and my parcel is still missing"' in row and " min<" not in row
+    assert closed_at.strftime("%Y-%m-%d %H:%M") in row
+    ticket = ann.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
+    assert "<dt>Handled by</dt><dd>Ann</dd>" in ticket and "Handed off because" in ticket
+    assert "2 of 5: <q><bdi>slow, and my parcel is still missing</bdi></q>" in ticket
+
+
+def test_the_queue_shows_the_lowest_sentiment_so_earlier_anger_is_not_hidden(
+        app: Flask, customer: WebChat) -> None:
+    customer.say("This is the worst service ever, I am furious!!!")
+    customer.say("I want to talk to a person")
+    customer.say("thanks, that is great")
+    page = AgentBrowser(app, "ann@example.com").client.get("/console/").get_data(as_text=True)
+    assert 'class="sentiment negative"' in page and 'class="trend"' in page
+
+
 def test_the_console_stream_tells_the_page_when_the_queue_changes(app: Flask, client: FlaskClient) -> None:
     agent = AgentBrowser(app, "ann@example.com")
     response = agent.client.get("/console/stream", buffered=False)
@@ -294,6 +372,7 @@ def test_notes_transfer_and_close_with_a_resolution_from_the_console(app: Flask,
     page = ann.act(conversation, "note", text="<i>Prefers email</i> - VIP")
     assert "Note added; only agents see it." in page
     assert "<strong>note</strong> by Ann: <bdi>&lt;i&gt;Prefers email&lt;/i&gt; - VIP</bdi>" in page
+    assert '<li class="event note"><strong>note</strong> by Ann' in page  # marked out from the events
     assert not [e for e in customer.events() if "VIP" in (e.get("text") or "")]
     page = ann.act(conversation, "transfer", agent_email="bob@example.com")
     assert "Transferred to Bob." in page and "assigned to Bob by Ann" in page
@@ -314,6 +393,12 @@ def test_an_admin_may_act_on_a_ticket_another_agent_holds(app: Flask, customer: 
     assert "Reply sent." in page
     assert re.search(r'<li class="msg agent">\s*<span class="meta">Root · web', page)  # who answered, on record
     assert "An admin answers." in [e.get("text") for e in customer.events()]
+    # The console offers an admin what the API allows: return, close and transfer (to themselves too).
+    assert all(f">{action}</button>" in page for action in ("Return to bot", "Close", "Transfer"))
+    assert '<option value="root@example.com">Root</option>' in page
+    assert "Transferred to Root." in admin.act(conversation, "transfer", agent_email="root@example.com")
+    admin.act(conversation, "close", resolution="answered")
+    assert current(app, conversation).status == ConversationStatus.CLOSED
 
 
 def test_an_agent_who_goes_away_no_longer_counts_as_available(app: Flask) -> None:
@@ -353,7 +438,8 @@ def test_suggested_replies_answer_the_latest_question_not_the_request_for_a_pers
     assert "for <q><bdi>how much is shipping</bdi></q>" in suggestions
     assert re.search(r'data-insert="[^"]*Standard delivery costs 4\.95', suggestions)
     # Canned responses are filled in for this ticket; the customer gave no name.
-    assert 'data-insert="Hi there, this is Ann from the Puffin Outdoor team.' in page
+    assert 'data-insert="Hi, this is Ann from the Puffin Outdoor team.' in page
+    assert 'data-insert="Thanks for your patience. I am looking into this now' in page
 
 
 def test_canned_responses_follow_the_file_and_a_broken_file_is_reported(
@@ -364,7 +450,7 @@ def test_canned_responses_follow_the_file_and_a_broken_file_is_reported(
     customer = WebChat(app, app.test_client())
     conversation = handed_off(app, customer)
     ann = AgentBrowser(app, "ann@example.com")
-    assert 'data-insert="Hello there!"' in ann.act(conversation, "claim")
+    assert 'data-insert="Hello!"' in ann.act(conversation, "claim")
     canned.write_text("- title: Hello\n  text: Welcome back!\n- title: Bye\n  text: Bye now.\n")
     page = ann.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
     assert 'data-insert="Welcome back!"' in page and 'data-insert="Bye now."' in page

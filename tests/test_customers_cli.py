@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from bot.messages import InboundMessage, Profile
+from bot.messages import InboundMessage, Profile, utcnow
 from bot.stores.sqlite import SqliteConversationStore
 from switchboard.cli import main
 
@@ -61,9 +61,17 @@ def test_list_find_export_and_erase(store: SqliteConversationStore) -> None:
     accepted = store.accept(InboundMessage("web", "w-1", "m1", "my parcel to Tarragona is late",
                                            profile=Profile("Ximena")))
     listed = json.loads(run("customers", "list", "--json").stdout)
-    assert [c["name"] for c in listed] == ["Ximena"]
+    assert [c["name"] for c in listed] == ["Ximena"] and listed[0]["conversations"] == 1
+    today = utcnow().date().isoformat()
+    assert listed[0]["first_seen"] == listed[0]["last_seen"] == today
+    header, row = run("customers", "list").stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "EMAIL", "FIRST", "SEEN", "LAST", "SEEN", "CONV.", "IDENTITIES"]
+    assert row.split() == [accepted.customer_id, "Ximena", "-", today, today, "1", "web:w-1"]
     found = run("customers", "find", "tarragona")
     assert accepted.customer_id in found.stdout and "Ximena" in found.stdout
+    assert found.stdout.splitlines()[0].endswith("MATCHED ON") and found.stdout.rstrip().endswith("a message")
+    assert run("customers", "find", "ximena").stdout.rstrip().endswith("name")
+    assert json.loads(run("customers", "find", "w-1", "--json").stdout)[0]["matched"] == "identity web"
     assert "No customer matches" in run("customers", "find", "nobody-here").stdout
 
     exported = json.loads(run("customers", "export", accepted.customer_id).stdout)

@@ -29,6 +29,10 @@ def test_unanswered_questions_and_questions_before_a_request_for_a_person() -> N
         event(4, EventKind.KB_ANSWER, answered=True),
         event(5, EventKind.MESSAGE_IN, "I want a person"),
         event(6, EventKind.HANDOFF, reason="customer_request"),
+        event(7, EventKind.MESSAGE_IN, "2"),  # no words: nothing an article could answer
+        event(8, EventKind.KB_ANSWER, answered=False),
+        event(9, EventKind.MESSAGE_IN, "👍?"),
+        event(10, EventKind.KB_ANSWER, answered=False),
     ]
     assert [(q.text, q.reason) for q in gap_questions(transcript)] == [
         ("do you rent snowshoes", NOT_ANSWERED),
@@ -54,9 +58,9 @@ def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat
            "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb")}
     result = CliRunner().invoke(main, ["kb", "gaps"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 unanswered questions from 1 conversations, 2 groups" in result.output
-    assert "'do you rent snowshoes'  (1 questions: 1 not answered)" in result.output
-    assert "'how much is shipping'  (1 questions: 1 answered wrongly)" in result.output
+    assert "2 unanswered questions from 1 conversation, 2 groups" in result.output
+    assert "'do you rent snowshoes'  (1 question: 1 not answered)" in result.output
+    assert "'how much is shipping'  (1 question: 1 answered wrongly)" in result.output
 
 
 def test_questions_are_grouped_within_their_language(encoder: Encoder, multilingual: MultilingualModel) -> None:

@@ -120,6 +120,29 @@ def test_outside_business_hours_the_customer_is_told_when_the_team_is_back(
     assert chat.conversation().status == ConversationStatus.QUEUED
 
 
+def test_while_waiting_for_a_person_the_bot_still_answers_from_the_knowledge_base(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat(now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))  # a Sunday: the team is away
+    chat.say("human please")
+    assert chat.say("how much is shipping")[0].startswith("Standard delivery costs 4.95")
+    assert chat.say("hello? anyone there?") == []  # chit-chat waits for the person
+    assert chat.say("do you rent kayaks") == []    # so does a question the KB cannot answer: no fallback
+    assert chat.say("/kb_unhelpful") == []         # and a "no" to the answer
+    conversation = chat.conversation()
+    assert conversation.status == ConversationStatus.QUEUED and conversation.fallback_streak == 0
+    assert len([e for e in chat.store.transcript(conversation.conversation_id) if e.kind == "handoff"]) == 1
+
+
+def test_the_policy_can_keep_the_bot_silent_while_the_customer_waits(
+        make_chat: Callable[..., RecordingChannel], tmp_path: Path) -> None:
+    policy = tmp_path / "handoff.yml"
+    policy.write_text((ROOT / "data" / "handoff.yml").read_text(encoding="utf-8").replace(
+        "answer_while_queued: true", "answer_while_queued: false"), encoding="utf-8")
+    chat = make_chat(handoff_policy_path=policy)
+    chat.say("human please")
+    assert chat.say("how much is shipping") == []
+
+
 def test_public_holidays_count_as_closed(make_chat: Callable[..., RecordingChannel]) -> None:
     christmas_day = datetime(2026, 12, 25, 10, 0, tzinfo=UTC)  # a Friday
     chat = make_chat(now=christmas_day)

@@ -360,7 +360,8 @@ def test_console_forms_never_fail_on_input(console: tuple[Flask, FlaskClient, di
     path = rule
     for name in re.findall(r"<(?:\w+:)?(\w+)>", rule):
         value = data.draw(st.one_of(st.sampled_from(values.get(name, ["x"])), st.text(
-            st.characters(exclude_characters="/?#%"), min_size=1, max_size=20)))
+            # No lone surrogates: no client can put them in a URL (the test client itself refuses).
+            st.characters(exclude_characters="/?#%", exclude_categories=("Cs",)), min_size=1, max_size=20)))
         # A function, not the string: a drawn backslash is part of the path, not a regex escape.
         path = re.sub(rf"<(?:\w+:)?{name}>", lambda _, drawn=value: drawn, path, count=1)
     form = data.draw(st.dictionaries(st.sampled_from(FORM_FIELDS), form_text, max_size=6))

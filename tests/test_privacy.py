@@ -101,7 +101,7 @@ def test_export_holds_everything_about_the_person(chat: RecordingChannel) -> Non
     exported = chat.store.export_customer(customer)
     text = str(exported)
     for expected in ("Zebulon", "Wolverhampton", "Quackenbush Lane", "still Quackenbush", PHONE, "tg-zq",
-                     "Quackenbush Gold", "I'm the Puffin Outdoor assistant"):
+                     "Quackenbush Gold", "Nice to meet you, Zebulon"):
         assert expected in text, expected
     records = exported["records"]
     assert {(i["channel"]) for r in records for i in r["identities"]} == {"web", "sms", "whatsapp", "telegram"}
@@ -112,10 +112,15 @@ def test_export_holds_everything_about_the_person(chat: RecordingChannel) -> Non
 def test_erase_leaves_nothing_personal_in_any_table_or_file(
         chat: RecordingChannel, tmp_path: Path) -> None:
     customer = person_on_four_channels(chat)
-    conversations_before = len(chat.store.list_conversations(list(ConversationStatus)))
+    rated = chat.conversation("web-zq").conversation_id  # closed, and rated with a few words
+    chat.store.claim(rated, "agent-1")
+    chat.store.close_conversation(rated, "agent-1", csat_question=("Rate us from 1 to 5", ()))
+    chat.say("3 - fine, Quackenbush is grateful", "web-zq")
+    assert chat.store.get_conversation(rated).csat_comment == "fine, Quackenbush is grateful"
     # A message in flight: stored, being answered, when the erasure comes.
     accepted = chat.store.accept(InboundMessage("telegram", "tg-zq", uuid.uuid4().hex,
                                                 "in flight: Quackenbush again", profile=Profile("Zebulon")))
+    conversations_before = len(chat.store.list_conversations(list(ConversationStatus)))
     pending = chat.store.next_pending(accepted.conversation_id)
     assert pending is not None
     outcome = chat.engine.respond(chat.store.get_conversation(pending.conversation_id), pending.text,
@@ -132,6 +137,7 @@ def test_erase_leaves_nothing_personal_in_any_table_or_file(
     assert tombstone.display_name is None and tombstone.identities == () and tombstone.attributes == {}
     # Metrics stay counted: the conversations and their events are still there, without content.
     assert len(chat.store.list_conversations(list(ConversationStatus))) == conversations_before
+    assert (chat.store.get_conversation(rated).csat, chat.store.get_conversation(rated).csat_comment) == (3, None)
     assert chat.store.list_conversations(OPEN_STATUSES) == []  # no empty ticket left waiting
     events = [e for c in chat.store.list_conversations(list(ConversationStatus))
               for e in chat.store.transcript(c.conversation_id)]
@@ -148,11 +154,14 @@ def test_retention_purges_old_closed_transcripts_only(chat: RecordingChannel, tm
     chat.say("a recent question about Wolverhampton", "web-new")
     old = chat.conversation("web-old")
     with chat.store._write() as db:  # the old conversation was closed two years ago
-        db.execute("UPDATE conversations SET status = 'closed', updated_at = '2024-11-01T00:00:00+00:00' "
-                   "WHERE conversation_id = ?", (old.conversation_id,))
+        db.execute("UPDATE conversations SET status = 'closed', updated_at = '2024-11-01T00:00:00+00:00', "
+                   "csat = 4, csat_comment = 'Quackenbush was kind' WHERE conversation_id = ?",
+                   (old.conversation_id,))
     assert chat.store.purge_transcripts(timedelta(days=365)) == 1
     assert chat.store.purge_transcripts(timedelta(days=365)) == 0
     assert all(e.text is None for e in chat.store.transcript(old.conversation_id))
+    assert (chat.store.get_conversation(old.conversation_id).csat,
+            chat.store.get_conversation(old.conversation_id).csat_comment) == (4, None)
     assert "a recent question about Wolverhampton" in [e.text for e in chat.store.transcript(
         chat.conversation("web-new").conversation_id)]
     assert files_containing(tmp_path, "Quackenbush") == []

@@ -24,7 +24,8 @@ class RecordingEngine:
         self._lock = threading.Lock()
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
-                seq: int | None = None, *, media: str | None = None, link: str | None = None) -> Outcome:
+                seq: int | None = None, *, media: str | None = None, link: str | None = None,
+                rated: str | None = None) -> Outcome:
         with self._lock:
             self.concurrent += 1
             self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation, self.concurrent)

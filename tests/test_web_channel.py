@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import json
+import re
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +71,33 @@ def test_a_name_from_the_embedding_page_goes_to_the_profile_and_the_greeting(cus
     store = services_of(app).store
     (conversation,) = store.list_conversations([ConversationStatus.BOT])
     assert store.get_customer(conversation.customer_id).display_name == "Anna Berg"
+
+
+def test_the_chat_opens_with_a_welcome_and_quick_replies_in_the_browsers_language(client: FlaskClient) -> None:
+    english = client.get("/").get_data(as_text=True)
+    assert '<html lang="en">' in english and "Ask me anything, or pick a topic" in english
+    german = client.get("/", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}).get_data(as_text=True)
+    assert '<html lang="de">' in german
+    welcome = json.loads(html.unescape(re.search(r'data-welcome="([^"]+)"', german).group(1)))  # type: ignore[union-attr]
+    assert welcome["text"].startswith("Hallo! Ich bin der Assistent von Puffin Outdoor.")
+    assert [b["payload"] for b in welcome["buttons"]] == [
+        "/order_status", "Was kostet der Versand?", "Wie schicke ich etwas zurück?", "/request_human"]
+
+
+def test_a_quick_reply_naming_an_intent_is_that_intent_in_the_pages_language(customer: WebChat, app: Flask) -> None:
+    response = customer.client.post("/api/web/messages", headers=customer.auth,
+                                    json={"text": "/order_status", "client_message_id": "1", "language": "de"})
+    assert response.status_code == 202
+    settle(app)
+    (reply,) = [e for e in customer.events() if e["kind"] == "message_out"]
+    assert reply["text"].startswith("Gern. Wie lautet Ihre Bestellnummer?")
+    store = services_of(app).store
+    (conversation,) = store.list_conversations([ConversationStatus.BOT])
+    assert store.get_customer(conversation.customer_id).language == "de"  # the page's language, as a hint
+    customer.client.post("/api/web/messages", headers=customer.auth,
+                         json={"text": "hello", "client_message_id": "2", "language": "xx-invalid"})
+    settle(app)
+    assert store.get_customer(conversation.customer_id).language == "de"  # an unknown code is ignored
 
 
 def test_text_over_the_configured_limit_is_413(make_app: Any) -> None:

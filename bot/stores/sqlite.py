@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.codes import link_command, new_reference
+from bot.csat import CSAT_WINDOW, read_rating
 from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests, Unavailable
 from bot.messages import (
     Accepted,
@@ -218,6 +219,8 @@ MIGRATIONS = (
     ("identities", "opted_out", "INTEGER NOT NULL DEFAULT 0"),
     ("conversations", "csat_requested_at", "TEXT"),
     ("conversations", "csat", "INTEGER"),
+    ("conversations", "csat_comment", "TEXT"),  # what the customer wrote with their rating
+    ("conversations", "closed_at", "TEXT"),
     ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
     ("customers", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
     ("customers", "email", "TEXT"),
@@ -229,8 +232,6 @@ MIGRATIONS = (
     ("conversations", "merged_into", "TEXT"),
     ("conversations", "purged_at", "TEXT"),
 )
-CSAT_WINDOW = timedelta(hours=24)  # how long after closing a rating is taken as the answer
-CSAT_ANSWERS = ("1", "2", "3", "4", "5")
 
 PRESENCES = ("online", "away")
 # Channels whose external id is the customer's E.164 phone number.
@@ -439,8 +440,8 @@ class SqliteConversationStore:
             conversation = open_conversation_of(db, customer_id)
             rated = self._csat_answer(db, customer_id, message, now) if conversation is None else None
             if rated is not None:
-                # The customer rated the conversation just closed: stored on it, nothing to process.
-                conversation_id = rated
+                # The customer rated a conversation that was closed: kept on it, and thanked.
+                conversation_id, data["csat"] = rated
             elif conversation is None:
                 conversation_id = self._open_conversation(db, customer_id, message, now)
             else:
@@ -455,29 +456,35 @@ class SqliteConversationStore:
                 message.channel, message.external_id, message.text, data, message.received_at.isoformat(),
             )
             inbound_id = db.execute(
-                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq, processed_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (message.channel, message.provider_message_id, conversation_id, seq, now if rated else None),
+                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) VALUES (?, ?, ?, ?)",
+                (message.channel, message.provider_message_id, conversation_id, seq),
             ).lastrowid
         self._changed(_identity_key(message.channel, message.external_id), "conversations")
         assert inbound_id is not None
         return Accepted(conversation_id, customer_id, seq, inbound_id, duplicate=False)
 
-    def _csat_answer(self, db: sqlite3.Connection, customer_id: str, message: InboundMessage, now: str) -> str | None:
-        """The closed conversation a rating answers, recorded; None if this message is no rating."""
-        rating = message.text.strip()
-        if rating not in CSAT_ANSWERS:
+    def _csat_answer(self, db: sqlite3.Connection, customer_id: str, message: InboundMessage,
+                     now: str) -> tuple[str, dict[str, Any]] | None:
+        """The closed conversation a rating answers and what became of the rating, or None if the
+        message is no rating. Only the first rating of a conversation counts; a later one (an old
+        button tapped again) is kept beside it as a repeat."""
+        rating = read_rating(message.text)
+        if rating is None:
             return None
         since = (datetime.fromisoformat(now) - CSAT_WINDOW).isoformat()
         row = db.execute(
-            "SELECT conversation_id FROM conversations WHERE customer_id = ? AND status = 'closed' "
-            "AND csat IS NULL AND csat_requested_at >= ? ORDER BY csat_requested_at DESC LIMIT 1",
+            "SELECT conversation_id, csat FROM conversations WHERE customer_id = ? AND status = 'closed' "
+            "AND csat_requested_at >= ? ORDER BY csat_requested_at DESC LIMIT 1",
             (customer_id, since),
         ).fetchone()
         if row is None:
             return None
-        db.execute("UPDATE conversations SET csat = ? WHERE conversation_id = ?", (int(rating), row["conversation_id"]))
-        return str(row["conversation_id"])
+        answer: dict[str, Any] = {"score": rating.score, "comment": rating.comment}
+        if row["csat"] is not None:
+            return str(row["conversation_id"]), {**answer, "repeat": True}
+        db.execute("UPDATE conversations SET csat = ?, csat_comment = ? WHERE conversation_id = ?",
+                   (rating.score, rating.comment, row["conversation_id"]))
+        return str(row["conversation_id"]), answer
 
     def _resolve_identity(self, db: sqlite3.Connection, channel: str, external_id: str, profile: Profile,
                           now: str, detected_language: str | None = None) -> str:
@@ -555,9 +562,11 @@ class SqliteConversationStore:
         if row is None:
             return None
         data = json.loads(row["data"])
+        rating = data.get("csat")
         return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
                               row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"),
-                              throttled=bool(data.get("throttled")), followed=bool(row["followed"]))
+                              throttled=bool(data.get("throttled")), followed=bool(row["followed"]),
+                              rated=None if rating is None else "repeat" if rating.get("repeat") else "first")
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.
@@ -594,11 +603,14 @@ class SqliteConversationStore:
                 db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
                            (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
             notified = None
-            if outcome.customer_attributes or outcome.link_code or outcome.reference_notice:
+            if outcome.customer_attributes or outcome.customer_name or outcome.link_code or outcome.reference_notice:
                 customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
                                          (pending.conversation_id,)).fetchone()["customer_id"]
                 if outcome.customer_attributes:
                     self._merge_attributes(db, customer_id, dict(outcome.customer_attributes))
+                if outcome.customer_name:
+                    db.execute("UPDATE customers SET display_name = ? WHERE customer_id = ?",
+                               (outcome.customer_name, customer_id))
                 if outcome.link_code is not None:
                     store_link_code(db, customer_id, outcome.link_code, datetime.fromisoformat(now))
                 if outcome.reference_notice is not None:
@@ -861,10 +873,10 @@ class SqliteConversationStore:
         return [_event(row) for row in rows]
 
     def identity_events(self, channel: str, external_id: str, after_id: int) -> list[tuple[int, Event]]:
-        """Return the messages from and to one identity after a global event id."""
+        """Return the messages from and to one identity (ratings too) after a global event id."""
         rows = self._connection().execute(
             "SELECT * FROM events WHERE channel = ? AND external_id = ? AND event_id > ? "
-            "AND kind IN ('message_in', 'message_out') ORDER BY event_id",
+            "AND kind IN ('message_in', 'message_out', 'csat') ORDER BY event_id",
             (channel, external_id, after_id),
         ).fetchall()
         return [(row["event_id"], _event(row)) for row in rows]
@@ -1089,38 +1101,48 @@ class SqliteConversationStore:
         self._changed("conversations")
         return self.get_conversation(conversation_id)
 
-    def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False) -> Conversation:
-        """Give a held conversation back to the bot."""
-        return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT, admin)
+    def return_to_bot(self, conversation_id: str, agent_id: str, admin: bool = False,
+                      notice: tuple[str, tuple[Button, ...]] | None = None) -> Conversation:
+        """Give a held conversation back to the bot, telling the customer with `notice`."""
+        return self._release(conversation_id, agent_id, ConversationStatus.BOT, EventKind.RETURNED_TO_BOT, admin,
+                             notice=notice)
 
     def close_conversation(self, conversation_id: str, agent_id: str, resolution: str | None = None,
                            admin: bool = False, csat_question: tuple[str, tuple[Button, ...]] | None = None,
                            ) -> Conversation:
         """Close a held conversation, tagged with how it was resolved, and ask the customer for a rating
-        (1-5; their answer within a day is stored on it). Their next other message opens a new one."""
+        (1-5; their answer within a week is stored on it). Their next other message opens a new one."""
         return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED, admin,
                              {"resolution": resolution} if resolution else {}, csat_question)
 
     def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus, kind: EventKind,
                  admin: bool = False, data: dict[str, Any] | None = None,
-                 question: tuple[str, tuple[Button, ...]] | None = None) -> Conversation:
+                 notice: tuple[str, tuple[Button, ...]] | None = None) -> Conversation:
         now = utcnow().isoformat()
         with self._write() as db:
             row = self._held(db, conversation_id, agent_id, admin)
+            if status == ConversationStatus.CLOSED:
+                # Who handled it and why it was handed off stay on the record.
+                db.execute("UPDATE conversations SET status = 'closed', closed_at = ? WHERE conversation_id = ?",
+                           (now, conversation_id))
+            else:
+                db.execute("UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL "
+                           "WHERE conversation_id = ?", (status.value, conversation_id))
             db.execute(
-                "UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL, "
-                "fallback_streak = 0, dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
+                "UPDATE conversations SET fallback_streak = 0, "
+                "dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
                 "updated_at = ? WHERE conversation_id = ?",
-                (status.value, now, conversation_id),
+                (now, conversation_id),
             )
             append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
                          {"agent_id": agent_id, **(data or {})}, now)
-            if question is not None:
-                text, buttons = question
+            if notice is not None:
+                text, buttons = notice
                 self._add_reply(db, Reply(conversation_id, text, Author.SYSTEM, buttons), row["last_channel"],
                                 row["last_external_id"], None, now)
-                db.execute("UPDATE conversations SET csat_requested_at = ? WHERE conversation_id = ?",
-                           (now, conversation_id))
+                if status == ConversationStatus.CLOSED:
+                    db.execute("UPDATE conversations SET csat_requested_at = ? WHERE conversation_id = ?",
+                               (now, conversation_id))
         self._changed("conversations", "outbox", _identity_key(row["last_channel"], row["last_external_id"]))
         return self.get_conversation(conversation_id)
 
@@ -1270,6 +1292,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         dialogue=DialogueState.from_json(json.loads(row["dialogue"])),
         csat=row["csat"],
+        csat_comment=row["csat_comment"],
+        closed_at=datetime.fromisoformat(row["closed_at"]) if row["closed_at"] else None,
     )
 
 
@@ -1308,4 +1332,6 @@ def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
 
 
 def _agent(row: sqlite3.Row) -> Agent:
-    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]), row["presence"])
+    seen = row["last_seen_at"]
+    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]), row["presence"],
+                 datetime.fromisoformat(seen) if seen else None)

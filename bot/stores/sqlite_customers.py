@@ -422,7 +422,7 @@ def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
             db.execute(f"DELETE FROM {table} WHERE {in_conversations}", conversations)
         # Nobody is left to answer: open ones close, so no empty ticket waits in the queue.
         db.execute(f"UPDATE conversations SET last_external_id = '', dialogue = '{{}}', "
-                   f"status = 'closed', assignee_id = NULL WHERE {in_conversations}", conversations)
+                   f"status = 'closed', csat_comment = NULL WHERE {in_conversations}", conversations)
     for identity in identities:
         # Their messages in other conversations too (left there by an undone merge).
         _scrub_events(db, "channel = ? AND external_id = ?", tuple(identity))
@@ -451,7 +451,8 @@ def purge_transcripts(db: sqlite3.Connection, before: str, now: str) -> int:
         _scrub_events(db, where, tuple(batch))
         for table in ("outbox", "inbound"):
             db.execute(f"DELETE FROM {table} WHERE {where}", batch)
-        db.execute(f"UPDATE conversations SET dialogue = '{{}}', purged_at = ? WHERE {where}", (now, *batch))
+        db.execute(f"UPDATE conversations SET dialogue = '{{}}', csat_comment = NULL, purged_at = ? WHERE {where}",
+                   (now, *batch))
     return len(ids)
 
 

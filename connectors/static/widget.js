@@ -29,15 +29,49 @@
   // A tapped button sends its payload; the customer's own message shows the button's title instead.
   var titles = {};
 
+  // Once the customer writes or taps, earlier buttons are spent: they stay visible, the chosen one marked.
+  function retireButtons(sent) {
+    log.querySelectorAll(".sb-buttons button:not([disabled])").forEach(function (button) {
+      button.disabled = true;
+      if (button.value === sent) { button.classList.add("sb-chosen"); }
+    });
+  }
+
+  // The time of a message, in the customer's own locale and clock.
+  function timeOf(iso) {
+    var at = new Date(iso);
+    var time = document.createElement("time");
+    time.className = "sb-time"; time.dateTime = iso;
+    time.textContent = at.toLocaleTimeString(document.documentElement.lang || [], { hour: "2-digit", minute: "2-digit" });
+    time.title = at.toLocaleString(document.documentElement.lang || []);
+    return time;
+  }
+
+  // While the bot works on a message: "typing" dots, until something arrives (or 8 s pass).
+  var typing = document.createElement("li");
+  typing.className = "sb-msg bot sb-typing"; typing.setAttribute("aria-label", "Typing");
+  typing.innerHTML = "<span></span><span></span><span></span>";
+  var typingTimer = null;
+  function setTyping(on) {
+    if (typingTimer) { clearTimeout(typingTimer); typingTimer = null; }
+    if (on) {
+      log.appendChild(typing); log.scrollTop = log.scrollHeight;
+      typingTimer = setTimeout(function () { setTyping(false); }, 8000);
+    } else if (typing.parentNode) {
+      typing.parentNode.removeChild(typing);
+    }
+  }
+
   function show(event) {
     if (shown[event.id]) { return; }
     shown[event.id] = true;
+    if (event.author === "customer") { retireButtons(event.text); } else { setTyping(false); }
     if (event.author === "customer" && titles[event.text]) { event.text = titles[event.text]; }
     var item = document.createElement("li");
     item.className = "sb-msg " + event.author;
     if (event.author === "agent") {
       var who = document.createElement("span");
-      who.className = "sb-who"; who.textContent = "Support team";
+      who.className = "sb-who"; who.textContent = event.name ? event.name + " · Puffin Outdoor" : "Puffin Outdoor team";
       item.appendChild(who);
     }
     appendText(item, event.text);
@@ -46,15 +80,22 @@
       row.className = "sb-buttons";
       event.buttons.forEach(function (b) {
         var button = document.createElement("button");
-        button.type = "button"; button.textContent = b.title;
+        button.type = "button"; button.textContent = b.title; button.value = b.payload;
         titles[b.payload] = b.title;
         button.addEventListener("click", function () { send(b.payload); });
         row.appendChild(button);
       });
       item.appendChild(row);
     }
-    log.appendChild(item);
+    if (event.created_at) { item.appendChild(timeOf(event.created_at)); }
+    log.insertBefore(item, typing.parentNode ? typing : null);
     log.scrollTop = log.scrollHeight;
+  }
+
+  // A new chat opens with the greeting and its quick replies (shown here, never stored).
+  if (log.dataset.welcome) {
+    var welcome = JSON.parse(log.dataset.welcome);
+    show({ id: "welcome", author: "bot", text: welcome.text, buttons: welcome.buttons });
   }
 
   function newSession() {
@@ -100,13 +141,14 @@
     return fetch("/api/web/messages", {
       method: "POST",
       headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
-      body: JSON.stringify({ text: text, client_message_id: id })
+      body: JSON.stringify({ text: text, client_message_id: id, language: document.documentElement.lang })
     }).then(function (r) {
       if (r.status === 401) {
         return newSession().then(function (t) { token = t; connect(); return send(text); });
       }
       if (!r.ok) { return r.json().then(function (b) { setStatus(b.message || "Could not send."); }); }
       setStatus("");
+      setTyping(true);
     }).catch(function () { setStatus("Could not send; check your connection and try again."); });
   }
 

@@ -15,6 +15,14 @@
     reply.setSelectionRange(before.length + text.length, before.length + text.length);
   });
 
+  // The page opens at its top (where the outcome of an action shows), the transcript at its newest message.
+  if ("scrollRestoration" in history) { history.scrollRestoration = "manual"; }
+  function newestInView() {
+    var messages = document.querySelector("#ticket-live ol.messages");
+    if (messages) { messages.scrollTop = messages.scrollHeight; }
+  }
+  newestInView();
+
   var live = document.getElementById("ticket-live");
   if (!live || !window.EventSource) { return; }
   var shown = JSON.parse(live.dataset.state);
@@ -22,7 +30,7 @@
   function refresh() {
     fetch(live.dataset.fragment, { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
-      .then(function (html) { live.innerHTML = html; })
+      .then(function (html) { live.innerHTML = html; newestInView(); })
       .catch(function () { /* the next change tries again */ });
   }
 
