@@ -35,12 +35,24 @@ def translation_coverage(articles: Sequence[Article], languages: Sequence[str]) 
             for article_id, found in have.items()}
 
 
+def same_answers(by_channel: dict[str, Outcome]) -> list[tuple[list[str], Outcome]]:
+    """The channels grouped by the answer they get (texts and buttons), in channel order: one row when
+    every channel gets the same."""
+    groups: dict[tuple[object, ...], tuple[list[str], Outcome]] = {}
+    for channel, outcome in by_channel.items():
+        key = tuple((reply.text, reply.buttons) for reply in outcome.replies)
+        groups.setdefault(key, ([], outcome))[0].append(channel)
+    return list(groups.values())
+
+
 def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: KnowledgeBasePublisher,
                         preview: Callable[[str, str], Outcome],
                         gaps: Callable[[datetime | None, datetime | None], list[GapCluster]],
                         handle_gaps: Callable[[Sequence[str], str, str | None, str], None],
-                        languages: Sequence[str] = ("en",)) -> Blueprint:
-    """Build the `/console/kb` pages around the given collaborators."""
+                        languages: Sequence[str] = ("en",),
+                        preview_draft: Callable[[str, str], Outcome] | None = None) -> Blueprint:
+    """Build the `/console/kb` pages around the given collaborators. `preview` answers a question from the
+    live index, `preview_draft` from the working copy (unpublished edits included)."""
     kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
     editor = require_agent(agents, EDITOR_ROLES)
     # Raw HTML in an article is shown as text, never run: articles are customer-facing content.
@@ -121,11 +133,19 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
     @editor
     def test_question() -> str:
         question = request.args.get("q", "").strip()[:1000]
-        by_channel = {channel: preview(question, channel) for channel in KNOWN_CHANNELS} if question else {}
+        draft = request.args.get("against") == "draft" and preview_draft is not None
+        ask = preview_draft if draft and preview_draft is not None else preview
+        try:
+            by_channel = {channel: ask(question, channel) for channel in KNOWN_CHANNELS} if question else {}
+        except SwitchboardError as exc:  # a working copy that does not build says why
+            flash(f"The working copy cannot be tested: {exc}")
+            by_channel = {}
         outcome = by_channel.get("web")
         tried = next((data for kind, data in outcome.events if kind == "kb_answer"), None) if outcome else None
         return render_template("console/kb_test.html", question=question, outcome=outcome, tried=tried,
-                               by_channel=by_channel)
+                               answers=same_answers(by_channel), draft=draft,
+                               can_test_draft=preview_draft is not None,
+                               unpublished=any(publisher.unpublished().values()) if preview_draft else False)
 
     @kb.post("/publish")
     @editor
@@ -145,12 +165,24 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
     @kb.post("/versions/<name>/rollback")
     @editor
     def rollback(name: str) -> Response:
+        restore = request.form.get("restore", "files") != "none"
         try:
-            publisher.rollback(name)
-            flash(f"{name} is live again.")
+            publisher.rollback(name, restore_files=restore)
+            flash(f"{name} is live again, and its articles are back in the editor." if restore else
+                  f"{name} is live again. The articles being edited are unchanged: the next publish brings them back.")
         except SwitchboardError as exc:
             flash(str(exc))
         return redirect(url_for("kb.versions"))
+
+    @kb.get("/versions/<name>/changes")
+    @editor
+    def version_changes(name: str) -> str | Response:
+        try:
+            previous, changes = publisher.diff(name)
+        except SwitchboardError as exc:
+            flash(str(exc))
+            return redirect(url_for("kb.versions"))
+        return render_template("console/kb_diff.html", name=name, previous=previous, changes=changes)
 
     def day(name: str) -> datetime | None:
         raw = request.args.get(name, "").strip()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
@@ -17,6 +20,8 @@ from kb_index.snapshot import (
     current_snapshot,
     list_snapshots,
     rollback,
+    snapshot_path,
+    snapshot_sources,
 )
 
 
@@ -42,10 +47,22 @@ class KnowledgeBasePublisher:
         self._on_publish()
         return path
 
-    def unpublished(self) -> dict[str, list[str]]:
-        """Articles added, changed and removed in the working copy since the live snapshot."""
+    def unpublished(self, index_dir: Path | None = None) -> dict[str, list[str]]:
+        """Articles added, changed and removed in the working copy since the live snapshot (of `index_dir`)."""
         chunks = [c for a in load_articles(self._kb_dir) for c in chunk_article(a, self._options.max_chunk_chars)]
-        return changes_since_live(self._index_dir, article_hashes(chunks, [c.content_hash() for c in chunks]))
+        return changes_since_live(index_dir or self._index_dir,
+                                  article_hashes(chunks, [c.content_hash() for c in chunks]))
+
+    def build_draft(self, draft_dir: Path) -> bool:
+        """Index the working copy (unpublished edits included) into `draft_dir`, a private index for testing
+        questions before publishing; only what changed since the published or the last draft is embedded.
+        Returns False when the draft already matched the working copy."""
+        if current_snapshot(draft_dir) is not None and not any(self.unpublished(draft_dir).values()):
+            return False
+        build_snapshot(self._kb_dir, draft_dir, self._encoder, model=self._model, author="draft",
+                       options=replace(self._options, keep_snapshots=2), multilingual=self._multilingual,
+                       vectors_from=self._index_dir)
+        return True
 
     def live(self) -> Path | None:
         """The live snapshot."""
@@ -55,8 +72,31 @@ class KnowledgeBasePublisher:
         """Every kept snapshot with its manifest, newest first."""
         return list_snapshots(self._index_dir)
 
-    def rollback(self, name: str) -> Path:
-        """Make an earlier snapshot live again."""
-        path = rollback(self._index_dir, name)
+    def rollback(self, name: str, restore_files: bool = True) -> Path:
+        """Make an earlier snapshot live again; with `restore_files`, the articles being edited become that
+        version's too (otherwise the next publish brings back what was rolled back)."""
+        path = rollback(self._index_dir, name, self._kb_dir if restore_files else None)
         self._on_publish()
         return path
+
+    def diff(self, name: str) -> tuple[str | None, list[tuple[str, list[str]]]]:
+        """What a version changed in the article files, against the version before it: that version's
+        name (None for the first) and each changed file's unified diff. An error for versions published
+        before their files were kept."""
+        names = [path.name for path, _ in self.versions()]
+        path = snapshot_path(self._index_dir, name)
+        after = snapshot_sources(path)
+        older = names[names.index(name) + 1:] if name in names else []
+        before = snapshot_sources(snapshot_path(self._index_dir, older[0])) if older else {}
+        if after is None or before is None:
+            raise SwitchboardError("versions published before Switchboard kept the articles' files cannot be "
+                                   "compared")
+        previous = older[0] if older else None
+        changes = []
+        for file in sorted(set(before) | set(after)):
+            old, new = before.get(file, ""), after.get(file, "")
+            if old != new:
+                changes.append((file, list(difflib.unified_diff(
+                    old.splitlines(), new.splitlines(), f"{previous or 'nothing'}/{file}", f"{name}/{file}",
+                    lineterm=""))))
+        return previous, changes

@@ -131,16 +131,17 @@ def _reusable_vectors(index_dir: Path, model: str, key: str = "model",
 def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "", author: str = "",
                    options: BuildOptions | None = None, progress: bool = False,
                    report: Callable[[str], None] = lambda line: None,
-                   multilingual: MultilingualModel | None = None) -> Path:
+                   multilingual: MultilingualModel | None = None, vectors_from: Path | None = None) -> Path:
     """Index every article of `kb_dir` into a new snapshot and make it the live one.
 
-    `model` names the encoder; vectors are reused only from a snapshot of the same model.
+    `model` names the encoder; vectors are reused only from a snapshot of the same model (the live one of
+    `index_dir`, and of `vectors_from`: a draft index takes the published one's).
     `author` is recorded with the list of articles added, changed and removed. With `multilingual`,
     the chunks are also indexed for questions in other languages.
     """
     with build_lock(index_dir):
         return _build(kb_dir, index_dir, encoder, model, author, options or BuildOptions(), progress, report,
-                      multilingual)
+                      multilingual, vectors_from)
 
 
 def _embed(chunks: list[Chunk], hashes: list[str], encoder: Encoder, known: dict[str, np.ndarray],
@@ -171,7 +172,8 @@ def _dense_index(vectors: np.ndarray, options: BuildOptions) -> faiss.Index:
 
 
 def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: str, options: BuildOptions,
-           progress: bool, report: Callable[[str], None], multilingual: MultilingualModel | None) -> Path:
+           progress: bool, report: Callable[[str], None], multilingual: MultilingualModel | None,
+           vectors_from: Path | None) -> Path:
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
@@ -185,7 +187,8 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
                "is served (SWITCHBOARD_LANGUAGES)")
         chunks = chunks[:searchable]
     hashes = [chunk.content_hash() for chunk in chunks]
-    known = _reusable_vectors(index_dir, model)
+    sources = [index_dir, *([vectors_from] if vectors_from is not None else [])]
+    known = {h: v for source in sources for h, v in _reusable_vectors(source, model).items()}
     todo = [h for h in hashes[:searchable] if h not in known]
     report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks ({len(chunks) - searchable} "
            f"translated), {searchable - len(todo)} unchanged, {len(todo)} to embed")
@@ -195,7 +198,8 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     lexical = lexical_index(chunks[:searchable])
     other_vectors = None
     if multilingual is not None:
-        reusable = _reusable_vectors(index_dir, multilingual.name, "multilingual", "multilingual.npy")
+        reusable = {h: v for source in sources for h, v in _reusable_vectors(
+            source, multilingual.name, "multilingual", "multilingual.npy").items()}
         other_vectors = _embed(chunks, hashes, multilingual.passages, reusable, options,
                                "embedding for other languages", progress)
 
@@ -210,6 +214,11 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             np.save(staging / "multilingual.npy", other_vectors)
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
+        # The article files as published: a rollback can bring them back, and versions can be compared.
+        for article in articles:
+            kept = staging / SOURCES / article.path.relative_to(kb_dir)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(article.path, kept)
         (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
         digests = article_hashes(chunks, hashes)
         (staging / "manifest.json").write_text(json.dumps({
@@ -285,15 +294,51 @@ def prune_snapshots(index_dir: Path, keep: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def rollback(index_dir: Path, name: str) -> Path:
-    """Make an earlier snapshot live again; it must load."""
+def rollback(index_dir: Path, name: str, kb_dir: Path | None = None) -> Path:
+    """Make an earlier snapshot live again; it must load. With `kb_dir`, its article files become that
+    snapshot's too (files it did not have are removed), so the next publish does not bring back what
+    was rolled back; a snapshot published before Switchboard kept its files cannot do that."""
     with build_lock(index_dir):
-        path = index_dir / "snapshots" / name
-        if "/" in name or name.startswith(".") or not path.is_dir():
-            raise SwitchboardError(f"no snapshot {name!r}; `switchboard kb versions` lists them")
+        path = snapshot_path(index_dir, name)
         load_snapshot(path)
+        if kb_dir is not None:
+            restore_sources(path, kb_dir)
         switch_to(index_dir, name)
         return path
+
+
+def snapshot_path(index_dir: Path, name: str) -> Path:
+    """The directory of a kept snapshot, or an error that says how to list them."""
+    path = index_dir / "snapshots" / name
+    if "/" in name or "\\" in name or name.startswith(".") or not path.is_dir():
+        raise SwitchboardError(f"no snapshot {name!r}; `switchboard kb versions` lists them")
+    return path
+
+
+def snapshot_sources(path: Path) -> dict[str, str] | None:
+    """A snapshot's article files (path within the KB directory -> text), or None for a snapshot built
+    before they were kept."""
+    sources = path / SOURCES
+    if not sources.is_dir():
+        return None
+    return {file.relative_to(sources).as_posix(): file.read_text(encoding="utf-8")
+            for file in sorted(sources.rglob("*.md"))}
+
+
+def restore_sources(path: Path, kb_dir: Path) -> None:
+    """Make `kb_dir`'s article files those of the snapshot at `path`."""
+    sources = snapshot_sources(path)
+    if sources is None:
+        raise SwitchboardError(f"{path.name} was published before Switchboard kept the articles' files, so they "
+                               "cannot be brought back; make it live without restoring them")
+    for current in kb_dir.rglob("*.md"):
+        if current.relative_to(kb_dir).as_posix() not in sources:
+            current.unlink()
+    for relative, text in sources.items():
+        target = kb_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
 
 
 def switch_to(index_dir: Path, name: str) -> None:
@@ -303,6 +348,8 @@ def switch_to(index_dir: Path, name: str) -> None:
         pointer.write(name)
     os.replace(staging, index_dir / POINTER)
 
+
+SOURCES = "articles"  # a snapshot's copy of the article files it was built from
 
 _CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang", "question",
                       "translation_of")

@@ -34,6 +34,7 @@ from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
 from bot.nlu import IntentClassifier
 from bot.notifier import Notifier
+from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.privacy import RetentionWorker, load_privacy
 from bot.processor import ConversationProcessor
@@ -70,6 +71,28 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+class DraftPreview:
+    """What the bot would answer from the working copy of the knowledge base, unpublished edits included:
+    a private index of the working copy (var/kb_draft, rebuilt when the articles change, embedding only
+    what differs from the published index) and an engine over it. Nothing is stored."""
+
+    def __init__(self, services: Services, publisher: KnowledgeBasePublisher) -> None:
+        self._services = services
+        self._publisher = publisher
+        self._dir = services.settings.var_dir / "kb_draft"
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+
+    def __call__(self, question: str, channel: str) -> Outcome:
+        with self._lock:
+            if self._publisher.build_draft(self._dir) or self._engine is None:
+                settings, services = self._services.settings, self._services
+                retriever = HybridRetriever(self._dir, services.encoder, multilingual=multilingual_model(settings))
+                self._engine = build_engine(settings, services.encoder, retriever, services.store)
+            engine = self._engine
+        return engine.preview(question, channel)
 
 
 @dataclass
@@ -395,7 +418,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
 
     app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
                                                services.engine.preview, gap_report, services.store.handle_gaps,
-                                               language_detector(settings).languages))
+                                               language_detector(settings).languages,
+                                               preview_draft=DraftPreview(services, publisher)))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

@@ -539,15 +539,21 @@ def kb_versions() -> None:
 
 @kb.command("rollback")
 @click.argument("name")
-def kb_rollback(name: str) -> None:
-    """Make an earlier snapshot live again (running servers pick it up within a search)."""
+@click.option("--keep-files", is_flag=True, help="Leave the article files as they are (the next build brings "
+                                                 "them back) instead of restoring the version's.")
+def kb_rollback(name: str, keep_files: bool) -> None:
+    """Make an earlier snapshot live again (running servers pick it up within a search), and its
+    article files the KB directory's, so the next build keeps what was rolled back to."""
     from kb_index.snapshot import rollback
 
+    settings = _settings()
     try:
-        path = rollback(_settings().index_dir, name)
+        path = rollback(settings.index_dir, name, None if keep_files else settings.kb_dir)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{path.name} is live again.")
+    click.echo(f"{path.name} is live again." + (
+        " The article files are unchanged: the next build brings them back." if keep_files
+        else f" The articles in {settings.kb_dir} are its articles again."))
 
 
 @main.group()

@@ -271,12 +271,23 @@ def test_publishes_record_who_and_what_changed_and_can_be_rolled_back(tmp_path: 
     assert manifest["author"] == "bob"
     assert manifest["changes"] == {"added": ["c"], "changed": ["b"], "removed": ["a"]}
 
-    rollback(index, first.name)
+    before = {p.name: p.read_text(encoding="utf-8") for p in kb.glob("*.md")}
+    rollback(index, first.name)  # the index only: the files stay as edited
     assert current_snapshot(index) == first
+    assert {p.name: p.read_text(encoding="utf-8") for p in kb.glob("*.md")} == before
+    rollback(index, first.name, kb)  # and the files: "a" is back, "c" gone, "b" as it was
+    assert sorted(p.name for p in kb.glob("*.md")) == ["a.md", "b.md"]
+    assert "Beta, revised" not in (kb / "b.md").read_text(encoding="utf-8")
+    assert build_snapshot(kb, index, encoder).name != first.name
+    assert list_snapshots(index)[0][1]["changes"] == {"added": [], "changed": [], "removed": []}
+    shutil.rmtree(first / "articles")  # as a snapshot published before the files were kept
+    with pytest.raises(SwitchboardError, match="cannot be brought back"):
+        rollback(index, first.name, kb)
+    live = current_snapshot(index)
     for bad in ("../../etc", ".building-x", "nope"):
         with pytest.raises(SwitchboardError, match="no snapshot"):
             rollback(index, bad)
-    assert current_snapshot(index) == first
+    assert current_snapshot(index) == live
 
 
 def test_old_snapshots_are_pruned_but_never_the_live_one(tmp_path: Path, encoder: Encoder) -> None:

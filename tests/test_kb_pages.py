@@ -51,11 +51,17 @@ def test_an_editor_writes_tests_and_publishes_an_article(kb_app: Flask) -> None:
 
     before = editor.client.get("/console/kb/test?q=do+you+rent+snowshoes").get_data(as_text=True)
     assert "Not answered" in before
+    # The editor tries the draft before publishing: answered from the articles as edited.
+    draft = editor.client.get("/console/kb/test?q=do+you+rent+snowshoes&against=draft").get_data(as_text=True)
+    assert "rents out snowshoes for 12 a day" in draft and "from the articles as edited" in draft
+    assert "(unpublished changes)" in draft
 
     assert "the bot answers from it now" in editor.post("/console/kb/publish")
     # No waiting: the process that published answers from the new snapshot at once.
     after = editor.client.get("/console/kb/test?q=do+you+rent+snowshoes").get_data(as_text=True)
     assert "rents out snowshoes for 12 a day" in after and "Answered" in after
+    # One row per different answer, not one per channel: web and Telegram add "Did this help?".
+    assert after.count("rents out snowshoes for 12 a day") == 2 and "<td>web, telegram</td>" in after
     customer = WebChat(kb_app, kb_app.test_client())
     assert "rents out snowshoes" in customer.say("do you rent snowshoes")[0]["text"]
     assert "Everything is published" in editor.client.get("/console/kb/").get_data(as_text=True)
@@ -111,14 +117,43 @@ def test_versions_show_who_published_and_allow_rollback(kb_app: Flask) -> None:
     editor.post("/console/kb/publish")
     versions = editor.client.get("/console/kb/versions").get_data(as_text=True)
     assert "editor@example.com" in versions and "added: kayak-hire" in versions
-    page = editor.post(f"/console/kb/versions/{first.name}/rollback")
-    assert f"{first.name} is live again" in page
+    assert 'data-confirm="Make ' in versions  # asks before it acts
+    changes = editor.client.get(f"/console/kb/versions/{current_snapshot(services_of(kb_app).settings.index_dir).name}"
+                                "/changes").get_data(as_text=True)
+    assert "kayak-hire.md" in changes and '<span class="added">+Kayaks can be hired in Bristol.</span>' in changes
+    page = editor.post(f"/console/kb/versions/{first.name}/rollback", restore="files")
+    assert f"{first.name} is live again, and its articles are back in the editor" in page
     assert current_snapshot(services_of(kb_app).settings.index_dir) == first
+    # The rolled-back article left the editor too: the next publish does not bring it back.
+    assert not (services_of(kb_app).settings.kb_dir / "kayak-hire.md").exists()
+    assert "kayak-hire" not in editor.client.get("/console/kb/").get_data(as_text=True)
     assert "no snapshot" in editor.post("/console/kb/versions/.building-x/rollback")
     traversal = editor.client.post("/console/kb/versions/..%2F..%2Fetc/rollback",
                                    data={"csrf_token": editor.csrf("/console/kb/")})
     assert traversal.status_code == 404
     assert current_snapshot(services_of(kb_app).settings.index_dir) == first
+
+
+def test_a_rollback_may_keep_the_articles_being_edited_and_says_what_follows(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    first = current_snapshot(services_of(kb_app).settings.index_dir)
+    assert first is not None
+    editor.new_article("kayak-hire", "Kayak hire", "## Hire\nKayaks can be hired in Bristol.")
+    editor.post("/console/kb/publish")
+    page = editor.post(f"/console/kb/versions/{first.name}/rollback", restore="none")
+    assert "The articles being edited are unchanged: the next publish brings them back." in page
+    assert (services_of(kb_app).settings.kb_dir / "kayak-hire.md").exists()
+    assert current_snapshot(services_of(kb_app).settings.index_dir) == first
+
+
+def test_delete_asks_first_and_a_new_article_says_what_an_id_may_be(kb_app: Flask) -> None:
+    editor = Editor(kb_app)
+    page = editor.client.get("/console/kb/articles/shipping-costs").get_data(as_text=True)
+    assert 'data-confirm="Delete the article shipping-costs?' in page
+    new = editor.client.get("/console/kb/new").get_data(as_text=True)
+    assert "Letters, digits, '.', '_' and '-', starting with a letter or digit (e.g." in new
+    refused = editor.post("/console/kb/new", article_id="bad id!", title="Bad", body="## A\ntext")
+    assert "bad id!" in refused and "may use only letters, digits" in refused
 
 
 def test_the_gap_page_lists_what_customers_asked(kb_app: Flask) -> None:
@@ -163,7 +198,7 @@ def test_an_agents_only_article_is_never_sent_to_customers(kb_app: Flask) -> Non
     customer = WebChat(kb_app, kb_app.test_client())
     assert "4411" not in customer.say("what is the manager override code")[0]["text"]
     page = editor.client.get("/console/kb/test?q=what+is+the+manager+override+code").get_data(as_text=True)
-    assert "4411" not in page and "<td>sms</td>" in page
+    assert "4411" not in page and "<td>Every channel</td>" in page
 
 
 def test_editors_write_example_questions_and_saving_keeps_them(kb_app: Flask) -> None:
