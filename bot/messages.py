@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     CSAT = "csat"  # the customer's rating of a closed conversation
     MERGED = "merged"      # two customers became one (by an agent, a link code or a verified email)
     UNMERGED = "unmerged"  # an agent undid a merge
+    REOPENED = "reopened"  # an agent took a closed conversation up again
 
 
 class ConversationStatus(StrEnum):
@@ -170,6 +171,14 @@ class Customer:
     email: str | None = None     # verified on the web chat, or imported
     phone: str | None = None     # E.164; SMS and WhatsApp from it are this customer
     language: str | None = None
+
+    def matched_on(self, text: str) -> str:
+        """Which of this customer's fields holds `text` (as a search for customers looks), else "a message"."""
+        needle = text.strip().lower()
+        fields = [("id", self.customer_id if self.customer_id == text.strip() else None),
+                  ("name", self.display_name), ("email", self.email), ("phone", self.phone),
+                  *((f"identity {channel}", external_id) for channel, external_id in self.identities)]
+        return next((name for name, value in fields if value and needle in value.lower()), "a message")
 
 
 @dataclass(frozen=True)

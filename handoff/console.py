@@ -312,6 +312,12 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             conversation_id, g.agent.agent_id, admin=is_admin(), notice=notice("utter_back_to_bot", conversation_id)),
             "The bot answers this conversation again; the customer is told.")
 
+    @console.post("/conversations/<conversation_id>/reopen")
+    @signed_in
+    def reopen(conversation_id: str) -> Response:
+        return act(conversation_id, lambda: conversations.reopen(conversation_id, g.agent.agent_id),
+                   "Reopened: you hold this conversation; the customer's next message comes here.")
+
     @console.post("/conversations/<conversation_id>/close")
     @signed_in
     def close(conversation_id: str) -> Response:

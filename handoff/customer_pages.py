@@ -1,5 +1,5 @@
-"""The console's customer actions: merge two customers (and undo it), and for admins export
-and erase everything about a person."""
+"""The console's customer pages: search for customers and conversations, a customer's page with every
+conversation, merging two customers (and undoing it), and for admins export and erasure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from bot.codes import quoted_reference
 from bot.errors import SwitchboardError
 from bot.messages import Customer
 from bot.ports import AgentStore
@@ -34,6 +35,31 @@ def create_customer_blueprint(store: SqliteConversationStore, agents: AgentStore
         if conversation_id:
             return redirect(url_for("console.ticket", conversation_id=conversation_id))
         return redirect(url_for("console.queue"))
+
+    @pages.get("/")
+    @signed_in
+    def search() -> str:
+        """Customers by name, email, phone, identity or message text (saying which matched), and the
+        conversation a reference (SB-...) names."""
+        query = request.args.get("q", "").strip()[:200]
+        found: list[tuple[Customer, str]] = []
+        if len(query) >= 2:
+            reference = quoted_reference(query)
+            owner = store.reference_owner(reference) if reference else None
+            if owner is not None:
+                found.append((store.get_customer(owner), f"conversation {reference}"))
+            found += [(c, c.matched_on(query)) for c in store.find_customers(query)
+                      if c.customer_id != owner]
+        return render_template("console/customers.html", query=query, found=found,
+                               conversations={c.customer_id: store.conversations_of(c.customer_id) for c, _ in found})
+
+    @pages.get("/<customer_id>")
+    @signed_in
+    def customer_page(customer_id: str) -> str:
+        customer = customer_or_404(customer_id)
+        return render_template("console/customer.html", customer=customer,
+                               conversations=store.conversations_of(customer_id),
+                               merges=store.merges_of(customer_id))
 
     @pages.get("/<customer_id>/merge")
     @signed_in

@@ -567,15 +567,6 @@ def _customer_json(customer: Customer) -> dict[str, object]:
             "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]}
 
 
-def _why_matched(customer: Customer, text: str) -> str:
-    """Which of the customer's fields holds `text`, as `customers find` looks: else their messages."""
-    needle = text.strip().lower()
-    fields = [("id", customer.customer_id if customer.customer_id == text.strip() else None),
-              ("name", customer.display_name), ("email", customer.email), ("phone", customer.phone),
-              *((f"identity {channel}", external_id) for channel, external_id in customer.identities)]
-    return next((name for name, value in fields if value and needle in value.lower()), "a message")
-
-
 def _print_customers(store: SqliteConversationStore, found: list[Customer], as_json: bool, empty: str,
                      matched: str | None = None) -> None:
     import json
@@ -588,7 +579,7 @@ def _print_customers(store: SqliteConversationStore, found: list[Customer], as_j
         rows.append({**_customer_json(customer), "conversations": len(conversations),
                      "first_seen": first.date().isoformat() if first else None,
                      "last_seen": last.date().isoformat() if last else None,
-                     **({"matched": _why_matched(customer, matched)} if matched is not None else {})})
+                     **({"matched": customer.matched_on(matched)} if matched is not None else {})})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return

@@ -67,7 +67,7 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
     # The chat opens with a welcome and quick replies; one is tapped, and the answer is timed.
     expect(customer.locator("#sb-log")).to_contain_text("Ask me anything, or pick a topic")
     customer.click(".sb-buttons button:has-text('Shipping costs')")
-    expect(customer.locator("#sb-log")).to_contain_text("Standard delivery costs 4.95")
+    expect(customer.locator("#sb-log")).to_contain_text("Standard delivery costs EUR 4.95")
     expect(customer.locator(".sb-msg.customer")).to_have_text(re.compile("^Shipping costs"))
     expect(customer.locator(".sb-msg.bot .sb-time").last).to_have_text(re.compile(r"\d"))
     customer.fill("#sb-text", "I want to talk to a person")
@@ -80,12 +80,12 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
     # A suggestion from the knowledge base for the customer's question goes into the reply box.
     expect(agent.locator(".suggestions")).to_contain_text("Shipping costs")
     agent.locator(".suggestions button:has-text('Insert')").first.click()
-    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs EUR 4.95"))
     # The customer writes again: the open ticket shows it without a reload, and the draft stays.
     customer.fill("#sb-text", "Do you deliver on Saturdays?")
     customer.press("#sb-text", "Enter")
     expect(agent.locator("#ticket-live")).to_contain_text("Do you deliver on Saturdays?", timeout=10_000)
-    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs 4.95"))
+    expect(agent.locator("#reply-text")).to_have_value(re.compile("Standard delivery costs EUR 4.95"))
     agent.locator(".canned button:has-text('Greeting')").click()
     expect(agent.locator("#reply-text")).to_have_value(re.compile("Hi, this is Ann"))
     agent.fill("#reply-text", "Hi, this is Ann from the Puffin team. How can I help?")
@@ -107,13 +107,20 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
     while not [c for c in store.list_conversations([ConversationStatus.CLOSED]) if c.csat == 4]:
         assert time.monotonic() < deadline, "the rating did not arrive"
         time.sleep(0.05)
+    # The closed list keeps who handled it, why it was handed off and the rating.
+    agent.goto(f"{live}/console/?view=closed")
+    row = agent.locator("table.queue tbody tr").first
+    expect(row).to_contain_text("Ann")
+    expect(row).to_contain_text("customer request")
+    expect(row).to_contain_text("4/5")
+    agent.screenshot(path=str(screenshot_path(tmp_path, "journey-agent-closed.png")), full_page=True)
 
 
-def screenshot_path(tmp_path: Path) -> Path:
+def screenshot_path(tmp_path: Path, name: str = "console-ticket.png") -> Path:
     """docs/ when SWITCHBOARD_DOCS_SCREENSHOTS is set (to refresh the picture in the docs), else tmp."""
     if os.environ.get("SWITCHBOARD_DOCS_SCREENSHOTS"):
-        return Path(__file__).resolve().parent.parent / "docs" / "console-ticket.png"
-    return tmp_path / "console-ticket.png"
+        return Path(__file__).resolve().parent.parent / "docs" / name
+    return tmp_path / name
 
 
 def test_a_web_chat_customer_verifies_their_email_and_is_linked(
@@ -159,3 +166,82 @@ def test_did_you_mean_and_did_this_help_in_the_widget(app: Flask, live: str, tmp
     customer.locator("button:has-text('Yes')").last.click()
     expect(log).to_contain_text("Glad it helped!")
     customer.screenshot(path=str(tmp_path / "widget-choices.png"), full_page=True)
+
+
+def serve(app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def live_kb(kb_app: Flask) -> Iterator[str]:
+    """The app with its own copy of the KB (editing is safe) on a real loopback HTTP server."""
+    yield from serve(kb_app)
+
+
+def test_the_customer_journey_welcome_order_status_and_a_rating(app: Flask, live: str, tmp_path: Path,
+                                                                 browser: Any) -> None:
+    expect = sync_api.expect
+    customer = browser.new_context(viewport={"width": 480, "height": 900}, locale="en-GB").new_page()
+    customer.goto(f"{live}/")
+    log = customer.locator("#sb-log")
+    customer.click(".sb-buttons button:has-text('Where is my order?')")
+    expect(log).to_contain_text("What's your order number?")
+    customer.fill("#sb-text", "PO-2610421")
+    customer.press("#sb-text", "Enter")
+    expect(log).to_contain_text("Order PO-2610421 was delivered on 2 November 2026.")
+    customer.fill("#sb-text", "my name is anna schmidt")
+    customer.press("#sb-text", "Enter")
+    expect(log).to_contain_text("Nice to meet you, Anna!")
+    # The welcome's quick replies are spent once the customer wrote: still shown, no longer tappable.
+    expect(customer.locator(".sb-buttons button:has-text('Returns')")).to_be_disabled()
+    customer.screenshot(path=str(screenshot_path(tmp_path, "journey-customer.png")), full_page=True)
+    store = services_of(app).store
+    (conversation,) = store.list_conversations([ConversationStatus.BOT])
+    assert store.get_customer(conversation.customer_id).display_name == "Anna Schmidt"
+
+
+def test_the_editor_journey_edit_test_the_draft_publish_compare_and_roll_back(
+        kb_app: Flask, live_kb: str, tmp_path: Path, browser: Any) -> None:
+    expect = sync_api.expect
+    services_of(kb_app).agents.add("eve@example.com", "Eve", "editor", PASSWORD)
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{live_kb}/console/login")
+    page.fill("input[name=email]", "eve@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.goto(f"{live_kb}/console/kb/articles/shipping-costs")
+    body = page.locator("textarea[name=body]")
+    body.fill(body.input_value().replace("EUR 4.95", "EUR 5.95"))
+    page.click("button[value=save]")
+    expect(page.get_by_text("Saved. Publish to make it live.")).to_be_visible()
+    # Tried before publishing: the draft answers with the edit, the live bot still without it.
+    page.goto(f"{live_kb}/console/kb/test")
+    page.fill("input[name=q]", "how much is shipping")
+    page.check("input[value=draft]")
+    page.click("button:has-text('Ask')")
+    expect(page.locator("table.answers")).to_contain_text("EUR 5.95")
+    page.check("input[value=live]")
+    page.click("button:has-text('Ask')")
+    expect(page.locator("table.answers")).to_contain_text("EUR 4.95")
+    page.screenshot(path=str(screenshot_path(tmp_path, "journey-editor-test.png")), full_page=True)
+    page.goto(f"{live_kb}/console/kb/")
+    page.click("button:has-text('Publish')")
+    expect(page.get_by_text("the bot answers from it now")).to_be_visible()
+    page.goto(f"{live_kb}/console/kb/versions")
+    page.locator("a:has-text('What changed')").first.click()
+    expect(page.locator("pre.diff .added")).to_contain_text(["+Standard delivery costs EUR 5.95"])
+    page.screenshot(path=str(screenshot_path(tmp_path, "journey-editor-diff.png")), full_page=True)
+    # Rolling back asks first; dismissed, nothing happens.
+    page.goto(f"{live_kb}/console/kb/versions")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.locator("button:has-text('Make live, with its articles')").first.click()
+    expect(page.locator("p.flash")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("button:has-text('Make live, with its articles')").first.click()
+    expect(page.get_by_text("its articles are back in the editor")).to_be_visible()
+    page.goto(f"{live_kb}/console/kb/articles/shipping-costs")
+    assert "EUR 4.95" in page.locator("textarea[name=body]").input_value()

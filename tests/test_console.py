@@ -95,7 +95,7 @@ def test_queue_and_ticket_show_the_handoff_with_reason_and_transcript(app: Flask
     assert conversation.reference in queue and "customer request" in queue
     ticket = agent.client.get(f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
     assert "how much is shipping" in ticket
-    assert "Standard delivery costs 4.95" in ticket
+    assert "Standard delivery costs EUR 4.95" in ticket
     assert "Shipping costs (" in ticket  # the article the bot tried, with its score
     assert "I want to talk to a person" in ticket
 
@@ -130,7 +130,7 @@ def test_the_ticket_opens_with_a_summary_and_lists_earlier_conversations(app: Fl
     (second,) = services_of(app).store.list_conversations([ConversationStatus.QUEUED])
     page = ann.client.get(f"/console/conversations/{second.conversation_id}").get_data(as_text=True)
     assert "<dt>The customer wants</dt><dd><bdi>how much is shipping</bdi></dd>" in page
-    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs 4.95" in page
+    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs EUR 4.95" in page
     assert "<dt>Handed off because</dt><dd>the customer asked for a person</dd>" in page
     assert f">{first.reference}</a>" in page and "closed" in page
 
@@ -145,7 +145,7 @@ def test_the_summary_is_the_question_that_led_to_the_handoff_and_the_bot_reply_t
     page = AgentBrowser(app, "ann@example.com").client.get(
         f"/console/conversations/{conversation.conversation_id}").get_data(as_text=True)
     assert "<dt>The customer wants</dt><dd><bdi>how much is shipping</bdi></dd>" in page
-    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs 4.95" in page  # not the order's answer
+    assert "<dt>The bot answered</dt><dd><bdi>Standard delivery costs EUR 4.95" in page  # not the order's answer
 
 
 def test_claim_reply_reaches_the_web_chat_and_the_bot_stays_silent(app: Flask, customer: WebChat) -> None:
@@ -348,6 +348,41 @@ def test_the_queue_shows_the_lowest_sentiment_so_earlier_anger_is_not_hidden(
     assert 'class="sentiment negative"' in page and 'class="trend"' in page
 
 
+def test_search_finds_customers_by_what_they_wrote_or_a_reference_and_says_what_matched(
+        app: Flask, customer: WebChat) -> None:
+    customer.client.post("/api/web/messages", headers=customer.auth, json={
+        "text": "my tent pole snapped in Tarragona", "client_message_id": "1", "name": "Ximena Ruiz"})
+    settle(app)
+    conversation = handed_off(app, customer)
+    agent = AgentBrowser(app, "ann@example.com")
+    by_text = agent.client.get("/console/customers/?q=tarragona").get_data(as_text=True)
+    assert "Ximena Ruiz" in by_text and "<td>a message</td>" in by_text and conversation.reference in by_text
+    assert "<td>name</td>" in agent.client.get("/console/customers/?q=ximena").get_data(as_text=True)
+    by_reference = agent.client.get(f"/console/customers/?q={conversation.reference.lower()}").get_data(as_text=True)
+    assert f"<td>conversation {conversation.reference}</td>" in by_reference
+    assert "No customer or conversation matches" in agent.client.get("/console/customers/?q=nobody-here").get_data(
+        as_text=True)
+    page = agent.client.get(f"/console/customers/{conversation.customer_id}").get_data(as_text=True)
+    assert "Conversations (1)" in page and conversation.reference in page and "Ximena Ruiz" in page
+    assert agent.client.get("/console/customers/no-such-customer").status_code == 404
+
+
+def test_a_closed_ticket_is_reopened_unless_the_customer_is_talking_elsewhere(app: Flask, customer: WebChat) -> None:
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com", "Ann")
+    ann.act(conversation, "claim")
+    ann.act(conversation, "close", resolution="answered")
+    page = ann.act(conversation, "reopen")
+    assert "Reopened: you hold this conversation" in page and "reopened by Ann" in page
+    reopened = current(app, conversation)
+    assert reopened.status == ConversationStatus.ASSIGNED and reopened.closed_at is None
+    assert "only a closed conversation can be reopened" in ann.act(conversation, "reopen")
+    ann.act(conversation, "close")
+    customer.say("hello again")  # a new conversation opens with the bot
+    assert "the customer is in another open conversation" in ann.act(conversation, "reopen")
+    assert current(app, conversation).status == ConversationStatus.CLOSED
+
+
 def test_the_console_stream_tells_the_page_when_the_queue_changes(app: Flask, client: FlaskClient) -> None:
     agent = AgentBrowser(app, "ann@example.com")
     response = agent.client.get("/console/stream", buffered=False)
@@ -436,7 +471,7 @@ def test_suggested_replies_answer_the_latest_question_not_the_request_for_a_pers
     page = ann.act(conversation, "claim")
     suggestions = page[page.index('class="suggestions"'):]
     assert "for <q><bdi>how much is shipping</bdi></q>" in suggestions
-    assert re.search(r'data-insert="[^"]*Standard delivery costs 4\.95', suggestions)
+    assert re.search(r'data-insert="[^"]*Standard delivery costs EUR 4\.95', suggestions)
     # Canned responses are filled in for this ticket; the customer gave no name.
     assert 'data-insert="Hi, this is Ann from the Puffin Outdoor team.' in page
     assert 'data-insert="Thanks for your patience. I am looking into this now' in page

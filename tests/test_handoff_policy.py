@@ -124,7 +124,7 @@ def test_while_waiting_for_a_person_the_bot_still_answers_from_the_knowledge_bas
         make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat(now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))  # a Sunday: the team is away
     chat.say("human please")
-    assert chat.say("how much is shipping")[0].startswith("Standard delivery costs 4.95")
+    assert chat.say("how much is shipping")[0].startswith("Standard delivery costs EUR 4.95")
     assert chat.say("hello? anyone there?") == []  # chit-chat waits for the person
     assert chat.say("do you rent kayaks") == []    # so does a question the KB cannot answer: no fallback
     assert chat.say("/kb_unhelpful") == []         # and a "no" to the answer

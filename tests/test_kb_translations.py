@@ -46,7 +46,7 @@ def test_without_a_translation_the_english_article_comes_with_a_note(
 def test_english_questions_never_meet_a_translation(make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
     (reply,) = chat.say("how much is shipping")
-    assert reply.startswith("Standard delivery costs 4.95")
+    assert reply.startswith("Standard delivery costs EUR 4.95")
 
 
 def test_choices_carry_the_original_and_are_titled_in_the_customers_language(

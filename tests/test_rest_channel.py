@@ -17,7 +17,7 @@ def test_rest_webhook_answers_like_rasa(client: FlaskClient) -> None:
     body = response.get_json()
     assert len(body) == 1
     assert body[0]["recipient_id"] == "tester"
-    assert "Standard delivery costs 4.95" in body[0]["text"]
+    assert "Standard delivery costs EUR 4.95" in body[0]["text"]
 
 
 def test_rest_health_answers_ok(client: FlaskClient) -> None:

@@ -1115,6 +1115,31 @@ class SqliteConversationStore:
         return self._release(conversation_id, agent_id, ConversationStatus.CLOSED, EventKind.CLOSED, admin,
                              {"resolution": resolution} if resolution else {}, csat_question)
 
+    def reopen(self, conversation_id: str, agent_id: str) -> Conversation:
+        """Take a closed conversation up again, held by `agent_id`. Refused while the customer has another
+        open conversation (that one is where they are talking now) or when the customer was erased."""
+        now = utcnow().isoformat()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM conversations WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            if row is None:
+                raise NotFound("no such conversation")
+            if row["status"] != ConversationStatus.CLOSED:
+                raise NotAllowed("only a closed conversation can be reopened")
+            if not row["last_external_id"] or row["merged_into"]:
+                raise NotAllowed("this conversation cannot be reopened: its customer was erased or it was merged "
+                                 "into another")
+            customer_id = current_customer(db, row["customer_id"])
+            other = open_conversation_of(db, customer_id)
+            if other is not None:
+                raise Conflict(f"the customer is in another open conversation, {other['reference']}: "
+                               "continue there")
+            db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, closed_at = NULL, "
+                       "updated_at = ? WHERE conversation_id = ?", (agent_id, now, conversation_id))
+            append_event(db, conversation_id, EventKind.REOPENED, Author.AGENT, None, None, None,
+                         {"agent_id": agent_id}, now)
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
     def _release(self, conversation_id: str, agent_id: str, status: ConversationStatus, kind: EventKind,
                  admin: bool = False, data: dict[str, Any] | None = None,
                  notice: tuple[str, tuple[Button, ...]] | None = None) -> Conversation:
