@@ -160,6 +160,11 @@ class Conversation:
     csat: int | None = None  # the customer's rating, 1 to 5, after it was closed
     csat_comment: str | None = None  # what they wrote with it ("4 - quick, but ...")
     closed_at: datetime | None = None  # when an agent closed it (it keeps who held it and why)
+    tags: tuple[str, ...] = ()          # agents' labels
+    snoozed_until: datetime | None = None  # its holder does not see it in their list until then
+
+    def snoozed(self, now: datetime) -> bool:
+        return self.snoozed_until is not None and self.snoozed_until > now
 
 
 @dataclass(frozen=True)

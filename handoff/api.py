@@ -23,7 +23,8 @@ from handoff.assist import ReplyAssistant, suggestion_text
 from handoff.streams import change_stream
 from handoff.summary import summarize
 
-FILTERS = ("queued", "mine", "bot", "all", "closed")
+FILTERS = ("queued", "mine", "snoozed", "bot", "all", "closed")
+MAX_SNOOZE_MINUTES = 7 * 24 * 60
 LIVE_MINUTES = 60  # a conversation with the bot that had a message this recently is live: an agent may step in
 # What the customer is told when an agent acts: (response, conversation id) -> text and buttons of the
 # domain response in the variation the conversation's slots select (its language), or None if the
@@ -34,13 +35,15 @@ OPEN = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.AS
 
 def conversations_in(conversations: ConversationStore, view: str, agent: Agent) -> list[Conversation]:
     """One view of the conversations, the same for the console and the API: `queued` (waiting for an
-    agent), `mine` (held by `agent`), `bot` (live with the bot: a message within LIVE_MINUTES), `all`
-    (every open one: with the bot, waiting or held) or `closed` (latest first, the last 200)."""
+    agent), `mine` (held by `agent`, but for those snoozed), `snoozed` (theirs, snoozed), `bot` (live
+    with the bot: a message within LIVE_MINUTES), `all` (every open one: with the bot, waiting or held)
+    or `closed` (latest first, the last 200)."""
     if view == "queued":
         return conversations.list_conversations([ConversationStatus.QUEUED])
-    if view == "mine":
+    if view in ("mine", "snoozed"):
+        now = utcnow()
         return [c for c in conversations.list_conversations([ConversationStatus.ASSIGNED])
-                if c.assignee_id == agent.agent_id]
+                if c.assignee_id == agent.agent_id and c.snoozed(now) == (view == "snoozed")]
     if view == "bot":
         since = utcnow() - timedelta(minutes=LIVE_MINUTES)
         return [c for c in conversations.list_conversations([ConversationStatus.BOT]) if c.updated_at >= since]
@@ -85,7 +88,8 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
             "channel": conversation.last_channel, "customer": {"id": customer.customer_id,
                                                                 "name": customer.display_name},
             "assignee": _agent_json(assignee), "updated_at": conversation.updated_at.isoformat(),
-            "csat": conversation.csat, "csat_comment": conversation.csat_comment,
+            "csat": conversation.csat, "csat_comment": conversation.csat_comment, "tags": list(conversation.tags),
+            "snoozed_until": conversation.snoozed_until.isoformat() if conversation.snoozed_until else None,
             "closed_at": conversation.closed_at.isoformat() if conversation.closed_at else None,
         }
 
@@ -201,6 +205,25 @@ def create_agent_api(conversations: ConversationStore, agents: AgentStore, direc
         return jsonify(ticket_summary(conversations.return_to_bot(
             conversation_id, agent.agent_id, admin=agent.role == "admin",
             notice=notice("utter_back_to_bot", conversation_id))))
+
+    @api.post("/tickets/<conversation_id>/tags")
+    def tags(conversation_id: str) -> Response:
+        current_agent()
+        raw = json_object().get("tags")
+        if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+            raise InvalidMessage("the field 'tags' must be a list of strings")
+        return jsonify(ticket_summary(conversations.set_tags(conversation_id, raw)))
+
+    @api.post("/tickets/<conversation_id>/snooze")
+    def snooze(conversation_id: str) -> Response:
+        agent = current_agent()
+        minutes = json_object().get("minutes")
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_SNOOZE_MINUTES:
+            raise InvalidMessage(f"the field 'minutes' must be a whole number from 0 (wake it now) to "
+                                 f"{MAX_SNOOZE_MINUTES}")
+        until = utcnow() + timedelta(minutes=minutes) if minutes else None
+        return jsonify(ticket_summary(conversations.snooze(conversation_id, agent.agent_id, until,
+                                                           admin=agent.role == "admin")))
 
     @api.post("/tickets/<conversation_id>/close")
     def close(conversation_id: str) -> Response:

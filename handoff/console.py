@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -35,6 +36,7 @@ from handoff.summary import latest_question, summarize
 
 VIEWS = ("overview", "unassigned", "mine", "bot", "all", "closed")
 RESOLUTIONS = ("answered", "solved_by_action", "escalated", "no_reply", "spam")
+SNOOZE_HOURS = ("1", "4", "24", "72")
 
 
 @dataclass(frozen=True)
@@ -148,12 +150,13 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         queued = [c for c in open_ones if c.status == ConversationStatus.QUEUED]
         lists = {
             "overview": [("Waiting for an agent", queued, "Nobody is waiting."),
-                         ("Yours", [c for c in open_ones if c.assignee_id == agent.agent_id],
-                          "You hold no conversations."),
+                         ("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations."),
                          ("Held by other agents", [c for c in open_ones if c.status == ConversationStatus.ASSIGNED
                                                    and c.assignee_id != agent.agent_id], "None.")],
             "unassigned": [("Waiting for an agent", queued, "Nobody is waiting.")],
-            "mine": [("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations.")],
+            "mine": [("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations."),
+                     ("Snoozed: back when the time is up or the customer writes",
+                      conversations_in(conversations, "snoozed", agent), "None.")],
             "bot": [(f"With the bot now (a message in the last {LIVE_MINUTES} minutes); open one to step in",
                      conversations_in(conversations, "bot", agent), "Nobody is chatting with the bot.")],
             "all": [("Open conversations: with the bot, waiting or held", conversations_in(conversations, "all", agent),
@@ -248,7 +251,7 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             reply_targets=reply_targets(conversation, customer),
             # Whom it can go to: anyone but its holder (an admin may take it over themselves).
             colleagues=[a for a in team if a.active and a.agent_id != conversation.assignee_id],
-            resolutions=RESOLUTIONS,
+            resolutions=RESOLUTIONS, snooze_hours=SNOOZE_HOURS, now=utcnow(),
             assignee=agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None,
             max_text_length=max_text_length,
         )
@@ -317,6 +320,26 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
     def reopen(conversation_id: str) -> Response:
         return act(conversation_id, lambda: conversations.reopen(conversation_id, g.agent.agent_id),
                    "Reopened: you hold this conversation; the customer's next message comes here.")
+
+    @console.post("/conversations/<conversation_id>/tags")
+    @signed_in
+    def tags(conversation_id: str) -> Response:
+        labels = [t for t in request.form.get("tags", "").split(",") if t.strip()]
+        return act(conversation_id, lambda: conversations.set_tags(conversation_id, labels),
+                   "Tags saved." if labels else "Tags removed.")
+
+    @console.post("/conversations/<conversation_id>/snooze")
+    @signed_in
+    def snooze(conversation_id: str) -> Response:
+        hours = request.form.get("hours", "")
+        if hours not in SNOOZE_HOURS and hours != "0":
+            flash("Choose how long to snooze.")
+            return redirect(url_for("console.ticket", conversation_id=conversation_id))
+        until = utcnow() + timedelta(hours=int(hours)) if hours != "0" else None
+        return act(conversation_id, lambda: conversations.snooze(conversation_id, g.agent.agent_id, until,
+                                                                 admin=is_admin()),
+                   f"Snoozed for {hours} hours: it comes back then, or when the customer writes." if until
+                   else "Awake again.")
 
     @console.post("/conversations/<conversation_id>/close")
     @signed_in

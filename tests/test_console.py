@@ -383,6 +383,37 @@ def test_a_closed_ticket_is_reopened_unless_the_customer_is_talking_elsewhere(ap
     assert current(app, conversation).status == ConversationStatus.CLOSED
 
 
+def test_tags_label_a_ticket_and_snooze_hides_it_until_the_customer_writes(
+        app: Flask, customer: WebChat, client: FlaskClient) -> None:
+    conversation = handed_off(app, customer)
+    ann = AgentBrowser(app, "ann@example.com", "Ann")
+    ann.act(conversation, "claim")
+    page = ann.act(conversation, "tags", tags="Refund, VIP , refund")
+    assert "Tags saved." in page and current(app, conversation).tags == ("refund", "vip")
+    assert '<span class="tag">vip</span>' in ann.client.get("/console/?view=mine").get_data(as_text=True)
+    assert "Snoozed for 4 hours" in ann.act(conversation, "snooze", hours="4")
+    mine = ann.client.get("/console/?view=mine").get_data(as_text=True)
+    assert "<h2>Yours (0)</h2>" in mine and conversation.reference in mine  # under "Snoozed"
+    assert "<h2>Yours (0)</h2>" in ann.client.get("/console/").get_data(as_text=True)
+    customer.say("any news?")  # the customer writing wakes it
+    assert current(app, conversation).snoozed_until is None
+    assert "<h2>Yours (1)</h2>" in ann.client.get("/console/?view=mine").get_data(as_text=True)
+    assert "Choose how long to snooze." in ann.act(conversation, "snooze", hours="999")
+    token = client.post("/api/agent/login", json={"email": "ann@example.com", "password": PASSWORD})
+    api = {"Authorization": f"Bearer {token.get_json()['token']}"}
+    snoozed = client.post(f"/api/agent/tickets/{conversation.conversation_id}/snooze", json={"minutes": 30},
+                          headers=api).get_json()
+    assert snoozed["snoozed_until"] is not None
+    assert [t["id"] for t in client.get("/api/agent/tickets?status=snoozed", headers=api).get_json()["tickets"]] \
+        == [conversation.conversation_id]
+    assert client.post(f"/api/agent/tickets/{conversation.conversation_id}/snooze", json={"minutes": -1},
+                       headers=api).status_code == 400
+    assert client.post(f"/api/agent/tickets/{conversation.conversation_id}/tags", json={"tags": "vip"},
+                       headers=api).status_code == 400
+    assert client.post(f"/api/agent/tickets/{conversation.conversation_id}/tags", json={"tags": ["x" * 41]},
+                       headers=api).status_code == 400
+
+
 def test_the_console_stream_tells_the_page_when_the_queue_changes(app: Flask, client: FlaskClient) -> None:
     agent = AgentBrowser(app, "ann@example.com")
     response = agent.client.get("/console/stream", buffered=False)

@@ -221,6 +221,8 @@ MIGRATIONS = (
     ("conversations", "csat", "INTEGER"),
     ("conversations", "csat_comment", "TEXT"),  # what the customer wrote with their rating
     ("conversations", "closed_at", "TEXT"),
+    ("conversations", "tags", "TEXT NOT NULL DEFAULT '[]'"),  # agents' labels, a JSON list
+    ("conversations", "snoozed_until", "TEXT"),  # hidden from its holder's list until then, or a new message
     ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
     ("customers", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
     ("customers", "email", "TEXT"),
@@ -234,6 +236,8 @@ MIGRATIONS = (
 )
 
 PRESENCES = ("online", "away")
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 40
 # Channels whose external id is the customer's E.164 phone number.
 PHONE_CHANNELS = ("sms", "whatsapp")
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
@@ -447,8 +451,8 @@ class SqliteConversationStore:
             else:
                 conversation_id = conversation["conversation_id"]
                 db.execute(
-                    "UPDATE conversations SET last_channel = ?, last_external_id = ?, updated_at = ? "
-                    "WHERE conversation_id = ?",
+                    "UPDATE conversations SET last_channel = ?, last_external_id = ?, updated_at = ?, "
+                    "snoozed_until = NULL WHERE conversation_id = ?",
                     (message.channel, message.external_id, now, conversation_id),
                 )
             seq = append_event(
@@ -1081,6 +1085,31 @@ class SqliteConversationStore:
         self._changed("conversations")
         return next(e for e in self.transcript(conversation_id) if e.seq == seq)
 
+    def set_tags(self, conversation_id: str, tags: Sequence[str]) -> Conversation:
+        """Label a conversation (any agent may): tags are trimmed, lower-cased, at most MAX_TAGS of at most
+        MAX_TAG_LENGTH characters each; an empty list removes them."""
+        cleaned = list(dict.fromkeys(" ".join(t.split()).lower() for t in tags if t.strip()))
+        if len(cleaned) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in cleaned):
+            raise InvalidMessage(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters each")
+        with self._write() as db:
+            if not db.execute("UPDATE conversations SET tags = ? WHERE conversation_id = ?",
+                              (json.dumps(cleaned), conversation_id)).rowcount:
+                raise NotFound("no such conversation")
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
+    def snooze(self, conversation_id: str, agent_id: str, until: datetime | None, admin: bool = False) -> Conversation:
+        """Hide a held conversation from its holder's list until `until` (None: wake it now); the customer
+        writing again wakes it at once."""
+        if until is not None and until <= utcnow():
+            raise InvalidMessage("snooze until a time in the future")
+        with self._write() as db:
+            self._held(db, conversation_id, agent_id, admin)
+            db.execute("UPDATE conversations SET snoozed_until = ? WHERE conversation_id = ?",
+                       (until.isoformat() if until else None, conversation_id))
+        self._changed("conversations")
+        return self.get_conversation(conversation_id)
+
     def transfer(self, conversation_id: str, agent_id: str, to_agent_id: str, admin: bool = False) -> Conversation:
         """Hand a held conversation to another active agent (an admin may also assign a queued one)."""
         now = utcnow().isoformat()
@@ -1094,8 +1123,8 @@ class SqliteConversationStore:
                 raise NotFound("no such conversation")
             if not (admin and row["status"] == ConversationStatus.QUEUED):
                 self._held(db, conversation_id, agent_id, admin)
-            db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, updated_at = ? "
-                       "WHERE conversation_id = ?", (to_agent_id, now, conversation_id))
+            db.execute("UPDATE conversations SET status = 'assigned', assignee_id = ?, snoozed_until = NULL, "
+                       "updated_at = ? WHERE conversation_id = ?", (to_agent_id, now, conversation_id))
             append_event(db, conversation_id, EventKind.ASSIGNED, Author.AGENT, None, None, None,
                          {"agent_id": to_agent_id, "by": agent_id}, now)
         self._changed("conversations")
@@ -1154,7 +1183,7 @@ class SqliteConversationStore:
                 db.execute("UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL "
                            "WHERE conversation_id = ?", (status.value, conversation_id))
             db.execute(
-                "UPDATE conversations SET fallback_streak = 0, "
+                "UPDATE conversations SET fallback_streak = 0, snoozed_until = NULL, "
                 "dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
                 "updated_at = ? WHERE conversation_id = ?",
                 (now, conversation_id),
@@ -1318,6 +1347,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         dialogue=DialogueState.from_json(json.loads(row["dialogue"])),
         csat=row["csat"],
         csat_comment=row["csat_comment"],
+        tags=tuple(json.loads(row["tags"] or "[]")),
+        snoozed_until=datetime.fromisoformat(row["snoozed_until"]) if row["snoozed_until"] else None,
         closed_at=datetime.fromisoformat(row["closed_at"]) if row["closed_at"] else None,
     )
 
