@@ -543,7 +543,7 @@ class Engine:
     def _hand_off(self, turn: _Turn, reason: str, detail: dict[str, Any]) -> None:
         now = self._clock()
         online = self._memory.agents_online(now - timedelta(minutes=self._policy.presence_minutes))
-        notice = self._model.handoff.notice(now, self._memory.queue_length(), online)
+        notice = self._model.handoff.notice(now, self._memory.queue_length(), online, turn.language)
         response = notice.response if self._model.responses.has(notice.response) else "utter_handoff"
         self._say(turn, response, reference=turn.conversation.reference, **notice.values)
         turn.handoff = (reason, {**detail, **notice.detail})

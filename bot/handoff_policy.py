@@ -19,12 +19,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from babel import Locale
+from babel.dates import format_datetime
 
 from bot.domain import Warn, load_yaml
 from bot.errors import SwitchboardError
 from bot.language import written_without_spaces
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ENGLISH = Locale.parse("en_GB")  # how English replies write a day and time: "Monday 08:00"
 _TOP_KEYS = {"explicit_request", "repeated_fallback", "sentiment", "sensitive_intents", "keywords",
              "business_hours", "average_handling_minutes", "answer_while_queued"}
 _WORD = re.compile(r"\w+(?:'\w+)?")
@@ -142,12 +145,15 @@ class HandoffPolicy:
         padded = f" {normalise(text)} "
         return next((k for k in self.keywords if f" {k} " in padded), None)
 
-    def notice(self, now: datetime, queued_ahead: int, agents_online: int) -> HandoffNotice:
-        """Choose what to tell the customer about the wait: closed, nobody online, or an estimate."""
+    def notice(self, now: datetime, queued_ahead: int, agents_online: int,
+               language: str | None = None) -> HandoffNotice:
+        """Choose what to tell the customer about the wait: closed (when the team is back, written in
+        `language`: "Monday 08:00", "Montag 08:00"), nobody online, or an estimate."""
         hours = self.business_hours
         if hours is not None and not hours.is_open(now):
             opening = hours.next_opening(now)
-            opens = opening.strftime("%A %H:%M") + f" ({hours.zone.key})" if opening else "soon"
+            opens = format_datetime(opening, "EEEE HH:mm", locale=babel_locale(language)) \
+                + f" ({hours.zone.key})" if opening else "soon"
             return HandoffNotice("utter_handoff_closed", {"opens": opens},
                                  {"open": False, "opens_at": opening.isoformat() if opening else None})
         if agents_online == 0:
@@ -155,6 +161,14 @@ class HandoffPolicy:
         minutes = max(1, math.ceil((queued_ahead + 1) * self.average_handling_minutes / agents_online))
         return HandoffNotice("utter_handoff", {"wait": str(minutes)},
                              {"open": True, "agents_online": agents_online, "expected_wait_minutes": minutes})
+
+
+def babel_locale(language: str | None) -> Locale:
+    """Babel's locale for a language code ("zh-TW"); English, or a code Babel does not know, is en_GB."""
+    try:
+        return Locale.parse(language, sep="-") if language and not language.startswith("en") else ENGLISH
+    except (ValueError, LookupError):
+        return ENGLISH
 
 
 def load_handoff_policy(path: Path, warn: Warn) -> HandoffPolicy:

@@ -120,6 +120,15 @@ def test_outside_business_hours_the_customer_is_told_when_the_team_is_back(
     assert chat.conversation().status == ConversationStatus.QUEUED
 
 
+def test_when_the_team_is_back_is_written_in_the_customers_language(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat(now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))  # a Sunday
+    reply = chat.say("Ich möchte bitte mit einem Menschen sprechen")[-1]
+    assert "wieder erreichbar: Montag 08:00 (Europe/Berlin)" in reply
+    chat.say("我要人工", "customer-2")
+    assert "星期一 08:00 (Europe/Berlin)" in chat.sent[-1][1]
+
+
 def test_while_waiting_for_a_person_the_bot_still_answers_from_the_knowledge_base(
         make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat(now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC))  # a Sunday: the team is away
