@@ -42,8 +42,7 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-@pytest.fixture
-def live(app: Flask) -> Iterator[str]:
+def serve(app: Flask) -> Iterator[str]:
     """The app on a real loopback HTTP server, threaded for its event streams."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -52,15 +51,32 @@ def live(app: Flask) -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.fixture
+def live(app: Flask) -> Iterator[str]:
+    yield from serve(app)
+
+
+@pytest.fixture
+def live_kb(kb_app: Flask) -> Iterator[str]:
+    """The app with its own copy of the KB (editing is safe) on a real loopback HTTP server."""
+    yield from serve(kb_app)
+
+
+def signed_in(app: Flask, live: str, browser: Any, email: str, name: str, role: str) -> Any:
+    """A console page of a new account of that role, signed in."""
+    services_of(app).agents.add(email, name, role, PASSWORD)
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{live}/console/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    return page
+
+
 def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str, tmp_path: Path,
                                                           browser: Any) -> None:
     expect = sync_api.expect
-    services_of(app).agents.add("ann@example.com", "Ann", "agent", PASSWORD)
-    agent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    agent.goto(f"{live}/console/login")
-    agent.fill("input[name=email]", "ann@example.com")
-    agent.fill("input[name=password]", PASSWORD)
-    agent.click("button:has-text('Sign in')")
+    agent = signed_in(app, live, browser, "ann@example.com", "Ann", "agent")
     expect(agent).to_have_title(re.compile(r"^Queue - Switchboard$"))
     customer = browser.new_context().new_page()
     customer.goto(f"{live}/")
@@ -168,20 +184,6 @@ def test_did_you_mean_and_did_this_help_in_the_widget(app: Flask, live: str, tmp
     customer.screenshot(path=str(tmp_path / "widget-choices.png"), full_page=True)
 
 
-def serve(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-
-
-@pytest.fixture
-def live_kb(kb_app: Flask) -> Iterator[str]:
-    """The app with its own copy of the KB (editing is safe) on a real loopback HTTP server."""
-    yield from serve(kb_app)
-
-
 def test_the_customer_journey_welcome_order_status_and_a_rating(app: Flask, live: str, tmp_path: Path,
                                                                  browser: Any) -> None:
     expect = sync_api.expect
@@ -207,12 +209,7 @@ def test_the_customer_journey_welcome_order_status_and_a_rating(app: Flask, live
 def test_the_editor_journey_edit_test_the_draft_publish_compare_and_roll_back(
         kb_app: Flask, live_kb: str, tmp_path: Path, browser: Any) -> None:
     expect = sync_api.expect
-    services_of(kb_app).agents.add("eve@example.com", "Eve", "editor", PASSWORD)
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{live_kb}/console/login")
-    page.fill("input[name=email]", "eve@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
+    page = signed_in(kb_app, live_kb, browser, "eve@example.com", "Eve", "editor")
     page.goto(f"{live_kb}/console/kb/articles/shipping-costs")
     body = page.locator("textarea[name=body]")
     body.fill(body.input_value().replace("EUR 4.95", "EUR 5.95"))

@@ -109,12 +109,18 @@ def test_preview_renders_markdown_and_never_raw_html(kb_app: Flask) -> None:
     assert not (services_of(kb_app).settings.kb_dir / "x.md").exists()  # a preview saves nothing
 
 
-def test_versions_show_who_published_and_allow_rollback(kb_app: Flask) -> None:
+def kayak_hire_published(kb_app: Flask) -> tuple[Editor, Path]:
+    """An editor who added and published an article; returns them and the snapshot live before."""
     editor = Editor(kb_app)
     first = current_snapshot(services_of(kb_app).settings.index_dir)
     assert first is not None
     editor.new_article("kayak-hire", "Kayak hire", "## Hire\nKayaks can be hired in Bristol.")
     editor.post("/console/kb/publish")
+    return editor, first
+
+
+def test_versions_show_who_published_and_allow_rollback(kb_app: Flask) -> None:
+    editor, first = kayak_hire_published(kb_app)
     versions = editor.client.get("/console/kb/versions").get_data(as_text=True)
     assert "editor@example.com" in versions and "added: kayak-hire" in versions
     assert 'data-confirm="Make ' in versions  # asks before it acts
@@ -135,11 +141,7 @@ def test_versions_show_who_published_and_allow_rollback(kb_app: Flask) -> None:
 
 
 def test_a_rollback_may_keep_the_articles_being_edited_and_says_what_follows(kb_app: Flask) -> None:
-    editor = Editor(kb_app)
-    first = current_snapshot(services_of(kb_app).settings.index_dir)
-    assert first is not None
-    editor.new_article("kayak-hire", "Kayak hire", "## Hire\nKayaks can be hired in Bristol.")
-    editor.post("/console/kb/publish")
+    editor, first = kayak_hire_published(kb_app)
     page = editor.post(f"/console/kb/versions/{first.name}/rollback", restore="none")
     assert "The articles being edited are unchanged: the next publish brings them back." in page
     assert (services_of(kb_app).settings.kb_dir / "kayak-hire.md").exists()
