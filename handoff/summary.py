@@ -19,7 +19,7 @@ _REASONS = {
 
 
 # Messages that say little about what the customer needs.
-_SMALL_TALK = ("greet", "goodbye", "thanks")
+_SMALL_TALK = ("greet", "goodbye", "thanks", "acknowledge", "give_name")
 
 
 @dataclass(frozen=True)

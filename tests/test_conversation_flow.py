@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from flask import Flask
 
+from bot.gaps import collect_gaps
 from bot.messages import ConversationStatus, EventKind
 from bot.ports import Encoder
 from kb_index.snapshot import build_snapshot
@@ -49,6 +50,13 @@ def test_greeting_is_answered_from_the_domain(customer: WebChat) -> None:
     domain = yaml.safe_load((ROOT / "data" / "domain.yml").read_text(encoding="utf-8"))
     greetings = {variation["text"] for variation in domain["responses"]["utter_greet"]}
     assert customer.say("hello")[0]["text"] in greetings
+
+
+def test_an_ok_is_acknowledged_not_searched_for_and_not_a_gap(customer: WebChat, app: Flask) -> None:
+    for text in ("ok", "cool", "lol"):
+        (reply,) = customer.say(text)
+        assert reply["text"] == "Anything else I can help with?"
+    assert collect_gaps(services_of(app).store) == []
 
 
 def test_explicit_request_for_a_person_is_handed_off(customer: WebChat, app: Flask) -> None:
