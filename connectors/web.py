@@ -6,14 +6,16 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
 
 from bot.codes import CODE_LIFETIME
+from bot.domain import load_yaml
 from bot.email import EmailSender
-from bot.errors import InvalidMessage, NotAuthenticated
+from bot.errors import InvalidMessage, NotAuthenticated, SwitchboardError
 from bot.inbox import Inbox
 from bot.messages import Author, Button, Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
@@ -28,6 +30,32 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+WIDGET_WORDS = ("title", "heading", "intro", "header", "your_message", "placeholder", "send", "email_summary",
+                "email_label", "send_code", "code_label", "verify", "typing", "team", "agent", "reconnecting",
+                "not_sent", "code_sent", "linked", "verified", "unavailable")
+
+
+def load_widget_words(path: Path) -> dict[str, dict[str, str]]:
+    """The web chat's own words per language from `path` (data/widget.yml): each language's missing words
+    are English; an unknown word or a file without English is an error naming the file."""
+    document = load_yaml(path, "web chat words")
+    if not isinstance(document.get("en"), dict):
+        raise SwitchboardError(f"{path}: needs the English words under 'en:'")
+    words: dict[str, dict[str, str]] = {}
+    for language, given in document.items():
+        if not isinstance(given, dict):
+            raise SwitchboardError(f"{path}: '{language}' must map words to texts")
+        unknown = sorted(set(map(str, given)) - set(WIDGET_WORDS))
+        if unknown:
+            raise SwitchboardError(f"{path}: '{language}' has unknown words {', '.join(unknown)}; "
+                                   f"the words are {', '.join(WIDGET_WORDS)}")
+        words[str(language)] = {str(k): str(v) for k, v in given.items()}
+    missing = [w for w in WIDGET_WORDS if w not in words["en"]]
+    if missing:
+        raise SwitchboardError(f"{path}: 'en' lacks {', '.join(missing)}")
+    return {language: {**words["en"], **own} for language, own in words.items()}
 
 
 # The greeting a new chat opens with (text and quick-reply buttons) in a language, if the domain has one.
@@ -49,10 +77,11 @@ def _public(event_id: int, event: Event, agent_name: str | None = None) -> dict[
 def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, sessions: WebSessionStore,
                          notifier: Notifier, email: EmailSender, streams: StreamSlots, *,
                          session_days: int, agents: AgentStore | None = None,
-                         welcome: Welcome = lambda language: None, languages: Sequence[str] = ("en",)) -> Blueprint:
+                         welcome: Welcome = lambda language: None, languages: Sequence[str] = ("en",),
+                         words: Mapping[str, Mapping[str, str]] | None = None) -> Blueprint:
     """Build the web chat's page and JSON API around the given collaborators. Agents' replies carry the
     agent's first name (from `agents`); the page opens with `welcome` in the browser's language among
-    `languages`."""
+    `languages`, in `words` (the page's own, per language; English without them)."""
     web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                     static_url_path="/static/web")
     answer_errors_as_json(web)
@@ -79,7 +108,8 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
     def chat_page() -> str:
         language = request.accept_languages.best_match(languages) or languages[0]
         greeting = welcome(language)
-        return render_template("web/chat.html", language=language, welcome={
+        shown = (words or {}).get(language) or (words or {}).get("en") or {}
+        return render_template("web/chat.html", language=language, words=shown, welcome={
             "text": greeting[0], "buttons": [{"title": b.title, "payload": b.payload} for b in greeting[1]],
         } if greeting else None)
 

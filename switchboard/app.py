@@ -48,7 +48,7 @@ from connectors.rest import create_rest_blueprint
 from connectors.streams import StreamSlots, stream_limit
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
-from connectors.web import create_web_blueprint
+from connectors.web import create_web_blueprint, load_widget_words
 from handoff.accounts_pages import create_accounts_blueprint
 from handoff.agents import AgentDirectory
 from handoff.api import create_agent_api
@@ -367,7 +367,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                email_sender(settings.email_sender, settings.email_from),
                                streams, session_days=settings.web_session_days, agents=services.store,
                                welcome=lambda language: services.engine.render("utter_welcome", language=language),
-                               languages=language_codes(settings))
+                               languages=language_codes(settings), words=load_widget_words(settings.widget_path))
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
                                  token=settings.rest_token)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.

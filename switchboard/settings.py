@@ -25,6 +25,7 @@ class Settings:
     rules_path: Path = Path("data/rules.yml")
     handoff_policy_path: Path = Path("data/handoff.yml")
     canned_path: Path = Path("data/canned.yml")  # the console's canned responses
+    widget_path: Path = Path("data/widget.yml")  # the web chat's own words, per language
     privacy_path: Path = Path("data/privacy.yml")  # masking patterns and transcript retention
     action_endpoint: str = ""  # a Rasa action server's webhook URL; empty: run actions_package here
     actions_package: str = "actions.shop"  # rasa-sdk actions run in this process (comma-separated)

@@ -66,6 +66,7 @@ def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings
         rules_path=ROOT / "data" / "rules.yml",
         handoff_policy_path=ROOT / "data" / "handoff.yml",
         canned_path=ROOT / "data" / "canned.yml",
+        widget_path=ROOT / "data" / "widget.yml",
         privacy_path=ROOT / "data" / "privacy.yml",
         var_dir=tmp_path / "var",
         secret_key="test-secret",

@@ -242,3 +242,18 @@ def test_the_editor_journey_edit_test_the_draft_publish_compare_and_roll_back(
     expect(page.get_by_text("its articles are back in the editor")).to_be_visible()
     page.goto(f"{live_kb}/console/kb/articles/shipping-costs")
     assert "EUR 4.95" in page.locator("textarea[name=body]").input_value()
+
+
+def test_a_chinese_customer_gets_the_chat_in_chinese(app: Flask, live: str, tmp_path: Path, browser: Any) -> None:
+    expect = sync_api.expect
+    customer = browser.new_context(viewport={"width": 480, "height": 860}, locale="zh-CN").new_page()
+    customer.goto(f"{live}/")
+    expect(customer.locator(".sb-header")).to_have_text("在线咨询")
+    expect(customer.locator("#sb-text")).to_have_attribute("placeholder", "请输入您的问题")
+    expect(customer.locator("#sb-log")).to_contain_text("我是 Puffin Outdoor 智能助手")
+    customer.click(".sb-buttons button:has-text('运费')")
+    expect(customer.locator("#sb-log")).to_contain_text("标准配送运费为 4.95 欧元")
+    customer.fill("#sb-text", "退货要多久才能退款")
+    customer.press("#sb-text", "Enter")
+    expect(customer.locator(".sb-msg.bot:not(.sb-typing)")).to_have_count(3, timeout=15_000)
+    customer.screenshot(path=str(screenshot_path(tmp_path, "multilingual-chat.png")), full_page=True)

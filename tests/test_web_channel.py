@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, utcnow
+from connectors.web import WIDGET_WORDS, load_widget_words
 from switchboard.app import services_of
-from tests.conftest import WebChat, settle
+from tests.conftest import ROOT, WebChat, settle
 
 
 def stored_messages(app: Flask) -> int:
@@ -82,6 +85,24 @@ def test_the_chat_opens_with_a_welcome_and_quick_replies_in_the_browsers_languag
     assert welcome["text"].startswith("Hallo! Ich bin der Assistent von Puffin Outdoor.")
     assert [b["payload"] for b in welcome["buttons"]] == [
         "/order_status", "Was kostet der Versand?", "Wie schicke ich etwas zurück?", "/request_human"]
+
+
+def test_the_chats_own_words_are_in_the_pages_language_and_every_language_has_them_all(
+        client: FlaskClient, tmp_path: Path) -> None:
+    german = client.get("/", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert "<header class=\"sb-header\">Schreiben Sie uns</header>" in german
+    assert 'placeholder="Ihre Frage"' in german and ">Senden</button>" in german
+    thai = client.get("/", headers={"Accept-Language": "th-TH"}).get_data(as_text=True)
+    assert 'placeholder="พิมพ์คำถามของคุณ"' in thai
+    words = load_widget_words(ROOT / "data" / "widget.yml")
+    assert {language: sorted(own) for language, own in words.items()} == {
+        language: sorted(WIDGET_WORDS) for language in ("en", "de", "bg", "zh", "zh-TW", "th")}
+    raw = yaml.safe_load((ROOT / "data" / "widget.yml").read_text(encoding="utf-8"))
+    assert all(sorted(own) == sorted(WIDGET_WORDS) for own in raw.values())  # translated, not English fill-ins
+    broken = tmp_path / "widget.yml"
+    broken.write_text("en:\n  header: Hi\n  sned: Send\n", encoding="utf-8")
+    with pytest.raises(SwitchboardError, match="unknown words sned"):
+        load_widget_words(broken)
 
 
 def test_a_quick_reply_naming_an_intent_is_that_intent_in_the_pages_language(customer: WebChat, app: Flask) -> None:

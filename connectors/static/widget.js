@@ -7,6 +7,8 @@
   var input = document.getElementById("sb-text");
   var status = document.getElementById("sb-status");
   var storageKey = "switchboard.session";
+  // The page's own words, in its language (data/widget.yml).
+  var words = JSON.parse(document.querySelector(".sb-widget").dataset.words || "{}");
   var shown = {};
   var token = null;
 
@@ -49,7 +51,7 @@
 
   // While the bot works on a message: "typing" dots, until something arrives (or 8 s pass).
   var typing = document.createElement("li");
-  typing.className = "sb-msg bot sb-typing"; typing.setAttribute("aria-label", "Typing");
+  typing.className = "sb-msg bot sb-typing"; typing.setAttribute("aria-label", words.typing);
   typing.innerHTML = "<span></span><span></span><span></span>";
   var typingTimer = null;
   function setTyping(on) {
@@ -71,7 +73,7 @@
     item.className = "sb-msg " + event.author;
     if (event.author === "agent") {
       var who = document.createElement("span");
-      who.className = "sb-who"; who.textContent = event.name ? event.name + " · Puffin Outdoor" : "Puffin Outdoor team";
+      who.className = "sb-who"; who.textContent = event.name ? words.agent.replace("{name}", event.name) : words.team;
       item.appendChild(who);
     }
     appendText(item, event.text);
@@ -121,7 +123,7 @@
         source.close();
         poll(20);
       } else {
-        setStatus("Reconnecting...");
+        setStatus(words.reconnecting);
       }
     });
   }
@@ -130,7 +132,7 @@
     fetch("/api/web/events?after=" + cursor, { headers: { "Authorization": "Bearer " + token } })
       .then(function (r) { return r.ok ? r.json() : { events: [] }; })
       .then(function (body) { body.events.forEach(received); })
-      .catch(function () { setStatus("Reconnecting..."); })
+      .catch(function () { setStatus(words.reconnecting); })
       .then(function () {
         pollTimer = setTimeout(function () { if (rounds > 0) { poll(rounds - 1); } else { connect(); } }, 3000);
       });
@@ -146,10 +148,10 @@
       if (r.status === 401) {
         return newSession().then(function (t) { token = t; connect(); return send(text); });
       }
-      if (!r.ok) { return r.json().then(function (b) { setStatus(b.message || "Could not send."); }); }
+      if (!r.ok) { return r.json().then(function (b) { setStatus(b.message || words.not_sent); }); }
       setStatus("");
       setTyping(true);
-    }).catch(function () { setStatus("Could not send; check your connection and try again."); });
+    }).catch(function () { setStatus(words.not_sent); });
   }
 
   form.addEventListener("submit", function (e) {
@@ -170,14 +172,14 @@
       headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
       body: JSON.stringify(body)
     }).then(function (r) {
-      return r.json().then(function (b) { if (!r.ok) { throw new Error(b.message || "Please try again."); } return b; });
+      return r.json().then(function (b) { if (!r.ok) { throw new Error(b.message || words.not_sent); } return b; });
     });
   }
 
   document.getElementById("sb-email-form").addEventListener("submit", function (e) {
     e.preventDefault();
     postJson("/api/web/email", { email: document.getElementById("sb-email-address").value.trim() })
-      .then(function () { codeForm.hidden = false; emailStatus.textContent = "We sent you a code; it works for 10 minutes."; })
+      .then(function () { codeForm.hidden = false; emailStatus.textContent = words.code_sent; })
       .catch(function (error) { emailStatus.textContent = error.message; });
   });
 
@@ -187,12 +189,12 @@
       .then(function (body) {
         codeForm.hidden = true;
         emailStatus.textContent = body.result === "linked"
-          ? "Thanks! Your earlier conversations are connected to this chat." : "Thanks! Your email is verified.";
+          ? words.linked : words.verified;
       })
       .catch(function (error) { emailStatus.textContent = error.message; });
   });
 
   var saved = localStorage.getItem(storageKey);
   (saved ? Promise.resolve(saved) : newSession()).then(function (t) { token = t; connect(); })
-    .catch(function () { setStatus("The chat is unavailable right now."); });
+    .catch(function () { setStatus(words.unavailable); });
 })();
