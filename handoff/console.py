@@ -338,7 +338,8 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
         until = utcnow() + timedelta(hours=int(hours)) if hours != "0" else None
         return act(conversation_id, lambda: conversations.snooze(conversation_id, g.agent.agent_id, until,
                                                                  admin=is_admin()),
-                   f"Snoozed for {hours} hours: it comes back then, or when the customer writes." if until
+                   f"Snoozed for {hours} hour{'' if hours == '1' else 's'}: it comes back then, or when the "
+                   "customer writes." if until
                    else "Awake again.")
 
     @console.post("/conversations/<conversation_id>/close")

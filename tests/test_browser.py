@@ -108,6 +108,10 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
     agent.click("button:has-text('Send reply')")
     expect(customer.locator("#sb-log")).to_contain_text("Hi, this is Ann from the Puffin team.")
     expect(customer.locator(".sb-msg.agent .sb-who")).to_have_text("Ann · Puffin Outdoor")
+    # The ticket keeps the sides of the web chat: the customer on the right, the bot and agents on the left.
+    customer_box = agent.locator("#ticket-live li.msg.customer").first.bounding_box()
+    bot_box = agent.locator("#ticket-live li.msg.bot").first.bounding_box()
+    assert customer_box is not None and bot_box is not None and customer_box["x"] > bot_box["x"]
     agent.screenshot(path=str(screenshot_path(tmp_path)), full_page=True)
     agent.click("button:has-text('Close')")
     expect(agent.locator("dd.status-closed")).to_be_visible()
