@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from connectors.http import answer_errors_as_json, bearer_token, count, field, j
 from connectors.streams import StreamSlots, event_stream_response
 
 CHANNEL = "web"
+log = logging.getLogger(__name__)
 # Something@something.tld, no spaces: the code sent there is what proves the address.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -32,17 +34,29 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-WIDGET_WORDS = ("title", "heading", "intro", "header", "your_message", "placeholder", "send", "email_summary",
-                "email_label", "send_code", "code_label", "verify", "typing", "team", "agent", "reconnecting",
-                "not_sent", "code_sent", "linked", "verified", "unavailable")
+# The web chat's own words when data/widget.yml has none: plain English, naming no business.
+DEFAULT_WORDS = {
+    "title": "Chat with us", "heading": "Help", "intro": 'Ask us anything. Say "agent" to reach a person.',
+    "header": "Chat with us", "your_message": "Your message", "placeholder": "Type your question", "send": "Send",
+    "email_summary": "Wrote to us before? Verify your email to bring your earlier conversations here.",
+    "email_label": "Your email", "send_code": "Send code", "code_label": "Code from the email", "verify": "Verify",
+    "typing": "Typing", "team": "Support team", "agent": "{name}", "reconnecting": "Reconnecting...",
+    "not_sent": "Could not send; check your connection and try again.",
+    "code_sent": "We sent you a code; it works for 10 minutes.",
+    "linked": "Thanks! Your earlier conversations are connected to this chat.",
+    "verified": "Thanks! Your email is verified.", "unavailable": "The chat is unavailable right now.",
+}
+WIDGET_WORDS = tuple(DEFAULT_WORDS)
 
 
 def load_widget_words(path: Path) -> dict[str, dict[str, str]]:
-    """The web chat's own words per language from `path` (data/widget.yml): each language's missing words
-    are English; an unknown word or a file without English is an error naming the file."""
+    """The web chat's own words per language from `path` (data/widget.yml; without the file, plain English).
+    A word a language lacks is the file's English one, else the default; an unknown word is an error
+    naming the file."""
+    if not path.is_file():
+        log.info("no web chat words at %s: the chat is shown in plain English", path)
+        return {"en": dict(DEFAULT_WORDS)}
     document = load_yaml(path, "web chat words")
-    if not isinstance(document.get("en"), dict):
-        raise SwitchboardError(f"{path}: needs the English words under 'en:'")
     words: dict[str, dict[str, str]] = {}
     for language, given in document.items():
         if not isinstance(given, dict):
@@ -52,10 +66,8 @@ def load_widget_words(path: Path) -> dict[str, dict[str, str]]:
             raise SwitchboardError(f"{path}: '{language}' has unknown words {', '.join(unknown)}; "
                                    f"the words are {', '.join(WIDGET_WORDS)}")
         words[str(language)] = {str(k): str(v) for k, v in given.items()}
-    missing = [w for w in WIDGET_WORDS if w not in words["en"]]
-    if missing:
-        raise SwitchboardError(f"{path}: 'en' lacks {', '.join(missing)}")
-    return {language: {**words["en"], **own} for language, own in words.items()}
+    english = {**DEFAULT_WORDS, **words.get("en", {})}
+    return {"en": english, **{language: {**english, **own} for language, own in words.items()}}
 
 
 # The greeting a new chat opens with (text and quick-reply buttons) in a language, if the domain has one.

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, utcnow
-from connectors.web import WIDGET_WORDS, load_widget_words
+from connectors.web import DEFAULT_WORDS, WIDGET_WORDS, load_widget_words
 from switchboard.app import services_of
 from tests.conftest import ROOT, WebChat, settle
 
@@ -103,6 +103,11 @@ def test_the_chats_own_words_are_in_the_pages_language_and_every_language_has_th
     broken.write_text("en:\n  header: Hi\n  sned: Send\n", encoding="utf-8")
     with pytest.raises(SwitchboardError, match="unknown words sned"):
         load_widget_words(broken)
+    # Without the file the chat still opens, in plain English naming no business.
+    assert load_widget_words(tmp_path / "none.yml") == {"en": DEFAULT_WORDS}
+    only_german = tmp_path / "de.yml"
+    only_german.write_text("de:\n  send: Senden\n", encoding="utf-8")
+    assert load_widget_words(only_german)["de"] == {**DEFAULT_WORDS, "send": "Senden"}
 
 
 def test_a_quick_reply_naming_an_intent_is_that_intent_in_the_pages_language(customer: WebChat, app: Flask) -> None:
