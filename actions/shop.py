@@ -166,13 +166,14 @@ class ActionOrderStatus(OrderAction):
 
     def answer(self, dispatcher: CollectingDispatcher, order: dict[str, str],
                tracker: Tracker) -> list[EventType]:
+        today = asked_on(tracker)
         late = order["status"] in ("processing", "shipped") and bool(order["eta"]) \
-            and asked_on(tracker) > date.fromisoformat(order["eta"])
+            and today > date.fromisoformat(order["eta"])
         if not late:
             say(dispatcher, tracker, f"utter_order_{order['status']}", order)
             return []
         trace_on = working_days_after(date.fromisoformat(order["eta"]), TRACE_AFTER_WORKING_DAYS)
-        if order["status"] == "shipped" and asked_on(tracker) < trace_on:
+        if order["status"] == "shipped" and today < trace_on:
             say(dispatcher, tracker, "utter_order_shipped_late", order, trace_on=trace_on)
             return []
         if order["status"] == "shipped":

@@ -94,6 +94,7 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
     """Build the web chat's page and JSON API around the given collaborators. Agents' replies carry the
     agent's first name (from `agents`); the page opens with `welcome` in the browser's language among
     `languages`, in `words` (the page's own, per language; English without them)."""
+    every_words = words or {"en": DEFAULT_WORDS}
     web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                     static_url_path="/static/web")
     answer_errors_as_json(web)
@@ -109,18 +110,20 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         events = conversations.identity_events(CHANNEL, external_id, after)
         conversations.mark_sent([str(e.data["reply_id"]) for _, e in events
                                  if e.kind == EventKind.MESSAGE_OUT])
-        return [_public(event_id, event, first_name(event)) for event_id, event in events]
+        agent_ids = {str(e.data["agent_id"]) for _, e in events if e.author == Author.AGENT and e.data.get("agent_id")}
+        names = {agent_id: first_name(agent_id) for agent_id in agent_ids}  # one look-up per agent, not per reply
+        return [_public(event_id, event, names.get(str(event.data.get("agent_id")))
+                        if event.author == Author.AGENT else None) for event_id, event in events]
 
-    def first_name(event: Event) -> str | None:
-        agent_id = event.data.get("agent_id") if event.author == Author.AGENT else None
-        agent = agents.get_agent(str(agent_id)) if agent_id and agents is not None else None
+    def first_name(agent_id: str) -> str | None:
+        agent = agents.get_agent(agent_id) if agents is not None else None
         return agent.name.split()[0] if agent is not None and agent.name.strip() else None
 
     @web.get("/")
     def chat_page() -> str:
         language = request.accept_languages.best_match(languages) or languages[0]
         greeting = welcome(language)
-        shown = (words or {}).get(language) or (words or {}).get("en") or {}
+        shown = every_words.get(language) or every_words["en"]
         return render_template("web/chat.html", language=language, words=shown, welcome={
             "text": greeting[0], "buttons": [{"title": b.title, "payload": b.payload} for b in greeting[1]],
         } if greeting else None)

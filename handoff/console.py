@@ -127,16 +127,16 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
 
     def rows(items: list[Conversation]) -> list[QueueRow]:
         now = utcnow()
+        names = {a.agent_id: a.name for a in agents.list_agents()} if any(c.assignee_id for c in items) else {}
         result = []
         for conversation in items:
             customer = conversations.get_customer(conversation.customer_id)
             rated = [e.data["sentiment"] for e in conversations.transcript(conversation.conversation_id)
                      if e.kind == EventKind.MESSAGE_IN and "sentiment" in e.data]
             waited = max(0, int((now - conversation.updated_at).total_seconds() // 60))
-            assignee = agents.get_agent(conversation.assignee_id) if conversation.assignee_id else None
             result.append(QueueRow(conversation, customer.display_name, sorted({c for c, _ in customer.identities}),
                                    min(rated) if rated else None, rated[-1] if rated else None, waited,
-                                   assignee.name if assignee else None))
+                                   names.get(conversation.assignee_id or "")))
         return result
 
     @console.get("/")
@@ -148,21 +148,25 @@ def create_console_blueprint(conversations: ConversationStore, agents: AgentStor
             abort(404)
         open_ones = conversations.list_conversations([ConversationStatus.QUEUED, ConversationStatus.ASSIGNED])
         queued = [c for c in open_ones if c.status == ConversationStatus.QUEUED]
-        lists = {
-            "overview": [("Waiting for an agent", queued, "Nobody is waiting."),
-                         ("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations."),
-                         ("Held by other agents", [c for c in open_ones if c.status == ConversationStatus.ASSIGNED
-                                                   and c.assignee_id != agent.agent_id], "None.")],
-            "unassigned": [("Waiting for an agent", queued, "Nobody is waiting.")],
-            "mine": [("Yours", conversations_in(conversations, "mine", agent), "You hold no conversations."),
-                     ("Snoozed: back when the time is up or the customer writes",
-                      conversations_in(conversations, "snoozed", agent), "None.")],
-            "bot": [(f"With the bot now (a message in the last {LIVE_MINUTES} minutes); open one to step in",
-                     conversations_in(conversations, "bot", agent), "Nobody is chatting with the bot.")],
-            "all": [("Open conversations: with the bot, waiting or held", conversations_in(conversations, "all", agent),
-                     "None.")],
-            "closed": [("Closed, latest first", conversations_in(conversations, "closed", agent), "None yet.")],
-        }[view]
+        def section(title: str, name: str, empty: str) -> tuple[str, list[Conversation], str]:
+            return title, conversations_in(conversations, name, agent), empty
+
+        # Only the view asked for is read: the page reloads on every change of the queue.
+        shown: dict[str, Callable[[], list[tuple[str, list[Conversation], str]]]] = {
+            "overview": lambda: [("Waiting for an agent", queued, "Nobody is waiting."),
+                                 section("Yours", "mine", "You hold no conversations."),
+                                 ("Held by other agents", [c for c in open_ones
+                                                           if c.status == ConversationStatus.ASSIGNED
+                                                           and c.assignee_id != agent.agent_id], "None.")],
+            "unassigned": lambda: [("Waiting for an agent", queued, "Nobody is waiting.")],
+            "mine": lambda: [section("Yours", "mine", "You hold no conversations."),
+                             section("Snoozed: back when the time is up or the customer writes", "snoozed", "None.")],
+            "bot": lambda: [section(f"With the bot now (a message in the last {LIVE_MINUTES} minutes); open one to "
+                                    "step in", "bot", "Nobody is chatting with the bot.")],
+            "all": lambda: [section("Open conversations: with the bot, waiting or held", "all", "None.")],
+            "closed": lambda: [section("Closed, latest first", "closed", "None yet.")],
+        }
+        lists = shown[view]()
         template = "console/_queue_lists.html" if request.args.get("fragment") else "console/queue.html"
         flooding = [conversations.get_conversation(c) for c in floods()]
         return render_template(template, view=view, views=VIEWS, waiting=len(queued), flooding=flooding,

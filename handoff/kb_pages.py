@@ -50,9 +50,9 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
                         gaps: Callable[[datetime | None, datetime | None], list[GapCluster]],
                         handle_gaps: Callable[[Sequence[str], str, str | None, str], None],
                         languages: Sequence[str] = ("en",),
-                        preview_draft: Callable[[str, str], Outcome] | None = None) -> Blueprint:
+                        preview_draft: Callable[[], Callable[[str, str], Outcome]] | None = None) -> Blueprint:
     """Build the `/console/kb` pages around the given collaborators. `preview` answers a question from the
-    live index, `preview_draft` from the working copy (unpublished edits included)."""
+    live index; `preview_draft()` gives the same over the working copy (unpublished edits included)."""
     kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
     editor = require_agent(agents, EDITOR_ROLES)
     # Raw HTML in an article is shown as text, never run: articles are customer-facing content.
@@ -134,12 +134,13 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
     def test_question() -> str:
         question = request.args.get("q", "").strip()[:1000]
         draft = request.args.get("against") == "draft" and preview_draft is not None
-        ask = preview_draft if draft and preview_draft is not None else preview
+        by_channel: dict[str, Outcome] = {}
         try:
-            by_channel = {channel: ask(question, channel) for channel in KNOWN_CHANNELS} if question else {}
+            if question:
+                ask = preview_draft() if draft and preview_draft is not None else preview
+                by_channel = {channel: ask(question, channel) for channel in KNOWN_CHANNELS}
         except SwitchboardError as exc:  # a working copy that does not build says why
             flash(f"The working copy cannot be tested: {exc}")
-            by_channel = {}
         outcome = by_channel.get("web")
         tried = next((data for kind, data in outcome.events if kind == "kb_answer"), None) if outcome else None
         return render_template("console/kb_test.html", question=question, outcome=outcome, tried=tried,

@@ -83,15 +83,13 @@ class KnowledgeBasePublisher:
         """What a version changed in the article files, against the version before it: that version's
         name (None for the first) and each changed file's unified diff. An error for versions published
         before their files were kept."""
-        names = [path.name for path, _ in self.versions()]
-        path = snapshot_path(self._index_dir, name)
-        after = snapshot_sources(path)
-        older = names[names.index(name) + 1:] if name in names else []
-        before = snapshot_sources(snapshot_path(self._index_dir, older[0])) if older else {}
+        after = snapshot_sources(snapshot_path(self._index_dir, name))
+        names = [path.name for path, _ in self.versions()]  # newest first
+        previous = next(iter(names[names.index(name) + 1:]), None) if name in names else None
+        before = snapshot_sources(snapshot_path(self._index_dir, previous)) if previous else {}
         if after is None or before is None:
             raise SwitchboardError("versions published before Switchboard kept the articles' files cannot be "
                                    "compared")
-        previous = older[0] if older else None
         changes = []
         for file in sorted(set(before) | set(after)):
             old, new = before.get(file, ""), after.get(file, "")

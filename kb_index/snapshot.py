@@ -43,6 +43,7 @@ POINTER = "CURRENT"
 LEXICAL = "bm25s-en-stopwords-snowball-1"
 LOCK = ".build.lock"
 HNSW_NEIGHBOURS = 32
+SOURCES = "articles"  # a snapshot's copy of the article files it was built from
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
@@ -348,8 +349,6 @@ def switch_to(index_dir: Path, name: str) -> None:
         pointer.write(name)
     os.replace(staging, index_dir / POINTER)
 
-
-SOURCES = "articles"  # a snapshot's copy of the article files it was built from
 
 _CHUNK_TEXT_FIELDS = ("article_id", "title", "url", "heading", "text", "audience", "lang", "question",
                       "translation_of")

@@ -85,14 +85,14 @@ class DraftPreview:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
 
-    def __call__(self, question: str, channel: str) -> Outcome:
+    def __call__(self) -> Callable[[str, str], Outcome]:
+        """The preview of the working copy as it is now (its index brought up to date once per call)."""
         with self._lock:
             if self._publisher.build_draft(self._dir) or self._engine is None:
                 settings, services = self._services.settings, self._services
                 retriever = HybridRetriever(self._dir, services.encoder, multilingual=multilingual_model(settings))
                 self._engine = build_engine(settings, services.encoder, retriever, services.store)
-            engine = self._engine
-        return engine.preview(question, channel)
+            return self._engine.preview
 
 
 @dataclass
