@@ -3,18 +3,23 @@
 py3langid (a naive Bayes model over byte n-grams, shipped in the package) scores the message
 against the languages the business serves; its probabilities are calibrated for the text's
 length. Chinese is told apart as simplified (`zh`) or traditional (`zh-TW`) by its characters
-(hanzidentifier). A message too short or too unsure to judge ("ok", "PO-2610427", "👍") has no
-language, so it never switches the one a conversation is in.
+(hanzidentifier). Codes and order numbers are left out of the judgement, and a message too short
+or too unsure to judge ("ok", "PO-2610427", "LINK K7P2QX", "👍") has no language, so it never
+switches the one a conversation is in.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import hanzidentifier
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 DEFAULT_LANGUAGES = ("en", "de", "bg", "zh", "zh-TW", "th")
+# Order numbers, link codes and references ("PO-2610427", "K7P2QX", "SB-7F3K2"): Latin letters and
+# digits together are no word of any language, yet their letters can sway the guess.
+_CODE = re.compile(r"[A-Za-z0-9-]*[0-9][A-Za-z0-9-]*")
 
 
 def base_language(code: str) -> str:
@@ -55,6 +60,7 @@ class LanguageDetector:
         ("/kb_helpful", "/greet": Rasa's form of an intent, in no language)."""
         if text.lstrip().startswith("/"):
             return None
+        text = _CODE.sub(" ", text)
         letters = sum(1 for character in text if character.isalpha())
         # One Chinese or Thai character carries about as much as a word of a Latin or Cyrillic script.
         wide = sum(1 for character in text if written_without_spaces(character))

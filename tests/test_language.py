@@ -33,6 +33,14 @@ def test_a_short_or_language_less_message_has_none(text: str) -> None:
     assert DETECTOR.detect(text) is None
 
 
+@pytest.mark.parametrize("code", ["2ECRZT", "FKTZY1", "S1NZDR", "ZEA351", "ZHGDC8"])
+def test_codes_and_numbers_are_no_words_of_any_language(code: str) -> None:
+    # Link codes like these once made "LINK 2ECRZT" German, and the reply to it came in German.
+    assert DETECTOR.detect(f"LINK {code}") is None
+    assert DETECTOR.detect(f"where is PO-2610427 and {code}") == "en"
+    assert DETECTOR.detect(f"我的订单{code}在哪里") == "zh"
+
+
 def test_the_translated_question_sets_are_recognised_and_english_is_never_taken_for_another_language() -> None:
     for lang in ("de", "bg", "zh", "zh-TW", "th"):
         rows = [row for split in ("dev", "test") for row in
