@@ -53,20 +53,33 @@ def order_number_in(text: str | None) -> str | None:
     return f"PO-{match.group(1)}" if match else None
 
 
+# A word of a name: letters, and Thai's vowel signs, which are combining marks that `\w` does not match.
+_NAME_WORD = r"(?:[^\W\d_]|[\u0e00-\u0e7f])[\w'\u0e00-\u0e7f-]*"
+_NAME_WORDS = rf"(?P<name>{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}})"
 # "my name is Anna Schmidt", "I'm Anna", "this is Tom Baker", "call me Jo": the words after the lead-in,
 # up to three, stopping at a word that is no part of a name ("I'm Anna and my order ...").
-_NAME = re.compile(r"\b(?:my name is|my name's|name is|name's|i am|i'm|im|this is|call me|it's|its)\s+"
-                   r"(?P<name>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*){0,2})", re.IGNORECASE)
+_NAME = re.compile(r"\b(?:my name is|my name's|name is|name's|i am|i'm|im|this is|call me|it's|its)\s+" + _NAME_WORDS,
+                   re.IGNORECASE)
 _NOT_NAMES = {"and", "but", "from", "here", "with", "i", "my", "a", "an", "the", "looking", "trying", "not",
               "just", "writing", "asking", "calling", "about", "again", "still", "so", "very", "really", "me", "you",
               "it", "that", "this", "sure", "sorry"}
+# The same lead-ins in the sample shop's other languages. Chinese and Thai write a name straight after them
+# with no space ("我叫王伟", "ฉันชื่อสมศรี"): the name runs to the end of the clause, less Thai's polite
+# particles ("ครับ", "ค่ะ").
+_NAME_ELSEWHERE = re.compile(
+    r"(?:\b(?:ich heiße|ich heisse|mein name ist|ich bin|hier ist|nenn mich|nennen sie mich|казвам се|името ми е|"
+    r"аз съм|тук е)\s+|我叫|我的名字是|我的名字叫|叫我|我是|ฉันชื่อ|ผมชื่อ|หนูชื่อ|ดิฉันชื่อ|เรียกฉันว่า|เรียกผมว่า|ผม|ฉัน)"
+    + _NAME_WORDS, re.IGNORECASE)
+_THAI_PARTICLES = re.compile(r"(?:ครับ|ค่ะ|คะ|นะ|จ้า|จ้ะ|ก็ได้)+$")
+_NOT_NAMES_ELSEWHERE = {"und", "aber", "hier", "mit", "ich", "mein", "nicht", "noch", "и", "но", "от", "с"}
 
 
 def name_in(text: str | None) -> str | None:
-    """The name in "my name is anna schmidt" -> "Anna Schmidt" (capitalised if typed all lower case)."""
+    """The name in "my name is anna schmidt" -> "Anna Schmidt" (capitalised if typed all lower case), in
+    "ich heiße anna schmidt", "казвам се Анна Петрова", "我叫王伟" or "ฉันชื่อสมศรี ใจดี"."""
     match = _NAME.search(text or "")
     if match is None:
-        return None
+        return _name_elsewhere(text or "")
     words: list[str] = []
     for word in match.group("name").split():
         if word.casefold() in _NOT_NAMES:
@@ -76,6 +89,20 @@ def name_in(text: str | None) -> str | None:
         return None
     name = " ".join(words)
     return name.title() if name.islower() else name
+
+
+def _name_elsewhere(text: str) -> str | None:
+    match = _NAME_ELSEWHERE.search(text)
+    if match is None:
+        return None
+    words = []
+    for word in match.group("name").split():
+        word = _THAI_PARTICLES.sub("", word)
+        if not word or word.casefold() in _NOT_NAMES_ELSEWHERE:
+            break
+        words.append(word)
+    name = " ".join(words)
+    return (name.title() if name.islower() else name) or None
 
 
 def remember(**attributes: Any) -> EventType:

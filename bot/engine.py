@@ -135,9 +135,12 @@ class Engine:
     def __init__(self, encoder: Encoder, classifier: IntentClassifier, retriever: Retriever,
                  model: DialogueModel, memory: DialogueMemory, *, actions: ActionServer | None = None,
                  sentiment: LexiconSentiment | None = None, policy: EnginePolicy | None = None,
-                 languages: LanguageDetector | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 languages: LanguageDetector | None = None, clock: Callable[[], datetime] = utcnow,
+                 other_languages: IntentClassifier | None = None) -> None:
         self._encoder = encoder
         self._classifier = classifier
+        # Intents of messages in other languages than English, on the multilingual encoder's vectors.
+        self._other_languages = other_languages
         self._retriever = retriever
         self._model = model
         self._memory = memory
@@ -250,7 +253,7 @@ class Engine:
         if self._kb_choice(turn) or self._kb_feedback(turn):
             return None
 
-        vector = self._encoder.encode([turn.text])[0]
+        vector = self._english_vector(turn)
         self._understand(turn, vector)
         assert turn.prediction is not None
         if turn.prediction.intent == self._policy.handoff_intent:
@@ -298,7 +301,7 @@ class Engine:
         waits for the person, who sees it all; it is no miss and never hands off again."""
         if self._kb_feedback(turn, queued=True):
             return
-        vector = self._encoder.encode([turn.text])[0]
+        vector = self._english_vector(turn)
         self._understand(turn, vector)
         assert turn.prediction is not None
         if turn.prediction.intent is None:
@@ -323,12 +326,25 @@ class Engine:
         self._say(turn, "utter_reference_link", reference=reference)
         return True
 
+    def _in_other_language(self, turn: _Turn) -> bool:
+        """Whether the message is understood by the multilingual encoder: its intent and its KB search."""
+        return self._other_languages is not None and self._retriever.multilingual_for(turn.language)
+
+    def _english_vector(self, turn: _Turn) -> Any:
+        """The message's vector from the English encoder, unless the multilingual one reads it instead."""
+        return None if self._in_other_language(turn) else self._encoder.encode([turn.text])[0]
+
     def _understand(self, turn: _Turn, vector: Any) -> None:
         """Intent, entities and the slots they fill. A payload naming one of the domain's intents is that
         intent, whatever its language (a quick reply's "/order_status")."""
         payload = _intent_payload(turn.text.strip(), self._model.domain.intents)
-        turn.prediction = IntentPrediction(payload[0], 1.0, ((payload[0], 1.0),)) if payload \
-            else self._classifier.predict(turn.text, vector)
+        if payload:
+            turn.prediction = IntentPrediction(payload[0], 1.0, ((payload[0], 1.0),))
+        elif self._other_languages is not None and self._in_other_language(turn):
+            turn.prediction = self._other_languages.predict(turn.text)
+            turn.notes["intent_encoder"] = "multilingual"
+        else:
+            turn.prediction = self._classifier.predict(turn.text, vector)
         turn.notes["intent"] = turn.prediction.intent
         turn.notes["confidence"] = turn.prediction.confidence
         if payload:

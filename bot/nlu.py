@@ -65,6 +65,18 @@ class ClassifierOptions:
     in_scope_recall: float = 0.95
     max_iter: int = 2000
     tuned_folds: int = 3           # fewer folds when each fold tunes an encoder: a time budget
+    # Character n-grams beside the embedding: they catch wording and typos, but only in the language the
+    # examples are written in; a classifier of messages in other languages reads the embedding alone.
+    ngrams: bool = True
+    threshold: float | None = None  # a fixed rejection threshold instead of one calibrated on folds
+
+
+# Messages in other languages than English are classified on the multilingual encoder's vectors, trained on
+# the same (English) examples: e5 places "wo ist meine Bestellung" near "where is my order". Chosen on the
+# dev splits of data/nlu_eval/lang (docs/multilingual.md): character n-grams of English examples only
+# mislead there, a weak regularisation keeps the few examples apart, and a fixed threshold rejects what
+# fits no intent (folds of English examples say nothing about how sure it is of another language).
+OTHER_LANGUAGES = ClassifierOptions(regularisation=100.0, ngrams=False, threshold=0.3)
 
 
 class IntentClassifier:
@@ -87,7 +99,8 @@ class IntentClassifier:
         self._encoder = encoder
         report("encoding training examples")
         vectors = encoder.encode(texts)
-        self.threshold = self._calibrate(examples, vectors, labels, report, tuner)
+        self.threshold = self._options.threshold if self._options.threshold is not None \
+            else self._calibrate(examples, vectors, labels, report, tuner)
         report("training")
         self._ngrams, model = self._fit(texts, vectors, labels)
         self.intents = sorted(intents)
@@ -98,7 +111,7 @@ class IntentClassifier:
         self._embedding_weights = np.ascontiguousarray(model.coef_[:, :dimension].T)
         self._ngram_weights = np.ascontiguousarray(model.coef_[:, dimension:].T)
         self._bias = model.intercept_
-        self._analyse = self._ngrams.build_analyzer()
+        self._analyse = self._ngrams.build_analyzer() if self._ngrams is not None else None
         self._model = model
 
     def predict(self, text: str, vector: np.ndarray | None = None, ranking: int = 5) -> IntentPrediction:
@@ -127,11 +140,11 @@ class IntentClassifier:
 
     def _probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """The logistic regression's class probabilities, one row per text."""
-        if len(texts) == 1:
-            ngram_scores = self._ngram_scores(texts[0])[None, :]
-        else:
-            ngram_scores = np.asarray(self._ngrams.transform(texts) @ self._ngram_weights)
-        scores = vectors @ self._embedding_weights + ngram_scores + self._bias
+        scores = vectors @ self._embedding_weights + self._bias
+        if self._ngrams is not None and len(texts) == 1:
+            scores = scores + self._ngram_scores(texts[0])[None, :]
+        elif self._ngrams is not None:
+            scores = scores + np.asarray(self._ngrams.transform(texts) @ self._ngram_weights)
         if scores.shape[1] == 1:  # two classes: one logistic unit
             positive = 1 / (1 + np.exp(-scores))
             return np.hstack([1 - positive, positive])
@@ -140,6 +153,7 @@ class IntentClassifier:
 
     def _ngram_scores(self, text: str) -> np.ndarray:
         """One text's n-gram contribution: its TF-IDF row (sublinear tf, l2 norm) times the weights."""
+        assert self._ngrams is not None and self._analyse is not None
         vocabulary = self._ngrams.vocabulary_
         counts = Counter(vocabulary[g] for g in self._analyse(text) if g in vocabulary)
         if not counts:
@@ -153,12 +167,15 @@ class IntentClassifier:
     # -- training ------------------------------------------------------------------------
 
     @staticmethod
-    def _features(ngrams: TfidfVectorizer, texts: Sequence[str], vectors: np.ndarray) -> sparse.csr_matrix:
+    def _features(ngrams: TfidfVectorizer | None, texts: Sequence[str], vectors: np.ndarray) -> sparse.csr_matrix:
+        if ngrams is None:
+            return sparse.csr_matrix(vectors)
         return sparse.hstack([sparse.csr_matrix(vectors), ngrams.transform(texts)]).tocsr()
 
     def _fit(self, texts: Sequence[str], vectors: np.ndarray,
-             labels: np.ndarray) -> tuple[TfidfVectorizer, LogisticRegression]:
-        ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(texts)
+             labels: np.ndarray) -> tuple[TfidfVectorizer | None, LogisticRegression]:
+        ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(texts) \
+            if self._options.ngrams else None
         model = LogisticRegression(C=self._options.regularisation, max_iter=self._options.max_iter)
         with warnings.catch_warnings():
             # A capped number of iterations is a time budget on big training sets, not an error.

@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,15 +323,33 @@ class MultilingualEncoder:
 
 
 class PrefixedEncoder:
-    """Puts E5's role prefix ("query: " or "passage: ") in front of every text."""
+    """Puts E5's role prefix ("query: " or "passage: ") in front of every text, and keeps the vectors of
+    the last `remembered` single texts it encoded: a customer's message is read twice, for its intent and
+    for its KB search, and encoded once."""
 
-    def __init__(self, inner: Encoder, prefix: str) -> None:
+    def __init__(self, inner: Encoder, prefix: str, remembered: int = 0) -> None:
         self._inner = inner
         self._prefix = prefix
         self.dimension = int(getattr(inner, "dimension", 0))
+        self._remembered = remembered
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self._inner.encode([self._prefix + text for text in texts])
+        if len(texts) != 1 or not self._remembered:
+            return self._inner.encode([self._prefix + text for text in texts])
+        text = texts[0]
+        with self._lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+                return vector.copy()
+        vector = self._inner.encode([self._prefix + text])
+        with self._lock:
+            self._recent[text] = vector.copy()
+            while len(self._recent) > self._remembered:
+                self._recent.popitem(last=False)
+        return vector
 
 
 @dataclass(frozen=True)
@@ -354,7 +373,7 @@ def load_multilingual(cache_dir: Path, image: Path | None = None) -> Multilingua
         model = _loaded.get(path)
         if model is None:
             encoder = MultilingualEncoder(cache_dir, path)
-            model = MultilingualModel(encoder.model_name, PrefixedEncoder(encoder, "query: "),
+            model = MultilingualModel(encoder.model_name, PrefixedEncoder(encoder, "query: ", remembered=256),
                                       PrefixedEncoder(encoder, "passage: "))
             _loaded[path] = model
         return model

@@ -32,7 +32,7 @@ from bot.inbox import Inbox, SenderThrottle
 from bot.kb_decision import KbPolicy
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
-from bot.nlu import IntentClassifier
+from bot.nlu import OTHER_LANGUAGES, IntentClassifier
 from bot.notifier import Notifier
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
@@ -195,16 +195,33 @@ _classifiers_lock = threading.Lock()
 def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Example, ...]) -> IntentClassifier:
     """Train the intent classifier once per process for the same encoder, examples and model settings (it is
     read-only once trained, so engines share it, whichever index directory they keep their files in)."""
-    key = (encoder, examples, settings.model, settings.encoder, settings.intent_encoder)
+    def train() -> IntentClassifier:
+        tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage))
+        return IntentClassifier(encoder, examples, tuner=tuner)
+
+    return _once((encoder, examples, settings.model, settings.encoder, settings.intent_encoder), train)
+
+
+def _once(key: tuple[Any, ...], train: Callable[[], IntentClassifier]) -> IntentClassifier:
+    """The classifier trained for `key` in this process, trained now if there is none (the last 8 are kept)."""
     with _classifiers_lock:
         found = _classifiers.get(key)
         if found is None:
-            tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage))
-            found = IntentClassifier(encoder, examples, tuner=tuner)
+            found = train()
             while len(_classifiers) >= 8:
                 del _classifiers[next(iter(_classifiers))]
             _classifiers[key] = found
     return found
+
+
+def other_languages_classifier(settings: Settings, examples: tuple[Example, ...]) -> IntentClassifier | None:
+    """The intent classifier of messages in other languages than English, on the multilingual encoder (None
+    when SWITCHBOARD_LANGUAGES lists only English); trained once per process for the same examples."""
+    multilingual = multilingual_model(settings)
+    if multilingual is None:
+        return None
+    return _once((multilingual.queries, examples), lambda: IntentClassifier(multilingual.queries, examples,
+                                                                             OTHER_LANGUAGES))
 
 
 def language_codes(settings: Settings) -> tuple[str, ...]:
@@ -244,7 +261,8 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
     if classifier is None:
         classifier = trained_classifier(settings, encoder, nlu.examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
-                  policy=EnginePolicy(kb=kb_policy(settings)), languages=language_detector(settings), clock=clock)
+                  policy=EnginePolicy(kb=kb_policy(settings)), languages=language_detector(settings), clock=clock,
+                  other_languages=other_languages_classifier(settings, nlu.examples))
 
 
 def serves_other_languages(settings: Settings) -> bool:

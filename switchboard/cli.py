@@ -231,23 +231,25 @@ def nlu() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report, with every prediction, as JSON.")
 @click.option("--confusions", default=10, show_default=True, type=click.IntRange(0),
               help="How many of the most confused intent pairs to list.")
-@click.option("--intent-encoder", type=click.Choice(["tuned", "shared"]), default=None,
+@click.option("--intent-encoder", type=click.Choice(["tuned", "shared", "multilingual"]), default=None,
               help="Tune a copy of the encoder on the training file, or use the KB's [default: "
-                   "SWITCHBOARD_INTENT_ENCODER, tuned].")
+                   "SWITCHBOARD_INTENT_ENCODER, tuned]; multilingual: the classifier of messages in other "
+                   "languages than English.")
 def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, intent_encoder: str | None) -> None:
     """Train the intent classifier on one file and test it on another."""
     import dataclasses
     import json
     import time
 
-    from bot.nlu import IntentClassifier
+    from bot.nlu import OTHER_LANGUAGES, IntentClassifier
     from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
     from bot.training_data import load_nlu
     from kb_index.encoder import ProgressEncoder, load_encoder
+    from kb_index.multilingual import load_multilingual
     from switchboard.app import intent_tuner
 
     settings = _settings()
-    if intent_encoder is not None:
+    if intent_encoder in ("tuned", "shared"):
         settings = dataclasses.replace(settings, intent_encoder=intent_encoder)
     started = time.monotonic()
 
@@ -258,8 +260,12 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     try:
         train = load_nlu(train_file, lambda warning: click.echo(f"warning: {warning}", err=True))
         test = load_nlu(test_file, lambda warning: click.echo(f"warning: {warning}", err=True))
-        encoder = ProgressEncoder(load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder))
-        classifier = IntentClassifier(encoder, train.examples, progress=stage, tuner=intent_tuner(settings, stage))
+        if intent_encoder == "multilingual":
+            encoder = ProgressEncoder(load_multilingual(settings.index_dir / "onnx").queries)
+            classifier = IntentClassifier(encoder, train.examples, OTHER_LANGUAGES, progress=stage)
+        else:
+            encoder = ProgressEncoder(load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder))
+            classifier = IntentClassifier(encoder, train.examples, progress=stage, tuner=intent_tuner(settings, stage))
         stage("encoding test examples")
         texts = [e.text for e in test.examples]
         vectors = encoder.encode(texts)
@@ -275,14 +281,15 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
                    err=True)
     report = evaluate(test.examples, predictions, classifier.threshold, confusions)
     seconds = time.monotonic() - started
+    which = "multilingual" if intent_encoder == "multilingual" else "tuned" if classifier.tuned else "shared"
     if as_json:
         click.echo(json.dumps({**report.as_json(), "nearest_neighbour_accuracy": baseline,
-                               "intent_encoder": "tuned" if classifier.tuned else "shared",
+                               "intent_encoder": which,
                                "train_examples": len(train.examples),
                                "test_examples": len(test.examples), "seconds": round(seconds, 1)}, indent=2))
         return
     click.echo(f"Trained on {len(train.examples)} examples of {len(classifier.intents)} intents "
-               f"({'tuned' if classifier.tuned else 'shared'} encoder), tested on {len(test.examples)} in "
+               f"({which} encoder), tested on {len(test.examples)} in "
                f"{seconds:.0f} s; rejection threshold {report.threshold:.3f}")
     click.echo(f"  accuracy            {report.accuracy:.3f}")
     click.echo(f"  in-scope accuracy   {report.in_scope_accuracy:.3f}  ({report.top_guess_accuracy:.3f} had nothing "
