@@ -601,10 +601,12 @@ class Engine:
                  and not e.data["answered_by"].get("continuing")]
         if not asked:
             return False
-        topic = f"\u201c{_shorten(asked[-1].text or '', 80)}\u201d"
+        # The customer's own words, quoted by each language's response in its own way, and the order they
+        # were about unless they named it (a number reads the same in every language).
+        topic = _shorten(asked[-1].text or "", 80)
         order = previous.dialogue.slots.get("order_number")
-        if order:
-            topic += f" (order {order})"
+        if order and str(order) not in topic:
+            topic += f" ({order})"
         self._say(turn, "utter_recall", topic=topic, when=_days_ago((now.date() - previous.updated_at.date()).days))
         turn.notes["recalled"] = previous.reference
         return True

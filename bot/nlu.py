@@ -76,7 +76,7 @@ class ClassifierOptions:
 # dev splits of data/nlu_eval/lang (docs/multilingual.md): character n-grams of English examples only
 # mislead there, a weak regularisation keeps the few examples apart, and a fixed threshold rejects what
 # fits no intent (folds of English examples say nothing about how sure it is of another language).
-OTHER_LANGUAGES = ClassifierOptions(regularisation=100.0, ngrams=False, threshold=0.3)
+OTHER_LANGUAGE_INTENTS = ClassifierOptions(regularisation=100.0, ngrams=False, threshold=0.3)
 
 
 class IntentClassifier:

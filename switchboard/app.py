@@ -32,7 +32,7 @@ from bot.inbox import Inbox, SenderThrottle
 from bot.kb_decision import KbPolicy
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
-from bot.nlu import OTHER_LANGUAGES, IntentClassifier
+from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
 from bot.notifier import Notifier
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
@@ -220,8 +220,8 @@ def other_languages_classifier(settings: Settings, examples: tuple[Example, ...]
     multilingual = multilingual_model(settings)
     if multilingual is None:
         return None
-    return _once((multilingual.queries, examples), lambda: IntentClassifier(multilingual.queries, examples,
-                                                                             OTHER_LANGUAGES))
+    queries = multilingual.queries
+    return _once((queries, examples), lambda: IntentClassifier(queries, examples, OTHER_LANGUAGE_INTENTS))
 
 
 def language_codes(settings: Settings) -> tuple[str, ...]:

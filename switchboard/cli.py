@@ -241,7 +241,7 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     import json
     import time
 
-    from bot.nlu import OTHER_LANGUAGES, IntentClassifier
+    from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
     from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
     from bot.training_data import load_nlu
     from kb_index.encoder import ProgressEncoder, load_encoder
@@ -262,7 +262,7 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
         test = load_nlu(test_file, lambda warning: click.echo(f"warning: {warning}", err=True))
         if intent_encoder == "multilingual":
             encoder = ProgressEncoder(load_multilingual(settings.index_dir / "onnx").queries)
-            classifier = IntentClassifier(encoder, train.examples, OTHER_LANGUAGES, progress=stage)
+            classifier = IntentClassifier(encoder, train.examples, OTHER_LANGUAGE_INTENTS, progress=stage)
         else:
             encoder = ProgressEncoder(load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder))
             classifier = IntentClassifier(encoder, train.examples, progress=stage, tuner=intent_tuner(settings, stage))

@@ -37,8 +37,17 @@ def test_a_returning_customer_is_reminded_of_their_last_question(chat: Recording
     chat.clock.now += timedelta(days=3)
     replies = chat.say("hi")
     assert replies[0].startswith("Hi Anna!")
-    assert replies[1] == ("Welcome back, Anna! 3 days ago you asked about \u201cwhere is my order\u201d "
-                          "(order PO-2610427). Is this about that?")
+    assert replies[1] == ("Welcome back, Anna! 3 days ago you asked about \u201cwhere is my order (PO-2610427)\u201d. "
+                          "Is this about that?")
+
+
+def test_a_returning_customer_is_reminded_in_their_language_with_no_english_in_it(chat: RecordingChannel) -> None:
+    chat.say("wo ist meine bestellung PO-2610427")
+    close(chat)
+    chat.clock.now += timedelta(days=3)
+    replies = chat.say("hallo, ich bin wieder da")
+    assert replies[-1] == ('Willkommen zur\u00fcck! Zuletzt haben Sie nach "wo ist meine bestellung PO-2610427" '
+                           "gefragt. Geht es wieder darum?")
 
 
 def test_a_returning_customer_whose_first_words_are_unclear_is_asked_about_last_time(chat: RecordingChannel) -> None:
