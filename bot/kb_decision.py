@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.errors import SwitchboardError
 from bot.messages import Passage
 
 
@@ -49,6 +50,39 @@ class LanguagePolicies:
 
 
 OTHER_LANGUAGES = LanguagePolicies()
+
+
+def policy_spec(policy: KbPolicy) -> str:
+    """A policy as SWITCHBOARD_KB_OTHER_LANGUAGES writes it: answer score/lead/choice score/window."""
+    return "/".join(f"{value:g}" for value in (policy.answer_score, policy.answer_margin, policy.choice_score,
+                                                policy.choice_window))
+
+
+def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUAGES,
+                            name: str = "SWITCHBOARD_KB_OTHER_LANGUAGES") -> LanguagePolicies:
+    """`*=0.802/0.02/0.802/0.03, bg=0.793/0.02/0.793/0.03`: the shared policy (`*`) and languages' own, each
+    as `policy_spec` writes it; what the spec leaves out keeps `defaults`. Empty: `defaults`."""
+    shared, languages = defaults.shared, dict(defaults.languages)
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        language, _, values = part.partition("=")
+        numbers = values.split("/")
+        try:
+            parsed = [float(n) for n in numbers]
+        except ValueError:
+            parsed = []
+        if not language.strip() or len(parsed) != 4 or not all(0 <= n <= 1 for n in parsed):
+            raise SwitchboardError(f"{name}: {part!r} is not a language's policy; write it as <language or *>="
+                                   "<answer score>/<lead>/<choice score>/<window>, each between 0 and 1, e.g. "
+                                   f"*={policy_spec(defaults.shared)} (switchboard kb eval suggests them)")
+        answer, margin, choice, window = parsed
+        policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
+        if language.strip() == "*":
+            shared = policy
+        else:
+            languages[language.strip()] = policy
+    return LanguagePolicies(shared, languages)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox, SenderThrottle
-from bot.kb_decision import KbPolicy
+from bot.kb_decision import KbPolicy, LanguagePolicies, parse_language_policies
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
 from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
@@ -261,7 +261,8 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
     if classifier is None:
         classifier = trained_classifier(settings, encoder, nlu.examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
-                  policy=EnginePolicy(kb=kb_policy(settings)), languages=language_detector(settings), clock=clock,
+                  policy=EnginePolicy(kb=kb_policy(settings), kb_other_languages=other_language_policies(settings)),
+                  languages=language_detector(settings), clock=clock,
                   other_languages=other_languages_classifier(settings, nlu.examples))
 
 
@@ -273,6 +274,11 @@ def serves_other_languages(settings: Settings) -> bool:
 def multilingual_model(settings: Settings) -> MultilingualModel | None:
     """The encoder of questions in other languages than English, when SWITCHBOARD_LANGUAGES lists any."""
     return load_multilingual(settings.index_dir / "onnx") if serves_other_languages(settings) else None
+
+
+def other_language_policies(settings: Settings) -> LanguagePolicies:
+    """When the bot answers questions in other languages than English (SWITCHBOARD_KB_OTHER_LANGUAGES)."""
+    return parse_language_policies(settings.kb_other_languages)
 
 
 def kb_policy(settings: Settings) -> KbPolicy:

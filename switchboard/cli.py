@@ -144,7 +144,7 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     import dataclasses
     import json
 
-    from bot.kb_decision import OTHER_LANGUAGES, KbAction
+    from bot.kb_decision import KbAction, policy_spec
     from kb_index.encoder import load_encoder
     from kb_index.evaluation import (
         calibrate,
@@ -157,10 +157,11 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
         score,
     )
     from kb_index.retriever import HybridRetriever
-    from switchboard.app import kb_policy, language_detector, multilingual_model
+    from switchboard.app import kb_policy, language_detector, multilingual_model, other_language_policies
 
     settings = _settings()
     try:
+        others = other_language_policies(settings)
         cases = load_cases(questions)
         encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
         retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings))
@@ -176,13 +177,15 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     if min_score is not None:
         policy = dataclasses.replace(policy, answer_score=min_score)
     languages = {r.language for r in results if r.multilingual}
-    if results and all(r.multilingual for r in results):
+    other = bool(results) and all(r.multilingual for r in results)
+    language = str(languages.pop()) if other and len(languages) == 1 else "*"
+    if other:
         click.echo("Every question is in another language than English: matched by the multilingual encoder "
-                   "and decided by its policy", err=True)
-        policy = OTHER_LANGUAGES.get(languages.pop() if len(languages) == 1 else None)
+                   "and decided by its policy (SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
+        policy = others.get(None if language == "*" else language)
     report = score(results, policy.answer_score)
-    decided = report_decisions(results, policy)
-    made = decisions(results, policy)
+    decided = report_decisions(results, policy, others)
+    made = decisions(results, policy, others)
     suggested = calibrate_policy(results)
     if as_json:
         click.echo(json.dumps({
@@ -211,11 +214,15 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
         for r, d in failures:
             got = "declined" if d.action == KbAction.DECLINE else f"{d.action.value} {', '.join(d.article_ids)}"
             click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f})")
-    click.echo(f"Suggested on this set: answer at {suggested.answer_score:.2f} with a lead of "
-               f"{suggested.answer_margin:.2f}, choices from {suggested.choice_score:.2f} within "
-               f"{suggested.choice_window:.2f} "
-               "(SWITCHBOARD_KB_MIN_SCORE, _KB_ANSWER_MARGIN, _KB_CHOICE_SCORE, _KB_CHOICE_WINDOW); "
-               "calibrate on a dev split only.")
+    click.echo(f"Suggested on this set: answer at {suggested.answer_score:.3g} with a lead of "
+               f"{suggested.answer_margin:.3g}, choices from {suggested.choice_score:.3g} within "
+               f"{suggested.choice_window:.3g}; calibrate on a dev split only.")
+    if other:
+        click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES={language}={policy_spec(suggested)}")
+    else:
+        click.echo(f"  SWITCHBOARD_KB_MIN_SCORE={suggested.answer_score:g} SWITCHBOARD_KB_ANSWER_MARGIN="
+                   f"{suggested.answer_margin:g} SWITCHBOARD_KB_CHOICE_SCORE={suggested.choice_score:g} "
+                   f"SWITCHBOARD_KB_CHOICE_WINDOW={suggested.choice_window:g}")
 
 
 @main.group()

@@ -47,6 +47,9 @@ class Settings:
     kb_answer_margin: float = 0.06   # ... and its lead over the next article
     kb_choice_score: float = 0.55    # articles at least this good may be offered as choices
     kb_choice_window: float = 0.10   # ... when within this of the best
+    # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
+    # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/kb_decision.py).
+    kb_other_languages: str = ""
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks
     twilio_sms_number: str = ""       # the E.164 number replies by SMS come from

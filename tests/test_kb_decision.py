@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 
+from bot.errors import SwitchboardError
 from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, gap_questions
-from bot.kb_decision import KbAction, KbPolicy, decide
+from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbPolicy, decide, parse_language_policies, policy_spec
 from bot.messages import ConversationStatus, Event, EventKind, Passage
 from switchboard.app import services_of
 from tests.conftest import WebChat
@@ -99,3 +101,19 @@ def test_answers_by_sms_ask_nothing_after_them(chat: RecordingChannel) -> None:
     (answer,) = chat.say("how much is shipping")
     assert "4.95" in answer and "Did this help" not in answer
     assert chat.last_outcome is not None and not chat.last_outcome.replies[0].buttons
+
+
+def test_the_policies_of_other_languages_are_read_from_one_setting() -> None:
+    assert parse_language_policies("") == OTHER_LANGUAGES
+    policies = parse_language_policies("*=0.9/0.01/0.85/0.05, th=0.7/0.02/0.7/0.03")
+    assert policies.get("de") == KbPolicy(answer_score=0.9, answer_margin=0.01, choice_score=0.85, choice_window=0.05)
+    assert policies.get("th") == KbPolicy(answer_score=0.7, answer_margin=0.02, choice_score=0.7, choice_window=0.03)
+    assert policies.get("bg") == OTHER_LANGUAGES.get("bg")  # what the setting leaves out keeps its default
+    assert parse_language_policies(f"bg={policy_spec(OTHER_LANGUAGES.get('bg'))}") == OTHER_LANGUAGES
+
+
+@pytest.mark.parametrize("spec", ["0.8/0.02/0.8/0.03", "*=0.8/0.02/0.8", "de=high/0.02/0.8/0.03", "de=1.5/0/0/0",
+                                  "=0.8/0.02/0.8/0.03"])
+def test_a_wrong_policy_setting_says_how_to_write_one(spec: str) -> None:
+    with pytest.raises(SwitchboardError, match=r"SWITCHBOARD_KB_OTHER_LANGUAGES: .*<language or \*>=<answer score>"):
+        parse_language_policies(spec)

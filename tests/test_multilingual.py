@@ -200,3 +200,22 @@ class Counting:
 def _kb_event(chat: RecordingChannel) -> dict[str, Any]:
     events = chat.store.transcript(chat.conversation().conversation_id)
     return [e.data for e in events if e.kind == EventKind.KB_ANSWER][-1]
+
+
+def test_a_business_sets_the_decision_for_other_languages(make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat(kb_other_languages="*=0.99/0.5/0.99/0.01")  # nothing is ever this sure
+    chat.say("你们的退货政策是什么？多少天内可以退货")
+    assert _kb_event(chat)["decision"] == "decline"
+
+
+def test_kb_eval_suggests_the_setting_for_a_language(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+
+    monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(index_dir))
+    result = CliRunner().invoke(main, ["kb", "eval", "--questions",
+                                       str(ROOT / "data" / "kb_eval" / "lang" / "bg" / "dev.csv")])
+    assert result.exit_code == 0, result.output
+    assert "answer at 0.79 with a lead of 0.02" in result.output  # Bulgarian's own policy decided
+    assert "SWITCHBOARD_KB_OTHER_LANGUAGES=bg=" in result.output
