@@ -24,6 +24,7 @@ from bot.capabilities import CAPABILITIES, fit_reply
 from bot.errors import SwitchboardError
 from bot.messages import Button, OutboxEntry, utcnow
 from bot.notifier import Notifier
+from bot.ports import NO_METER, Meter
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ class DeliveryWorker:
 
     def __init__(self, store: DeliveryStore, senders: Mapping[str, Sender], notifier: Notifier,
                  retry: RetryPolicy | None = None, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None, poll_seconds: float = 1.0) -> None:
+                 rng: random.Random | None = None, poll_seconds: float = 1.0, meter: Meter = NO_METER) -> None:
         self._store = store
+        self._meter = meter
         self._senders = dict(senders)
         self._notifier = notifier
         self._retry = retry or RetryPolicy()
@@ -139,16 +141,20 @@ class DeliveryWorker:
             self._failed(entry, f"{type(exc).__name__}: {exc}", permanent=False, retry_after=None)
             return
         self._store.delivery_done(entry.reply_id, self._clock())
+        self._meter.delivery(entry.channel, "sent")
 
     def _failed(self, entry: OutboxEntry, error: str, permanent: bool, retry_after: float | None) -> None:
         if permanent:
             log.warning("reply %s on %s failed for good: %s", entry.reply_id, entry.channel, error)
             self._store.delivery_failed(entry.reply_id, error)
+            self._meter.delivery(entry.channel, "failed")
         elif entry.attempts >= self._retry.max_attempts:
             log.warning("reply %s on %s failed %d times; giving up: %s", entry.reply_id, entry.channel,
                         entry.attempts, error)
             self._store.delivery_failed(entry.reply_id, f"gave up after {entry.attempts} attempts: {error}")
+            self._meter.delivery(entry.channel, "failed")
         else:
             delay = retry_after if retry_after is not None else self._retry.delay(entry.attempts, self._rng)
             log.info("reply %s on %s: %s; retrying in %.1f s", entry.reply_id, entry.channel, error, delay)
             self._store.delivery_retry(entry.reply_id, self._clock() + timedelta(seconds=delay), error)
+            self._meter.delivery(entry.channel, "retry")

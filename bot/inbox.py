@@ -13,7 +13,7 @@ from bot.errors import InvalidMessage, MessageTooLarge
 from bot.language import LanguageDetector
 from bot.messages import Accepted, InboundMessage
 from bot.notifier import Notifier
-from bot.ports import ConversationStore
+from bot.ports import NO_METER, ConversationStore, Meter
 from bot.privacy import PrivacyPolicy
 from bot.processor import ConversationProcessor
 
@@ -73,8 +73,10 @@ class Inbox:
 
     def __init__(self, store: ConversationStore, processor: ConversationProcessor, notifier: Notifier,
                  max_text_length: int, privacy: PrivacyPolicy | None = None,
-                 throttle: SenderThrottle | None = None, languages: LanguageDetector | None = None) -> None:
+                 throttle: SenderThrottle | None = None, languages: LanguageDetector | None = None,
+                 meter: Meter = NO_METER) -> None:
         self._store = store
+        self._meter = meter
         self._privacy = privacy or PrivacyPolicy()
         self._processor = processor
         self._notifier = notifier
@@ -106,6 +108,7 @@ class Inbox:
         accepted = self._store.accept(dataclasses.replace(message, text=text, data=data))
         if accepted.duplicate:
             return accepted
+        self._meter.message_received(message.channel)
         if flood:
             if sent == self._throttle.burst + 1:
                 log.warning("conversation %s: more than %d messages in %g s from one sender; the bot answers "

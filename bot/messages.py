@@ -212,6 +212,7 @@ class PendingMessage:
     throttled: bool = False   # sent in a flood: answered only if it is the last message waiting
     rated: str | None = None  # a rating of a closed conversation: "first", or "repeat" for a later one
     followed: bool = False    # a later message of the conversation waits too
+    received_at: datetime | None = None  # when it was stored
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,34 @@ from bot.messages import (
 from bot.outcome import Outcome
 
 
+class Meter(Protocol):
+    """What monitoring counts as it happens (switchboard/metrics.py); `NO_METER` counts nothing."""
+
+    def message_received(self, channel: str) -> None: ...
+
+    def turn_done(self, channel: str, outcome: Outcome, waited: float | None) -> None:
+        """A turn stored; `waited`: seconds from the message's arrival to its replies' commit."""
+        ...
+
+    def delivery(self, channel: str, result: str) -> None:
+        """A reply's send: "sent", "retry" or "failed"."""
+        ...
+
+
+class _NoMeter:
+    def message_received(self, channel: str) -> None:
+        pass
+
+    def turn_done(self, channel: str, outcome: Outcome, waited: float | None) -> None:
+        pass
+
+    def delivery(self, channel: str, result: str) -> None:
+        pass
+
+
+NO_METER: Meter = _NoMeter()
+
+
 class Encoder(Protocol):
     """Turns texts into unit-length float32 vectors, one row per text."""
 

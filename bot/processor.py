@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bot.engine import Engine
 from bot.errors import Unavailable
-from bot.messages import PendingMessage
+from bot.messages import PendingMessage, utcnow
 from bot.outcome import Outcome
-from bot.ports import ConversationStore
+from bot.ports import NO_METER, ConversationStore, Meter
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ class ConversationProcessor:
     """
 
     def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4, max_attempts: int = 3,
-                 retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)) -> None:
+                 retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), meter: Meter = NO_METER) -> None:
         self._store = store
+        self._meter = meter
         self._engine = engine
         self._max_attempts = max_attempts
         self._retry_delays = retry_delays
@@ -147,4 +148,6 @@ class ConversationProcessor:
         else:
             # The customer must not be left unanswered: a person takes over.
             outcome = self._engine.hand_off(conversation, "processing_error")
-        self._store.complete_turn(pending, outcome)
+        if self._store.complete_turn(pending, outcome):
+            waited = (utcnow() - pending.received_at).total_seconds() if pending.received_at else None
+            self._meter.turn_done(pending.channel, outcome, waited)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import secrets
 import threading
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -63,7 +65,8 @@ from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
-from switchboard.settings import Settings
+from switchboard.metrics import PrometheusMeter, exposition
+from switchboard.settings import Settings, metrics_multiprocess_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ class Services:
     delivery: DeliveryWorker
     telegram: TelegramClient | None
     retention: RetentionWorker
+    meter: PrometheusMeter
     telegram_poller: TelegramPoller | None = None
     streams: StreamSlots | None = None  # set by create_app: the open event streams
 
@@ -303,17 +307,19 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
         log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
                     "matched as if English; rebuild it: switchboard kb build", settings.languages)
     engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
-    processor = ConversationProcessor(store, engine, threads=settings.processor_threads)
+    meter = PrometheusMeter()
+    processor = ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter)
     privacy = load_privacy(settings.privacy_path)
     inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,
-                  SenderThrottle(settings.sender_burst), language_detector(settings))
+                  SenderThrottle(settings.sender_burst), language_detector(settings), meter)
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:
         senders["telegram"] = TelegramSender(telegram)
-    delivery = DeliveryWorker(store, senders, notifier)
+    delivery = DeliveryWorker(store, senders, notifier, meter=meter)
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
-                    batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days))
+                    batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
+                    meter)
 
 
 def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
@@ -452,6 +458,18 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         except Unavailable as exc:
             return jsonify({"status": "unavailable", "store": str(exc)}), 503
         return jsonify({"status": "ok", "store": "ok"}), 200
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        # Off unless a token is set: the counts tell outsiders how busy the business is.
+        if not settings.metrics_token:
+            abort(404)
+        expected = f"Bearer {settings.metrics_token}".encode()
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return Response("metrics need Authorization: Bearer <SWITCHBOARD_METRICS_TOKEN>\n", status=401,
+                            mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
+        return Response(exposition(services.meter, services.store, metrics_multiprocess_dir()),
+                        mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

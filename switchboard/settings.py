@@ -50,6 +50,7 @@ class Settings:
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
     # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/kb_decision.py).
     kb_other_languages: str = ""
+    metrics_token: str = ""  # /metrics answers scrapers sending "Authorization: Bearer <token>"; empty: off
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks
     twilio_sms_number: str = ""       # the E.164 number replies by SMS come from
@@ -97,3 +98,9 @@ class Settings:
                     f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
         values.update(overrides)
         return cls(**values)
+
+
+def metrics_multiprocess_dir() -> str | None:
+    """prometheus-client's own PROMETHEUS_MULTIPROC_DIR: where several processes keep their counts (it reads
+    the variable itself when imported, so it is no Switchboard setting)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

@@ -557,7 +557,7 @@ class SqliteConversationStore:
         """Return the oldest unprocessed message of a conversation, if any."""
         row = self._connection().execute(
             "SELECT i.inbound_id, i.conversation_id, i.event_seq, e.channel, e.external_id, e.text, e.data, "
-            "EXISTS (SELECT 1 FROM inbound j WHERE j.conversation_id = i.conversation_id "
+            "e.created_at, EXISTS (SELECT 1 FROM inbound j WHERE j.conversation_id = i.conversation_id "
             "AND j.processed_at IS NULL AND j.inbound_id > i.inbound_id) AS followed "
             "FROM inbound i JOIN events e ON e.conversation_id = i.conversation_id AND e.seq = i.event_seq "
             "WHERE i.conversation_id = ? AND i.processed_at IS NULL ORDER BY i.inbound_id LIMIT 1",
@@ -570,7 +570,8 @@ class SqliteConversationStore:
         return PendingMessage(row["inbound_id"], row["conversation_id"], row["event_seq"],
                               row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"),
                               throttled=bool(data.get("throttled")), followed=bool(row["followed"]),
-                              rated=None if rating is None else "repeat" if rating.get("repeat") else "first")
+                              rated=None if rating is None else "repeat" if rating.get("repeat") else "first",
+                              received_at=datetime.fromisoformat(row["created_at"]))
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.
@@ -853,6 +854,13 @@ class SqliteConversationStore:
         count: int = self._connection().execute(
             "SELECT COUNT(*) FROM conversations WHERE status = 'queued'").fetchone()[0]
         return count
+
+    def queue_waiting_since(self) -> datetime | None:
+        """When the conversation waiting longest for an agent was handed off, or None if none waits."""
+        row = self._connection().execute(
+            "SELECT MIN(COALESCE((SELECT MAX(e.created_at) FROM events e WHERE e.conversation_id = c.conversation_id "
+            "AND e.kind = 'handoff'), c.updated_at)) FROM conversations c WHERE c.status = 'queued'").fetchone()
+        return datetime.fromisoformat(row[0]) if row[0] else None
 
     def conversations_of(self, customer_id: str) -> list[Conversation]:
         """Every conversation of a customer, latest first."""

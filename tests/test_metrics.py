@@ -1,0 +1,131 @@
+"""/metrics: Prometheus's text format behind a bearer token, counted as things happen and added up across
+processes."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.delivery import DeliveryWorker, RetryPolicy
+from bot.notifier import Notifier
+from bot.stores.sqlite import SqliteConversationStore
+from connectors.twilio import TwilioSender, twilio_client
+from switchboard.metrics import PrometheusMeter
+from tests.conftest import OPEN_HOURS, ROOT, WebChat
+from tests.dialogue import Clock
+from tests.test_delivery import queue_replies
+from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
+
+TOKEN = "scrape-me-0123456789"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition by name and labels (parsed by prometheus-client's own parser)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    return samples(response.get_data(as_text=True))
+
+
+def test_metrics_are_off_without_a_token(app: Flask) -> None:
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", TOKEN, f"Basic {TOKEN}"])
+def test_metrics_need_the_token(make_app: Callable[..., Flask], authorization: str | None) -> None:
+    app = make_app(metrics_token=TOKEN)
+    response = app.test_client().get("/metrics", headers={"Authorization": authorization} if authorization else {})
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert "switchboard_" not in response.get_data(as_text=True)
+
+
+def test_a_conversation_is_counted(make_app: Callable[..., Flask]) -> None:
+    app = make_app(metrics_token=TOKEN)
+    before = scrape(app)
+    assert before[("switchboard_queue_conversations", ())] == 0
+    assert before[("switchboard_queue_oldest_wait_seconds", ())] == 0
+    customer = WebChat(app, app.test_client())
+    customer.say("how long do i have to return something")
+    customer.say("I want to talk to a person")
+    customer.send("I want to talk to a person", client_message_id="m2")  # a repeat: stored once, counted once
+    found = scrape(app)
+    assert found[("switchboard_messages_received_total", (("channel", "web"),))] == 2
+    assert found[("switchboard_reply_seconds_count", (("channel", "web"),))] == 2
+    assert found[("switchboard_bot_replies_total", (("channel", "web"),))] >= 2
+    assert found[("switchboard_kb_decisions_total", (("decision", "answer"), ("encoder", "english")))] == 1
+    assert found[("switchboard_handoffs_total", (("reason", "customer_request"),))] == 1
+    assert found[("switchboard_queue_conversations", ())] == 1
+    assert found[("switchboard_queue_oldest_wait_seconds", ())] > 0
+
+
+@pytest.fixture
+def stub() -> Iterator[TwilioStub]:
+    server = TwilioStub()
+    yield server
+    server.close()
+
+
+def test_deliveries_are_counted_by_result(tmp_path: Path, stub: TwilioStub) -> None:
+    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    meter = PrometheusMeter()
+    clock = Clock(OPEN_HOURS)
+    sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url), "sms", "+15005550006", None)
+    worker = DeliveryWorker(store, {"sms": sender}, Notifier(), RetryPolicy(max_attempts=2), clock=clock,
+                            rng=random.Random(1), meter=meter)
+    queue_replies(store, "Your parcel ships today.")
+    queue_replies(store, "Hello!", customer="+4915199999999")
+    stub.failures = [Failure(500, 20500, "boom")] * 3
+    worker.run_once()                      # both fail once: retried
+    clock.now += timedelta(minutes=5)
+    worker.run_once()                      # the first gives up, the second goes out
+    store.close()
+    counts = {labels: value for (name, labels), value in samples(_text(meter)).items()
+              if name == "switchboard_deliveries_total"}
+    assert counts == {(("channel", "sms"), ("result", "retry")): 2.0, (("channel", "sms"), ("result", "failed")): 1.0,
+                      (("channel", "sms"), ("result", "sent")): 1.0}
+
+
+def _text(meter: PrometheusMeter) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(meter.registry).decode()
+
+
+COUNT_IN_A_PROCESS = """
+import sys
+from switchboard.metrics import PrometheusMeter
+meter = PrometheusMeter()
+for _ in range(int(sys.argv[1])):
+    meter.message_received("sms")
+"""
+
+SCRAPE = """
+from switchboard.metrics import PrometheusMeter, exposition
+from switchboard.settings import metrics_multiprocess_dir
+class NoQueue:
+    def queue_length(self): return 0
+    def queue_waiting_since(self): return None
+print(exposition(PrometheusMeter(), NoQueue(), metrics_multiprocess_dir()).decode())
+"""
+
+
+def test_several_processes_are_added_up(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    for count in (3, 4):
+        subprocess.run([sys.executable, "-c", COUNT_IN_A_PROCESS, str(count)], env=env, check=True, timeout=120)
+    scraped = subprocess.run([sys.executable, "-c", SCRAPE], env=env, check=True, timeout=120, capture_output=True,
+                             text=True).stdout
+    assert samples(scraped)[("switchboard_messages_received_total", (("channel", "sms"),))] == 7
