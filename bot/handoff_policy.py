@@ -8,6 +8,7 @@ decide what the customer is told about the wait.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -40,12 +41,14 @@ def normalise(text: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
-def _found(phrase: str, padded: str) -> bool:
-    """Whether a normalised phrase is in a normalised, space-padded text: as whole words, or anywhere for
-    a phrase in a script written without spaces."""
-    if any(written_without_spaces(character) for character in phrase):
-        return phrase in padded
-    return f" {phrase} " in padded
+def _finder(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern finding any of the normalised phrases in a normalised, space-padded text: as whole words,
+    or anywhere for a phrase in a script written without spaces."""
+    if not phrases:
+        return None
+    return re.compile("|".join(
+        re.escape(phrase) if any(written_without_spaces(c) for c in phrase) else re.escape(f" {phrase} ")
+        for phrase in sorted(phrases, key=len, reverse=True)))
 
 
 @dataclass(frozen=True)
@@ -56,19 +59,26 @@ class ExplicitRequest:
     keywords: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # language -> words
     short_message_words: int = 4
 
+    @functools.cached_property
+    def _finders(self) -> tuple[dict[str, re.Pattern[str] | None], dict[str, re.Pattern[str] | None]]:
+        """Each language's phrases and words as one pattern, compiled on first use."""
+        return ({language: _finder(phrases) for language, phrases in self.phrases.items()},
+                {language: _finder(words) for language, words in self.keywords.items()})
+
     def language_of_request(self, text: str) -> str | None:
         """The language of the request phrase or word found in the text, if any. In Chinese and Thai,
         written without spaces, a phrase counts anywhere in the text, and a word in a message of at most
         two characters a word allowed elsewhere ("转人工", "ติดต่อเจ้าหน้าที่")."""
         words = normalise(text)
         padded = f" {words} "
-        for language, phrases in self.phrases.items():
-            if any(_found(phrase, padded) for phrase in phrases):
+        phrases, keywords = self._finders
+        for language, finder in phrases.items():
+            if finder is not None and finder.search(padded):
                 return language
         unspaced = sum(1 for character in words if written_without_spaces(character))
         if len(words.split()) <= self.short_message_words and unspaced <= 2 * self.short_message_words:
-            for language, keywords in self.keywords.items():
-                if any(_found(keyword, padded) for keyword in keywords):
+            for language, finder in keywords.items():
+                if finder is not None and finder.search(padded):
                     return language
         return None
 
