@@ -326,31 +326,41 @@ class Engine:
         self._say(turn, "utter_reference_link", reference=reference)
         return True
 
-    def _in_other_language(self, turn: _Turn) -> bool:
-        """Whether the message is understood by the multilingual encoder: its intent and its KB search."""
-        return self._other_languages is not None and self._retriever.multilingual_for(turn.language)
+    def parse(self, text: str) -> tuple[IntentPrediction, list[Entity], str | None]:
+        """What the bot makes of a message outside any conversation (Rasa's `/model/parse`): its intent,
+        entities and language."""
+        language = self._languages.detect(text) if self._languages is not None else None
+        prediction, entities, _ = self._read(text, language, None)
+        return prediction, entities, language
+
+    def _in_other_language(self, language: str | None) -> bool:
+        """Whether a message in `language` is understood by the multilingual encoder: intent and KB search."""
+        return self._other_languages is not None and self._retriever.multilingual_for(language)
 
     def _english_vector(self, turn: _Turn) -> Any:
         """The message's vector from the English encoder, unless the multilingual one reads it instead."""
-        return None if self._in_other_language(turn) else self._encoder.encode([turn.text])[0]
+        return None if self._in_other_language(turn.language) else self._encoder.encode([turn.text])[0]
+
+    def _read(self, text: str, language: str | None, vector: Any) -> tuple[IntentPrediction, list[Entity], bool]:
+        """The intent and entities of a message, and whether the multilingual classifier read it. A payload
+        naming one of the domain's intents is that intent, whatever its language (a quick reply's
+        "/order_status")."""
+        payload = _intent_payload(text.strip(), self._model.domain.intents)
+        if payload:
+            entities = [Entity(name, str(value), 0, 0, "payload") for name, value in payload[1].items()]
+            return IntentPrediction(payload[0], 1.0, ((payload[0], 1.0),)), entities, False
+        entities = self._model.entities.extract(text) if self._model.entities is not None else []
+        if self._other_languages is not None and self._in_other_language(language):
+            return self._other_languages.predict(text), entities, True
+        return self._classifier.predict(text, vector), entities, False
 
     def _understand(self, turn: _Turn, vector: Any) -> None:
-        """Intent, entities and the slots they fill. A payload naming one of the domain's intents is that
-        intent, whatever its language (a quick reply's "/order_status")."""
-        payload = _intent_payload(turn.text.strip(), self._model.domain.intents)
-        if payload:
-            turn.prediction = IntentPrediction(payload[0], 1.0, ((payload[0], 1.0),))
-        elif self._other_languages is not None and self._in_other_language(turn):
-            turn.prediction = self._other_languages.predict(turn.text)
+        """Intent, entities and the slots they fill."""
+        turn.prediction, turn.entities, multilingual = self._read(turn.text, turn.language, vector)
+        if multilingual:
             turn.notes["intent_encoder"] = "multilingual"
-        else:
-            turn.prediction = self._classifier.predict(turn.text, vector)
         turn.notes["intent"] = turn.prediction.intent
         turn.notes["confidence"] = turn.prediction.confidence
-        if payload:
-            turn.entities = [Entity(name, str(value), 0, 0, "payload") for name, value in payload[1].items()]
-        elif self._model.entities is not None:
-            turn.entities = self._model.entities.extract(turn.text)
         if turn.entities:
             turn.notes["entities"] = {e.entity: e.value for e in turn.entities}
         intent = turn.prediction.intent

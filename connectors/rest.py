@@ -47,7 +47,8 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
     def webhook() -> Response:
         trusted = authenticated()
         body = json_object()
-        sender = field(body, "sender", max_length=200)
+        # Rasa's own default: a message without a sender is the "default" sender's.
+        sender = "default" if body.get("sender") is None else field(body, "sender", max_length=200)
         text = field(body, "message")
         message_id = body.get("message_id")
         accepted = inbox.accept(InboundMessage(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import secrets
@@ -46,6 +47,7 @@ from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
+from connectors.rasa_api import create_rasa_api_blueprint
 from connectors.rest import create_rest_blueprint
 from connectors.streams import StreamSlots, stream_limit
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
@@ -280,6 +282,15 @@ def multilingual_model(settings: Settings) -> MultilingualModel | None:
     return load_multilingual(settings.index_dir / "onnx") if serves_other_languages(settings) else None
 
 
+def model_id(settings: Settings, retriever: HybridRetriever) -> str:
+    """What the bot answers from now (Rasa's `model_id`): a digest of the NLU, domain and rules files and
+    the live KB snapshot's name."""
+    digest = hashlib.sha256()
+    for path in (settings.nlu_path, settings.domain_path, settings.rules_path):
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return f"{digest.hexdigest()[:12]}-{retriever.snapshot.path.name}"
+
+
 def other_language_policies(settings: Settings) -> LanguagePolicies:
     """When the bot answers questions in other languages than English (SWITCHBOARD_KB_OTHER_LANGUAGES)."""
     return parse_language_policies(settings.kb_other_languages)
@@ -400,9 +411,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                languages=language_codes(settings), words=load_widget_words(settings.widget_path))
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
                                  token=settings.rest_token)
+    rasa_api = create_rasa_api_blueprint(services.engine.parse, lambda: model_id(settings, services.retriever),
+                                         token=settings.rest_token, max_text_length=settings.max_text_length)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
     csrf.exempt(rest)
+    csrf.exempt(rasa_api)
+    app.register_blueprint(rasa_api)
     store = services.store
     twilio = create_twilio_blueprint(
         services.inbox, lambda sid, state, error: store.delivery_receipt(sid, state, error, RECEIPT_ORDER),

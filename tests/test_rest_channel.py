@@ -40,9 +40,37 @@ def test_rest_repeated_message_id_is_answered_once(client: FlaskClient) -> None:
 def test_rest_bad_bodies_are_400(client: FlaskClient) -> None:
     assert client.post("/webhooks/rest/webhook", data="nope", content_type="application/json").status_code == 400
     assert client.post("/webhooks/rest/webhook", json={"sender": "x"}).status_code == 400
-    missing_sender = client.post("/webhooks/rest/webhook", json={"message": "hi"})
-    assert missing_sender.status_code == 400
-    assert "sender" in missing_sender.get_json()["message"]
+    assert client.post("/webhooks/rest/webhook", json={"sender": "", "message": "hi"}).status_code == 400
+    assert client.post("/webhooks/rest/webhook", json={"sender": 7, "message": "hi"}).status_code == 400
+
+
+def test_a_message_without_a_sender_is_the_default_senders_as_in_rasa(client: FlaskClient) -> None:
+    answered = client.post("/webhooks/rest/webhook", json={"message": "how much is shipping"})
+    assert answered.status_code == 200
+    assert answered.get_json() and all(reply["recipient_id"] == "default" for reply in answered.get_json())
+
+
+def test_rasas_version_status_and_parse(client: FlaskClient) -> None:
+    version = client.get("/version").get_json()
+    assert version["version"] and version["version"] == version["minimum_compatible_version"]
+    status = client.get("/status").get_json()
+    assert status["num_active_training_jobs"] == 0 and status["model_id"]
+    parsed = client.post("/model/parse", json={"text": "where is my order PO-2610427"}).get_json()
+    assert parsed["text"] == "where is my order PO-2610427"
+    assert parsed["intent"]["name"] == "order_status" and parsed["intent_ranking"][0]["name"] == "order_status"
+    assert {"entity": "order_number", "value": "PO-2610427"}.items() <= parsed["entities"][0].items()
+    german = client.post("/model/parse", json={"text": "wo ist meine bestellung"}).get_json()
+    assert german["intent"]["name"] == "order_status" and german["language"] == "de"
+    unknown = client.post("/model/parse", json={"text": "purple elephants dance on the moon"}).get_json()
+    assert unknown["intent"]["name"] == "nlu_fallback"
+    assert client.post("/model/parse", json={"txt": "hello"}).status_code == 400
+
+
+def test_rasas_http_api_takes_the_rest_token(make_app: Callable[..., Flask]) -> None:
+    client = make_app(rest_token="s3cret-token").test_client()
+    assert client.get("/status").status_code == 401
+    assert client.post("/model/parse", json={"text": "hi"}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/status?token=s3cret-token").status_code == 200
 
 
 def agent_answers(app: Flask, text: str) -> None:
