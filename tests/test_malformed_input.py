@@ -255,6 +255,12 @@ def test_rest_channel_never_fails_on_input(client: FlaskClient, body: Any) -> No
 
 
 @FUZZ
+@given(body=body_for({"text": "where is my order PO-2610427"}))
+def test_model_parse_never_fails_on_input(client: FlaskClient, body: Any) -> None:
+    assert_answered(client.post("/model/parse", data=json.dumps(body), content_type="application/json"))
+
+
+@FUZZ
 @given(form=body_for({"MessageSid": "SM1", "From": "+4915123456780", "Body": "hello", "NumMedia": "1",
                       "ProfileName": "Anna", "MediaUrl0": "https://example.com/a.jpg", "MessageStatus": "sent",
                       "ErrorCode": "30003"}).filter(lambda form: isinstance(form, dict))
