@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.errors import SwitchboardError
-from bot.messages import Event, EventKind
+from bot.messages import Conversation, ConversationStatus, Event, EventKind
 
 PROTOCOL_VERSION = "3.6.0"
 
@@ -103,6 +103,33 @@ def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], acti
             "latest_input_channel": turn.channel,
         },
         "domain": dict(domain),
+    }
+
+
+def tracker_state(conversation: Conversation, history: Sequence[Event]) -> dict[str, Any]:
+    """A conversation as Rasa's tracker (`GET /conversations/<id>/tracker`): slots, the latest message
+    and what the bot understood of it, and the messages as `user` and `bot` events."""
+    state = conversation.dialogue
+    events = _history_events(history)
+    latest_user = next((e for e in reversed(history) if e.kind == EventKind.MESSAGE_IN), None)
+    latest: dict[str, Any] = {}
+    if latest_user is not None:
+        latest = {"text": latest_user.text,
+                  "intent": {"name": latest_user.data.get("intent"),
+                             "confidence": latest_user.data.get("confidence")},
+                  "entities": [{"entity": name, "value": value}
+                               for name, value in (latest_user.data.get("entities") or {}).items()]}
+    return {
+        "sender_id": conversation.last_external_id,
+        "slots": dict(state.slots),
+        "latest_message": latest,
+        "events": events,
+        "paused": conversation.status != ConversationStatus.BOT,
+        "followup_action": None,
+        "active_loop": {"name": state.active_loop} if state.active_loop else {},
+        "latest_action_name": state.latest_action or "action_listen",
+        "latest_input_channel": latest_user.channel if latest_user is not None else None,
+        "latest_event_time": events[-1]["timestamp"] if events else None,
     }
 
 

@@ -1,8 +1,9 @@
-"""The parts of Rasa's HTTP API a Rasa user's tools reach for first: `/version`, `/status` and
-`/model/parse`, in Rasa's shapes.
+"""The parts of Rasa's HTTP API a Rasa user's tools reach for first: `/version`, `/status`,
+`/model/parse` and a REST sender's `/conversations/<id>/tracker`, in Rasa's shapes.
 
 They take the REST channel's token when one is set (`?token=`, as Rasa's server takes its auth token,
-or `Authorization: Bearer`) and are open without one, as the REST channel is.
+or `Authorization: Bearer`) and are open without one, as the REST channel is; the tracker, which holds
+the whole conversation, only with a token.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
 from bot.entities import Entity
-from bot.errors import NotAuthenticated
+from bot.errors import NotAllowed, NotAuthenticated, NotFound
 from bot.nlu import IntentPrediction
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
 
 Parse = Callable[[str], tuple[IntentPrediction, list[Entity], str | None]]
+Tracker = Callable[[str], dict[str, Any] | None]
 
 
-def create_rasa_api_blueprint(parse: Parse, model_id: Callable[[], str], *, token: str = "",
+def create_rasa_api_blueprint(parse: Parse, model_id: Callable[[], str], tracker: Tracker, *, token: str = "",
                               max_text_length: int = 4000) -> Blueprint:
-    """`parse` is the engine's; `model_id` names the training data and KB the bot answers from now."""
+    """`parse` is the engine's; `model_id` names the training data and KB the bot answers from now; `tracker`
+    gives a REST sender's latest conversation as Rasa's tracker, or None."""
     api = Blueprint("rasa_api", __name__)
     answer_errors_as_json(api)
 
@@ -53,5 +57,15 @@ def create_rasa_api_blueprint(parse: Parse, model_id: Callable[[], str], *, toke
             "entities": [entity.as_rasa() for entity in entities],
             "language": language,
         })
+
+    @api.get("/conversations/<sender_id>/tracker")
+    def conversation_tracker(sender_id: str) -> Response:
+        # The whole conversation: only for a caller holding the token, never open.
+        if not token:
+            raise NotAllowed("the tracker needs SWITCHBOARD_REST_TOKEN set, and the token on the request")
+        found = tracker(sender_id)
+        if found is None:
+            raise NotFound(f"no conversation of the REST sender {sender_id!r}")
+        return jsonify(found)
 
     return api

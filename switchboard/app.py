@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from actions.server import HttpActionServer, InProcessActionServer
-from bot.actions import ActionServer
+from bot.actions import ActionServer, tracker_state
 from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
 from bot.email import email_sender
@@ -411,8 +411,14 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                languages=language_codes(settings), words=load_widget_words(settings.widget_path))
     rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
                                  token=settings.rest_token)
+    def tracker(sender_id: str) -> dict[str, Any] | None:
+        conversation = services.store.latest_conversation_of("rest", sender_id)
+        if conversation is None:
+            return None
+        return tracker_state(conversation, services.store.transcript(conversation.conversation_id))
+
     rasa_api = create_rasa_api_blueprint(services.engine.parse, lambda: model_id(settings, services.retriever),
-                                         token=settings.rest_token, max_text_length=settings.max_text_length)
+                                         tracker, token=settings.rest_token, max_text_length=settings.max_text_length)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
     csrf.exempt(rest)

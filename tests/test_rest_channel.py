@@ -73,6 +73,22 @@ def test_rasas_http_api_takes_the_rest_token(make_app: Callable[..., Flask]) -> 
     assert client.get("/status?token=s3cret-token").status_code == 200
 
 
+def test_a_rest_senders_tracker_is_read_with_the_token_only(make_app: Callable[..., Flask],
+                                                            client: FlaskClient) -> None:
+    assert client.get("/conversations/anyone/tracker").status_code == 403  # no token set: never open
+    trusted = make_app(rest_token="s3cret-token").test_client()
+    auth = {"Authorization": "Bearer s3cret-token"}
+    trusted.post("/webhooks/rest/webhook", json={"sender": "crm-9", "message": "where is my order"}, headers=auth)
+    trusted.post("/webhooks/rest/webhook", json={"sender": "crm-9", "message": "PO-2610427"}, headers=auth)
+    tracker = trusted.get("/conversations/crm-9/tracker", headers=auth).get_json()
+    assert tracker["sender_id"] == "crm-9" and tracker["slots"]["order_number"] == "PO-2610427"
+    assert tracker["latest_message"]["text"] == "PO-2610427"
+    assert [e["event"] for e in tracker["events"]][:2] == ["user", "bot"]
+    assert tracker["events"][0]["text"] == "where is my order"
+    assert trusted.get("/conversations/crm-9/tracker").status_code == 401
+    assert trusted.get("/conversations/nobody/tracker", headers=auth).status_code == 404
+
+
 def agent_answers(app: Flask, text: str) -> None:
     """An agent claims the queued conversation and replies."""
     directory = services_of(app).agents

@@ -862,6 +862,14 @@ class SqliteConversationStore:
             "AND e.kind = 'handoff'), c.updated_at)) FROM conversations c WHERE c.status = 'queued'").fetchone()
         return datetime.fromisoformat(row[0]) if row[0] else None
 
+    def latest_conversation_of(self, channel: str, external_id: str) -> Conversation | None:
+        """The latest conversation of the customer behind an identity (their open one, if any), or None."""
+        row = self._connection().execute(
+            "SELECT c.* FROM identities i JOIN conversations c USING (customer_id) WHERE i.channel = ? "
+            "AND i.external_id = ? ORDER BY c.status = 'closed', c.updated_at DESC LIMIT 1",
+            (channel, external_id)).fetchone()
+        return _conversation(row) if row is not None else None
+
     def conversations_of(self, customer_id: str) -> list[Conversation]:
         """Every conversation of a customer, latest first."""
         rows = self._connection().execute(
