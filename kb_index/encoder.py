@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -206,6 +207,28 @@ def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:
             model_path = resolve_model_path(model)
             return OnnxEncoder(export_onnx(model_path, cache_dir), model_path)
     return SentenceTransformerEncoder(model)
+
+
+class RecentVectors:
+    """The vectors of the last `size` texts encoded, for a second reader of the same message (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self._size:
+                self._vectors.popitem(last=False)
+
+    def get(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Those of `texts` still remembered."""
+        with self._lock:
+            return {text: self._vectors[text] for text in texts if text in self._vectors}
 
 
 class BatchingEncoder:

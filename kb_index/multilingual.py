@@ -24,7 +24,6 @@ import importlib.util
 import logging
 import struct
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.encoder import trace_to_onnx
+from kb_index.encoder import RecentVectors, trace_to_onnx
 
 log = logging.getLogger(__name__)
 
@@ -331,25 +330,17 @@ class PrefixedEncoder:
         self._inner = inner
         self._prefix = prefix
         self.dimension = int(getattr(inner, "dimension", 0))
-        self._remembered = remembered
-        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._recent = RecentVectors(remembered) if remembered else None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) != 1 or not self._remembered:
+        if len(texts) != 1 or self._recent is None:
             return self._inner.encode([self._prefix + text for text in texts])
-        text = texts[0]
-        with self._lock:
-            vector = self._recent.get(text)
-            if vector is not None:
-                self._recent.move_to_end(text)
-                return vector.copy()
-        vector = self._inner.encode([self._prefix + text])
-        with self._lock:
-            self._recent[text] = vector.copy()
-            while len(self._recent) > self._remembered:
-                self._recent.popitem(last=False)
-        return vector
+        found = self._recent.get(texts)
+        if found:
+            return found[texts[0]].reshape(1, -1).copy()
+        vectors = self._inner.encode([self._prefix + texts[0]])
+        self._recent.put(texts, vectors.copy())
+        return vectors
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,6 @@ import os
 import random
 import shutil
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +40,14 @@ import numpy as np
 from bot.nlu import OUT_OF_SCOPE
 from bot.ports import Encoder
 from bot.training_data import Example
-from kb_index.encoder import OnnxEncoder, load_encoder, resolve_model_path, trace_to_onnx, weights_digest
+from kb_index.encoder import (
+    OnnxEncoder,
+    RecentVectors,
+    load_encoder,
+    resolve_model_path,
+    trace_to_onnx,
+    weights_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -263,26 +268,18 @@ class TwoHeadEncoder:
     def __init__(self, onnx_path: Path, model_path: Path, remembered: int = 1024) -> None:
         self._graph = OnnxEncoder(onnx_path, model_path)
         self.dimension = self._graph.dimension
-        self._remembered = remembered
-        self._intent_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._intent_vectors = RecentVectors(remembered)
         self.intents = _IntentHead(self)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         base, intents = self._graph.encode_outputs(texts)
-        with self._lock:
-            for text, vector in zip(texts, intents, strict=True):
-                self._intent_vectors[text] = vector
-                self._intent_vectors.move_to_end(text)
-            while len(self._intent_vectors) > self._remembered:
-                self._intent_vectors.popitem(last=False)
+        self._intent_vectors.put(texts, intents)
         return base
 
     def intent_vectors(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            found = {text: self._intent_vectors[text] for text in texts if text in self._intent_vectors}
+        found = self._intent_vectors.get(texts)
         missing = [text for text in dict.fromkeys(texts) if text not in found]
         if missing:
             found.update(zip(missing, self._graph.encode_outputs(missing)[1], strict=True))

@@ -282,13 +282,13 @@ def multilingual_model(settings: Settings) -> MultilingualModel | None:
     return load_multilingual(settings.index_dir / "onnx") if serves_other_languages(settings) else None
 
 
-def model_id(settings: Settings, retriever: HybridRetriever) -> str:
-    """What the bot answers from now (Rasa's `model_id`): a digest of the NLU, domain and rules files and
-    the live KB snapshot's name."""
+def training_digest(settings: Settings) -> str:
+    """A digest of the NLU, domain and rules files, taken when the engine is built from them: what the bot
+    understands with until it restarts, whatever the files say since."""
     digest = hashlib.sha256()
     for path in (settings.nlu_path, settings.domain_path, settings.rules_path):
         digest.update(path.read_bytes() if path.exists() else b"")
-    return f"{digest.hexdigest()[:12]}-{retriever.snapshot.path.name}"
+    return digest.hexdigest()[:12]
 
 
 def other_language_policies(settings: Settings) -> LanguagePolicies:
@@ -417,7 +417,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             return None
         return tracker_state(conversation, services.store.transcript(conversation.conversation_id))
 
-    rasa_api = create_rasa_api_blueprint(services.engine.parse, lambda: model_id(settings, services.retriever),
+    trained_from = training_digest(settings)
+    # Rasa's `model_id`: the training files and the live KB snapshot, which a publish switches.
+    rasa_api = create_rasa_api_blueprint(services.engine.parse,
+                                         lambda: f"{trained_from}-{services.retriever.snapshot.path.name}",
                                          tracker, token=settings.rest_token, max_text_length=settings.max_text_length)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)
