@@ -41,6 +41,8 @@ from bot.messages import (
     utcnow,
 )
 from bot.outcome import Outcome, ReferenceNotice
+from bot.reports import ConversationFacts
+from bot.stores import sqlite_reports
 from bot.stores.sqlite_customers import (
     EMAIL_CODES_PER_CLIENT,
     EMAIL_CODES_PER_HOUR,
@@ -307,7 +309,7 @@ class SqliteConversationStore:
             # Customers' messages: readable by Switchboard's user only. SQLite gives its -wal and -shm
             # files the database file's permissions.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._connection().executescript(SCHEMA)
+        self._connection().executescript(SCHEMA + sqlite_reports.SCHEMA)
         self._migrate()
 
     # -- connections and transactions ------------------------------------------------
@@ -672,6 +674,26 @@ class SqliteConversationStore:
              reply.text, json.dumps(buttons), in_reply_to, now),
         )
 
+    # -- reports -----------------------------------------------------------------------
+
+    def refresh_reports(self, progress: sqlite_reports.Progress | None = None) -> int:
+        """Bring the reports' rollups up to date with the events since the last time; returns how many
+        conversations were recounted (`progress(done, total)` is told along the way)."""
+        return sqlite_reports.refresh(self._connection(), self._write, _event, progress)
+
+    def rebuild_reports(self, progress: sqlite_reports.Progress | None = None) -> int:
+        """Count the reports' rollups again from every stored event."""
+        return sqlite_reports.rebuild(self._connection(), self._write, _event, progress)
+
+    def report_facts(self, start: datetime, end: datetime, channel: str | None = None) -> list[ConversationFacts]:
+        """The facts of the conversations started in [start, end) (bring them up to date first)."""
+        return list(sqlite_reports.facts_between(self._connection(), start, end, channel))
+
+    def report_hours(self, start: datetime, end: datetime,
+                     channel: str | None = None) -> tuple[dict[tuple[datetime, str], int], dict[str, int]]:
+        """Customer messages by UTC hour and channel, and undelivered replies by channel, in [start, end)."""
+        return sqlite_reports.hours_between(self._connection(), start, end, channel)
+
     # -- reading ---------------------------------------------------------------------
 
     def get_conversation(self, conversation_id: str) -> Conversation:
@@ -772,6 +794,7 @@ class SqliteConversationStore:
     def erase_customer(self, customer_id: str) -> int:
         """Erase a person (see `sqlite_customers.erase_customer`), then compact the file so nothing
         erased survives in free pages or the write-ahead log. Returns how many customers were erased."""
+        self.refresh_reports()  # their conversations stay counted in the reports, without their words
         with self._write() as db:
             erased = erase_customer(db, customer_id, utcnow().isoformat())
         self.compact()
@@ -779,7 +802,9 @@ class SqliteConversationStore:
         return erased
 
     def purge_transcripts(self, older_than: timedelta) -> int:
-        """Blank the transcripts of conversations closed longer ago than `older_than`; returns how many."""
+        """Blank the transcripts of conversations closed longer ago than `older_than`; returns how many.
+        The reports count them first: their figures outlive their words."""
+        self.refresh_reports()
         now = utcnow()
         with self._write() as db:
             purged = purge_transcripts(db, (now - older_than).isoformat(), now.isoformat())
@@ -983,8 +1008,10 @@ class SqliteConversationStore:
     def delivery_failed(self, reply_id: str, error: str, status: str = "failed") -> None:
         """The reply will not be sent (`failed`), or it is not known whether it was (`unknown`)."""
         with self._write() as db:
-            db.execute("UPDATE outbox SET status = ?, error = ?, next_attempt_at = NULL WHERE reply_id = ?",
-                       (status, error, reply_id))
+            row = db.execute("UPDATE outbox SET status = ?, error = ?, next_attempt_at = NULL WHERE reply_id = ? "
+                             "RETURNING channel", (status, error, reply_id)).fetchone()
+            if row is not None and status == "failed":
+                sqlite_reports.count_failed_delivery(db, row["channel"], utcnow())
         self._changed("conversations")
 
     def recover_interrupted_deliveries(self) -> list[str]:

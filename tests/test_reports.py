@@ -1,0 +1,249 @@
+"""The manager's report over a known week of conversations, every figure worked out by hand.
+
+The week (UTC, Monday 2 to Sunday 8 November 2026; opening hours Mon-Fri 09:00-17:00 London, which
+is UTC in November) is written through the store's own API with a clock the test moves:
+
+  A  web       Mon 09:00  question, KB answer (shipping-costs) 2 s later, "did this help?": yes
+  B  telegram  Mon 10:00  question, KB decline 4 s later; asks for a person (handoff 10:01:01);
+                          agent X takes it 10:05, replies 10:11:01, closes 10:31:01 tagged "refund"
+                          with the rating question; the customer rates it 4
+  C  telegram  Thu 09:00  the same customer as B: KB choices 1 s later, picks returns-policy
+  D  sms       Sat 22:00  keyword handoff with a notice 3 s later; a reply to it fails for good; agent Y takes
+                          it Mon 9 Nov 08:00, replies 08:10, closes 08:20 without a rating question
+  E  web       Tue 10 Nov outside the week
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.handoff_policy import BusinessHours
+from bot.messages import Author, EventKind, InboundMessage, Reply
+from bot.outcome import Outcome
+from bot.reports import ReportOptions, Times, build_report
+from bot.stores import sqlite as sqlite_module
+from bot.stores.sqlite import SqliteConversationStore
+
+MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
+WEEK = ReportOptions(start=MONDAY, end=MONDAY + timedelta(days=7), now=datetime(2026, 11, 20, tzinfo=UTC))
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def at(self, day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+        self.now = datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(MONDAY)
+    monkeypatch.setattr(sqlite_module, "utcnow", lambda: clock.now)
+    return clock
+
+
+class Week:
+    def __init__(self, store: SqliteConversationStore, clock: Clock) -> None:
+        self.store, self.clock = store, clock
+        self.x = store.add_agent("x@example.com", "X", "agent", "-").agent_id
+        self.y = store.add_agent("y@example.com", "Y", "agent", "-").agent_id
+        self._mid = 0
+
+    def message(self, channel: str, who: str, text: str, when: datetime) -> str:
+        self._mid += 1
+        accepted = self.store.accept(InboundMessage(channel=channel, external_id=who, text=text,
+                                                    provider_message_id=f"m{self._mid}", received_at=when))
+        return accepted.conversation_id
+
+    def turn(self, conversation_id: str, when: datetime, *events: tuple[EventKind, dict[str, object]],
+             reply: str | None = "ok", handoff: str | None = None) -> Reply | None:
+        pending = self.store.next_pending(conversation_id)
+        assert pending is not None
+        self.clock.now = when
+        replies = (Reply(conversation_id, reply, Author.BOT),) if reply else ()
+        self.store.complete_turn(pending, Outcome(replies=replies, events=events, fallback_streak=0,
+                                                  handoff_reason=handoff))
+        return replies[0] if replies else None
+
+
+def kb(decision: str, article: str | None = None, **data: object) -> tuple[EventKind, dict[str, object]]:
+    passages = [{"article_id": article, "score": 0.9}] if article else []
+    return EventKind.KB_ANSWER, {"decision": decision, "passages": passages, "question": "q", **data}
+
+
+def write_week(store: SqliteConversationStore, clock: Clock) -> Week:
+    week, at = Week(store, clock), clock.at
+    a = week.message("web", "a", "how much is shipping", at(2, 9))
+    week.turn(a, at(2, 9, 0, 2), kb("answer", "shipping-costs", answered=True))
+    week.message("web", "a", "/kb_helpful", at(2, 9, 1))
+    week.turn(a, at(2, 9, 1, 1), (EventKind.KB_ANSWER, {"decision": "feedback", "helpful": True, "answered": True}))
+
+    b = week.message("telegram", "b", "my parcel is broken", at(2, 10))
+    week.turn(b, at(2, 10, 0, 4), kb("decline", answered=False))
+    week.message("telegram", "b", "a person please", at(2, 10, 1))
+    week.turn(b, at(2, 10, 1, 1), handoff="customer_request")
+    at(2, 10, 5)
+    store.claim(b, week.x)
+    at(2, 10, 11, 1)
+    store.agent_reply(b, week.x, "Sorry about that, a refund is on its way")
+    at(2, 10, 31, 1)
+    store.close_conversation(b, week.x, resolution="refund", csat_question=("How did we do? 1-5", ()))
+    week.message("telegram", "b", "4", at(2, 10, 35))
+
+    c = week.message("telegram", "b", "can i send it back", at(5, 9))
+    week.turn(c, at(5, 9, 0, 1), kb("choices", offered=["returns-policy", "exchanges"], answered=False))
+    week.message("telegram", "b", '/kb_choice{"article_id": "returns-policy"}', at(5, 9, 0, 30))
+    week.turn(c, at(5, 9, 0, 31), kb("chosen", "returns-policy", chosen="returns-policy", answered=True))
+
+    d = week.message("sms", "+447700900001", "I want to complain", at(7, 22))
+    notice = week.turn(d, at(7, 22, 0, 3), handoff="keyword")
+    assert notice is not None
+    at(7, 22, 5)
+    store.delivery_failed(notice.reply_id, "the number does not exist")
+    at(9, 8)
+    store.claim(d, week.y)
+    at(9, 8, 10)
+    store.agent_reply(d, week.y, "What went wrong?")
+    at(9, 8, 20)
+    store.close_conversation(d, week.y)
+
+    e = week.message("web", "e", "hello", at(10, 10))
+    week.turn(e, at(10, 10, 0, 1))
+    return week
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[SqliteConversationStore]:
+    store = SqliteConversationStore(tmp_path / "store.db")
+    write_week(store, clock)
+    yield store
+    store.close()
+
+
+def london_office() -> BusinessHours:
+    nine_to_five = ((datetime(2026, 1, 1, 9).time(), datetime(2026, 1, 1, 17).time()),)
+    return BusinessHours(ZoneInfo("Europe/London"), {day: nine_to_five for day in range(5)})
+
+
+def test_the_weeks_figures(store: SqliteConversationStore) -> None:
+    options = ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now, business_hours=london_office())
+    report = build_report(store, options)
+
+    assert (report.conversations, report.messages) == (4, 7)  # A 2, B 2 (the rating is no message), C 2, D 1
+    assert report.by_channel == {"sms": {"conversations": 1, "messages": 1},
+                                 "telegram": {"conversations": 2, "messages": 4},
+                                 "web": {"conversations": 1, "messages": 2}}
+    assert list(report.by_day) == [f"2026-11-0{d}" for d in range(2, 9)]
+    assert report.by_day["2026-11-02"] == {"conversations": 2, "messages": 4}
+    assert report.by_day["2026-11-05"] == {"conversations": 1, "messages": 2}
+    assert report.by_day["2026-11-07"] == {"conversations": 1, "messages": 1}
+    assert report.by_day["2026-11-08"] == {"conversations": 0, "messages": 0}
+    assert {h: n for h, n in enumerate(report.by_hour) if n} == {9: 4, 10: 2, 22: 1}
+
+    # Ended: B and D closed, A and C idle for more than a day. Contained: A and C; helpful: A.
+    assert (report.ended, report.contained, report.contained_helpful) == (4, 2, 1)
+    assert report.containment_rate == 0.5
+    assert (report.handoffs, report.handoff_rate) == (2, 0.5)
+    assert report.handoff_reasons == {"customer_request": 1, "keyword": 1}
+
+    assert report.bot_first_response == Times(4, 2.5, 4.0)            # 2, 4, 1, 3 s
+    # From the handoff (the turn's time: B 10:01:01, D Sat 22:00:03) to the first agent reply, and to the close.
+    assert report.human_first_response == Times(2, 61_798.5, 122_997.0)  # 600 s; 34 h 9 min 57 s
+    assert report.resolution_time == Times(2, 62_698.5, 123_597.0)       # 1,800 s; 34 h 19 min 57 s
+
+    # B's customer came back on Thursday, within 7 days of its close; D's did not.
+    assert (report.closed, report.fcr_judged, report.fcr_resolved, report.fcr_rate) == (2, 2, 1, 0.5)
+
+    assert (report.csat.responses, report.csat.asked, report.csat.average) == (1, 1, 4.0)
+    assert report.csat.response_rate == 1.0
+    assert list(report.csat_by_channel) == ["telegram"] and report.csat_by_channel["telegram"].average == 4.0
+    assert list(report.csat_by_resolution) == ["refund"]
+    week_agents = {load.agent_id: load for load in report.agents}
+    x = store.agent_credentials("x@example.com")
+    y = store.agent_credentials("y@example.com")
+    assert x is not None and y is not None
+    assert list(report.csat_by_agent) == [x[0].agent_id]
+    assert week_agents[x[0].agent_id].conversations == 1
+    assert week_agents[x[0].agent_id].handling == Times(1, 1_561.0, 1_561.0)  # 10:05 -> 10:31:01
+    assert week_agents[y[0].agent_id].handling == Times(1, 1_200.0, 1_200.0)  # 08:00 -> 08:20
+    assert week_agents[y[0].agent_id].csat.asked == 0
+
+    # KB: three questions (A answered, B declined, C choices then chosen).
+    assert (report.kb_questions, report.kb_answered, report.kb_choices, report.kb_declined) == (3, 2, 1, 1)
+    assert (report.kb_helpful, report.kb_unhelpful, report.kb_answer_rate) == (1, 0, 0.6667)
+    assert report.top_articles == [("returns-policy", 1), ("shipping-costs", 1)]
+
+    assert report.delivery_failures == {"sms": 1}
+    assert report.business_hours == {"in_hours": {"conversations": 3, "handoffs": 1, "contained": 2},
+                                     "out_of_hours": {"conversations": 1, "handoffs": 1, "contained": 0}}
+
+
+def test_one_channel(store: SqliteConversationStore) -> None:
+    report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now, channel="telegram"))
+    assert (report.conversations, report.messages, report.handoffs, report.kb_questions) == (2, 4, 1, 2)
+    assert report.delivery_failures == {}
+    assert report.by_hour[9] == 2 and report.by_hour[10] == 2
+
+
+def test_what_is_not_over_yet(store: SqliteConversationStore) -> None:
+    # Seen on Monday 9 November at 12:00: C (idle since Thursday) has ended, A too; B's 7 days ended at
+    # 10:31:01, but D was closed at 08:20, so first-contact resolution does not judge D yet.
+    report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end,
+                                               now=datetime(2026, 11, 9, 12, tzinfo=UTC)))
+    assert (report.ended, report.contained) == (4, 2)
+    assert (report.closed, report.fcr_judged, report.fcr_resolved) == (2, 1, 0)  # only B, which came back
+    # With five days of silence to end a conversation, C (last message Thursday 09:00:31) has not ended.
+    report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end, inactive_after=timedelta(days=5),
+                                               now=datetime(2026, 11, 9, 12, tzinfo=UTC)))
+    assert (report.ended, report.contained, report.containment_rate) == (3, 1, 0.3333)
+
+
+def test_days_and_hours_in_the_business_time_zone(store: SqliteConversationStore) -> None:
+    # In Tokyo (UTC+9) D's Saturday 22:00 is Sunday 07:00, and A's Monday 09:00 is 18:00.
+    report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now,
+                                               zone=ZoneInfo("Asia/Tokyo")))
+    assert report.by_day["2026-11-08"]["conversations"] == 1
+    assert {h: n for h, n in enumerate(report.by_hour) if n} == {18: 4, 19: 2, 7: 1}
+
+
+def test_the_rollups_follow_new_events_and_outlive_the_transcripts(store: SqliteConversationStore,
+                                                                   clock: Clock) -> None:
+    assert store.refresh_reports() == 5  # A to E, counted for the first time
+    first = build_report(store, WEEK)
+    assert store.refresh_reports() == 0
+    week = Week.__new__(Week)
+    week.store, week.clock, week._mid = store, clock, 100
+    f = week.message("web", "f", "do you ship to Norway", clock.at(6, 12))
+    week.turn(f, clock.at(6, 12, 0, 5), kb("decline", answered=False))
+    second = build_report(store, WEEK)
+    assert (second.conversations, second.messages, second.kb_declined) == (5, 8, 2)
+    assert second.bot_first_response.count == first.bot_first_response.count + 1
+
+    clock.now = datetime(2026, 12, 20, tzinfo=UTC)
+    assert store.purge_transcripts(timedelta(days=30)) == 2  # B and D, closed in November
+    after = build_report(store, WEEK)
+    assert after == second
+    store.rebuild_reports()
+    assert build_report(store, WEEK) == second
+
+
+def test_a_merged_conversation_is_counted_once(store: SqliteConversationStore) -> None:
+    before = build_report(store, WEEK)
+    a = store.latest_conversation_of("web", "a")
+    c = store.latest_conversation_of("telegram", "b")
+    x = store.agent_credentials("x@example.com")
+    assert a is not None and c is not None and x is not None
+    # A and C are both open (with the bot): merging their customers makes them one conversation, A.
+    store.merge_customers(a.customer_id, c.customer_id, x[0].agent_id)
+    after = build_report(store, WEEK)
+    assert (after.conversations, after.messages) == (3, 7)
+    assert (after.kb_questions, after.kb_answered, after.top_articles) == (3, 2, before.top_articles)
+    assert after.by_channel["telegram"]["conversations"] == 1
