@@ -382,3 +382,66 @@ def facts_of_record(record: Mapping[str, Any]) -> ConversationFacts:
         values[name] = datetime.fromisoformat(values[name]) if values.get(name) else None
     values["articles"] = tuple(values.get("articles") or ())
     return ConversationFacts(**values)
+
+
+def report_rows(report: Report, names: Mapping[str, str] | None = None) -> list[tuple[str, str, Any]]:
+    """The report as (figure, key, value) rows: one CSV for a spreadsheet, whatever the breakdown.
+    `names` gives agents' names for their ids."""
+    names = names or {}
+    rows: list[tuple[str, str, Any]] = [("period_start", "", report.start.isoformat()),
+                                        ("period_end", "", report.end.isoformat()),
+                                        ("channel", "", report.channel or "all"),
+                                        ("conversations", "", report.conversations),
+                                        ("messages", "", report.messages)]
+    for channel, counts in report.by_channel.items():
+        rows += [(f"{name}_by_channel", channel, n) for name, n in counts.items()]
+    for day, counts in report.by_day.items():
+        rows += [(f"{name}_by_day", day, n) for name, n in counts.items()]
+    rows += [("messages_by_hour", f"{hour:02d}", n) for hour, n in enumerate(report.by_hour)]
+    rows += [("ended", "", report.ended), ("contained", "", report.contained),
+             ("contained_helpful", "", report.contained_helpful), ("containment_rate", "", report.containment_rate),
+             ("handoffs", "", report.handoffs), ("handoff_rate", "", report.handoff_rate)]
+    rows += [("handoffs_by_reason", reason, n) for reason, n in report.handoff_reasons.items()]
+    for name in ("bot_first_response", "human_first_response", "resolution_time"):
+        times: Times = getattr(report, name)
+        rows += [(f"{name}_count", "", times.count), (f"{name}_median_seconds", "", times.median),
+                 (f"{name}_p90_seconds", "", times.p90)]
+    rows += [("closed", "", report.closed), ("fcr_judged", "", report.fcr_judged),
+             ("fcr_resolved", "", report.fcr_resolved), ("fcr_rate", "", report.fcr_rate)]
+    rows += _csat_rows("csat", "", report.csat)
+    for name in ("channel", "agent", "resolution"):
+        for key, csat in getattr(report, f"csat_by_{name}").items():
+            rows += _csat_rows(f"csat_by_{name}", names.get(key, key) if name == "agent" else key, csat)
+    for load in report.agents:
+        agent = names.get(load.agent_id, load.agent_id)
+        rows += [("agent_conversations", agent, load.conversations),
+                 ("agent_handling_median_seconds", agent, load.handling.median)]
+        rows += _csat_rows("agent_csat", agent, load.csat)
+    rows += [(f"kb_{name}", "", getattr(report, f"kb_{name}"))
+             for name in ("questions", "answered", "choices", "declined", "helpful", "unhelpful", "answer_rate")]
+    rows += [("kb_top_articles", article, n) for article, n in report.top_articles]
+    rows += [("delivery_failures", channel, n) for channel, n in report.delivery_failures.items()]
+    for side, counts in report.business_hours.items():
+        rows += [(f"{name}_{side}", "", n) for name, n in counts.items()]
+    return rows
+
+
+def _csat_rows(figure: str, key: str, csat: Csat) -> list[tuple[str, str, Any]]:
+    return [(f"{figure}_average", key, csat.average), (f"{figure}_responses", key, csat.responses),
+            (f"{figure}_asked", key, csat.asked), (f"{figure}_response_rate", key, csat.response_rate)]
+
+
+def duration_text(seconds: float | None) -> str:
+    """ "4 s", "26 min", "34 h 10 min", "3 d 2 h"; "-" when there is nothing to measure."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

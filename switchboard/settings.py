@@ -50,6 +50,12 @@ class Settings:
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
     # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/kb_decision.py).
     kb_other_languages: str = ""
+    # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
+    # the customer's question at first contact if they start no new conversation within so many days; days and
+    # hours of day are counted in this time zone (empty: the handoff policy's business hours', else UTC).
+    report_inactive_hours: float = 24.0
+    report_fcr_days: float = 7.0
+    report_timezone: str = ""
     metrics_token: str = ""  # /metrics answers scrapers sending "Authorization: Bearer <token>"; empty: off
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""       # also checks the signatures of Twilio's webhooks

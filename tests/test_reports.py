@@ -15,6 +15,9 @@ is UTC in November) is written through the store's own API with a clock the test
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
 from bot.handoff_policy import BusinessHours
 from bot.messages import Author, EventKind, InboundMessage, Reply
@@ -29,6 +33,7 @@ from bot.outcome import Outcome
 from bot.reports import ReportOptions, Times, build_report
 from bot.stores import sqlite as sqlite_module
 from bot.stores.sqlite import SqliteConversationStore
+from switchboard.cli import main
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 WEEK = ReportOptions(start=MONDAY, end=MONDAY + timedelta(days=7), now=datetime(2026, 11, 20, tzinfo=UTC))
@@ -247,3 +252,50 @@ def test_a_merged_conversation_is_counted_once(store: SqliteConversationStore) -
     assert (after.conversations, after.messages) == (3, 7)
     assert (after.kb_questions, after.kb_answered, after.top_articles) == (3, 2, before.top_articles)
     assert after.by_channel["telegram"]["conversations"] == 1
+
+
+def test_switchboard_report_prints_the_same_figures_three_ways(store: SqliteConversationStore, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("SWITCHBOARD_REPORT_TIMEZONE", "UTC")
+    week = ["report", "--from", "2026-11-02", "--to", "2026-11-08"]
+
+    as_json = CliRunner().invoke(main, [*week, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert (data["conversations"], data["messages"], data["containment_rate"], data["fcr_rate"]) == (4, 7, 0.5, 0.5)
+    assert data["human_first_response"] == {"count": 2, "median": 61_798.5, "p90": 122_997.0}
+    assert data["csat"] == {"responses": 1, "asked": 1, "average": 4.0, "response_rate": 1.0}
+    assert {a["name"]: a["conversations"] for a in data["agents"]} == {"X": 1, "Y": 1}
+    assert data["delivery_failures"] == {"sms": 1}
+
+    as_csv = CliRunner().invoke(main, [*week, "--csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = {(figure, key): value for figure, key, value in csv.reader(io.StringIO(as_csv.stdout))}
+    assert rows[("figure", "key")] == "value"
+    assert (rows[("conversations", "")], rows[("containment_rate", "")], rows[("csat_by_agent_average", "X")]) \
+        == ("4", "0.5", "4.0")
+    assert (rows[("handoffs_by_reason", "keyword")], rows[("delivery_failures", "sms")]) == ("1", "1")
+    assert rows[("human_first_response_p90_seconds", "")] == "122997.0"
+
+    text = CliRunner().invoke(main, [*week])
+    assert text.exit_code == 0, text.output
+    assert "2026-11-02 to 2026-11-08, all channels" in text.stdout
+    assert "Bot containment        50%: 2 of 4 ended without a handoff; 1 with" in text.stdout
+    assert "First response, human  median 17 h 10 min, p90 34 h 10 min (2)" in text.stdout
+    assert "CSAT                   4.00 from 1 rating (100% of 1 asked)" in text.stdout
+
+    only_sms = json.loads(CliRunner().invoke(main, [*week, "--channel", "sms", "--json"]).stdout)
+    assert (only_sms["conversations"], only_sms["handoffs"]) == (1, 1)
+
+
+def test_switchboard_report_says_what_is_wrong(store: SqliteConversationStore, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    backwards = CliRunner().invoke(main, ["report", "--from", "2026-11-08", "--to", "2026-11-02"])
+    assert backwards.exit_code != 0 and "first day (2026-11-08) is after its last (2026-11-02)" in backwards.output
+    both = CliRunner().invoke(main, ["report", "--json", "--csv"])
+    assert both.exit_code != 0 and "choose one of --json and --csv" in both.output
+    monkeypatch.setenv("SWITCHBOARD_REPORT_TIMEZONE", "Mars/Olympus")
+    zone = CliRunner().invoke(main, ["report"])
+    assert zone.exit_code != 0 and "is not a time zone; use a name like Europe/Berlin" in zone.output
