@@ -198,6 +198,10 @@ class Engine:
                                     channel or "preview", "preview", now, now)
         return self.respond(conversation, text, channel)
 
+    @property
+    def handoff_policy(self) -> HandoffPolicy:
+        return self._model.handoff
+
     def render(self, response: str, conversation: Conversation | None = None, language: str | None = None,
                **values: Any) -> tuple[str, tuple[Button, ...]] | None:
         """A domain response's text and buttons said outside a turn (the rating question on close, the web

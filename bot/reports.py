@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
@@ -282,51 +282,119 @@ def build_report(store: ReportStore, options: ReportOptions, progress: Any = Non
     return summarise(store.report_facts(options.start, options.end, options.channel), messages, failures, options)
 
 
+@dataclass(frozen=True)
+class _Judge:
+    """The report's rules for one conversation, at the report's time."""
+
+    options: ReportOptions
+    now: datetime
+
+    def day(self, moment: datetime) -> str:
+        return moment.astimezone(self.options.zone or self.options.start.tzinfo).date().isoformat()
+
+    def ended(self, fact: ConversationFacts) -> bool:
+        return fact.ended(self.now, self.options.inactive_after)
+
+    def contained(self, fact: ConversationFacts) -> bool:
+        return self.ended(fact) and not fact.handed_off
+
+    def fcr_judged(self, fact: ConversationFacts) -> bool:
+        """Closed long enough ago for its customer to have come back within the window."""
+        return fact.closed_at is not None and self.now - fact.closed_at >= self.options.fcr_window
+
+    def fcr_resolved(self, fact: ConversationFacts) -> bool:
+        return self.fcr_judged(fact) and fact.closed_at is not None and (
+            fact.next_started_at is None or fact.next_started_at - fact.closed_at > self.options.fcr_window)
+
+    def in_hours(self, fact: ConversationFacts) -> bool | None:
+        hours = self.options.business_hours
+        return None if hours is None else hours.is_open(fact.started_at)
+
+
+def _csat_key(fact: ConversationFacts, key: str) -> bool:
+    """`key` is "", or "channel:web", "agent:<id>", "resolution:refund"."""
+    if not fact.csat_asked:
+        return False
+    name, _, value = key.partition(":")
+    return not key or str({"channel": fact.channel, "agent": fact.agent_id,
+                           "resolution": fact.resolution}.get(name)) == value
+
+
+# What each figure of the report counts, for listing the conversations behind it: (judge, facts, key).
+FIGURES: dict[str, Callable[[_Judge, ConversationFacts, str], bool]] = {
+    "conversations": lambda j, f, key: key in ("", f.channel),
+    "day": lambda j, f, key: j.day(f.started_at) == key,
+    "ended": lambda j, f, key: j.ended(f),
+    "contained": lambda j, f, key: j.contained(f),
+    "contained_helpful": lambda j, f, key: j.contained(f) and f.kb_helpful > 0,
+    "handoffs": lambda j, f, key: f.handed_off and key in ("", f.handoff_reason),
+    "closed": lambda j, f, key: f.closed_at is not None,
+    "fcr_judged": lambda j, f, key: j.fcr_judged(f),
+    "fcr_resolved": lambda j, f, key: j.fcr_resolved(f),
+    "fcr_returned": lambda j, f, key: j.fcr_judged(f) and not j.fcr_resolved(f),
+    "csat": lambda j, f, key: _csat_key(f, key),
+    "csat_rated": lambda j, f, key: _csat_key(f, key) and f.csat is not None,
+    "agent": lambda j, f, key: f.agent_id == key,
+    "kb_answered": lambda j, f, key: f.kb_answered > 0,
+    "kb_choices": lambda j, f, key: f.kb_choices > 0,
+    "kb_declined": lambda j, f, key: f.kb_declined > 0,
+    "kb_unhelpful": lambda j, f, key: f.kb_unhelpful > 0,
+    "article": lambda j, f, key: key in f.articles,
+    "in_hours": lambda j, f, key: j.in_hours(f) is True,
+    "out_of_hours": lambda j, f, key: j.in_hours(f) is False,
+}
+
+
+def conversations_behind(facts: Sequence[ConversationFacts], figure: str, key: str,
+                         options: ReportOptions) -> list[ConversationFacts]:
+    """The conversations a figure of the report counts (`figure` a name of FIGURES), newest first."""
+    if figure not in FIGURES:
+        raise ValueError(f"no figure {figure!r}; one of {', '.join(FIGURES)}")
+    judge = _Judge(options, options.now or datetime.now(options.start.tzinfo))
+    return sorted((f for f in facts if FIGURES[figure](judge, f, key)), key=lambda f: f.started_at, reverse=True)
+
+
 def summarise(facts: Sequence[ConversationFacts], hourly_messages: Mapping[tuple[datetime, str], int],
               delivery_failures: Mapping[str, int], options: ReportOptions) -> Report:
     """The report over the facts of the conversations started in the period (already filtered by the
     store), the customer messages of each UTC hour and channel of the period, and the replies of the
     period that could not be delivered, by channel."""
-    now = options.now or datetime.now(options.start.tzinfo)
+    judge = _Judge(options, options.now or datetime.now(options.start.tzinfo))
     zone = options.zone or options.start.tzinfo
 
-    def day_of(moment: datetime) -> str:
-        return moment.astimezone(zone).date().isoformat()
+    def counts() -> dict[str, int]:
+        return {"conversations": 0, "messages": 0, "handoffs": 0}
 
-    by_channel: dict[str, dict[str, int]] = defaultdict(lambda: {"conversations": 0, "messages": 0})
+    by_channel: dict[str, dict[str, int]] = defaultdict(counts)
     last_day = (options.end - timedelta(microseconds=1)).astimezone(zone).date()
-    by_day = {d: {"conversations": 0, "messages": 0} for d in _days(options.start.astimezone(zone).date(), last_day)}
+    by_day = {d: counts() for d in _days(options.start.astimezone(zone).date(), last_day)}
     by_hour = [0] * 24
     for fact in facts:
-        by_channel[fact.channel]["conversations"] += 1
-        by_day.setdefault(day_of(fact.started_at), {"conversations": 0, "messages": 0})["conversations"] += 1
+        for group in (by_channel[fact.channel], by_day.setdefault(judge.day(fact.started_at), counts())):
+            group["conversations"] += 1
+            group["handoffs"] += fact.handed_off
     for (hour, channel), count in hourly_messages.items():
         by_channel[channel]["messages"] += count
-        by_day.setdefault(day_of(hour), {"conversations": 0, "messages": 0})["messages"] += count
+        by_day.setdefault(judge.day(hour), counts())["messages"] += count
         by_hour[hour.astimezone(zone).hour] += count
 
-    ended = [f for f in facts if f.ended(now, options.inactive_after)]
-    contained = [f for f in ended if not f.handed_off]
+    ended = [f for f in facts if judge.ended(f)]
+    contained = [f for f in facts if judge.contained(f)]
     handed = [f for f in facts if f.handed_off]
-    closed = [f for f in facts if f.closed_at is not None]
-    judged = [f for f in closed if f.closed_at is not None and now - f.closed_at >= options.fcr_window]
-    resolved = [f for f in judged if f.closed_at is not None and (
-        f.next_started_at is None or f.next_started_at - f.closed_at > options.fcr_window)]
-
     by_agent: dict[str, list[ConversationFacts]] = defaultdict(list)
     for fact in facts:
         if fact.agent_id:
             by_agent[fact.agent_id].append(fact)
     articles: Counter[str] = Counter(a for f in facts for a in f.articles)
     hours: dict[str, dict[str, int]] = {}
-    contained_ids = {f.conversation_id for f in contained}
-    if options.business_hours is not None:
-        for fact in facts:
-            side = "in_hours" if options.business_hours.is_open(fact.started_at) else "out_of_hours"
-            counts = hours.setdefault(side, {"conversations": 0, "handoffs": 0, "contained": 0})
-            counts["conversations"] += 1
-            counts["handoffs"] += fact.handed_off
-            counts["contained"] += fact.conversation_id in contained_ids
+    for fact in facts:
+        in_hours = judge.in_hours(fact)
+        if in_hours is not None:
+            side = hours.setdefault("in_hours" if in_hours else "out_of_hours",
+                                    {"conversations": 0, "handoffs": 0, "contained": 0})
+            side["conversations"] += 1
+            side["handoffs"] += fact.handed_off
+            side["contained"] += judge.contained(fact)
 
     return Report(
         start=options.start, end=options.end, channel=options.channel,
@@ -337,7 +405,9 @@ def summarise(facts: Sequence[ConversationFacts], hourly_messages: Mapping[tuple
         bot_first_response=Times.of(f.bot_first_response for f in facts),
         human_first_response=Times.of(f.human_first_response for f in handed),
         resolution_time=Times.of(_seconds(f.handoff_at, f.closed_at) for f in handed),
-        closed=len(closed), fcr_judged=len(judged), fcr_resolved=len(resolved),
+        closed=sum(1 for f in facts if f.closed_at is not None),
+        fcr_judged=sum(1 for f in facts if judge.fcr_judged(f)),
+        fcr_resolved=sum(1 for f in facts if judge.fcr_resolved(f)),
         csat=Csat.of(facts),
         csat_by_channel=_csat_by(facts, lambda f: f.channel),
         csat_by_agent=_csat_by(facts, lambda f: f.agent_id),

@@ -17,7 +17,8 @@ from bot.errors import InvalidMessage
 from bot.messages import Agent, utcnow
 from bot.ports import AgentStore
 
-ROLES = ("agent", "editor", "admin")
+# agent: the queue and tickets; editor: also the knowledge base; manager: also the reports; admin: everything.
+ROLES = ("agent", "editor", "manager", "admin")
 MIN_PASSWORD_LENGTH = 12
 DEMO_EMAIL = "demo@switchboard.local"
 # Checked when the email is unknown, so a wrong email costs as long as a wrong password.

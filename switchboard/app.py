@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer, tracker_state
+from bot.capabilities import CAPABILITIES
 from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
 from bot.email import email_sender
@@ -60,6 +61,7 @@ from handoff.assist import ReplyAssistant
 from handoff.console import create_console_blueprint
 from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint
+from handoff.reports_pages import create_reports_blueprint
 from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
@@ -68,6 +70,7 @@ from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
 from switchboard.metrics import PrometheusMeter, exposition
+from switchboard.reports import report_options, report_zone
 from switchboard.settings import Settings, metrics_multiprocess_dir
 
 log = logging.getLogger(__name__)
@@ -381,6 +384,7 @@ def check_settings(settings: Settings) -> None:
         raise SwitchboardError(
             "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
             "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
+    report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
@@ -458,6 +462,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                                     floods=services.inbox.floods,
                                                     reply_channels=reply_channels, notice=notice))
     app.register_blueprint(create_accounts_blueprint(services.store, services.agents))
+    hours = services.engine.handoff_policy.business_hours
+    app.register_blueprint(create_reports_blueprint(
+        services.store, services.store,
+        lambda first, last, channel: report_options(settings, hours, first, last, channel),
+        services.store.get_conversation, lambda: {a.agent_id: a.name for a in services.store.list_agents()},
+        tuple(CAPABILITIES), str(report_zone(settings, hours))))
     app.register_blueprint(create_customer_blueprint(services.store, services.store))
     publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                        BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),

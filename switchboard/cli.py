@@ -369,7 +369,9 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
 @agents.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Shown to colleagues [default: the part of the email before @].")
-@click.option("--role", type=click.Choice(["agent", "editor", "admin"]), default="agent", show_default=True)
+@click.option("--role", type=click.Choice(["agent", "editor", "manager", "admin"]), default="agent", show_default=True,
+              help="agent: queue and tickets; editor: also the knowledge base; manager: also the reports; "
+                   "admin: everything.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of "
                                                      "generating one.")
 def agents_add(email: str, name: str, role: str, password_stdin: bool) -> None:
