@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import kb, nlu, privacy, reply_latency, streams
+from benchmarks import kb, nlu, privacy, reply_latency, reports, streams
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,7 @@ def main() -> None:
         kb.report(kb.run()),
         nlu.report(*nlu.run()),
         privacy.report(privacy.run()),
+        reports.report(reports.run()),
         streams.report(streams.run(1000, Settings().server_threads)),
     ]
     text = "\n\n".join([

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from bot.gaps import gap_key, gap_questions
 from bot.messages import Author, Event, EventKind
 
 # KB decisions a question gets (a tap on a choice or on "did this help?" is no new question).
@@ -225,7 +226,7 @@ class Report:
     kb_helpful: int
     kb_unhelpful: int
     top_articles: list[tuple[str, int]]
-    top_gaps: list[tuple[str, int]] = field(default_factory=list)   # question, how often (filled by the caller)
+    top_gaps: list[tuple[str, int]] = field(default_factory=list)   # unanswered questions, in how many conversations
     delivery_failures: dict[str, int] = field(default_factory=dict)  # channel -> replies never delivered
     business_hours: dict[str, dict[str, int]] = field(default_factory=dict)  # in/out -> conversations, handoffs
 
@@ -269,6 +270,10 @@ def _rate(part: int, whole: int) -> float | None:
 class ReportStore(Protocol):
     def refresh_reports(self, progress: Any = None) -> int: ...
 
+    def transcript(self, conversation_id: str) -> list[Event]: ...
+
+    def handled_gaps(self) -> set[str]: ...
+
     def report_facts(self, start: datetime, end: datetime, channel: str | None = None) -> list[ConversationFacts]: ...
 
     def report_hours(self, start: datetime, end: datetime,
@@ -279,7 +284,29 @@ def build_report(store: ReportStore, options: ReportOptions, progress: Any = Non
     """Bring the store's rollups up to date and report the period."""
     store.refresh_reports(progress)
     messages, failures = store.report_hours(options.start, options.end, options.channel)
-    return summarise(store.report_facts(options.start, options.end, options.channel), messages, failures, options)
+    facts = store.report_facts(options.start, options.end, options.channel)
+    return replace(summarise(facts, messages, failures, options),
+                   top_gaps=top_gaps(store.transcript, facts, store.handled_gaps(), options.top))
+
+
+def top_gaps(transcript: Callable[[str], Sequence[Event]], facts: Sequence[ConversationFacts],
+             handled: Collection[str], top: int) -> list[tuple[str, int]]:
+    """The questions most often left unanswered (declined, answered with a "no", or followed by a request
+    for a person; the KB gaps page's), in how many conversations each, by their words as written, less
+    those an editor handled. Only the transcripts of conversations whose facts show a miss are read."""
+    counts: Counter[str] = Counter()
+    words: dict[str, str] = {}
+    for fact in facts:
+        if not (fact.kb_declined or fact.kb_unhelpful or fact.handed_off):
+            continue
+        keys = set()
+        for question in gap_questions(transcript(fact.conversation_id)):
+            key = gap_key(question.text)
+            if key not in handled:
+                keys.add(key)
+                words.setdefault(key, " ".join(question.text.split()))
+        counts.update(keys)
+    return [(words[key], n) for key, n in sorted(counts.items(), key=lambda item: (-item[1], words[item[0]]))[:top]]
 
 
 @dataclass(frozen=True)
@@ -490,6 +517,7 @@ def report_rows(report: Report, names: Mapping[str, str] | None = None) -> list[
     rows += [(f"kb_{name}", "", getattr(report, f"kb_{name}"))
              for name in ("questions", "answered", "choices", "declined", "helpful", "unhelpful", "answer_rate")]
     rows += [("kb_top_articles", article, n) for article, n in report.top_articles]
+    rows += [("kb_top_gaps", question, n) for question, n in report.top_gaps]
     rows += [("delivery_failures", channel, n) for channel, n in report.delivery_failures.items()]
     for side, counts in report.business_hours.items():
         rows += [(f"{name}_{side}", "", n) for name, n in counts.items()]

@@ -48,17 +48,21 @@ class Column:
     parts: Sequence[tuple[str, int, str, str]]
 
 
-def nice_top(value: int) -> int:
-    """The axis's top: 1, 2 or 5 times a power of ten, at least `value` (and at least 1)."""
-    if value <= 1:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+def scale(value: int, most_ticks: int = 4) -> tuple[int, int]:
+    """The value axis for counts up to `value`: a step of 1, 2 or 5 times a power of ten, and the top, a
+    whole number of steps (at most `most_ticks`) at or above `value`."""
+    value, power = max(value, 1), 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            if math.ceil(value / step) <= most_ticks:
+                return step, math.ceil(value / step) * step
+        power *= 10
 
 
 def bar_chart(columns: Sequence[Column], label_every: int = 1, width: int = WIDTH, height: int = HEIGHT) -> Chart:
-    """Columns of stacked bars on a shared scale from zero, with four ticks on the value axis."""
-    top = nice_top(max((sum(p[1] for p in c.parts) for c in columns), default=0))
+    """Columns of stacked bars on a shared scale from zero, with up to five ticks on the value axis."""
+    step, top = scale(max((sum(p[1] for p in c.parts) for c in columns), default=0))
+    steps = top // step
     plot_height = height - BOTTOM - TOP
     slot = (width - LEFT) / max(len(columns), 1)
     gap = min(slot * 0.2, 6)
@@ -74,11 +78,7 @@ def bar_chart(columns: Sequence[Column], label_every: int = 1, width: int = WIDT
             bars.append(Bar(round(x, 1), round(base, 1), round(slot - gap, 1), round(h, 1), part, title, href))
         if i % label_every == 0:
             labels.append(Label(round(x + (slot - gap) / 2, 1), height - 8, column.label))
-    ticks = tuple(Label(LEFT - 6, round(height - BOTTOM - plot_height * k / 4 + 4, 1), _number(top * k / 4))
-                  for k in range(5))
-    gridlines = tuple(round(height - BOTTOM - plot_height * k / 4, 1) for k in range(5))
+    ticks = tuple(Label(LEFT - 6, round(height - BOTTOM - plot_height * k / steps + 4, 1), f"{step * k:,}")
+                  for k in range(steps + 1))
+    gridlines = tuple(round(height - BOTTOM - plot_height * k / steps, 1) for k in range(steps + 1))
     return Chart(width, height, tuple(bars), tuple(labels), ticks, gridlines)
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"

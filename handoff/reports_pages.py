@@ -20,10 +20,10 @@ from bot.reports import (
     Report,
     ReportOptions,
     ReportStore,
+    build_report,
     conversations_behind,
     duration_text,
     report_rows,
-    summarise,
 )
 from handoff.auth import require_agent
 from handoff.charts import Chart, Column, bar_chart
@@ -60,16 +60,12 @@ def create_reports_blueprint(agents: AgentStore, store: ReportStore, options_for
                  **({"channel": options.channel} if options.channel else {})}
         return options, query, problem
 
-    def report_for(options: ReportOptions) -> Report:
-        store.refresh_reports()
-        messages, failures = store.report_hours(options.start, options.end, options.channel)
-        return summarise(store.report_facts(options.start, options.end, options.channel), messages, failures, options)
 
     @pages.get("/")
     @manager
     def dashboard() -> str:
         options, query, problem = period()
-        report = report_for(options)
+        report = build_report(store, options)
 
         def behind(figure: str, key: str = "") -> str:
             values: dict[str, Any] = {"figure": figure, **({"key": key} if key else {}), **query}
@@ -87,7 +83,7 @@ def create_reports_blueprint(agents: AgentStore, store: ReportStore, options_for
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(("figure", "key", "value"))
-        writer.writerows(report_rows(report_for(options), agent_names()))
+        writer.writerows(report_rows(build_report(store, options), agent_names()))
         name = "-".join(["switchboard-report", query["from"], "to", query["to"], *query.get("channel", "").split()])
         return Response(out.getvalue(), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

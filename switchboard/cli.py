@@ -809,6 +809,8 @@ def _report_text(report: Report, names: dict[str, str]) -> str:
         f"({rate(report.kb_answer_rate)}), {report.kb_choices:,} offered choices, {report.kb_declined:,} declined; "
         f"did this help: {report.kb_helpful:,} yes, {report.kb_unhelpful:,} no",
         *(f"  {article:<20} {_count(n, 'answer')}" for article, n in report.top_articles),
+        *(["  unanswered most often:"] if report.top_gaps else []),
+        *(f"    {question!r} ({_count(n, 'conversation')})" for question, n in report.top_gaps),
         "Undelivered replies    " + (", ".join(f"{channel} {n}" for channel, n in report.delivery_failures.items())
                                      or "none"),
     ]

@@ -64,7 +64,7 @@ class Week:
 
 def kb(decision: str, article: str | None = None, **data: object) -> tuple[EventKind, dict[str, object]]:
     passages = [{"article_id": article, "score": 0.9}] if article else []
-    return EventKind.KB_ANSWER, {"decision": decision, "passages": passages, "question": "q", **data}
+    return EventKind.KB_ANSWER, {"decision": decision, "passages": passages, **data}
 
 
 def write_week(store: SqliteConversationStore, clock: Clock) -> Week:

@@ -261,3 +261,49 @@ def test_a_chinese_customer_gets_the_chat_in_chinese(app: Flask, live: str, tmp_
     customer.press("#sb-text", "Enter")
     expect(customer.locator(".sb-msg.bot:not(.sb-typing)")).to_have_count(3, timeout=15_000)
     customer.screenshot(path=str(screenshot_path(tmp_path, "multilingual-chat.png")), full_page=True)
+
+
+@pytest.fixture
+def week_app(tmp_path: Path, make_app: Any) -> Flask:
+    """The app over a store holding tests/report_week.py's week, written with a clock of the test's."""
+    from bot.stores import sqlite as sqlite_module
+    from bot.stores.sqlite import SqliteConversationStore
+    from tests.report_week import MONDAY, Clock, write_week
+
+    clock = Clock(MONDAY)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite_module, "utcnow", lambda: clock.now)
+        store = SqliteConversationStore(tmp_path / "switchboard.db")  # the file the app's settings name
+        write_week(store, clock)
+        store.close()
+    app: Flask = make_app(report_timezone="UTC")
+    return app
+
+
+@pytest.fixture
+def live_week(week_app: Flask) -> Iterator[str]:
+    yield from serve(week_app)
+
+
+def test_a_manager_reads_the_week_and_opens_the_conversations_behind_a_number(
+        week_app: Flask, live_week: str, tmp_path: Path, browser: Any) -> None:
+    expect = sync_api.expect
+    refused: list[str] = []
+    page = signed_in(week_app, live_week, browser, "mia@example.com", "Mia", "manager")
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.click("a:has-text('Reports')")
+    page.fill("input[name=from]", "2026-11-02")
+    page.fill("input[name=to]", "2026-11-08")
+    page.click("button:has-text('Show')")
+    expect(page.locator(".tile", has_text="bot containment")).to_contain_text("50%")
+    expect(page.locator("svg.chart rect.handed")).to_have_count(2)  # Monday's and Saturday's handoffs
+    assert page.locator("svg.chart").first.bounding_box()["height"] > 100  # drawn, at a readable size
+    page.screenshot(path=str(screenshot_path(tmp_path, "reports.png")), full_page=True)
+
+    page.click("table >> tr:has-text('keyword') >> a")
+    expect(page.locator("h1")).to_have_text("Handoffs: keyword")
+    page.click("a:has-text('SB-')")
+    expect(page).to_have_title(re.compile(r"^SB-\w+ - Switchboard$"))
+    expect(page.locator("body")).to_contain_text("What went wrong?")  # the agent's reply in the transcript
+    assert refused == []

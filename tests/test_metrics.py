@@ -17,10 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.delivery import DeliveryWorker, RetryPolicy
 from bot.notifier import Notifier
+from bot.reports import build_report
 from bot.stores.sqlite import SqliteConversationStore
 from connectors.twilio import TwilioSender, twilio_client
+from switchboard.app import services_of
 from switchboard.metrics import PrometheusMeter
-from tests.conftest import OPEN_HOURS, ROOT, WebChat
+from switchboard.reports import report_options
+from tests.conftest import OPEN_HOURS, ROOT, Editor, WebChat
 from tests.dialogue import Clock
 from tests.test_delivery import queue_replies
 from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
@@ -69,6 +72,17 @@ def test_a_conversation_is_counted(make_app: Callable[..., Flask]) -> None:
     assert found[("switchboard_handoffs_total", (("reason", "customer_request"),))] == 1
     assert found[("switchboard_queue_conversations", ())] == 1
     assert found[("switchboard_queue_oldest_wait_seconds", ())] > 0
+
+    # The reports count the same conversation the same: `switchboard report`'s figures and the console's export.
+    services = services_of(app)
+    report = build_report(services.store, report_options(services.settings, None))
+    assert report.by_channel["web"]["messages"] == found[("switchboard_messages_received_total", (("channel", "web"),))]
+    assert report.handoff_reasons == {"customer_request": found[("switchboard_handoffs_total",
+                                                                 (("reason", "customer_request"),))]}
+    assert report.kb_answered == found[("switchboard_kb_decisions_total", (("decision", "answer"),
+                                                                          ("encoder", "english")))]
+    exported = Editor(app, "manager").client.get("/console/reports/export.csv").get_data(as_text=True)
+    assert "messages_by_channel,web,2\r\n" in exported and "handoffs_by_reason,customer_request,1\r\n" in exported
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -89,6 +90,8 @@ def test_the_weeks_figures(store: SqliteConversationStore) -> None:
     assert (report.kb_questions, report.kb_answered, report.kb_choices, report.kb_declined) == (3, 2, 1, 1)
     assert (report.kb_helpful, report.kb_unhelpful, report.kb_answer_rate) == (1, 0, 0.6667)
     assert report.top_articles == [("returns-policy", 1), ("shipping-costs", 1)]
+    # B's question was declined, then B asked for a person: one unanswered question, in one conversation.
+    assert report.top_gaps == [("my parcel is broken", 1)]
 
     assert report.delivery_failures == {"sms": 1}
     assert report.business_hours == {"in_hours": {"conversations": 3, "handoffs": 1, "contained": 2},
@@ -138,9 +141,12 @@ def test_the_rollups_follow_new_events_and_outlive_the_transcripts(store: Sqlite
     clock.now = datetime(2026, 12, 20, tzinfo=UTC)
     assert store.purge_transcripts(timedelta(days=30)) == 2  # B and D, closed in November
     after = build_report(store, WEEK)
-    assert after == second
+    # Every figure stays; only the words of B's unanswered question are gone with its transcript.
+    assert replace(after, top_gaps=second.top_gaps) == second
+    assert second.top_gaps == [("do you ship to Norway", 1), ("my parcel is broken", 1)]
+    assert after.top_gaps == [("do you ship to Norway", 1)]
     store.rebuild_reports()
-    assert build_report(store, WEEK) == second
+    assert build_report(store, WEEK) == after
 
 
 def test_a_merged_conversation_is_counted_once(store: SqliteConversationStore) -> None:

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from bot.ports import Encoder
 from bot.stores import sqlite as sqlite_module
 from bot.stores.sqlite import SqliteConversationStore
+from handoff.charts import scale
 from switchboard.app import create_app, services_of
 from switchboard.cli import main
 from tests.conftest import Editor, test_settings
@@ -120,3 +121,9 @@ def test_a_period_that_cannot_be_reported_says_so(signed_in: dict[str, FlaskClie
     garbled = client.get("/console/reports/?from=yesterday")
     assert garbled.status_code == 200 and "That period cannot be reported" in garbled.get_data(as_text=True)
     assert client.get(f"/console/reports/conversations?figure=nonsense&{WEEK}").status_code == 404
+
+
+@pytest.mark.parametrize(("most", "step", "top"), [(0, 1, 1), (1, 1, 1), (2, 1, 2), (4, 1, 4), (5, 2, 6),
+                                                   (9, 5, 10), (17, 5, 20), (41, 20, 60), (1234, 500, 1500)])
+def test_the_value_axis_counts_in_whole_steps(most: int, step: int, top: int) -> None:
+    assert scale(most) == (step, top)
