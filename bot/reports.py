@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from bot.gaps import gap_key, gap_questions
 from bot.messages import Author, Event, EventKind
 
 # KB decisions a question gets (a tap on a choice or on "did this help?" is no new question).
@@ -226,7 +225,9 @@ class Report:
     kb_helpful: int
     kb_unhelpful: int
     top_articles: list[tuple[str, int]]
-    top_gaps: list[tuple[str, int]] = field(default_factory=list)   # unanswered questions, in how many conversations
+    # The questions most often left unanswered (the KB gaps page's: declined, answered with a "no", or followed
+    # by a request for a person), in how many conversations each, less those an editor handled.
+    top_gaps: list[tuple[str, int]] = field(default_factory=list)
     delivery_failures: dict[str, int] = field(default_factory=dict)  # channel -> replies never delivered
     business_hours: dict[str, dict[str, int]] = field(default_factory=dict)  # in/out -> conversations, handoffs
 
@@ -270,9 +271,8 @@ def _rate(part: int, whole: int) -> float | None:
 class ReportStore(Protocol):
     def refresh_reports(self, progress: Any = None) -> int: ...
 
-    def transcript(self, conversation_id: str) -> list[Event]: ...
-
-    def handled_gaps(self) -> set[str]: ...
+    def report_gaps(self, start: datetime, end: datetime, channel: str | None = None,
+                    top: int = 10) -> list[tuple[str, int]]: ...
 
     def report_facts(self, start: datetime, end: datetime, channel: str | None = None) -> list[ConversationFacts]: ...
 
@@ -286,27 +286,7 @@ def build_report(store: ReportStore, options: ReportOptions, progress: Any = Non
     messages, failures = store.report_hours(options.start, options.end, options.channel)
     facts = store.report_facts(options.start, options.end, options.channel)
     return replace(summarise(facts, messages, failures, options),
-                   top_gaps=top_gaps(store.transcript, facts, store.handled_gaps(), options.top))
-
-
-def top_gaps(transcript: Callable[[str], Sequence[Event]], facts: Sequence[ConversationFacts],
-             handled: Collection[str], top: int) -> list[tuple[str, int]]:
-    """The questions most often left unanswered (declined, answered with a "no", or followed by a request
-    for a person; the KB gaps page's), in how many conversations each, by their words as written, less
-    those an editor handled. Only the transcripts of conversations whose facts show a miss are read."""
-    counts: Counter[str] = Counter()
-    words: dict[str, str] = {}
-    for fact in facts:
-        if not (fact.kb_declined or fact.kb_unhelpful or fact.handed_off):
-            continue
-        keys = set()
-        for question in gap_questions(transcript(fact.conversation_id)):
-            key = gap_key(question.text)
-            if key not in handled:
-                keys.add(key)
-                words.setdefault(key, " ".join(question.text.split()))
-        counts.update(keys)
-    return [(words[key], n) for key, n in sorted(counts.items(), key=lambda item: (-item[1], words[item[0]]))[:top]]
+                   top_gaps=store.report_gaps(options.start, options.end, options.channel, options.top))
 
 
 @dataclass(frozen=True)

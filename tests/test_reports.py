@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
+from bot.gaps import gap_key
 from bot.handoff_policy import BusinessHours
 from bot.reports import ReportOptions, Times, build_report
 from bot.stores import sqlite as sqlite_module
@@ -208,3 +209,24 @@ def test_switchboard_report_says_what_is_wrong(store: SqliteConversationStore, t
     monkeypatch.setenv("SWITCHBOARD_REPORT_TIMEZONE", "Mars/Olympus")
     zone = CliRunner().invoke(main, ["report"])
     assert zone.exit_code != 0 and "is not a time zone; use a name like Europe/Berlin" in zone.output
+
+
+def test_unanswered_questions_go_when_an_editor_handles_them_or_the_customer_is_erased(
+        store: SqliteConversationStore) -> None:
+    assert build_report(store, WEEK).top_gaps == [("my parcel is broken", 1)]
+    x = store.agent_credentials("x@example.com")
+    assert x is not None
+    store.handle_gaps([gap_key("My parcel  is broken")], "dismissed", None, x[0].agent_id)
+    assert build_report(store, WEEK).top_gaps == []
+
+    def kept_words() -> list[str]:
+        return [row[0] for row in store._connection().execute("SELECT question FROM report_gaps")]
+
+    assert kept_words() == ["my parcel is broken"]  # left out of the report, not forgotten
+    before = build_report(store, WEEK)
+    b = store.latest_conversation_of("telegram", "b")
+    assert b is not None
+    store.erase_customer(b.customer_id)
+    after = build_report(store, WEEK)
+    assert kept_words() == []
+    assert replace(after, top_gaps=[]) == before  # every figure stays

@@ -689,6 +689,11 @@ class SqliteConversationStore:
         """The facts of the conversations started in [start, end) (bring them up to date first)."""
         return list(sqlite_reports.facts_between(self._connection(), start, end, channel))
 
+    def report_gaps(self, start: datetime, end: datetime, channel: str | None = None,
+                    top: int = 10) -> list[tuple[str, int]]:
+        """The questions most often unanswered in conversations started in [start, end), in how many each."""
+        return sqlite_reports.gaps_between(self._connection(), start, end, channel, top)
+
     def report_hours(self, start: datetime, end: datetime,
                      channel: str | None = None) -> tuple[dict[tuple[datetime, str], int], dict[str, int]]:
         """Customer messages by UTC hour and channel, and undelivered replies by channel, in [start, end)."""

@@ -19,6 +19,7 @@ from typing import Any
 from bot.codes import CODE_LIFETIME
 from bot.errors import Conflict, NotAllowed, NotFound
 from bot.messages import Author, Customer, EventKind
+from bot.stores.sqlite_reports import forget_words
 
 EMAIL_CODE_DIGITS = 6
 FAILURE_WINDOW = timedelta(hours=1)
@@ -360,7 +361,9 @@ _IMPERSONAL_KEYS = ("reason", "resolution", "answered", "intent", "how", "agent_
 
 
 def _scrub_events(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> None:
-    """Blank the text, identity and personal data of events; their kind, author, channel and time stay."""
+    """Blank the text, identity and personal data of events; their kind, author, channel and time stay.
+    The reports forget those conversations' unanswered questions with them."""
+    forget_words(db, where, params)
     rows = db.execute(f"SELECT event_id, data FROM events WHERE {where}", params).fetchall()
     db.executemany("UPDATE events SET text = NULL, external_id = NULL, data = ? WHERE event_id = ?", [
         (json.dumps({k: v for k, v in json.loads(r["data"]).items() if k in _IMPERSONAL_KEYS}), r["event_id"])

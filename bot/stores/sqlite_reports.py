@@ -1,4 +1,5 @@
-"""The reports' rollups in the SQLite store: each conversation's facts and the messages of each hour.
+"""The reports' rollups in the SQLite store: each conversation's facts and unanswered questions, and the
+messages of each hour.
 
 They are brought up to date from the events appended since the last time (`refresh`), so a report
 reads a few rows a conversation however long its transcript, and the figures of a conversation
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
+from bot.gaps import gap_key, gap_questions
 from bot.messages import Event, EventKind
 from bot.reports import ConversationFacts, facts_from, facts_of_record, facts_record
 
@@ -32,6 +34,14 @@ CREATE TABLE IF NOT EXISTS report_hours (
     messages           INTEGER NOT NULL DEFAULT 0,
     failed_deliveries  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, channel)
+);
+-- Each conversation's unanswered questions (bot.gaps), by the hash editors handle them by. The only words
+-- kept here: they go when the transcript is purged or erased.
+CREATE TABLE IF NOT EXISTS report_gaps (
+    conversation_id  TEXT NOT NULL,
+    question_key     TEXT NOT NULL,
+    question         TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, question_key)
 );
 -- The last event the rollups have counted.
 CREATE TABLE IF NOT EXISTS report_state (
@@ -113,6 +123,9 @@ def _recount(db: sqlite3.Connection, conversation_ids: Sequence[str], to_event: 
             "channel = excluded.channel, closed_at = excluded.closed_at, facts = excluded.facts",
             (conversation_id, facts.started_at.isoformat(), facts.channel,
              facts.closed_at.isoformat() if facts.closed_at else None, json.dumps(facts_record(facts))))
+        db.execute("DELETE FROM report_gaps WHERE conversation_id = ?", (conversation_id,))
+        db.executemany("INSERT OR IGNORE INTO report_gaps (conversation_id, question_key, question) VALUES (?, ?, ?)",
+                       [(conversation_id, gap_key(q.text), " ".join(q.text.split())) for q in gap_questions(events)])
 
 
 def rebuild(db: sqlite3.Connection, write: Write, to_event: Callable[[sqlite3.Row], Event],
@@ -159,6 +172,29 @@ def hours_between(db: sqlite3.Connection, start: datetime, end: datetime,
         if row["failed_deliveries"]:
             failures[row["channel"]] = failures.get(row["channel"], 0) + row["failed_deliveries"]
     return messages, failures
+
+
+def gaps_between(db: sqlite3.Connection, start: datetime, end: datetime, channel: str | None,
+                 top: int) -> list[tuple[str, int]]:
+    """The questions most often unanswered in conversations started in [start, end), in how many
+    conversations each, less those an editor handled."""
+    query = ("SELECT MIN(g.question) AS question, COUNT(*) AS n FROM report_gaps g "
+             "JOIN report_conversations r USING (conversation_id) JOIN conversations c USING (conversation_id) "
+             "WHERE r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL "
+             "AND g.question_key NOT IN (SELECT question_hash FROM gap_actions)")
+    parameters: list[object] = [start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()]
+    if channel:
+        query += " AND r.channel = ?"
+        parameters.append(channel)
+    query += " GROUP BY g.question_key ORDER BY n DESC, question LIMIT ?"
+    return [(row["question"], row["n"]) for row in db.execute(query, (*parameters, top))]
+
+
+def forget_words(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> None:
+    """Drop the unanswered questions of the conversations whose events match `where` (their transcript is
+    being purged or erased); every other figure of theirs stays."""
+    db.execute("DELETE FROM report_gaps WHERE conversation_id IN "
+               f"(SELECT DISTINCT conversation_id FROM events WHERE {where})", parameters)
 
 
 def count_failed_delivery(db: sqlite3.Connection, channel: str, at: datetime) -> None:
