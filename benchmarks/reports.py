@@ -121,7 +121,7 @@ def run(conversations: int = 100_000) -> ReportTimings:
         first_count_seconds = time.perf_counter() - started
         store.close()
 
-        root = Path(__file__).resolve().parent.parent
+        root = BENCHMARKS_MD.parent.parent
         settings = Settings(store_url=f"sqlite:///{path}", index_dir=Path(tmp) / "index", var_dir=Path(tmp) / "var",
                             kb_dir=root / "data" / "kb", nlu_path=root / "data" / "nlu.yml",
                             domain_path=root / "data" / "domain.yml", rules_path=root / "data" / "rules.yml",
@@ -183,7 +183,25 @@ def report(result: ReportTimings) -> str:
     ])
 
 
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Put this section into docs/benchmarks.md in place of its last run (`make bench` rewrites the whole file)."""
+    document = path.read_text(encoding="utf-8")
+    start = document.find("## Reports\n")
+    if start < 0:
+        document = document.rstrip("\n") + "\n\n" + text + "\n"
+    else:
+        end = document.find("\n## ", start + 1)
+        document = document[:start] + text + ("\n" + document[end:] if end >= 0 else "\n")
+    path.write_text(document, encoding="utf-8")
+
+
 if __name__ == "__main__":
     import sys
 
-    print(report(run(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)))
+    section = report(run(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000))
+    print(section)
+    if len(sys.argv) == 1:
+        write_section(section)

@@ -141,8 +141,9 @@ def facts_between(db: sqlite3.Connection, start: datetime, end: datetime,
                   channel: str | None) -> Iterator[ConversationFacts]:
     """The facts of conversations started in [start, end), merged ones left out, each with the time of
     its customer's next conversation after its close."""
-    query = ("SELECT r.facts, (SELECT MIN(n.created_at) FROM conversations n WHERE n.customer_id = c.customer_id "
-             "AND n.merged_into IS NULL AND n.created_at > r.closed_at) AS next_started_at "
+    query = ("SELECT r.facts, CASE WHEN r.closed_at IS NOT NULL THEN (SELECT MIN(n.created_at) FROM conversations n "
+             "WHERE n.customer_id = c.customer_id AND n.merged_into IS NULL AND n.created_at > r.closed_at) "
+             "END AS next_started_at "
              "FROM report_conversations r JOIN conversations c USING (conversation_id) "
              "WHERE r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL")
     parameters: list[str] = [start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()]
