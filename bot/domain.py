@@ -1,4 +1,5 @@
-"""A Rasa 3 `domain.yml`: intents, entities, slots with their mappings, responses, actions.
+"""A Rasa 3 `domain.yml`: intents, entities, slots with their mappings, responses, actions. Switchboard's
+own responses (bot/platform_responses.yml) fill in what the domain does not define.
 
 Keys Switchboard does not act on are reported through `warn`, naming the file and the key,
 and otherwise ignored, so a domain written for Rasa loads as far as it can.
@@ -6,6 +7,7 @@ and otherwise ignored, so a domain written for Rasa loads as far as it can.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +105,24 @@ def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
     intents = tuple(_names(document.get("intents"), path, "intents", warn))
     entities = tuple(_names(document.get("entities"), path, "entities", warn))
     slots = {name: _slot(name, spec, path, warn) for name, spec in (document.get("slots") or {}).items()}
+    own = _responses(document, path, warn)
+    responses = {**platform_responses(), **own}
+    if "utter_fallback" not in own and "utter_default" in own:
+        responses["utter_fallback"] = own["utter_default"]  # what Rasa's default fallback says
+    actions = tuple(str(a) for a in document.get("actions") or ())
+    return Domain(intents, entities, slots, responses, actions)
+
+
+PLATFORM_RESPONSES = Path(__file__).with_name("platform_responses.yml")
+
+
+@functools.cache
+def platform_responses() -> dict[str, list[dict[str, Any]]]:
+    """Switchboard's own responses (handoff notices, KB answers, ratings, ...), which a domain may redefine."""
+    return _responses(load_yaml(PLATFORM_RESPONSES, "responses"), PLATFORM_RESPONSES, log.warning)
+
+
+def _responses(document: Mapping[str, Any], path: Path, warn: Warn) -> dict[str, list[dict[str, Any]]]:
     responses: dict[str, list[dict[str, Any]]] = {}
     for name, variations in (document.get("responses") or {}).items():
         if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
@@ -112,8 +132,7 @@ def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
                 if key not in ("text", "buttons", "condition", "channel"):
                     warn(f"{path}: key '{key}' of response '{name}' is ignored")
         responses[str(name)] = variations
-    actions = tuple(str(a) for a in document.get("actions") or ())
-    return Domain(intents, entities, slots, responses, actions)
+    return responses
 
 
 def _names(items: list[Any] | None, path: Path, key: str, warn: Warn) -> list[str]:

@@ -29,7 +29,7 @@ class ResponseTemplates:
     def __init__(self, responses: Mapping[str, list[dict[str, Any]]], rng: random.Random | None = None) -> None:
         missing = [name for name in REQUIRED if name not in responses]
         if missing:
-            raise SwitchboardError(f"domain.yml lacks the responses {', '.join(missing)}")
+            raise SwitchboardError(f"the responses lack {', '.join(missing)}")
         self._responses = responses
         self._rng = rng or random.Random()
 
