@@ -11,6 +11,7 @@ from bot.reports import ReportOptions
 from switchboard.settings import Settings
 
 DEFAULT_DAYS = 7  # a report without dates covers the last seven days, today included
+MAX_DAYS = 366   # a report covers a year at most (its day-by-day table and chart have a row per day)
 
 
 def report_zone(settings: Settings, hours: BusinessHours | None) -> tzinfo:
@@ -33,6 +34,9 @@ def report_options(settings: Settings, hours: BusinessHours | None, first: date 
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise SwitchboardError(f"the report's first day ({first}) is after its last ({last})")
+    if (last - first).days >= MAX_DAYS:
+        raise SwitchboardError(f"a report covers at most {MAX_DAYS} days; {first} to {last} is "
+                               f"{(last - first).days + 1:,}: report it a year at a time")
     return ReportOptions(
         start=datetime.combine(first, time(), zone).astimezone(UTC),
         end=datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC),

@@ -204,6 +204,9 @@ def test_switchboard_report_says_what_is_wrong(store: SqliteConversationStore, t
     monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
     backwards = CliRunner().invoke(main, ["report", "--from", "2026-11-08", "--to", "2026-11-02"])
     assert backwards.exit_code != 0 and "first day (2026-11-08) is after its last (2026-11-02)" in backwards.output
+    decade = CliRunner().invoke(main, ["report", "--from", "2016-01-01", "--to", "2026-01-01"])
+    assert decade.exit_code != 0 and "a report covers at most 366 days; 2016-01-01 to 2026-01-01 is 3,654" \
+        in decade.output
     both = CliRunner().invoke(main, ["report", "--json", "--csv"])
     assert both.exit_code != 0 and "choose one of --json and --csv" in both.output
     monkeypatch.setenv("SWITCHBOARD_REPORT_TIMEZONE", "Mars/Olympus")
