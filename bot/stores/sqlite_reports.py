@@ -137,20 +137,24 @@ def rebuild(db: sqlite3.Connection, write: Write, to_event: Callable[[sqlite3.Ro
     return refresh(db, write, to_event, progress)
 
 
+# The conversations a report covers: started in [start, end) on the channel asked for, merged ones left out.
+# (`r` is report_conversations, `c` conversations.)
+_COVERED = "r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL AND (? IS NULL OR r.channel = ?)"
+
+
+def _covered(start: datetime, end: datetime, channel: str | None) -> tuple[str, str, str | None, str | None]:
+    return start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(), channel or None, channel or None
+
+
 def facts_between(db: sqlite3.Connection, start: datetime, end: datetime,
                   channel: str | None) -> Iterator[ConversationFacts]:
-    """The facts of conversations started in [start, end), merged ones left out, each with the time of
-    its customer's next conversation after its close."""
+    """The facts of the conversations a report covers, each with the time of its customer's next
+    conversation after its close."""
     query = ("SELECT r.facts, CASE WHEN r.closed_at IS NOT NULL THEN (SELECT MIN(n.created_at) FROM conversations n "
              "WHERE n.customer_id = c.customer_id AND n.merged_into IS NULL AND n.created_at > r.closed_at) "
-             "END AS next_started_at "
-             "FROM report_conversations r JOIN conversations c USING (conversation_id) "
-             "WHERE r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL")
-    parameters: list[str] = [start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()]
-    if channel:
-        query += " AND r.channel = ?"
-        parameters.append(channel)
-    for row in db.execute(query + " ORDER BY r.started_at", parameters):
+             "END AS next_started_at FROM report_conversations r JOIN conversations c USING (conversation_id) "
+             f"WHERE {_COVERED} ORDER BY r.started_at")
+    for row in db.execute(query, _covered(start, end, channel)):
         record = json.loads(row["facts"])
         record["next_started_at"] = row["next_started_at"]
         yield facts_of_record(record)
@@ -177,18 +181,13 @@ def hours_between(db: sqlite3.Connection, start: datetime, end: datetime,
 
 def gaps_between(db: sqlite3.Connection, start: datetime, end: datetime, channel: str | None,
                  top: int) -> list[tuple[str, int]]:
-    """The questions most often unanswered in conversations started in [start, end), in how many
-    conversations each, less those an editor handled."""
+    """The questions most often unanswered in the conversations a report covers, in how many conversations
+    each, less those an editor handled."""
     query = ("SELECT MIN(g.question) AS question, COUNT(*) AS n FROM report_gaps g "
              "JOIN report_conversations r USING (conversation_id) JOIN conversations c USING (conversation_id) "
-             "WHERE r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL "
-             "AND g.question_key NOT IN (SELECT question_hash FROM gap_actions)")
-    parameters: list[object] = [start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()]
-    if channel:
-        query += " AND r.channel = ?"
-        parameters.append(channel)
-    query += " GROUP BY g.question_key ORDER BY n DESC, question LIMIT ?"
-    return [(row["question"], row["n"]) for row in db.execute(query, (*parameters, top))]
+             f"WHERE {_COVERED} AND g.question_key NOT IN (SELECT question_hash FROM gap_actions) "
+             "GROUP BY g.question_key ORDER BY n DESC, question LIMIT ?")
+    return [(row["question"], row["n"]) for row in db.execute(query, (*_covered(start, end, channel), top))]
 
 
 def forget_words(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> None:
