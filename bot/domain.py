@@ -47,6 +47,21 @@ def load_yaml(path: Path, what: str) -> dict[str, Any]:
     return document
 
 
+# What a file of a Rasa project's `data/` may hold; each reader takes its own part and leaves the rest.
+DATA_KEYS = ("version", "nlu", "rules", "stories", "responses")
+
+
+def load_yaml_files(path: Path, what: str) -> list[tuple[Path, dict[str, Any]]]:
+    """A YAML file's mapping, or those of every .yml or .yaml file under a directory at any depth, in path
+    order (Rasa's `data/` and `domain/` layouts)."""
+    if not path.is_dir():
+        return [(path, load_yaml(path, what))]
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    if not files:
+        raise SwitchboardError(f"{path} holds no .yml files of {what}")
+    return [(file, load_yaml(file, what)) for file in files]
+
+
 @dataclass(frozen=True)
 class SlotMapping:
     """Where a slot's value comes from: an entity, the whole message text, or an action."""
@@ -95,22 +110,29 @@ class Domain:
 
 
 def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
-    """Read a Rasa 3 domain file; unsupported keys are reported, not fatal."""
-    document = load_yaml(path, "domain")
-    for key in document:
-        if key in _IGNORED_TOP_KEYS:
-            warn(f"{path}: key '{key}' is ignored ({_IGNORED_TOP_KEYS[key]})")
-        elif key not in _TOP_KEYS:
-            warn(f"{path}: unknown key '{key}' is ignored")
-    intents = tuple(_names(document.get("intents"), path, "intents", warn))
-    entities = tuple(_names(document.get("entities"), path, "entities", warn))
-    slots = {name: _slot(name, spec, path, warn) for name, spec in (document.get("slots") or {}).items()}
-    own = _responses(document, path, warn)
+    """Read a Rasa 3 domain: a file, or a directory of files that together make one (Rasa's `domain/`).
+    Unsupported keys are reported, not fatal."""
+    intents: list[str] = []
+    entities: list[str] = []
+    slots: dict[str, Slot] = {}
+    own: dict[str, list[dict[str, Any]]] = {}
+    actions: list[str] = []
+    for file, document in load_yaml_files(path, "domain"):
+        for key in document:
+            if key in _IGNORED_TOP_KEYS:
+                warn(f"{file}: key '{key}' is ignored ({_IGNORED_TOP_KEYS[key]})")
+            elif key not in _TOP_KEYS:
+                warn(f"{file}: unknown key '{key}' is ignored")
+        intents += _names(document.get("intents"), file, "intents", warn)
+        entities += _names(document.get("entities"), file, "entities", warn)
+        slots |= {name: _slot(name, spec, file, warn) for name, spec in (document.get("slots") or {}).items()}
+        own |= _responses(document, file, warn)
+        actions += [str(a) for a in document.get("actions") or ()]
     responses = {**platform_responses(), **own}
     if "utter_fallback" not in own and "utter_default" in own:
         responses["utter_fallback"] = own["utter_default"]  # what Rasa's default fallback says
-    actions = tuple(str(a) for a in document.get("actions") or ())
-    return Domain(intents, entities, slots, responses, actions)
+    return Domain(tuple(dict.fromkeys(intents)), tuple(dict.fromkeys(entities)), slots, responses,
+                  tuple(dict.fromkeys(actions)))
 
 
 PLATFORM_RESPONSES = Path(__file__).with_name("platform_responses.yml")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from bot.domain import Warn, load_yaml
+from bot.domain import DATA_KEYS, Warn, load_yaml_files
 from bot.errors import SwitchboardError
 
 log = logging.getLogger(__name__)
@@ -14,19 +16,26 @@ _UNSUPPORTED_STEP_KEYS = ("slot_was_set", "active_loop", "checkpoint", "or", "us
 
 
 def load_rules(path: Path, warn: Warn = log.warning) -> dict[str, tuple[str, ...]]:
-    """Return intent -> actions (responses `utter_*` or custom actions), in file order.
+    """Return intent -> actions (responses `utter_*` or custom actions), in file order, from a rules file or
+    the `rules` parts of every file under a directory (Rasa's `data/`).
 
     A rule Switchboard cannot follow (conditions, slot or loop steps, more than one user
     turn) is skipped with a warning that names the file and the rule.
     """
-    document = load_yaml(path, "rules")
-    for key in document:
-        if key == "stories":
-            warn(f"{path}: 'stories' are ignored; Switchboard follows rules only")
-        elif key not in ("version", "rules"):
-            warn(f"{path}: key '{key}' is ignored")
     rules: dict[str, tuple[str, ...]] = {}
-    for item in document.get("rules") or ():
+    tree = path.is_dir()
+    for file, document in load_yaml_files(path, "rules"):
+        for key in document:
+            if key == "stories":
+                warn(f"{file}: 'stories' are ignored; Switchboard follows rules only")
+            elif key not in (DATA_KEYS if tree else ("version", "rules")):
+                warn(f"{file}: key '{key}' is ignored")
+        _read_rules(file, document.get("rules") or (), warn, rules)
+    return rules
+
+
+def _read_rules(path: Path, items: Iterable[Any], warn: Warn, rules: dict[str, tuple[str, ...]]) -> None:
+    for item in items:
         name = str(item.get("rule", "unnamed rule")) if isinstance(item, dict) else "unnamed rule"
         if not isinstance(item, dict) or not isinstance(item.get("steps"), list):
             raise SwitchboardError(f"{path}: rule '{name}' needs a list of 'steps'")
@@ -49,4 +58,3 @@ def load_rules(path: Path, warn: Warn = log.warning) -> dict[str, tuple[str, ...
             warn(f"{path}: rule '{name}' is skipped: intent '{intent}' already has a rule")
             continue
         rules[intent] = tuple(actions)
-    return rules

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bot.domain import Warn, load_yaml
+from bot.domain import DATA_KEYS, Warn, load_yaml_files
 from bot.errors import SwitchboardError
 
 log = logging.getLogger(__name__)
@@ -41,16 +43,28 @@ class NluData:
 
 
 def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True) -> NluData:
-    """Read a Rasa 3 NLU file; unsupported keys are reported, not fatal."""
-    document = load_yaml(path, "NLU data")
-    for key in document:
-        if key not in ("version", "nlu"):
-            warn(f"{path}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
+    """Read Rasa 3 NLU data: a file, or the `nlu` parts of every file under a directory (Rasa's `data/`);
+    unsupported keys are reported, not fatal."""
     examples: list[Example] = []
     synonyms: dict[str, str] = {}
     lookups: dict[str, list[str]] = {}
     regexes: dict[str, list[str]] = {}
-    for item in document.get("nlu") or ():
+    tree = path.is_dir()
+    for file, document in load_yaml_files(path, "NLU data"):
+        for key in document:
+            if key not in (DATA_KEYS if tree else ("version", "nlu")):
+                warn(f"{file}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
+        _read_items(file, document.get("nlu") or (), warn, examples, synonyms, lookups, regexes)
+    if require_examples and not examples:
+        raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
+    return NluData(tuple(examples), synonyms,
+                   {entity: tuple(dict.fromkeys(values)) for entity, values in lookups.items()},
+                   {entity: tuple(patterns) for entity, patterns in regexes.items()})
+
+
+def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Example], synonyms: dict[str, str],
+                lookups: dict[str, list[str]], regexes: dict[str, list[str]]) -> None:
+    for item in items:
         if not isinstance(item, dict):
             warn(f"{path}: an item of 'nlu' is not a mapping and is ignored")
             continue
@@ -82,11 +96,6 @@ def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True
                     raise SwitchboardError(f"{path}: regex '{name}' has an invalid pattern {pattern!r}: {exc}") \
                         from exc
             regexes.setdefault(name, []).extend(lines)
-    if require_examples and not examples:
-        raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
-    return NluData(tuple(examples), synonyms,
-                   {entity: tuple(dict.fromkeys(values)) for entity, values in lookups.items()},
-                   {entity: tuple(patterns) for entity, patterns in regexes.items()})
 
 
 def _example_lines(raw: object) -> list[str]:

@@ -48,9 +48,16 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-def run(host: str, port: int) -> None:
+@click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A Rasa project directory (domain, data/, endpoints.yml, credentials.yml); "
+                   "also SWITCHBOARD_PROJECT_DIR.")
+def run(host: str, port: int, project: Path | None) -> None:
     """Serve Switchboard: web chat, Rasa REST channel and agent console."""
     import json
+    import os
+
+    if project is not None:
+        os.environ["SWITCHBOARD_PROJECT_DIR"] = str(project.resolve())  # the index build below reads it too
 
     from kb_index.snapshot import current_snapshot
     from switchboard.app import check_settings, serves_other_languages

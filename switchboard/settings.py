@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SwitchboardError
+from switchboard.project import project_values
 
 PREFIX = "SWITCHBOARD_"
 
@@ -18,6 +19,9 @@ class Settings:
     """Everything configurable; each field is set by SWITCHBOARD_<FIELD NAME IN CAPITALS>."""
 
     store_url: str = "sqlite:///var/switchboard.db"
+    # A Rasa project's directory: its domain, data/, endpoints.yml and credentials.yml (switchboard/project.py)
+    # set the settings below that no SWITCHBOARD_* variable sets.
+    project_dir: str = ""
     kb_dir: Path = Path("data/kb")
     index_dir: Path = Path("var/kb_index")
     nlu_path: Path = Path("data/nlu.yml")
@@ -103,6 +107,8 @@ class Settings:
                 raise SwitchboardError(
                     f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
         values.update(overrides)
+        if values.get("project_dir"):
+            values = {**project_values(Path(values["project_dir"])), **values}
         return cls(**values)
 
 

@@ -1,0 +1,144 @@
+"""A Rasa project directory run as it is: `domain/` split over files, `data/` at any depth, endpoints.yml's
+action server, credentials.yml's keys, config.yml read for what does not apply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.errors import SwitchboardError
+from switchboard.app import load_dialogue
+from switchboard.project import project_values
+from switchboard.settings import Settings
+from tests.dialogue import RecordingChannel
+
+FILES = {
+    "domain/core.yml": """version: "3.1"
+intents: [greet, mood_great, mood_unhappy]
+responses:
+  utter_greet:
+    - text: "Hey! How are you?"
+  utter_default:
+    - text: "Sorry, I didn't get that."
+""",
+    "domain/mood.yml": """version: "3.1"
+responses:
+  utter_happy:
+    - text: "Great, carry on!"
+  utter_cheer_up:
+    - text: "Here is something to cheer you up."
+""",
+    "data/nlu/greet.yml": """version: "3.1"
+nlu:
+  - intent: greet
+    examples: |
+      - hey
+      - hello
+      - hi there
+""",
+    "data/nlu/mood.yml": """version: "3.1"
+nlu:
+  - intent: mood_great
+    examples: |
+      - perfect
+      - amazing
+      - I am feeling very good
+  - intent: mood_unhappy
+    examples: |
+      - I am sad
+      - not good
+      - I feel terrible
+""",
+    "data/rules.yml": """version: "3.1"
+rules:
+  - rule: greet
+    steps:
+      - intent: greet
+      - action: utter_greet
+  - rule: happy
+    steps:
+      - intent: mood_great
+      - action: utter_happy
+""",
+    "data/stories/unhappy.yml": """version: "3.1"
+stories:
+  - story: sad path
+    steps:
+      - intent: mood_unhappy
+      - action: utter_cheer_up
+""",
+    "endpoints.yml": """action_endpoint:
+  url: "http://127.0.0.1:5055/webhook"
+tracker_store:
+  type: redis
+""",
+    "credentials.yml": """rest:
+telegram:
+  access_token: "123:abc"
+  verify: "mood_bot"
+  webhook_url: "https://example.com/webhooks/telegram/webhook"
+facebook:
+  verify: "x"
+""",
+    "config.yml": """language: en
+pipeline:
+  - name: DIETClassifier
+policies:
+  - name: RulePolicy
+""",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "moodbot"
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def test_the_project_directory_sets_what_no_variable_sets(project: Path) -> None:
+    warnings: list[str] = []
+    values = project_values(project, warnings.append)
+    assert values == {"domain_path": project / "domain", "nlu_path": project / "data", "rules_path": project / "data",
+                      "action_endpoint": "http://127.0.0.1:5055/webhook", "telegram_token": "123:abc"}
+    assert any("tracker_store" in w and "ignored" in w for w in warnings)
+    assert any("telegram.verify is ignored" in w for w in warnings)
+    assert any("facebook channel is not one of Switchboard's" in w for w in warnings)
+    assert any("'pipeline' is read but does not apply" in w for w in warnings)
+
+    settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project),
+                                  "SWITCHBOARD_TELEGRAM_TOKEN": "456:explicit"})
+    assert settings.domain_path == project / "domain" and settings.nlu_path == project / "data"
+    assert settings.telegram_token == "456:explicit"  # a variable set explicitly wins
+    assert settings.action_endpoint == "http://127.0.0.1:5055/webhook"
+
+
+def test_a_directory_that_is_no_rasa_project_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SwitchboardError, match=r"no domain\.yml or domain/ directory"):
+        project_values(tmp_path)
+    with pytest.raises(SwitchboardError, match="no such directory"):
+        Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(tmp_path / "missing")})
+
+
+def test_domain_and_data_are_read_from_every_file(project: Path, tmp_path: Path, index_dir: Path) -> None:
+    warnings: list[str] = []
+    settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project)}, index_dir=index_dir,
+                                 handoff_policy_path=Path("data/handoff.yml"))
+    model, nlu = load_dialogue(settings, warnings.append)
+    assert set(model.domain.intents) == {"greet", "mood_great", "mood_unhappy"}
+    assert {"utter_greet", "utter_happy", "utter_cheer_up", "utter_handoff"} <= set(model.domain.responses)
+    assert set(nlu.by_intent()) == {"greet", "mood_great", "mood_unhappy"}
+    assert model.rules == {"greet": ("utter_greet",), "mood_great": ("utter_happy",)}
+    # Files read by other readers raise no warning; what is not followed does.
+    assert warnings == [f"{project / 'data' / 'stories' / 'unhappy.yml'}: 'stories' are ignored; "
+                        "Switchboard follows rules only"]
+
+
+def test_the_project_answers_without_an_edit(project: Path, make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat(domain_path=project / "domain", nlu_path=project / "data", rules_path=project / "data")
+    assert chat.say("hello") == ["Hey! How are you?"]
+    assert chat.say("amazing") == ["Great, carry on!"]
