@@ -167,3 +167,23 @@ def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str
     found = [snapshot.chunks[i] for i in best]
     return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of)
             for c, i in zip(found, best, strict=True)]
+
+
+class NoKnowledgeBase:
+    """The retriever where there is no knowledge base (a Rasa project without a `kb/` directory): nothing is
+    ever found, so the bot answers from its rules and intents and otherwise falls back."""
+
+    snapshot = None
+
+    def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
+               audience: str = "customers", language: str | None = None) -> list[Passage]:
+        return []
+
+    def multilingual_for(self, language: str | None) -> bool:
+        return False
+
+    def translation(self, passage: Passage, language: str | None) -> Passage | None:
+        return None
+
+    def reload(self) -> bool:
+        return False

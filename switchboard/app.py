@@ -66,7 +66,7 @@ from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
-from kb_index.retriever import HybridRetriever
+from kb_index.retriever import HybridRetriever, NoKnowledgeBase
 from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
 from switchboard.metrics import PrometheusMeter, exposition
@@ -113,7 +113,7 @@ class Services:
     processor: ConversationProcessor
     inbox: Inbox
     agents: AgentDirectory
-    retriever: HybridRetriever
+    retriever: HybridRetriever | NoKnowledgeBase
     engine: Engine
     encoder: Encoder
     batching: BatchingEncoder | None  # set when this process built its own encoder
@@ -137,6 +137,12 @@ class Services:
             self.batching.close()
         self.store.stop_checkpoints()
         self.store.close()
+
+
+def knowledge_base_version(services: Services) -> str:
+    """The live snapshot's name, or "no-kb"."""
+    snapshot = services.retriever.snapshot
+    return snapshot.path.name if snapshot is not None else "no-kb"
 
 
 def secret_key(settings: Settings) -> str:
@@ -286,11 +292,13 @@ def multilingual_model(settings: Settings) -> MultilingualModel | None:
 
 
 def training_digest(settings: Settings) -> str:
-    """A digest of the NLU, domain and rules files, taken when the engine is built from them: what the bot
-    understands with until it restarts, whatever the files say since."""
+    """A digest of the NLU, domain and rules files (every file of a directory), taken when the engine is built
+    from them: what the bot understands with until it restarts, whatever the files say since."""
     digest = hashlib.sha256()
     for path in (settings.nlu_path, settings.domain_path, settings.rules_path):
-        digest.update(path.read_bytes() if path.exists() else b"")
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                digest.update(str(file.relative_to(path) if path.is_dir() else "").encode() + file.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -315,11 +323,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     if encoder is None:
         shared, classifier = server_encoder(settings)
         encoder = batching = BatchingEncoder(shared, window=settings.encoder_batch_window_ms / 1000)
-    multilingual = multilingual_model(settings)
-    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual)
-    if multilingual is not None and retriever.snapshot.multilingual is None:
-        log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
-                    "matched as if English; rebuild it: switchboard kb build", settings.languages)
+    retriever = knowledge_base(settings, encoder)
     engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
     meter = PrometheusMeter()
     processor = ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter)
@@ -334,6 +338,21 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
                     meter)
+
+
+def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | NoKnowledgeBase:
+    """The live index of the knowledge base, or none where there is no KB directory (a Rasa project without
+    `kb/`): then the bot answers from rules and intents only, and never from another KB's articles."""
+    if not settings.kb_dir.is_dir():
+        log.warning("no knowledge base at %s: the bot answers from its rules and intents only; add articles there "
+                    "and run `switchboard kb build` to answer from them", settings.kb_dir)
+        return NoKnowledgeBase()
+    multilingual = multilingual_model(settings)
+    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual)
+    if multilingual is not None and retriever.snapshot.multilingual is None:
+        log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
+                    "matched as if English; rebuild it: switchboard kb build", settings.languages)
+    return retriever
 
 
 def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
@@ -424,7 +443,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     trained_from = training_digest(settings)
     # Rasa's `model_id`: the training files and the live KB snapshot, which a publish switches.
     rasa_api = create_rasa_api_blueprint(services.engine.parse,
-                                         lambda: f"{trained_from}-{services.retriever.snapshot.path.name}",
+                                         lambda: f"{trained_from}-{knowledge_base_version(services)}",
                                          tracker, token=settings.rest_token, max_text_length=settings.max_text_length)
     # The JSON APIs authenticate with bearer tokens, not cookies, so CSRF does not apply.
     csrf.exempt(web)

@@ -69,7 +69,9 @@ def run(host: str, port: int, project: Path | None) -> None:
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     live = current_snapshot(settings.index_dir)
-    if live is not None and serves_other_languages(settings):
+    if not settings.kb_dir.is_dir():
+        click.echo(f"No knowledge base at {settings.kb_dir}: the bot answers from its rules and intents only.")
+    elif live is not None and serves_other_languages(settings):
         try:
             built_for_languages = json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("multilingual")
         except (OSError, ValueError):
@@ -77,7 +79,7 @@ def run(host: str, port: int, project: Path | None) -> None:
         if not built_for_languages:
             click.echo(f"The knowledge-base index predates answers in {settings.languages}; rebuilding it.")
             live = None
-    if live is None:
+    if live is None and settings.kb_dir.is_dir():
         click.echo(f"Building the knowledge-base index in {settings.index_dir} from {settings.kb_dir}.")
         # In a child process, so the model never loads in the server's parent before it forks.
         if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:

@@ -1,6 +1,7 @@
 """A Rasa project directory as Switchboard's settings: `domain.yml` or `domain/`, `data/` at any depth,
-`endpoints.yml`'s action server, `credentials.yml`'s Telegram and Twilio keys, and `config.yml` read for
-what does not apply. SWITCHBOARD_* variables set explicitly win over the project's files."""
+`kb/` (its knowledge base, if it has one), `endpoints.yml`'s action server, `credentials.yml`'s Telegram and
+Twilio keys, and `config.yml` read for what does not apply. SWITCHBOARD_* variables set explicitly win over
+the project's files."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def project_values(root: Path, warn: Warn = log.warning) -> dict[str, Any]:
     data = root / "data"
     if not data.is_dir():
         raise SwitchboardError(f"{root} has no data/ directory with the NLU data and rules")
-    values: dict[str, Any] = {"domain_path": domain, "nlu_path": data, "rules_path": data}
-    if (root / "kb").is_dir():
-        values["kb_dir"] = root / "kb"
+    # The project's own knowledge base, indexed beside it (as Rasa keeps .rasa/); without kb/ there is none,
+    # and the bot never answers from the sample shop's articles.
+    values: dict[str, Any] = {"domain_path": domain, "nlu_path": data, "rules_path": data, "kb_dir": root / "kb",
+                              "index_dir": root / ".switchboard" / "kb_index"}
     values |= _endpoints(root / "endpoints.yml", warn)
     values |= _credentials(root / "credentials.yml", warn)
     _config(root / "config.yml", warn)

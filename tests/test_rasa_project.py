@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import SwitchboardError
-from switchboard.app import load_dialogue
+from bot.ports import Encoder
+from switchboard.app import create_app, load_dialogue, services_of
 from switchboard.project import project_values
 from switchboard.settings import Settings
 from tests.dialogue import RecordingChannel
@@ -104,6 +105,7 @@ def test_the_project_directory_sets_what_no_variable_sets(project: Path) -> None
     warnings: list[str] = []
     values = project_values(project, warnings.append)
     assert values == {"domain_path": project / "domain", "nlu_path": project / "data", "rules_path": project / "data",
+                      "kb_dir": project / "kb", "index_dir": project / ".switchboard" / "kb_index",
                       "action_endpoint": "http://127.0.0.1:5055/webhook", "telegram_token": "123:abc"}
     assert any("tracker_store" in w and "ignored" in w for w in warnings)
     assert any("telegram.verify is ignored" in w for w in warnings)
@@ -142,3 +144,26 @@ def test_the_project_answers_without_an_edit(project: Path, make_chat: Callable[
     chat = make_chat(domain_path=project / "domain", nlu_path=project / "data", rules_path=project / "data")
     assert chat.say("hello") == ["Hey! How are you?"]
     assert chat.say("amazing") == ["Great, carry on!"]
+
+
+def test_a_project_without_a_kb_runs_through_the_rest_channel_and_never_answers_from_another_kb(
+        project: Path, tmp_path: Path, encoder: Encoder) -> None:
+    settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project),
+                                  "SWITCHBOARD_STORE_URL": f"sqlite:///{tmp_path / 'switchboard.db'}",
+                                  "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "SWITCHBOARD_SECRET_KEY": "test",
+                                  "SWITCHBOARD_ACTION_ENDPOINT": ""})
+    app = create_app(settings, encoder=encoder)
+    try:
+        client = app.test_client()
+
+        def say(text: str) -> list[str]:
+            response = client.post("/webhooks/rest/webhook", json={"sender": "rasa-user", "message": text})
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return [reply["text"] for reply in response.get_json()]
+
+        assert say("hello") == ["Hey! How are you?"]
+        # The sample shop's KB has a payments article; this project has no KB, so it is not used.
+        assert say("can I pay with my credit card") == ["Sorry, I didn't get that."]
+        assert client.get("/status").get_json()["model_id"].endswith("-no-kb")
+    finally:
+        services_of(app).close()
