@@ -109,9 +109,11 @@ class Domain:
         }
 
 
-def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
+def load_domain(path: Path, warn: Warn = log.warning,
+                extra_responses: Mapping[str, list[dict[str, Any]]] | None = None) -> Domain:
     """Read a Rasa 3 domain: a file, or a directory of files that together make one (Rasa's `domain/`).
-    Unsupported keys are reported, not fatal."""
+    Unsupported keys are reported, not fatal. `extra_responses` (those of the training data files, such as a
+    retrieval intent's `utter_chitchat/ask_name`) come before the domain's own, Switchboard's after."""
     intents: list[str] = []
     entities: list[str] = []
     slots: dict[str, Slot] = {}
@@ -128,7 +130,7 @@ def load_domain(path: Path, warn: Warn = log.warning) -> Domain:
         slots |= {name: _slot(name, spec, file, warn) for name, spec in (document.get("slots") or {}).items()}
         own |= _responses(document, file, warn)
         actions += [str(a) for a in document.get("actions") or ()]
-    responses = {**platform_responses(), **own}
+    responses = {**platform_responses(), **(extra_responses or {}), **own}
     if "utter_fallback" not in own and "utter_default" in own:
         responses["utter_fallback"] = own["utter_default"]  # what Rasa's default fallback says
     return Domain(tuple(dict.fromkeys(intents)), tuple(dict.fromkeys(entities)), slots, responses,
@@ -142,6 +144,15 @@ PLATFORM_RESPONSES = Path(__file__).with_name("platform_responses.yml")
 def platform_responses() -> dict[str, list[dict[str, Any]]]:
     """Switchboard's own responses (handoff notices, KB answers, ratings, ...), which a domain may redefine."""
     return _responses(load_yaml(PLATFORM_RESPONSES, "responses"), PLATFORM_RESPONSES, log.warning)
+
+
+def load_data_responses(path: Path, warn: Warn = log.warning) -> dict[str, list[dict[str, Any]]]:
+    """The `responses` of training data files (a file, or every file under a directory): Rasa keeps a
+    retrieval intent's responses (`utter_faq/opening_hours`) beside its examples."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for file, document in load_yaml_files(path, "training data"):
+        found |= _responses(document, file, warn)
+    return found
 
 
 def _responses(document: Mapping[str, Any], path: Path, warn: Warn) -> dict[str, list[dict[str, Any]]]:

@@ -52,7 +52,7 @@ def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True
     tree = path.is_dir()
     for file, document in load_yaml_files(path, "NLU data"):
         for key in document:
-            if key not in (DATA_KEYS if tree else ("version", "nlu")):
+            if key not in (DATA_KEYS if tree else ("version", "nlu", "responses")):
                 warn(f"{file}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
         _read_items(file, document.get("nlu") or (), warn, examples, synonyms, lookups, regexes)
     if require_examples and not examples:

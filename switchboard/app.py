@@ -25,7 +25,7 @@ from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer, tracker_state
 from bot.capabilities import CAPABILITIES
 from bot.delivery import DeliveryWorker, Sender
-from bot.domain import Warn, load_domain
+from bot.domain import Warn, load_data_responses, load_domain
 from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
@@ -159,12 +159,14 @@ def secret_key(settings: Settings) -> str:
 
 def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[DialogueModel, NluData]:
     """Read the Rasa domain, NLU data and rules, and the handoff policy; report what cannot apply."""
-    domain = load_domain(settings.domain_path, warn)
+    domain = load_domain(settings.domain_path, warn, extra_responses=load_data_responses(settings.nlu_path, warn))
     nlu = load_nlu(settings.nlu_path, warn)
     rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else {}
     for intent, steps in rules.items():
         for step in steps:
-            if step.startswith("utter_") and step not in domain.responses:
+            # A retrieval intent's rule names `utter_faq`, whose responses are `utter_faq/<question>`.
+            if step.startswith("utter_") and step not in domain.responses \
+                    and not any(name.startswith(f"{step}/") for name in domain.responses):
                 warn(f"{settings.rules_path}: the rule for '{intent}' uses '{step}', which {settings.domain_path} "
                      "does not define")
             elif not step.startswith("utter_") and step not in domain.actions:

@@ -1,5 +1,6 @@
-"""A Rasa project directory run as it is: `domain/` split over files, `data/` at any depth, endpoints.yml's
-action server, credentials.yml's keys, config.yml read for what does not apply."""
+"""A Rasa project directory run as it is: `domain/` split over files, `data/` at any depth (retrieval intents
+with their responses beside them), endpoints.yml's action server, credentials.yml's keys, config.yml read for
+what does not apply."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.dialogue import RecordingChannel
 
 FILES = {
     "domain/core.yml": """version: "3.1"
-intents: [greet, mood_great, mood_unhappy]
+intents: [greet, mood_great, mood_unhappy, faq]
 responses:
   utter_greet:
     - text: "Hey! How are you?"
@@ -52,8 +53,30 @@ nlu:
       - not good
       - I feel terrible
 """,
+    "data/nlu/faq.yml": """version: "3.1"
+nlu:
+  - intent: faq/opening_hours
+    examples: |
+      - when are you open
+      - what are your opening hours
+      - what time do you open on saturday
+  - intent: faq/location
+    examples: |
+      - where are you
+      - what is your address
+      - where can I find the shop
+responses:
+  utter_faq/opening_hours:
+    - text: "We are open 9 to 5."
+  utter_faq/location:
+    - text: "We are at 1 Main Street."
+""",
     "data/rules.yml": """version: "3.1"
 rules:
+  - rule: faq
+    steps:
+      - intent: faq
+      - action: utter_faq
   - rule: greet
     steps:
       - intent: greet
@@ -131,10 +154,11 @@ def test_domain_and_data_are_read_from_every_file(project: Path, tmp_path: Path,
     settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project)}, index_dir=index_dir,
                                  handoff_policy_path=Path("data/handoff.yml"))
     model, nlu = load_dialogue(settings, warnings.append)
-    assert set(model.domain.intents) == {"greet", "mood_great", "mood_unhappy"}
-    assert {"utter_greet", "utter_happy", "utter_cheer_up", "utter_handoff"} <= set(model.domain.responses)
-    assert set(nlu.by_intent()) == {"greet", "mood_great", "mood_unhappy"}
-    assert model.rules == {"greet": ("utter_greet",), "mood_great": ("utter_happy",)}
+    assert set(model.domain.intents) == {"greet", "mood_great", "mood_unhappy", "faq"}
+    assert {"utter_greet", "utter_happy", "utter_cheer_up", "utter_handoff", "utter_faq/location"} \
+        <= set(model.domain.responses)  # a retrieval intent's responses, kept in its data file
+    assert set(nlu.by_intent()) == {"greet", "mood_great", "mood_unhappy", "faq/opening_hours", "faq/location"}
+    assert model.rules == {"faq": ("utter_faq",), "greet": ("utter_greet",), "mood_great": ("utter_happy",)}
     # Files read by other readers raise no warning; what is not followed does.
     assert warnings == [f"{project / 'data' / 'stories' / 'unhappy.yml'}: 'stories' are ignored; "
                         "Switchboard follows rules only"]
@@ -144,10 +168,13 @@ def test_the_project_answers_without_an_edit(project: Path, make_chat: Callable[
     chat = make_chat(domain_path=project / "domain", nlu_path=project / "data", rules_path=project / "data")
     assert chat.say("hello") == ["Hey! How are you?"]
     assert chat.say("amazing") == ["Great, carry on!"]
+    assert chat.say("what is your address") == ["We are at 1 Main Street."]  # a retrieval intent's response
 
 
 def test_a_project_without_a_kb_runs_through_the_rest_channel_and_never_answers_from_another_kb(
         project: Path, tmp_path: Path, encoder: Encoder) -> None:
+    # Two FAQ intents of three examples each take any question; without them the bot has nothing to say to this one.
+    (project / "data" / "nlu" / "faq.yml").unlink()
     settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project),
                                   "SWITCHBOARD_STORE_URL": f"sqlite:///{tmp_path / 'switchboard.db'}",
                                   "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "SWITCHBOARD_SECRET_KEY": "test",
