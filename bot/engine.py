@@ -202,6 +202,11 @@ class Engine:
     def handoff_policy(self) -> HandoffPolicy:
         return self._model.handoff
 
+    @property
+    def intents(self) -> tuple[str, ...]:
+        """The domain's intents."""
+        return self._model.domain.intents
+
     def render(self, response: str, conversation: Conversation | None = None, language: str | None = None,
                **values: Any) -> tuple[str, tuple[Button, ...]] | None:
         """A domain response's text and buttons said outside a turn (the rating question on close, the web

@@ -7,27 +7,37 @@ sender, agents' replies included, and agents may answer on this channel. Without
 channel is open, as Rasa's is, so a caller is only a client that knows a sender id: it gets the
 bot's answers to the message it just sent, and nothing else (no agent's reply, nothing queued
 for that sender before).
+
+Rasa's `POST /conversations/<sender>/trigger_intent` (`{"name": "greet", "entities": {...}}`) is the same
+turn with the intent given instead of a text, as a button payload (`/greet{...}`) is; it answers with the
+sender's tracker and the bot's messages, and only to a caller holding the token.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
+from collections.abc import Callable, Collection
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from bot.errors import NotAuthenticated
+from bot.errors import InvalidMessage, NotAllowed, NotAuthenticated, NotFound
 from bot.inbox import Inbox
 from bot.messages import Author, InboundMessage
 from bot.ports import ConversationStore
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
 
 CHANNEL = "rest"
+Tracker = Callable[[str], dict[str, Any] | None]
 
 
 def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, timeout: float,
-                          token: str = "") -> Blueprint:
-    """Build the `/webhooks/rest/webhook` endpoint; `token`, if set, is required on every request."""
+                          token: str = "", intents: Collection[str] = (),
+                          tracker: Tracker = lambda sender: None) -> Blueprint:
+    """Build the `/webhooks/rest/webhook` endpoint; `token`, if set, is required on every request. `intents`
+    are the domain's (those `trigger_intent` may name); `tracker` gives a sender's conversation as Rasa's."""
     rest = Blueprint("rest", __name__)
     answer_errors_as_json(rest)
 
@@ -49,12 +59,30 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
         body = json_object()
         # Rasa's own default: a message without a sender is the "default" sender's.
         sender = "default" if body.get("sender") is None else field(body, "sender", max_length=200)
-        text = field(body, "message")
         message_id = body.get("message_id")
-        accepted = inbox.accept(InboundMessage(
-            channel=CHANNEL, external_id=sender, text=text,
-            provider_message_id=message_id if isinstance(message_id, str) and message_id else uuid.uuid4().hex,
-        ))
+        return jsonify(turn(sender, field(body, "message"), message_id if isinstance(message_id, str) else "",
+                            trusted))
+
+    @rest.post("/conversations/<sender>/trigger_intent")
+    def trigger_intent(sender: str) -> Response:
+        # It speaks as the sender and answers with their whole conversation: only for a caller with the token.
+        if not authenticated():
+            raise NotAllowed("trigger_intent needs SWITCHBOARD_REST_TOKEN set, and the token on the request")
+        body = json_object()
+        name = field(body, "name", max_length=200)
+        if name not in intents:
+            raise NotFound(f"the intent {name!r} is not in the domain")
+        entities = body.get("entities") or {}
+        if not isinstance(entities, dict):
+            raise InvalidMessage("'entities' must be an object of entity names and values")
+        payload = f"/{name}{json.dumps(entities, ensure_ascii=False) if entities else ''}"
+        messages = turn(sender, payload, "", trusted=True)
+        return jsonify({"tracker": tracker(sender), "messages": messages})
+
+    def turn(sender: str, text: str, message_id: str, trusted: bool) -> list[dict[str, Any]]:
+        """Store the sender's message, wait for the bot's turn, and hand over what is waiting for them."""
+        accepted = inbox.accept(InboundMessage(channel=CHANNEL, external_id=sender, text=text,
+                                               provider_message_id=message_id or uuid.uuid4().hex))
         inbox.wait_processed(accepted, CHANNEL, sender, timeout)
         pending = conversations.outbox_for(CHANNEL, sender, "pending")
         if not trusted:
@@ -62,11 +90,9 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
             pending = [entry for entry in pending if entry.conversation_id == accepted.conversation_id
                        and entry.in_reply_to == accepted.event_seq and entry.author != Author.AGENT]
         conversations.mark_sent([entry.reply_id for entry in pending])
-        return jsonify([
-            {"recipient_id": sender, "text": entry.text,
-             **({"buttons": [{"title": b.title, "payload": b.payload} for b in entry.buttons]}
-                if entry.buttons else {})}
-            for entry in pending
-        ])
+        return [{"recipient_id": sender, "text": entry.text,
+                 **({"buttons": [{"title": b.title, "payload": b.payload} for b in entry.buttons]}
+                    if entry.buttons else {})}
+                for entry in pending]
 
     return rest

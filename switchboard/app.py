@@ -434,13 +434,14 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                streams, session_days=settings.web_session_days, agents=services.store,
                                welcome=lambda language: services.engine.render("utter_welcome", language=language),
                                languages=language_codes(settings), words=load_widget_words(settings.widget_path))
-    rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
-                                 token=settings.rest_token)
     def tracker(sender_id: str) -> dict[str, Any] | None:
         conversation = services.store.latest_conversation_of("rest", sender_id)
         if conversation is None:
             return None
         return tracker_state(conversation, services.store.transcript(conversation.conversation_id))
+
+    rest = create_rest_blueprint(services.inbox, services.store, timeout=settings.sync_reply_timeout,
+                                 token=settings.rest_token, intents=services.engine.intents, tracker=tracker)
 
     trained_from = training_digest(settings)
     # Rasa's `model_id`: the training files and the live KB snapshot, which a publish switches.

@@ -89,6 +89,29 @@ def test_a_rest_senders_tracker_is_read_with_the_token_only(make_app: Callable[.
     assert trusted.get("/conversations/nobody/tracker", headers=auth).status_code == 404
 
 
+def test_trigger_intent_runs_the_intent_as_a_turn_of_the_sender(make_app: Callable[..., Flask],
+                                                                  client: FlaskClient) -> None:
+    body = {"name": "order_status", "entities": {"order_number": "PO-2610427"}}
+    assert client.post("/conversations/crm-9/trigger_intent", json=body).status_code == 403  # no token: never open
+    trusted = make_app(rest_token="s3cret-token").test_client()
+    auth = {"Authorization": "Bearer s3cret-token"}
+    response = trusted.post("/conversations/crm-9/trigger_intent", json=body, headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert answer["messages"] and {m["recipient_id"] for m in answer["messages"]} == {"crm-9"}
+    assert any("PO-2610427" in m["text"] for m in answer["messages"])  # the order's status, as if they had asked
+    tracker = answer["tracker"]
+    assert tracker["sender_id"] == "crm-9" and tracker["slots"]["order_number"] == "PO-2610427"
+    assert tracker["latest_message"]["intent"]["name"] == "order_status"
+    # Bad requests say what is wrong.
+    assert trusted.post("/conversations/crm-9/trigger_intent", json=body).status_code == 401
+    unknown = trusted.post("/conversations/crm-9/trigger_intent", json={"name": "book_flight"}, headers=auth)
+    assert unknown.status_code == 404 and "'book_flight' is not in the domain" in unknown.get_json()["message"]
+    garbled = trusted.post("/conversations/crm-9/trigger_intent", json={"name": "greet", "entities": [1]},
+                           headers=auth)
+    assert garbled.status_code == 400
+
+
 def agent_answers(app: Flask, text: str) -> None:
     """An agent claims the queued conversation and replies."""
     directory = services_of(app).agents
