@@ -49,6 +49,7 @@ LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # The payloads of the "did you mean" buttons: an article chosen, or none of them.
+SESSION_START = "action_session_start"  # Rasa's action run as a conversation begins, when a project defines one
 KB_CHOICE = "/kb_article"
 KB_NONE = "/kb_none"
 # The payloads of "did this help?" under an answer.
@@ -247,6 +248,12 @@ class Engine:
     def _decide(self, turn: _Turn) -> None:
         policy = self._model.handoff
         turn.fallback_streak = 0
+        if turn.seq == 1 and SESSION_START in self._model.domain.actions:
+            # Rasa's custom `action_session_start`: run as a conversation begins, before its first message is
+            # answered (it may set slots or say something); if it fails, the message is answered all the same.
+            self._act(turn, SESSION_START, quiet=True)
+            turn.notes.pop("answered_by", None)  # it answers nothing: the message is still to be answered
+            turn.acted = None
         language = policy.explicit_request.language_of_request(turn.text)
         if language is not None:
             return self._hand_off(turn, "customer_request", {"language": language})
@@ -397,8 +404,9 @@ class Engine:
                 return False
         return True
 
-    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False) -> bool:
-        """Run a custom action; False if it declined the message (the bot answers it otherwise)."""
+    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False, quiet: bool = False) -> bool:
+        """Run a custom action; False if it declined the message (the bot answers it otherwise), or failed
+        while `quiet` (otherwise a failure is answered with `utter_action_failed`)."""
         try:
             if self._actions is None:
                 raise ActionFailed(f"action '{action}' is called but no action server is configured")
@@ -415,6 +423,8 @@ class Engine:
         except ActionFailed as exc:
             log.warning("conversation %s: action failed: %s", turn.conversation.conversation_id, exc)
             turn.notes["action_error"] = {"action": action, "error": str(exc)}
+            if quiet:
+                return False
             turn.active_loop = None
             self._fall_back(turn, response="utter_action_failed")
             return True

@@ -194,3 +194,26 @@ def test_a_project_without_a_kb_runs_through_the_rest_channel_and_never_answers_
         assert client.get("/status").get_json()["model_id"].endswith("-no-kb")
     finally:
         services_of(app).close()
+
+
+def test_the_projects_action_session_start_runs_as_a_conversation_begins(
+        project: Path, make_chat: Callable[..., RecordingChannel]) -> None:
+    (project / "domain" / "session.yml").write_text("""version: "3.1"
+slots:
+  visits:
+    type: float
+    mappings:
+      - type: custom
+actions:
+  - action_session_start
+""", encoding="utf-8")
+    chat = make_chat(domain_path=project / "domain", nlu_path=project / "data", rules_path=project / "data",
+                     actions_package="tests.data.session_actions")
+    assert chat.say("hello") == ["Welcome to the mood bot.", "Hey! How are you?"]
+    assert chat.conversation().dialogue.slots["visits"] == 1.0
+    assert chat.say("amazing") == ["Great, carry on!"]  # once a conversation, not every message
+    # An action server that cannot be reached: the conversation begins without it, and is answered.
+    unreachable = make_chat(domain_path=project / "domain", nlu_path=project / "data", rules_path=project / "data",
+                            action_endpoint="http://127.0.0.1:9/webhook", action_timeout=1.0)
+    assert unreachable.say("hello") == ["Hey! How are you?"]
+    assert unreachable.messages_in()[0].data["action_error"]["action"] == "action_session_start"
