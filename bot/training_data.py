@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 _ANNOTATION = re.compile(r"\[(?P<text>[^\]]+)\](?:\((?P<spec>[^)]*)\)|(?P<json>\{[^}]*\}))")
 _JSON_ENTITY = re.compile(r'"entity"\s*:\s*"(?P<entity>[^"]+)"')
 _JSON_VALUE = re.compile(r'"value"\s*:\s*"(?P<value>[^"]+)"')
+_ROLE_OR_GROUP = re.compile(r'\]\{[^}]*"(?:role|group)"\s*:')
 _ITEM_KEYS = {"intent", "synonym", "lookup", "regex"}
 
 
@@ -79,6 +80,9 @@ def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Exa
             warn(f"{path}: key '{key}' of {kind} '{name}' is ignored")
         lines = _example_lines(item.get("examples"))
         if kind == "intent":
+            if any(_ROLE_OR_GROUP.search(line) for line in lines):
+                warn(f"{path}: entity roles and groups in the examples of '{name}' are not kept (the entity and "
+                     "its value are)")
             for line in lines:
                 text = _strip_annotations(line, synonyms, lookups)
                 if text:

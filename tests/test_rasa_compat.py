@@ -129,17 +129,23 @@ nlu:
 - intent: bye
   synonym: farewell
 - just a string
+- intent: book_flight
+  examples: |
+    - fly from [Berlin]{"entity": "city", "role": "departure"} to [Rome]{"entity": "city", "role": "destination"}
 stories: []
 """)
     warnings: list[str] = []
     nlu = load_nlu(path, warnings.append)
-    assert nlu.by_intent() == {"greet": ["hi"]} and nlu.regexes == {"code": ("\\d{4}",)}
+    assert nlu.by_intent() == {"greet": ["hi"], "book_flight": ["fly from Berlin to Rome"]}
+    assert nlu.regexes == {"code": ("\\d{4}",)} and nlu.lookups["city"] == ("Berlin", "Rome")
     assert warnings == [
         f"{path}: key 'stories' is ignored (Switchboard reads 'nlu' from NLU files)",
         f"{path}: key 'metadata' of intent 'greet' is ignored",
         f"{path}: an item of 'nlu' with keys ['intent', 'synonym'] is ignored (expected one of intent, lookup, "
         "regex, synonym)",
         f"{path}: an item of 'nlu' is not a mapping and is ignored",
+        f"{path}: entity roles and groups in the examples of 'book_flight' are not kept (the entity and its value "
+        "are)",
     ]
     bad = write(tmp_path, "bad.yml", "nlu:\n- intent: x\n  examples: |\n    - x\n- regex: r\n  examples: |\n    - ((\n")
     with pytest.raises(SwitchboardError, match="regex 'r' has an invalid pattern"):
