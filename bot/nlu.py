@@ -12,10 +12,18 @@ threshold is not set on examples the encoder has seen).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +36,8 @@ from sklearn.model_selection import StratifiedKFold
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from bot.training_data import Example
+
+log = logging.getLogger(__name__)
 
 OUT_OF_SCOPE = "out_of_scope"   # the training intent for messages no intent covers
 FALLBACK = "nlu_fallback"       # what a rejected message is predicted as
@@ -83,10 +93,12 @@ class IntentClassifier:
     """Classifies messages into the intents of the training examples, or rejects them."""
 
     def __init__(self, encoder: Encoder, examples: Sequence[Example], options: ClassifierOptions | None = None,
-                 progress: Progress | None = None, tuner: EncoderTuner | None = None) -> None:
+                 progress: Progress | None = None, tuner: EncoderTuner | None = None,
+                 cache: Path | None = None, encoder_name: str = "") -> None:
+        """Train on `examples`, or, given a `cache` directory, reuse what was trained there on the same examples,
+        options and encoder (`encoder_name` names it: its model and kind; a tuned one follows the examples)."""
         self._options = options or ClassifierOptions()
         report = progress or (lambda stage: None)
-        texts = [e.text for e in examples]
         labels = np.array([e.intent for e in examples])
         intents = set(labels) - {OUT_OF_SCOPE}
         if len(set(labels)) < 2 or not intents:
@@ -97,22 +109,37 @@ class IntentClassifier:
             report("tuning the encoder on the training examples")
             encoder = tuner.tuned(examples)
         self._encoder = encoder
-        report("encoding training examples")
-        vectors = encoder.encode(texts)
-        self.threshold = self._options.threshold if self._options.threshold is not None \
-            else self._calibrate(examples, vectors, labels, report, tuner)
-        report("training")
-        self._ngrams, model = self._fit(texts, vectors, labels)
+        key = _fingerprint(examples, self._options, encoder_name, self.tuned)
+        fitted = _load_fitted(cache, key) if cache is not None else None
+        if fitted is None:
+            fitted = self._train(examples, labels, report, tuner)
+            if cache is not None:
+                _save_fitted(cache, key, fitted)
+        else:
+            report("reusing the classifier trained on these examples before")
+        self.threshold = fitted.threshold
         self.intents = sorted(intents)
+        self._ngrams, model = fitted.ngrams, fitted.model
         self._classes = model.classes_
         # The fitted weights split by view, so one message is scored without sklearn's per-call overhead
         # (a live turn scores one message; `_probabilities` checks it against predict_proba in the tests).
-        dimension = vectors.shape[1]
+        dimension = fitted.dimension
         self._embedding_weights = np.ascontiguousarray(model.coef_[:, :dimension].T)
         self._ngram_weights = np.ascontiguousarray(model.coef_[:, dimension:].T)
         self._bias = model.intercept_
         self._analyse = self._ngrams.build_analyzer() if self._ngrams is not None else None
         self._model = model
+
+    def _train(self, examples: Sequence[Example], labels: np.ndarray, report: Progress,
+               tuner: EncoderTuner | None) -> _Fitted:
+        texts = [e.text for e in examples]
+        report("encoding training examples")
+        vectors = self._encoder.encode(texts)
+        threshold = self._options.threshold if self._options.threshold is not None \
+            else self._calibrate(examples, vectors, labels, report, tuner)
+        report("training")
+        ngrams, model = self._fit(texts, vectors, labels)
+        return _Fitted(threshold, ngrams, model, int(vectors.shape[1]))
 
     def predict(self, text: str, vector: np.ndarray | None = None, ranking: int = 5) -> IntentPrediction:
         """Classify one message; `vector` is its unit-length vector from the shared encoder, if already encoded
@@ -218,3 +245,55 @@ class IntentClassifier:
         if right.size == 0:
             return 0.0
         return float(np.quantile(right, 1 - self._options.in_scope_recall))
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """What training produces, without the encoder: kept in the cache."""
+
+    threshold: float
+    ngrams: TfidfVectorizer | None
+    model: LogisticRegression
+    dimension: int
+
+
+_CACHE_FORMAT = "intent-classifier-1"  # changes whenever what _Fitted holds, or how it is trained, does
+
+
+def _fingerprint(examples: Sequence[Example], options: ClassifierOptions, encoder_name: str, tuned: bool) -> str:
+    digest = hashlib.sha256(json.dumps([_CACHE_FORMAT, switchboard_version(), encoder_name, tuned,
+                                        repr(options), [(e.text, e.intent) for e in examples]]).encode())
+    return digest.hexdigest()[:24]
+
+
+def switchboard_version() -> str:
+    try:
+        return metadata.version("switchboard")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _load_fitted(cache: Path, key: str) -> _Fitted | None:
+    path = cache / f"{key}.pickle"
+    try:
+        with path.open("rb") as handle:
+            # Written by this process's own code into Switchboard's var directory, never from outside.
+            fitted = pickle.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+        log.warning("retraining intents: the cached classifier %s does not load (%s)", path, exc)
+        return None
+    return fitted if isinstance(fitted, _Fitted) else None
+
+
+def _save_fitted(cache: Path, key: str, fitted: _Fitted) -> None:
+    """Written whole or not at all (a temporary file renamed), so a crash never leaves half a cache."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache, suffix=".partial", delete=False) as handle:
+            pickle.dump(fitted, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(handle.name, cache / f"{key}.pickle")
+    except OSError as exc:
+        log.warning("could not keep the trained intent classifier in %s (%s); it is trained again at the next start",
+                    cache, exc)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request
@@ -214,7 +215,8 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
     read-only once trained, so engines share it, whichever index directory they keep their files in)."""
     def train() -> IntentClassifier:
         tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage))
-        return IntentClassifier(encoder, examples, tuner=tuner)
+        return IntentClassifier(encoder, examples, tuner=tuner, cache=classifier_cache(settings),
+                                encoder_name=f"{settings.model}/{settings.encoder}/{settings.intent_encoder}")
 
     return _once((encoder, examples, settings.model, settings.encoder, settings.intent_encoder), train)
 
@@ -238,7 +240,14 @@ def other_languages_classifier(settings: Settings, examples: tuple[Example, ...]
     if multilingual is None:
         return None
     queries = multilingual.queries
-    return _once((queries, examples), lambda: IntentClassifier(queries, examples, OTHER_LANGUAGE_INTENTS))
+    return _once((queries, examples), lambda: IntentClassifier(
+        queries, examples, OTHER_LANGUAGE_INTENTS, cache=classifier_cache(settings), encoder_name=multilingual.name))
+
+
+def classifier_cache(settings: Settings) -> Path:
+    """Where trained intent classifiers are kept, by a fingerprint of their examples, options and encoder: an
+    unchanged project starts without training them again (`switchboard train` fills it ahead)."""
+    return settings.index_dir / "nlu" / "classifiers"
 
 
 def language_codes(settings: Settings) -> tuple[str, ...]:
@@ -266,7 +275,9 @@ def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None
     tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage), one_graph=True)
     if tuner is None or not isinstance(plain, OnnxEncoder):
         return plain, None
-    classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).examples, tuner=tuner)
+    classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).examples, tuner=tuner,
+                                  cache=classifier_cache(settings),
+                                  encoder_name=f"{settings.model}/{settings.encoder}/{settings.intent_encoder}/heads")
     return tuner.heads or plain, classifier
 
 

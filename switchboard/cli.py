@@ -236,6 +236,43 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
                    f"SWITCHBOARD_KB_CHOICE_WINDOW={suggested.choice_window:g}")
 
 
+@main.command()
+@click.option("--project", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A Rasa project directory; also SWITCHBOARD_PROJECT_DIR.")
+def train(project: Path | None) -> None:
+    """Train the intent classifiers now and keep them, so that the server starts without training.
+
+    A server trains them at start when its examples, encoder or settings changed since they were kept.
+    """
+    import os
+    import time
+
+    if project is not None:
+        os.environ["SWITCHBOARD_PROJECT_DIR"] = str(project.resolve())
+    from switchboard.app import (
+        classifier_cache,
+        load_dialogue,
+        other_languages_classifier,
+        server_encoder,
+        trained_classifier,
+    )
+
+    settings = _settings()
+    started = time.perf_counter()
+    try:
+        _, nlu_data = load_dialogue(settings, lambda warning: click.echo(f"  {warning}", err=True))
+        click.echo(f"Training intents on {_count(len(nlu_data.examples), 'example')} of "
+                   f"{_count(len(nlu_data.by_intent()), 'intent')} from {settings.nlu_path} ...")
+        encoder, classifier = server_encoder(settings)
+        if classifier is None:  # not on ONNX Runtime, or on the shared encoder: as build_engine trains it
+            trained_classifier(settings, encoder, nlu_data.examples)
+        other_languages_classifier(settings, nlu_data.examples)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Kept in {classifier_cache(settings)} ({time.perf_counter() - started:.1f} s); a server with the "
+               "same examples and settings starts without training.")
+
+
 @main.group()
 def nlu() -> None:
     """Intent classification: measure it on your own data."""

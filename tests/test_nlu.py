@@ -116,6 +116,30 @@ def test_without_out_of_scope_examples_a_threshold_is_calibrated(encoder: Encode
     assert classifier.predict("hello!").confidence >= classifier.threshold
 
 
+def test_a_trained_classifier_is_kept_and_reused_for_the_same_examples(encoder: Encoder, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "classifiers"
+    stages: list[str] = []
+    first = IntentClassifier(encoder, SMALL, cache=cache, encoder_name="minilm", progress=stages.append)
+    assert "training" in stages and len(list(cache.glob("*.pickle"))) == 1
+    stages.clear()
+    again = IntentClassifier(encoder, SMALL, cache=cache, encoder_name="minilm", progress=stages.append)
+    assert stages == ["reusing the classifier trained on these examples before"]
+    for text in ("hello!", "where is my parcel", "what's the weather"):
+        assert again.predict(text) == first.predict(text)
+    assert again.threshold == first.threshold
+    # Other examples, another encoder: trained anew, each kept beside the others.
+    IntentClassifier(encoder, SMALL[:-1], cache=cache, encoder_name="minilm")
+    IntentClassifier(encoder, SMALL, cache=cache, encoder_name="another model")
+    assert len(list(cache.glob("*.pickle"))) == 3
+    # A damaged file is trained again, and says so.
+    for path in cache.glob("*.pickle"):
+        path.write_bytes(b"not a pickle")
+    stages.clear()
+    IntentClassifier(encoder, SMALL, cache=cache, encoder_name="minilm", progress=stages.append)
+    assert "training" in stages and "does not load" in caplog.text
+
+
 def test_one_intent_is_not_enough(encoder: Encoder) -> None:
     with pytest.raises(SwitchboardError, match="at least two intents"):
         IntentClassifier(encoder, examples(("greet", "hi"), ("greet", "hello")))

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from switchboard.app import create_app, load_dialogue, services_of
+from switchboard.cli import main
 from switchboard.project import project_values
 from switchboard.settings import Settings
 from tests.dialogue import RecordingChannel
@@ -217,3 +219,16 @@ actions:
                             action_endpoint="http://127.0.0.1:9/webhook", action_timeout=1.0)
     assert unreachable.say("hello") == ["Hey! How are you?"]
     assert unreachable.messages_in()[0].data["action_error"]["action"] == "action_session_start"
+
+
+def test_switchboard_train_keeps_the_classifiers_for_the_next_start(project: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_LANGUAGES", "en")
+    monkeypatch.setenv("SWITCHBOARD_INTENT_ENCODER", "shared")
+    result = CliRunner().invoke(main, ["train", "--project", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "Training intents on 15 examples of 5 intents" in result.output
+    kept = list((project / ".switchboard" / "kb_index" / "nlu" / "classifiers").glob("*.pickle"))
+    assert len(kept) == 1
+    again = CliRunner().invoke(main, ["train", "--project", str(project)])
+    assert again.exit_code == 0 and list(kept[0].parent.glob("*.pickle")) == kept  # reused, not another
