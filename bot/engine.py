@@ -41,6 +41,7 @@ from bot.nlu import IntentClassifier, IntentPrediction
 from bot.outcome import Outcome, ReferenceNotice
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.responses import ResponseTemplates
+from bot.rules import Rule, Rules
 from bot.sentiment import LexiconSentiment
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class DialogueModel:
 
     domain: Domain
     responses: ResponseTemplates
-    rules: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: Rules = field(default_factory=dict)
     entities: EntityExtractor | None = None
     handoff: HandoffPolicy = field(default_factory=HandoffPolicy)
 
@@ -285,7 +286,8 @@ class Engine:
         if turn.active_loop and self._act(turn, turn.active_loop, continuing=True):
             return None
         intent = turn.prediction.intent
-        if intent is not None and intent in self._model.rules and self._follow(turn, self._model.rules[intent]):
+        rule = self._rule_for(turn, intent)
+        if rule is not None and self._follow(turn, rule.actions):
             return None
         if intent is not None and self._model.responses.has(f"utter_{intent}"):
             self._say(turn, f"utter_{intent}")
@@ -392,6 +394,12 @@ class Engine:
                 elif mapping.type == "from_text" and mapping.active_loop in (None, turn.active_loop):
                     turn.slots[slot.name] = turn.text
                     break
+
+    def _rule_for(self, turn: _Turn, intent: str | None) -> Rule | None:
+        """The rule for the message's intent whose conditions hold, the most specific first."""
+        first_message = turn.seq == 1 or turn.seq is None  # a preview is a conversation's first message
+        return next((rule for rule in self._model.rules.get(intent or "", ())
+                     if rule.applies(turn.slots, turn.active_loop, first_message)), None)
 
     def _follow(self, turn: _Turn, steps: tuple[str, ...]) -> bool:
         """Run a rule's steps; False if its first action declined the message."""

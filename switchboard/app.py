@@ -163,7 +163,7 @@ def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[Dialogu
     domain = load_domain(settings.domain_path, warn, extra_responses=load_data_responses(settings.nlu_path, warn))
     nlu = load_nlu(settings.nlu_path, warn)
     rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else {}
-    for intent, steps in rules.items():
+    for intent, steps in ((intent, rule.actions) for intent, found in rules.items() for rule in found):
         for step in steps:
             # A retrieval intent's rule names `utter_faq`, whose responses are `utter_faq/<question>`.
             if step.startswith("utter_") and step not in domain.responses \

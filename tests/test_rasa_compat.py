@@ -36,7 +36,7 @@ def test_the_sample_files_load_without_warnings(tmp_path: Path, index_dir: Path)
     warnings: list[str] = []
     model, nlu = load_dialogue(test_settings(tmp_path, index_dir), warnings.append)
     assert warnings == []
-    assert model.rules["order_status"] == ("action_order_status",)
+    assert [rule.actions for rule in model.rules["order_status"]] == [("action_order_status",)]
     assert "order_number" in model.domain.slots and "product" in nlu.lookups
 
 
@@ -152,7 +152,7 @@ stories: []
         load_nlu(bad)
 
 
-def test_rules_switchboard_cannot_follow_are_skipped_with_a_warning(tmp_path: Path) -> None:
+def test_rules_with_conditions_are_read_and_those_switchboard_cannot_follow_are_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "rules.yml", """
 version: "3.1"
 stories:
@@ -163,32 +163,121 @@ rules:
   steps:
   - intent: greet
   - action: utter_greet
+- rule: greet a customer who gave their name
+  condition:
+  - slot_was_set:
+    - name_given: true
+  steps:
+  - intent: greet
+  - action: utter_greet_by_name
 - rule: only at the start
   conversation_start: true
   steps:
   - intent: goodbye
   - action: utter_goodbye
-- rule: with a slot
+- rule: thanks or bye
   steps:
-  - intent: thanks
+  - or:
+    - intent: thanks
+    - intent: bye
+  - action: utter_thanks
   - slot_was_set:
     - order_number: null
-  - action: utter_thanks
+- rule: outside a form
+  condition:
+  - active_loop: null
+  steps:
+  - intent: stop
+  - action: utter_stop
 - rule: two intents
   steps:
   - intent: a
   - action: utter_a
   - intent: b
   - action: utter_b
+- rule: a form
+  steps:
+  - intent: book
+  - action: booking_form
+  - active_loop: booking_form
+- rule: greet again
+  steps:
+  - intent: greet
+  - action: utter_hello
 """)
     warnings: list[str] = []
-    assert load_rules(path, warnings.append) == {"greet": ("utter_greet",)}
+    rules = load_rules(path, warnings.append)
+    assert {intent: [(r.name, r.actions) for r in found] for intent, found in rules.items()} == {
+        # The rule with a condition first: it wins where it holds.
+        "greet": [("greet a customer who gave their name", ("utter_greet_by_name",)), ("greet", ("utter_greet",))],
+        "goodbye": [("only at the start", ("utter_goodbye",))],
+        "thanks": [("thanks or bye", ("utter_thanks",))], "bye": [("thanks or bye", ("utter_thanks",))],
+        "stop": [("outside a form", ("utter_stop",))],
+    }
+    named, plain = rules["greet"]
+    assert named.applies({"name_given": True}, None, False) and not named.applies({"name_given": None}, None, False)
+    assert named.applies({"name_given": "true"}, None, False)  # a slot's text against YAML's true
+    assert plain.applies({}, None, False)
+    assert rules["goodbye"][0].applies({}, None, True) and not rules["goodbye"][0].applies({}, None, False)
+    assert rules["stop"][0].applies({}, None, False) and not rules["stop"][0].applies({}, "booking_form", False)
     assert warnings == [
         f"{path}: 'stories' are ignored; Switchboard follows rules only",
-        f"{path}: rule 'only at the start' is skipped: conversation_start not supported",
-        f"{path}: rule 'with a slot' is skipped: slot_was_set not supported",
-        f"{path}: rule 'two intents' is skipped: it must be one intent step followed by action steps",
+        f"{path}: rule 'two intents' is skipped: it must be one intent step (or an `or` of intents) followed by "
+        "action steps",
+        f"{path}: rule 'a form' is skipped: active_loop not supported yet",
+        f"{path}: rule 'greet again' is skipped: rule 'greet' already answers 'greet' under the same conditions",
     ]
+
+
+def test_a_rule_with_a_condition_answers_only_where_it_holds(tmp_path: Path,
+                                                             make_chat: Callable[..., RecordingChannel]) -> None:
+    domain = write(tmp_path, "domain.yml", """version: "3.1"
+intents: [ask_stock, greet]
+entities: [product]
+slots:
+  product:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: product
+responses:
+  utter_stock:
+    - text: "Which product?"
+  utter_stock_of:
+    - text: "{product} is in stock."
+  utter_welcome_first:
+    - text: "Welcome! Ask me about stock."
+  utter_greet:
+    - text: "Hello again."
+""")
+    rules = write(tmp_path, "rules.yml", """version: "3.1"
+rules:
+- rule: stock of a product
+  condition:
+  - slot_was_set:
+    - product
+  steps:
+  - intent: ask_stock
+  - action: utter_stock_of
+- rule: stock of what
+  steps:
+  - intent: ask_stock
+  - action: utter_stock
+- rule: a first hello
+  conversation_start: true
+  steps:
+  - intent: greet
+  - action: utter_welcome_first
+- rule: hello
+  steps:
+  - intent: greet
+  - action: utter_greet
+""")
+    chat = make_chat(domain_path=domain, nlu_path=RASA / "nlu.yml", rules_path=rules)
+    assert chat.say("hello") == ["Welcome! Ask me about stock."]
+    assert chat.say("hello") == ["Hello again."]
+    assert chat.say("do you have it in stock?") == ["Which product?"]
+    assert chat.say("is the rucksack in stock?") == ["backpack is in stock."]  # the synonym's value
 
 
 def test_a_rule_naming_an_unknown_response_or_action_is_reported(tmp_path: Path, index_dir: Path) -> None:
