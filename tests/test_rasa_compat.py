@@ -306,34 +306,6 @@ responses:
   utter_default:
     - text: "Sorry, I didn't get that. Can you rephrase?"
 """
-MOOD_NLU = """version: "3.1"
-nlu:
-  - intent: greet
-    examples: |
-      - hey
-      - hello
-      - hi there
-      - good morning
-  - intent: mood_great
-    examples: |
-      - perfect
-      - great
-      - I am feeling very good
-      - amazing
-"""
-MOOD_RULES = """version: "3.1"
-rules:
-  - rule: greet
-    steps:
-      - intent: greet
-      - action: utter_greet
-  - rule: happy
-    steps:
-      - intent: mood_great
-      - action: utter_happy
-"""
-
-
 def test_a_domain_without_switchboards_responses_gets_them(tmp_path: Path) -> None:
     # A Rasa project's domain knows nothing of handoffs, KB answers or ratings: Switchboard's own words fill in,
     # and Rasa's utter_default is the fallback.
@@ -347,14 +319,3 @@ def test_a_domain_without_switchboards_responses_gets_them(tmp_path: Path) -> No
     shop = load_domain(ROOT / "data" / "domain.yml")
     assert "Puffin Outdoor" in ResponseTemplates(shop.responses).render("utter_csat")[0]
     assert "Puffin" not in (ROOT / "bot" / "platform_responses.yml").read_text(encoding="utf-8")
-
-
-def test_a_rasa_mood_bot_runs_without_an_edit(tmp_path: Path, make_chat: Callable[..., RecordingChannel]) -> None:
-    chat = make_chat(domain_path=write(tmp_path, "domain.yml", MOOD_DOMAIN),
-                     nlu_path=write(tmp_path, "nlu.yml", MOOD_NLU), rules_path=write(tmp_path, "rules.yml", MOOD_RULES))
-    assert chat.say("hello") == ["Hey! How are you?"]
-    assert chat.say("amazing") == ["Great, carry on!"]
-    assert chat.say("zorp blat quux") == ["Sorry, I didn't get that. Can you rephrase?"]
-    (notice,) = chat.say("I want to talk to a person")
-    assert notice.startswith("I'm connecting you with a member of our team") \
-        or notice.startswith("I've passed your conversation to our team")

@@ -172,6 +172,8 @@ def test_the_project_answers_without_an_edit(project: Path, make_chat: Callable[
     assert chat.say("hello") == ["Hey! How are you?"]
     assert chat.say("amazing") == ["Great, carry on!"]
     assert chat.say("what is your address") == ["We are at 1 Main Street."]  # a retrieval intent's response
+    (notice,) = chat.say("I want to talk to a person")  # Switchboard's own words, which the domain lacks
+    assert notice.startswith(("I'm connecting you with a member of our team", "I've passed your conversation"))
 
 
 def test_a_project_without_a_kb_runs_through_the_rest_channel_and_never_answers_from_another_kb(
