@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from markdown_it import MarkdownIt
@@ -235,5 +236,25 @@ def create_kb_blueprint(agents: AgentStore, files: ArticleFiles, publisher: Know
         handle_gaps([gap_key(q) for q in questions], "dismissed", None, g.agent.agent_id)
         flash(f"Dismissed {len(questions)} question{'' if len(questions) == 1 else 's'}.")
         return redirect(url_for("kb.gap_report"))
+
+    return kb
+
+
+def create_no_kb_blueprint(agents: AgentStore, kb_dir: Path) -> Blueprint:
+    """`/console/kb` where the deployment has no knowledge base (a Rasa project without `kb/`): its pages
+    say so and how to start one, instead of failing on a directory that is not there."""
+    kb = Blueprint("kb", __name__, url_prefix="/console/kb", template_folder="templates")
+    editor = require_agent(agents, EDITOR_ROLES)
+
+    @kb.get("/", defaults={"rest": ""})
+    @kb.get("/<path:rest>")
+    @editor
+    def articles(rest: str) -> tuple[str, int]:
+        return render_template("console/kb_none.html", kb_dir=kb_dir), 404
+
+    @kb.get("/gaps")
+    @editor
+    def gap_report() -> tuple[str, int]:
+        return articles("gaps")
 
     return kb

@@ -61,7 +61,7 @@ from handoff.api import create_agent_api
 from handoff.assist import ReplyAssistant
 from handoff.console import create_console_blueprint
 from handoff.customer_pages import create_customer_blueprint
-from handoff.kb_pages import create_kb_blueprint
+from handoff.kb_pages import create_kb_blueprint, create_no_kb_blueprint
 from handoff.reports_pages import create_reports_blueprint
 from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
@@ -502,21 +502,24 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         services.store.get_conversation, lambda: {a.agent_id: a.name for a in services.store.list_agents()},
         tuple(CAPABILITIES), str(report_zone(settings, hours))))
     app.register_blueprint(create_customer_blueprint(services.store, services.store))
-    publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
-                                       BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
-                                       on_publish=services.retriever.reload,
-                                       multilingual=multilingual_model(settings))
+    if isinstance(services.retriever, NoKnowledgeBase):
+        app.register_blueprint(create_no_kb_blueprint(services.store, settings.kb_dir))
+    else:
+        publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
+                                           BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
+                                           on_publish=services.retriever.reload,
+                                           multilingual=multilingual_model(settings))
 
-    def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
-        questions = collect_gaps(services.store, since, until, services.store.handled_gaps())
-        multilingual = multilingual_model(settings)
-        return cluster_gaps(questions, services.encoder,
-                            other_languages=multilingual.queries if multilingual is not None else None)
+        def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
+            questions = collect_gaps(services.store, since, until, services.store.handled_gaps())
+            multilingual = multilingual_model(settings)
+            return cluster_gaps(questions, services.encoder,
+                                other_languages=multilingual.queries if multilingual is not None else None)
 
-    app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
-                                               services.engine.preview, gap_report, services.store.handle_gaps,
-                                               language_detector(settings).languages,
-                                               preview_draft=DraftPreview(services, publisher)))
+        app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
+                                                   services.engine.preview, gap_report, services.store.handle_gaps,
+                                                   language_detector(settings).languages,
+                                                   preview_draft=DraftPreview(services, publisher)))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

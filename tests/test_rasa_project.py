@@ -16,6 +16,7 @@ from switchboard.app import create_app, load_dialogue, services_of
 from switchboard.cli import main
 from switchboard.project import project_values
 from switchboard.settings import Settings
+from tests.conftest import Editor
 from tests.dialogue import RecordingChannel
 
 FILES = {
@@ -197,6 +198,12 @@ def test_a_project_without_a_kb_runs_through_the_rest_channel_and_never_answers_
         # The sample shop's KB has a payments article; this project has no KB, so it is not used.
         assert say("can I pay with my credit card") == ["Sorry, I didn't get that."]
         assert client.get("/status").get_json()["model_id"].endswith("-no-kb")
+        # The console's KB pages say there is none and how to start one; the reports still link to them.
+        editor = Editor(app, "editor").client
+        for path in ("/console/kb/", "/console/kb/gaps", "/console/kb/new"):
+            page = editor.get(path)
+            assert page.status_code == 404 and "No knowledge base" in page.get_data(as_text=True), path
+        assert Editor(app, "admin").client.get("/console/reports/").status_code == 200
     finally:
         services_of(app).close()
 
