@@ -128,7 +128,7 @@ def load_domain(path: Path, warn: Warn = log.warning,
         intents += _names(document.get("intents"), file, "intents", warn)
         entities += _names(document.get("entities"), file, "entities", warn)
         slots |= {name: _slot(name, spec, file, warn) for name, spec in (document.get("slots") or {}).items()}
-        own |= _responses(document, file, warn)
+        own |= read_responses(document, file, warn)
         actions += [str(a) for a in document.get("actions") or ()]
     responses = {**platform_responses(), **(extra_responses or {}), **own}
     if "utter_fallback" not in own and "utter_default" in own:
@@ -143,19 +143,10 @@ PLATFORM_RESPONSES = Path(__file__).with_name("platform_responses.yml")
 @functools.cache
 def platform_responses() -> dict[str, list[dict[str, Any]]]:
     """Switchboard's own responses (handoff notices, KB answers, ratings, ...), which a domain may redefine."""
-    return _responses(load_yaml(PLATFORM_RESPONSES, "responses"), PLATFORM_RESPONSES, log.warning)
+    return read_responses(load_yaml(PLATFORM_RESPONSES, "responses"), PLATFORM_RESPONSES, log.warning)
 
 
-def load_data_responses(path: Path, warn: Warn = log.warning) -> dict[str, list[dict[str, Any]]]:
-    """The `responses` of training data files (a file, or every file under a directory): Rasa keeps a
-    retrieval intent's responses (`utter_faq/opening_hours`) beside its examples."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for file, document in load_yaml_files(path, "training data"):
-        found |= _responses(document, file, warn)
-    return found
-
-
-def _responses(document: Mapping[str, Any], path: Path, warn: Warn) -> dict[str, list[dict[str, Any]]]:
+def read_responses(document: Mapping[str, Any], path: Path, warn: Warn) -> dict[str, list[dict[str, Any]]]:
     responses: dict[str, list[dict[str, Any]]] = {}
     for name, variations in (document.get("responses") or {}).items():
         if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):

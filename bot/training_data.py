@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.domain import DATA_KEYS, Warn, load_yaml_files
+from bot.domain import DATA_KEYS, Warn, load_yaml_files, read_responses
 from bot.errors import SwitchboardError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class NluData:
     synonyms: dict[str, str] = field(default_factory=dict)           # variant (casefolded) -> value
     lookups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # entity -> values
     regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # entity -> patterns
+    # Responses kept beside the examples, as Rasa keeps a retrieval intent's (`utter_faq/opening_hours`).
+    responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def by_intent(self) -> dict[str, list[str]]:
         """The examples grouped by intent, in file order."""
@@ -50,17 +52,19 @@ def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True
     synonyms: dict[str, str] = {}
     lookups: dict[str, list[str]] = {}
     regexes: dict[str, list[str]] = {}
+    responses: dict[str, list[dict[str, Any]]] = {}
     tree = path.is_dir()
     for file, document in load_yaml_files(path, "NLU data"):
         for key in document:
             if key not in (DATA_KEYS if tree else ("version", "nlu", "responses")):
                 warn(f"{file}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
         _read_items(file, document.get("nlu") or (), warn, examples, synonyms, lookups, regexes)
+        responses |= read_responses(document, file, warn)
     if require_examples and not examples:
         raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
     return NluData(tuple(examples), synonyms,
                    {entity: tuple(dict.fromkeys(values)) for entity, values in lookups.items()},
-                   {entity: tuple(patterns) for entity, patterns in regexes.items()})
+                   {entity: tuple(patterns) for entity, patterns in regexes.items()}, responses)
 
 
 def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Example], synonyms: dict[str, str],

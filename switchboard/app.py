@@ -26,7 +26,7 @@ from actions.server import HttpActionServer, InProcessActionServer
 from bot.actions import ActionServer, tracker_state
 from bot.capabilities import CAPABILITIES
 from bot.delivery import DeliveryWorker, Sender
-from bot.domain import Warn, load_data_responses, load_domain
+from bot.domain import Warn, load_domain
 from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
@@ -160,8 +160,8 @@ def secret_key(settings: Settings) -> str:
 
 def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[DialogueModel, NluData]:
     """Read the Rasa domain, NLU data and rules, and the handoff policy; report what cannot apply."""
-    domain = load_domain(settings.domain_path, warn, extra_responses=load_data_responses(settings.nlu_path, warn))
     nlu = load_nlu(settings.nlu_path, warn)
+    domain = load_domain(settings.domain_path, warn, extra_responses=nlu.responses)
     rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else {}
     for intent, steps in ((intent, rule.actions) for intent, found in rules.items() for rule in found):
         for step in steps:
@@ -216,7 +216,7 @@ def trained_classifier(settings: Settings, encoder: Encoder, examples: tuple[Exa
     def train() -> IntentClassifier:
         tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage))
         return IntentClassifier(encoder, examples, tuner=tuner, cache=classifier_cache(settings),
-                                encoder_name=f"{settings.model}/{settings.encoder}/{settings.intent_encoder}")
+                                encoder_name=intent_encoder_name(settings))
 
     return _once((encoder, examples, settings.model, settings.encoder, settings.intent_encoder), train)
 
@@ -242,6 +242,11 @@ def other_languages_classifier(settings: Settings, examples: tuple[Example, ...]
     queries = multilingual.queries
     return _once((queries, examples), lambda: IntentClassifier(
         queries, examples, OTHER_LANGUAGE_INTENTS, cache=classifier_cache(settings), encoder_name=multilingual.name))
+
+
+def intent_encoder_name(settings: Settings) -> str:
+    """What the English intent classifier's vectors come from, in its cache's fingerprint."""
+    return f"{settings.model}/{settings.encoder}/{settings.intent_encoder}"
 
 
 def classifier_cache(settings: Settings) -> Path:
@@ -277,7 +282,7 @@ def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None
         return plain, None
     classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).examples, tuner=tuner,
                                   cache=classifier_cache(settings),
-                                  encoder_name=f"{settings.model}/{settings.encoder}/{settings.intent_encoder}/heads")
+                                  encoder_name=f"{intent_encoder_name(settings)}/heads")
     return tuner.heads or plain, classifier
 
 
