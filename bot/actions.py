@@ -75,8 +75,11 @@ MAX_NAME_LENGTH = 100
 
 
 def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], active_loop: str | None,
-               turn: TurnInput, history: Sequence[Event], domain: Mapping[str, Any]) -> dict[str, Any]:
-    """The request body of the action server protocol for one action of this turn."""
+               turn: TurnInput, history: Sequence[Event], domain: Mapping[str, Any],
+               candidates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The request body of the action server protocol for one action of this turn. `candidates`: the slots a
+    form's validation action is to check, as the `slot` events that end the tracker's events (rasa-sdk's
+    `tracker.slots_to_validate()` reads them there)."""
     latest = {
         "text": turn.text,
         "intent": {"name": turn.intent, "confidence": turn.confidence},
@@ -95,7 +98,9 @@ def build_call(action: str, conversation_id: str, slots: Mapping[str, Any], acti
             "slots": dict(slots),
             "latest_message": latest,
             "events": [*_history_events(history), {"event": "user", "text": turn.text, "parse_data": latest,
-                                                   "input_channel": turn.channel}],
+                                                   "input_channel": turn.channel},
+                       *({"event": "slot", "name": name, "value": value}
+                         for name, value in (candidates or {}).items())],
             "paused": False,
             "followup_action": None,
             "active_loop": {"name": active_loop} if active_loop else {},

@@ -17,21 +17,21 @@ from typing import Any
 import yaml
 
 from bot.errors import SwitchboardError
+from bot.forms import REQUESTED_SLOT, Form, SlotMapping
 
 log = logging.getLogger(__name__)
 
 Warn = Callable[[str], None]
 
-_TOP_KEYS = {"version", "intents", "entities", "slots", "responses", "actions"}
+_TOP_KEYS = {"version", "intents", "entities", "slots", "responses", "actions", "forms"}
 _IGNORED_TOP_KEYS = {
     "session_config": "a session is a Switchboard conversation, which an agent closes",
-    "forms": "write the form as a custom action that returns ActiveLoop events",
     "e2e_actions": "end-to-end actions are not supported",
     "config": "entities are not stored as slots without an explicit mapping",
 }
 _SLOT_KEYS = {"type", "initial_value", "mappings", "influence_conversation", "values", "min_value",
               "max_value"}
-_MAPPING_TYPES = {"from_entity", "from_text", "custom"}
+_MAPPING_TYPES = {"from_entity", "from_text", "from_intent", "from_trigger_intent", "custom"}
 
 
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -63,17 +63,6 @@ def load_yaml_files(path: Path, what: str) -> list[tuple[Path, dict[str, Any]]]:
 
 
 @dataclass(frozen=True)
-class SlotMapping:
-    """Where a slot's value comes from: an entity, the whole message text, or an action."""
-
-    type: str
-    entity: str | None = None
-    intents: tuple[str, ...] = ()      # only when the message has one of these intents
-    not_intents: tuple[str, ...] = ()
-    active_loop: str | None = None     # from_text: only while this loop is active
-
-
-@dataclass(frozen=True)
 class Slot:
     name: str
     type: str
@@ -88,6 +77,7 @@ class Domain:
     slots: Mapping[str, Slot] = field(default_factory=dict)
     responses: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     actions: tuple[str, ...] = ()
+    forms: Mapping[str, Form] = field(default_factory=dict)
 
     def initial_slots(self) -> dict[str, Any]:
         """Every slot with its initial value."""
@@ -100,12 +90,13 @@ class Domain:
             "intents": list(self.intents),
             "entities": list(self.entities),
             "slots": {name: {"type": slot.type, "initial_value": slot.initial_value,
-                             "mappings": [{"type": m.type} | ({"entity": m.entity} if m.entity else {})
-                                          for m in slot.mappings]}
+                             "mappings": [m.as_rasa() for m in slot.mappings]}
                       for name, slot in self.slots.items()},
             "responses": {name: list(variations) for name, variations in self.responses.items()},
             "actions": list(self.actions),
-            "forms": {},
+            "forms": {name: {"required_slots": list(form.required_slots),
+                             **({"ignored_intents": list(form.ignored_intents)} if form.ignored_intents else {})}
+                      for name, form in self.forms.items()},
         }
 
 
@@ -119,6 +110,7 @@ def load_domain(path: Path, warn: Warn = log.warning,
     slots: dict[str, Slot] = {}
     own: dict[str, list[dict[str, Any]]] = {}
     actions: list[str] = []
+    forms: dict[str, Form] = {}
     for file, document in load_yaml_files(path, "domain"):
         for key in document:
             if key in _IGNORED_TOP_KEYS:
@@ -130,11 +122,18 @@ def load_domain(path: Path, warn: Warn = log.warning,
         slots |= {name: _slot(name, spec, file, warn) for name, spec in (document.get("slots") or {}).items()}
         own |= read_responses(document, file, warn)
         actions += [str(a) for a in document.get("actions") or ()]
+        forms |= {str(name): _form(str(name), spec, file, warn) for name, spec in (document.get("forms") or {}).items()}
+    if forms and REQUESTED_SLOT not in slots:
+        slots[REQUESTED_SLOT] = Slot(REQUESTED_SLOT, "any")  # Rasa adds it for forms
+    for form in forms.values():
+        for name in form.required_slots:
+            if name not in slots:
+                raise SwitchboardError(f"{path}: form '{form.name}' requires slot '{name}', which is not under 'slots'")
     responses = {**platform_responses(), **(extra_responses or {}), **own}
     if "utter_fallback" not in own and "utter_default" in own:
         responses["utter_fallback"] = own["utter_default"]  # what Rasa's default fallback says
     return Domain(tuple(dict.fromkeys(intents)), tuple(dict.fromkeys(entities)), slots, responses,
-                  tuple(dict.fromkeys(actions)))
+                  tuple(dict.fromkeys(actions)), forms)
 
 
 PLATFORM_RESPONSES = Path(__file__).with_name("platform_responses.yml")
@@ -186,17 +185,41 @@ def _slot(name: str, spec: object, path: Path, warn: Warn) -> Slot:
             warn(f"{path}: mapping type '{kind}' of slot '{name}' is not supported; the slot is set only "
                  "by actions")
             continue
-        loops = [c.get("active_loop") for c in raw.get("conditions") or () if isinstance(c, dict)]
+        conditions = tuple((str(c["active_loop"]), None if c.get("requested_slot") is None
+                            else str(c["requested_slot"]))
+                           for c in raw.get("conditions") or () if isinstance(c, dict) and c.get("active_loop"))
         mappings.append(SlotMapping(
             type=kind,
             entity=raw.get("entity"),
+            role=raw.get("role"),
+            group=raw.get("group"),
+            value=raw.get("value"),
             intents=_as_tuple(raw.get("intent")),
             not_intents=_as_tuple(raw.get("not_intent")),
-            active_loop=loops[0] if loops else None,
+            conditions=conditions,
+            action=raw.get("action"),
         ))
         if kind == "from_entity" and not raw.get("entity"):
             raise SwitchboardError(f"{path}: slot '{name}' maps from_entity without naming the entity")
+        if kind in ("from_intent", "from_trigger_intent") and "value" not in raw:
+            raise SwitchboardError(f"{path}: slot '{name}' maps {kind} without the 'value' it sets")
     return Slot(str(name), str(spec.get("type", "any")), spec.get("initial_value"), tuple(mappings))
+
+
+def _form(name: str, spec: object, path: Path, warn: Warn) -> Form:
+    spec = spec or {}
+    required = spec.get("required_slots") if isinstance(spec, dict) else None
+    if isinstance(required, dict):
+        # Rasa 2's layout: each required slot with its mappings, which Rasa 3 keeps under `slots`.
+        warn(f"{path}: form '{name}' lists its slots' mappings (Rasa 2); they are ignored: the slots' own "
+             "`mappings` under 'slots' fill them")
+        required = list(required)
+    if not isinstance(spec, dict) or not isinstance(required or [], list):
+        raise SwitchboardError(f"{path}: form '{name}' must be a mapping with a list of 'required_slots'")
+    for key in spec:
+        if key not in ("required_slots", "ignored_intents"):
+            warn(f"{path}: key '{key}' of form '{name}' is ignored")
+    return Form(name, tuple(str(s) for s in required or ()), _as_tuple(spec.get("ignored_intents")))
 
 
 def _as_tuple(value: object) -> tuple[str, ...]:

@@ -1,9 +1,9 @@
 """The dialogue engine: decides the bot's turn for one stored customer message.
 
 In order: the handoff policy's triggers (an explicit request, a keyword, a sensitive
-intent, negative sentiment), the action that asked the customer a question, the rules of
-`rules.yml`, an intent's own response, the knowledge base, and last the fallback, which
-hands off when it repeats.
+intent, negative sentiment), the active form or the action that asked the customer a
+question, the rules and then the stories (bot/rules.py), an intent's own response, the
+knowledge base, and last the fallback, which hands off when it repeats.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.actions import ActionFailed, ActionRejected, ActionServer, TurnInput, build_call, read_reply
+from bot.actions import ActionFailed, ActionRejected, ActionResult, ActionServer, TurnInput, build_call, read_reply
 from bot.capabilities import CAPABILITIES
 from bot.codes import new_link_code, quoted_reference
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
+from bot.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, Found, extract_slots
 from bot.handoff_policy import HandoffPolicy
 from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
 from bot.language import LanguageDetector, is_english
@@ -41,12 +42,14 @@ from bot.nlu import IntentClassifier, IntentPrediction
 from bot.outcome import Outcome, ReferenceNotice
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.responses import ResponseTemplates
-from bot.rules import Rule, Rules
+from bot.rules import Happened, Rulebook
 from bot.sentiment import LexiconSentiment
 
 log = logging.getLogger(__name__)
 
 LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
+HISTORY_STEPS = 60  # steps of a conversation's history kept for rules and stories
+MAX_ACTIONS = 10    # actions the bot runs for one message, at most (a rule or story that loops stops there)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # The payloads of the "did you mean" buttons: an article chosen, or none of them.
@@ -86,7 +89,7 @@ class DialogueModel:
 
     domain: Domain
     responses: ResponseTemplates
-    rules: Rules = field(default_factory=dict)
+    rules: Rulebook = field(default_factory=Rulebook)
     entities: EntityExtractor | None = None
     handoff: HandoffPolicy = field(default_factory=HandoffPolicy)
 
@@ -118,13 +121,26 @@ class _Turn:
     previous_action: str | None = None  # the custom action that answered the previous message
     customer_name: str | None = None    # a name the customer gave, set by an action
     acted: str | None = None            # the custom action that answered this one
+    history: list[Happened] = field(default_factory=list)  # what was said and done, for rules and stories
+    extracted: dict[str, Any] = field(default_factory=dict)  # slots this message filled
+    interrupted: bool = False  # the active form declined this message: when it runs again, it only asks
+
+    def happened(self, kind: str, name: str | None) -> None:
+        self.history.append(Happened(kind, name, self.active_loop))
+
+    def kept_history(self) -> tuple[list[str | None], ...]:
+        if len(self.history) <= HISTORY_STEPS:
+            return tuple(step.as_json() for step in self.history)
+        # A cut history no longer holds the conversation's start: `conversation_start` rules cannot match it.
+        return (Happened("cut", None).as_json(), *(step.as_json() for step in self.history[-HISTORY_STEPS + 1:]))
 
     def outcome(self) -> Outcome:
         return Outcome(
             replies=tuple(self.replies), events=tuple(self.events), fallback_streak=self.fallback_streak,
             handoff_reason=self.handoff[0] if self.handoff else None,
             handoff_detail=self.handoff[1] if self.handoff else {},
-            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak, self.acted),
+            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak, self.acted,
+                                   self.kept_history()),
             message_data=self.notes, opted_out=self.opted_out, link_code=self.link_code,
             reference_notice=self.reference_notice, customer_attributes=self.attributes,
             customer_name=self.customer_name,
@@ -235,7 +251,8 @@ class Engine:
         slots = {**self._model.domain.initial_slots(), **state.slots}
         values, language = self._customer_facts(conversation, text)
         turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
-                     values, {}, language, previous_action=state.latest_action)
+                     values, {}, language, previous_action=state.latest_action,
+                     history=[Happened.from_json(step) for step in state.history])
         if LANGUAGE_SLOT in self._model.domain.slots and turn.language is not None:
             # Responses may vary on it (Rasa's `condition` on a slot): the customer is answered in their language.
             slots[LANGUAGE_SLOT] = turn.language
@@ -252,7 +269,7 @@ class Engine:
         if turn.seq == 1 and SESSION_START in self._model.domain.actions:
             # Rasa's custom `action_session_start`: run as a conversation begins, before its first message is
             # answered (it may set slots or say something); if it fails, the message is answered all the same.
-            self._act(turn, SESSION_START, quiet=True)
+            self._act(turn, SESSION_START, quiet=True, record=False)
             turn.notes.pop("answered_by", None)  # it answers nothing: the message is still to be answered
             turn.acted = None
         language = policy.explicit_request.language_of_request(turn.text)
@@ -283,12 +300,11 @@ class Engine:
             turn.link_code = new_link_code()
             self._say(turn, "utter_link_code", code=turn.link_code)
             return None
-        if turn.active_loop and self._act(turn, turn.active_loop, continuing=True):
+        if turn.active_loop and self._continue_loop(turn, turn.active_loop):
+            return None
+        if self._converse(turn):
             return None
         intent = turn.prediction.intent
-        rule = self._rule_for(turn, intent)
-        if rule is not None and self._follow(turn, rule.actions):
-            return None
         if intent is not None and self._model.responses.has(f"utter_{intent}"):
             self._say(turn, f"utter_{intent}")
             if intent == self._policy.greet_intent:
@@ -381,62 +397,71 @@ class Engine:
         turn.notes["confidence"] = turn.prediction.confidence
         if turn.entities:
             turn.notes["entities"] = {e.entity: e.value for e in turn.entities}
-        intent = turn.prediction.intent
-        for slot in self._model.domain.slots.values():
-            for mapping in slot.mappings:
-                if (mapping.intents and intent not in mapping.intents) or intent in mapping.not_intents:
-                    continue
-                if mapping.type == "from_entity":
-                    value = next((e.value for e in turn.entities if e.entity == mapping.entity), None)
-                    if value is not None:
-                        turn.slots[slot.name] = value
-                        break
-                elif mapping.type == "from_text" and mapping.active_loop in (None, turn.active_loop):
-                    turn.slots[slot.name] = turn.text
-                    break
+        turn.happened("intent", turn.prediction.intent or "nlu_fallback")
+        turn.extracted = extract_slots(self._mappings(), turn.prediction.intent, self._found(turn), turn.text,
+                                       turn.active_loop, turn.slots.get(REQUESTED_SLOT), self._ignored())
+        turn.slots.update(turn.extracted)
 
-    def _rule_for(self, turn: _Turn, intent: str | None) -> Rule | None:
-        """The rule for the message's intent whose conditions hold, the most specific first."""
-        first_message = turn.seq == 1 or turn.seq is None  # a preview is a conversation's first message
-        return next((rule for rule in self._model.rules.get(intent or "", ())
-                     if rule.applies(turn.slots, turn.active_loop, first_message)), None)
-
-    def _follow(self, turn: _Turn, steps: tuple[str, ...]) -> bool:
-        """Run a rule's steps; False if its first action declined the message."""
-        for index, step in enumerate(steps):
-            if turn.handoff is not None:
-                break
-            if step.startswith("utter_"):
-                self._say(turn, step)
-            elif not self._act(turn, step) and index == 0:
-                return False
+    def _continue_loop(self, turn: _Turn, loop: str) -> bool:
+        """The active form, or the action that asked the customer a question, takes the message first; False if
+        it declined it (the form stays active while the bot answers it otherwise)."""
+        form = self._model.domain.forms.get(loop)
+        if form is None:
+            return self._act(turn, loop, continuing=True)
+        if not self._run_form(turn, form, validate=True):
+            turn.interrupted = True
+            return False
+        turn.notes["answered_by"] = {"kind": "form", "form": form.name, "continuing": True}
+        self._converse(turn)  # what the rules say once the form is complete (its submit action)
         return True
 
-    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False, quiet: bool = False) -> bool:
+    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False, quiet: bool = False,
+             record: bool = True) -> bool:
         """Run a custom action; False if it declined the message (the bot answers it otherwise), or failed
-        while `quiet` (otherwise a failure is answered with `utter_action_failed`)."""
+        while `quiet` (otherwise a failure is answered with `utter_action_failed`). `record`: it is a step of
+        the conversation's history (a form's question is the form's)."""
         try:
-            if self._actions is None:
-                raise ActionFailed(f"action '{action}' is called but no action server is configured")
-            history = self._memory.transcript(turn.conversation.conversation_id) if turn.seq is not None else []
-            call = build_call(action, turn.conversation.conversation_id, turn.slots, turn.active_loop,
-                              self._turn_input(turn), [e for e in history if turn.seq is None or e.seq < turn.seq],
-                              self._model.domain.as_action_domain())
-            result = read_reply(action, self._actions.run(call))
+            result = self._call(turn, action)
         except ActionRejected as exc:
             log.info("conversation %s: %s", turn.conversation.conversation_id, exc)
             if turn.active_loop == action:
                 turn.active_loop = None
             return False
         except ActionFailed as exc:
-            log.warning("conversation %s: action failed: %s", turn.conversation.conversation_id, exc)
-            turn.notes["action_error"] = {"action": action, "error": str(exc)}
-            if quiet:
-                return False
-            turn.active_loop = None
-            self._fall_back(turn, response="utter_action_failed")
-            return True
+            self._action_failed(turn, action, exc, quiet)
+            return not quiet
+        if record:
+            turn.happened("action", action)
+        self._apply(turn, result)
+        # `continuing`: the message answered the action's own question (an order number, say).
+        turn.notes["answered_by"] = {"kind": "action", "action": action, "continuing": continuing}
+        turn.acted = action
+        if result.pause:
+            self._hand_off(turn, "action", {"action": action, "why": turn.slots.get("handoff_reason")})
+        elif result.followup and depth < self._policy.max_followups \
+                and not self._run(turn, result.followup, depth=depth + 1):
+            log.info("conversation %s: follow-up %s did nothing", turn.conversation.conversation_id, result.followup)
+        return True
 
+    def _call(self, turn: _Turn, action: str, candidates: Mapping[str, Any] | None = None) -> ActionResult:
+        """One call of the action server; `candidates`: the slots a form's validation is to check."""
+        if self._actions is None:
+            raise ActionFailed(f"action '{action}' is called but no action server is configured")
+        history = self._memory.transcript(turn.conversation.conversation_id) if turn.seq is not None else []
+        call = build_call(action, turn.conversation.conversation_id, turn.slots, turn.active_loop,
+                          self._turn_input(turn), [e for e in history if turn.seq is None or e.seq < turn.seq],
+                          self._model.domain.as_action_domain(), candidates)
+        return read_reply(action, self._actions.run(call))
+
+    def _action_failed(self, turn: _Turn, action: str, exc: ActionFailed, quiet: bool = False) -> None:
+        log.warning("conversation %s: action failed: %s", turn.conversation.conversation_id, exc)
+        turn.notes["action_error"] = {"action": action, "error": str(exc)}
+        if not quiet:
+            self._deactivate(turn, record=False)
+            self._fall_back(turn, response="utter_action_failed")
+
+    def _apply(self, turn: _Turn, result: ActionResult) -> None:
+        """An action's slots, profile changes, loop and messages."""
         if result.reset_slots:
             turn.slots = self._model.domain.initial_slots()
         turn.slots.update(result.slots)
@@ -446,20 +471,149 @@ class Engine:
             turn.customer_name = result.customer_name
             turn.values.update(name=result.customer_name.split()[0], full_name=result.customer_name)
         if result.active_loop_set:
-            turn.active_loop = result.active_loop
-        # `continuing`: the message answered the action's own question (an order number, say).
-        turn.notes["answered_by"] = {"kind": "action", "action": action, "continuing": continuing}
-        turn.acted = action
+            if result.active_loop is None:
+                self._deactivate(turn)
+            elif result.active_loop != turn.active_loop:
+                turn.active_loop = result.active_loop
+                turn.happened("loop", result.active_loop)
         for message in result.messages:
             self._say_message(turn, message)
-        if result.pause:
-            self._hand_off(turn, "action", {"action": action, "why": turn.slots.get("handoff_reason")})
-        elif result.followup and depth < self._policy.max_followups:
-            if result.followup.startswith("utter_"):
-                self._say(turn, result.followup)
-            else:
-                self._act(turn, result.followup, depth + 1)
+
+    # -- rules, stories and forms ----------------------------------------------------------
+
+    def _converse(self, turn: _Turn) -> bool:
+        """Run what the rules and stories say comes next, until they say to listen. False if none said
+        anything, or if the first action they named declined the message (the bot answers it otherwise)."""
+        for ran in range(MAX_ACTIONS):
+            found = self._model.rules.next_action(turn.history, turn.slots) if turn.handoff is None else None
+            if found is None or found[0] == LISTEN:
+                return ran > 0
+            action, source = found
+            turn.notes.setdefault("followed", []).append(source)
+            if not self._run(turn, action):
+                if ran == 0:
+                    turn.notes.pop("followed")
+                return ran > 0
+            if action in self._model.domain.forms and turn.active_loop == action:
+                return True  # the form asked for a slot: the customer's answer comes next
+        log.warning("conversation %s: the rules and stories ran %d actions for one message; stopped there (%s)",
+                    turn.conversation.conversation_id, MAX_ACTIONS, ", ".join(turn.notes.get("followed", ())))
         return True
+
+    def _run(self, turn: _Turn, action: str, depth: int = 0) -> bool:
+        """Run one action a rule, story or action named: a response, a form, one of Rasa's default actions
+        or a custom action. False if it declined the message or does not exist."""
+        if action.startswith("utter_"):
+            response = self._response_for(turn, action)
+            if response is None:
+                log.warning("conversation %s: '%s' is not a response of the domain", turn.conversation.conversation_id,
+                            action)
+                return False
+            self._say(turn, response)
+            turn.history[-1] = Happened("action", action, turn.history[-1].loop)  # as the rule named it
+            return True
+        form = self._model.domain.forms.get(action)
+        if form is not None:
+            after_message = bool(turn.history) and turn.history[-1].kind == "intent"
+            return self._run_form(turn, form, validate=after_message and not turn.interrupted)
+        if action == DEACTIVATE_LOOP:
+            turn.happened("action", action)
+            self._deactivate(turn)
+            return True
+        if action == RESTART:
+            turn.happened("action", action)
+            turn.slots = self._model.domain.initial_slots()
+            turn.active_loop = None
+            return True
+        return self._act(turn, action, depth)
+
+    def _response_for(self, turn: _Turn, response: str) -> str | None:
+        """The response to say for `response`: itself, or a retrieval intent's (`utter_faq` says
+        `utter_faq/opening_hours` for the intent `faq/opening_hours`)."""
+        if self._model.responses.has(response):
+            return response
+        intent = turn.prediction.intent if turn.prediction is not None else None
+        if intent and intent.startswith(f"{response.removeprefix('utter_')}/") \
+                and self._model.responses.has(f"utter_{intent}"):
+            return f"utter_{intent}"
+        return None
+
+    def _deactivate(self, turn: _Turn, record: bool = True) -> None:
+        if turn.active_loop is None:
+            return
+        turn.active_loop = None
+        if REQUESTED_SLOT in turn.slots:
+            turn.slots[REQUESTED_SLOT] = None
+        if record:
+            turn.happened("loop", None)
+
+    def _run_form(self, turn: _Turn, form: Form, validate: bool) -> bool:
+        """A form's turn, as Rasa's FormAction takes it: activate it (with what the activating message
+        filled), validate the slots this message filled (`validate`: it runs right after the message), ask
+        for the first required slot still empty, or deactivate once none is. False if the form was asking
+        and the message filled none of its slots: the bot answers it otherwise, and the form stays active."""
+        activating = turn.active_loop != form.name
+        intent = turn.prediction.intent if turn.prediction is not None else None
+        if activating:
+            if validate:
+                found = extract_slots(self._mappings(), intent, self._found(turn), turn.text, None, None,
+                                      self._ignored(), activating=form.name)
+                turn.slots.update(found)
+                turn.extracted.update(found)
+            turn.happened("action", form.name)
+            turn.active_loop = form.name
+            turn.happened("loop", form.name)
+            candidates = {name: turn.slots[name] for name in form.required_slots if turn.slots.get(name) is not None}
+        else:
+            candidates = {name: value for name, value in turn.extracted.items() if name in form.required_slots}
+            if validate and (not candidates or intent in form.ignored_intents):
+                return False
+            turn.happened("action", form.name)
+        requested: str | None = form.next_slot(turn.slots)
+        if validate and candidates and form.validation_action in self._model.domain.actions:
+            try:
+                result = self._call(turn, form.validation_action, candidates)
+            except ActionRejected:
+                result = None
+            except ActionFailed as exc:
+                self._action_failed(turn, form.validation_action, exc)
+                return True
+            if result is not None:
+                self._apply(turn, result)
+                if turn.active_loop != form.name:
+                    return True  # the validation deactivated the form
+                # A validation that chooses the slots (rasa-sdk's `required_slots`) names the next one itself.
+                requested = result.slots[REQUESTED_SLOT] if REQUESTED_SLOT in result.slots \
+                    else form.next_slot(turn.slots)
+        if requested is not None:
+            turn.slots[REQUESTED_SLOT] = requested
+            self._ask(turn, form, requested)
+            return True
+        if activating:
+            turn.happened("action", form.name)  # as Rasa's tracker shows it: the form ran, then completed
+        self._deactivate(turn)
+        return True
+
+    def _ask(self, turn: _Turn, form: Form, slot: str) -> None:
+        way = form.ask(slot, tuple(self._model.domain.responses), self._model.domain.actions)
+        if way is None:
+            log.warning("conversation %s: form '%s' asks for '%s' but the domain has no utter_ask_%s response or "
+                        "action_ask_%s action", turn.conversation.conversation_id, form.name, slot, slot, slot)
+        elif way[0] == "response":
+            self._say(turn, way[1])
+            turn.history.pop()  # the form's question is the form's step, as in Rasa's tracker
+        else:
+            self._act(turn, way[1], record=False)
+
+    def _mappings(self) -> dict[str, tuple[Any, ...]]:
+        return {name: slot.mappings for name, slot in self._model.domain.slots.items() if slot.mappings}
+
+    def _ignored(self) -> dict[str, tuple[str, ...]]:
+        return {name: form.ignored_intents for name, form in self._model.domain.forms.items()}
+
+    @staticmethod
+    def _found(turn: _Turn) -> list[Found]:
+        return [Found(e.entity, e.value, e.role, e.group) for e in turn.entities]
 
     def _answer_from_kb(self, turn: _Turn, vector: Any, choices: bool = True) -> bool:
         """Answer from the KB, offer the close articles as choices (unless not `choices`), or decline
@@ -653,6 +807,7 @@ class Engine:
     def _say(self, turn: _Turn, response: str, **values: Any) -> None:
         text, buttons = self._model.responses.render(response, {**turn.values, **values}, turn.slots, turn.channel)
         turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
+        turn.happened("action", response)
 
     def _say_message(self, turn: _Turn, message: Mapping[str, Any]) -> None:
         """One message an action sent: a domain response by name, or its own text and buttons."""

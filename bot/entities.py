@@ -15,17 +15,27 @@ class Entity:
     start: int
     end: int
     extractor: str
+    role: str | None = None
+    group: str | None = None
 
     def as_rasa(self) -> dict[str, object]:
-        return {"entity": self.entity, "value": self.value, "start": self.start, "end": self.end,
-                "extractor": self.extractor}
+        found: dict[str, object] = {"entity": self.entity, "value": self.value, "start": self.start,
+                                    "end": self.end, "extractor": self.extractor}
+        return found | {key: value for key, value in (("role", self.role), ("group", self.group)) if value}
+
+
+_WORD_BEFORE = re.compile(r"(\w+)\W*$")
 
 
 class EntityExtractor:
-    """Finds entities by pattern: `regex` items and `lookup` tables (whole words, any case)."""
+    """Finds entities by pattern: `regex` items and `lookup` tables (whole words, any case). An entity's role
+    or group is the one the word before it marked in the annotated examples ("from [Berlin]{"entity": "city",
+    "role": "departure"}" teaches that "from" comes before a departure city); none where that word is unknown
+    or marked more than one."""
 
     def __init__(self, data: NluData) -> None:
         self._synonyms = data.synonyms
+        self._cues = data.cues
         self._patterns: list[tuple[str, str, re.Pattern[str]]] = []
         for entity, patterns in data.regexes.items():
             for pattern in patterns:
@@ -47,5 +57,8 @@ class EntityExtractor:
                 if not match.group(0) or any(e.start < match.end() and match.start() < e.end for e in found):
                     continue
                 value = self._synonyms.get(match.group(0).casefold(), match.group(0))
-                found.append(Entity(entity, value, match.start(), match.end(), extractor))
+                before = _WORD_BEFORE.search(text[:match.start()])
+                word = before[1].casefold() if before else ""
+                found.append(Entity(entity, value, match.start(), match.end(), extractor,
+                                    self._cues.get(("role", entity, word)), self._cues.get(("group", entity, word))))
         return sorted(found, key=lambda e: e.start)

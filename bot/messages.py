@@ -132,15 +132,18 @@ class DialogueState:
     active_loop: str | None = None   # the action that asked the customer a question
     negative_streak: int = 0         # negative messages in a row
     latest_action: str | None = None  # the custom action that answered the previous message, if one did
+    # What was said and done, for rules and stories: [kind, name, active loop] (bot.rules.Happened), the latest
+    # steps only.
+    history: tuple[list[str | None], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {"slots": self.slots, "active_loop": self.active_loop, "negative_streak": self.negative_streak,
-                "latest_action": self.latest_action}
+                "latest_action": self.latest_action, "history": list(self.history)}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DialogueState:
         return cls(dict(raw.get("slots") or {}), raw.get("active_loop"), int(raw.get("negative_streak") or 0),
-                   raw.get("latest_action"))
+                   raw.get("latest_action"), tuple(list(step) for step in raw.get("history") or ()))
 
 
 @dataclass(frozen=True)

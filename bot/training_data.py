@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 _ANNOTATION = re.compile(r"\[(?P<text>[^\]]+)\](?:\((?P<spec>[^)]*)\)|(?P<json>\{[^}]*\}))")
 _JSON_ENTITY = re.compile(r'"entity"\s*:\s*"(?P<entity>[^"]+)"')
 _JSON_VALUE = re.compile(r'"value"\s*:\s*"(?P<value>[^"]+)"')
-_ROLE_OR_GROUP = re.compile(r'\]\{[^}]*"(?:role|group)"\s*:')
+_JSON_LABEL = {"role": re.compile(r'"role"\s*:\s*"(?P<label>[^"]+)"'),
+               "group": re.compile(r'"group"\s*:\s*"?(?P<label>[^",}]+)"?')}
+_WORD_BEFORE = re.compile(r"(\w+)\W*$")
 _ITEM_KEYS = {"intent", "synonym", "lookup", "regex"}
 
 
@@ -36,6 +38,9 @@ class NluData:
     regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # entity -> patterns
     # Responses kept beside the examples, as Rasa keeps a retrieval intent's (`utter_faq/opening_hours`).
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Entity roles and groups by the word before the entity in the annotated examples:
+    # ("role" | "group", entity, word casefolded) -> the label, where that word was seen with one label only.
+    cues: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def by_intent(self) -> dict[str, list[str]]:
         """The examples grouped by intent, in file order."""
@@ -53,22 +58,25 @@ def load_nlu(path: Path, warn: Warn = log.warning, require_examples: bool = True
     lookups: dict[str, list[str]] = {}
     regexes: dict[str, list[str]] = {}
     responses: dict[str, list[dict[str, Any]]] = {}
+    cues: dict[tuple[str, str, str], set[str]] = {}
     tree = path.is_dir()
     for file, document in load_yaml_files(path, "NLU data"):
         for key in document:
             if key not in (DATA_KEYS if tree else ("version", "nlu", "responses")):
                 warn(f"{file}: key '{key}' is ignored (Switchboard reads 'nlu' from NLU files)")
-        _read_items(file, document.get("nlu") or (), warn, examples, synonyms, lookups, regexes)
+        _read_items(file, document.get("nlu") or (), warn, examples, synonyms, lookups, regexes, cues)
         responses |= read_responses(document, file, warn)
     if require_examples and not examples:
         raise SwitchboardError(f"{path} has no intents with examples under the 'nlu' key")
     return NluData(tuple(examples), synonyms,
                    {entity: tuple(dict.fromkeys(values)) for entity, values in lookups.items()},
-                   {entity: tuple(patterns) for entity, patterns in regexes.items()}, responses)
+                   {entity: tuple(patterns) for entity, patterns in regexes.items()}, responses,
+                   {cue: next(iter(labels)) for cue, labels in cues.items() if len(labels) == 1})
 
 
 def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Example], synonyms: dict[str, str],
-                lookups: dict[str, list[str]], regexes: dict[str, list[str]]) -> None:
+                lookups: dict[str, list[str]], regexes: dict[str, list[str]],
+                cues: dict[tuple[str, str, str], set[str]]) -> None:
     for item in items:
         if not isinstance(item, dict):
             warn(f"{path}: an item of 'nlu' is not a mapping and is ignored")
@@ -84,11 +92,8 @@ def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Exa
             warn(f"{path}: key '{key}' of {kind} '{name}' is ignored")
         lines = _example_lines(item.get("examples"))
         if kind == "intent":
-            if any(_ROLE_OR_GROUP.search(line) for line in lines):
-                warn(f"{path}: entity roles and groups in the examples of '{name}' are not kept (the entity and "
-                     "its value are)")
             for line in lines:
-                text = _strip_annotations(line, synonyms, lookups)
+                text = _strip_annotations(line, synonyms, lookups, cues)
                 if text:
                     examples.append(Example(text, name))
         elif kind == "synonym":
@@ -112,8 +117,10 @@ def _example_lines(raw: object) -> list[str]:
     return [line.strip()[2:].strip() for line in str(raw or "").splitlines() if line.strip().startswith("- ")]
 
 
-def _strip_annotations(line: str, synonyms: dict[str, str], lookups: dict[str, list[str]]) -> str:
-    """Return the example's plain text; annotated values become lookup entries of their entity."""
+def _strip_annotations(line: str, synonyms: dict[str, str], lookups: dict[str, list[str]],
+                       cues: dict[tuple[str, str, str], set[str]]) -> str:
+    """Return the example's plain text; annotated values become lookup entries of their entity, and the word
+    before an entity with a role or group a cue for it."""
 
     def plain(match: re.Match[str]) -> str:
         text = match["text"]
@@ -128,6 +135,11 @@ def _strip_annotations(line: str, synonyms: dict[str, str], lookups: dict[str, l
             lookups.setdefault(entity.strip(), []).append(text)
             if value and value.strip() != text:
                 synonyms[text.casefold()] = value.strip()
+            before = _WORD_BEFORE.search(_ANNOTATION.sub(lambda m: m["text"], line[:match.start()]))
+            for kind, pattern in _JSON_LABEL.items():
+                label = pattern.search(match["json"] or "")
+                if label and before:
+                    cues.setdefault((kind, entity.strip(), before[1].casefold()), set()).add(label["label"].strip())
         return text
 
     return _ANNOTATION.sub(plain, line).strip()

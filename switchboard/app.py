@@ -31,6 +31,7 @@ from bot.email import email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
+from bot.forms import DEFAULT_ACTIONS
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
 from bot.inbox import Inbox, SenderThrottle
@@ -44,7 +45,7 @@ from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.privacy import RetentionWorker, load_privacy
 from bot.processor import ConversationProcessor
 from bot.responses import ResponseTemplates
-from bot.rules import load_rules
+from bot.rules import Rulebook, load_rules
 from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
@@ -162,17 +163,15 @@ def load_dialogue(settings: Settings, warn: Warn = log.warning) -> tuple[Dialogu
     """Read the Rasa domain, NLU data and rules, and the handoff policy; report what cannot apply."""
     nlu = load_nlu(settings.nlu_path, warn)
     domain = load_domain(settings.domain_path, warn, extra_responses=nlu.responses)
-    rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else {}
-    for intent, steps in ((intent, rule.actions) for intent, found in rules.items() for rule in found):
-        for step in steps:
-            # A retrieval intent's rule names `utter_faq`, whose responses are `utter_faq/<question>`.
-            if step.startswith("utter_") and step not in domain.responses \
-                    and not any(name.startswith(f"{step}/") for name in domain.responses):
-                warn(f"{settings.rules_path}: the rule for '{intent}' uses '{step}', which {settings.domain_path} "
-                     "does not define")
-            elif not step.startswith("utter_") and step not in domain.actions:
-                warn(f"{settings.rules_path}: the rule for '{intent}' runs '{step}', which is not listed under "
-                     f"'actions' in {settings.domain_path}")
+    rules = load_rules(settings.rules_path, warn) if settings.rules_path.exists() else Rulebook()
+    for step in sorted(rules.actions()):
+        # A retrieval intent's rule names `utter_faq`, whose responses are `utter_faq/<question>`.
+        if step.startswith("utter_") and step not in domain.responses \
+                and not any(name.startswith(f"{step}/") for name in domain.responses):
+            warn(f"{settings.rules_path}: a rule or story uses '{step}', which {settings.domain_path} does not define")
+        elif not step.startswith("utter_") and step not in (*domain.actions, *domain.forms, *DEFAULT_ACTIONS):
+            warn(f"{settings.rules_path}: a rule or story runs '{step}', which is not listed under 'actions' or "
+                 f"'forms' in {settings.domain_path}")
     if settings.handoff_policy_path.exists():
         policy = load_handoff_policy(settings.handoff_policy_path, warn)
     else:

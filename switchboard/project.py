@@ -86,7 +86,8 @@ def _config(path: Path, warn: Warn) -> None:
     for key in ("pipeline", "policies"):
         if document.get(key):
             warn(f"{path}: '{key}' is read but does not apply: Switchboard classifies intents with its own "
-                 "encoder and follows rules, then the knowledge base, then the fallback")
+                 "encoder and follows the active form, rules, then stories (as Rasa's RulePolicy and "
+                 "MemoizationPolicy would), then the knowledge base, then the fallback")
     if document.get("language") not in (None, "en"):
         warn(f"{path}: language '{document['language']}': Switchboard detects each message's language among "
              "SWITCHBOARD_LANGUAGES")

@@ -11,8 +11,9 @@ import pytest
 from bot.domain import load_domain
 from bot.entities import EntityExtractor
 from bot.errors import SwitchboardError
+from bot.forms import Form
 from bot.responses import ResponseTemplates
-from bot.rules import load_rules
+from bot.rules import Happened, load_rules
 from bot.training_data import load_nlu
 from switchboard.app import load_dialogue
 from tests.conftest import ROOT, test_settings
@@ -36,7 +37,7 @@ def test_the_sample_files_load_without_warnings(tmp_path: Path, index_dir: Path)
     warnings: list[str] = []
     model, nlu = load_dialogue(test_settings(tmp_path, index_dir), warnings.append)
     assert warnings == []
-    assert [rule.actions for rule in model.rules["order_status"]] == [("action_order_status",)]
+    assert [rule.actions for rule in model.rules.rules if rule.name == "Order status"] == [["action_order_status"]]
     assert "order_number" in model.domain.slots and "product" in nlu.lookups
 
 
@@ -84,7 +85,10 @@ intents:
 session_config:
   session_expiration_time: 60
 forms:
-  order_form: {}
+  order_form:
+    required_slots: [plan]
+    ignored_intents: [greet]
+    ask_on_activation: true
 mascot: puffin
 slots:
   plan:
@@ -95,6 +99,7 @@ slots:
       - type: from_intent
         intent: upgrade
         value: pro
+      - type: from_llm
 responses:
   utter_greet:
     - text: hi
@@ -102,16 +107,18 @@ responses:
 """)
     warnings: list[str] = []
     domain = load_domain(path, warnings.append)
-    assert domain.intents == ("greet",) and domain.slots["plan"].mappings == ()
+    assert domain.intents == ("greet",) and [m.type for m in domain.slots["plan"].mappings] == ["from_intent"]
+    assert domain.forms["order_form"] == Form("order_form", ("plan",), ("greet",))
+    assert "requested_slot" in domain.slots  # as Rasa adds it for forms
     assert warnings == [
         f"{path}: key 'session_config' is ignored (a session is a Switchboard conversation, which an agent "
         "closes)",
-        f"{path}: key 'forms' is ignored (write the form as a custom action that returns ActiveLoop events)",
         f"{path}: unknown key 'mascot' is ignored",
         f"{path}: options of intent 'greet' (use_entities) are ignored",
         f"{path}: key 'auto_fill' of slot 'plan' is ignored",
-        f"{path}: mapping type 'from_intent' of slot 'plan' is not supported; the slot is set only by actions",
+        f"{path}: mapping type 'from_llm' of slot 'plan' is not supported; the slot is set only by actions",
         f"{path}: key 'image' of response 'utter_greet' is ignored",
+        f"{path}: key 'ask_on_activation' of form 'order_form' is ignored",
     ]
 
 
@@ -138,21 +145,21 @@ stories: []
     nlu = load_nlu(path, warnings.append)
     assert nlu.by_intent() == {"greet": ["hi"], "book_flight": ["fly from Berlin to Rome"]}
     assert nlu.regexes == {"code": ("\\d{4}",)} and nlu.lookups["city"] == ("Berlin", "Rome")
+    # Roles are kept by the word before the entity.
+    assert nlu.cues == {("role", "city", "from"): "departure", ("role", "city", "to"): "destination"}
     assert warnings == [
         f"{path}: key 'stories' is ignored (Switchboard reads 'nlu' from NLU files)",
         f"{path}: key 'metadata' of intent 'greet' is ignored",
         f"{path}: an item of 'nlu' with keys ['intent', 'synonym'] is ignored (expected one of intent, lookup, "
         "regex, synonym)",
         f"{path}: an item of 'nlu' is not a mapping and is ignored",
-        f"{path}: entity roles and groups in the examples of 'book_flight' are not kept (the entity and its value "
-        "are)",
     ]
     bad = write(tmp_path, "bad.yml", "nlu:\n- intent: x\n  examples: |\n    - x\n- regex: r\n  examples: |\n    - ((\n")
     with pytest.raises(SwitchboardError, match="regex 'r' has an invalid pattern"):
         load_nlu(bad)
 
 
-def test_rules_with_conditions_are_read_and_those_switchboard_cannot_follow_are_reported(tmp_path: Path) -> None:
+def test_rules_name_the_next_action_where_their_steps_and_conditions_hold(tmp_path: Path) -> None:
     path = write(tmp_path, "rules.yml", """
 version: "3.1"
 stories:
@@ -206,26 +213,32 @@ rules:
   - action: utter_hello
 """)
     warnings: list[str] = []
-    rules = load_rules(path, warnings.append)
-    assert {intent: [(r.name, r.actions) for r in found] for intent, found in rules.items()} == {
-        # The rule with a condition first: it wins where it holds.
-        "greet": [("greet a customer who gave their name", ("utter_greet_by_name",)), ("greet", ("utter_greet",))],
-        "goodbye": [("only at the start", ("utter_goodbye",))],
-        "thanks": [("thanks or bye", ("utter_thanks",))], "bye": [("thanks or bye", ("utter_thanks",))],
-        "stop": [("outside a form", ("utter_stop",))],
-    }
-    named, plain = rules["greet"]
-    assert named.applies({"name_given": True}, None, False) and not named.applies({"name_given": None}, None, False)
-    assert named.applies({"name_given": "true"}, None, False)  # a slot's text against YAML's true
-    assert plain.applies({}, None, False)
-    assert rules["goodbye"][0].applies({}, None, True) and not rules["goodbye"][0].applies({}, None, False)
-    assert rules["stop"][0].applies({}, None, False) and not rules["stop"][0].applies({}, "booking_form", False)
+    book = load_rules(path, warnings.append)
+    assert [rule.name for rule in book.rules] == ["greet", "greet a customer who gave their name", "only at the start",
+                                                  "thanks or bye", "outside a form", "two intents", "a form"]
+
+    def said(*intents: str, slots: dict[str, object] | None = None, loop: str | None = None,
+             before: tuple[Happened, ...] = ()) -> tuple[str, str] | None:
+        history = [*before, *(Happened("intent", i, loop) for i in intents)]
+        return book.next_action(history, slots or {})
+
+    # The rule with a condition that holds wins over the one without.
+    assert said("greet", slots={"name_given": True}) == ("utter_greet_by_name", "greet a customer who gave their name")
+    assert said("greet", slots={"name_given": "true"})[0] == "utter_greet_by_name"  # a slot's text, YAML's true
+    assert said("greet", slots={"name_given": None}) == ("utter_greet", "greet")
+    assert said("goodbye") == ("utter_goodbye", "only at the start")
+    assert said("goodbye", before=(Happened("intent", "greet"), Happened("action", "utter_greet"))) is None
+    assert said("thanks")[0] == said("bye")[0] == "utter_thanks"
+    assert said("stop") == ("utter_stop", "outside a form") and said("stop", loop="booking_form") is None
+    # A rule of two turns: its second half applies only after its first.
+    assert said("b") is None
+    first = (Happened("intent", "a"), Happened("action", "utter_a"))
+    assert said(before=first) == ("action_listen", "two intents")
+    assert said("b", before=first) == ("utter_b", "two intents")
+    assert said("book") == ("booking_form", "a form")
     assert warnings == [
-        f"{path}: 'stories' are ignored; Switchboard follows rules only",
-        f"{path}: rule 'two intents' is skipped: it must be one intent step (or an `or` of intents) followed by "
-        "action steps",
-        f"{path}: rule 'a form' is skipped: active_loop not supported yet",
         f"{path}: rule 'greet again' is skipped: rule 'greet' already answers 'greet' under the same conditions",
+        f"{path}: story 'happy path' is skipped: it has no action step",
     ]
 
 
@@ -286,7 +299,7 @@ def test_a_rule_naming_an_unknown_response_or_action_is_reported(tmp_path: Path,
     warnings: list[str] = []
     load_dialogue(test_settings(tmp_path, index_dir, rules_path=rules), warnings.append)
     assert len(warnings) == 2
-    assert "'utter_nope', which" in warnings[0] and "'action_nope', which is not listed" in warnings[1]
+    assert "'action_nope', which is not listed" in warnings[0] and "'utter_nope', which" in warnings[1]
 
 
 def test_files_that_are_not_yaml_mappings_are_clear_errors(tmp_path: Path) -> None:
@@ -319,3 +332,58 @@ def test_a_domain_without_switchboards_responses_gets_them(tmp_path: Path) -> No
     shop = load_domain(ROOT / "data" / "domain.yml")
     assert "Puffin Outdoor" in ResponseTemplates(shop.responses).render("utter_csat")[0]
     assert "Puffin" not in (ROOT / "bot" / "platform_responses.yml").read_text(encoding="utf-8")
+
+
+def test_entity_roles_fill_the_slots_that_ask_for_them(tmp_path: Path,
+                                                       make_chat: Callable[..., RecordingChannel]) -> None:
+    domain = write(tmp_path, "domain.yml", """version: "3.1"
+intents: [book_flight, greet]
+entities: [city]
+slots:
+  departure:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: city
+        role: departure
+  destination:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: city
+        role: destination
+responses:
+  utter_flight:
+    - text: "From {departure} to {destination}."
+""")
+    nlu = write(tmp_path, "nlu.yml", """version: "3.1"
+nlu:
+- intent: book_flight
+  examples: |
+    - fly from [Berlin]{"entity": "city", "role": "departure"} to [Rome]{"entity": "city", "role": "destination"}
+    - a flight to [Oslo]{"entity": "city", "role": "destination"} from [Lisbon]{"entity": "city", "role": "departure"}
+    - book me a flight
+    - I need a plane ticket
+- intent: greet
+  examples: |
+    - hello
+    - hi there
+    - good morning
+- lookup: city
+  examples: |
+    - Paris
+    - Madrid
+""")
+    rules = write(tmp_path, "rules.yml", """version: "3.1"
+rules:
+- rule: flight
+  steps:
+  - intent: book_flight
+  - action: utter_flight
+""")
+    chat = make_chat(domain_path=domain, nlu_path=nlu, rules_path=rules, intent_encoder="shared")
+    assert chat.say("I want to fly to Paris from Madrid") == ["From Madrid to Paris."]
+    entities = EntityExtractor(load_nlu(nlu)).extract("to Paris from Madrid, via Rome")
+    assert [(e.value, e.role) for e in entities] == [("Paris", "destination"), ("Madrid", "departure"),
+                                                     ("Rome", None)]  # "via" marks no role
+    assert entities[0].as_rasa()["role"] == "destination" and "role" not in entities[2].as_rasa()

@@ -161,11 +161,10 @@ def test_domain_and_data_are_read_from_every_file(project: Path, tmp_path: Path,
     assert {"utter_greet", "utter_happy", "utter_cheer_up", "utter_handoff", "utter_faq/location"} \
         <= set(model.domain.responses)  # a retrieval intent's responses, kept in its data file
     assert set(nlu.by_intent()) == {"greet", "mood_great", "mood_unhappy", "faq/opening_hours", "faq/location"}
-    assert {intent: [r.actions for r in rules] for intent, rules in model.rules.items()} \
-        == {"faq": [("utter_faq",)], "greet": [("utter_greet",)], "mood_great": [("utter_happy",)]}
-    # Files read by other readers raise no warning; what is not followed does.
-    assert warnings == [f"{project / 'data' / 'stories' / 'unhappy.yml'}: 'stories' are ignored; "
-                        "Switchboard follows rules only"]
+    assert {rule.name: rule.actions for rule in model.rules.rules} \
+        == {"faq": ["utter_faq"], "greet": ["utter_greet"], "happy": ["utter_happy"]}
+    assert [story.name for story in model.rules.stories] == ["sad path"]
+    assert warnings == []  # files read by other readers raise no warning
 
 
 def test_the_project_answers_without_an_edit(project: Path, make_chat: Callable[..., RecordingChannel]) -> None:
