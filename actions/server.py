@@ -44,7 +44,7 @@ class InProcessActionServer:
 class HttpActionServer:
     """Calls a Rasa-compatible action server (`rasa_sdk` or any other) at its webhook URL."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 300.0) -> None:
         self._url = url
         self._timeout = timeout
         self._session = requests.Session()

@@ -46,6 +46,12 @@ def _endpoints(path: Path, warn: Warn) -> dict[str, Any]:
     action = document.get("action_endpoint")
     if isinstance(action, dict) and action.get("url"):
         values["action_endpoint"] = str(action["url"])
+        if action.get("timeout") is not None:
+            try:
+                values["action_timeout"] = float(action["timeout"])
+            except (TypeError, ValueError):
+                raise SwitchboardError(f"{path}: action_endpoint.timeout must be a number of seconds, not "
+                                       f"{action['timeout']!r}") from None
     for key in document:
         if key not in ("action_endpoint",):
             warn(f"{path}: '{key}' is ignored (Switchboard keeps conversations in its own store; only "

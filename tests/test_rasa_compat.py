@@ -387,3 +387,13 @@ rules:
     assert [(e.value, e.role) for e in entities] == [("Paris", "destination"), ("Madrid", "departure"),
                                                      ("Rome", None)]  # "via" marks no role
     assert entities[0].as_rasa()["role"] == "destination" and "role" not in entities[2].as_rasa()
+
+
+def test_a_form_asks_the_way_rasa_looks_for_it() -> None:
+    form = Form("booking_form", ("date", "guests"))
+    responses = ("utter_ask_date", "utter_ask_booking_form_date")
+    assert form.ask("date", responses, ()) == ("response", "utter_ask_booking_form_date")  # the form's own first
+    assert form.ask("guests", responses, ("action_ask_guests",)) == ("action", "action_ask_guests")
+    assert form.ask("guests", responses, ()) is None
+    assert form.next_slot({"date": "friday", "guests": None}) == "guests"
+    assert form.next_slot({"date": "friday", "guests": 2}) is None

@@ -143,6 +143,16 @@ def test_the_project_directory_sets_what_no_variable_sets(project: Path) -> None
     assert settings.domain_path == project / "domain" and settings.nlu_path == project / "data"
     assert settings.telegram_token == "456:explicit"  # a variable set explicitly wins
     assert settings.action_endpoint == "http://127.0.0.1:5055/webhook"
+    assert settings.action_timeout == 300.0  # Rasa's default: a slow action is waited for
+
+    # endpoints.yml's own timeout, as Rasa reads it; a wrong one says what it should be.
+    endpoints = project / "endpoints.yml"
+    endpoints.write_text('action_endpoint:\n  url: "http://127.0.0.1:5055/webhook"\n  timeout: 30\n', encoding="utf-8")
+    assert Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project)}).action_timeout == 30.0
+    endpoints.write_text('action_endpoint:\n  url: "http://127.0.0.1:5055/webhook"\n  timeout: soon\n',
+                         encoding="utf-8")
+    with pytest.raises(SwitchboardError, match=r"action_endpoint\.timeout must be a number of seconds"):
+        project_values(project)
 
 
 def test_a_directory_that_is_no_rasa_project_is_refused(tmp_path: Path) -> None:
