@@ -22,6 +22,7 @@ class Capabilities:
     markdown: bool = False
     media: bool = False
     max_segments: int | None = None  # SMS: the most segments one message may take
+    max_buttons: int | None = None   # more than this many buttons are written as numbered options
     feedback: bool = False           # KB answers ask "did this help?" with one-tap buttons
     # Carrier keywords (matched whole, any case): no more messages, messages again, help.
     opt_out_keywords: frozenset[str] = frozenset()
@@ -34,6 +35,9 @@ CAPABILITIES: dict[str, Capabilities] = {
     "rest": Capabilities(max_length=4000, buttons=ButtonStyle.INLINE),
     "telegram": Capabilities(max_length=4096, buttons=ButtonStyle.INLINE, media=True, feedback=True),
     "whatsapp": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, media=True),
+    # Quick replies: at most 13 a message.
+    "messenger": Capabilities(max_length=2000, buttons=ButtonStyle.INLINE, media=True, feedback=True, max_buttons=13),
+    "instagram": Capabilities(max_length=1000, buttons=ButtonStyle.INLINE, media=True, feedback=True, max_buttons=13),
     # Twilio takes SMS bodies up to 1,600 characters; 4 segments keeps one reply affordable.
     "sms": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, max_segments=4,
                         opt_out_keywords=frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}),
@@ -73,7 +77,8 @@ def fit_reply(text: str, buttons: tuple[Button, ...], capabilities: Capabilities
     """Fit a reply to a channel: buttons the channel cannot draw become numbered options, and a text
     too long for one message is split on sentence boundaries (on words, if one sentence is too long)."""
     drawn = buttons
-    if buttons and capabilities.buttons == ButtonStyle.NUMBERED:
+    too_many = capabilities.max_buttons is not None and len(buttons) > capabilities.max_buttons
+    if buttons and (capabilities.buttons == ButtonStyle.NUMBERED or too_many):
         # Buttons that are their own numbers (a 1-5 rating) need no list: the text asks for the number.
         if [b.title for b in buttons] != [str(n) for n in range(1, len(buttons) + 1)]:
             text = f"{text}\n\n{numbered_options(buttons)}\nReply with a number."

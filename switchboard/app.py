@@ -50,6 +50,8 @@ from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
+from connectors.meta import CHANNELS as META_CHANNELS
+from connectors.meta import GraphClient, MetaSender, Names, create_meta_blueprint
 from connectors.rasa_api import create_rasa_api_blueprint
 from connectors.rest import create_rest_blueprint
 from connectors.streams import StreamSlots, stream_limit
@@ -382,6 +384,10 @@ def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str
             if number:
                 senders[channel] = TwilioSender(client, channel, number, callback, last_inbound=store.last_inbound_at,
                                                 template_sid=settings.twilio_whatsapp_template_sid)
+    if settings.meta_page_token:
+        graph = GraphClient(settings.meta_page_token, settings.meta_graph_url)
+        for channel in META_CHANNELS.values():
+            senders[channel] = MetaSender(graph, channel, store.last_inbound_at)
     return senders
 
 
@@ -477,6 +483,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     telegram = create_telegram_blueprint(services.inbox, settings.telegram_webhook_secret, store.last_buttons)
     csrf.exempt(telegram)  # Telegram's secret token instead
     app.register_blueprint(telegram)
+    graph = GraphClient(settings.meta_page_token, settings.meta_graph_url) if settings.meta_page_token else None
+    meta = create_meta_blueprint(services.inbox, settings.meta_app_secret, settings.meta_verify_token, Names(graph))
+    csrf.exempt(meta)  # signed by Meta instead
+    app.register_blueprint(meta)
     app.register_blueprint(web)
     app.register_blueprint(rest)
     def notice(response: str, conversation_id: str) -> tuple[str, tuple[Button, ...]] | None:

@@ -64,6 +64,8 @@ _CREDENTIALS = {
     "telegram": {"access_token": "telegram_token"},
     "twilio": {"account_sid": "twilio_account_sid", "auth_token": "twilio_auth_token",
                "twilio_number": "twilio_sms_number"},
+    # Rasa's Messenger channel; Instagram shares the page's token and the app's secret.
+    "facebook": {"verify": "meta_verify_token", "secret": "meta_app_secret", "page-access-token": "meta_page_token"},
 }
 _CHANNELS_WITHOUT_KEYS = ("rest", "socketio", "rasa")  # served anyway: the REST channel and the web chat
 
@@ -80,8 +82,8 @@ def _credentials(path: Path, warn: Warn) -> dict[str, Any]:
                 elif key not in _CREDENTIALS[channel]:
                     warn(f"{path}: {channel}.{key} is ignored")
         elif channel not in _CHANNELS_WITHOUT_KEYS:
-            warn(f"{path}: the {channel} channel is not one of Switchboard's (web, REST, Telegram, SMS, WhatsApp) "
-                 "and is ignored")
+            warn(f"{path}: the {channel} channel is not one of Switchboard's (web, REST, Telegram, SMS, WhatsApp, "
+                 "Messenger, Instagram) and is ignored")
     return values
 
 

@@ -71,6 +71,10 @@ class Settings:
     telegram_webhook_secret: str = ""  # Telegram echoes it on every webhook call; required for the webhook
     telegram_api_url: str = ""         # empty: https://api.telegram.org/bot
     telegram_mode: str = "webhook"     # or "polling": getUpdates, for development without a public URL
+    meta_app_secret: str = ""          # checks X-Hub-Signature-256 on Messenger and Instagram webhooks
+    meta_verify_token: str = ""        # echoed in Meta's subscription handshake (hub.verify_token)
+    meta_page_token: str = ""          # the page's access token: Send API and names (Messenger and Instagram)
+    meta_graph_url: str = ""           # empty: https://graph.facebook.com/v21.0
     email_sender: str = "log"         # log (development: codes go to the log) or smtp://user:pass@host:port
     email_from: str = "Switchboard <no-reply@switchboard.local>"
     max_text_length: int = 4000

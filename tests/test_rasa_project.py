@@ -108,6 +108,10 @@ telegram:
   webhook_url: "https://example.com/webhooks/telegram/webhook"
 facebook:
   verify: "x"
+  secret: "app-secret"
+  page-access-token: "EAAB"
+slack:
+  slack_token: "xoxb"
 """,
     "config.yml": """language: en
 pipeline:
@@ -132,10 +136,11 @@ def test_the_project_directory_sets_what_no_variable_sets(project: Path) -> None
     values = project_values(project, warnings.append)
     assert values == {"domain_path": project / "domain", "nlu_path": project / "data", "rules_path": project / "data",
                       "kb_dir": project / "kb", "index_dir": project / ".switchboard" / "kb_index",
-                      "action_endpoint": "http://127.0.0.1:5055/webhook", "telegram_token": "123:abc"}
+                      "action_endpoint": "http://127.0.0.1:5055/webhook", "telegram_token": "123:abc",
+                      "meta_verify_token": "x", "meta_app_secret": "app-secret", "meta_page_token": "EAAB"}
     assert any("tracker_store" in w and "ignored" in w for w in warnings)
     assert any("telegram.verify is ignored" in w for w in warnings)
-    assert any("facebook channel is not one of Switchboard's" in w for w in warnings)
+    assert any("slack channel is not one of Switchboard's" in w for w in warnings)
     assert any("'pipeline' is read but does not apply" in w for w in warnings)
 
     settings = Settings.from_env({"SWITCHBOARD_PROJECT_DIR": str(project),
