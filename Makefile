@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstalls only when the files it installs from change.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench soak lint clean browser
+.PHONY: install run test bench soak lint clean browser mailserver
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/switchboard run
 
-test: install browser
+test: install browser mailserver
 	$(BIN)/python -m pytest
 
 # Debian's Chromium for the end-to-end browser test, installed where apt can; elsewhere that test is skipped.
@@ -32,6 +32,16 @@ browser:
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
 	    echo "Could not install chromium: the browser test will be skipped."; \
 	  else echo "No chromium and no apt as root: the browser test will be skipped."; fi; }
+
+# Debian's Dovecot, which the email channel's tests start as their IMAP server; elsewhere they are skipped.
+mailserver:
+	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's dovecot-imapd for the email tests ..."; \
+	    apt-get install -y -q dovecot-imapd >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dovecot-imapd >/dev/null 2>&1; } || \
+	    echo "Could not install dovecot: the email tests that need IMAP will be skipped."; \
+	  else echo "No dovecot and no apt as root: the email tests that need IMAP will be skipped."; fi; }
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -38,6 +38,8 @@ CAPABILITIES: dict[str, Capabilities] = {
     # Quick replies: at most 13 a message.
     "messenger": Capabilities(max_length=2000, buttons=ButtonStyle.INLINE, media=True, feedback=True, max_buttons=13),
     "instagram": Capabilities(max_length=1000, buttons=ButtonStyle.INLINE, media=True, feedback=True, max_buttons=13),
+    # Mail takes long replies and draws no buttons: options are numbered, answered with the number.
+    "email": Capabilities(max_length=50_000, buttons=ButtonStyle.NUMBERED, media=True),
     # Twilio takes SMS bodies up to 1,600 characters; 4 segments keeps one reply affordable.
     "sms": Capabilities(max_length=1600, buttons=ButtonStyle.NUMBERED, max_segments=4,
                         opt_out_keywords=frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}),

@@ -1,4 +1,5 @@
-"""Sending email: only one-time codes for now (verifying a web chat customer's address).
+"""Sending email: one-time codes (verifying a web chat customer's address), and the SMTP connection the email
+channel's replies go through (connectors/mail.py).
 
 `SWITCHBOARD_EMAIL_SENDER` picks the sender: `log` (the default, for development: the code is
 written to the server log, so it is refused when the public URL is https), `off` (no email: the
@@ -49,20 +50,24 @@ class SmtpEmailSender:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self._from, to, subject
         message.set_content(body)
-        connect = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
         try:
-            with connect(self._host, self._port, timeout=self._timeout) as server:
-                if not self._tls:
-                    server.ehlo()
-                    if server.has_extn("starttls"):
-                        server.starttls()
-                        server.ehlo()
-                if self._user:
-                    server.login(self._user, self._password or "")
-                server.send_message(message)
+            self.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             log.error("email to %s not sent: %s", to, exc)
             raise Unavailable("the email could not be sent right now; try again in a minute") from exc
+
+    def send_message(self, message: EmailMessage) -> None:
+        """Send a message as it is; smtplib's errors are the caller's to judge."""
+        connect = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
+        with connect(self._host, self._port, timeout=self._timeout) as server:
+            if not self._tls:
+                server.ehlo()
+                if server.has_extn("starttls"):
+                    server.starttls()
+                    server.ehlo()
+            if self._user:
+                server.login(self._user, self._password or "")
+            server.send_message(message)
 
 
 class NoEmailSender:

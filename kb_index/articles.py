@@ -23,7 +23,7 @@ _WORDS = re.compile(r"[^\W\d_]{3,}")
 # Ids name files and URLs in the editor: no separators, no dot-dot, no hidden files.
 VALID_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "lang", "translation_of", "channels", "audience", "questions"})
-KNOWN_CHANNELS = ("web", "rest", "telegram", "sms", "whatsapp", "messenger", "instagram")
+KNOWN_CHANNELS = ("web", "rest", "telegram", "sms", "whatsapp", "messenger", "instagram", "email")
 AUDIENCES = ("customers", "agents")
 _BOUNDARIES = ((_PARAGRAPH, "\n\n"), (_SENTENCE, " "), (_SPACE, " "))
 

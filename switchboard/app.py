@@ -27,7 +27,7 @@ from bot.actions import ActionServer, tracker_state
 from bot.capabilities import CAPABILITIES
 from bot.delivery import DeliveryWorker, Sender
 from bot.domain import Warn, load_domain
-from bot.email import email_sender
+from bot.email import SmtpEmailSender, email_sender
 from bot.engine import DialogueModel, Engine, EnginePolicy
 from bot.entities import EntityExtractor
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
@@ -50,6 +50,8 @@ from bot.stores import open_store
 from bot.stores.sqlite import SqliteConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
+from connectors.mail import CHANNEL as MAIL_CHANNEL
+from connectors.mail import ImapReader, MailSender, addresses, create_mail_blueprint
 from connectors.meta import CHANNELS as META_CHANNELS
 from connectors.meta import GraphClient, MetaSender, Names, create_meta_blueprint
 from connectors.rasa_api import create_rasa_api_blueprint
@@ -126,12 +128,15 @@ class Services:
     retention: RetentionWorker
     meter: PrometheusMeter
     telegram_poller: TelegramPoller | None = None
+    mail_reader: ImapReader | None = None
     streams: StreamSlots | None = None  # set by create_app: the open event streams
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
         if self.telegram_poller is not None:
             self.telegram_poller.stop()
+        if self.mail_reader is not None:
+            self.mail_reader.stop()
         self.retention.stop()
         self.processor.stop()
         self.delivery.stop()
@@ -384,6 +389,13 @@ def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str
             if number:
                 senders[channel] = TwilioSender(client, channel, number, callback, last_inbound=store.last_inbound_at,
                                                 template_sid=settings.twilio_whatsapp_template_sid)
+    if (settings.email_imap_url or settings.mailgun_signing_key) and not settings.email_sender.startswith("smtp"):
+        log.warning("the email channel reads mail but cannot answer it: set SWITCHBOARD_EMAIL_SENDER to "
+                    "smtp://user:password@host:587 (replies wait in the outbox until then)")
+    if (settings.email_imap_url or settings.mailgun_signing_key) and settings.email_sender.startswith("smtp"):
+        smtp = SmtpEmailSender(settings.email_sender, settings.email_from)
+        senders[MAIL_CHANNEL] = MailSender(smtp, settings.email_from, store.latest_mail,
+                                           lambda conversation: store.get_conversation(conversation).reference)
     if settings.meta_page_token:
         graph = GraphClient(settings.meta_page_token, settings.meta_graph_url)
         for channel in META_CHANNELS.values():
@@ -487,6 +499,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     meta = create_meta_blueprint(services.inbox, settings.meta_app_secret, settings.meta_verify_token, Names(graph))
     csrf.exempt(meta)  # signed by Meta instead
     app.register_blueprint(meta)
+    mail = create_mail_blueprint(services.inbox, settings.mailgun_signing_key, addresses(settings.email_from))
+    csrf.exempt(mail)  # signed by Mailgun instead
+    app.register_blueprint(mail)
     app.register_blueprint(web)
     app.register_blueprint(rest)
     def notice(response: str, conversation_id: str) -> tuple[str, tuple[Button, ...]] | None:
@@ -593,6 +608,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     if services.telegram is not None and settings.telegram_mode == "polling":
         services.telegram_poller = TelegramPoller(services.telegram, services.inbox, store.last_buttons)
         services.telegram_poller.start()
+    if settings.email_imap_url:
+        services.mail_reader = ImapReader(settings.email_imap_url, services.inbox, settings.var_dir / "imap_state.json",
+                                          addresses(settings.email_from), settings.email_poll_seconds)
+        services.mail_reader.start()
     log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
     return app
 

@@ -75,6 +75,9 @@ class Settings:
     meta_verify_token: str = ""        # echoed in Meta's subscription handshake (hub.verify_token)
     meta_page_token: str = ""          # the page's access token: Send API and names (Messenger and Instagram)
     meta_graph_url: str = ""           # empty: https://graph.facebook.com/v21.0
+    email_imap_url: str = ""           # the email channel's mailbox: imaps://user:password@host:993/INBOX
+    email_poll_seconds: float = 30.0   # how often it is read
+    mailgun_signing_key: str = ""      # inbound mail through a Mailgun route instead (its webhook signing key)
     email_sender: str = "log"         # log (development: codes go to the log) or smtp://user:pass@host:port
     email_from: str = "Switchboard <no-reply@switchboard.local>"
     max_text_length: int = 4000

@@ -242,6 +242,7 @@ MAX_TAGS = 10
 MAX_TAG_LENGTH = 40
 # Channels whose external id is the customer's E.164 phone number.
 PHONE_CHANNELS = ("sms", "whatsapp")
+EMAIL_CHANNEL = "email"  # its identities are addresses: the customer's email
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
 
 
@@ -497,7 +498,9 @@ class SqliteConversationStore:
         """The customer behind the message's identity, created on first contact.
 
         SMS and WhatsApp from one E.164 number are one customer, also with a customer imported
-        with that phone number. What the channel tells of the person fills empty profile fields.
+        with that phone number; an email address is the customer who has it as their email (verified in
+        the web chat, or imported), else a new customer with that email. What the channel tells of the
+        person fills empty profile fields.
         The profile's language is an imported one, else the channel's hint, else the language of
         the customer's latest message that had one.
         """
@@ -512,9 +515,16 @@ class SqliteConversationStore:
                 (external_id, *PHONE_CHANNELS, external_id),
             ).fetchone()
             customer_id = None if same_number is None else same_number["customer_id"]
+        if customer_id is None and channel == EMAIL_CHANNEL:
+            # An address the web chat verified (or a customer imported with it) is that customer.
+            same_address = db.execute(
+                "SELECT customer_id FROM customers WHERE email = ? AND merged_into IS NULL AND erased_at IS NULL "
+                "ORDER BY created_at LIMIT 1", (external_id,)).fetchone()
+            customer_id = None if same_address is None else same_address["customer_id"]
         if customer_id is None:
             customer_id = uuid.uuid4().hex
-            db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
+            db.execute("INSERT INTO customers (customer_id, created_at, email) VALUES (?, ?, ?)",
+                       (customer_id, now, external_id if channel == EMAIL_CHANNEL else None))
         if row is None:
             db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
                        (channel, external_id, customer_id))
@@ -1052,6 +1062,15 @@ class SqliteConversationStore:
             "WHERE o.conversation_id = ? ORDER BY o.rowid", (conversation_id,)
         ).fetchall()
         return [_outbox_entry(row) for row in rows]
+
+    def latest_mail(self, channel: str, external_id: str) -> dict[str, Any] | None:
+        """The mail headers kept on an identity's latest message (`data.email`): what a reply threads under."""
+        row = self._connection().execute(
+            "SELECT json_extract(data, '$.email') AS mail FROM events WHERE channel = ? AND external_id = ? "
+            "AND kind = 'message_in' AND json_extract(data, '$.email') IS NOT NULL ORDER BY event_id DESC LIMIT 1",
+            (channel, external_id)).fetchone()
+        mail = json.loads(row["mail"]) if row is not None and row["mail"] else None
+        return mail if isinstance(mail, dict) else None
 
     def last_buttons(self, channel: str, external_id: str) -> tuple[Button, ...]:
         """The buttons of the latest reply to an identity (a number typed back chooses one)."""
