@@ -158,7 +158,8 @@ class GraphClient:
         """The customer's name as the Graph API gives it to the page, or None."""
         fields = "name,username" if channel == "instagram" else "first_name,last_name"
         try:
-            response = self._session.get(f"{self._url}/{user_id}", timeout=self._timeout,
+            # Asked while Meta waits for the webhook's answer: a slow Graph API costs the name, not the message.
+            response = self._session.get(f"{self._url}/{user_id}", timeout=min(self._timeout, 3.0),
                                          params={"fields": fields, "access_token": self._token})
         except requests.RequestException as exc:
             log.warning("could not fetch the name of %s customer %s: %s", channel, user_id, type(exc).__name__)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -22,7 +25,7 @@ from connectors.meta import GraphClient, MetaSender
 from switchboard.app import services_of
 from tests.conftest import settle
 from tests.meta_stub import PAGE_TOKEN, GraphFailure, GraphStub
-from tests.servers import wait_for
+from tests.servers import running_server, wait_for
 from tests.test_console import AgentBrowser
 
 APP_SECRET = "meta-app-secret"
@@ -210,3 +213,44 @@ def test_up_to_13_buttons_are_quick_replies_and_more_are_numbered_options() -> N
     fitted = fit_reply("Choose one", fourteen, CAPABILITIES["instagram"])
     assert fitted.buttons == () and "14) Option 14" in fitted.parts[0]
     assert fit_reply("x " * 800, (), CAPABILITIES["instagram"]).parts[0].count("x") <= 500  # 1,000 characters
+
+
+def test_a_messenger_conversation_over_real_http_bot_handoff_agent_reply(tmp_path: Path, index_dir: Path,
+                                                                         graph: GraphStub) -> None:
+    """`switchboard run` as deployed: Meta's signed POSTs over HTTP, the agent in the console over HTTP."""
+    with running_server(tmp_path, index_dir, SWITCHBOARD_META_APP_SECRET=APP_SECRET,
+                        SWITCHBOARD_META_VERIFY_TOKEN=VERIFY_TOKEN, SWITCHBOARD_META_PAGE_TOKEN=PAGE_TOKEN,
+                        SWITCHBOARD_META_GRAPH_URL=graph.url) as (base, output, _):
+        def meta_posts(raw: bytes, signature: str | None = None) -> int:
+            signed = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+            return requests.post(f"{base}/webhooks/meta", data=raw, timeout=10,
+                                 headers={"Content-Type": "application/json",
+                                          "X-Hub-Signature-256": signature or signed}).status_code
+
+        assert requests.get(f"{base}/webhooks/meta", timeout=10, params={
+            "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"}).text == "42"
+        assert meta_posts(webhook(event("how much is shipping")), signature="sha256=" + "1" * 64) == 403
+        assert meta_posts(webhook(event("how much is shipping"))) == 200
+        (answer,) = wait_for(lambda: graph.sent, timeout=30)
+        assert "4.95" in answer["message"]["text"]
+        assert meta_posts(webhook(event("I want to talk to a person"))) == 200
+        wait_for(lambda: len(graph.sent) == 2, timeout=30)
+
+        email, password = re.search(r"demo agent:\s+(\S+) / (\S+)", output).groups()  # type: ignore[union-attr]
+        agent = requests.Session()
+
+        def csrf(path: str) -> str:
+            page = agent.get(f"{base}{path}", timeout=10).text
+            return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+        agent.post(f"{base}/console/login", timeout=10,
+                   data={"email": email, "password": password, "csrf_token": csrf("/console/login")})
+        queue = agent.get(f"{base}/console/", timeout=10).text
+        conversation = re.search(r'href="/console/conversations/([0-9a-f]+)"', queue).group(1)  # type: ignore[union-attr]
+        path = f"/console/conversations/{conversation}"
+        for action, form in (("claim", {}), ("reply", {"text": "Hi Anna, Ann here. How can I help?"})):
+            response = agent.post(f"{base}{path}/{action}", timeout=10, data={"csrf_token": csrf(path), **form})
+            assert response.status_code == 200, action
+        wait_for(lambda: len(graph.sent) == 3, timeout=30)
+        assert graph.sent[2]["recipient"] == {"id": CUSTOMER}
+        assert graph.sent[2]["message"]["text"] == "Hi Anna, Ann here. How can I help?"
