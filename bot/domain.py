@@ -34,10 +34,14 @@ _SLOT_KEYS = {"type", "initial_value", "mappings", "influence_conversation", "va
 _MAPPING_TYPES = {"from_entity", "from_text", "from_intent", "from_trigger_intent", "custom"}
 
 
+# libyaml's safe loader where PyYAML was built with it (about ten times faster on a large project's files).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
     """Read a YAML mapping, or raise a SwitchboardError that names the file."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise SwitchboardError(f"cannot read {what} {path}: {exc}") from exc
     if document is None:
