@@ -14,6 +14,7 @@ twice after a crash is stored once by its Message-ID. The first start reads only
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -41,7 +42,7 @@ from bot.email import SmtpEmailSender
 from bot.errors import InvalidMessage, SwitchboardError
 from bot.inbox import Inbox
 from bot.messages import Author, Button, InboundMessage, OutboxEntry, Profile
-from connectors.http import answer_errors_as_json
+from connectors.http import answer_errors_as_json, option_number
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,19 @@ def read_mail(raw: bytes, own_addresses: Collection[str] = ()) -> InboundMessage
                           data=data)
 
 
+LastButtons = Callable[[str, str], tuple[Button, ...]]
+
+
+def chosen_option(message: InboundMessage, last_buttons: LastButtons) -> InboundMessage:
+    """A mail that answers with the number of one of the last reply's options ("2") is that option, as a
+    tap on its button would be: mail draws no buttons, so replies list them numbered."""
+    option = option_number(message.text)
+    options = last_buttons(CHANNEL, message.external_id) if option is not None else ()
+    if option is None or not 1 <= option <= len(options):
+        return message
+    return dataclasses.replace(message, text=options[option - 1].payload, data={**message.data, "button": True})
+
+
 def newest_words(mail: EmailMessage) -> str:
     """The mail's text without what it quotes and without the signature: the customer's newest words."""
     part = mail.get_body(preferencelist=("plain", "html"))
@@ -142,7 +156,8 @@ class ImapReader:
     """Reads new mail from an IMAP folder into the inbox, polling every `poll_seconds`."""
 
     def __init__(self, url: str, inbox: Inbox, state_path: Path, own_addresses: Collection[str] = (),
-                 poll_seconds: float = 30.0, timeout: float = 30.0) -> None:
+                 poll_seconds: float = 30.0, timeout: float = 30.0,
+                 last_buttons: LastButtons = lambda channel, address: ()) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
             raise SwitchboardError(f"SWITCHBOARD_EMAIL_IMAP_URL={_redacted(url)!r}: use "
@@ -158,6 +173,7 @@ class ImapReader:
         self._own = own_addresses
         self._poll = poll_seconds
         self._timeout = timeout
+        self._last_buttons = last_buttons
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="switchboard-imap", daemon=True)
 
@@ -212,7 +228,7 @@ class ImapReader:
             log.warning("mail UID %d not read: %s", uid, exc)
             return
         if message is not None:
-            self._inbox.accept(message)
+            self._inbox.accept(chosen_option(message, self._last_buttons))
 
     def _state(self) -> dict[str, int]:
         try:
@@ -279,7 +295,8 @@ def mailgun_signature_valid(timestamp: str, token: str, signature: str, key: str
     return hmac.compare_digest(signature.encode(), expected.encode())
 
 
-def create_mail_blueprint(inbox: Inbox, signing_key: str, own_addresses: Collection[str]) -> Blueprint:
+def create_mail_blueprint(inbox: Inbox, signing_key: str, own_addresses: Collection[str],
+                          last_buttons: LastButtons) -> Blueprint:
     """Mailgun's inbound route, set to forward the raw MIME (a route URL ending in `mime`)."""
     mail = Blueprint("mail", __name__)
     answer_errors_as_json(mail)
@@ -299,7 +316,7 @@ def create_mail_blueprint(inbox: Inbox, signing_key: str, own_addresses: Collect
             raise InvalidMessage("the request has no body-mime field (route the mail to a URL ending in /mime)")
         message = read_mail(raw.encode("utf-8", "surrogateescape"), own_addresses)
         if message is not None:
-            inbox.accept(message)
+            inbox.accept(chosen_option(message, last_buttons))
         return jsonify({})
 
     return mail

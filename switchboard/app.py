@@ -499,7 +499,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     meta = create_meta_blueprint(services.inbox, settings.meta_app_secret, settings.meta_verify_token, Names(graph))
     csrf.exempt(meta)  # signed by Meta instead
     app.register_blueprint(meta)
-    mail = create_mail_blueprint(services.inbox, settings.mailgun_signing_key, addresses(settings.email_from))
+    mail = create_mail_blueprint(services.inbox, settings.mailgun_signing_key, addresses(settings.email_from),
+                                 store.last_buttons)
     csrf.exempt(mail)  # signed by Mailgun instead
     app.register_blueprint(mail)
     app.register_blueprint(web)
@@ -610,7 +611,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         services.telegram_poller.start()
     if settings.email_imap_url:
         services.mail_reader = ImapReader(settings.email_imap_url, services.inbox, settings.var_dir / "imap_state.json",
-                                          addresses(settings.email_from), settings.email_poll_seconds)
+                                          addresses(settings.email_from), settings.email_poll_seconds,
+                                          last_buttons=store.last_buttons)
         services.mail_reader.start()
     log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
     return app

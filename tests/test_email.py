@@ -216,3 +216,23 @@ def test_an_unconfigured_mailgun_route_says_what_to_set(app: Flask) -> None:
     answer = app.test_client().post("/webhooks/email/mailgun/mime", data={"body-mime": "x"})
     assert answer.status_code == 503 and "SWITCHBOARD_MAILGUN_SIGNING_KEY" in answer.get_data(as_text=True)
 
+
+
+def test_choices_come_numbered_and_a_reply_with_the_number_chooses(app: Flask, imap: Dovecot,
+                                                                    smtp: SmtpServer) -> None:
+    imap.deliver(mail("how do i return something", subject="Returns")[0])
+    (offer,) = wait_for(lambda: smtp.received, timeout=30)
+    text = offer.get_content()
+    assert "Reply with a number." in text
+    number = next(line.split(")", 1)[0] for line in text.splitlines() if line.endswith(") How to send a return"))
+    # The customer answers with the number above the quoted offer, as mail clients write replies.
+    quoted = "\n".join(f"> {line}" for line in text.splitlines())
+    imap.deliver(mail(f"{number}\n\nOn Wed, Puffin Outdoor wrote:\n{quoted}", subject=str(offer["Subject"]),
+                      In_Reply_To=str(offer["Message-ID"]))[0])
+    (answer,) = wait_for(lambda: smtp.received[1:], timeout=30)
+    assert "return label" in answer.get_content().lower()
+    store = services_of(app).store
+    (conversation,) = store.list_conversations(list(ConversationStatus))
+    (chosen,) = [e for e in store.transcript(conversation.conversation_id)
+                 if e.kind == "kb_answer" and e.data.get("decision") == "chosen"]
+    assert chosen.data["chosen"] == "returns-how" and chosen.data["question"] == "how do i return something"
