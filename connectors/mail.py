@@ -67,8 +67,6 @@ def automated(mail: EmailMessage, sender: str) -> str | None:
     for header in ("X-Autoreply", "X-Autorespond"):
         if mail.get(header):
             return header
-    if "oof" in str(mail.get("X-Auto-Response-Suppress", "")).lower() and mail.get("In-Reply-To"):
-        return "an out-of-office reply"
     if mail.get("List-Id") or mail.get("List-Unsubscribe"):
         return "a mailing list"
     if _ROBOTS.match(sender) or str(mail.get("Return-Path", "")).strip() == "<>":
