@@ -83,6 +83,16 @@ class Domain:
     actions: tuple[str, ...] = ()
     forms: Mapping[str, Form] = field(default_factory=dict)
 
+    @functools.cached_property
+    def slot_mappings(self) -> dict[str, tuple[SlotMapping, ...]]:
+        """Each slot that messages fill, with its mappings."""
+        return {name: slot.mappings for name, slot in self.slots.items() if slot.mappings}
+
+    @functools.cached_property
+    def ignored_intents(self) -> dict[str, tuple[str, ...]]:
+        """Each form's ignored intents."""
+        return {name: form.ignored_intents for name, form in self.forms.items()}
+
     def initial_slots(self) -> dict[str, Any]:
         """Every slot with its initial value."""
         return {name: slot.initial_value for name, slot in self.slots.items()}

@@ -21,7 +21,7 @@ from bot.capabilities import CAPABILITIES
 from bot.codes import new_link_code, quoted_reference
 from bot.domain import Domain
 from bot.entities import Entity, EntityExtractor
-from bot.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, Found, extract_slots
+from bot.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, extract_slots
 from bot.handoff_policy import HandoffPolicy
 from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
 from bot.language import LanguageDetector, is_english
@@ -398,8 +398,9 @@ class Engine:
         if turn.entities:
             turn.notes["entities"] = {e.entity: e.value for e in turn.entities}
         turn.happened("intent", turn.prediction.intent or "nlu_fallback")
-        turn.extracted = extract_slots(self._mappings(), turn.prediction.intent, self._found(turn), turn.text,
-                                       turn.active_loop, turn.slots.get(REQUESTED_SLOT), self._ignored())
+        domain = self._model.domain
+        turn.extracted = extract_slots(domain.slot_mappings, turn.prediction.intent, turn.entities, turn.text,
+                                       turn.active_loop, turn.slots.get(REQUESTED_SLOT), domain.ignored_intents)
         turn.slots.update(turn.extracted)
 
     def _continue_loop(self, turn: _Turn, loop: str) -> bool:
@@ -510,7 +511,6 @@ class Engine:
                             action)
                 return False
             self._say(turn, response)
-            turn.history[-1] = Happened("action", action, turn.history[-1].loop)  # as the rule named it
             return True
         form = self._model.domain.forms.get(action)
         if form is not None:
@@ -556,8 +556,9 @@ class Engine:
         intent = turn.prediction.intent if turn.prediction is not None else None
         if activating:
             if validate:
-                found = extract_slots(self._mappings(), intent, self._found(turn), turn.text, None, None,
-                                      self._ignored(), activating=form.name)
+                domain = self._model.domain
+                found = extract_slots(domain.slot_mappings, intent, turn.entities, turn.text, None, None,
+                                      domain.ignored_intents, activating=form.name)
                 turn.slots.update(found)
                 turn.extracted.update(found)
             turn.happened("action", form.name)
@@ -600,20 +601,9 @@ class Engine:
             log.warning("conversation %s: form '%s' asks for '%s' but the domain has no utter_ask_%s response or "
                         "action_ask_%s action", turn.conversation.conversation_id, form.name, slot, slot, slot)
         elif way[0] == "response":
-            self._say(turn, way[1])
-            turn.history.pop()  # the form's question is the form's step, as in Rasa's tracker
+            self._reply(turn, way[1])  # the form's question is the form's step, as in Rasa's tracker
         else:
             self._act(turn, way[1], record=False)
-
-    def _mappings(self) -> dict[str, tuple[Any, ...]]:
-        return {name: slot.mappings for name, slot in self._model.domain.slots.items() if slot.mappings}
-
-    def _ignored(self) -> dict[str, tuple[str, ...]]:
-        return {name: form.ignored_intents for name, form in self._model.domain.forms.items()}
-
-    @staticmethod
-    def _found(turn: _Turn) -> list[Found]:
-        return [Found(e.entity, e.value, e.role, e.group) for e in turn.entities]
 
     def _answer_from_kb(self, turn: _Turn, vector: Any, choices: bool = True) -> bool:
         """Answer from the KB, offer the close articles as choices (unless not `choices`), or decline
@@ -805,9 +795,14 @@ class Engine:
     # -- saying things -----------------------------------------------------------------
 
     def _say(self, turn: _Turn, response: str, **values: Any) -> None:
-        text, buttons = self._model.responses.render(response, {**turn.values, **values}, turn.slots, turn.channel)
-        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
+        """Say a response: a reply, and a step of the conversation's history."""
+        self._reply(turn, response, values)
         turn.happened("action", response)
+
+    def _reply(self, turn: _Turn, response: str, values: Mapping[str, Any] | None = None) -> None:
+        text, buttons = self._model.responses.render(response, {**turn.values, **(values or {})}, turn.slots,
+                                                     turn.channel)
+        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
 
     def _say_message(self, turn: _Turn, message: Mapping[str, Any]) -> None:
         """One message an action sent: a domain response by name, or its own text and buttons."""

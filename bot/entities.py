@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.training_data import NluData
+from bot.training_data import WORD_BEFORE, NluData
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,6 @@ class Entity:
         found: dict[str, object] = {"entity": self.entity, "value": self.value, "start": self.start,
                                     "end": self.end, "extractor": self.extractor}
         return found | {key: value for key, value in (("role", self.role), ("group", self.group)) if value}
-
-
-_WORD_BEFORE = re.compile(r"(\w+)\W*$")
 
 
 class EntityExtractor:
@@ -57,7 +54,7 @@ class EntityExtractor:
                 if not match.group(0) or any(e.start < match.end() and match.start() < e.end for e in found):
                     continue
                 value = self._synonyms.get(match.group(0).casefold(), match.group(0))
-                before = _WORD_BEFORE.search(text[:match.start()])
+                before = WORD_BEFORE.search(text[:match.start()])
                 word = before[1].casefold() if before else ""
                 found.append(Entity(entity, value, match.start(), match.end(), extractor,
                                     self._cues.get(("role", entity, word)), self._cues.get(("group", entity, word))))

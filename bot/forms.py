@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 REQUESTED_SLOT = "requested_slot"  # Rasa's slot naming the slot a form asked for
 DEACTIVATE_LOOP = "action_deactivate_loop"
@@ -74,14 +74,17 @@ class SlotMapping:
         return {key: value for key, value in fields.items() if value is not None}
 
 
-@dataclass(frozen=True)
-class Found:
-    """An entity as slot mappings see it."""
+class Found(Protocol):
+    """An entity as slot mappings see it (bot.entities.Entity is one)."""
 
-    entity: str
-    value: Any
-    role: str | None = None
-    group: str | None = None
+    @property
+    def entity(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
 
 
 def extract_slots(slots: Mapping[str, Sequence[SlotMapping]], intent: str | None, entities: Sequence[Found],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,9 @@ class Step:
     def matches(self, happened: Happened) -> bool:
         if self.kind != happened.kind:
             return False
-        # A retrieval intent's step names its base: `faq` is the intent `faq/opening_hours` too.
-        return happened.name in self.names or (self.kind == "intent" and happened.name is not None
+        # A retrieval intent's steps name its base: `faq` is the intent `faq/opening_hours` too, and
+        # `utter_faq` the response `utter_faq/opening_hours`.
+        return happened.name in self.names or (happened.name is not None
                                                and happened.name.split("/", 1)[0] in self.names)
 
     def holds(self, slots: Mapping[str, Any]) -> bool:
@@ -176,7 +177,7 @@ class Rulebook:
     """A project's rules and stories."""
 
     rules: tuple[Pattern, ...] = ()
-    stories: tuple[Pattern, ...] = field(default_factory=tuple)
+    stories: tuple[Pattern, ...] = ()
 
     @functools.cached_property
     def _by_step(self) -> tuple[dict[tuple[str, str | None], list[int]], ...]:
@@ -214,10 +215,11 @@ class Rulebook:
 
 
 def _keys_of(happened: Happened, index: Mapping[tuple[str, str | None], list[int]]) -> list[int]:
-    """What `index` holds for a step like `happened`; a retrieval intent's base too (`faq` for `faq/location`)."""
+    """What `index` holds for a step like `happened`; a retrieval intent's or response's base too (`faq` for
+    `faq/location`)."""
     found = list(index.get((happened.kind, happened.name), ()))
-    if happened.kind == "intent" and happened.name and "/" in happened.name:
-        found += index.get(("intent", happened.name.split("/", 1)[0]), ())
+    if happened.name and "/" in happened.name:
+        found += index.get((happened.kind, happened.name.split("/", 1)[0]), ())
     return found
 
 

@@ -20,7 +20,7 @@ _JSON_ENTITY = re.compile(r'"entity"\s*:\s*"(?P<entity>[^"]+)"')
 _JSON_VALUE = re.compile(r'"value"\s*:\s*"(?P<value>[^"]+)"')
 _JSON_LABEL = {"role": re.compile(r'"role"\s*:\s*"(?P<label>[^"]+)"'),
                "group": re.compile(r'"group"\s*:\s*"?(?P<label>[^",}]+)"?')}
-_WORD_BEFORE = re.compile(r"(\w+)\W*$")
+WORD_BEFORE = re.compile(r"(\w+)\W*$")  # the word before an entity: its role's or group's cue
 _ITEM_KEYS = {"intent", "synonym", "lookup", "regex"}
 
 
@@ -135,7 +135,7 @@ def _strip_annotations(line: str, synonyms: dict[str, str], lookups: dict[str, l
             lookups.setdefault(entity.strip(), []).append(text)
             if value and value.strip() != text:
                 synonyms[text.casefold()] = value.strip()
-            before = _WORD_BEFORE.search(_ANNOTATION.sub(lambda m: m["text"], line[:match.start()]))
+            before = WORD_BEFORE.search(_ANNOTATION.sub(lambda m: m["text"], line[:match.start()]))
             for kind, pattern in _JSON_LABEL.items():
                 label = pattern.search(match["json"] or "")
                 if label and before:

@@ -15,6 +15,7 @@ is not sent, with the reason kept on the reply.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -270,5 +271,4 @@ def create_meta_blueprint(inbox: Inbox, app_secret: str, verify_token: str, name
 
 
 def _with_names(messages: Iterable[InboundMessage], names: Names) -> list[InboundMessage]:
-    return [InboundMessage(m.channel, m.external_id, m.provider_message_id, m.text, m.received_at, m.attachments,
-                           names.profile(m.channel, m.external_id), m.data) for m in messages]
+    return [dataclasses.replace(m, profile=names.profile(m.channel, m.external_id)) for m in messages]
