@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -31,18 +32,39 @@ class LogEmailSender:
         log.warning("email not sent (SWITCHBOARD_EMAIL_SENDER=log) to %s: %s\n%s", to, subject, body)
 
 
+@dataclass(frozen=True)
+class MailServer:
+    """A mail server named by a URL, `scheme://user:password@host:port/path`: the scheme with an `s` is TLS
+    from the start (smtps, imaps)."""
+
+    tls: bool
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    path: str
+
+
+def mail_server(url: str, scheme: str, plain_port: int, tls_port: int) -> MailServer | None:
+    """The server a `smtp://` / `imap://` URL (or its TLS scheme) names; None if it names none."""
+    parts = urlsplit(url)
+    if parts.scheme not in (scheme, f"{scheme}s") or not parts.hostname:
+        return None
+    tls = parts.scheme == f"{scheme}s"
+    return MailServer(tls, parts.hostname, parts.port or (tls_port if tls else plain_port),
+                      unquote(parts.username) if parts.username else None,
+                      unquote(parts.password) if parts.password else None, unquote(parts.path.lstrip("/")))
+
+
 class SmtpEmailSender:
     """Sends through an SMTP server."""
 
     def __init__(self, url: str, from_address: str, timeout: float = 10.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        server = mail_server(url, "smtp", 587, 465)
+        if server is None:
             raise SwitchboardError(f"SWITCHBOARD_EMAIL_SENDER={url!r}: use log, smtp://host:port or smtps://host:port")
-        self._tls = parts.scheme == "smtps"
-        self._host = parts.hostname
-        self._port = parts.port or (465 if self._tls else 587)
-        self._user = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
+        self._tls, self._host, self._port = server.tls, server.host, server.port
+        self._user, self._password = server.user, server.password
         self._from = from_address
         self._timeout = timeout
 

@@ -30,7 +30,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import html2text
 from flask import Blueprint, Response, abort, jsonify, request
@@ -38,7 +38,7 @@ from imapclient import IMAPClient
 from mailparser_reply import EmailReplyParser
 
 from bot.delivery import DeliveryError
-from bot.email import SmtpEmailSender
+from bot.email import SmtpEmailSender, mail_server
 from bot.errors import InvalidMessage, SwitchboardError
 from bot.inbox import Inbox
 from bot.messages import Author, Button, InboundMessage, OutboxEntry, Profile
@@ -156,16 +156,13 @@ class ImapReader:
     def __init__(self, url: str, inbox: Inbox, state_path: Path, own_addresses: Collection[str] = (),
                  poll_seconds: float = 30.0, timeout: float = 30.0,
                  last_buttons: LastButtons = lambda channel, address: ()) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
+        server = mail_server(url, "imap", 143, 993)
+        if server is None or server.user is None:
             raise SwitchboardError(f"SWITCHBOARD_EMAIL_IMAP_URL={_redacted(url)!r}: use "
                                    "imaps://user:password@host:993/INBOX (or imap:// without TLS)")
-        self._ssl = parts.scheme == "imaps"
-        self._host = parts.hostname
-        self._port = parts.port or (993 if self._ssl else 143)
-        self._user = unquote(parts.username)
-        self._password = unquote(parts.password or "")
-        self._folder = unquote(parts.path.lstrip("/")) or "INBOX"
+        self._ssl, self._host, self._port = server.tls, server.host, server.port
+        self._user, self._password = server.user, server.password or ""
+        self._folder = server.path or "INBOX"
         self._inbox = inbox
         self._state_path = state_path
         self._own = own_addresses
