@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.messages import Author, InboundMessage, Reply
 from bot.outcome import Outcome
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class PrivacyTimings:
 
 def run(customers: int = 20_000, messages_each: int = 3) -> PrivacyTimings:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        store = SqliteConversationStore(Path(tmp) / "bench.db")
+        store = ConversationStore(Path(tmp) / "bench.db")
         print(f"privacy: building {customers} customers x {messages_each} messages with replies ...", flush=True)
         started = time.perf_counter()
         for c in range(customers):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bot.messages import Author, EventKind, InboundMessage, Reply
 from bot.outcome import Outcome
-from bot.stores import sqlite as sqlite_module
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import conversations as store_module
+from bot.stores.conversations import ConversationStore
 
 DAYS = 90
 ARTICLES = ("shipping-costs", "returns-policy", "exchanges", "warranty", "payment-methods", "order-tracking")
@@ -45,15 +45,15 @@ class ReportTimings:
 def _clock() -> Iterator[list[datetime]]:
     """The store's clock, set by the benchmark."""
     now = [datetime.now(UTC)]
-    real = sqlite_module.utcnow
-    sqlite_module.utcnow = lambda: now[0]
+    real = store_module.utcnow
+    store_module.utcnow = lambda: now[0]
     try:
         yield now
     finally:
-        sqlite_module.utcnow = real
+        store_module.utcnow = real
 
 
-def write_conversations(store: SqliteConversationStore, count: int, end: datetime, now: list[datetime],
+def write_conversations(store: ConversationStore, count: int, end: datetime, now: list[datetime],
                         agents: list[str], seed: int = 7, first: int = 0) -> None:
     """`count` conversations spread evenly over the DAYS before `end`."""
     rng = random.Random(seed)
@@ -107,7 +107,7 @@ def run(conversations: int = 100_000) -> ReportTimings:
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-", dir=shm if shm.is_dir() else None) as tmp:
         path = Path(tmp) / "bench.db"
-        store = SqliteConversationStore(path)
+        store = ConversationStore(path)
         agents = [store.add_agent(f"agent{i}@example.com", f"Agent {i}", "agent", "-").agent_id for i in range(12)]
         manager = "manager@example.com"
         end = datetime.now(UTC)

@@ -1,9 +1,15 @@
-"""In-process change notifications that wake waiting streams without polling."""
+"""Change notifications that wake waiting streams without polling: in one process, or (SharedNotifier)
+across the processes and hosts that share a Redis."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
+import time
+import uuid
+
+log = logging.getLogger(__name__)
 
 
 class Notifier:
@@ -59,3 +65,79 @@ class Notifier:
             self.closed = True
             for condition, _ in self._waiting.values():
                 condition.notify_all()
+
+
+class SharedNotifier(Notifier):
+    """A Notifier whose changes reach every process on the same Redis, over pub/sub: a reply stored by one
+    process wakes the console and web-chat streams that another serves.
+
+    Each change is published as `<origin> <key>` on one channel; a thread of each process relays the
+    others' changes to its own waiters. Pub/sub keeps nothing for a subscriber that is away, so after every
+    (re)connection each waited key is woken once: its streams read the state again and miss nothing. While
+    Redis is down, changes still wake this process's waiters, and streams fall back on their heartbeats.
+    """
+
+    def __init__(self, url: str, channel: str = "switchboard:changes", max_keys: int = 10_000) -> None:
+        import redis
+
+        super().__init__(max_keys)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5,
+                                           health_check_interval=30)
+        self._channel = channel
+        self._origin = uuid.uuid4().hex
+        self.connected = threading.Event()
+        self._down_since: float | None = None
+        self._listener = threading.Thread(target=self._listen, name="switchboard-changes", daemon=True)
+        self._listener.start()
+
+    def publish(self, key: str) -> None:
+        super().publish(key)
+        try:
+            self._redis.publish(self._channel, f"{self._origin} {key}")
+        except self._errors as exc:
+            self._lost(exc)
+
+    def _listen(self) -> None:
+        delay = 0.1
+        while not self.closed:
+            try:
+                pubsub = self._redis.pubsub()
+                pubsub.subscribe(self._channel)
+                while not self.closed:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._reconnected()
+                        delay = 0.1
+                    elif message["type"] == "message":
+                        origin, _, key = message["data"].decode().partition(" ")
+                        if origin != self._origin:
+                            super().publish(key)
+                pubsub.close()
+            except self._errors as exc:
+                self._lost(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _lost(self, exc: Exception) -> None:
+        if self.connected.is_set() or self._down_since is None:
+            log.warning("live updates between processes paused: Redis cannot be reached (%s); retrying", exc)
+            self._down_since = time.monotonic()
+        self.connected.clear()
+
+    def _reconnected(self) -> None:
+        if self._down_since is not None:
+            log.info("live updates between processes resumed")
+        self._down_since = None
+        with self._lock:
+            waited = list(self._waiting)
+        for key in waited:  # whatever changed while this process was away
+            super().publish(key)
+        self.connected.set()
+
+    def close(self) -> None:
+        super().close()
+        self._listener.join(timeout=5)
+        self._redis.close()

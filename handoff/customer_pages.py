@@ -12,13 +12,13 @@ from bot.codes import quoted_reference
 from bot.errors import SwitchboardError
 from bot.messages import Customer
 from bot.ports import AgentStore
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from handoff.auth import require_agent
 
 ERASE_WORD = "erase"
 
 
-def create_customer_blueprint(store: SqliteConversationStore, agents: AgentStore) -> Blueprint:
+def create_customer_blueprint(store: ConversationStore, agents: AgentStore) -> Blueprint:
     """Build `/console/customers` around the store."""
     pages = Blueprint("customers", __name__, url_prefix="/console/customers", template_folder="templates")
     signed_in = require_agent(agents)

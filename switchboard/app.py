@@ -39,7 +39,7 @@ from bot.kb_decision import KbPolicy, LanguagePolicies, parse_language_policies
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
 from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
-from bot.notifier import Notifier
+from bot.notifier import Notifier, SharedNotifier
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.privacy import RetentionWorker, load_privacy
@@ -47,7 +47,7 @@ from bot.processor import ConversationProcessor
 from bot.responses import ResponseTemplates
 from bot.rules import Rulebook, load_rules
 from bot.stores import open_store
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
 from connectors.mail import CHANNEL as MAIL_CHANNEL
@@ -114,7 +114,7 @@ class Services:
     """The collaborators of one Switchboard process."""
 
     settings: Settings
-    store: SqliteConversationStore
+    store: ConversationStore
     notifier: Notifier
     processor: ConversationProcessor
     inbox: Inbox
@@ -144,8 +144,8 @@ class Services:
             self.telegram.close()
         if self.batching is not None:
             self.batching.close()
-        self.store.stop_checkpoints()
-        self.store.close()
+        self.store.dispose()
+        self.notifier.close()
 
 
 def knowledge_base_version(services: Services) -> str:
@@ -339,7 +339,8 @@ def kb_policy(settings: Settings) -> KbPolicy:
 
 def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
     """Build the store, model, index, engine and processor of one process."""
-    notifier = Notifier()
+    notifier = SharedNotifier(settings.redis_url, f"{settings.redis_prefix}:changes") if settings.redis_url \
+        else Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
     store.checkpoint_in_background()
     batching = None
@@ -379,7 +380,7 @@ def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | No
     return retriever
 
 
-def push_senders(settings: Settings, store: SqliteConversationStore) -> dict[str, Sender]:
+def push_senders(settings: Settings, store: ConversationStore) -> dict[str, Sender]:
     """A sender for each push channel that is configured."""
     senders: dict[str, Sender] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token:
@@ -409,7 +410,9 @@ def limit_logins(app: Flask, settings: Settings) -> None:
     if settings.trusted_proxies:
         # Behind a proxy the client's address is in X-Forwarded-For, set by that many proxies.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
+    # In Redis when the deployment shares one, so that every process counts the same attempts.
+    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.redis_url or "memory://",
+                      key_prefix=f"{settings.redis_prefix}:limits")
 
     def address_and_account() -> str:
         try:

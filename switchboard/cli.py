@@ -20,7 +20,8 @@ from switchboard.settings import Settings
 if TYPE_CHECKING:
     from bot.messages import Customer
     from bot.reports import Csat, Report, Times
-    from bot.stores.sqlite import SqliteConversationStore
+    from bot.stores.conversations import ConversationStore
+    from bot.stores.database import Database
     from handoff.agents import AgentDirectory
 
 
@@ -373,7 +374,7 @@ def agents() -> None:
 
 
 @contextmanager
-def _store() -> Iterator[SqliteConversationStore]:
+def _store() -> Iterator[ConversationStore]:
     """The configured store, closed afterwards; errors become clear messages."""
     from bot.stores import open_store
 
@@ -387,11 +388,62 @@ def _store() -> Iterator[SqliteConversationStore]:
     except SwitchboardError as exc:
         raise click.ClickException(_store_error(exc, url)) from exc
     finally:
-        store.close()
+        store.dispose()
 
 
 def _store_error(exc: SwitchboardError, url: str) -> str:
     return f"{exc} [{url}]" if isinstance(exc, Unavailable) else str(exc)
+
+
+@main.group()
+def db() -> None:
+    """The store's database: its schema version, and upgrading it to this release's."""
+
+
+@contextmanager
+def _database() -> Iterator[Database]:
+    """The configured store's database without checking its schema, closed afterwards."""
+    from bot.stores.database import open_database
+
+    url = _settings().store_url
+    try:
+        database = open_database(url)
+    except SwitchboardError as exc:
+        raise click.ClickException(_store_error(exc, url)) from exc
+    try:
+        yield database
+    except SwitchboardError as exc:
+        raise click.ClickException(_store_error(exc, url)) from exc
+    finally:
+        database.dispose()
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the store's database to this release's schema, in one transaction (back it up first).
+    Running it again does nothing."""
+    from bot.stores import schema
+
+    with _database() as database:
+        click.echo(f"Upgrading {database} to schema version {schema.LATEST}.")
+        before, after = schema.upgrade(database, progress=lambda step: click.echo(f"  applying {step}"))
+    if before is None:
+        click.echo(f"Created the store's tables (schema version {after}).")
+    elif before == after:
+        click.echo(f"Already at schema version {after}: nothing to do.")
+    else:
+        click.echo(f"Upgraded from schema version {before} to {after}.")
+
+
+@db.command("version")
+def db_version() -> None:
+    """Print the store's schema version and the one this release needs."""
+    from bot.stores import schema
+
+    with _database() as database, database.snapshot() as connection:
+        version = schema.version_of(connection, database)
+    held = "no tables yet" if version is None else f"schema version {version}"
+    click.echo(f"{database}: {held}; this Switchboard needs version {schema.LATEST}.")
 
 
 @contextmanager
@@ -631,7 +683,7 @@ def _customer_json(customer: Customer) -> dict[str, object]:
             "identities": [{"channel": c, "external_id": x} for c, x in customer.identities]}
 
 
-def _print_customers(store: SqliteConversationStore, found: list[Customer], as_json: bool, empty: str,
+def _print_customers(store: ConversationStore, found: list[Customer], as_json: bool, empty: str,
                      matched: str | None = None) -> None:
     import json
 

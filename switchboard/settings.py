@@ -19,6 +19,10 @@ class Settings:
     """Everything configurable; each field is set by SWITCHBOARD_<FIELD NAME IN CAPITALS>."""
 
     store_url: str = "sqlite:///var/switchboard.db"
+    # Redis that the processes of one deployment share: live updates between them and sign-in limits
+    # counted across them. Empty: each process keeps them itself (one process, the embedded default).
+    redis_url: str = ""
+    redis_prefix: str = "switchboard"  # every Redis key and channel of this deployment starts with it
     # A Rasa project's directory: its domain, data/, endpoints.yml and credentials.yml (switchboard/project.py)
     # set the settings below that no SWITCHBOARD_* variable sets.
     project_dir: str = ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,7 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.ports import Encoder
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import open_store
+from bot.stores.conversations import ConversationStore
 from kb_index.encoder import DEFAULT_MODEL, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.retriever import HybridRetriever
@@ -29,6 +32,77 @@ from tests.dialogue import Clock, RecordingChannel
 OPEN_HOURS = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The PostgreSQL server the store's tests use: a database of their own is created on it for each run.
+POSTGRES = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+
+@pytest.fixture
+def database() -> str:
+    """The database the test's stores are on: SQLite, unless a module imports `both_databases`."""
+    return "sqlite"
+
+
+@pytest.fixture(name="database", params=["sqlite", "postgresql"])
+def both_databases(request: pytest.FixtureRequest) -> str:
+    """Imported by a module (`from tests.conftest import both_databases`), it runs each of the module's
+    tests that uses a store on SQLite and on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped at its end."""
+    import psycopg
+
+    name = f"switchboard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Path, database: str) -> Callable[[], str]:
+    """Gives the URL of a new, empty store at each call: an SQLite file, or a new schema of this run's
+    PostgreSQL database, named by the URL's search_path."""
+    count = iter(range(1_000))
+
+    def new() -> str:
+        if database == "sqlite":
+            return f"sqlite:///{tmp_path}/switchboard-{next(count)}.db"
+        import psycopg
+
+        url = request.getfixturevalue("postgres_database")
+        schema = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'CREATE SCHEMA "{schema}"')
+        return f"{url}?options=-csearch_path%3D{schema}"
+
+    return new
+
+
+@pytest.fixture
+def store_url(new_store_url: Callable[[], str]) -> str:
+    """The URL of an empty store: SQLite, or PostgreSQL in a module marked `BOTH_STORES`."""
+    return new_store_url()
+
+
+@pytest.fixture
+def make_store(new_store_url: Callable[[], str]) -> Iterator[Callable[..., ConversationStore]]:
+    """Opens a store on a new, empty database at each call; all are closed at the end."""
+    stores: list[ConversationStore] = []
+
+    def make(on_change: Callable[[str], None] | None = None) -> ConversationStore:
+        stores.append(open_store(new_store_url(), on_change))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -155,15 +229,16 @@ def customer(app: Flask, client: FlaskClient) -> WebChat:
 
 
 @pytest.fixture
-def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder,
-              multilingual: MultilingualModel) -> Iterator[Callable[..., RecordingChannel]]:
+def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel,
+              make_store: Callable[..., ConversationStore]) -> Iterator[Callable[..., RecordingChannel]]:
     """A recording channel over a fresh store and an engine built from the sample data, as the app builds
-    it; keyword arguments override settings, `now` sets the clock."""
-    stores: list[SqliteConversationStore] = []
+    it; keyword arguments override settings, `now` sets the clock. The store is SQLite unless the test runs
+    on both (`BOTH_STORES`)."""
+    stores: list[ConversationStore] = []
 
     def make(now: datetime = OPEN_HOURS, **overrides: Any) -> RecordingChannel:
         settings = test_settings(tmp_path, index_dir, **overrides)
-        store = SqliteConversationStore(tmp_path / f"chat-{len(stores)}.db")
+        store = make_store()
         stores.append(store)
         clock = Clock(now)
         retriever = HybridRetriever(index_dir, encoder, multilingual=multilingual)
@@ -171,8 +246,6 @@ def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder,
         return RecordingChannel(store, engine, clock)
 
     yield make
-    for store in stores:
-        store.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 from bot.engine import Engine
 from bot.messages import Conversation, Event, EventKind, InboundMessage, Profile
 from bot.outcome import Outcome
-from bot.stores.sqlite import OPEN_STATUSES, SqliteConversationStore
+from bot.stores.conversations import OPEN_STATUSES, ConversationStore
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RecordingChannel:
     """A channel that stores each customer message, runs the engine on it, stores the turn and
     records the replies, as the processor does, one message at a time."""
 
-    store: SqliteConversationStore
+    store: ConversationStore
     engine: Engine
     clock: Clock
     channel: str = "web"

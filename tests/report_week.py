@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from bot.messages import Author, EventKind, InboundMessage, Reply
 from bot.outcome import Outcome
 from bot.reports import ReportOptions
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 WEEK = ReportOptions(start=MONDAY, end=MONDAY + timedelta(days=7), now=datetime(2026, 11, 20, tzinfo=UTC))
@@ -37,7 +37,7 @@ class Clock:
 
 
 class Week:
-    def __init__(self, store: SqliteConversationStore, clock: Clock, first_message: int = 0) -> None:
+    def __init__(self, store: ConversationStore, clock: Clock, first_message: int = 0) -> None:
         self.store, self.clock, self._mid = store, clock, first_message
 
     def agent(self, name: str) -> str:
@@ -67,7 +67,7 @@ def kb(decision: str, article: str | None = None, **data: object) -> tuple[Event
     return EventKind.KB_ANSWER, {"decision": decision, "passages": passages, **data}
 
 
-def write_week(store: SqliteConversationStore, clock: Clock) -> Week:
+def write_week(store: ConversationStore, clock: Clock) -> Week:
     week, at = Week(store, clock), clock.at
     x, y = week.agent("X"), week.agent("Y")
     a = week.message("web", "a", "how much is shipping", at(2, 9))

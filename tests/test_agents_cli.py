@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from handoff.agents import AgentDirectory
 from switchboard.cli import main
 
@@ -26,7 +26,7 @@ def run(*args: str, stdin: str | None = None) -> Result:
 
 
 def signs_in(database: Path, email: str, password: str) -> bool:
-    store = SqliteConversationStore(database)
+    store = ConversationStore(database)
     try:
         return AgentDirectory(store).authenticate(email, password) is not None
     finally:

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from bot.messages import InboundMessage, Profile, utcnow
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import open_store
+from bot.stores.conversations import ConversationStore
 from switchboard.cli import main
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqliteConversationStore:
-    path = tmp_path / "switchboard.db"
-    monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{path}")
+def store(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConversationStore]:
+    monkeypatch.setenv("SWITCHBOARD_STORE_URL", store_url)
     monkeypatch.setenv("SWITCHBOARD_PRIVACY_PATH", str(tmp_path / "privacy.yml"))
-    opened = SqliteConversationStore(path)
+    opened = open_store(store_url)
     yield opened
-    opened.close()
+    opened.dispose()
 
 
 def run(*args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), input=stdin)
 
 
-def test_import_csv_and_json_creates_and_updates_profiles(store: SqliteConversationStore, tmp_path: Path) -> None:
+def test_import_csv_and_json_creates_and_updates_profiles(store: ConversationStore, tmp_path: Path) -> None:
     store.accept(InboundMessage("sms", "+4915112345678", "m1", "hi", profile=Profile("Lena")))
     csv_file = tmp_path / "crm.csv"
     csv_file.write_text("email,phone,name,plan,orders\n"
@@ -57,7 +59,7 @@ def test_import_csv_and_json_creates_and_updates_profiles(store: SqliteConversat
     assert run("customers", "import", str(tmp_path / "crm.txt")).exit_code != 0
 
 
-def test_list_find_export_and_erase(store: SqliteConversationStore) -> None:
+def test_list_find_export_and_erase(store: ConversationStore) -> None:
     accepted = store.accept(InboundMessage("web", "w-1", "m1", "my parcel to Tarragona is late",
                                            profile=Profile("Ximena")))
     listed = json.loads(run("customers", "list", "--json").stdout)
@@ -85,7 +87,7 @@ def test_list_find_export_and_erase(store: SqliteConversationStore) -> None:
     assert "no such customer" in run("customers", "export", "missing").output
 
 
-def test_retention_run_uses_the_privacy_file(store: SqliteConversationStore, tmp_path: Path) -> None:
+def test_retention_run_uses_the_privacy_file(store: ConversationStore, tmp_path: Path) -> None:
     accepted = store.accept(InboundMessage("web", "w-1", "m1", "an old message"))
     with store._write() as db:
         db.execute("UPDATE conversations SET status = 'closed', updated_at = '2020-01-01T00:00:00+00:00'")

@@ -10,9 +10,8 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +20,12 @@ from bot.delivery import DeliveryWorker, RetryPolicy
 from bot.messages import Author, Button, InboundMessage, Reply
 from bot.notifier import Notifier
 from bot.outcome import Outcome
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from connectors.twilio import TwilioSender, twilio_client
-from tests.conftest import OPEN_HOURS
+from tests.conftest import (
+    OPEN_HOURS,
+    both_databases,  # noqa: F401 (runs each test on both databases)
+)
 from tests.dialogue import Clock
 from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
 
@@ -38,10 +40,8 @@ def stub() -> Iterator[TwilioStub]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteConversationStore]:
-    db = SqliteConversationStore(tmp_path / "switchboard.db")
-    yield db
-    db.close()
+def store(make_store: Callable[..., ConversationStore]) -> ConversationStore:
+    return make_store()
 
 
 @pytest.fixture
@@ -49,14 +49,14 @@ def clock() -> Clock:
     return Clock(OPEN_HOURS)
 
 
-def worker_for(store: SqliteConversationStore, stub: TwilioStub, clock: Clock,
+def worker_for(store: ConversationStore, stub: TwilioStub, clock: Clock,
                max_attempts: int = 4) -> DeliveryWorker:
     sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url), "sms", "+15005550006", None)
     return DeliveryWorker(store, {"sms": sender}, Notifier(), RetryPolicy(max_attempts=max_attempts),
                           clock=clock, rng=random.Random(1))
 
 
-def queue_replies(store: SqliteConversationStore, *texts: str, customer: str = CUSTOMER,
+def queue_replies(store: ConversationStore, *texts: str, customer: str = CUSTOMER,
                   buttons: tuple[Button, ...] = ()) -> list[str]:
     """A customer writes by SMS and the bot answers with these replies, stored in the outbox."""
     accepted = store.accept(InboundMessage("sms", customer, uuid.uuid4().hex, "hello"))
@@ -68,7 +68,7 @@ def queue_replies(store: SqliteConversationStore, *texts: str, customer: str = C
 
 
 def test_a_5xx_is_retried_with_backoff_and_the_reply_goes_out_once(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Your parcel ships today.")
     stub.failures = [Failure(500, 20500, "Internal Server Error"), Failure(503, 20503, "Service Unavailable")]
     worker = worker_for(store, stub, clock)
@@ -88,7 +88,7 @@ def test_a_5xx_is_retried_with_backoff_and_the_reply_goes_out_once(
     assert [m["Body"] for m in stub.messages] == ["Your parcel ships today."]
 
 
-def test_a_rate_limit_is_retried(store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+def test_a_rate_limit_is_retried(store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Thanks for waiting.")
     stub.failures = [Failure(429, 20429, "Too Many Requests")]
     worker = worker_for(store, stub, clock)
@@ -99,7 +99,7 @@ def test_a_rate_limit_is_retried(store: SqliteConversationStore, stub: TwilioStu
 
 
 def test_a_provider_that_does_not_answer_in_time_is_retried(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Hello!")
     sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url, timeout=0.2), "sms", "+15005550006", None)
     worker = DeliveryWorker(store, {"sms": sender}, Notifier(), clock=clock, rng=random.Random(1))
@@ -110,7 +110,7 @@ def test_a_provider_that_does_not_answer_in_time_is_retried(
 
 
 def test_a_permanent_error_is_not_retried_and_is_kept_for_the_agents(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Hello!")
     stub.failures = [Failure(400, 21211, "The 'To' number is not a valid phone number.")]
     worker = worker_for(store, stub, clock)
@@ -125,7 +125,7 @@ def test_a_permanent_error_is_not_retried_and_is_kept_for_the_agents(
 
 
 def test_after_the_last_attempt_the_reply_is_marked_failed(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Hello!")
     stub.failures = [Failure(500, 20500, "boom")] * 3
     worker = worker_for(store, stub, clock, max_attempts=3)
@@ -139,7 +139,7 @@ def test_after_the_last_attempt_the_reply_is_marked_failed(
 
 
 def test_replies_reach_a_customer_in_order_even_when_the_first_waits_for_a_retry(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     first, second = queue_replies(store, "First.", "Second.")
     (other,) = queue_replies(store, "For someone else.", customer="+4915199999999")
     stub.failures = [Failure(500, 20500, "boom")]
@@ -155,7 +155,7 @@ def test_replies_reach_a_customer_in_order_even_when_the_first_waits_for_a_retry
 
 
 def test_a_long_reply_goes_out_in_sentence_parts_and_a_retry_resumes_after_the_last_sent_part(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     text = " ".join(f"Sentence number {i} of a long answer about returns and refunds." for i in range(40))
     (reply_id,) = queue_replies(store, text)
     expected = fit_reply(text, (), CAPABILITIES["sms"]).parts
@@ -184,7 +184,7 @@ def test_a_long_reply_goes_out_in_sentence_parts_and_a_retry_resumes_after_the_l
 
 
 def test_a_worker_stopped_mid_send_leaves_the_reply_unknown_not_sent_twice(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Hello!")
     store.claim_deliveries(["sms"], clock.now)  # claimed, then the process died before recording the send
     worker = worker_for(store, stub, clock)
@@ -196,7 +196,7 @@ def test_a_worker_stopped_mid_send_leaves_the_reply_unknown_not_sent_twice(
 
 
 def test_replies_stored_before_a_restart_are_sent_after_it(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     (reply_id,) = queue_replies(store, "Still here.")  # stored; the process died before any send
     worker = worker_for(store, stub, clock)
     worker.start()
@@ -233,14 +233,14 @@ def test_a_word_longer_than_a_message_is_cut() -> None:
                                                                           "end.")
 
 
-def whatsapp_worker(store: SqliteConversationStore, stub: TwilioStub, clock: Clock,
+def whatsapp_worker(store: ConversationStore, stub: TwilioStub, clock: Clock,
                     template_sid: str = "") -> DeliveryWorker:
     sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url), "whatsapp", "+14155238886", None,
                           last_inbound=store.last_inbound_at, template_sid=template_sid, clock=clock)
     return DeliveryWorker(store, {"whatsapp": sender}, Notifier(), clock=clock)
 
 
-def whatsapp_reply(store: SqliteConversationStore, clock: Clock) -> str:
+def whatsapp_reply(store: ConversationStore, clock: Clock) -> str:
     accepted = store.accept(InboundMessage("whatsapp", CUSTOMER, uuid.uuid4().hex, "hello", received_at=clock.now))
     pending = store.next_pending(accepted.conversation_id)
     assert pending is not None
@@ -250,7 +250,7 @@ def whatsapp_reply(store: SqliteConversationStore, clock: Clock) -> str:
 
 
 def test_whatsapp_replies_within_24_hours_go_out_free_form(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     reply_id = whatsapp_reply(store, clock)
     clock.now += timedelta(hours=23)
     whatsapp_worker(store, stub, clock).run_once()
@@ -259,7 +259,7 @@ def test_whatsapp_replies_within_24_hours_go_out_free_form(
 
 
 def test_after_24_hours_a_whatsapp_reply_is_not_sent_blindly(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     reply_id = whatsapp_reply(store, clock)
     clock.now += timedelta(hours=25)
     whatsapp_worker(store, stub, clock).run_once()
@@ -270,7 +270,7 @@ def test_after_24_hours_a_whatsapp_reply_is_not_sent_blindly(
 
 
 def test_after_24_hours_a_configured_template_carries_the_reply(
-        store: SqliteConversationStore, stub: TwilioStub, clock: Clock) -> None:
+        store: ConversationStore, stub: TwilioStub, clock: Clock) -> None:
     reply_id = whatsapp_reply(store, clock)
     clock.now += timedelta(days=3)
     whatsapp_worker(store, stub, clock, template_sid="HX" + "1" * 32).run_once()

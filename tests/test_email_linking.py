@@ -15,7 +15,10 @@ from bot.email import SmtpEmailSender, email_sender
 from bot.errors import SwitchboardError, Unavailable
 from bot.messages import InboundMessage, Profile
 from switchboard.app import services_of
-from tests.conftest import WebChat
+from tests.conftest import (
+    WebChat,
+    both_databases,  # noqa: F401 (runs each test on both databases)
+)
 from tests.servers import free_port
 from tests.smtp_stub import smtp_stub
 

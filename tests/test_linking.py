@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from bot.messages import ConversationStatus, EventKind, InboundMessage, utcnow
-from bot.stores.sqlite import OPEN_STATUSES
+from bot.stores.conversations import OPEN_STATUSES
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 from tests.dialogue import RecordingChannel
 
 PHONE = "+4915112345678"

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.delivery import DeliveryWorker, RetryPolicy
 from bot.notifier import Notifier
 from bot.reports import build_report
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from connectors.twilio import TwilioSender, twilio_client
 from switchboard.app import services_of
 from switchboard.metrics import PrometheusMeter
@@ -93,7 +93,7 @@ def stub() -> Iterator[TwilioStub]:
 
 
 def test_deliveries_are_counted_by_result(tmp_path: Path, stub: TwilioStub) -> None:
-    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    store = ConversationStore(tmp_path / "switchboard.db")
     meter = PrometheusMeter()
     clock = Clock(OPEN_HOURS)
     sender = TwilioSender(twilio_client(ACCOUNT_SID, AUTH_TOKEN, stub.url), "sms", "+15005550006", None)

@@ -15,9 +15,13 @@ from flask import Flask
 from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, EventKind, InboundMessage, Profile
 from bot.privacy import PrivacyPolicy, RetentionWorker, load_privacy, luhn_valid
-from bot.stores.sqlite import OPEN_STATUSES
+from bot.stores.conversations import OPEN_STATUSES, ConversationStore
 from switchboard.app import services_of
-from tests.conftest import ROOT, WebChat
+from tests.conftest import (
+    ROOT,
+    WebChat,
+    both_databases,  # noqa: F401 (runs each test on both databases)
+)
 from tests.dialogue import RecordingChannel
 from tests.test_console import AgentBrowser
 
@@ -79,6 +83,15 @@ def files_containing(directory: Path, *texts: str) -> list[str]:
     return hits
 
 
+def rows_containing(store: ConversationStore, *texts: str) -> list[str]:
+    """Every row of every table of the store's database that holds one of the texts."""
+    database = store.database
+    with database.snapshot() as db:
+        tables = database.tables(db)
+        rows = [(table, str(tuple(row))) for table in sorted(tables) for row in db.execute(f"SELECT * FROM {table}")]
+    return [f"{table}: {text}" for table, row in rows for text in texts if text in row]
+
+
 def person_on_four_channels(chat: RecordingChannel) -> str:
     chat.say("Hello, I am Zebulon Quackenbush from Wolverhampton", "web-zq", name="Zebulon")
     chat.on("sms").say("my parcel to Quackenbush Lane never arrived", PHONE)
@@ -132,6 +145,7 @@ def test_erase_leaves_nothing_personal_in_any_table_or_file(
 
     personal = ("Zebulon", "Quackenbush", "Wolverhampton", PHONE, "tg-zq", "web-zq")
     assert files_containing(tmp_path, *personal) == []
+    assert rows_containing(chat.store, *personal) == []
     assert chat.store.find_customers("Quackenbush") == []
     tombstone = chat.store.get_customer(customer)
     assert tombstone.display_name is None and tombstone.identities == () and tombstone.attributes == {}

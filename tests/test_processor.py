@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from bot.messages import Author, Conversation, InboundMessage, Reply
 from bot.outcome import Outcome
 from bot.processor import ConversationProcessor
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import open_store
+from bot.stores.conversations import ConversationStore
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 
 
 class RecordingEngine:
@@ -45,15 +46,15 @@ class RecordingEngine:
                        handoff_reason=reason, fallback_streak=0)
 
 
-def wait_until_processed(store: SqliteConversationStore) -> None:
+def wait_until_processed(store: ConversationStore) -> None:
     deadline = time.monotonic() + 20
     while store.conversations_with_pending():
         assert time.monotonic() < deadline, "processing did not finish"
         time.sleep(0.01)
 
 
-def test_messages_of_one_conversation_are_processed_in_arrival_order(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "s.db")
+def test_messages_of_one_conversation_are_processed_in_arrival_order(store_url: str) -> None:
+    store = open_store(store_url)
     engine = RecordingEngine(delay=0.01)
     processor = ConversationProcessor(store, engine, threads=4)  # type: ignore[arg-type]
     texts = [f"message {i}" for i in range(10)]
@@ -68,8 +69,8 @@ def test_messages_of_one_conversation_are_processed_in_arrival_order(tmp_path: P
     assert replies == [f"re: {t}" for t in texts]
 
 
-def test_a_failing_turn_hands_off_instead_of_leaving_the_customer_unanswered(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "s.db")
+def test_a_failing_turn_hands_off_instead_of_leaving_the_customer_unanswered(store_url: str) -> None:
+    store = open_store(store_url)
     processor = ConversationProcessor(store, RecordingEngine(fail_on="boom"), threads=1)  # type: ignore[arg-type]
     accepted = store.accept(InboundMessage("web", "u1", "m1", "boom"))
     processor.notify(accepted.conversation_id)
@@ -80,21 +81,21 @@ def test_a_failing_turn_hands_off_instead_of_leaving_the_customer_unanswered(tmp
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["a person will help"]
 
 
-def test_messages_stored_before_a_restart_are_processed_after_it(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "s.db")
+def test_messages_stored_before_a_restart_are_processed_after_it(store_url: str) -> None:
+    store = open_store(store_url)
     for i in range(3):
         store.accept(InboundMessage("web", f"u{i}", f"m{i}", f"hello {i}"))
     # No processor ran: the process "died" after acknowledging. A new one starts.
     engine = RecordingEngine()
-    processor = ConversationProcessor(SqliteConversationStore(tmp_path / "s.db"), engine)  # type: ignore[arg-type]
+    processor = ConversationProcessor(open_store(store_url), engine)  # type: ignore[arg-type]
     processor.start()
     wait_until_processed(store)
     processor.stop()
     assert sorted(engine.seen) == ["hello 0", "hello 1", "hello 2"]
 
 
-def test_a_message_arriving_during_shutdown_is_kept_for_the_next_start(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "s.db")
+def test_a_message_arriving_during_shutdown_is_kept_for_the_next_start(store_url: str) -> None:
+    store = open_store(store_url)
     processor = ConversationProcessor(store, RecordingEngine())  # type: ignore[arg-type]
     processor.stop()
     accepted = store.accept(InboundMessage("web", "u1", "m1", "late"))

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,25 +17,27 @@ from click.testing import CliRunner
 from bot.gaps import gap_key
 from bot.handoff_policy import BusinessHours
 from bot.reports import ReportOptions, Times, build_report
-from bot.stores import sqlite as sqlite_module
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import conversations as store_module
+from bot.stores import open_store
+from bot.stores.conversations import ConversationStore
 from switchboard.cli import main
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 from tests.report_week import MONDAY, WEEK, Clock, Week, kb, write_week
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(MONDAY)
-    monkeypatch.setattr(sqlite_module, "utcnow", lambda: clock.now)
+    monkeypatch.setattr(store_module, "utcnow", lambda: clock.now)
     return clock
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[SqliteConversationStore]:
-    store = SqliteConversationStore(tmp_path / "store.db")
+def store(store_url: str, clock: Clock) -> Iterator[ConversationStore]:
+    store = open_store(store_url)
     write_week(store, clock)
     yield store
-    store.close()
+    store.dispose()
 
 
 def london_office() -> BusinessHours:
@@ -44,7 +45,7 @@ def london_office() -> BusinessHours:
     return BusinessHours(ZoneInfo("Europe/London"), {day: nine_to_five for day in range(5)})
 
 
-def test_the_weeks_figures(store: SqliteConversationStore) -> None:
+def test_the_weeks_figures(store: ConversationStore) -> None:
     options = ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now, business_hours=london_office())
     report = build_report(store, options)
 
@@ -99,14 +100,14 @@ def test_the_weeks_figures(store: SqliteConversationStore) -> None:
                                      "out_of_hours": {"conversations": 1, "handoffs": 1, "contained": 0}}
 
 
-def test_one_channel(store: SqliteConversationStore) -> None:
+def test_one_channel(store: ConversationStore) -> None:
     report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now, channel="telegram"))
     assert (report.conversations, report.messages, report.handoffs, report.kb_questions) == (2, 4, 1, 2)
     assert report.delivery_failures == {}
     assert report.by_hour[9] == 2 and report.by_hour[10] == 2
 
 
-def test_what_is_not_over_yet(store: SqliteConversationStore) -> None:
+def test_what_is_not_over_yet(store: ConversationStore) -> None:
     # Seen on Monday 9 November at 12:00: C (idle since Thursday) has ended, A too; B's 7 days ended at
     # 10:31:01, but D was closed at 08:20, so first-contact resolution does not judge D yet.
     report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end,
@@ -119,7 +120,7 @@ def test_what_is_not_over_yet(store: SqliteConversationStore) -> None:
     assert (report.ended, report.contained, report.containment_rate) == (3, 1, 0.3333)
 
 
-def test_days_and_hours_in_the_business_time_zone(store: SqliteConversationStore) -> None:
+def test_days_and_hours_in_the_business_time_zone(store: ConversationStore) -> None:
     # In Tokyo (UTC+9) D's Saturday 22:00 is Sunday 07:00, and A's Monday 09:00 is 18:00.
     report = build_report(store, ReportOptions(start=WEEK.start, end=WEEK.end, now=WEEK.now,
                                                zone=ZoneInfo("Asia/Tokyo")))
@@ -127,7 +128,7 @@ def test_days_and_hours_in_the_business_time_zone(store: SqliteConversationStore
     assert {h: n for h, n in enumerate(report.by_hour) if n} == {18: 4, 19: 2, 7: 1}
 
 
-def test_the_rollups_follow_new_events_and_outlive_the_transcripts(store: SqliteConversationStore,
+def test_the_rollups_follow_new_events_and_outlive_the_transcripts(store: ConversationStore,
                                                                    clock: Clock) -> None:
     assert store.refresh_reports() == 5  # A to E, counted for the first time
     first = build_report(store, WEEK)
@@ -150,7 +151,7 @@ def test_the_rollups_follow_new_events_and_outlive_the_transcripts(store: Sqlite
     assert build_report(store, WEEK) == after
 
 
-def test_a_merged_conversation_is_counted_once(store: SqliteConversationStore) -> None:
+def test_a_merged_conversation_is_counted_once(store: ConversationStore) -> None:
     before = build_report(store, WEEK)
     a = store.latest_conversation_of("web", "a")
     c = store.latest_conversation_of("telegram", "b")
@@ -164,9 +165,9 @@ def test_a_merged_conversation_is_counted_once(store: SqliteConversationStore) -
     assert after.by_channel["telegram"]["conversations"] == 1
 
 
-def test_switchboard_report_prints_the_same_figures_three_ways(store: SqliteConversationStore, tmp_path: Path,
+def test_switchboard_report_prints_the_same_figures_three_ways(store: ConversationStore, store_url: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("SWITCHBOARD_STORE_URL", store_url)
     monkeypatch.setenv("SWITCHBOARD_REPORT_TIMEZONE", "UTC")
     week = ["report", "--from", "2026-11-02", "--to", "2026-11-08"]
 
@@ -199,9 +200,9 @@ def test_switchboard_report_prints_the_same_figures_three_ways(store: SqliteConv
     assert (only_sms["conversations"], only_sms["handoffs"]) == (1, 1)
 
 
-def test_switchboard_report_says_what_is_wrong(store: SqliteConversationStore, tmp_path: Path,
+def test_switchboard_report_says_what_is_wrong(store: ConversationStore, store_url: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("SWITCHBOARD_STORE_URL", store_url)
     backwards = CliRunner().invoke(main, ["report", "--from", "2026-11-08", "--to", "2026-11-02"])
     assert backwards.exit_code != 0 and "first day (2026-11-08) is after its last (2026-11-02)" in backwards.output
     decade = CliRunner().invoke(main, ["report", "--from", "2016-01-01", "--to", "2026-01-01"])
@@ -215,7 +216,7 @@ def test_switchboard_report_says_what_is_wrong(store: SqliteConversationStore, t
 
 
 def test_unanswered_questions_go_when_an_editor_handles_them_or_the_customer_is_erased(
-        store: SqliteConversationStore) -> None:
+        store: ConversationStore) -> None:
     assert build_report(store, WEEK).top_gaps == [("my parcel is broken", 1)]
     x = store.agent_credentials("x@example.com")
     assert x is not None

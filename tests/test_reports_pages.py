@@ -16,8 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.ports import Encoder
-from bot.stores import sqlite as sqlite_module
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores import conversations as store_module
+from bot.stores.conversations import ConversationStore
 from handoff.charts import scale
 from switchboard.app import create_app, services_of
 from switchboard.cli import main
@@ -34,8 +34,8 @@ def app(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, encoder: Enco
     folder = tmp_path_factory.mktemp("reports")
     clock = Clock(MONDAY)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sqlite_module, "utcnow", lambda: clock.now)
-        store = SqliteConversationStore(folder / "switchboard.db")
+        patch.setattr(store_module, "utcnow", lambda: clock.now)
+        store = ConversationStore(folder / "switchboard.db")
         write_week(store, clock)
         store.close()
     app = create_app(test_settings(folder, index_dir, report_timezone="UTC"), encoder=encoder)

@@ -17,7 +17,7 @@ import requests
 
 from bot.messages import ConversationStatus
 from bot.ports import Encoder
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from kb_index.encoder import DEFAULT_MODEL
 from kb_index.snapshot import build_snapshot, current_snapshot, load_snapshot
 from tests.conftest import ROOT
@@ -152,7 +152,7 @@ def test_after_a_sigkill_every_acknowledged_message_is_answered_once_and_a_hando
         assert all(len(answered(other)) == 1 for other in others)
         handoff_events = requests.get(f"{base}/api/web/events", headers=auth, timeout=10).json()["events"]
         assert sum(e["author"] == "bot" for e in handoff_events) == 1  # one "passing you to a colleague"
-    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    store = ConversationStore(tmp_path / "switchboard.db")
     assert len(store.list_conversations([ConversationStatus.QUEUED])) == 1  # still waiting for an agent
     store.close()
 

@@ -21,7 +21,7 @@ from bot.errors import Unavailable
 from bot.messages import EventKind, InboundMessage
 from bot.ports import Encoder
 from bot.processor import ConversationProcessor
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from kb_index.retriever import HybridRetriever
 from switchboard.app import build_engine
 from switchboard.cli import main
@@ -110,7 +110,7 @@ def message(text: str, external_id: str = "w-disk") -> InboundMessage:
 
 def test_a_full_disk_answers_503_and_a_turn_that_failed_to_commit_is_answered_once_space_returns(
         small_disk: Path, index_dir: Path, encoder: Encoder, tmp_path: Path) -> None:
-    store = SqliteConversationStore(small_disk / "switchboard.db")
+    store = ConversationStore(small_disk / "switchboard.db")
     settings = test_settings(tmp_path, index_dir)
     engine = build_engine(settings, encoder, HybridRetriever(index_dir, encoder), store)
     processor = ConversationProcessor(store, engine, retry_delays=(0.2, 0.5, 1.0))
@@ -161,7 +161,7 @@ def test_webhooks_answer_503_while_the_store_cannot_write(make_app: Callable[...
 def test_starting_on_a_read_only_database_says_what_to_do(tmp_path: Path, index_dir: Path, immutable: Any,
                                                          monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
     database = tmp_path / "switchboard.db"
-    SqliteConversationStore(database).close()
+    ConversationStore(database).close()
     immutable(database_files(database), True)
     monkeypatch.setenv("SWITCHBOARD_STORE_URL", f"sqlite:///{database}")
     monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(index_dir))

@@ -20,7 +20,7 @@ from bot.errors import SwitchboardError
 from bot.messages import Author, Button, ConversationStatus, EventKind, InboundMessage, Reply
 from bot.notifier import Notifier
 from bot.outcome import Outcome
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
 from connectors.telegram import TelegramClient, TelegramSender
 from switchboard.app import services_of
 from switchboard.cli import main
@@ -147,7 +147,7 @@ def test_a_malformed_update_gets_a_400(app: Flask, body: dict[str, Any]) -> None
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_message"
 
 
-def reply_with_buttons(store: SqliteConversationStore, buttons: tuple[Button, ...]) -> str:
+def reply_with_buttons(store: ConversationStore, buttons: tuple[Button, ...]) -> str:
     accepted = store.accept(InboundMessage("telegram", str(CHAT), uuid.uuid4().hex, "where is my order"))
     pending = store.next_pending(accepted.conversation_id)
     assert pending is not None
@@ -175,9 +175,9 @@ def test_buttons_are_an_inline_keyboard_and_a_tap_is_the_customers_choice(app: F
 
 
 @pytest.fixture
-def telegram_worker(tmp_path: Path, stub: TelegramStub) -> Iterator[tuple[SqliteConversationStore, DeliveryWorker,
+def telegram_worker(tmp_path: Path, stub: TelegramStub) -> Iterator[tuple[ConversationStore, DeliveryWorker,
                                                                           Clock]]:
-    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    store = ConversationStore(tmp_path / "switchboard.db")
     client = TelegramClient(TOKEN, stub.url)
     clock = Clock(OPEN_HOURS)
     yield store, DeliveryWorker(store, {"telegram": TelegramSender(client, min_interval=0)}, Notifier(),
@@ -187,7 +187,7 @@ def telegram_worker(tmp_path: Path, stub: TelegramStub) -> Iterator[tuple[Sqlite
 
 
 def test_a_429_is_retried_after_the_retry_after_telegram_asks_for(
-        telegram_worker: tuple[SqliteConversationStore, DeliveryWorker, Clock], stub: TelegramStub) -> None:
+        telegram_worker: tuple[ConversationStore, DeliveryWorker, Clock], stub: TelegramStub) -> None:
     store, worker, clock = telegram_worker
     stub.rate_limited, stub.retry_after = 1, 7
     conversation_id = reply_with_buttons(store, ())
@@ -202,7 +202,7 @@ def test_a_429_is_retried_after_the_retry_after_telegram_asks_for(
 
 
 def test_a_customer_who_blocked_the_bot_is_a_permanent_failure(
-        telegram_worker: tuple[SqliteConversationStore, DeliveryWorker, Clock], stub: TelegramStub) -> None:
+        telegram_worker: tuple[ConversationStore, DeliveryWorker, Clock], stub: TelegramStub) -> None:
     store, worker, clock = telegram_worker
     accepted = store.accept(InboundMessage("telegram", "403", "u1", "hi"))
     pending = store.next_pending(accepted.conversation_id)

@@ -1,20 +1,19 @@
-"""Store implementations of the `bot.ports` store protocols, chosen by URL scheme."""
+"""Store implementations of the `bot.ports` store protocols, on the database a URL names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-from bot.errors import SwitchboardError
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
+from bot.stores.database import open_database
 
 
-def open_store(url: str, on_change: Callable[[str], None] | None = None) -> SqliteConversationStore:
-    """Open the store a URL names: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`."""
-    scheme, sep, rest = url.partition("://")
-    if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
-        return SqliteConversationStore(Path(rest[1:]), on_change)
-    raise SwitchboardError(
-        f"unsupported store URL {url!r}: use sqlite:///var/switchboard.db "
-        "(the Redis store arrives with scale-out)"
-    )
+def open_store(url: str, on_change: Callable[[str], None] | None = None) -> ConversationStore:
+    """Open the store a URL names: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or
+    `postgresql://user@host:5432/database`. Raises SchemaError if the database needs `switchboard db upgrade`."""
+    database = open_database(url)
+    try:
+        return ConversationStore(database, on_change)
+    except BaseException:
+        database.dispose()
+        raise

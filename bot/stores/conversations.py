@@ -1,19 +1,17 @@
-"""The embedded store: one SQLite file in WAL mode, safe for many threads of one process.
+"""The conversation store: customers, conversations, transcripts, inbox, outbox, agents and sessions, on
+SQLite or PostgreSQL (`bot.stores.database`), safe for many threads and, on PostgreSQL, many processes.
 
-Every write runs in `BEGIN IMMEDIATE`, so a read-then-write transaction takes the
-write lock up front instead of failing with SQLITE_BUSY halfway through.
+Every write runs in one transaction that holds the database's write lock from its start, so a
+read-then-write transaction never sees what it read change under it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 from bot.codes import link_command, new_reference
 from bot.csat import CSAT_WINDOW, read_rating
-from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests, Unavailable
+from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests
 from bot.messages import (
     Accepted,
     Agent,
@@ -42,8 +40,8 @@ from bot.messages import (
 )
 from bot.outcome import Outcome, ReferenceNotice
 from bot.reports import ConversationFacts
-from bot.stores import sqlite_reports
-from bot.stores.sqlite_customers import (
+from bot.stores import report_rollups, schema
+from bot.stores.customers import (
     EMAIL_CODES_PER_CLIENT,
     EMAIL_CODES_PER_HOUR,
     FAILURE_WINDOW,
@@ -66,176 +64,10 @@ from bot.stores.sqlite_customers import (
     unmerge,
     verify_email_code,
 )
+from bot.stores.database import Connection, Database, IntegrityError, Row, SqliteDatabase
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id   TEXT PRIMARY KEY,
-    display_name  TEXT,
-    created_at    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identities (
-    channel      TEXT NOT NULL,
-    external_id  TEXT NOT NULL,
-    customer_id  TEXT NOT NULL REFERENCES customers(customer_id),
-    PRIMARY KEY (channel, external_id)
-);
-CREATE TABLE IF NOT EXISTS conversations (
-    conversation_id   TEXT PRIMARY KEY,
-    customer_id       TEXT NOT NULL REFERENCES customers(customer_id),
-    reference         TEXT NOT NULL UNIQUE,
-    status            TEXT NOT NULL,
-    assignee_id       TEXT,
-    handoff_reason    TEXT,
-    fallback_streak   INTEGER NOT NULL DEFAULT 0,
-    last_channel      TEXT NOT NULL,
-    last_external_id  TEXT NOT NULL,
-    next_seq          INTEGER NOT NULL DEFAULT 1,
-    dialogue          TEXT NOT NULL DEFAULT '{}',
-    created_at        TEXT NOT NULL,
-    updated_at        TEXT NOT NULL
-);
--- A customer has at most one open conversation.
-CREATE UNIQUE INDEX IF NOT EXISTS one_open_conversation
-    ON conversations(customer_id) WHERE status != 'closed';
-CREATE INDEX IF NOT EXISTS conversations_by_status ON conversations(status, updated_at);
-CREATE TABLE IF NOT EXISTS events (
-    event_id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id  TEXT NOT NULL REFERENCES conversations(conversation_id),
-    seq              INTEGER NOT NULL,
-    kind             TEXT NOT NULL,
-    author           TEXT NOT NULL,
-    channel          TEXT,
-    external_id      TEXT,
-    text             TEXT,
-    data             TEXT NOT NULL DEFAULT '{}',
-    created_at       TEXT NOT NULL,
-    UNIQUE (conversation_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_by_identity ON events(channel, external_id, event_id);
-CREATE TABLE IF NOT EXISTS inbound (
-    inbound_id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    channel              TEXT NOT NULL,
-    provider_message_id  TEXT NOT NULL,
-    conversation_id      TEXT NOT NULL,
-    event_seq            INTEGER NOT NULL,
-    processed_at         TEXT,
-    UNIQUE (channel, provider_message_id)
-);
-CREATE INDEX IF NOT EXISTS inbound_pending ON inbound(conversation_id, inbound_id)
-    WHERE processed_at IS NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    reply_id         TEXT PRIMARY KEY,
-    conversation_id  TEXT NOT NULL,
-    event_seq        INTEGER NOT NULL,
-    channel          TEXT NOT NULL,
-    external_id      TEXT NOT NULL,
-    author           TEXT NOT NULL,
-    text             TEXT NOT NULL,
-    buttons          TEXT NOT NULL DEFAULT '[]',
-    in_reply_to      INTEGER,
-    status           TEXT NOT NULL DEFAULT 'pending',
-    created_at       TEXT NOT NULL,
-    sent_at          TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_identity ON outbox(channel, external_id, status);
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id       TEXT PRIMARY KEY,
-    email          TEXT NOT NULL UNIQUE,
-    name           TEXT NOT NULL,
-    role           TEXT NOT NULL,
-    password_hash  TEXT NOT NULL,
-    active         INTEGER NOT NULL DEFAULT 1,
-    last_seen_at   TEXT,
-    created_at     TEXT NOT NULL
-);
--- Unanswered questions an editor handled (answered with an article, or dismissed), by the hash of their
--- words: the gaps report leaves them out, and no customer's text is kept here.
-CREATE TABLE IF NOT EXISTS gap_actions (
-    question_hash  TEXT PRIMARY KEY,
-    action         TEXT NOT NULL,        -- answered or dismissed
-    article_id     TEXT,
-    agent_id       TEXT,
-    at             TEXT NOT NULL
-);
--- One row, rewritten by each health check: proof that the store can write.
-CREATE TABLE IF NOT EXISTS health (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    checked_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS web_sessions (
-    token_hash   TEXT PRIMARY KEY,
-    external_id  TEXT NOT NULL,
-    expires_at   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS agent_tokens (
-    token_hash  TEXT PRIMARY KEY,
-    agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
-    expires_at  TEXT NOT NULL
-);
--- Single-use codes that link an identity to a customer; only hashes are kept.
-CREATE TABLE IF NOT EXISTS link_codes (
-    code_hash    TEXT PRIMARY KEY,
-    customer_id  TEXT NOT NULL,
-    purpose      TEXT NOT NULL,          -- link (send it on another channel) or email (sent to `email`)
-    channel      TEXT,                   -- email codes: only this identity may use it
-    external_id  TEXT,
-    email        TEXT,
-    expires_at   TEXT NOT NULL,
-    used_at      TEXT,
-    created_at   TEXT NOT NULL
-);
--- Wrong codes tried and email codes sent, per identity: the limits against guessing and spamming.
-CREATE TABLE IF NOT EXISTS link_attempts (
-    channel      TEXT NOT NULL,
-    external_id  TEXT NOT NULL,
-    kind         TEXT NOT NULL,          -- wrong_code or email_sent
-    at           TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS link_attempts_by_identity ON link_attempts(channel, external_id, kind, at);
--- Who merged which customers when, and what moved: enough to undo it.
-CREATE TABLE IF NOT EXISTS merges (
-    merge_id     TEXT PRIMARY KEY,
-    kept_id      TEXT NOT NULL,
-    merged_id    TEXT NOT NULL,
-    how          TEXT NOT NULL,          -- agent, link_code or email
-    agent_id     TEXT,
-    moved        TEXT NOT NULL,          -- JSON: identities, conversations, events, profile fields
-    created_at   TEXT NOT NULL,
-    undone_at    TEXT,
-    undone_by    TEXT
-);
-"""
-
-# Columns added after the first release: (table, column, definition), added to older files on open.
-MIGRATIONS = (
-    ("conversations", "dialogue", "TEXT NOT NULL DEFAULT '{}'"),
-    ("agents", "last_seen_at", "TEXT"),
-    ("outbox", "attempts", "INTEGER NOT NULL DEFAULT 0"),
-    ("outbox", "next_attempt_at", "TEXT"),
-    ("outbox", "parts_sent", "INTEGER NOT NULL DEFAULT 0"),
-    ("outbox", "provider_ids", "TEXT NOT NULL DEFAULT '[]'"),
-    ("outbox", "receipt", "TEXT"),
-    ("outbox", "error", "TEXT"),
-    ("identities", "opted_out", "INTEGER NOT NULL DEFAULT 0"),
-    ("conversations", "csat_requested_at", "TEXT"),
-    ("conversations", "csat", "INTEGER"),
-    ("conversations", "csat_comment", "TEXT"),  # what the customer wrote with their rating
-    ("conversations", "closed_at", "TEXT"),
-    ("conversations", "tags", "TEXT NOT NULL DEFAULT '[]'"),  # agents' labels, a JSON list
-    ("conversations", "snoozed_until", "TEXT"),  # hidden from its holder's list until then, or a new message
-    ("agents", "presence", "TEXT NOT NULL DEFAULT 'online'"),
-    ("customers", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
-    ("customers", "email", "TEXT"),
-    ("customers", "phone", "TEXT"),
-    ("customers", "language", "TEXT"),
-    ("customers", "language_source", "TEXT"),  # explicit (imported), channel (a channel's hint) or detected
-    ("customers", "merged_into", "TEXT"),
-    ("customers", "erased_at", "TEXT"),
-    ("conversations", "merged_into", "TEXT"),
-    ("conversations", "purged_at", "TEXT"),
-)
 
 PRESENCES = ("online", "away")
 MAX_TAGS = 10
@@ -250,172 +82,54 @@ def _identity_key(channel: str, external_id: str) -> str:
     return f"{channel}:{external_id}"
 
 
-# SQLite's result codes for faults outside the program: the file cannot be written (read-only, full disk,
-# I/O error), opened, or locked for too long. Other errors are bugs and stay what they are.
-_FAULTS = ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_BUSY", "SQLITE_LOCKED",
-           "SQLITE_PROTOCOL", "SQLITE_NOMEM", "SQLITE_PERM")
-
-
-def _unavailable(exc: sqlite3.Error) -> Unavailable:
-    return Unavailable(f"the database cannot be written or read ({exc}): check that its file and folder are "
-                       "writable by Switchboard's user and that the disk has space")
-
-
-class _Connection(sqlite3.Connection):
-    """A connection whose faults raise Unavailable (503 for webhooks, so providers retry) and mark it broken."""
-
-    broken = False
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        with self._faults():
-            return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        with self._faults():
-            return super().executemany(sql, parameters)
-
-    def executescript(self, script: str, /) -> sqlite3.Cursor:
-        with self._faults():
-            return super().executescript(script)
-
-    @contextmanager
-    def _faults(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            if not exc.sqlite_errorname.startswith(_FAULTS):
-                raise
-            self.broken = True
-            raise _unavailable(exc) from exc
-
-
-class SqliteConversationStore:
+class ConversationStore:
     """Conversations, transcripts, outbox, agents and web sessions in one SQLite file.
 
     `on_change` is called after each commit with the keys that changed: the identity
     a message came from or goes to (`channel:external_id`) and `conversations`.
     """
 
-    def __init__(self, path: Path, on_change: Callable[[str], None] | None = None) -> None:
-        self._path = path
-        self._local = threading.local()
+    def __init__(self, database: Database | Path, on_change: Callable[[str], None] | None = None) -> None:
+        self._db = database if not isinstance(database, Path) else SqliteDatabase(database)
         self._on_change = on_change or (lambda key: None)
-        # WAL checkpoints: by whichever connection commits past 1,000 pages, unless a thread of the
-        # store's own does them (checkpoint_in_background), so that no request waits for one.
-        self._autocheckpoint = True
-        self._checkpoints_stop = threading.Event()
-        self._checkpoints: threading.Thread | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Customers' messages: readable by Switchboard's user only. SQLite gives its -wal and -shm
-            # files the database file's permissions.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._connection().executescript(SCHEMA + sqlite_reports.SCHEMA)
-        self._migrate()
+        schema.open_schema(self._db)
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     # -- connections and transactions ------------------------------------------------
 
-    def _connection(self) -> _Connection:
-        db: _Connection | None = getattr(self._local, "db", None)
-        if db is not None and db.broken:
-            # A connection that met a fault may stay read-only for good (SQLite opens the file read-only
-            # when it cannot open it for writing): the next use opens a fresh one.
-            db.close()
-            db = self._local.db = None
-        if db is None:
-            try:
-                db = sqlite3.connect(self._path, isolation_level=None, timeout=30, factory=_Connection)
-            except sqlite3.OperationalError as exc:
-                raise _unavailable(exc) from exc
-            try:
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("PRAGMA foreign_keys=ON")
-                db.execute("PRAGMA busy_timeout=30000")
-                # Deleted content is overwritten, not left in free pages: erasure must leave nothing behind.
-                db.execute("PRAGMA secure_delete=ON")
-                db.execute(f"PRAGMA wal_autocheckpoint={1000 if self._autocheckpoint else 0}")
-            except Unavailable:
-                db.close()
-                raise
-            self._local.db = db
-        return db
+    def _connection(self) -> Connection:
+        return self._db.connection()
 
-    def _migrate(self) -> None:
-        db = self._connection()
-        for table, column, definition in MIGRATIONS:
-            columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        # What merges, erasure and the profile look up by customer or by conversation.
-        db.execute("CREATE INDEX IF NOT EXISTS identities_by_customer ON identities(customer_id)")
-        db.execute("CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations(customer_id)")
-        db.execute("CREATE INDEX IF NOT EXISTS inbound_by_event ON inbound(conversation_id, event_seq)")
-        db.execute("CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox(conversation_id, event_seq)")
-        # On columns that older files gain above.
-        db.execute("CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email) WHERE email IS NOT NULL")
-        db.execute("CREATE INDEX IF NOT EXISTS customers_by_phone ON customers(phone) WHERE phone IS NOT NULL")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with suppress(Unavailable):  # then the connection is dropped, and closing it rolls back
-                    db.execute("ROLLBACK")
-            raise
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._db.write()
 
     def check_writable(self) -> None:
         """Write a row and commit, as every message must; Unavailable says why it cannot."""
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (utcnow().isoformat(),))
+            db.execute("INSERT INTO health (id, checked_at) VALUES (1, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at", (utcnow().isoformat(),))
 
     def _changed(self, *keys: str) -> None:
         for key in keys:
             self._on_change(key)
 
     def checkpoint_in_background(self, interval: float = 5.0) -> None:
-        """Copy the WAL into the database file every `interval` seconds on a thread of the store's own.
-
-        Measured by `make soak`: a checkpoint run by the committing request every few minutes stalled
-        every request behind it for up to two seconds.
-        """
-        if self._checkpoints is not None:
-            return
-        self._autocheckpoint = False  # connections opened from now on leave checkpoints to the thread
-        self._connection().execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpoints = threading.Thread(target=self._checkpoint_loop, args=(interval,),
-                                             name="switchboard-checkpoints", daemon=True)
-        self._checkpoints.start()
-
-    def _checkpoint_loop(self, interval: float) -> None:
-        stopping = False
-        while not stopping:
-            stopping = self._checkpoints_stop.wait(interval)
-            try:
-                self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except Unavailable:
-                log.warning("WAL checkpoint failed; tried again in %g s", interval, exc_info=True)
-        self.close()
+        """SQLite: copy the WAL into the database file on a thread of the store's own (see `SqliteDatabase`)."""
+        self._db.checkpoint_in_background(interval)
 
     def stop_checkpoints(self) -> None:
-        """Stop the background checkpoints (a last one runs first)."""
-        if self._checkpoints is not None:
-            self._checkpoints_stop.set()
-            self._checkpoints.join(timeout=10)
-            self._checkpoints = None
+        self._db.stop_checkpoints()
 
     def close(self) -> None:
         """Close this thread's connection."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._db.close()
+
+    def dispose(self) -> None:
+        """Close every connection: the store is not used again."""
+        self._db.dispose()
 
     # -- inbound ---------------------------------------------------------------------
 
@@ -463,14 +177,15 @@ class SqliteConversationStore:
                 message.channel, message.external_id, message.text, data, message.received_at.isoformat(),
             )
             inbound_id = db.execute(
-                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) VALUES (?, ?, ?, ?)",
+                "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) VALUES (?, ?, ?, ?) "
+                "RETURNING inbound_id",
                 (message.channel, message.provider_message_id, conversation_id, seq),
-            ).lastrowid
+            ).fetchone()["inbound_id"]
         self._changed(_identity_key(message.channel, message.external_id), "conversations")
         assert inbound_id is not None
         return Accepted(conversation_id, customer_id, seq, inbound_id, duplicate=False)
 
-    def _csat_answer(self, db: sqlite3.Connection, customer_id: str, message: InboundMessage,
+    def _csat_answer(self, db: Connection, customer_id: str, message: InboundMessage,
                      now: str) -> tuple[str, dict[str, Any]] | None:
         """The closed conversation a rating answers and what became of the rating, or None if the
         message is no rating. Only the first rating of a conversation counts; a later one (an old
@@ -493,7 +208,7 @@ class SqliteConversationStore:
                    (rating.score, rating.comment, row["conversation_id"]))
         return str(row["conversation_id"]), answer
 
-    def _resolve_identity(self, db: sqlite3.Connection, channel: str, external_id: str, profile: Profile,
+    def _resolve_identity(self, db: Connection, channel: str, external_id: str, profile: Profile,
                           now: str, detected_language: str | None = None) -> str:
         """The customer behind the message's identity, created on first contact.
 
@@ -540,7 +255,7 @@ class SqliteConversationStore:
                        "AND (language IS NULL OR language_source = 'detected')", (detected_language, customer_id))
         return customer_id
 
-    def _open_conversation(self, db: sqlite3.Connection, customer_id: str,
+    def _open_conversation(self, db: Connection, customer_id: str,
                            message: InboundMessage, now: str) -> str:
         conversation_id = uuid.uuid4().hex
         while True:
@@ -603,8 +318,11 @@ class SqliteConversationStore:
                                (pending.inbound_id,)).fetchone()
             pending = replace(pending, conversation_id=where["conversation_id"], event_seq=where["event_seq"])
             if outcome.message_data:
-                db.execute("UPDATE events SET data = json_patch(data, ?) WHERE conversation_id = ? AND seq = ?",
-                           (json.dumps(dict(outcome.message_data)), pending.conversation_id, pending.event_seq))
+                row = db.execute("SELECT data FROM events WHERE conversation_id = ? AND seq = ?",
+                                 (pending.conversation_id, pending.event_seq)).fetchone()
+                db.execute("UPDATE events SET data = ? WHERE conversation_id = ? AND seq = ?",
+                           (json.dumps({**json.loads(row["data"]), **outcome.message_data}), pending.conversation_id,
+                            pending.event_seq))
             for kind, data in outcome.events:
                 append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
             for reply in outcome.replies:
@@ -645,7 +363,7 @@ class SqliteConversationStore:
             self._changed(notified)
         return True
 
-    def _send_reference_code(self, db: sqlite3.Connection, customer_id: str, notice: ReferenceNotice,
+    def _send_reference_code(self, db: Connection, customer_id: str, notice: ReferenceNotice,
                              now: str) -> str | None:
         """Send a link code to the channel of the quoted conversation, unless it is this customer's own,
         or its owner already holds a live code (so quoting a reference cannot flood them).
@@ -671,7 +389,7 @@ class SqliteConversationStore:
         row = db.execute("SELECT customer_id FROM conversations WHERE reference = ?", (reference,)).fetchone()
         return None if row is None else current_customer(db, row["customer_id"])
 
-    def _add_reply(self, db: sqlite3.Connection, reply: Reply, channel: str, external_id: str,
+    def _add_reply(self, db: Connection, reply: Reply, channel: str, external_id: str,
                    in_reply_to: int | None, now: str, agent_id: str | None = None) -> None:
         buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
         data = {"reply_id": reply.reply_id, "buttons": buttons, **({"agent_id": agent_id} if agent_id else {})}
@@ -686,28 +404,28 @@ class SqliteConversationStore:
 
     # -- reports -----------------------------------------------------------------------
 
-    def refresh_reports(self, progress: sqlite_reports.Progress | None = None) -> int:
+    def refresh_reports(self, progress: report_rollups.Progress | None = None) -> int:
         """Bring the reports' rollups up to date with the events since the last time; returns how many
         conversations were recounted (`progress(done, total)` is told along the way)."""
-        return sqlite_reports.refresh(self._connection(), self._write, _event, progress)
+        return report_rollups.refresh(self._connection(), self._write, _event, progress)
 
-    def rebuild_reports(self, progress: sqlite_reports.Progress | None = None) -> int:
+    def rebuild_reports(self, progress: report_rollups.Progress | None = None) -> int:
         """Count the reports' rollups again from every stored event."""
-        return sqlite_reports.rebuild(self._connection(), self._write, _event, progress)
+        return report_rollups.rebuild(self._connection(), self._write, _event, progress)
 
     def report_facts(self, start: datetime, end: datetime, channel: str | None = None) -> list[ConversationFacts]:
         """The facts of the conversations started in [start, end) (bring them up to date first)."""
-        return list(sqlite_reports.facts_between(self._connection(), start, end, channel))
+        return list(report_rollups.facts_between(self._connection(), start, end, channel))
 
     def report_gaps(self, start: datetime, end: datetime, channel: str | None = None,
                     top: int = 10) -> list[tuple[str, int]]:
         """The questions most often unanswered in conversations started in [start, end), in how many each."""
-        return sqlite_reports.gaps_between(self._connection(), start, end, channel, top)
+        return report_rollups.gaps_between(self._connection(), start, end, channel, top)
 
     def report_hours(self, start: datetime, end: datetime,
                      channel: str | None = None) -> tuple[dict[tuple[datetime, str], int], dict[str, int]]:
         """Customer messages by UTC hour and channel, and undelivered replies by channel, in [start, end)."""
-        return sqlite_reports.hours_between(self._connection(), start, end, channel)
+        return report_rollups.hours_between(self._connection(), start, end, channel)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -799,15 +517,11 @@ class SqliteConversationStore:
 
     def export_customer(self, customer_id: str) -> dict[str, Any]:
         """Everything held about a person, as JSON-ready data."""
-        db = self._connection()
-        db.execute("BEGIN")  # one consistent snapshot
-        try:
+        with self._db.snapshot() as db:
             return export_customer(db, customer_id)
-        finally:
-            db.execute("COMMIT")
 
     def erase_customer(self, customer_id: str) -> int:
-        """Erase a person (see `sqlite_customers.erase_customer`), then compact the file so nothing
+        """Erase a person (see `customers.erase_customer`), then compact the file so nothing
         erased survives in free pages or the write-ahead log. Returns how many customers were erased."""
         self.refresh_reports()  # their conversations stay counted in the reports, without their words
         with self._write() as db:
@@ -829,12 +543,8 @@ class SqliteConversationStore:
         return purged
 
     def compact(self) -> None:
-        """Rewrite the database without free pages and empty the write-ahead log into it."""
-        db = self._connection()
-        db.execute("VACUUM")
-        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            raise Conflict("the write-ahead log could not be emptied while other connections read; try again")
+        """Leave nothing deleted behind in the database's files (see the databases' `compact`)."""
+        self._db.compact()
 
     def import_customer(self, record: dict[str, Any]) -> tuple[str, bool]:
         """Create or update a customer from an imported record: `email` and/or `phone` (E.164) find
@@ -872,7 +582,7 @@ class SqliteConversationStore:
         return self.get_customer(customer_id)
 
     @staticmethod
-    def _merge_attributes(db: sqlite3.Connection, customer_id: str, attributes: dict[str, Any]) -> None:
+    def _merge_attributes(db: Connection, customer_id: str, attributes: dict[str, Any]) -> None:
         row = db.execute("SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
         if row is None:
             raise NotFound("no such customer")
@@ -1004,8 +714,11 @@ class SqliteConversationStore:
     def delivery_progress(self, reply_id: str, parts_sent: int, provider_id: str) -> None:
         """Record one sent part of a reply and the provider's id for it."""
         with self._write() as db:
-            db.execute("UPDATE outbox SET parts_sent = ?, provider_ids = json_insert(provider_ids, '$[#]', ?) "
-                       "WHERE reply_id = ?", (parts_sent, provider_id, reply_id))
+            row = db.execute("SELECT provider_ids FROM outbox WHERE reply_id = ?", (reply_id,)).fetchone()
+            db.execute("UPDATE outbox SET parts_sent = ?, provider_ids = ? WHERE reply_id = ?",
+                       (parts_sent, json.dumps([*json.loads(row["provider_ids"]), provider_id]), reply_id))
+            db.execute("INSERT INTO provider_ids (provider_id, reply_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       (provider_id, reply_id))
 
     def delivery_done(self, reply_id: str, now: datetime) -> None:
         """Every part of the reply reached the provider."""
@@ -1026,7 +739,7 @@ class SqliteConversationStore:
             row = db.execute("UPDATE outbox SET status = ?, error = ?, next_attempt_at = NULL WHERE reply_id = ? "
                              "RETURNING channel", (status, error, reply_id)).fetchone()
             if row is not None and status == "failed":
-                sqlite_reports.count_failed_delivery(db, row["channel"], utcnow())
+                report_rollups.count_failed_delivery(db, row["channel"], utcnow())
         self._changed("conversations")
 
     def recover_interrupted_deliveries(self) -> list[str]:
@@ -1043,8 +756,8 @@ class SqliteConversationStore:
     def delivery_receipt(self, provider_id: str, receipt: str, error: str | None, order: Sequence[str]) -> bool:
         """Apply a provider's status callback; a receipt never moves back in `order`. False if unknown."""
         with self._write() as db:
-            row = db.execute("SELECT o.reply_id, o.receipt FROM outbox o, json_each(o.provider_ids) p "
-                             "WHERE p.value = ?", (provider_id,)).fetchone()
+            row = db.execute("SELECT o.reply_id, o.receipt FROM outbox o JOIN provider_ids p USING (reply_id) "
+                             "WHERE p.provider_id = ?", (provider_id,)).fetchone()
             if row is None:
                 return False
             current = order.index(row["receipt"]) if row["receipt"] in order else -1
@@ -1065,9 +778,10 @@ class SqliteConversationStore:
 
     def latest_mail(self, channel: str, external_id: str) -> dict[str, Any] | None:
         """The mail headers kept on an identity's latest message (`data.email`): what a reply threads under."""
+        mail_of = self._db.json_field("data", "email")
         row = self._connection().execute(
-            "SELECT json_extract(data, '$.email') AS mail FROM events WHERE channel = ? AND external_id = ? "
-            "AND kind = 'message_in' AND json_extract(data, '$.email') IS NOT NULL ORDER BY event_id DESC LIMIT 1",
+            f"SELECT {mail_of} AS mail FROM events WHERE channel = ? AND external_id = ? "
+            f"AND kind = 'message_in' AND {mail_of} IS NOT NULL ORDER BY event_id DESC LIMIT 1",
             (channel, external_id)).fetchone()
         mail = json.loads(row["mail"]) if row is not None and row["mail"] else None
         return mail if isinstance(mail, dict) else None
@@ -1091,7 +805,7 @@ class SqliteConversationStore:
 
     # -- agents acting on conversations ----------------------------------------------
 
-    def _held(self, db: sqlite3.Connection, conversation_id: str, agent_id: str, admin: bool = False) -> sqlite3.Row:
+    def _held(self, db: Connection, conversation_id: str, agent_id: str, admin: bool = False) -> Row:
         """The conversation, if this agent holds it (an admin may act on any assigned one)."""
         row = db.execute("SELECT * FROM conversations WHERE conversation_id = ?",
                          (conversation_id,)).fetchone()
@@ -1249,11 +963,11 @@ class SqliteConversationStore:
             else:
                 db.execute("UPDATE conversations SET status = ?, assignee_id = NULL, handoff_reason = NULL "
                            "WHERE conversation_id = ?", (status.value, conversation_id))
+            dialogue = {**json.loads(row["dialogue"]), "active_loop": None, "negative_streak": 0}
             db.execute(
-                "UPDATE conversations SET fallback_streak = 0, snoozed_until = NULL, "
-                "dialogue = json_set(dialogue, '$.active_loop', NULL, '$.negative_streak', 0), "
+                "UPDATE conversations SET fallback_streak = 0, snoozed_until = NULL, dialogue = ?, "
                 "updated_at = ? WHERE conversation_id = ?",
-                (now, conversation_id),
+                (json.dumps(dialogue), now, conversation_id),
             )
             append_event(db, conversation_id, kind, Author.AGENT, None, None, None,
                          {"agent_id": agent_id, **(data or {})}, now)
@@ -1279,7 +993,7 @@ class SqliteConversationStore:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (agent_id, email.lower(), name, role, password_hash, utcnow().isoformat()),
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"an agent with the email {email} exists already") from exc
         return Agent(agent_id, email.lower(), name, role, active=True)
 
@@ -1374,8 +1088,10 @@ class SqliteConversationStore:
         """Record that an editor answered (with `article_id`) or dismissed these questions."""
         now = utcnow().isoformat()
         with self._write() as db:
-            db.executemany("INSERT OR REPLACE INTO gap_actions (question_hash, action, article_id, agent_id, at) "
-                           "VALUES (?, ?, ?, ?, ?)", [(h, action, article_id, agent_id, now) for h in question_hashes])
+            db.executemany("INSERT INTO gap_actions (question_hash, action, article_id, agent_id, at) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (question_hash) DO UPDATE SET action = excluded.action, "
+                           "article_id = excluded.article_id, agent_id = excluded.agent_id, at = excluded.at",
+                           [(h, action, article_id, agent_id, now) for h in question_hashes])
 
     def handled_gaps(self) -> set[str]:
         """The hashes of the questions editors handled."""
@@ -1398,7 +1114,7 @@ class SqliteConversationStore:
         return None if row is None else str(row["external_id"])
 
 
-def _conversation(row: sqlite3.Row) -> Conversation:
+def _conversation(row: Row) -> Conversation:
     return Conversation(
         conversation_id=row["conversation_id"],
         customer_id=row["customer_id"],
@@ -1420,7 +1136,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
     )
 
 
-def _event(row: sqlite3.Row) -> Event:
+def _event(row: Row) -> Event:
     return Event(
         conversation_id=row["conversation_id"],
         seq=row["seq"],
@@ -1434,7 +1150,7 @@ def _event(row: sqlite3.Row) -> Event:
     )
 
 
-def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
+def _outbox_entry(row: Row) -> OutboxEntry:
     return OutboxEntry(
         reply_id=row["reply_id"],
         conversation_id=row["conversation_id"],
@@ -1454,7 +1170,7 @@ def _outbox_entry(row: sqlite3.Row) -> OutboxEntry:
     )
 
 
-def _agent(row: sqlite3.Row) -> Agent:
+def _agent(row: Row) -> Agent:
     seen = row["last_seen_at"]
     return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]), row["presence"],
                  datetime.fromisoformat(seen) if seen else None)

@@ -1,8 +1,9 @@
-"""The SQLite store: storing first, deduplication, atomic turns, concurrency."""
+"""The store, on SQLite and on PostgreSQL: storing first, deduplication, atomic turns, concurrency."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,14 @@ from bot.errors import Conflict, NotAllowed, NotFound
 from bot.messages import Author, EventKind, InboundMessage, Profile, Reply
 from bot.outcome import Outcome
 from bot.stores import open_store
-from bot.stores.sqlite import SqliteConversationStore
+from bot.stores.conversations import ConversationStore
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 from tests.servers import wait_for
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteConversationStore:
-    return SqliteConversationStore(tmp_path / "store.db")
+def store(make_store: Callable[..., ConversationStore]) -> ConversationStore:
+    return make_store()
 
 
 def message(text: str = "hi", mid: str = "m1", external_id: str = "u1", channel: str = "web") -> InboundMessage:
@@ -26,12 +28,12 @@ def message(text: str = "hi", mid: str = "m1", external_id: str = "u1", channel:
 
 
 def test_store_url_picks_sqlite_and_rejects_unknown_schemes(tmp_path: Path) -> None:
-    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), SqliteConversationStore)
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), ConversationStore)
     with pytest.raises(Exception, match="unsupported store URL"):
         open_store("mysql://localhost/db")
 
 
-def test_accept_stores_identity_customer_conversation_and_message(store: SqliteConversationStore) -> None:
+def test_accept_stores_identity_customer_conversation_and_message(store: ConversationStore) -> None:
     accepted = store.accept(message())
     conversation = store.get_conversation(accepted.conversation_id)
     assert conversation.reference.startswith("SB-") and len(conversation.reference) == 8
@@ -41,14 +43,14 @@ def test_accept_stores_identity_customer_conversation_and_message(store: SqliteC
     assert (event.kind, event.author, event.text, event.seq) == (EventKind.MESSAGE_IN, Author.CUSTOMER, "hi", 1)
 
 
-def test_repeats_of_a_provider_message_id_are_stored_once(store: SqliteConversationStore) -> None:
+def test_repeats_of_a_provider_message_id_are_stored_once(store: ConversationStore) -> None:
     first = store.accept(message())
     again = store.accept(message())
     assert again.duplicate and again.inbound_id == first.inbound_id
     assert len(store.transcript(first.conversation_id)) == 1
 
 
-def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: SqliteConversationStore) -> None:
+def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: ConversationStore) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(12)
 
@@ -71,7 +73,7 @@ def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: SqliteCon
     assert [e.text for e in store.transcript(first.conversation_id)].count("hi") == 2  # "same" + "own-1"
 
 
-def test_a_turn_is_stored_once_even_if_processed_twice(store: SqliteConversationStore) -> None:
+def test_a_turn_is_stored_once_even_if_processed_twice(store: ConversationStore) -> None:
     accepted = store.accept(message())
     pending = store.next_pending(accepted.conversation_id)
     assert pending is not None
@@ -86,7 +88,7 @@ def test_a_turn_is_stored_once_even_if_processed_twice(store: SqliteConversation
     assert store.next_pending(accepted.conversation_id) is None
 
 
-def test_handoff_queues_the_conversation_with_its_reason(store: SqliteConversationStore) -> None:
+def test_handoff_queues_the_conversation_with_its_reason(store: ConversationStore) -> None:
     accepted = store.accept(message())
     pending = store.next_pending(accepted.conversation_id)
     assert pending is not None
@@ -96,7 +98,7 @@ def test_handoff_queues_the_conversation_with_its_reason(store: SqliteConversati
     assert store.transcript(accepted.conversation_id)[-1].data == {"reason": "customer_request"}
 
 
-def test_agent_actions_need_the_conversation_held(store: SqliteConversationStore) -> None:
+def test_agent_actions_need_the_conversation_held(store: ConversationStore) -> None:
     accepted = store.accept(message())
     with pytest.raises(NotAllowed):
         store.agent_reply(accepted.conversation_id, "ann", "hi")
@@ -111,7 +113,7 @@ def test_agent_actions_need_the_conversation_held(store: SqliteConversationStore
     assert store.outbox_for("web", "u1", "pending")[0].reply_id == reply.reply_id
 
 
-def test_agent_reply_goes_to_the_channel_the_customer_last_used(store: SqliteConversationStore) -> None:
+def test_agent_reply_goes_to_the_channel_the_customer_last_used(store: ConversationStore) -> None:
     store.accept(message(mid="a", channel="web", external_id="u1"))
     accepted = store.accept(message(mid="b", channel="web", external_id="u1"))
     store.claim(accepted.conversation_id, "ann")
@@ -119,7 +121,7 @@ def test_agent_reply_goes_to_the_channel_the_customer_last_used(store: SqliteCon
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["on the web"]
 
 
-def test_a_closed_conversation_is_not_reused(store: SqliteConversationStore) -> None:
+def test_a_closed_conversation_is_not_reused(store: ConversationStore) -> None:
     first = store.accept(message(mid="a"))
     store.claim(first.conversation_id, "ann")
     store.close_conversation(first.conversation_id, "ann")
@@ -128,9 +130,9 @@ def test_a_closed_conversation_is_not_reused(store: SqliteConversationStore) -> 
     assert second.customer_id == first.customer_id
 
 
-def test_change_notifications_follow_commits(tmp_path: Path) -> None:
+def test_change_notifications_follow_commits(make_store: Callable[..., ConversationStore]) -> None:
     keys: list[str] = []
-    store = SqliteConversationStore(tmp_path / "s.db", on_change=keys.append)
+    store = make_store(on_change=keys.append)
     store.accept(message())
     assert keys == ["web:u1", "conversations"]
     store.accept(message())  # a repeat changes nothing
@@ -138,7 +140,7 @@ def test_change_notifications_follow_commits(tmp_path: Path) -> None:
 
 
 def test_a_new_database_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "new" / "switchboard.db")
+    store = ConversationStore(tmp_path / "new" / "switchboard.db")
     store.accept(InboundMessage("web", "w-1", "m-1", "hello"))
     for name in ("switchboard.db", "switchboard.db-wal", "switchboard.db-shm"):
         assert (tmp_path / "new" / name).stat().st_mode & 0o777 == 0o600, name
@@ -146,7 +148,7 @@ def test_a_new_database_and_its_journal_are_readable_by_their_owner_only(tmp_pat
 
 
 def test_background_checkpoints_keep_them_off_the_requests_threads(tmp_path: Path) -> None:
-    store = SqliteConversationStore(tmp_path / "switchboard.db")
+    store = ConversationStore(tmp_path / "switchboard.db")
     store.checkpoint_in_background(interval=0.05)
     database = tmp_path / "switchboard.db"
     size_before = database.stat().st_size

@@ -1,7 +1,7 @@
 """The customer side of the SQLite store, as functions over one open transaction: transcript
 events, link codes, merges and their undoing, export, erasure and retention.
 
-`SqliteConversationStore` opens the transaction and calls these; keeping them here keeps
+`ConversationStore` opens the transaction and calls these; keeping them here keeps
 each rule (what a merge moves, what an erasure leaves) in one readable place.
 """
 
@@ -11,7 +11,6 @@ import hashlib
 import heapq
 import json
 import secrets
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 from bot.codes import CODE_LIFETIME
 from bot.errors import Conflict, NotAllowed, NotFound
 from bot.messages import Author, Customer, EventKind
-from bot.stores.sqlite_reports import forget_words
+from bot.stores.database import Connection, Row
+from bot.stores.report_rollups import forget_words
 
 EMAIL_CODE_DIGITS = 6
 FAILURE_WINDOW = timedelta(hours=1)
@@ -37,7 +37,7 @@ def code_hash(code: str) -> str:
 
 # -- events ---------------------------------------------------------------------------
 
-def append_event(db: sqlite3.Connection, conversation_id: str, kind: EventKind, author: Author,
+def append_event(db: Connection, conversation_id: str, kind: EventKind, author: Author,
                  channel: str | None, external_id: str | None, text: str | None, data: dict[str, Any],
                  created_at: str) -> int:
     """Append one transcript event with the conversation's next sequence number; return it."""
@@ -53,7 +53,7 @@ def append_event(db: sqlite3.Connection, conversation_id: str, kind: EventKind, 
     return seq
 
 
-def _renumber(db: sqlite3.Connection, conversation_id: str, event_ids: list[int]) -> None:
+def _renumber(db: Connection, conversation_id: str, event_ids: list[int]) -> None:
     """Make these events all of `conversation_id`, numbered 1..n in this order; the messages waiting
     for processing and the replies that point at them follow."""
     marks = ", ".join("?" for _ in event_ids)
@@ -76,7 +76,7 @@ def _renumber(db: sqlite3.Connection, conversation_id: str, event_ids: list[int]
 
 # -- customers --------------------------------------------------------------------------
 
-def load_customer(db: sqlite3.Connection, customer_id: str) -> Customer:
+def load_customer(db: Connection, customer_id: str) -> Customer:
     row = db.execute("SELECT * FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
     if row is None:
         raise NotFound("no such customer")
@@ -88,7 +88,7 @@ def load_customer(db: sqlite3.Connection, customer_id: str) -> Customer:
                     json.loads(row["attributes"]), row["email"], row["phone"], row["language"])
 
 
-def current_customer(db: sqlite3.Connection, customer_id: str) -> str:
+def current_customer(db: Connection, customer_id: str) -> str:
     """Follow merges to the customer this one is part of now."""
     seen = set()
     while customer_id not in seen:
@@ -100,7 +100,7 @@ def current_customer(db: sqlite3.Connection, customer_id: str) -> str:
     return customer_id
 
 
-def _live_row(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row:
+def _live_row(db: Connection, customer_id: str) -> Row:
     row = db.execute("SELECT * FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
     if row is None:
         raise NotFound("no such customer")
@@ -111,24 +111,24 @@ def _live_row(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row:
     return row
 
 
-def open_conversation_of(db: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+def open_conversation_of(db: Connection, customer_id: str) -> Row | None:
     """The customer's open conversation (there is at most one), or None."""
-    row: sqlite3.Row | None = db.execute(
+    row: Row | None = db.execute(
         "SELECT * FROM conversations WHERE customer_id = ? AND status != 'closed'", (customer_id,)).fetchone()
     return row
 
 
-def _latest_conversation(db: sqlite3.Connection, customer_id: str) -> str | None:
+def _latest_conversation(db: Connection, customer_id: str) -> str | None:
     row = db.execute("SELECT conversation_id FROM conversations WHERE customer_id = ? AND merged_into IS NULL "
                      "ORDER BY status = 'closed', updated_at DESC LIMIT 1", (customer_id,)).fetchone()
     return None if row is None else str(row["conversation_id"])
 
 
-def _state(row: sqlite3.Row) -> dict[str, Any]:
+def _state(row: Row) -> dict[str, Any]:
     return {"status": row["status"], "assignee_id": row["assignee_id"], "handoff_reason": row["handoff_reason"]}
 
 
-def merge_customers(db: sqlite3.Connection, kept_id: str, merged_id: str, how: str, agent_id: str | None,
+def merge_customers(db: Connection, kept_id: str, merged_id: str, how: str, agent_id: str | None,
                     now: str) -> str:
     """Make `merged_id` part of `kept_id`: its identities, its conversations and, where `kept_id` has
     none, its profile fields. Two open conversations become one, their events in time order.
@@ -146,7 +146,7 @@ def merge_customers(db: sqlite3.Connection, kept_id: str, merged_id: str, how: s
     kept_open, merged_open = open_conversation_of(db, kept_id), open_conversation_of(db, merged_id)
     if kept_open is not None and merged_open is not None:
         # A customer has one open conversation: both become one, each message where its time puts it.
-        def events(conversation_id: str) -> list[sqlite3.Row]:
+        def events(conversation_id: str) -> list[Row]:
             return db.execute("SELECT event_id, created_at FROM events WHERE conversation_id = ? ORDER BY seq",
                               (conversation_id,)).fetchall()
 
@@ -184,7 +184,7 @@ def merge_customers(db: sqlite3.Connection, kept_id: str, merged_id: str, how: s
     return merge_id
 
 
-def unmerge(db: sqlite3.Connection, merge_id: str, agent_id: str, now: str) -> tuple[str, str]:
+def unmerge(db: Connection, merge_id: str, agent_id: str, now: str) -> tuple[str, str]:
     """Undo a merge: identities, conversations, events and filled-in profile fields go back.
 
     Messages that arrived after the merge stay where they were answered. Returns (kept, merged).
@@ -248,7 +248,7 @@ def unmerge(db: sqlite3.Connection, merge_id: str, agent_id: str, now: str) -> t
 
 # -- link codes -----------------------------------------------------------------------------
 
-def store_link_code(db: sqlite3.Connection, customer_id: str, code: str, now: datetime) -> None:
+def store_link_code(db: Connection, customer_id: str, code: str, now: datetime) -> None:
     """Keep (the hash of) a code for this customer to send on another channel; earlier ones stop working."""
     db.execute("DELETE FROM link_codes WHERE customer_id = ? AND purpose = 'link'", (customer_id,))
     db.execute("DELETE FROM link_codes WHERE expires_at < ?", ((now - FAILURE_WINDOW).isoformat(),))
@@ -257,13 +257,13 @@ def store_link_code(db: sqlite3.Connection, customer_id: str, code: str, now: da
                (code_hash(code), customer_id, (now + CODE_LIFETIME).isoformat(), now.isoformat()))
 
 
-def live_link_code(db: sqlite3.Connection, customer_id: str, now: datetime) -> bool:
+def live_link_code(db: Connection, customer_id: str, now: datetime) -> bool:
     """Whether the customer holds a link code that still works."""
     return db.execute("SELECT 1 FROM link_codes WHERE customer_id = ? AND purpose = 'link' AND expires_at >= ?",
                       (customer_id, now.isoformat())).fetchone() is not None
 
 
-def issue_email_code(db: sqlite3.Connection, customer_id: str, channel: str, external_id: str, email: str,
+def issue_email_code(db: Connection, customer_id: str, channel: str, external_id: str, email: str,
                      now: datetime) -> str:
     """A numeric code to send to `email`; only this identity can use it, once, within the lifetime."""
     db.execute("DELETE FROM link_codes WHERE purpose = 'email' AND channel = ? AND external_id = ?",
@@ -276,24 +276,24 @@ def issue_email_code(db: sqlite3.Connection, customer_id: str, channel: str, ext
     return code
 
 
-def attempts(db: sqlite3.Connection, channel: str, external_id: str, kind: str, since: datetime) -> int:
+def attempts(db: Connection, channel: str, external_id: str, kind: str, since: datetime) -> int:
     """How many wrong codes (`wrong_code`) or sent emails (`email_sent`) this identity had since then."""
     row = db.execute("SELECT COUNT(*) FROM link_attempts WHERE channel = ? AND external_id = ? AND kind = ? "
                      "AND at >= ?", (channel, external_id, kind, since.isoformat())).fetchone()
     return int(row[0])
 
 
-def record_attempt(db: sqlite3.Connection, channel: str, external_id: str, kind: str, now: datetime) -> None:
+def record_attempt(db: Connection, channel: str, external_id: str, kind: str, now: datetime) -> None:
     db.execute("DELETE FROM link_attempts WHERE at < ?", ((now - FAILURE_WINDOW).isoformat(),))
     db.execute("INSERT INTO link_attempts (channel, external_id, kind, at) VALUES (?, ?, ?, ?)",
                (channel, external_id, kind, now.isoformat()))
 
 
-def too_many_failures(db: sqlite3.Connection, channel: str, external_id: str, now: datetime) -> bool:
+def too_many_failures(db: Connection, channel: str, external_id: str, now: datetime) -> bool:
     return attempts(db, channel, external_id, "wrong_code", now - FAILURE_WINDOW) >= FAILURE_LIMIT
 
 
-def verify_email_code(db: sqlite3.Connection, channel: str, external_id: str, code: str, now: datetime) -> str:
+def verify_email_code(db: Connection, channel: str, external_id: str, code: str, now: datetime) -> str:
     """Check a code this identity got by email: `linked`, `verified`, or `limited`, `wrong`, `expired`
     (a wrong code is recorded, so the caller must commit before it reports the failure)."""
     if too_many_failures(db, channel, external_id, now):
@@ -318,14 +318,14 @@ def verify_email_code(db: sqlite3.Connection, channel: str, external_id: str, co
     return result
 
 
-def _older_first(db: sqlite3.Connection, a: str, b: str) -> tuple[str, str]:
+def _older_first(db: Connection, a: str, b: str) -> tuple[str, str]:
     """The two customers, the one created first first: it is the one kept in a merge."""
     older, newer = sorted((a, b), key=lambda c: (
         db.execute("SELECT created_at FROM customers WHERE customer_id = ?", (c,)).fetchone()[0], c))
     return older, newer
 
 
-def redeem_link_code(db: sqlite3.Connection, code: str, channel: str, external_id: str, customer_id: str,
+def redeem_link_code(db: Connection, code: str, channel: str, external_id: str, customer_id: str,
                      now: datetime) -> tuple[str, str]:
     """Try a link code sent from an identity of `customer_id`.
 
@@ -360,7 +360,7 @@ def redeem_link_code(db: sqlite3.Connection, code: str, channel: str, external_i
 _IMPERSONAL_KEYS = ("reason", "resolution", "answered", "intent", "how", "agent_id", "by")
 
 
-def _scrub_events(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> None:
+def _scrub_events(db: Connection, where: str, params: tuple[Any, ...]) -> None:
     """Blank the text, identity and personal data of events; their kind, author, channel and time stay.
     The reports forget those conversations' unanswered questions with them."""
     forget_words(db, where, params)
@@ -370,7 +370,7 @@ def _scrub_events(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -
         for r in rows])
 
 
-def cluster(db: sqlite3.Connection, customer_id: str) -> list[str]:
+def cluster(db: Connection, customer_id: str) -> list[str]:
     """The customer and every customer merged into them, directly or not."""
     found = [customer_id]
     for current in found:
@@ -379,7 +379,7 @@ def cluster(db: sqlite3.Connection, customer_id: str) -> list[str]:
     return found
 
 
-def export_customer(db: sqlite3.Connection, customer_id: str) -> dict[str, Any]:
+def export_customer(db: Connection, customer_id: str) -> dict[str, Any]:
     """Everything held about a person: profile, identities, conversations with transcripts and replies,
     merges, including the customers merged into them."""
     def rows(sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -406,7 +406,7 @@ def export_customer(db: sqlite3.Connection, customer_id: str) -> dict[str, Any]:
     return {"customer_id": people[0]["customer"]["customer_id"], "records": people}
 
 
-def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
+def erase_customer(db: Connection, customer_id: str, now: str) -> int:
     """Remove everything personal about a person (and customers merged into them), leaving tombstones:
     conversations keep their reference, status, times, rating and handoff reason, events their kind,
     author, channel and time, so metrics stay counted. Returns how many customers were erased."""
@@ -443,7 +443,7 @@ def erase_customer(db: sqlite3.Connection, customer_id: str, now: str) -> int:
     return len(members)
 
 
-def purge_transcripts(db: sqlite3.Connection, before: str, now: str) -> int:
+def purge_transcripts(db: Connection, before: str, now: str) -> int:
     """Blank the transcripts of conversations closed before `before`; returns how many."""
     ids = [r["conversation_id"] for r in db.execute(
         "SELECT conversation_id FROM conversations WHERE status = 'closed' AND updated_at < ? AND purged_at IS NULL",
@@ -459,7 +459,7 @@ def purge_transcripts(db: sqlite3.Connection, before: str, now: str) -> int:
     return len(ids)
 
 
-def find_customers(db: sqlite3.Connection, text: str, limit: int = 50) -> list[str]:
+def find_customers(db: Connection, text: str, limit: int = 50) -> list[str]:
     """Customers whose name, email, phone, identity or message text contains `text`, latest first."""
     like = f"%{text.strip().lower()}%"
     rows = db.execute(

@@ -9,7 +9,6 @@ outlive its transcript's purge (a purge refreshes them first). Facts hold no cus
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from bot.gaps import gap_key, gap_questions
 from bot.messages import Event, EventKind
 from bot.reports import ConversationFacts, facts_from, facts_of_record, facts_record
+from bot.stores.database import Connection, Row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS report_conversations (
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS report_state (
 
 BATCH = 500  # conversations brought up to date a transaction, so that turns are not held up for long
 
-Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Write = Callable[[], AbstractContextManager[Connection]]
 Progress = Callable[[int, int], None]
 
 
@@ -60,7 +60,7 @@ def _hour(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()[:13]
 
 
-def stale_conversations(db: sqlite3.Connection) -> tuple[int, int, list[str]]:
+def stale_conversations(db: Connection) -> tuple[int, int, list[str]]:
     """The rollups' mark, the newest event, and the conversations with events between them."""
     row = db.execute("SELECT event_id FROM report_state WHERE id = 1").fetchone()
     mark = int(row["event_id"]) if row else 0
@@ -70,7 +70,7 @@ def stale_conversations(db: sqlite3.Connection) -> tuple[int, int, list[str]]:
     return mark, top, changed
 
 
-def refresh(db: sqlite3.Connection, write: Write, to_event: Callable[[sqlite3.Row], Event],
+def refresh(db: Connection, write: Write, to_event: Callable[[Row], Event],
             progress: Progress | None = None) -> int:
     """Bring the rollups up to date; returns how many conversations were recounted. Safe to run in
     several threads or processes at once: the hourly counts are added once, by whoever moves the mark."""
@@ -89,14 +89,15 @@ def refresh(db: sqlite3.Connection, write: Write, to_event: Callable[[sqlite3.Ro
                         "WHERE event_id > ? AND event_id <= ? AND kind = ? GROUP BY 1, 2",
                         (mark, top, EventKind.MESSAGE_IN.value)).fetchall():
                     tx.execute("INSERT INTO report_hours (hour, channel, messages) VALUES (?, ?, ?) "
-                               "ON CONFLICT (hour, channel) DO UPDATE SET messages = messages + excluded.messages",
+                               "ON CONFLICT (hour, channel) DO UPDATE "
+                               "SET messages = report_hours.messages + excluded.messages",
                                (hour, channel or "", count))
                 tx.execute("INSERT INTO report_state (id, event_id) VALUES (1, ?) "
                            "ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id", (top,))
     return len(changed)
 
 
-def _recount(db: sqlite3.Connection, conversation_ids: Sequence[str], to_event: Callable[[sqlite3.Row], Event]) -> None:
+def _recount(db: Connection, conversation_ids: Sequence[str], to_event: Callable[[Row], Event]) -> None:
     marks = ", ".join("?" for _ in conversation_ids)
     rows = {r["conversation_id"]: r for r in db.execute(
         f"SELECT conversation_id, created_at, csat, csat_requested_at, purged_at FROM conversations "
@@ -124,11 +125,12 @@ def _recount(db: sqlite3.Connection, conversation_ids: Sequence[str], to_event: 
             (conversation_id, facts.started_at.isoformat(), facts.channel,
              facts.closed_at.isoformat() if facts.closed_at else None, json.dumps(facts_record(facts))))
         db.execute("DELETE FROM report_gaps WHERE conversation_id = ?", (conversation_id,))
-        db.executemany("INSERT OR IGNORE INTO report_gaps (conversation_id, question_key, question) VALUES (?, ?, ?)",
+        db.executemany("INSERT INTO report_gaps (conversation_id, question_key, question) VALUES (?, ?, ?) "
+                       "ON CONFLICT DO NOTHING",
                        [(conversation_id, gap_key(q.text), " ".join(q.text.split())) for q in gap_questions(events)])
 
 
-def rebuild(db: sqlite3.Connection, write: Write, to_event: Callable[[sqlite3.Row], Event],
+def rebuild(db: Connection, write: Write, to_event: Callable[[Row], Event],
             progress: Progress | None = None) -> int:
     """Count everything again from the stored events (the figures of purged transcripts are kept)."""
     with write() as tx:
@@ -146,7 +148,7 @@ def _covered(start: datetime, end: datetime, channel: str | None) -> tuple[str, 
     return start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(), channel or None, channel or None
 
 
-def facts_between(db: sqlite3.Connection, start: datetime, end: datetime,
+def facts_between(db: Connection, start: datetime, end: datetime,
                   channel: str | None) -> Iterator[ConversationFacts]:
     """The facts of the conversations a report covers, each with the time of its customer's next
     conversation after its close."""
@@ -160,7 +162,7 @@ def facts_between(db: sqlite3.Connection, start: datetime, end: datetime,
         yield facts_of_record(record)
 
 
-def hours_between(db: sqlite3.Connection, start: datetime, end: datetime,
+def hours_between(db: Connection, start: datetime, end: datetime,
                   channel: str | None) -> tuple[dict[tuple[datetime, str], int], dict[str, int]]:
     """Customer messages by UTC hour and channel, and replies never delivered by channel, in [start, end)."""
     query = "SELECT hour, channel, messages, failed_deliveries FROM report_hours WHERE hour >= ? AND hour < ?"
@@ -179,7 +181,7 @@ def hours_between(db: sqlite3.Connection, start: datetime, end: datetime,
     return messages, failures
 
 
-def gaps_between(db: sqlite3.Connection, start: datetime, end: datetime, channel: str | None,
+def gaps_between(db: Connection, start: datetime, end: datetime, channel: str | None,
                  top: int) -> list[tuple[str, int]]:
     """The questions most often unanswered in the conversations a report covers, in how many conversations
     each, less those an editor handled."""
@@ -190,15 +192,15 @@ def gaps_between(db: sqlite3.Connection, start: datetime, end: datetime, channel
     return [(row["question"], row["n"]) for row in db.execute(query, (*_covered(start, end, channel), top))]
 
 
-def forget_words(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> None:
+def forget_words(db: Connection, where: str, parameters: tuple[object, ...]) -> None:
     """Drop the unanswered questions of the conversations whose events match `where` (their transcript is
     being purged or erased); every other figure of theirs stays."""
     db.execute("DELETE FROM report_gaps WHERE conversation_id IN "
                f"(SELECT DISTINCT conversation_id FROM events WHERE {where})", parameters)
 
 
-def count_failed_delivery(db: sqlite3.Connection, channel: str, at: datetime) -> None:
+def count_failed_delivery(db: Connection, channel: str, at: datetime) -> None:
     """A reply given up on: counted when it happens, since no transcript event records it."""
     db.execute("INSERT INTO report_hours (hour, channel, failed_deliveries) VALUES (?, ?, 1) "
-               "ON CONFLICT (hour, channel) DO UPDATE SET failed_deliveries = failed_deliveries + 1",
+               "ON CONFLICT (hour, channel) DO UPDATE SET failed_deliveries = report_hours.failed_deliveries + 1",
                (_hour(at), channel))

@@ -1,0 +1,134 @@
+"""What the processes of one deployment share through Redis: live updates (pub/sub) and sign-in limits.
+Each test has channels and keys of its own on the machine's Redis; the restart test runs its own."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+
+from bot.notifier import SharedNotifier
+from switchboard.app import services_of
+from tests.servers import free_port, wait_for
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    name = f"switchboard-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    server = redis.Redis.from_url(REDIS)
+    for key in server.scan_iter(f"{name}*"):
+        server.delete(key)
+    server.close()
+
+
+@pytest.fixture
+def notifiers() -> Iterator[Callable[..., SharedNotifier]]:
+    made: list[SharedNotifier] = []
+
+    def make(url: str, channel: str) -> SharedNotifier:
+        made.append(SharedNotifier(url, channel))
+        assert made[-1].connected.wait(10), "the notifier never subscribed"
+        return made[-1]
+
+    yield make
+    for notifier in made:
+        notifier.close()
+
+
+def waiting(notifier: SharedNotifier, key: str) -> tuple[threading.Thread, list[int]]:
+    """A stream waiting on `key` from its current version; what it woke with lands in the list."""
+    seen = notifier.version(key)
+    woke: list[int] = []
+    thread = threading.Thread(target=lambda: woke.append(notifier.wait(key, seen, timeout=30)))
+    thread.start()
+    wait_for(lambda: key in notifier._waiting)
+    return thread, woke
+
+
+def test_a_change_in_one_process_wakes_the_streams_of_another(
+        notifiers: Callable[..., SharedNotifier], prefix: str) -> None:
+    first, second = notifiers(REDIS, f"{prefix}:changes"), notifiers(REDIS, f"{prefix}:changes")
+    thread, woke = waiting(second, "web:w-1")
+    first.publish("web:w-1")
+    thread.join(10)
+    assert woke and woke[0] != 0
+    # Another key's change wakes nobody waiting on this one; the publisher's own streams wake as before.
+    thread, woke = waiting(second, "web:w-1")
+    own_thread, own_woke = waiting(first, "web:w-2")
+    first.publish("web:w-2")
+    own_thread.join(10)
+    assert own_woke and not woke
+    first.publish("web:w-1")
+    thread.join(10)
+    assert woke
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_streams_miss_nothing_while_redis_restarts(
+        notifiers: Callable[..., SharedNotifier], tmp_path: Path) -> None:
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        wait_for(lambda: _pings(port))
+        return server
+
+    server = start()
+    url = f"redis://127.0.0.1:{port}/0"
+    first, second = notifiers(url, "changes"), notifiers(url, "changes")
+    thread, woke = waiting(second, "conversations")
+    server.kill()
+    server.wait()
+    wait_for(lambda: not second.connected.is_set())
+    first.publish("conversations")  # Redis is down: it reaches no one else, and raises nothing
+    assert not woke
+    server = start()
+    try:
+        # Back on: the waiting stream is woken to read the state again, since it may have missed a change.
+        thread.join(20)
+        assert woke
+        wait_for(first.connected.is_set)
+        thread, woke = waiting(second, "conversations")
+        first.publish("conversations")
+        thread.join(10)
+        assert woke
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
+    except redis.RedisError:
+        return False
+
+
+def test_two_processes_count_the_same_sign_in_attempts_and_wake_each_other(
+        make_app: Callable[..., Flask], prefix: str) -> None:
+    shared = {"redis_url": REDIS, "redis_prefix": prefix, "login_limit_per_account": "3 per minute"}
+    first, second = make_app(**shared), make_app(**shared)  # one store, one Redis: two processes' apps
+    services_of(first).agents.add("ann@example.com", "Ann", "agent", "correct horse battery staple")
+    wrong = {"email": "ann@example.com", "password": "a guess"}
+    address = {"REMOTE_ADDR": "203.0.113.66"}
+    statuses = [app.test_client().post("/api/agent/login", json=wrong, environ_base=address).status_code
+                for app in (first, second, first, second)]
+    assert statuses == [401, 401, 401, 429]
+
+    # A customer's message taken by the first process wakes the agents' streams served by the second.
+    notifier = services_of(second).notifier
+    seen = notifier.version("conversations")
+    sent = first.test_client().post("/webhooks/rest/webhook", json={"sender": "r-1", "message": "hello"})
+    assert sent.status_code == 200
+    assert notifier.wait("conversations", seen, timeout=10) != seen
