@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,7 +58,7 @@ class DeliveryStore(Protocol):
 
     def delivery_failed(self, reply_id: str, error: str, status: str = "failed") -> None: ...
 
-    def recover_interrupted_deliveries(self) -> list[str]: ...
+    def recover_interrupted_deliveries(self, older_than: timedelta | None = None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,24 @@ class RetryPolicy:
         return rng.uniform(ceiling / 2, ceiling)
 
 
+# A reply still `sending` this long after it was taken was left by a worker that died (a send takes seconds).
+STALE_SEND = timedelta(minutes=2)
+
+
 class DeliveryWorker:
-    """One thread that sends every push channel's replies, in order per customer."""
+    """One thread that sends every push channel's replies, in order per customer.
+
+    `shared`: other processes' workers send from the same store. Then only replies left `sending` for
+    longer than STALE_SEND are taken for a dead worker's, at start and every minute after.
+    """
 
     def __init__(self, store: DeliveryStore, senders: Mapping[str, Sender], notifier: Notifier,
                  retry: RetryPolicy | None = None, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None, poll_seconds: float = 1.0, meter: Meter = NO_METER) -> None:
+                 rng: random.Random | None = None, poll_seconds: float = 1.0, meter: Meter = NO_METER,
+                 shared: bool = False) -> None:
         self._store = store
+        self._shared = shared
+        self._recovered_at = 0.0
         self._meter = meter
         self._senders = dict(senders)
         self._notifier = notifier
@@ -95,8 +107,7 @@ class DeliveryWorker:
 
     def start(self) -> None:
         """Mark what a stopped worker left mid-send, then send in the background."""
-        for reply_id in self._store.recover_interrupted_deliveries():
-            log.warning("reply %s was being sent when the worker stopped; marked unknown for an agent", reply_id)
+        self._recover()
         self._thread = threading.Thread(target=self._run, name="switchboard-delivery", daemon=True)
         self._thread.start()
 
@@ -115,10 +126,17 @@ class DeliveryWorker:
             self._deliver(entry)
         return len(entries)
 
+    def _recover(self) -> None:
+        self._recovered_at = time.monotonic()
+        for reply_id in self._store.recover_interrupted_deliveries(STALE_SEND if self._shared else None):
+            log.warning("reply %s was being sent when its worker stopped; marked unknown for an agent", reply_id)
+
     def _run(self) -> None:
         seen = self._notifier.version("outbox")
         while not self._stopping.is_set():
             try:
+                if self._shared and time.monotonic() - self._recovered_at > 60:
+                    self._recover()
                 if self.run_once():
                     continue
             except Exception:

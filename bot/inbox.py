@@ -15,7 +15,7 @@ from bot.messages import Accepted, InboundMessage
 from bot.notifier import Notifier
 from bot.ports import NO_METER, ConversationStore, Meter
 from bot.privacy import PrivacyPolicy
-from bot.processor import ConversationProcessor
+from bot.processor import ConversationProcessor, WorkerProcessors
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Inbox:
     one sender cannot slow everyone else's answers. The console shows the flood.
     """
 
-    def __init__(self, store: ConversationStore, processor: ConversationProcessor, notifier: Notifier,
+    def __init__(self, store: ConversationStore, processor: ConversationProcessor | WorkerProcessors,
+                 notifier: Notifier,
                  max_text_length: int, privacy: PrivacyPolicy | None = None,
                  throttle: SenderThrottle | None = None, languages: LanguageDetector | None = None,
                  meter: Meter = NO_METER) -> None:

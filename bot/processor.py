@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bot.engine import Engine
 from bot.errors import Unavailable
 from bot.messages import PendingMessage, utcnow
+from bot.notifier import Notifier
 from bot.outcome import Outcome
 from bot.ports import NO_METER, ConversationStore, Meter
 
@@ -23,11 +24,24 @@ class ConversationProcessor:
     resumes where the last commit left off. A turn that could not be stored (the store
     could not write) is tried again after `retry_delays` (the last one repeating), so the
     customer is answered once the store recovers without having to write again.
+
+    With a `holder` name, several processors (in other processes or on other hosts) may share one
+    store: a processor works on a conversation only while it holds the store's lease on it
+    (`lease_seconds`, renewed every `sweep_seconds` while it works), and a turn whose lease another
+    processor took over meanwhile is not stored. Every `sweep_seconds` each one also takes up the
+    conversations with messages waiting that nobody holds: a dead processor's within
+    `lease_seconds` + `sweep_seconds`. Without a holder the processor is alone and takes no leases.
     """
 
     def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4, max_attempts: int = 3,
-                 retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), meter: Meter = NO_METER) -> None:
+                 retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), meter: Meter = NO_METER,
+                 holder: str | None = None, lease_seconds: float = 10.0, sweep_seconds: float = 2.0) -> None:
         self._store = store
+        self._holder = holder
+        self._lease_seconds = lease_seconds
+        self._sweep_seconds = sweep_seconds
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._meter = meter
         self._engine = engine
         self._max_attempts = max_attempts
@@ -41,12 +55,34 @@ class ConversationProcessor:
         self._quiet: dict[str, threading.Timer] = {}  # floods waiting for the sender to stop
 
     def start(self) -> None:
-        """Resume every conversation with messages stored but not yet processed."""
-        for conversation_id in self._store.conversations_with_pending():
+        """Resume every conversation with messages stored but not yet processed (that nobody holds)."""
+        self.sweep()
+        if self._holder is not None and self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep, name="switchboard-leases", daemon=True)
+            self._sweeper.start()
+
+    def sweep(self) -> None:
+        """Take up every conversation with messages waiting that no processor holds."""
+        for conversation_id in self._store.conversations_with_pending(unleased=self._holder is not None):
             self.notify(conversation_id)
+
+    def _sweep(self) -> None:
+        while not self._stopping.wait(self._sweep_seconds):
+            try:
+                with self._lock:
+                    working = bool(self._active)
+                if working:
+                    self._store.renew_leases(str(self._holder), self._lease_seconds)
+                self.sweep()
+            except Unavailable:
+                log.warning("the store cannot be reached to renew leases; trying again in %g s", self._sweep_seconds)
 
     def stop(self) -> None:
         """Finish the turns in progress and stop; turns waiting for a retry resume on the next start."""
+        self._stopping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=10)
+            self._sweeper = None
         with self._lock:
             timers = [*self._retries.values(), *self._quiet.values()]
             self._retries, self._quiet = {}, {}
@@ -75,10 +111,12 @@ class ConversationProcessor:
     def _drain(self, conversation_id: str) -> None:
         while True:
             try:
-                while (pending := self._store.next_pending(conversation_id)) is not None:
-                    if pending.throttled and not pending.followed and self._flooding(conversation_id):
-                        break  # the flood goes on: its last message is answered once it stops
-                    self._process(pending)
+                if self._holder is None or self._store.lease(conversation_id, self._holder, self._lease_seconds):
+                    drained = self._turns(conversation_id)
+                    if self._holder is not None and drained and self._store.next_pending(conversation_id):
+                        # Came in after the last look, while another processor's try for the lease met this one's.
+                        with self._lock:
+                            self._again.add(conversation_id)
             except Exception:
                 self._retry_later(conversation_id)
             else:
@@ -89,6 +127,18 @@ class ConversationProcessor:
                     self._active.discard(conversation_id)
                     return
                 self._again.discard(conversation_id)
+
+    def _turns(self, conversation_id: str) -> bool:
+        """Take the conversation's turns while it has messages; True if none is left waiting."""
+        try:
+            while (pending := self._store.next_pending(conversation_id)) is not None:
+                if pending.throttled and not pending.followed and self._flooding(conversation_id):
+                    return False  # the flood goes on: its last message is answered once it stops
+                self._process(pending)
+            return True
+        finally:
+            if self._holder is not None:
+                self._store.release(conversation_id, self._holder)
 
     def _retry_later(self, conversation_id: str) -> None:
         with self._lock:
@@ -132,7 +182,7 @@ class ConversationProcessor:
     def _process(self, pending: PendingMessage) -> None:
         if pending.throttled and pending.followed:
             # A flood: stored for agents to read, but the bot answers only the last message of it.
-            self._store.complete_turn(pending, Outcome(message_data={"skipped": "flood"}))
+            self._store.complete_turn(pending, Outcome(message_data={"skipped": "flood"}), self._holder)
             return
         for attempt in range(1, self._max_attempts + 1):
             conversation = self._store.get_conversation(pending.conversation_id)
@@ -148,6 +198,33 @@ class ConversationProcessor:
         else:
             # The customer must not be left unanswered: a person takes over.
             outcome = self._engine.hand_off(conversation, "processing_error")
-        if self._store.complete_turn(pending, outcome):
+        if self._store.complete_turn(pending, outcome, self._holder):
             waited = (utcnow() - pending.received_at).total_seconds() if pending.received_at else None
             self._meter.turn_done(pending.channel, outcome, waited)
+
+
+# The notifier key that tells worker processes a message is waiting (`switchboard web` publishes it).
+WORK_WAITING = "inbox"
+
+
+class WorkerProcessors:
+    """The processors of `switchboard worker` processes, as a web process sees them: a stored message is
+    announced on the (shared) notifier, and whichever worker gets the conversation's lease answers it.
+    A worker that missed the announcement finds the message on its next sweep."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    def notify(self, conversation_id: str) -> None:
+        self._notifier.publish(WORK_WAITING)
+
+    def notify_after(self, conversation_id: str, seconds: float) -> None:
+        timer = threading.Timer(seconds, self._notifier.publish, (WORK_WAITING,))
+        timer.daemon = True
+        timer.start()
+
+    def start(self) -> None:
+        """Nothing to start: the workers run elsewhere."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""

@@ -6,8 +6,11 @@ import functools
 import hashlib
 import hmac
 import logging
+import os
 import secrets
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +46,7 @@ from bot.notifier import Notifier, SharedNotifier
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.privacy import RetentionWorker, load_privacy
-from bot.processor import ConversationProcessor
+from bot.processor import ConversationProcessor, WorkerProcessors
 from bot.responses import ResponseTemplates
 from bot.rules import Rulebook, load_rules
 from bot.stores import open_store
@@ -116,7 +119,7 @@ class Services:
     settings: Settings
     store: ConversationStore
     notifier: Notifier
-    processor: ConversationProcessor
+    processor: ConversationProcessor | WorkerProcessors
     inbox: Inbox
     agents: AgentDirectory
     retriever: HybridRetriever | NoKnowledgeBase
@@ -337,8 +340,19 @@ def kb_policy(settings: Settings) -> KbPolicy:
                     choice_score=settings.kb_choice_score, choice_window=settings.kb_choice_window)
 
 
-def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
+# What a process does: everything (`switchboard run`), HTTP only (`switchboard web`: the messages it takes
+# are answered by workers), or the answering and sending without HTTP (`switchboard worker`).
+ROLES = ("all", "web", "worker")
+
+
+def build_services(settings: Settings, encoder: Encoder | None = None, role: str = "all") -> Services:
     """Build the store, model, index, engine and processor of one process."""
+    if role not in ROLES:
+        raise SwitchboardError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    if role != "all" and not settings.redis_url:
+        raise SwitchboardError("`switchboard web` and `switchboard worker` tell each other about new messages and "
+                               "replies over Redis: set SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0), "
+                               "or serve everything from one process with `switchboard run`")
     notifier = SharedNotifier(settings.redis_url, f"{settings.redis_prefix}:changes") if settings.redis_url \
         else Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
@@ -351,7 +365,11 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     retriever = knowledge_base(settings, encoder)
     engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
     meter = PrometheusMeter()
-    processor = ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter)
+    # A worker shares the store with other workers: it answers a conversation only while it holds its lease.
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}" if role == "worker" else None
+    processor: ConversationProcessor | WorkerProcessors = (
+        WorkerProcessors(notifier) if role == "web"
+        else ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter, holder=holder))
     privacy = load_privacy(settings.privacy_path)
     inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,
                   SenderThrottle(settings.sender_burst), language_detector(settings), meter)
@@ -359,7 +377,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:
         senders["telegram"] = TelegramSender(telegram)
-    delivery = DeliveryWorker(store, senders, notifier, meter=meter)
+    delivery = DeliveryWorker(store, senders, notifier, meter=meter, shared=role == "worker")
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
                     meter)
@@ -444,11 +462,11 @@ def check_settings(settings: Settings) -> None:
     report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
 
 
-def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None) -> Flask:
-    """Create the Switchboard web app and start its message processing."""
+def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None, role: str = "all") -> Flask:
+    """Create the Switchboard web app and start its message processing (`role` "web": the workers do that)."""
     settings = settings or Settings.from_env()
     check_settings(settings)
-    services = build_services(settings, encoder)
+    services = build_services(settings, encoder, role)
     app = Flask(__name__, static_folder=None)
     app.config.update(
         SECRET_KEY=secret_key(settings),
@@ -606,9 +624,10 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    services.processor.start()
-    services.delivery.start()
-    services.retention.start()
+    if role == "web":
+        log.info("Switchboard web app ready (store %s); `switchboard worker` processes answer", settings.store_url)
+        return app
+    start_work(services)
     if services.telegram is not None and settings.telegram_mode == "polling":
         services.telegram_poller = TelegramPoller(services.telegram, services.inbox, store.last_buttons)
         services.telegram_poller.start()
@@ -619,6 +638,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         services.mail_reader.start()
     log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
     return app
+
+
+def start_work(services: Services) -> None:
+    """Start answering stored messages, sending replies and purging old transcripts."""
+    services.processor.start()
+    services.delivery.start()
+    services.retention.start()
 
 
 def services_of(app: Flask) -> Services:

@@ -54,15 +54,75 @@ def main() -> None:
                    "also SWITCHBOARD_PROJECT_DIR.")
 def run(host: str, port: int, project: Path | None) -> None:
     """Serve Switchboard: web chat, Rasa REST channel and agent console."""
-    import json
     import os
 
     if project is not None:
         os.environ["SWITCHBOARD_PROJECT_DIR"] = str(project.resolve())  # the index build below reads it too
 
+    from switchboard.server import SwitchboardServer
+
+    settings = _ready_settings()
+    public = settings.public_url.startswith("https://")
+    with _directory() as directory:
+        # A demo admin whose password is printed is for trying Switchboard out, never for a public service.
+        demo_login = None if public else directory.ensure_demo_agent()
+        no_agents = not directory.list()
+
+    base = f"http://{host}:{port}"
+    click.echo("")
+    click.echo(f"  Switchboard is starting on {base}")
+    click.echo(f"    web chat:       {base}/")
+    click.echo(f"    agent console:  {base}/console/")
+    click.echo(f"    Rasa REST:      {base}/webhooks/rest/webhook")
+    if demo_login:
+        email, password = demo_login
+        click.echo(f"    demo agent:     {email} / {password}   (shown only this once; for trying Switchboard "
+                   "out: none is made when SWITCHBOARD_PUBLIC_URL is https)")
+    elif public and no_agents:
+        click.echo("    no agents yet:  create an admin with `switchboard agents add EMAIL --role admin`")
+    click.echo("")
+    SwitchboardServer(settings, host, port).run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (each loads the models).")
+def web(host: str, port: int, processes: int) -> None:
+    """Serve HTTP only (web chat, webhooks, console); `switchboard worker` processes answer the messages.
+    Needs SWITCHBOARD_REDIS_URL, shared with the workers."""
+    from switchboard.server import SwitchboardServer
+
+    settings = _ready_settings()
+    if not settings.redis_url:
+        raise click.ClickException("`switchboard web` tells the workers about new messages over Redis: set "
+                                   "SWITCHBOARD_REDIS_URL (the same for every web and worker process)")
+    with _store():
+        pass  # the schema is checked before any process forks
+    click.echo(f"Switchboard web: {processes} processes on http://{host}:{port}/ (the workers answer)")
+    SwitchboardServer(settings, host, port, processes=processes, role="web").run()
+
+
+@main.command()
+def worker() -> None:
+    """Answer stored messages and send replies, beside `switchboard web`; run as many as you like, on any
+    host that reaches the same store and Redis. Stops cleanly on SIGTERM or Ctrl-C."""
+    from switchboard.worker import run_worker
+
+    settings = _ready_settings()
+    try:
+        run_worker(settings)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _ready_settings() -> Settings:
+    """The settings, checked, with the knowledge-base index built if there is none (or it is too old)."""
+    import json
+
     from kb_index.snapshot import current_snapshot
     from switchboard.app import check_settings, serves_other_languages
-    from switchboard.server import SwitchboardServer
 
     settings = _settings()
     try:
@@ -85,27 +145,7 @@ def run(host: str, port: int, project: Path | None) -> None:
         # In a child process, so the model never loads in the server's parent before it forks.
         if subprocess.run([sys.executable, "-m", "switchboard", "kb", "build"], check=False).returncode:
             raise click.ClickException("the knowledge-base build failed; see the messages above")
-
-    public = settings.public_url.startswith("https://")
-    with _directory() as directory:
-        # A demo admin whose password is printed is for trying Switchboard out, never for a public service.
-        demo_login = None if public else directory.ensure_demo_agent()
-        no_agents = not directory.list()
-
-    base = f"http://{host}:{port}"
-    click.echo("")
-    click.echo(f"  Switchboard is starting on {base}")
-    click.echo(f"    web chat:       {base}/")
-    click.echo(f"    agent console:  {base}/console/")
-    click.echo(f"    Rasa REST:      {base}/webhooks/rest/webhook")
-    if demo_login:
-        email, password = demo_login
-        click.echo(f"    demo agent:     {email} / {password}   (shown only this once; for trying Switchboard "
-                   "out: none is made when SWITCHBOARD_PUBLIC_URL is https)")
-    elif public and no_agents:
-        click.echo("    no agents yet:  create an admin with `switchboard agents add EMAIL --role admin`")
-    click.echo("")
-    SwitchboardServer(settings, host, port).run()
+    return settings
 
 
 @main.group()

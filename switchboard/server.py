@@ -1,8 +1,9 @@
-"""Serving Switchboard with gunicorn: one process, many threads for long-lived streams.
+"""Serving Switchboard with gunicorn: many threads for long-lived streams, in one process or several.
 
-One worker process holds the in-process message processor and the change notifier that
-wakes web chat streams; its thread pool is large because every open SSE stream holds a
-thread while it waits (cheaply, on a condition variable).
+`switchboard run` serves from one process that also holds the message processor and the change
+notifier that wakes web chat streams. `switchboard web` serves from several, whose messages
+`switchboard worker` processes answer, with changes shared over Redis. Thread pools are large because
+every open SSE stream holds a thread while it waits (cheaply, on a condition variable).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from switchboard.settings import Settings
 class SwitchboardServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured from Settings instead of a command line."""
 
-    def __init__(self, settings: Settings, host: str, port: int) -> None:
+    def __init__(self, settings: Settings, host: str, port: int, processes: int = 1, role: str = "all") -> None:
         self._settings = settings
+        self._role = role
         self._options: dict[str, Any] = {
             "bind": f"{host}:{port}",
-            "workers": 1,
+            "workers": processes,
             "worker_class": "gthread",
             "threads": settings.server_threads,
             # Open streams are connections too; gunicorn's default cap (1000) would refuse them first.
@@ -52,7 +54,7 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return create_app(self._settings)
+        return create_app(self._settings, role=self._role)
 
 
 def _allow_open_files(wanted: int) -> None:

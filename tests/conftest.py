@@ -41,8 +41,9 @@ POSTGRES = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@12
 
 @pytest.fixture
 def database() -> str:
-    """The database the test's stores are on: SQLite, unless a module imports `both_databases`."""
-    return "sqlite"
+    """The database the test's stores are on: SQLite, unless a module imports `both_databases`, or
+    SWITCHBOARD_TEST_DATABASE=postgresql runs every app and chat of the suite on PostgreSQL."""
+    return os.environ.get("SWITCHBOARD_TEST_DATABASE", "sqlite")
 
 
 @pytest.fixture(name="database", params=["sqlite", "postgresql"])
@@ -153,11 +154,12 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, index_dir: Path,
-             encoder: Encoder) -> Iterator[Callable[..., Flask]]:
+def make_app(tmp_path: Path, index_dir: Path, encoder: Encoder, store_url: str) -> Iterator[Callable[..., Flask]]:
+    """Builds an app on the sample data; the apps of one test share their store (`store_url`)."""
     apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
+        overrides.setdefault("store_url", store_url)
         app = create_app(test_settings(tmp_path, overrides.pop("index_dir", index_dir), **overrides), encoder=encoder)
         app.config["TESTING"] = True
         apps.append(app)

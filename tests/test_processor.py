@@ -20,16 +20,17 @@ class RecordingEngine:
         self.seen: list[str] = []
         self.delay = delay
         self.fail_on = fail_on
-        self.concurrent = 0
+        self.busy: dict[str, int] = {}  # turns in progress, by conversation
         self.max_concurrent_per_conversation = 0
         self._lock = threading.Lock()
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
                 seq: int | None = None, *, media: str | None = None, link: str | None = None,
                 rated: str | None = None) -> Outcome:
+        key = conversation.conversation_id
         with self._lock:
-            self.concurrent += 1
-            self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation, self.concurrent)
+            self.busy[key] = self.busy.get(key, 0) + 1
+            self.max_concurrent_per_conversation = max(self.max_concurrent_per_conversation, self.busy[key])
         try:
             time.sleep(self.delay)
             if text == self.fail_on:
@@ -39,7 +40,7 @@ class RecordingEngine:
                            fallback_streak=0)
         finally:
             with self._lock:
-                self.concurrent -= 1
+                self.busy[key] -= 1
 
     def hand_off(self, conversation: Conversation, reason: str) -> Outcome:
         return Outcome(replies=(Reply(conversation.conversation_id, "a person will help", Author.BOT),),
@@ -101,3 +102,62 @@ def test_a_message_arriving_during_shutdown_is_kept_for_the_next_start(store_url
     accepted = store.accept(InboundMessage("web", "u1", "m1", "late"))
     processor.notify(accepted.conversation_id)  # does not raise
     assert store.conversations_with_pending() == [accepted.conversation_id]
+
+
+def test_two_workers_sharing_a_store_answer_each_message_once_and_in_order(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
+    engine = RecordingEngine(delay=0.002)  # shared, so it sees whether two workers ever overlap on a conversation
+    workers = [ConversationProcessor(store, engine, threads=3, holder=f"worker-{n}", sweep_seconds=0.2)  # type: ignore[arg-type]
+               for n, store in enumerate(stores)]
+    for worker in workers:
+        worker.start()
+    for i in range(6):
+        for c in range(10):
+            accepted = stores[c % 2].accept(InboundMessage("web", f"u{c}", f"m{c}-{i}", f"c{c} message {i}"))
+            for worker in workers:  # both are woken, as a shared notifier wakes every worker
+                worker.notify(accepted.conversation_id)
+    wait_until_processed(stores[0])
+    for worker in workers:
+        worker.stop()
+    assert sorted(engine.seen) == sorted(f"c{c} message {i}" for c in range(10) for i in range(6))  # each once
+    assert engine.max_concurrent_per_conversation == 1
+    for c in range(10):
+        replies = [e.text for e in stores[0].outbox_for("web", f"u{c}", "pending")]
+        assert replies == [f"re: c{c} message {i}" for i in range(6)]
+    for store in stores:
+        store.dispose()
+
+
+def test_a_lease_taken_over_from_a_dead_worker_keeps_its_late_turn_out(store_url: str) -> None:
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+    conversation_id = accepted.conversation_id
+    assert store.lease(conversation_id, "worker-a", 30)
+    assert not store.lease(conversation_id, "worker-b", 30)  # live: nobody else takes it
+    assert store.conversations_with_pending(unleased=True) == []
+    pending = store.next_pending(conversation_id)
+    assert pending is not None
+    store.lease(conversation_id, "worker-a", -1)  # worker-a stopped renewing: its lease ran out
+    assert store.conversations_with_pending(unleased=True) == [conversation_id]
+    assert store.lease(conversation_id, "worker-b", 30)
+    late = Outcome(replies=(Reply(conversation_id, "late answer", Author.BOT),))
+    assert store.complete_turn(pending, late, holder="worker-a") is False  # worker-a woke up too late
+    assert store.next_pending(conversation_id) is not None  # nothing was stored for it
+    answer = Outcome(replies=(Reply(conversation_id, "answer", Author.BOT),))
+    assert store.complete_turn(pending, answer, holder="worker-b") is True
+    store.release(conversation_id, "worker-b")
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["answer"]
+    store.dispose()
+
+
+def test_a_dead_workers_conversation_is_taken_up_by_the_survivors_sweep(store_url: str) -> None:
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+    store.lease(accepted.conversation_id, "dead-worker", 0.5)  # it took the conversation, then died
+    survivor = ConversationProcessor(open_store(store_url), RecordingEngine(), holder="survivor",  # type: ignore[arg-type]
+                                     sweep_seconds=0.1)
+    survivor.start()  # nothing to take yet: the dead worker's lease is live for half a second
+    wait_until_processed(store)
+    survivor.stop()
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["re: hello"]
+    store.dispose()

@@ -43,6 +43,7 @@ def set_back_to_version_1(url: str) -> None:
     database = open_database(url)
     with database.write() as db:
         db.execute("DROP TABLE provider_ids")
+        db.execute("DROP TABLE conversation_leases")
         db.execute("UPDATE schema_version SET version = 1")
     database.dispose()
 
@@ -59,8 +60,8 @@ def test_an_older_schema_is_refused_until_upgraded_and_keeps_its_data(store_url:
     conversation_id = a_sent_reply(store_url)
     set_back_to_version_1(store_url)
 
-    with pytest.raises(SchemaError, match="holds schema version 1, and this Switchboard needs version 2: back it "
-                                          "up, then run `switchboard db upgrade`"):
+    with pytest.raises(SchemaError, match=f"holds schema version 1, and this Switchboard needs version "
+                                          f"{schema.LATEST}: back it up, then run `switchboard db upgrade`"):
         open_store(store_url)
     refused = cli(store_url, "agents", "list")
     assert refused.exit_code != 0 and "switchboard db upgrade" in refused.output
@@ -68,7 +69,8 @@ def test_an_older_schema_is_refused_until_upgraded_and_keeps_its_data(store_url:
     upgraded = cli(store_url, "db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
     assert "applying version 2: The provider's ids of sent replies" in upgraded.output
-    assert "Upgraded from schema version 1 to 2." in upgraded.output
+    assert "applying version 3: Leases on conversations" in upgraded.output
+    assert f"Upgraded from schema version 1 to {schema.LATEST}." in upgraded.output
     store = open_store(store_url)
     assert [e.text for e in store.transcript(conversation_id)][:2] == ["where is my parcel", "on its way"]
     # The reply's provider ids moved into their table: a receipt for the second part finds it.

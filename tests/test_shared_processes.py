@@ -132,3 +132,15 @@ def test_two_processes_count_the_same_sign_in_attempts_and_wake_each_other(
     sent = first.test_client().post("/webhooks/rest/webhook", json={"sender": "r-1", "message": "hello"})
     assert sent.status_code == 200
     assert notifier.wait("conversations", seen, timeout=10) != seen
+
+
+def test_web_and_worker_processes_need_redis(index_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+
+    env = {"SWITCHBOARD_STORE_URL": f"sqlite:///{tmp_path}/s.db", "SWITCHBOARD_INDEX_DIR": str(index_dir),
+           "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "SWITCHBOARD_REDIS_URL": ""}
+    for command in (["web"], ["worker"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code != 0 and "set SWITCHBOARD_REDIS_URL" in result.output, result.output

@@ -272,13 +272,43 @@ class ConversationStore:
 
     # -- processing ------------------------------------------------------------------
 
-    def conversations_with_pending(self) -> list[str]:
-        """Return the conversations that have stored, unprocessed messages, oldest first."""
+    def conversations_with_pending(self, unleased: bool = False) -> list[str]:
+        """Return the conversations that have stored, unprocessed messages, oldest first; `unleased`: only
+        those no worker holds a live lease on."""
+        leased = (" AND conversation_id NOT IN (SELECT conversation_id FROM conversation_leases "
+                  "WHERE expires_at >= ?)") if unleased else ""
         rows = self._connection().execute(
-            "SELECT conversation_id, MIN(inbound_id) AS first FROM inbound WHERE processed_at IS NULL "
-            "GROUP BY conversation_id ORDER BY first"
+            "SELECT conversation_id, MIN(inbound_id) AS first FROM inbound WHERE processed_at IS NULL"
+            f"{leased} GROUP BY conversation_id ORDER BY first", (utcnow().isoformat(),) if unleased else ()
         ).fetchall()
         return [row["conversation_id"] for row in rows]
+
+    def lease(self, conversation_id: str, holder: str, seconds: float) -> bool:
+        """Take (or extend) the lease on a conversation for `seconds`: True if `holder` has it now, False if
+        another holder's lease is live. One worker answers a conversation at a time; a dead worker's lease
+        runs out and another takes the conversation over."""
+        now = utcnow()
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO conversation_leases (conversation_id, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (conversation_id) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at "
+                "WHERE conversation_leases.holder = excluded.holder OR conversation_leases.expires_at < ? "
+                "RETURNING holder", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
+                                     now.isoformat())).fetchone()
+        return row is not None
+
+    def renew_leases(self, holder: str, seconds: float) -> int:
+        """Extend every lease `holder` has (a worker's heartbeat); returns how many."""
+        with self._write() as db:
+            return db.execute("UPDATE conversation_leases SET expires_at = ? WHERE holder = ?",
+                              ((utcnow() + timedelta(seconds=seconds)).isoformat(), holder)).rowcount
+
+    def release(self, conversation_id: str, holder: str) -> None:
+        """Give up `holder`'s lease on a conversation (nothing if another holds it now)."""
+        with self._write() as db:
+            db.execute("DELETE FROM conversation_leases WHERE conversation_id = ? AND holder = ?",
+                       (conversation_id, holder))
 
     def next_pending(self, conversation_id: str) -> PendingMessage | None:
         """Return the oldest unprocessed message of a conversation, if any."""
@@ -300,13 +330,19 @@ class ConversationStore:
                               rated=None if rating is None else "repeat" if rating.get("repeat") else "first",
                               received_at=datetime.fromisoformat(row["created_at"]))
 
-    def complete_turn(self, pending: PendingMessage, outcome: Outcome) -> bool:
+    def complete_turn(self, pending: PendingMessage, outcome: Outcome, holder: str | None = None) -> bool:
         """Store a turn's events and replies and mark its message processed, atomically.
 
-        Returns False, storing nothing, if the message was already processed.
+        Returns False, storing nothing, if the message was already processed, or if `holder` is given and
+        another worker has taken the conversation's lease over meanwhile (this worker was taken for dead).
         """
         now = utcnow().isoformat()
         with self._write() as db:
+            if holder is not None:
+                lease = db.execute("SELECT holder FROM conversation_leases WHERE conversation_id = ?",
+                                   (pending.conversation_id,)).fetchone()
+                if lease is not None and lease["holder"] != holder:
+                    return False
             updated = db.execute(
                 "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL",
                 (now, pending.inbound_id),
@@ -698,8 +734,8 @@ class ConversationStore:
             db.executemany("UPDATE outbox SET status = 'failed', error = 'the customer opted out (STOP); "
                            "nothing more is sent until they send START' WHERE reply_id = ?",
                            [(reply_id,) for reply_id in held])
-            db.executemany("UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE reply_id = ?",
-                           [(row["reply_id"],) for row in claimed])
+            db.executemany("UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = ? "
+                           "WHERE reply_id = ?", [(utcnow().isoformat(), row["reply_id"]) for row in claimed])
         if len(claimed) < len(rows):
             self._changed("conversations")
         return [replace(_outbox_entry(row), status="sending", attempts=row["attempts"] + 1) for row in claimed]
@@ -742,13 +778,17 @@ class ConversationStore:
                 report_rollups.count_failed_delivery(db, row["channel"], utcnow())
         self._changed("conversations")
 
-    def recover_interrupted_deliveries(self) -> list[str]:
+    def recover_interrupted_deliveries(self, older_than: timedelta | None = None) -> list[str]:
         """Replies left `sending` by a stopped worker: the provider may or may not have them, and a second
-        send could reach the customer twice, so they become `unknown` for an agent to check."""
+        send could reach the customer twice, so they become `unknown` for an agent to check. With
+        `older_than`, only replies taken for sending longer ago than that (other workers may be sending
+        the others right now)."""
+        before = (utcnow() - older_than).isoformat() if older_than is not None else None
         with self._write() as db:
             rows = db.execute("UPDATE outbox SET status = 'unknown', error = 'the delivery worker stopped while "
                               "sending; check with the customer before sending again' "
-                              "WHERE status = 'sending' RETURNING reply_id").fetchall()
+                              "WHERE status = 'sending' AND (? IS NULL OR claimed_at IS NULL OR claimed_at < ?) "
+                              "RETURNING reply_id", (before, before)).fetchall()
         if rows:
             self._changed("conversations")
         return [row["reply_id"] for row in rows]

@@ -243,6 +243,16 @@ def _version_2(db: Connection, database: Database) -> None:
                     for row in rows for provider_id in json.loads(row["provider_ids"])])
 
 
+def _version_3(db: Connection, database: Database) -> None:
+    """Leases on conversations and the time each reply was taken for sending, so that several workers can
+    share a store: one answers a conversation at a time, and only replies a dead worker left mid-send are
+    marked unknown."""
+    db.execute("CREATE TABLE IF NOT EXISTS conversation_leases (conversation_id TEXT PRIMARY KEY, "
+               "holder TEXT NOT NULL, expires_at TEXT NOT NULL)")
+    if "claimed_at" not in database.columns(db, "outbox"):
+        db.execute("ALTER TABLE outbox ADD COLUMN claimed_at TEXT")
+
+
 @dataclass(frozen=True)
 class Version:
     number: int
@@ -253,7 +263,7 @@ class Version:
         return (self.apply.__doc__ or "").strip().splitlines()[0]
 
 
-VERSIONS = (Version(1, _version_1), Version(2, _version_2))
+VERSIONS = (Version(1, _version_1), Version(2, _version_2), Version(3, _version_3))
 LATEST = VERSIONS[-1].number
 
 
