@@ -264,18 +264,18 @@ def test_a_chinese_customer_gets_the_chat_in_chinese(app: Flask, live: str, tmp_
 
 
 @pytest.fixture
-def week_app(tmp_path: Path, make_app: Any) -> Flask:
+def week_app(store_url: str, make_app: Any) -> Flask:
     """The app over a store holding tests/report_week.py's week, written with a clock of the test's."""
     from bot.stores import conversations as store_module
-    from bot.stores.conversations import ConversationStore
+    from bot.stores import open_store
     from tests.report_week import MONDAY, Clock, write_week
 
     clock = Clock(MONDAY)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store_module, "utcnow", lambda: clock.now)
-        store = ConversationStore(tmp_path / "switchboard.db")  # the file the app's settings name
+        store = open_store(store_url)  # the store the app's settings name
         write_week(store, clock)
-        store.close()
+        store.dispose()
     app: Flask = make_app(report_timezone="UTC")
     return app
 

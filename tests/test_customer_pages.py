@@ -10,7 +10,10 @@ from flask.testing import FlaskClient
 
 from bot.messages import ConversationStatus, InboundMessage, Profile
 from switchboard.app import services_of
-from tests.conftest import WebChat
+from tests.conftest import (
+    WebChat,
+    both_databases,  # noqa: F401 (runs each test on both databases)
+)
 from tests.test_accounts_pages import admin_of
 from tests.test_console import AgentBrowser, handed_off
 

@@ -6,7 +6,6 @@ import hashlib
 import html
 import json
 import re
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ from tests.conftest import ROOT, WebChat, settle
 
 
 def stored_messages(app: Flask) -> int:
-    path = Path(services_of(app).settings.store_url.removeprefix("sqlite:///"))
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT COUNT(*) FROM events WHERE kind = 'message_in'").fetchone()[0])
+    database = services_of(app).store.database
+    return int(database.connection().execute("SELECT COUNT(*) FROM events WHERE kind = 'message_in'").fetchone()[0])
 
 
 def test_a_session_gives_a_token_that_expires(client: FlaskClient) -> None:

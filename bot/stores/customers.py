@@ -227,7 +227,8 @@ def unmerge(db: Connection, merge_id: str, agent_id: str, now: str) -> tuple[str
         db.execute(f"UPDATE conversations SET customer_id = ? WHERE conversation_id IN ({marks})",
                    (merged_id, *moved["conversations"]))
     for name in moved["fields"]:
-        db.execute(f"UPDATE customers SET {name} = NULL WHERE customer_id = ? AND {name} IS ?",
+        # Unless changed since (a NULL moved is NULL still: nothing to undo).
+        db.execute(f"UPDATE customers SET {name} = NULL WHERE customer_id = ? AND {name} = ?",
                    (kept_id, merged[name]))
     db.execute("UPDATE customers SET language_source = NULL WHERE customer_id = ? AND language IS NULL", (kept_id,))
     attributes = json.loads(kept["attributes"])
