@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import kb, nlu, privacy, reply_latency, reports, streams
+from benchmarks import kb, nlu, privacy, reply_latency, reports, streams, throughput
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ def main() -> None:
         privacy.report(privacy.run()),
         reports.report(reports.run()),
         streams.report(streams.run(1000, Settings().server_threads)),
+        throughput.report(throughput.run()),
     ]
     text = "\n\n".join([
         "# Benchmarks",

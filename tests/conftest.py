@@ -73,8 +73,9 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path, database: str)
     count = iter(range(1_000))
 
     def new() -> str:
-        if database == "sqlite":
-            return f"sqlite:///{tmp_path}/switchboard-{next(count)}.db"
+        if database == "sqlite":  # the first is the file test_settings names
+            n = next(count)
+            return f"sqlite:///{tmp_path}/switchboard{f'-{n}' if n else ''}.db"
         import psycopg
 
         url = request.getfixturevalue("postgres_database")

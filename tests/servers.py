@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,102 @@ def read_until(sock: socket.socket, marker: bytes, limit: float = 30) -> bytes:
         assert chunk, f"stream closed before {marker!r}"
         data += chunk
     return data
+
+
+class RedisServer:
+    """A redis-server of its own on a free port, appending every write to its file in `directory`; it can be
+    killed and started again on the same port and file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
+             "--appendfsync", "everysec", "--save", "", "--dir", str(self._directory)], stdout=subprocess.DEVNULL)
+        wait_for(self._pings)
+
+    def _pings(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@dataclass
+class Deployment:
+    base: str  # the web processes' URL
+    store_url: str
+    redis: RedisServer
+    web: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+
+
+@contextmanager
+def running_deployment(tmp: Path, index_dir: Path, store_url: str, workers: int = 2, web_processes: int = 2,
+                       **env: str) -> Iterator[Deployment]:
+    """`switchboard web` with `web_processes` processes and `workers` `switchboard worker`s on `store_url`, with
+    a Redis of their own; English only (the multilingual model is not loaded). Stopped with SIGTERM at the end."""
+    redis = RedisServer(tmp)
+    env = {
+        **os.environ,
+        "SWITCHBOARD_STORE_URL": store_url,
+        "SWITCHBOARD_REDIS_URL": redis.url,
+        "SWITCHBOARD_VAR_DIR": str(tmp / "var"),
+        "SWITCHBOARD_INDEX_DIR": str(index_dir),
+        "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb"),
+        "SWITCHBOARD_NLU_PATH": str(ROOT / "data" / "nlu.yml"),
+        "SWITCHBOARD_DOMAIN_PATH": str(ROOT / "data" / "domain.yml"),
+        "SWITCHBOARD_LANGUAGES": "en",
+        "SWITCHBOARD_SERVER_THREADS": "64",
+        **env,
+    }
+    logs: list[Path] = []
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = tmp / f"{args[0]}-{len(logs)}.log"
+        logs.append(log)
+        processes.append(subprocess.Popen([sys.executable, "-m", "switchboard", *args], env=env, cwd=tmp,
+                                          stdout=log.open("w"), stderr=subprocess.STDOUT))
+        return processes[-1]
+
+    def output() -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+
+    try:
+        # The intent classifiers are trained once here (or found in the index's cache), not by every process.
+        subprocess.run([sys.executable, "-m", "switchboard", "train"], env=env, cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        port = free_port()
+        web = start("web", "--port", str(port), "--processes", str(web_processes))
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/healthz", web, 300, output)
+        started = [start("worker") for _ in range(workers)]
+        try:
+            wait_for(lambda: all("worker ready" in log.read_text() for log in logs[1:]), timeout=300)
+        except AssertionError as exc:
+            raise AssertionError(f"the workers did not start:\n{output()}") from exc
+        yield Deployment(base, store_url, redis, web, started)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        redis.kill()

@@ -5,11 +5,7 @@ Every accepted message gets exactly one turn's reply, in order within its conver
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,103 +20,26 @@ import requests
 from bot.messages import Author, EventKind
 from bot.stores import open_store
 from bot.stores.conversations import OPEN_STATUSES
-from tests.servers import ROOT, free_port, wait_for, wait_until_up
+from tests.servers import Deployment, running_deployment, wait_for
 
 CONVERSATIONS = 200
 MESSAGES = 10  # a conversation's messages, sent one after another
 REPEATS = 0.05  # the share of messages sent a second time with the same message id
 
 
-class Redis:
-    """A redis-server of the test's own, appending every write to its file, that can be killed and restarted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._directory = directory
-        self._process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", "", "--dir", str(self._directory)], stdout=subprocess.DEVNULL)
-        wait_for(self._pings)
-
-    def _pings(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2).ping())
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        assert self._process is not None
-        self._process.kill()
-        self._process.wait()
-
-
 @pytest.fixture
-def deployment(tmp_path: Path, index_dir: Path, postgres_database: str) -> Iterator[dict[str, object]]:
+def deployment(tmp_path: Path, index_dir: Path, postgres_database: str) -> Iterator[Deployment]:
     schema = f"scale_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_database, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
-    store_url = f"{postgres_database}?options=-csearch_path%3D{schema}"
-    redis = Redis(tmp_path)
-    env = {
-        **os.environ,
-        "SWITCHBOARD_STORE_URL": store_url,
-        "SWITCHBOARD_REDIS_URL": redis.url,
-        "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
-        "SWITCHBOARD_INDEX_DIR": str(index_dir),
-        "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb"),
-        "SWITCHBOARD_NLU_PATH": str(ROOT / "data" / "nlu.yml"),
-        "SWITCHBOARD_DOMAIN_PATH": str(ROOT / "data" / "domain.yml"),
-        "SWITCHBOARD_LANGUAGES": "en",
-        "SWITCHBOARD_SENDER_BURST": "1000",
-        "SWITCHBOARD_SYNC_REPLY_TIMEOUT": "5",
-        "SWITCHBOARD_SERVER_THREADS": "64",
-    }
-    logs: list[Path] = []
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = tmp_path / f"{args[0]}-{len(logs)}.log"
-        logs.append(log)
-        processes.append(subprocess.Popen([sys.executable, "-m", "switchboard", *args], env=env, cwd=tmp_path,
-                                          stdout=log.open("w"), stderr=subprocess.STDOUT))
-        return processes[-1]
-
-    def output() -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
-
-    # The intent classifiers are trained once here (or found in the index's cache), not by four processes.
-    subprocess.run([sys.executable, "-m", "switchboard", "train"], env=env, cwd=tmp_path, check=True,
-                   stdout=subprocess.DEVNULL)
-    port = free_port()
-    web = start("web", "--port", str(port), "--processes", "2")
-    base = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{base}/healthz", web, 180, output)
-    workers = [start("worker"), start("worker")]
-    wait_for(lambda: all("worker ready" in log.read_text() for log in logs[1:]), timeout=180)
-    yield {"base": base, "workers": workers, "redis": redis, "store_url": store_url, "output": output}
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    redis.kill()
+    with running_deployment(tmp_path, index_dir, f"{postgres_database}?options=-csearch_path%3D{schema}",
+                            SWITCHBOARD_SENDER_BURST="1000", SWITCHBOARD_SYNC_REPLY_TIMEOUT="5") as deployment:
+        yield deployment
 
 
 def test_every_message_is_answered_once_and_in_order_through_a_killed_worker_and_a_redis_restart(
         deployment: dict[str, object]) -> None:
-    base = str(deployment["base"])
-    workers: list[subprocess.Popen[bytes]] = deployment["workers"]  # type: ignore[assignment]
-    redis: Redis = deployment["redis"]  # type: ignore[assignment]
+    base, workers, redis = deployment.base, deployment.workers, deployment.redis
     rng = random.Random(7)
     sent = [0]
     lock = threading.Lock()
@@ -152,7 +71,7 @@ def test_every_message_is_answered_once_and_in_order_through_a_killed_worker_and
             future.result()
     assert not failures, failures[:5]
 
-    store = open_store(str(deployment["store_url"]))
+    store = open_store(deployment.store_url)
     try:
         wait_for(lambda: not store.conversations_with_pending(), timeout=120)
         by_sender = {c.last_external_id: c.conversation_id for c in store.list_conversations(OPEN_STATUSES)}
