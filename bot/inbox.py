@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -61,6 +62,34 @@ class SenderThrottle:
             if len(self._heard) > self._max_senders:
                 self._heard.popitem(last=False)
             return len(times)
+
+
+class SharedSenderThrottle(SenderThrottle):
+    """The same sliding window, counted in Redis, so that a sender's messages count together whichever web
+    process takes them (a sorted set of arrival times per sender, expiring with the window). While Redis
+    cannot be reached, this process counts alone."""
+
+    def __init__(self, url: str, prefix: str, burst: int, window: float = 10.0) -> None:
+        import redis
+
+        super().__init__(burst, window)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._prefix = prefix
+
+    def count(self, sender: str) -> int:
+        now = time.time()
+        key = f"{self._prefix}:senders:{sender}"
+        try:
+            pipe = self._redis.pipeline()
+            pipe.zremrangebyscore(key, "-inf", now - self.window)
+            pipe.zadd(key, {uuid.uuid4().hex: now})
+            pipe.zcard(key)
+            pipe.pexpire(key, int(self.window * 1000) + 1000)
+            return int(pipe.execute()[2])
+        except self._errors as exc:
+            log.warning("sender counts are this process's own while Redis cannot be reached (%s)", exc)
+            return super().count(sender)
 
 
 class Inbox:

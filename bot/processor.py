@@ -35,8 +35,10 @@ class ConversationProcessor:
 
     def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4, max_attempts: int = 3,
                  retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), meter: Meter = NO_METER,
-                 holder: str | None = None, lease_seconds: float = 10.0, sweep_seconds: float = 2.0) -> None:
+                 holder: str | None = None, lease_seconds: float = 10.0, sweep_seconds: float = 2.0,
+                 quiet: SharedQuiet | None = None) -> None:
         self._store = store
+        self._shared_quiet = quiet
         self._holder = holder
         self._lease_seconds = lease_seconds
         self._sweep_seconds = sweep_seconds
@@ -172,7 +174,9 @@ class ConversationProcessor:
 
     def _flooding(self, conversation_id: str) -> bool:
         with self._lock:
-            return conversation_id in self._quiet
+            if conversation_id in self._quiet:
+                return True
+        return self._shared_quiet is not None and self._shared_quiet.held(conversation_id)
 
     def _quiet_over(self, conversation_id: str) -> None:
         with self._lock:
@@ -207,19 +211,48 @@ class ConversationProcessor:
 WORK_WAITING = "inbox"
 
 
+class SharedQuiet:
+    """Conversations whose sender floods, waiting for them to stop, as every process sees them: a Redis key
+    per conversation that each new message of the flood sets again and that expires once the sender has
+    been quiet long enough. If Redis cannot be reached, nobody waits: the bot answers rather than hangs."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._prefix = prefix
+
+    def hold(self, conversation_id: str, seconds: float) -> None:
+        try:
+            self._redis.set(f"{self._prefix}:quiet:{conversation_id}", 1, px=max(1, int(seconds * 1000)))
+        except self._errors as exc:
+            log.warning("a flood's quiet period cannot be kept in Redis (%s): its messages are answered", exc)
+
+    def held(self, conversation_id: str) -> bool:
+        try:
+            return bool(self._redis.exists(f"{self._prefix}:quiet:{conversation_id}"))
+        except self._errors:
+            return False
+
+
 class WorkerProcessors:
     """The processors of `switchboard worker` processes, as a web process sees them: a stored message is
     announced on the (shared) notifier, and whichever worker gets the conversation's lease answers it.
-    A worker that missed the announcement finds the message on its next sweep."""
+    A worker that missed the announcement finds the message on its next sweep. A flood's conversation is
+    held quiet in Redis (`quiet`) until its sender stops, then announced."""
 
-    def __init__(self, notifier: Notifier) -> None:
+    def __init__(self, notifier: Notifier, quiet: SharedQuiet | None = None) -> None:
         self._notifier = notifier
+        self._quiet = quiet
 
     def notify(self, conversation_id: str) -> None:
         self._notifier.publish(WORK_WAITING)
 
     def notify_after(self, conversation_id: str, seconds: float) -> None:
-        timer = threading.Timer(seconds, self._notifier.publish, (WORK_WAITING,))
+        if self._quiet is not None:
+            self._quiet.hold(conversation_id, seconds)
+        timer = threading.Timer(seconds + 0.05, self._notifier.publish, (WORK_WAITING,))
         timer.daemon = True
         timer.start()
 

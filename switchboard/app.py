@@ -37,7 +37,7 @@ from bot.errors import InvalidMessage, SwitchboardError, Unavailable
 from bot.forms import DEFAULT_ACTIONS
 from bot.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.handoff_policy import HandoffPolicy, load_handoff_policy
-from bot.inbox import Inbox, SenderThrottle
+from bot.inbox import Inbox, SenderThrottle, SharedSenderThrottle
 from bot.kb_decision import KbPolicy, LanguagePolicies, parse_language_policies
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
@@ -46,7 +46,7 @@ from bot.notifier import Notifier, SharedNotifier
 from bot.outcome import Outcome
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.privacy import RetentionWorker, load_privacy
-from bot.processor import ConversationProcessor, WorkerProcessors
+from bot.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
 from bot.responses import ResponseTemplates
 from bot.rules import Rulebook, load_rules
 from bot.stores import open_store
@@ -367,12 +367,17 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
     meter = PrometheusMeter()
     # A worker shares the store with other workers: it answers a conversation only while it holds its lease.
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}" if role == "worker" else None
+    # Floods are counted, and waited out, across the processes when they share a Redis.
+    quiet = SharedQuiet(settings.redis_url, settings.redis_prefix) if role != "all" else None
     processor: ConversationProcessor | WorkerProcessors = (
-        WorkerProcessors(notifier) if role == "web"
-        else ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter, holder=holder))
+        WorkerProcessors(notifier, quiet) if role == "web"
+        else ConversationProcessor(store, engine, threads=settings.processor_threads, meter=meter, holder=holder,
+                                   quiet=quiet))
+    throttle = (SharedSenderThrottle(settings.redis_url, settings.redis_prefix, settings.sender_burst)
+                if settings.redis_url else SenderThrottle(settings.sender_burst))
     privacy = load_privacy(settings.privacy_path)
     inbox = Inbox(store, processor, notifier, settings.max_text_length, privacy,
-                  SenderThrottle(settings.sender_burst), language_detector(settings), meter)
+                  throttle, language_detector(settings), meter)
     senders = push_senders(settings, store)
     telegram = TelegramClient(settings.telegram_token, settings.telegram_api_url) if settings.telegram_token else None
     if telegram is not None:

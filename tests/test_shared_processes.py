@@ -144,3 +144,28 @@ def test_web_and_worker_processes_need_redis(index_dir: Path, tmp_path: Path) ->
     for command in (["web"], ["worker"]):
         result = CliRunner().invoke(main, command, env=env)
         assert result.exit_code != 0 and "set SWITCHBOARD_REDIS_URL" in result.output, result.output
+
+
+def test_a_flood_is_counted_across_web_processes_and_answered_once_it_stops(store_url: str, prefix: str) -> None:
+    from bot.inbox import Inbox, SharedSenderThrottle
+    from bot.messages import InboundMessage
+    from bot.notifier import Notifier
+    from bot.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
+    from bot.stores import open_store
+    from tests.test_processor import RecordingEngine, wait_until_processed
+
+    stores = [open_store(store_url) for _ in range(3)]
+    webs = [Inbox(store, WorkerProcessors(Notifier(), SharedQuiet(REDIS, prefix)), Notifier(), 1000,
+                  throttle=SharedSenderThrottle(REDIS, prefix, burst=3, window=2.0)) for store in stores[:2]]
+    engine = RecordingEngine()
+    worker = ConversationProcessor(stores[2], engine, holder="worker", sweep_seconds=0.05,  # type: ignore[arg-type]
+                                   quiet=SharedQuiet(REDIS, prefix))
+    worker.start()
+    for n in range(8):  # one sender, its messages taken by both web processes in turn
+        webs[n % 2].accept(InboundMessage("web", "w-1", f"m{n}", f"message {n}"))
+    wait_until_processed(stores[2])
+    worker.stop()
+    # The first three are answered as they come; the flood after them only once it stopped, by its last message.
+    assert engine.seen == ["message 0", "message 1", "message 2", "message 7"]
+    for store in stores:
+        store.dispose()
