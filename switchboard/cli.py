@@ -6,11 +6,11 @@ import getpass
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -413,22 +413,34 @@ def agents() -> None:
     """Agent accounts: add, list, disable, reset passwords."""
 
 
-@contextmanager
-def _store() -> Iterator[ConversationStore]:
-    """The configured store, closed afterwards; errors become clear messages."""
-    from bot.stores import open_store
+class _Disposable(Protocol):
+    def dispose(self) -> None: ...
 
+
+Opened = TypeVar("Opened", bound=_Disposable)
+
+
+@contextmanager
+def _opened(opener: Callable[[str], Opened]) -> Iterator[Opened]:
+    """What `opener` makes of the configured store's URL, disposed of afterwards; errors become clear messages."""
     url = _settings().store_url
     try:
-        store = open_store(url)
+        opened = opener(url)
     except SwitchboardError as exc:
         raise click.ClickException(_store_error(exc, url)) from exc
     try:
-        yield store
+        yield opened
     except SwitchboardError as exc:
         raise click.ClickException(_store_error(exc, url)) from exc
     finally:
-        store.dispose()
+        opened.dispose()
+
+
+def _store() -> AbstractContextManager[ConversationStore]:
+    """The configured store (its schema checked)."""
+    from bot.stores import open_store
+
+    return _opened(open_store)
 
 
 def _store_error(exc: SwitchboardError, url: str) -> str:
@@ -440,22 +452,11 @@ def db() -> None:
     """The store's database: its schema version, and upgrading it to this release's."""
 
 
-@contextmanager
-def _database() -> Iterator[Database]:
-    """The configured store's database without checking its schema, closed afterwards."""
+def _database() -> AbstractContextManager[Database]:
+    """The configured store's database, its schema not checked."""
     from bot.stores.database import open_database
 
-    url = _settings().store_url
-    try:
-        database = open_database(url)
-    except SwitchboardError as exc:
-        raise click.ClickException(_store_error(exc, url)) from exc
-    try:
-        yield database
-    except SwitchboardError as exc:
-        raise click.ClickException(_store_error(exc, url)) from exc
-    finally:
-        database.dispose()
+    return _opened(open_database)
 
 
 @db.command("upgrade")
