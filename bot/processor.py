@@ -136,7 +136,8 @@ class ConversationProcessor:
             while (pending := self._store.next_pending(conversation_id)) is not None:
                 if pending.throttled and not pending.followed and self._flooding(conversation_id):
                     return False  # the flood goes on: its last message is answered once it stops
-                self._process(pending)
+                if not self._process(pending) and self._holder is not None:
+                    return True  # another processor took the conversation over: it answers from here
             return True
         finally:
             if self._holder is not None:
@@ -183,11 +184,11 @@ class ConversationProcessor:
             self._quiet.pop(conversation_id, None)
         self.notify(conversation_id)
 
-    def _process(self, pending: PendingMessage) -> None:
+    def _process(self, pending: PendingMessage) -> bool:
+        """Take one turn; False if it was not stored (taken already, or the lease was lost)."""
         if pending.throttled and pending.followed:
             # A flood: stored for agents to read, but the bot answers only the last message of it.
-            self._store.complete_turn(pending, Outcome(message_data={"skipped": "flood"}), self._holder)
-            return
+            return self._store.complete_turn(pending, Outcome(message_data={"skipped": "flood"}), self._holder)
         for attempt in range(1, self._max_attempts + 1):
             conversation = self._store.get_conversation(pending.conversation_id)
             try:
@@ -202,9 +203,11 @@ class ConversationProcessor:
         else:
             # The customer must not be left unanswered: a person takes over.
             outcome = self._engine.hand_off(conversation, "processing_error")
-        if self._store.complete_turn(pending, outcome, self._holder):
-            waited = (utcnow() - pending.received_at).total_seconds() if pending.received_at else None
-            self._meter.turn_done(pending.channel, outcome, waited)
+        if not self._store.complete_turn(pending, outcome, self._holder):
+            return False
+        waited = (utcnow() - pending.received_at).total_seconds() if pending.received_at else None
+        self._meter.turn_done(pending.channel, outcome, waited)
+        return True
 
 
 # The notifier key that tells worker processes a message is waiting (`switchboard web` publishes it).

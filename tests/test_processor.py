@@ -11,6 +11,7 @@ from bot.processor import ConversationProcessor
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
 from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
+from tests.servers import wait_for
 
 
 class RecordingEngine:
@@ -160,4 +161,27 @@ def test_a_dead_workers_conversation_is_taken_up_by_the_survivors_sweep(store_ur
     wait_until_processed(store)
     survivor.stop()
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["re: hello"]
+    store.dispose()
+
+
+def test_a_worker_that_lost_its_lease_mid_turn_stops_and_leaves_the_conversation(store_url: str) -> None:
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+
+    class TakenOverMidTurn(RecordingEngine):
+        def respond(self, conversation: Conversation, text: str, *args: object, **kwargs: object) -> Outcome:
+            # While this worker thinks, it is taken for dead and another one takes the conversation.
+            store.lease(conversation.conversation_id, "worker-a", -1)
+            assert store.lease(conversation.conversation_id, "worker-b", 30)
+            return super().respond(conversation, text)
+
+    engine = TakenOverMidTurn()
+    worker = ConversationProcessor(open_store(store_url), engine, holder="worker-a",  # type: ignore[arg-type]
+                                   sweep_seconds=60)
+    worker.notify(accepted.conversation_id)
+    wait_for(lambda: not worker._active)
+    worker.stop()
+    assert engine.seen == ["hello"]  # it thought once, and did not try again
+    assert store.next_pending(accepted.conversation_id) is not None  # its turn was not stored: worker-b answers
+    assert not store.lease(accepted.conversation_id, "worker-c", 30)  # worker-b still holds it
     store.dispose()
