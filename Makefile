@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The embedded store is brought to this release's schema first (a server refuses an older one).
 run: install
+	$(BIN)/switchboard db upgrade
 	$(BIN)/switchboard run
 
 test: install browser mailserver

@@ -260,7 +260,9 @@ class Version:
 
     @property
     def summary(self) -> str:
-        return (self.apply.__doc__ or "").strip().splitlines()[0]
+        """The first sentence of the version's docstring."""
+        text = " ".join((self.apply.__doc__ or "").split())
+        return text.split(". ", 1)[0].rstrip(".") + "."
 
 
 VERSIONS = (Version(1, _version_1), Version(2, _version_2), Version(3, _version_3))
