@@ -30,14 +30,17 @@ class ConversationProcessor:
     (`lease_seconds`, renewed every `sweep_seconds` while it works), and a turn whose lease another
     processor took over meanwhile is not stored. Every `sweep_seconds` each one also takes up the
     conversations with messages waiting that nobody holds: a dead processor's within
-    `lease_seconds` + `sweep_seconds`. Without a holder the processor is alone and takes no leases.
+    `lease_seconds` + `sweep_seconds`. A conversation taken over from dead workers `max_takeovers` times
+    in a row (a message that kills whoever answers it) has its next message handed to a person without
+    the bot's turn. Without a holder the processor is alone and takes no leases.
     """
 
     def __init__(self, store: ConversationStore, engine: Engine, threads: int = 4, max_attempts: int = 3,
                  retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), meter: Meter = NO_METER,
                  holder: str | None = None, lease_seconds: float = 10.0, sweep_seconds: float = 2.0,
-                 quiet: SharedQuiet | None = None) -> None:
+                 quiet: SharedQuiet | None = None, max_takeovers: int = 3) -> None:
         self._store = store
+        self._max_takeovers = max_takeovers
         self._shared_quiet = quiet
         self._holder = holder
         self._lease_seconds = lease_seconds
@@ -113,8 +116,10 @@ class ConversationProcessor:
     def _drain(self, conversation_id: str) -> None:
         while True:
             try:
-                if self._holder is None or self._store.lease(conversation_id, self._holder, self._lease_seconds):
-                    drained = self._turns(conversation_id)
+                takeovers = 0 if self._holder is None else \
+                    self._store.lease(conversation_id, self._holder, self._lease_seconds)
+                if takeovers is not None:
+                    drained = self._turns(conversation_id, poisoned=takeovers >= self._max_takeovers)
                     if self._holder is not None and drained and self._store.next_pending(conversation_id):
                         # Came in after the last look, while another processor's try for the lease met this one's.
                         with self._lock:
@@ -130,13 +135,23 @@ class ConversationProcessor:
                     return
                 self._again.discard(conversation_id)
 
-    def _turns(self, conversation_id: str) -> bool:
-        """Take the conversation's turns while it has messages; True if none is left waiting."""
+    def _turns(self, conversation_id: str, poisoned: bool = False) -> bool:
+        """Take the conversation's turns while it has messages; True if none is left waiting. `poisoned`: workers
+        died on the conversation again and again, so its next message goes to a person without the bot's turn."""
         try:
             while (pending := self._store.next_pending(conversation_id)) is not None:
                 if pending.throttled and not pending.followed and self._flooding(conversation_id):
                     return False  # the flood goes on: its last message is answered once it stops
-                if not self._process(pending) and self._holder is not None:
+                if poisoned:
+                    poisoned = False
+                    log.error("workers stopped %d times on conversation %s: its message %d goes to a person "
+                              "without the bot's turn", self._max_takeovers, conversation_id, pending.inbound_id)
+                    conversation = self._store.get_conversation(conversation_id)
+                    outcome = self._engine.hand_off(conversation, "processing_error")
+                    stored = self._store.complete_turn(pending, outcome, self._holder)
+                else:
+                    stored = self._process(pending)
+                if not stored and self._holder is not None:
                     return True  # another processor took the conversation over: it answers from here
             return True
         finally:

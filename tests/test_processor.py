@@ -133,14 +133,14 @@ def test_a_lease_taken_over_from_a_dead_worker_keeps_its_late_turn_out(store_url
     store = open_store(store_url)
     accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
     conversation_id = accepted.conversation_id
-    assert store.lease(conversation_id, "worker-a", 30)
-    assert not store.lease(conversation_id, "worker-b", 30)  # live: nobody else takes it
+    assert store.lease(conversation_id, "worker-a", 30) == 0  # taken from nobody
+    assert store.lease(conversation_id, "worker-b", 30) is None  # live: nobody else takes it
     assert store.conversations_with_pending(unleased=True) == []
     pending = store.next_pending(conversation_id)
     assert pending is not None
     store.lease(conversation_id, "worker-a", -1)  # worker-a stopped renewing: its lease ran out
     assert store.conversations_with_pending(unleased=True) == [conversation_id]
-    assert store.lease(conversation_id, "worker-b", 30)
+    assert store.lease(conversation_id, "worker-b", 30) == 1  # taken over once
     late = Outcome(replies=(Reply(conversation_id, "late answer", Author.BOT),))
     assert store.complete_turn(pending, late, holder="worker-a") is False  # worker-a woke up too late
     assert store.next_pending(conversation_id) is not None  # nothing was stored for it
@@ -172,7 +172,7 @@ def test_a_worker_that_lost_its_lease_mid_turn_stops_and_leaves_the_conversation
         def respond(self, conversation: Conversation, text: str, *args: object, **kwargs: object) -> Outcome:
             # While this worker thinks, it is taken for dead and another one takes the conversation.
             store.lease(conversation.conversation_id, "worker-a", -1)
-            assert store.lease(conversation.conversation_id, "worker-b", 30)
+            assert store.lease(conversation.conversation_id, "worker-b", 30) is not None
             return super().respond(conversation, text)
 
     engine = TakenOverMidTurn()
@@ -183,5 +183,26 @@ def test_a_worker_that_lost_its_lease_mid_turn_stops_and_leaves_the_conversation
     worker.stop()
     assert engine.seen == ["hello"]  # it thought once, and did not try again
     assert store.next_pending(accepted.conversation_id) is not None  # its turn was not stored: worker-b answers
-    assert not store.lease(accepted.conversation_id, "worker-c", 30)  # worker-b still holds it
+    assert store.lease(accepted.conversation_id, "worker-c", 30) is None  # worker-b still holds it
+    store.dispose()
+
+
+def test_a_message_that_kills_every_worker_goes_to_a_person_after_three_takeovers(store_url: str) -> None:
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "a message that crashes whoever answers it"))
+    store.accept(InboundMessage("web", "u1", "m2", "and one after it"))
+    for dead in ("worker-a", "worker-b", "worker-c"):  # each took the conversation and died on its message
+        store.lease(accepted.conversation_id, dead, -1)
+    engine = RecordingEngine()
+    worker = ConversationProcessor(open_store(store_url), engine, holder="worker-d",  # type: ignore[arg-type]
+                                   sweep_seconds=60)
+    worker.notify(accepted.conversation_id)
+    wait_until_processed(store)
+    worker.stop()
+    assert engine.seen == ["and one after it"]  # the bot never ran on the poisoned message
+    conversation = store.get_conversation(accepted.conversation_id)
+    assert conversation.status == "queued" and conversation.handoff_reason == "processing_error"
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["a person will help", "re: and one after it"]
+    # Released cleanly: the next worker starts counting from nothing.
+    assert store.lease(accepted.conversation_id, "worker-e", 30) == 0
     store.dispose()

@@ -283,20 +283,22 @@ class ConversationStore:
         ).fetchall()
         return [row["conversation_id"] for row in rows]
 
-    def lease(self, conversation_id: str, holder: str, seconds: float) -> bool:
-        """Take (or extend) the lease on a conversation for `seconds`: True if `holder` has it now, False if
-        another holder's lease is live. One worker answers a conversation at a time; a dead worker's lease
-        runs out and another takes the conversation over."""
+    def lease(self, conversation_id: str, holder: str, seconds: float) -> int | None:
+        """Take (or extend) the lease on a conversation for `seconds`. Returns None if another holder's lease
+        is live; else how many times the conversation was taken over from a holder whose lease ran out since
+        it was last released (a worker that died on it, or on one of its messages: 0 normally). One worker
+        answers a conversation at a time; a dead worker's lease runs out and another takes it over."""
         now = utcnow()
         with self._write() as db:
             row = db.execute(
                 "INSERT INTO conversation_leases (conversation_id, holder, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (conversation_id) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at "
+                "expires_at = excluded.expires_at, takeovers = conversation_leases.takeovers + "
+                "CASE WHEN conversation_leases.holder = excluded.holder THEN 0 ELSE 1 END "
                 "WHERE conversation_leases.holder = excluded.holder OR conversation_leases.expires_at < ? "
-                "RETURNING holder", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
-                                     now.isoformat())).fetchone()
-        return row is not None
+                "RETURNING takeovers", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
+                                        now.isoformat())).fetchone()
+        return None if row is None else int(row["takeovers"])
 
     def renew_leases(self, holder: str, seconds: float) -> int:
         """Extend every lease `holder` has (a worker's heartbeat); returns how many."""

@@ -248,7 +248,7 @@ def _version_3(db: Connection, database: Database) -> None:
     share a store: one answers a conversation at a time, and only replies a dead worker left mid-send are
     marked unknown."""
     db.execute("CREATE TABLE IF NOT EXISTS conversation_leases (conversation_id TEXT PRIMARY KEY, "
-               "holder TEXT NOT NULL, expires_at TEXT NOT NULL)")
+               "holder TEXT NOT NULL, expires_at TEXT NOT NULL, takeovers INTEGER NOT NULL DEFAULT 0)")
     if "claimed_at" not in database.columns(db, "outbox"):
         db.execute("ALTER TABLE outbox ADD COLUMN claimed_at TEXT")
 
