@@ -83,7 +83,8 @@ def _identity_key(channel: str, external_id: str) -> str:
 
 
 class ConversationStore:
-    """Conversations, transcripts, outbox, agents and web sessions in one SQLite file.
+    """Conversations, transcripts, outbox, agents and web sessions on one database (SQLite or PostgreSQL);
+    a Path means an SQLite file.
 
     `on_change` is called after each commit with the keys that changed: the identity
     a message came from or goes to (`channel:external_id`) and `conversations`.
