@@ -13,7 +13,7 @@ from collections.abc import Callable
 from bot.errors import InvalidMessage, MessageTooLarge
 from bot.language import LanguageDetector
 from bot.messages import Accepted, InboundMessage
-from bot.notifier import Notifier
+from bot.notifier import Notifier, connect_redis
 from bot.ports import NO_METER, ConversationStore, Meter
 from bot.privacy import PrivacyPolicy
 from bot.processor import ConversationProcessor, WorkerProcessors
@@ -70,11 +70,8 @@ class SharedSenderThrottle(SenderThrottle):
     cannot be reached, this process counts alone."""
 
     def __init__(self, url: str, prefix: str, burst: int, window: float = 10.0) -> None:
-        import redis
-
         super().__init__(burst, window)
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis, self._errors = connect_redis(url, timeout=2)
         self._prefix = prefix
 
     def count(self, sender: str) -> int:

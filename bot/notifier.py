@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,16 @@ class Notifier:
                 condition.notify_all()
 
 
+def connect_redis(url: str, timeout: float, **options: Any) -> tuple[Any, tuple[type[Exception], ...]]:
+    """A client of the deployment's Redis whose connections and commands give up after `timeout` seconds, and
+    the errors that mean Redis cannot be reached (its users carry on without it, each in its own way). redis is
+    imported here, on first use: a process without Redis never loads it (0.2 s of start-up)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, **options)
+    return client, (redis.RedisError, OSError)
+
+
 class SharedNotifier(Notifier):
     """A Notifier whose changes reach every process on the same Redis, over pub/sub: a reply stored by one
     process wakes the console and web-chat streams that another serves.
@@ -78,12 +89,8 @@ class SharedNotifier(Notifier):
     """
 
     def __init__(self, url: str, channel: str = "switchboard:changes", max_keys: int = 10_000) -> None:
-        import redis
-
         super().__init__(max_keys)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5,
-                                           health_check_interval=30)
+        self._redis, self._errors = connect_redis(url, timeout=5, health_check_interval=30)
         self._channel = channel
         self._origin = uuid.uuid4().hex
         self.connected = threading.Event()

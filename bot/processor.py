@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bot.engine import Engine
 from bot.errors import Unavailable
 from bot.messages import PendingMessage, utcnow
-from bot.notifier import Notifier
+from bot.notifier import Notifier, connect_redis
 from bot.outcome import Outcome
 from bot.ports import NO_METER, ConversationStore, Meter
 
@@ -235,10 +235,7 @@ class SharedQuiet:
     been quiet long enough. If Redis cannot be reached, nobody waits: the bot answers rather than hangs."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis, self._errors = connect_redis(url, timeout=2)
         self._prefix = prefix
 
     def hold(self, conversation_id: str, seconds: float) -> None:

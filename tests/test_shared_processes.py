@@ -4,7 +4,6 @@ Each test has channels and keys of its own on the machine's Redis; the restart t
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from flask import Flask
 
 from bot.notifier import SharedNotifier
 from switchboard.app import services_of
-from tests.servers import free_port, wait_for
+from tests.servers import RedisServer, wait_for
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -76,24 +75,14 @@ def test_a_change_in_one_process_wakes_the_streams_of_another(
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_streams_miss_nothing_while_redis_restarts(
         notifiers: Callable[..., SharedNotifier], tmp_path: Path) -> None:
-    port = free_port()
-
-    def start() -> subprocess.Popen[bytes]:
-        server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        wait_for(lambda: _pings(port))
-        return server
-
-    server = start()
-    url = f"redis://127.0.0.1:{port}/0"
-    first, second = notifiers(url, "changes"), notifiers(url, "changes")
+    server = RedisServer(tmp_path)
+    first, second = notifiers(server.url, "changes"), notifiers(server.url, "changes")
     thread, woke = waiting(second, "conversations")
     server.kill()
-    server.wait()
     wait_for(lambda: not second.connected.is_set())
     first.publish("conversations")  # Redis is down: it reaches no one else, and raises nothing
     assert not woke
-    server = start()
+    server.start()
     try:
         # Back on: the waiting stream is woken to read the state again, since it may have missed a change.
         thread.join(20)
@@ -105,14 +94,6 @@ def test_streams_miss_nothing_while_redis_restarts(
         assert woke
     finally:
         server.kill()
-        server.wait()
-
-
-def _pings(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
-    except redis.RedisError:
-        return False
 
 
 def test_two_processes_count_the_same_sign_in_attempts_and_wake_each_other(
