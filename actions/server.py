@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from bot.actions import ActionFailed, ActionRejected
+from bot.dialogue.actions import ActionFailed, ActionRejected
 
 log = logging.getLogger(__name__)
 

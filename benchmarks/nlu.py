@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.nlu import OUT_OF_SCOPE, IntentClassifier
-from bot.nlu_evaluation import NluReport, evaluate, nearest_neighbour_accuracy
-from bot.training_data import load_nlu
+from bot.dialogue.nlu import OUT_OF_SCOPE, IntentClassifier
+from bot.dialogue.nlu_evaluation import NluReport, evaluate, nearest_neighbour_accuracy
+from bot.dialogue.training_data import load_nlu
 from kb_index.encoder import DEFAULT_MODEL, load_encoder
 from kb_index.tuning import ContrastiveTuner
 

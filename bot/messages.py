@@ -132,7 +132,7 @@ class DialogueState:
     active_loop: str | None = None   # the action that asked the customer a question
     negative_streak: int = 0         # negative messages in a row
     latest_action: str | None = None  # the custom action that answered the previous message, if one did
-    # What was said and done, for rules and stories: [kind, name, active loop] (bot.rules.Happened), the latest
+    # What was said and done, for rules and stories: [kind, name, active loop] (bot.dialogue.rules.Happened), the latest
     # steps only.
     history: tuple[list[str | None], ...] = ()
 

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
-from bot.inbox import without_lone_surrogates
+from bot.pipeline.inbox import without_lone_surrogates
 
 # What a 503 asks a client to wait before trying again.
 RETRY_AFTER_SECONDS = 5

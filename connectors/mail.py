@@ -37,11 +37,11 @@ from flask import Blueprint, Response, abort, jsonify, request
 from imapclient import IMAPClient
 from mailparser_reply import EmailReplyParser
 
-from bot.delivery import DeliveryError
-from bot.email import SmtpEmailSender, mail_server
+from bot.customers.email import SmtpEmailSender, mail_server
+from bot.delivery.worker import DeliveryError
 from bot.errors import InvalidMessage, SwitchboardError
-from bot.inbox import Inbox
 from bot.messages import Author, Button, InboundMessage, OutboxEntry, Profile
+from bot.pipeline.inbox import Inbox
 from connectors.http import answer_errors_as_json, option_number
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from typing import Any
 import requests
 from flask import Blueprint, Response, abort, jsonify, request
 
-from bot.delivery import DeliveryError
+from bot.delivery.worker import DeliveryError
 from bot.errors import InvalidMessage
-from bot.inbox import Inbox
 from bot.messages import Author, Button, InboundMessage, OutboxEntry, Profile, utcnow
+from bot.pipeline.inbox import Inbox
 from connectors.http import answer_errors_as_json, json_object
 
 log = logging.getLogger(__name__)

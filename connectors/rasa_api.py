@@ -15,9 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from bot.entities import Entity
+from bot.dialogue.entities import Entity
+from bot.dialogue.nlu import IntentPrediction
 from bot.errors import NotAllowed, NotAuthenticated, NotFound
-from bot.nlu import IntentPrediction
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
 
 Parse = Callable[[str], tuple[IntentPrediction, list[Entity], str | None]]

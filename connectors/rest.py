@@ -24,8 +24,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from bot.errors import InvalidMessage, NotAllowed, NotAuthenticated, NotFound
-from bot.inbox import Inbox
 from bot.messages import Author, InboundMessage
+from bot.pipeline.inbox import Inbox
 from bot.ports import ConversationStore
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
 

@@ -22,10 +22,10 @@ from flask import Blueprint, Response, abort, jsonify, request
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from bot.delivery import DeliveryError
+from bot.delivery.worker import DeliveryError
 from bot.errors import InvalidMessage
-from bot.inbox import Inbox
 from bot.messages import Button, InboundMessage, OutboxEntry, Profile
+from bot.pipeline.inbox import Inbox
 from connectors.http import answer_errors_as_json, json_object, option_number
 
 log = logging.getLogger(__name__)

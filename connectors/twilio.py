@@ -23,10 +23,10 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.delivery import DeliveryError
+from bot.delivery.worker import DeliveryError
 from bot.errors import InvalidMessage
-from bot.inbox import Inbox
 from bot.messages import Button, InboundMessage, OutboxEntry, Profile, utcnow
+from bot.pipeline.inbox import Inbox
 from connectors.http import answer_errors_as_json, option_number
 
 log = logging.getLogger(__name__)

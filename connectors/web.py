@@ -13,13 +13,13 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
 
-from bot.codes import CODE_LIFETIME
-from bot.domain import load_yaml
-from bot.email import EmailSender
+from bot.customers.codes import CODE_LIFETIME
+from bot.customers.email import EmailSender
+from bot.dialogue.domain import load_yaml
 from bot.errors import InvalidMessage, NotAuthenticated, SwitchboardError
-from bot.inbox import Inbox
 from bot.messages import Author, Button, Event, EventKind, InboundMessage, Profile, utcnow
 from bot.notifier import Notifier
+from bot.pipeline.inbox import Inbox
 from bot.ports import AgentStore, ConversationStore, WebSessionStore
 from connectors.http import answer_errors_as_json, bearer_token, count, field, json_object, optional_field
 from connectors.streams import StreamSlots, event_stream_response

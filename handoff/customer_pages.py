@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot.codes import quoted_reference
+from bot.customers.codes import quoted_reference
 from bot.errors import SwitchboardError
 from bot.messages import Customer
 from bot.ports import AgentStore

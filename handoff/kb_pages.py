@@ -11,8 +11,8 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from markdown_it import MarkdownIt
 from werkzeug.wrappers import Response
 
+from bot.analytics.gaps import GapCluster, gap_key
 from bot.errors import Conflict, NotFound, SwitchboardError
-from bot.gaps import GapCluster, gap_key
 from bot.outcome import Outcome
 from bot.ports import AgentStore
 from handoff.auth import require_agent

@@ -1,5 +1,5 @@
 """The console's reports for managers and admins: the period's figures with charts, the conversations
-behind each number, and a CSV export. The figures are bot.reports's, the same as `switchboard report`."""
+behind each number, and a CSV export. The figures are bot.analytics.reports's, the same as `switchboard report`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot.errors import SwitchboardError
-from bot.messages import Conversation
-from bot.ports import AgentStore
-from bot.reports import (
+from bot.analytics.reports import (
     FIGURES,
     Report,
     ReportOptions,
@@ -25,6 +22,9 @@ from bot.reports import (
     duration_text,
     report_rows,
 )
+from bot.errors import SwitchboardError
+from bot.messages import Conversation
+from bot.ports import AgentStore
 from handoff.auth import require_agent
 from handoff.charts import Chart, Column, bar_chart
 

@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from bot.nlu import OUT_OF_SCOPE
+from bot.dialogue.nlu import OUT_OF_SCOPE
+from bot.dialogue.training_data import Example
 from bot.ports import Encoder
-from bot.training_data import Example
 from kb_index.encoder import (
     OnnxEncoder,
     RecentVectors,

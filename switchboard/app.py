@@ -26,32 +26,32 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from actions.server import HttpActionServer, InProcessActionServer
-from bot.actions import ActionServer, tracker_state
-from bot.capabilities import CAPABILITIES
-from bot.delivery import DeliveryWorker, Sender
-from bot.domain import Warn, load_domain
-from bot.email import SmtpEmailSender, email_sender
-from bot.engine import DialogueModel, Engine, EnginePolicy
-from bot.entities import EntityExtractor
+from bot.analytics.gaps import GapCluster, cluster_gaps, collect_gaps
+from bot.customers.email import SmtpEmailSender, email_sender
+from bot.customers.privacy import RetentionWorker, load_privacy
+from bot.delivery.capabilities import CAPABILITIES
+from bot.delivery.worker import DeliveryWorker, Sender
+from bot.dialogue.actions import ActionServer, tracker_state
+from bot.dialogue.domain import Warn, load_domain
+from bot.dialogue.engine import DialogueModel, Engine, EnginePolicy
+from bot.dialogue.entities import EntityExtractor
+from bot.dialogue.forms import DEFAULT_ACTIONS
+from bot.dialogue.handoff_policy import HandoffPolicy, load_handoff_policy
+from bot.dialogue.kb_decision import KbPolicy, LanguagePolicies, parse_language_policies
+from bot.dialogue.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
+from bot.dialogue.responses import ResponseTemplates
+from bot.dialogue.rules import Rulebook, load_rules
+from bot.dialogue.training_data import Example, NluData, load_nlu
 from bot.errors import InvalidMessage, SwitchboardError, Unavailable
-from bot.forms import DEFAULT_ACTIONS
-from bot.gaps import GapCluster, cluster_gaps, collect_gaps
-from bot.handoff_policy import HandoffPolicy, load_handoff_policy
-from bot.inbox import Inbox, SenderThrottle, SharedSenderThrottle
-from bot.kb_decision import KbPolicy, LanguagePolicies, parse_language_policies
 from bot.language import LanguageDetector, is_english
 from bot.messages import Button, utcnow
-from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
 from bot.notifier import Notifier, SharedNotifier
 from bot.outcome import Outcome
+from bot.pipeline.inbox import Inbox, SenderThrottle, SharedSenderThrottle
+from bot.pipeline.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
 from bot.ports import DialogueMemory, Encoder, Retriever
-from bot.privacy import RetentionWorker, load_privacy
-from bot.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
-from bot.responses import ResponseTemplates
-from bot.rules import Rulebook, load_rules
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
-from bot.training_data import Example, NluData, load_nlu
 from connectors.http import RETRY_AFTER_SECONDS, error_response, json_object
 from connectors.mail import CHANNEL as MAIL_CHANNEL
 from connectors.mail import ImapReader, MailSender, addresses, create_mail_blueprint

@@ -18,8 +18,8 @@ from bot.errors import SwitchboardError, Unavailable
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.analytics.reports import Csat, Report, Times
     from bot.messages import Customer
-    from bot.reports import Csat, Report, Times
     from bot.stores.conversations import ConversationStore
     from bot.stores.database import Database
     from handoff.agents import AgentDirectory
@@ -196,7 +196,7 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     import dataclasses
     import json
 
-    from bot.kb_decision import KbAction, policy_spec
+    from bot.dialogue.kb_decision import KbAction, policy_spec
     from kb_index.encoder import load_encoder
     from kb_index.evaluation import (
         calibrate,
@@ -337,9 +337,9 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     import json
     import time
 
-    from bot.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
-    from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
-    from bot.training_data import load_nlu
+    from bot.dialogue.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
+    from bot.dialogue.nlu_evaluation import evaluate, nearest_neighbour_accuracy
+    from bot.dialogue.training_data import load_nlu
     from kb_index.encoder import ProgressEncoder, load_encoder
     from kb_index.multilingual import load_multilingual
     from switchboard.app import intent_tuner
@@ -643,7 +643,7 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
     import json
     from dataclasses import asdict
 
-    from bot.gaps import cluster_gaps, collect_gaps
+    from bot.analytics.gaps import cluster_gaps, collect_gaps
     from bot.stores import open_store
     from kb_index.encoder import load_encoder
     from switchboard.app import multilingual_model
@@ -833,7 +833,7 @@ def retention_run(days: int | None) -> None:
     """Blank the transcripts of conversations closed longer ago than the retention period."""
     from datetime import timedelta
 
-    from bot.privacy import load_privacy
+    from bot.customers.privacy import load_privacy
 
     settings = _settings()
     try:
@@ -867,8 +867,8 @@ def report(first: datetime | None, last: datetime | None, channel: str | None, a
     import csv
     import json
 
-    from bot.handoff_policy import load_handoff_policy
-    from bot.reports import build_report, report_rows
+    from bot.analytics.reports import build_report, report_rows
+    from bot.dialogue.handoff_policy import load_handoff_policy
     from switchboard.reports import report_options
 
     if as_json and as_csv:
@@ -904,7 +904,7 @@ def report(first: datetime | None, last: datetime | None, channel: str | None, a
 
 
 def _report_text(report: Report, names: dict[str, str]) -> str:
-    from bot.reports import duration_text as took
+    from bot.analytics.reports import duration_text as took
 
     def rate(value: float | None) -> str:
         return "-" if value is None else f"{value:.0%}"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.domain import load_yaml
+from bot.dialogue.domain import load_yaml
 from bot.errors import SwitchboardError
 
 log = logging.getLogger(__name__)

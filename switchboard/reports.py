@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.analytics.reports import ReportOptions
+from bot.dialogue.handoff_policy import BusinessHours
 from bot.errors import SwitchboardError
-from bot.handoff_policy import BusinessHours
-from bot.reports import ReportOptions
 from switchboard.settings import Settings
 
 DEFAULT_DAYS = 7  # a report without dates covers the last seven days, today included

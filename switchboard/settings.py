@@ -56,7 +56,7 @@ class Settings:
     kb_choice_score: float = 0.55    # articles at least this good may be offered as choices
     kb_choice_window: float = 0.10   # ... when within this of the best
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
-    # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/kb_decision.py).
+    # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).
     kb_other_languages: str = ""
     # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
     # the customer's question at first contact if they start no new conversation within so many days; days and

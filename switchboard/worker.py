@@ -12,7 +12,7 @@ import signal
 import threading
 
 from bot.errors import Unavailable
-from bot.processor import WORK_WAITING, ConversationProcessor
+from bot.pipeline.processor import WORK_WAITING, ConversationProcessor
 from switchboard.app import build_services, start_work
 from switchboard.settings import Settings
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.engine import Engine
+from bot.dialogue.engine import Engine
 from bot.messages import Conversation, Event, EventKind, InboundMessage, Profile
 from bot.outcome import Outcome
 from bot.stores.conversations import OPEN_STATUSES, ConversationStore

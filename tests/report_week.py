@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot.analytics.reports import ReportOptions
 from bot.messages import Author, EventKind, InboundMessage, Reply
 from bot.outcome import Outcome
-from bot.reports import ReportOptions
 from bot.stores.conversations import ConversationStore
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)

@@ -218,7 +218,7 @@ def test_a_failing_action_server_gets_the_customer_a_polite_fallback_and_is_logg
         make_chat: Callable[..., RecordingChannel], stub_server: Callable[..., str], caplog: pytest.LogCaptureFixture,
         behaviour: dict[str, object], logged: str) -> None:
     chat = make_chat(action_endpoint=stub_server(**behaviour), action_timeout=0.3)
-    with caplog.at_level(logging.WARNING, logger="bot.engine"):
+    with caplog.at_level(logging.WARNING, logger="bot.dialogue.engine"):
         assert chat.say("where is my order") == [POLITE]
     conversation = chat.conversation()
     failure = [r.getMessage() for r in caplog.records if conversation.conversation_id in r.getMessage()]
@@ -239,7 +239,7 @@ def test_an_action_that_raises_in_process_is_a_polite_fallback(
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SWITCHBOARD_ORDERS_FILE", str(tmp_path / "missing.csv"))
     chat = make_chat()
-    with caplog.at_level(logging.WARNING, logger="bot.engine"):
+    with caplog.at_level(logging.WARNING, logger="bot.dialogue.engine"):
         assert chat.say("where is order PO-2610427") == [POLITE]
     assert "raised FileNotFoundError" in caplog.text
 

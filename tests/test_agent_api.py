@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bot.csat import Rating, read_rating
+from bot.analytics.csat import Rating, read_rating
 from bot.messages import ConversationStatus, utcnow
 from switchboard.app import services_of
 from tests.conftest import WebChat

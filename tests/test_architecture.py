@@ -44,3 +44,31 @@ def test_only_settings_reads_the_environment() -> None:
         and path != ROOT / "switchboard" / "settings.py"
     ]
     assert readers == []
+
+
+# bot/'s rooms, top floor first: a room imports the core and the rooms below it, never above or beside.
+FLOORS = [["pipeline"], ["dialogue"], ["stores", "delivery"], ["customers", "analytics"]]
+CORE = {"messages", "errors", "outcome", "ports", "notifier", "language"}
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_bot_rooms_import_only_the_core_and_rooms_below() -> None:
+    floor_of = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
+    rooms = {path.name for path in (ROOT / "bot").iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert rooms == set(floor_of)
+    offenders = []
+    for path in (ROOT / "bot").rglob("*.py"):
+        relative = path.relative_to(ROOT / "bot")
+        here = relative.parts[0] if len(relative.parts) > 1 else "core"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bot."):
+                there = room_of(node.module)
+                if there in CORE or there == here:
+                    continue
+                if here == "core" or floor_of[there] <= floor_of[here]:
+                    offenders.append(f"{relative} imports {node.module}")
+    assert offenders == []

@@ -148,7 +148,7 @@ def test_a_web_chat_customer_verifies_their_email_and_is_linked(
     expect = sync_api.expect
     store = services_of(app).store
     known, _ = store.import_customer({"email": "ana@example.com", "phone": "+4915100000001", "name": "Ana"})
-    caplog.set_level(logging.WARNING, logger="bot.email")
+    caplog.set_level(logging.WARNING, logger="bot.customers.email")
     page = browser.new_context().new_page()
     page.goto(f"{live}/")
     page.fill("#sb-text", "hello")

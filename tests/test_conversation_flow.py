@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from flask import Flask
 
-from bot.gaps import collect_gaps
+from bot.analytics.gaps import collect_gaps
 from bot.messages import ConversationStatus, EventKind
 from bot.ports import Encoder
 from kb_index.snapshot import build_snapshot

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.capabilities import CAPABILITIES, ButtonStyle, Capabilities, fit_reply, sms_segments
-from bot.delivery import DeliveryWorker, RetryPolicy
+from bot.delivery.capabilities import CAPABILITIES, ButtonStyle, Capabilities, fit_reply, sms_segments
+from bot.delivery.worker import DeliveryWorker, RetryPolicy
 from bot.messages import Author, Button, InboundMessage, Reply
 from bot.notifier import Notifier
 from bot.outcome import Outcome

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bot.email import SmtpEmailSender, email_sender
+from bot.customers.email import SmtpEmailSender, email_sender
 from bot.errors import SwitchboardError, Unavailable
 from bot.messages import InboundMessage, Profile
 from switchboard.app import services_of
@@ -39,7 +39,7 @@ def test_a_verified_email_links_the_chat_to_the_customer_with_that_address(
                                                  profile=Profile("Ana")))
     customer.say("hi, I wrote by SMS before")
 
-    caplog.set_level(logging.WARNING, logger="bot.email")
+    caplog.set_level(logging.WARNING, logger="bot.customers.email")
     sent = customer.client.post("/api/web/email", headers=customer.auth, json={"email": "Ana@Example.com "})
     assert sent.status_code == 202 and sent.get_json()["expires_in"] == 600
     code = emailed_code(caplog)
@@ -58,7 +58,7 @@ def test_a_verified_email_links_the_chat_to_the_customer_with_that_address(
 
 def test_an_unknown_address_is_verified_and_kept(app: Flask, client: FlaskClient,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.email")
+    caplog.set_level(logging.WARNING, logger="bot.customers.email")
     chat = WebChat(app, client)  # no message yet: verifying comes first
     assert chat.client.post("/api/web/email", headers=chat.auth, json={"email": "new@example.com"}).status_code == 202
     result = chat.client.post("/api/web/email/verify", headers=chat.auth, json={"code": emailed_code(caplog)})

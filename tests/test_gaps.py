@@ -8,7 +8,7 @@ from typing import Any
 from click.testing import CliRunner
 from flask import Flask
 
-from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
+from bot.analytics.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, GapQuestion, cluster_gaps, gap_questions
 from bot.messages import Author, Event, EventKind, utcnow
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel

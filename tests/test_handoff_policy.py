@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.dialogue.handoff_policy import load_handoff_policy
 from bot.errors import SwitchboardError
-from bot.handoff_policy import load_handoff_policy
 from bot.messages import ConversationStatus
 from tests.conftest import OPEN_HOURS, ROOT
 from tests.dialogue import RecordingChannel

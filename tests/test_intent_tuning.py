@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bot.dialogue.nlu import IntentClassifier
+from bot.dialogue.training_data import Example
 from bot.errors import SwitchboardError
-from bot.nlu import IntentClassifier
 from bot.ports import Encoder
-from bot.training_data import Example
 from kb_index.encoder import DEFAULT_MODEL
 from kb_index.tuning import ContrastiveTuner, TuningOptions, _supervised_contrastive
 from switchboard.app import intent_tuner

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from bot.dialogue.nlu_evaluation import evaluate
+from bot.dialogue.training_data import load_nlu
 from bot.messages import EventKind
-from bot.nlu_evaluation import evaluate
-from bot.training_data import load_nlu
 from switchboard.app import other_languages_classifier
 from switchboard.settings import Settings
 from tests.conftest import ROOT

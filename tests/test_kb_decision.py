@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from bot.analytics.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, gap_questions
+from bot.dialogue.kb_decision import OTHER_LANGUAGES, KbAction, KbPolicy, decide, parse_language_policies, policy_spec
 from bot.errors import SwitchboardError
-from bot.gaps import ANSWERED_WRONGLY, NOT_ANSWERED, gap_questions
-from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbPolicy, decide, parse_language_policies, policy_spec
 from bot.messages import ConversationStatus, Event, EventKind, Passage
 from switchboard.app import services_of
 from tests.conftest import WebChat

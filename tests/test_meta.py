@@ -18,8 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from bot.capabilities import CAPABILITIES, fit_reply
-from bot.delivery import DeliveryError
+from bot.delivery.capabilities import CAPABILITIES, fit_reply
+from bot.delivery.worker import DeliveryError
 from bot.messages import Author, Button, ConversationStatus, OutboxEntry, utcnow
 from connectors.meta import GraphClient, MetaSender
 from switchboard.app import services_of

@@ -15,9 +15,9 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.delivery import DeliveryWorker, RetryPolicy
+from bot.analytics.reports import build_report
+from bot.delivery.worker import DeliveryWorker, RetryPolicy
 from bot.notifier import Notifier
-from bot.reports import build_report
 from bot.stores.conversations import ConversationStore
 from connectors.twilio import TwilioSender, twilio_client
 from switchboard.app import services_of

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from bot.engine import EnginePolicy
+from bot.dialogue.engine import EnginePolicy
+from bot.dialogue.kb_decision import OTHER_LANGUAGES
 from bot.errors import SwitchboardError
-from bot.kb_decision import OTHER_LANGUAGES
 from bot.language import LanguageDetector
 from bot.messages import EventKind
 from bot.ports import Encoder

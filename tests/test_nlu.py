@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bot.dialogue.nlu import FALLBACK, IntentClassifier, IntentPrediction
+from bot.dialogue.nlu_evaluation import evaluate, nearest_neighbour_accuracy
+from bot.dialogue.training_data import Example, load_nlu
 from bot.errors import SwitchboardError
-from bot.nlu import FALLBACK, IntentClassifier, IntentPrediction
-from bot.nlu_evaluation import evaluate, nearest_neighbour_accuracy
 from bot.ports import Encoder
-from bot.training_data import Example, load_nlu
 from switchboard.cli import main
 from tests.conftest import ROOT
 

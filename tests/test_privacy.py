@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from bot.customers.privacy import PrivacyPolicy, RetentionWorker, load_privacy, luhn_valid
 from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, EventKind, InboundMessage, Profile
-from bot.privacy import PrivacyPolicy, RetentionWorker, load_privacy, luhn_valid
 from bot.stores.conversations import OPEN_STATUSES, ConversationStore
 from switchboard.app import services_of
 from tests.conftest import (

@@ -7,7 +7,7 @@ import time
 
 from bot.messages import Author, Conversation, InboundMessage, Reply
 from bot.outcome import Outcome
-from bot.processor import ConversationProcessor
+from bot.pipeline.processor import ConversationProcessor
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
 from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain import load_domain
-from bot.entities import EntityExtractor
+from bot.dialogue.domain import load_domain
+from bot.dialogue.entities import EntityExtractor
+from bot.dialogue.forms import Form
+from bot.dialogue.responses import ResponseTemplates
+from bot.dialogue.rules import Happened, load_rules
+from bot.dialogue.training_data import load_nlu
 from bot.errors import SwitchboardError
-from bot.forms import Form
-from bot.responses import ResponseTemplates
-from bot.rules import Happened, load_rules
-from bot.training_data import load_nlu
 from switchboard.app import load_dialogue
 from tests.conftest import ROOT, test_settings
 from tests.dialogue import RecordingChannel
@@ -331,7 +331,7 @@ def test_a_domain_without_switchboards_responses_gets_them(tmp_path: Path) -> No
     # Its own definitions win; and the shipped words name no shop.
     shop = load_domain(ROOT / "data" / "domain.yml")
     assert "Puffin Outdoor" in ResponseTemplates(shop.responses).render("utter_csat")[0]
-    assert "Puffin" not in (ROOT / "bot" / "platform_responses.yml").read_text(encoding="utf-8")
+    assert "Puffin" not in (ROOT / "bot" / "dialogue" / "platform_responses.yml").read_text(encoding="utf-8")
 
 
 def test_entity_roles_fill_the_slots_that_ask_for_them(tmp_path: Path,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from bot.domain import load_domain
+from bot.dialogue.domain import load_domain
 from bot.errors import SwitchboardError
 from bot.messages import ConversationStatus, EventKind
 from handoff.assist import load_canned

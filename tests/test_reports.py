@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from bot.gaps import gap_key
-from bot.handoff_policy import BusinessHours
-from bot.reports import ReportOptions, Times, build_report
+from bot.analytics.gaps import gap_key
+from bot.analytics.reports import ReportOptions, Times, build_report
+from bot.dialogue.handoff_policy import BusinessHours
 from bot.stores import conversations as store_module
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore

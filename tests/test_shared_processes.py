@@ -128,10 +128,10 @@ def test_web_and_worker_processes_need_redis(index_dir: Path, tmp_path: Path) ->
 
 
 def test_a_flood_is_counted_across_web_processes_and_answered_once_it_stops(store_url: str, prefix: str) -> None:
-    from bot.inbox import Inbox, SharedSenderThrottle
     from bot.messages import InboundMessage
     from bot.notifier import Notifier
-    from bot.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
+    from bot.pipeline.inbox import Inbox, SharedSenderThrottle
+    from bot.pipeline.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
     from bot.stores import open_store
     from tests.test_processor import RecordingEngine, wait_until_processed
 

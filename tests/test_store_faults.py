@@ -19,8 +19,8 @@ from flask import Flask
 
 from bot.errors import Unavailable
 from bot.messages import EventKind, InboundMessage
+from bot.pipeline.processor import ConversationProcessor
 from bot.ports import Encoder
-from bot.processor import ConversationProcessor
 from bot.stores.conversations import ConversationStore
 from kb_index.retriever import HybridRetriever
 from switchboard.app import build_engine

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from bot.delivery import DeliveryWorker
+from bot.delivery.worker import DeliveryWorker
 from bot.errors import SwitchboardError
 from bot.messages import Author, Button, ConversationStatus, EventKind, InboundMessage, Reply
 from bot.notifier import Notifier

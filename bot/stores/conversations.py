@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.codes import link_command, new_reference
-from bot.csat import CSAT_WINDOW, read_rating
+from bot.analytics.csat import CSAT_WINDOW, read_rating
+from bot.analytics.reports import ConversationFacts
+from bot.customers.codes import link_command, new_reference
 from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests
 from bot.messages import (
     Accepted,
@@ -39,7 +40,6 @@ from bot.messages import (
     utcnow,
 )
 from bot.outcome import Outcome, ReferenceNotice
-from bot.reports import ConversationFacts
 from bot.stores import report_rollups, schema
 from bot.stores.customers import (
     EMAIL_CODES_PER_CLIENT,

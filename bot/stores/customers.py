@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.codes import CODE_LIFETIME
+from bot.customers.codes import CODE_LIFETIME
 from bot.errors import Conflict, NotAllowed, NotFound
 from bot.messages import Author, Customer, EventKind
 from bot.stores.database import Connection, Row

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-from bot.gaps import gap_key, gap_questions
+from bot.analytics.gaps import gap_key, gap_questions
+from bot.analytics.reports import ConversationFacts, facts_from, facts_of_record, facts_record
 from bot.messages import Event, EventKind
-from bot.reports import ConversationFacts, facts_from, facts_of_record, facts_record
 from bot.stores.database import Connection, Row
 
 SCHEMA = """
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS report_conversations (
     started_at       TEXT NOT NULL,
     channel          TEXT NOT NULL,
     closed_at        TEXT,
-    facts            TEXT NOT NULL           -- JSON: bot.reports.ConversationFacts
+    facts            TEXT NOT NULL           -- JSON: bot.analytics.reports.ConversationFacts
 );
 CREATE INDEX IF NOT EXISTS report_conversations_by_start ON report_conversations(started_at, channel);
 -- Customer messages and replies that could not be delivered, by UTC hour ('2026-12-03T21') and channel.
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS report_hours (
     failed_deliveries  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, channel)
 );
--- Each conversation's unanswered questions (bot.gaps), by the hash editors handle them by. The only words
+-- Each conversation's unanswered questions (bot.analytics.gaps), by the hash editors handle them by. The only words
 -- kept here: they go when the transcript is purged or erased.
 CREATE TABLE IF NOT EXISTS report_gaps (
     conversation_id  TEXT NOT NULL,

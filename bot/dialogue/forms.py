@@ -3,7 +3,7 @@
 Slot mappings apply to every message, as Rasa's `action_extract_slots` does: a mapping with `conditions`
 only while one of them holds (this form active, and this slot requested where one is named), with
 `intent` / `not_intent` filters, and never for an intent the active form ignores. `from_trigger_intent`
-applies to the message that activates its form. The engine runs the form itself (`bot/engine.py`):
+applies to the message that activates its form. The engine runs the form itself (`bot/dialogue/engine.py`):
 it validates what was extracted (through `validate_<form>` where the domain lists one), asks for the
 first required slot still empty, and deactivates once none is.
 """
@@ -75,7 +75,7 @@ class SlotMapping:
 
 
 class Found(Protocol):
-    """An entity as slot mappings see it (bot.entities.Entity is one)."""
+    """An entity as slot mappings see it (bot.dialogue.entities.Entity is one)."""
 
     @property
     def entity(self) -> str: ...

@@ -2,7 +2,7 @@
 
 In order: the handoff policy's triggers (an explicit request, a keyword, a sensitive
 intent, negative sentiment), the active form or the action that asked the customer a
-question, the rules and then the stories (bot/rules.py), an intent's own response, the
+question, the rules and then the stories (bot/dialogue/rules.py), an intent's own response, the
 knowledge base, and last the fallback, which hands off when it repeats.
 """
 
@@ -16,14 +16,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.actions import ActionFailed, ActionRejected, ActionResult, ActionServer, TurnInput, build_call, read_reply
-from bot.capabilities import CAPABILITIES
-from bot.codes import new_link_code, quoted_reference
-from bot.domain import Domain
-from bot.entities import Entity, EntityExtractor
-from bot.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, extract_slots
-from bot.handoff_policy import HandoffPolicy
-from bot.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.customers.codes import new_link_code, quoted_reference
+from bot.delivery.capabilities import CAPABILITIES
+from bot.dialogue.actions import (
+    ActionFailed,
+    ActionRejected,
+    ActionResult,
+    ActionServer,
+    TurnInput,
+    build_call,
+    read_reply,
+)
+from bot.dialogue.domain import Domain
+from bot.dialogue.entities import Entity, EntityExtractor
+from bot.dialogue.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, extract_slots
+from bot.dialogue.handoff_policy import HandoffPolicy
+from bot.dialogue.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.dialogue.nlu import IntentClassifier, IntentPrediction
+from bot.dialogue.responses import ResponseTemplates
+from bot.dialogue.rules import Happened, Rulebook
+from bot.dialogue.sentiment import LexiconSentiment
 from bot.language import LanguageDetector, is_english
 from bot.messages import (
     PRESENCE_MINUTES,
@@ -38,12 +50,8 @@ from bot.messages import (
     Reply,
     utcnow,
 )
-from bot.nlu import IntentClassifier, IntentPrediction
 from bot.outcome import Outcome, ReferenceNotice
 from bot.ports import DialogueMemory, Encoder, Retriever
-from bot.responses import ResponseTemplates
-from bot.rules import Happened, Rulebook
-from bot.sentiment import LexiconSentiment
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.training_data import WORD_BEFORE, NluData
+from bot.dialogue.training_data import WORD_BEFORE, NluData
 
 
 @dataclass(frozen=True)

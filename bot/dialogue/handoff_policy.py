@@ -23,7 +23,7 @@ import holidays
 from babel import Locale
 from babel.dates import format_datetime
 
-from bot.domain import Warn, load_yaml
+from bot.dialogue.domain import Warn, load_yaml
 from bot.errors import SwitchboardError
 from bot.language import written_without_spaces
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.domain import DATA_KEYS, Warn, load_yaml_files
+from bot.dialogue.domain import DATA_KEYS, Warn, load_yaml_files
+from bot.dialogue.forms import LISTEN
 from bot.errors import SwitchboardError
-from bot.forms import LISTEN
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
-from bot.nlu import FALLBACK, OUT_OF_SCOPE, IntentPrediction
-from bot.training_data import Example
+from bot.dialogue.nlu import FALLBACK, OUT_OF_SCOPE, IntentPrediction
+from bot.dialogue.training_data import Example
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.domain import DATA_KEYS, Warn, load_yaml_files, read_responses
+from bot.dialogue.domain import DATA_KEYS, Warn, load_yaml_files, read_responses
 from bot.errors import SwitchboardError
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from bot.dialogue.training_data import Example
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from bot.training_data import Example
 
 log = logging.getLogger(__name__)
 

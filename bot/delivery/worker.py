@@ -1,6 +1,6 @@
 """The delivery worker: drains the outbox to the push channels (SMS, WhatsApp, Telegram).
 
-Each reply is fitted to its channel (`bot.capabilities.fit_reply`) and sent part by part;
+Each reply is fitted to its channel (`bot.delivery.capabilities.fit_reply`) and sent part by part;
 each part's provider id is recorded as soon as the provider has it, so a retry continues
 after the last part that went out. Transient failures (5xx, timeouts, rate limits) are
 retried with exponential backoff and jitter, or after the provider's `retry_after`;
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.capabilities import CAPABILITIES, fit_reply
+from bot.delivery.capabilities import CAPABILITIES, fit_reply
 from bot.errors import SwitchboardError
 from bot.messages import Button, OutboxEntry, utcnow
 from bot.notifier import Notifier

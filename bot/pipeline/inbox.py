@@ -10,13 +10,13 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from bot.customers.privacy import PrivacyPolicy
 from bot.errors import InvalidMessage, MessageTooLarge
 from bot.language import LanguageDetector
 from bot.messages import Accepted, InboundMessage
 from bot.notifier import Notifier, connect_redis
+from bot.pipeline.processor import ConversationProcessor, WorkerProcessors
 from bot.ports import NO_METER, ConversationStore, Meter
-from bot.privacy import PrivacyPolicy
-from bot.processor import ConversationProcessor, WorkerProcessors
 
 log = logging.getLogger(__name__)
 

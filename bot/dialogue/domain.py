@@ -1,5 +1,5 @@
 """A Rasa 3 `domain.yml`: intents, entities, slots with their mappings, responses, actions. Switchboard's
-own responses (bot/platform_responses.yml) fill in what the domain does not define.
+own responses (bot/dialogue/platform_responses.yml) fill in what the domain does not define.
 
 Keys Switchboard does not act on are reported through `warn`, naming the file and the key,
 and otherwise ignored, so a domain written for Rasa loads as far as it can.
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from bot.dialogue.forms import REQUESTED_SLOT, Form, SlotMapping
 from bot.errors import SwitchboardError
-from bot.forms import REQUESTED_SLOT, Form, SlotMapping
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.engine import Engine
+from bot.dialogue.engine import Engine
 from bot.errors import Unavailable
 from bot.messages import PendingMessage, utcnow
 from bot.notifier import Notifier, connect_redis

@@ -1,0 +1,1 @@
+"""What managers and editors read: the reports' figures, CSAT ratings and the KB-gap report."""

@@ -1,0 +1,1 @@
+"""What customers carry between channels and over time: reference and link codes, email codes, masking and retention."""

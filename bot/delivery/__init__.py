@@ -1,0 +1,1 @@
+"""Getting replies out: each channel's capabilities and the worker that sends the outbox."""
