@@ -9,7 +9,7 @@ Its rooms, each importing only the core (`messages`, `errors`, `outcome`, `ports
 
     pipeline/   inbox and processor: store-first accept, one turn at a time per conversation
     dialogue/   the engine and its Rasa-format parts: NLU, forms, rules, the KB and handoff decisions
-    stores/     conversations, customers and report rollups on SQLite or PostgreSQL
+    stores/     conversations, outbox, agents, customers and report rollups on SQLite or PostgreSQL
     delivery/   channel capabilities and the outbox worker
     customers/  codes, privacy and email codes
     analytics/  reports, CSAT and the KB-gap report

@@ -11,7 +11,6 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ from bot.customers.codes import link_command, new_reference
 from bot.errors import Conflict, InvalidMessage, NotAllowed, NotFound, TooManyRequests
 from bot.messages import (
     Accepted,
-    Agent,
     Author,
     Button,
     Conversation,
@@ -33,7 +31,6 @@ from bot.messages import (
     Event,
     EventKind,
     InboundMessage,
-    OutboxEntry,
     PendingMessage,
     Profile,
     Reply,
@@ -41,6 +38,7 @@ from bot.messages import (
 )
 from bot.outcome import Outcome, ReferenceNotice
 from bot.stores import report_rollups, schema
+from bot.stores.agents import AgentRecords
 from bot.stores.customers import (
     EMAIL_CODES_PER_CLIENT,
     EMAIL_CODES_PER_HOUR,
@@ -64,12 +62,12 @@ from bot.stores.customers import (
     unmerge,
     verify_email_code,
 )
-from bot.stores.database import Connection, Database, IntegrityError, Row, SqliteDatabase
+from bot.stores.database import Connection, Database, Row, SqliteDatabase
+from bot.stores.outbox import OutboxRecords
 
 log = logging.getLogger(__name__)
 
 
-PRESENCES = ("online", "away")
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 40
 # Channels whose external id is the customer's E.164 phone number.
@@ -82,9 +80,10 @@ def _identity_key(channel: str, external_id: str) -> str:
     return f"{channel}:{external_id}"
 
 
-class ConversationStore:
-    """Conversations, transcripts, outbox, agents and web sessions on one database (SQLite or PostgreSQL);
-    a Path means an SQLite file.
+class ConversationStore(OutboxRecords, AgentRecords):
+    """The store: conversations, transcripts and turns here, the outbox (`OutboxRecords`), agents and web
+    sessions (`AgentRecords`), and customers (bot/stores/customers.py), on one database (SQLite or
+    PostgreSQL); a Path means an SQLite file.
 
     `on_change` is called after each commit with the keys that changed: the identity
     a message came from or goes to (`channel:external_id`) and `conversations`.
@@ -101,21 +100,11 @@ class ConversationStore:
 
     # -- connections and transactions ------------------------------------------------
 
-    def _connection(self) -> Connection:
-        return self._db.connection()
-
-    def _write(self) -> AbstractContextManager[Connection]:
-        return self._db.write()
-
     def check_writable(self) -> None:
         """Write a row and commit, as every message must; Unavailable says why it cannot."""
         with self._write() as db:
             db.execute("INSERT INTO health (id, checked_at) VALUES (1, ?) "
                        "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at", (utcnow().isoformat(),))
-
-    def _changed(self, *keys: str) -> None:
-        for key in keys:
-            self._on_change(key)
 
     def checkpoint_in_background(self, interval: float = 5.0) -> None:
         """SQLite: copy the WAL into the database file on a thread of the store's own (see `SqliteDatabase`)."""
@@ -690,162 +679,6 @@ class ConversationStore:
         ).fetchall()
         return [(row["event_id"], _event(row)) for row in rows]
 
-    def outbox_for(self, channel: str, external_id: str, status: str) -> list[OutboxEntry]:
-        """Return the outbox entries addressed to one identity in a given status, oldest first."""
-        rows = self._connection().execute(
-            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
-            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
-            "WHERE o.channel = ? AND o.external_id = ? AND o.status = ? ORDER BY e.event_id",
-            (channel, external_id, status),
-        ).fetchall()
-        return [_outbox_entry(row) for row in rows]
-
-    def mark_sent(self, reply_ids: Sequence[str]) -> None:
-        """Record that these replies reached their channel."""
-        if not reply_ids:
-            return
-        now = utcnow().isoformat()
-        with self._write() as db:
-            db.executemany("UPDATE outbox SET status = 'sent', sent_at = ? WHERE reply_id = ? "
-                           "AND status = 'pending'", [(now, rid) for rid in reply_ids])
-
-    # -- delivery to push channels ----------------------------------------------------
-
-    def claim_deliveries(self, channels: Sequence[str], now: datetime, limit: int = 20) -> list[OutboxEntry]:
-        """Take the replies due for sending on these channels and mark them `sending`.
-
-        Only the oldest unsent reply of each identity is due, so replies reach a customer in
-        order even while one waits for a retry.
-        """
-        marks = ", ".join("?" for _ in channels)
-        with self._write() as db:
-            rows = db.execute(
-                f"SELECT o.*, o.rowid AS position, e.event_id FROM outbox o JOIN events e "
-                f"ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
-                f"WHERE o.channel IN ({marks}) AND o.status = 'pending' "
-                f"AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
-                f"AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel "
-                f"AND p.external_id = o.external_id AND p.status IN ('pending', 'sending') AND p.rowid < o.rowid) "
-                f"ORDER BY o.rowid LIMIT ?",
-                (*channels, now.isoformat(), limit),
-            ).fetchall()
-            opted_out = {(i["channel"], i["external_id"]) for i in db.execute(
-                f"SELECT channel, external_id FROM identities WHERE opted_out = 1 AND channel IN ({marks})",
-                tuple(channels))}
-            claimed = [row for row in rows if (row["channel"], row["external_id"]) not in opted_out]
-            held = {row["reply_id"] for row in rows} - {row["reply_id"] for row in claimed}
-            db.executemany("UPDATE outbox SET status = 'failed', error = 'the customer opted out (STOP); "
-                           "nothing more is sent until they send START' WHERE reply_id = ?",
-                           [(reply_id,) for reply_id in held])
-            db.executemany("UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = ? "
-                           "WHERE reply_id = ?", [(utcnow().isoformat(), row["reply_id"]) for row in claimed])
-        if len(claimed) < len(rows):
-            self._changed("conversations")
-        return [replace(_outbox_entry(row), status="sending", attempts=row["attempts"] + 1) for row in claimed]
-
-    def last_inbound_at(self, channel: str, external_id: str) -> datetime | None:
-        """When this identity last wrote (WhatsApp's 24-hour window runs from there)."""
-        row = self._connection().execute(
-            "SELECT MAX(created_at) AS at FROM events WHERE channel = ? AND external_id = ? AND kind = 'message_in'",
-            (channel, external_id)).fetchone()
-        return datetime.fromisoformat(row["at"]) if row["at"] else None
-
-    def delivery_progress(self, reply_id: str, parts_sent: int, provider_id: str) -> None:
-        """Record one sent part of a reply and the provider's id for it."""
-        with self._write() as db:
-            row = db.execute("SELECT provider_ids FROM outbox WHERE reply_id = ?", (reply_id,)).fetchone()
-            db.execute("UPDATE outbox SET parts_sent = ?, provider_ids = ? WHERE reply_id = ?",
-                       (parts_sent, json.dumps([*json.loads(row["provider_ids"]), provider_id]), reply_id))
-            db.execute("INSERT INTO provider_ids (provider_id, reply_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                       (provider_id, reply_id))
-
-    def delivery_done(self, reply_id: str, now: datetime) -> None:
-        """Every part of the reply reached the provider."""
-        with self._write() as db:
-            db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, receipt = COALESCE(receipt, 'sent'), "
-                       "error = NULL, next_attempt_at = NULL WHERE reply_id = ?", (now.isoformat(), reply_id))
-        self._changed("conversations")
-
-    def delivery_retry(self, reply_id: str, at: datetime, error: str) -> None:
-        """A transient failure: try again at `at`."""
-        with self._write() as db:
-            db.execute("UPDATE outbox SET status = 'pending', next_attempt_at = ?, error = ? WHERE reply_id = ?",
-                       (at.isoformat(), error, reply_id))
-
-    def delivery_failed(self, reply_id: str, error: str, status: str = "failed") -> None:
-        """The reply will not be sent (`failed`), or it is not known whether it was (`unknown`)."""
-        with self._write() as db:
-            row = db.execute("UPDATE outbox SET status = ?, error = ?, next_attempt_at = NULL WHERE reply_id = ? "
-                             "RETURNING channel", (status, error, reply_id)).fetchone()
-            if row is not None and status == "failed":
-                report_rollups.count_failed_delivery(db, row["channel"], utcnow())
-        self._changed("conversations")
-
-    def recover_interrupted_deliveries(self, older_than: timedelta | None = None) -> list[str]:
-        """Replies left `sending` by a stopped worker: the provider may or may not have them, and a second
-        send could reach the customer twice, so they become `unknown` for an agent to check. With
-        `older_than`, only replies taken for sending longer ago than that (other workers may be sending
-        the others right now)."""
-        before = (utcnow() - older_than).isoformat() if older_than is not None else None
-        with self._write() as db:
-            rows = db.execute("UPDATE outbox SET status = 'unknown', error = 'the delivery worker stopped while "
-                              "sending; check with the customer before sending again' "
-                              "WHERE status = 'sending' AND (? IS NULL OR claimed_at IS NULL OR claimed_at < ?) "
-                              "RETURNING reply_id", (before, before)).fetchall()
-        if rows:
-            self._changed("conversations")
-        return [row["reply_id"] for row in rows]
-
-    def delivery_receipt(self, provider_id: str, receipt: str, error: str | None, order: Sequence[str]) -> bool:
-        """Apply a provider's status callback; a receipt never moves back in `order`. False if unknown."""
-        with self._write() as db:
-            row = db.execute("SELECT o.reply_id, o.receipt FROM outbox o JOIN provider_ids p USING (reply_id) "
-                             "WHERE p.provider_id = ?", (provider_id,)).fetchone()
-            if row is None:
-                return False
-            current = order.index(row["receipt"]) if row["receipt"] in order else -1
-            if receipt in order and order.index(receipt) > current:
-                db.execute("UPDATE outbox SET receipt = ?, error = COALESCE(?, error) WHERE reply_id = ?",
-                           (receipt, error, row["reply_id"]))
-        self._changed("conversations")
-        return True
-
-    def outbox_of(self, conversation_id: str) -> list[OutboxEntry]:
-        """Every reply of a conversation with its delivery state, oldest first."""
-        rows = self._connection().execute(
-            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
-            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq "
-            "WHERE o.conversation_id = ? ORDER BY o.rowid", (conversation_id,)
-        ).fetchall()
-        return [_outbox_entry(row) for row in rows]
-
-    def latest_mail(self, channel: str, external_id: str) -> dict[str, Any] | None:
-        """The mail headers kept on an identity's latest message (`data.email`): what a reply threads under."""
-        mail_of = self._db.json_field("data", "email")
-        row = self._connection().execute(
-            f"SELECT {mail_of} AS mail FROM events WHERE channel = ? AND external_id = ? "
-            f"AND kind = 'message_in' AND {mail_of} IS NOT NULL ORDER BY event_id DESC LIMIT 1",
-            (channel, external_id)).fetchone()
-        mail = json.loads(row["mail"]) if row is not None and row["mail"] else None
-        return mail if isinstance(mail, dict) else None
-
-    def last_buttons(self, channel: str, external_id: str) -> tuple[Button, ...]:
-        """The buttons of the latest reply to an identity (a number typed back chooses one)."""
-        row = self._connection().execute(
-            "SELECT buttons FROM outbox WHERE channel = ? AND external_id = ? ORDER BY rowid DESC LIMIT 1",
-            (channel, external_id),
-        ).fetchone()
-        return () if row is None else tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"]))
-
-    def get_outbox_entry(self, reply_id: str) -> OutboxEntry:
-        row = self._connection().execute(
-            "SELECT o.*, e.event_id FROM outbox o JOIN events e "
-            "ON e.conversation_id = o.conversation_id AND e.seq = o.event_seq WHERE o.reply_id = ?", (reply_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound("no such reply")
-        return _outbox_entry(row)
-
     # -- agents acting on conversations ----------------------------------------------
 
     def _held(self, db: Connection, conversation_id: str, agent_id: str, admin: bool = False) -> Row:
@@ -1024,107 +857,6 @@ class ConversationStore:
         self._changed("conversations", "outbox", _identity_key(row["last_channel"], row["last_external_id"]))
         return self.get_conversation(conversation_id)
 
-    # -- agents ----------------------------------------------------------------------
-
-    def add_agent(self, email: str, name: str, role: str, password_hash: str) -> Agent:
-        """Create an agent account; raises Conflict if the email is taken."""
-        agent_id = uuid.uuid4().hex
-        try:
-            with self._write() as db:
-                db.execute(
-                    "INSERT INTO agents (agent_id, email, name, role, password_hash, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (agent_id, email.lower(), name, role, password_hash, utcnow().isoformat()),
-                )
-        except IntegrityError as exc:
-            raise Conflict(f"an agent with the email {email} exists already") from exc
-        return Agent(agent_id, email.lower(), name, role, active=True)
-
-    def agent_credentials(self, email: str) -> tuple[Agent, str] | None:
-        """Return an agent and their password hash by email."""
-        row = self._connection().execute("SELECT * FROM agents WHERE email = ?", (email.lower(),)).fetchone()
-        return None if row is None else (_agent(row), row["password_hash"])
-
-    def get_agent(self, agent_id: str) -> Agent | None:
-        """Return an agent by id."""
-        row = self._connection().execute("SELECT * FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
-        return None if row is None else _agent(row)
-
-    def list_agents(self) -> list[Agent]:
-        """Every agent account, by email."""
-        rows = self._connection().execute("SELECT * FROM agents ORDER BY email").fetchall()
-        return [_agent(row) for row in rows]
-
-    def update_agent(self, email: str, *, active: bool | None = None, password_hash: str | None = None,
-                     role: str | None = None) -> Agent:
-        """Enable or disable an account, change its role or replace its password hash.
-
-        Raises NotFound for an unknown email, and NotAllowed where the change would leave no active admin.
-        """
-        admins = "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND active = 1"
-        with self._write() as db:
-            before = db.execute(admins).fetchone()[0]
-            row = db.execute(
-                "UPDATE agents SET active = COALESCE(?, active), password_hash = COALESCE(?, password_hash), "
-                "role = COALESCE(?, role) WHERE email = ? RETURNING *",
-                (None if active is None else int(active), password_hash, role, email.lower()),
-            ).fetchone()
-            if row is not None and password_hash is not None:
-                # A new password ends every sign-in: whoever knew the old one is out.
-                db.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (row["agent_id"],))
-            if before and not db.execute(admins).fetchone()[0]:
-                raise NotAllowed("that would leave no active admin; make another account admin first")
-        if row is None:
-            raise NotFound(f"no agent with the email {email}")
-        return _agent(row)
-
-    def touch_agent(self, agent_id: str, now: datetime) -> None:
-        """Record that an agent is at work now (their console made a request); once a minute at most."""
-        with self._write() as db:
-            db.execute("UPDATE agents SET last_seen_at = ? WHERE agent_id = ? "
-                       "AND (last_seen_at IS NULL OR last_seen_at < ?)",
-                       (now.isoformat(), agent_id, (now - timedelta(minutes=1)).isoformat()))
-
-    def agents_online(self, since: datetime) -> int:
-        """How many active agents were at work since a moment."""
-        count: int = self._connection().execute(
-            "SELECT COUNT(*) FROM agents WHERE active = 1 AND presence = 'online' AND last_seen_at >= ?",
-            (since.isoformat(),),
-        ).fetchone()[0]
-        return count
-
-    def set_presence(self, agent_id: str, presence: str) -> None:
-        """An agent says they are `online` (taking tickets) or `away`."""
-        if presence not in PRESENCES:
-            raise InvalidMessage(f"presence must be one of {', '.join(PRESENCES)}")
-        with self._write() as db:
-            db.execute("UPDATE agents SET presence = ? WHERE agent_id = ?", (presence, agent_id))
-
-    def count_agents(self) -> int:
-        """Return how many agent accounts exist."""
-        count: int = self._connection().execute("SELECT COUNT(*) FROM agents").fetchone()[0]
-        return count
-
-    # -- agent API tokens ------------------------------------------------------------
-
-    def add_agent_token(self, token_hash: str, agent_id: str, expires_at: datetime) -> None:
-        with self._write() as db:
-            db.execute("INSERT INTO agent_tokens (token_hash, agent_id, expires_at) VALUES (?, ?, ?)",
-                       (token_hash, agent_id, expires_at.isoformat()))
-
-    def revoke_agent_token(self, token_hash: str) -> None:
-        """End one sign-in (console or API)."""
-        with self._write() as db:
-            db.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,))
-
-    def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
-        """The active agent an unexpired API token belongs to."""
-        row = self._connection().execute(
-            "SELECT a.* FROM agent_tokens t JOIN agents a USING (agent_id) "
-            "WHERE t.token_hash = ? AND t.expires_at > ? AND a.active = 1", (token_hash, now.isoformat()),
-        ).fetchone()
-        return None if row is None else _agent(row)
-
     # -- the gaps report ---------------------------------------------------------------
 
     def handle_gaps(self, question_hashes: Sequence[str], action: str, article_id: str | None, agent_id: str) -> None:
@@ -1139,23 +871,6 @@ class ConversationStore:
     def handled_gaps(self) -> set[str]:
         """The hashes of the questions editors handled."""
         return {row[0] for row in self._connection().execute("SELECT question_hash FROM gap_actions")}
-
-    # -- web sessions ----------------------------------------------------------------
-
-    def add_web_session(self, token_hash: str, external_id: str, expires_at: datetime) -> None:
-        """Store a web chat session under the hash of its token."""
-        with self._write() as db:
-            db.execute("INSERT INTO web_sessions (token_hash, external_id, expires_at) VALUES (?, ?, ?)",
-                       (token_hash, external_id, expires_at.isoformat()))
-
-    def web_session(self, token_hash: str, now: datetime) -> str | None:
-        """Return the external id of an unexpired web session."""
-        row = self._connection().execute(
-            "SELECT external_id FROM web_sessions WHERE token_hash = ? AND expires_at > ?",
-            (token_hash, now.isoformat()),
-        ).fetchone()
-        return None if row is None else str(row["external_id"])
-
 
 def _conversation(row: Row) -> Conversation:
     return Conversation(
@@ -1191,29 +906,3 @@ def _event(row: Row) -> Event:
         data=json.loads(row["data"]),
         created_at=datetime.fromisoformat(row["created_at"]),
     )
-
-
-def _outbox_entry(row: Row) -> OutboxEntry:
-    return OutboxEntry(
-        reply_id=row["reply_id"],
-        conversation_id=row["conversation_id"],
-        channel=row["channel"],
-        external_id=row["external_id"],
-        text=row["text"],
-        author=Author(row["author"]),
-        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"])),
-        status=row["status"],
-        in_reply_to=row["in_reply_to"],
-        event_seq=row["event_seq"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        attempts=row["attempts"],
-        parts_sent=row["parts_sent"],
-        receipt=row["receipt"],
-        error=row["error"],
-    )
-
-
-def _agent(row: Row) -> Agent:
-    seen = row["last_seen_at"]
-    return Agent(row["agent_id"], row["email"], row["name"], row["role"], bool(row["active"]), row["presence"],
-                 datetime.fromisoformat(seen) if seen else None)

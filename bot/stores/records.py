@@ -1,0 +1,25 @@
+"""What every part of the store shares: its database, its transactions and the change notices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from bot.stores.database import Connection, Database
+
+
+class Records:
+    """A part of the store (one aggregate's rows) over the store's one database."""
+
+    _db: Database
+    _on_change: Callable[[str], None]
+
+    def _connection(self) -> Connection:
+        return self._db.connection()
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._db.write()
+
+    def _changed(self, *keys: str) -> None:
+        for key in keys:
+            self._on_change(key)
