@@ -18,9 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot.analytics.reports import ReportOptions
 from bot.messages import Author, EventKind, InboundMessage, Reply
 from bot.outcome import Outcome
+from bot.stores import agents, conversations, outbox
 from bot.stores.conversations import ConversationStore
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -34,6 +37,12 @@ class Clock:
     def at(self, day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
         self.now = datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
         return self.now
+
+
+def set_store_clock(patch: pytest.MonkeyPatch, clock: Clock) -> None:
+    """Make every part of the store read the time from `clock`."""
+    for module in (conversations, outbox, agents):
+        patch.setattr(module, "utcnow", lambda: clock.now)
 
 
 class Week:

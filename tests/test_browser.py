@@ -266,13 +266,12 @@ def test_a_chinese_customer_gets_the_chat_in_chinese(app: Flask, live: str, tmp_
 @pytest.fixture
 def week_app(store_url: str, make_app: Any) -> Flask:
     """The app over a store holding tests/report_week.py's week, written with a clock of the test's."""
-    from bot.stores import conversations as store_module
     from bot.stores import open_store
-    from tests.report_week import MONDAY, Clock, write_week
+    from tests.report_week import MONDAY, Clock, set_store_clock, write_week
 
     clock = Clock(MONDAY)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "utcnow", lambda: clock.now)
+        set_store_clock(patch, clock)
         store = open_store(store_url)  # the store the app's settings name
         write_week(store, clock)
         store.dispose()

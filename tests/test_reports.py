@@ -17,18 +17,17 @@ from click.testing import CliRunner
 from bot.analytics.gaps import gap_key
 from bot.analytics.reports import ReportOptions, Times, build_report
 from bot.dialogue.handoff_policy import BusinessHours
-from bot.stores import conversations as store_module
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
 from switchboard.cli import main
 from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
-from tests.report_week import MONDAY, WEEK, Clock, Week, kb, write_week
+from tests.report_week import MONDAY, WEEK, Clock, Week, kb, set_store_clock, write_week
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(MONDAY)
-    monkeypatch.setattr(store_module, "utcnow", lambda: clock.now)
+    set_store_clock(monkeypatch, clock)
     return clock
 
 

@@ -16,13 +16,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.ports import Encoder
-from bot.stores import conversations as store_module
 from bot.stores.conversations import ConversationStore
 from handoff.charts import scale
 from switchboard.app import create_app, services_of
 from switchboard.cli import main
 from tests.conftest import Editor, test_settings
-from tests.report_week import MONDAY, Clock, write_week
+from tests.report_week import MONDAY, Clock, set_store_clock, write_week
 
 WEEK = "from=2026-11-02&to=2026-11-08"
 
@@ -34,7 +33,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, encoder: Enco
     folder = tmp_path_factory.mktemp("reports")
     clock = Clock(MONDAY)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "utcnow", lambda: clock.now)
+        set_store_clock(patch, clock)
         store = ConversationStore(folder / "switchboard.db")
         write_week(store, clock)
         store.close()
