@@ -91,6 +91,11 @@ class OnnxEncoder:
         self._session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
 
+    @property
+    def threads(self) -> int:
+        """ONNX Runtime's threads for one run (0: one per core)."""
+        return int(self._session.get_session_options().intra_op_num_threads)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return one normalised vector per text."""
         return self.encode_outputs(texts)[0]
@@ -192,8 +197,9 @@ def trace_to_onnx(module: Any, outputs: Sequence[str], target: Path, *, inputs: 
             os.unlink(staging)
 
 
-def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:
-    """The fastest encoder available: ONNX Runtime (exporting once), else sentence-transformers."""
+def load_encoder(model: str, cache_dir: Path, backend: str = "auto", threads: int = 0) -> Encoder:
+    """The fastest encoder available: ONNX Runtime (exporting once; `threads` for it, 0: one per core), else
+    sentence-transformers."""
     if backend not in BACKENDS:
         raise SwitchboardError(f"SWITCHBOARD_ENCODER must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if backend != "torch":
@@ -205,7 +211,7 @@ def load_encoder(model: str, cache_dir: Path, backend: str = "auto") -> Encoder:
             log.warning("onnxruntime is not installed; encoding with sentence-transformers (slower)")
         else:
             model_path = resolve_model_path(model)
-            return OnnxEncoder(export_onnx(model_path, cache_dir), model_path)
+            return OnnxEncoder(export_onnx(model_path, cache_dir), model_path, threads)
     return SentenceTransformerEncoder(model)
 
 

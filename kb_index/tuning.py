@@ -73,11 +73,13 @@ class ContrastiveTuner:
     """Tunes copies of the base encoder on training examples; the classifier asks it for encoders."""
 
     def __init__(self, model: str, cache_dir: Path, backend: str = "auto", options: TuningOptions | None = None,
-                 progress: Progress | None = None, one_graph: bool = False) -> None:
+                 progress: Progress | None = None, one_graph: bool = False, threads: int = 0) -> None:
         """`one_graph`: `tuned` gives the intent head of a `TwoHeadEncoder`, kept in `heads` for the caller to
-        encode everything else with (a server); else a model of its own (`switchboard nlu test`)."""
+        encode everything else with (a server), run on `threads` (0: one per core); else a model of its own
+        (`switchboard nlu test`)."""
         self._model_path = resolve_model_path(model)
         self._one_graph = one_graph
+        self._threads = threads
         self.heads: TwoHeadEncoder | None = None
         self._cache_dir = cache_dir
         self._backend = backend
@@ -100,7 +102,7 @@ class ContrastiveTuner:
         else:
             export_two_heads(self._model_path, tuned, self.options.layers, target)
             self._prune("onnx/two-heads-*.onnx", KEEP)
-        return TwoHeadEncoder(target, self._model_path)
+        return TwoHeadEncoder(target, self._model_path, threads=self._threads)
 
     def _tuned_copy(self, examples: Sequence[Example]) -> Path:
         target = self._cache_dir / f"intents-{self._key(examples)}"
@@ -265,11 +267,16 @@ class TwoHeadEncoder:
     encoded last are kept for the moment `intents.encode` asks for them, and computed if they are gone.
     """
 
-    def __init__(self, onnx_path: Path, model_path: Path, remembered: int = 1024) -> None:
-        self._graph = OnnxEncoder(onnx_path, model_path)
+    def __init__(self, onnx_path: Path, model_path: Path, remembered: int = 1024, threads: int = 0) -> None:
+        self._graph = OnnxEncoder(onnx_path, model_path, threads)
         self.dimension = self._graph.dimension
         self._intent_vectors = RecentVectors(remembered)
         self.intents = _IntentHead(self)
+
+    @property
+    def threads(self) -> int:
+        """ONNX Runtime's threads for one run of the graph (0: one per core)."""
+        return self._graph.threads
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         base, intents = self._graph.encode_outputs(texts)

@@ -212,7 +212,7 @@ def intent_tuner(settings: Settings, progress: Callable[[str], None] | None = No
     if settings.intent_encoder == "shared":
         return None
     return ContrastiveTuner(settings.model, settings.index_dir / "nlu", settings.encoder, progress=progress,
-                            one_graph=one_graph)
+                            one_graph=one_graph, threads=settings.encoder_threads if one_graph else 0)
 
 
 _classifiers: dict[tuple[Any, ...], IntentClassifier] = {}
@@ -285,7 +285,7 @@ def _language_detector(languages: tuple[str, ...]) -> LanguageDetector:
 def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None]:
     """A server process's encoder and, with the tuned intent encoder on ONNX Runtime, the intent classifier
     trained on one graph with it: a message is then encoded once for both (kb_index/tuning.py)."""
-    plain = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+    plain = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder, settings.encoder_threads)
     tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage), one_graph=True)
     if tuner is None or not isinstance(plain, OnnxEncoder):
         return plain, None

@@ -14,8 +14,8 @@ from bot.dialogue.nlu import IntentClassifier
 from bot.dialogue.training_data import Example
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.encoder import DEFAULT_MODEL
-from kb_index.tuning import ContrastiveTuner, TuningOptions, _supervised_contrastive
+from kb_index.encoder import DEFAULT_MODEL, OnnxEncoder
+from kb_index.tuning import ContrastiveTuner, TuningOptions, TwoHeadEncoder, _supervised_contrastive
 from switchboard.app import intent_tuner
 from switchboard.cli import main
 from switchboard.settings import Settings
@@ -162,4 +162,8 @@ def test_a_server_classifies_intents_on_the_graph_its_knowledge_base_uses(index_
     assert classifier is not None and classifier.tuned
     assert classifier.predict("I want to talk to a person").intent == "request_human"
     assert shared.encode(["where is my order"]).shape == (1, 384)
-    assert server_encoder(Settings(index_dir=index_dir, intent_encoder="shared"))[1] is None
+    # One ONNX Runtime thread by default: under load the processor threads and the store need the other cores.
+    assert isinstance(shared, TwoHeadEncoder) and shared.threads == 1
+    plain = server_encoder(Settings(index_dir=index_dir, intent_encoder="shared", encoder_threads=2))
+    assert plain[1] is None
+    assert isinstance(plain[0], OnnxEncoder) and plain[0].threads == 2
