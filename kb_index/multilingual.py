@@ -293,6 +293,11 @@ class MultilingualEncoder:
         self.dimension = self._image.hidden
         self.model_name = f"multilingual-e5-small@{target.stem.rsplit('-', 1)[-1]}"
 
+    @property
+    def threads(self) -> int:
+        """ONNX Runtime's threads for one run (0: one per core)."""
+        return int(self._session.get_session_options().intra_op_num_threads)
+
     def token_ids(self, text: str) -> list[int]:
         """The model's tokens for a text, with the start and end markers, cut to the model's length."""
         normalised = " ".join(text.translate(self._normalise).split())
@@ -350,21 +355,23 @@ class MultilingualModel:
     name: str
     queries: Encoder
     passages: Encoder
+    threads: int = 0  # ONNX Runtime's threads for one run (0: one per core)
 
 
-_loaded: dict[Path, MultilingualModel] = {}
+_loaded: dict[tuple[Path, int], MultilingualModel] = {}
 _loading = threading.Lock()
 
 
-def load_multilingual(cache_dir: Path, image: Path | None = None) -> MultilingualModel:
-    """multilingual-e5-small, exported into `cache_dir` unless it is there already; one instance per
-    process and image, shared by every engine and publisher of the process (it holds no state)."""
+def load_multilingual(cache_dir: Path, image: Path | None = None, threads: int = 0) -> MultilingualModel:
+    """multilingual-e5-small, exported into `cache_dir` unless it is there already, run on `threads` ONNX
+    Runtime threads (0: one per core); one instance per process, image and thread count, shared by every
+    engine and publisher of the process (it holds no state)."""
     path = image or image_path()
     with _loading:
-        model = _loaded.get(path)
+        model = _loaded.get((path, threads))
         if model is None:
-            encoder = MultilingualEncoder(cache_dir, path)
+            encoder = MultilingualEncoder(cache_dir, path, threads)
             model = MultilingualModel(encoder.model_name, PrefixedEncoder(encoder, "query: ", remembered=256),
-                                      PrefixedEncoder(encoder, "passage: "))
-            _loaded[path] = model
+                                      PrefixedEncoder(encoder, "passage: "), encoder.threads)
+            _loaded[path, threads] = model
         return model

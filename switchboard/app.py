@@ -313,9 +313,13 @@ def serves_other_languages(settings: Settings) -> bool:
     return any(not is_english(code) for code in language_codes(settings))
 
 
-def multilingual_model(settings: Settings) -> MultilingualModel | None:
-    """The encoder of questions in other languages than English, when SWITCHBOARD_LANGUAGES lists any."""
-    return load_multilingual(settings.index_dir / "onnx") if serves_other_languages(settings) else None
+def multilingual_model(settings: Settings, threads: int | None = None) -> MultilingualModel | None:
+    """The encoder of questions in other languages than English, when SWITCHBOARD_LANGUAGES lists any, on
+    `threads` ONNX Runtime threads (default: a server's, SWITCHBOARD_ENCODER_THREADS)."""
+    if not serves_other_languages(settings):
+        return None
+    return load_multilingual(settings.index_dir / "onnx", threads=settings.encoder_threads if threads is None
+                             else threads)
 
 
 def training_digest(settings: Settings) -> str:

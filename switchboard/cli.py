@@ -174,7 +174,7 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     try:
         click.echo(f"Loading the embedding model {settings.model} ...")
         encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
-        multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out))
+        multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out), threads=0)  # every core
         if multilingual is not None:
             click.echo(f"Loading the multilingual encoder for {settings.languages} ...")
         build_snapshot(source, out, encoder, model=settings.model, author=author, progress=True, report=click.echo,

@@ -71,6 +71,20 @@ def test_the_export_keeps_the_weights_4_bit_and_is_made_once(tmp_path: Path) -> 
     assert exported.stat().st_mtime_ns == made
 
 
+def test_a_server_runs_it_on_its_encoder_threads_and_a_build_on_every_core(tmp_path: Path, onnx_dir: Path,
+                                                                         multilingual: MultilingualModel) -> None:
+    from switchboard.app import multilingual_model
+
+    (tmp_path / "onnx").symlink_to(onnx_dir)  # the export made for the session, not another
+    settings = Settings(index_dir=tmp_path, languages="en,de")
+    served = multilingual_model(settings)
+    assert served is not None and served.threads == 1
+    assert multilingual_model(settings, threads=0) is not served
+    assert multilingual_model(settings) is served  # one per process and thread count
+    assert multilingual_model(Settings(index_dir=tmp_path, languages="en")) is None
+    assert multilingual.threads == 0
+
+
 def test_a_damaged_image_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "e5.bin"
     broken.write_bytes(b"GGUF" + bytes(64))
