@@ -67,7 +67,8 @@ ENCODER_BATCH = 16
 def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
     """Measure; prints progress as it goes."""
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        encoder = load_encoder(Settings().model, Path(tmp) / "index" / "onnx")
+        # The bare search runs on as many ONNX Runtime threads as the server's encoder: the same model setup.
+        encoder = load_encoder(Settings().model, Path(tmp) / "index" / "onnx", threads=Settings().encoder_threads)
         settings = Settings(
             store_url=f"sqlite:///{tmp}/bench.db", index_dir=Path(tmp) / "index", var_dir=Path(tmp),
             kb_dir=ROOT / "data" / "kb", nlu_path=ROOT / "data" / "nlu.yml",

@@ -7,9 +7,11 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.stub_server import StubServer
 
 PAGE_TOKEN = "EAAB-page-token"
 
@@ -22,7 +24,7 @@ class GraphFailure:
     subcode: int | None = None
 
 
-class GraphStub:
+class GraphStub(StubServer):
     """Records each message sent and each profile read; answers with scripted failures first, if any."""
 
     def __init__(self, profiles: dict[str, dict[str, str]] | None = None) -> None:
@@ -31,25 +33,7 @@ class GraphStub:
         self.failures: list[GraphFailure] = []
         self.profiles = profiles or {}
         self._lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                stub._post(self)
-
-            def do_GET(self) -> None:
-                stub._get(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/v21.0"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__("/v21.0")
 
     def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
         token = parse_qs(urlsplit(handler.path).query).get("access_token", [""])[0]
@@ -58,7 +42,7 @@ class GraphStub:
             return False
         return True
 
-    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+    def post(self, handler: BaseHTTPRequestHandler) -> None:
         body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", "0"))) or b"{}")
         if urlsplit(handler.path).path != "/v21.0/me/messages":
             return self._error(handler, GraphFailure(404, 803, "Unknown path"))
@@ -72,10 +56,10 @@ class GraphStub:
                     or (body["messaging_type"] == "MESSAGE_TAG") != ("tag" in body):
                 return self._error(handler, GraphFailure(400, 100, "(#100) Invalid parameter"))
             self.sent.append(body)
-        return self._answer(handler, 200, {"recipient_id": body["recipient"]["id"],
-                                           "message_id": f"m_{uuid.uuid4().hex}"})
+        return self.answer(handler, 200, {"recipient_id": body["recipient"]["id"],
+                                          "message_id": f"m_{uuid.uuid4().hex}"})
 
-    def _get(self, handler: BaseHTTPRequestHandler) -> None:
+    def get(self, handler: BaseHTTPRequestHandler) -> None:
         if not self._authorised(handler):
             return None
         user = urlsplit(handler.path).path.rsplit("/", 1)[-1]
@@ -85,20 +69,11 @@ class GraphStub:
         profile = self.profiles.get(user)
         if profile is None:
             return self._error(handler, GraphFailure(400, 100, "(#100) Unsupported get request."))
-        return self._answer(handler, 200, {"id": user, **{k: v for k, v in profile.items() if k in fields}})
+        return self.answer(handler, 200, {"id": user, **{k: v for k, v in profile.items() if k in fields}})
 
     def _error(self, handler: BaseHTTPRequestHandler, failure: GraphFailure) -> None:
         error: dict[str, Any] = {"message": failure.message, "type": "OAuthException", "code": failure.code,
                                  "fbtrace_id": uuid.uuid4().hex[:11]}
         if failure.subcode is not None:
             error["error_subcode"] = failure.subcode
-        self._answer(handler, failure.status, {"error": error})
-
-    @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        handler.wfile.write(raw)
+        self.answer(handler, failure.status, {"error": error})

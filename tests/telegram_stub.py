@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.stub_server import StubServer
 
 TOKEN = "123456:telegram-test-token"
 
 
-class TelegramStub:
+class TelegramStub(StubServer):
     """Records sent messages and webhook settings; `rate_limited` answers that many sends with 429."""
 
     def __init__(self) -> None:
@@ -24,29 +26,12 @@ class TelegramStub:
         self.answered_callbacks: list[str] = []
         self.retry_after = 2
         self._lock = threading.Lock()
-        stub = self
+        super().__init__("/bot")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                stub._handle(self)
-
-            do_GET = do_POST
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/bot"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def post(self, handler: BaseHTTPRequestHandler) -> None:
         prefix = f"/bot{TOKEN}/"
         if not handler.path.startswith(prefix):
-            return self._answer(handler, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+            return self.answer(handler, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         method = handler.path[len(prefix):].split("?")[0]
         length = int(handler.headers.get("Content-Length", "0"))
         raw = handler.rfile.read(length).decode()
@@ -56,7 +41,9 @@ class TelegramStub:
             params = {k: _json_or_text(v[0]) for k, v in parse_qs(raw).items()}
         with self._lock:
             answer = self._method(method, params)
-        self._answer(handler, 200 if answer.get("ok") else answer["error_code"], answer)
+        self.answer(handler, 200 if answer.get("ok") else answer["error_code"], answer)
+
+    get = post  # the Bot API takes either
 
     def _method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "getMe":
@@ -86,15 +73,6 @@ class TelegramStub:
             offset = int(params.get("offset", 0) or 0)
             return {"ok": True, "result": [u for u in self.updates if u["update_id"] >= offset]}
         return {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
-
-    @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
 
 
 def _json_or_text(value: str) -> Any:

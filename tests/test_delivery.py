@@ -163,7 +163,7 @@ def test_a_long_reply_goes_out_in_sentence_parts_and_a_retry_resumes_after_the_l
     stub.failures = []
     worker = worker_for(store, stub, clock)
 
-    original_create = stub._create
+    original_create = stub.post
     calls = {"n": 0}
 
     def fail_the_second(handler):  # type: ignore[no-untyped-def]
@@ -172,7 +172,7 @@ def test_a_long_reply_goes_out_in_sentence_parts_and_a_retry_resumes_after_the_l
             stub.failures.append(Failure(503, 20503, "busy"))
         original_create(handler)
 
-    stub._create = fail_the_second  # type: ignore[method-assign]
+    stub.post = fail_the_second  # type: ignore[method-assign]
     worker.run_once()
     assert store.get_outbox_entry(reply_id).parts_sent == 1
     clock.now += timedelta(seconds=1)
