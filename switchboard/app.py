@@ -136,10 +136,7 @@ class Services:
 
     def close(self) -> None:
         """Let turns in progress finish, then release the encoder and the store."""
-        if self.telegram_poller is not None:
-            self.telegram_poller.stop()
-        if self.mail_reader is not None:
-            self.mail_reader.stop()
+        stop_pulling(self)
         self.retention.stop()
         self.processor.stop()
         self.delivery.stop()
@@ -637,6 +634,20 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         log.info("Switchboard web app ready (store %s); `switchboard worker` processes answer", settings.store_url)
         return app
     start_work(services)
+    start_pulling(services)
+    log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
+    return app
+
+
+def pulls_messages(settings: Settings) -> bool:
+    """Whether a channel is configured that Switchboard reads by asking (Telegram long polling, an IMAP
+    mailbox), rather than one that calls in."""
+    return bool(settings.telegram_token and settings.telegram_mode == "polling") or bool(settings.email_imap_url)
+
+
+def start_pulling(services: Services) -> None:
+    """Start reading the channels Switchboard pulls messages from (`pulls_messages`), each on a thread."""
+    settings, store = services.settings, services.store
     if services.telegram is not None and settings.telegram_mode == "polling":
         services.telegram_poller = TelegramPoller(services.telegram, services.inbox, store.last_buttons)
         services.telegram_poller.start()
@@ -645,8 +656,16 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                           addresses(settings.email_from), settings.email_poll_seconds,
                                           last_buttons=store.last_buttons)
         services.mail_reader.start()
-    log.info("Switchboard app ready (store %s, index %s)", settings.store_url, settings.index_dir)
-    return app
+
+
+def stop_pulling(services: Services) -> None:
+    """Stop reading the pull channels; a message being read is stored first."""
+    if services.telegram_poller is not None:
+        services.telegram_poller.stop()
+        services.telegram_poller = None
+    if services.mail_reader is not None:
+        services.mail_reader.stop()
+        services.mail_reader = None
 
 
 def start_work(services: Services) -> None:

@@ -81,6 +81,9 @@ class Settings:
     meta_graph_url: str = ""           # empty: https://graph.facebook.com/v21.0
     email_imap_url: str = ""           # the email channel's mailbox: imaps://user:password@host:993/INBOX
     email_poll_seconds: float = 30.0   # how often it is read
+    # Workers: one reads the pull channels (Telegram polling, IMAP) under a Redis lease of this many seconds;
+    # when it dies, another takes them up within that time.
+    pull_lease_seconds: float = 15.0
     mailgun_signing_key: str = ""      # inbound mail through a Mailgun route instead (its webhook signing key)
     email_sender: str = "log"         # log (development: codes go to the log) or smtp://user:pass@host:port
     email_from: str = "Switchboard <no-reply@switchboard.local>"

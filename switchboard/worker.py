@@ -2,7 +2,9 @@
 
 Any number of workers may share a store and a Redis. Each takes a conversation's lease before it answers
 (see `ConversationProcessor`), so one conversation is answered by one worker at a time, in order; a
-worker that dies leaves its leases to run out, and the others take its conversations up.
+worker that dies leaves its leases to run out, and the others take its conversations up. The channels
+Switchboard reads by asking (Telegram long polling, an IMAP mailbox) are read by one worker at a time,
+the one holding their lease (`PullLease`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+from redis.exceptions import LockError
 
 from bot.errors import Unavailable
+from bot.notifier import connect_redis
 from bot.pipeline.processor import WORK_WAITING, ConversationProcessor
-from switchboard.app import build_services, start_work
+from switchboard.app import build_services, pulls_messages, start_pulling, start_work, stop_pulling
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +34,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     services = build_services(settings, role="worker")
+    lease = None
+    if pulls_messages(settings):
+        lease = PullLease(settings.redis_url, f"{settings.redis_prefix}:pull-channels",
+                          lambda: start_pulling(services), lambda: stop_pulling(services), settings.pull_lease_seconds)
     try:
         start_work(services)
         log.info("Switchboard worker ready (store %s)", settings.store_url)
@@ -33,6 +45,8 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         assert isinstance(processor, ConversationProcessor)
         seen = notifier.version(WORK_WAITING)
         while not stop.is_set():
+            if lease is not None:
+                lease.tick()
             seen = notifier.wait(WORK_WAITING, seen, timeout=1.0)
             try:
                 processor.sweep()
@@ -40,4 +54,60 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
                 log.warning("the store cannot be reached (%s); trying again", exc)
     finally:
         log.info("Switchboard worker stopping: finishing the turns in progress")
+        if lease is not None:
+            lease.close()
         services.close()
+
+
+class PullLease:
+    """The channels Switchboard reads by asking (Telegram long polling, an IMAP mailbox) are read by one worker
+    at a time: the one holding a Redis lock of `seconds` (redis-py's `Lock`), renewed every third of that.
+    When that worker dies its lock runs out, and another worker starts reading within `seconds`. A worker
+    that stalls past `seconds`, or whose lock Redis forgot (a restart), stops reading on its next renewal.
+    A message read by two workers in a hand-over is stored once (by its update id, or its Message-ID).
+
+    `tick` does the work, and is meant to be called about every second: it tries to take a free lease at most
+    once a second, so a busy loop costs Redis nothing."""
+
+    def __init__(self, url: str, key: str, start: Callable[[], None], stop: Callable[[], None],
+                 seconds: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
+        client, self._errors = connect_redis(url, timeout=2)
+        self._lock = client.lock(key, timeout=seconds, thread_local=False)
+        self._start, self._stop = start, stop
+        self._seconds = seconds
+        self._clock = clock
+        self._last = -float("inf")  # the last try to take the lease, or its last renewal
+        self.reading = False
+
+    def tick(self) -> None:
+        """Take the lease if it is free, renew it if held, and start or stop reading to match."""
+        now = self._clock()
+        if now - self._last < (self._seconds / 3 if self.reading else min(1.0, self._seconds / 3)):
+            return
+        self._last = now
+        try:
+            if self.reading:
+                self._lock.reacquire()
+            elif self._lock.acquire(blocking=False):
+                log.info("this worker reads the pull channels now (Telegram polling, IMAP)")
+                self.reading = True
+                self._start()
+        except LockError:
+            log.warning("this worker lost the lease on the pull channels (Redis forgot it, or the worker stalled "
+                        "for more than %g s): another worker reads them now", self._seconds)
+            self._end()
+        except self._errors as exc:
+            # Nobody else can take the lease while Redis is away: reading on loses nothing.
+            log.warning("the lease on the pull channels cannot be %s (%s); trying again",
+                        "renewed, reading on" if self.reading else "taken", exc)
+
+    def close(self) -> None:
+        """Stop reading and free the lease at once, so another worker need not wait for it to run out."""
+        if self.reading:
+            self._end()
+            with suppress(*self._errors):  # a LockError among them: then it runs out by itself
+                self._lock.release()
+
+    def _end(self) -> None:
+        self.reading = False
+        self._stop()

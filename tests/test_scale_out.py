@@ -84,3 +84,36 @@ def test_every_message_is_answered_once_and_in_order_through_a_killed_worker_and
             assert replies == messages, f"load-{n}: replies to {replies}, messages {messages}"
     finally:
         store.dispose()
+
+
+def test_one_worker_polls_telegram_and_another_takes_over_when_it_is_killed(
+        tmp_path: Path, index_dir: Path, postgres_database: str) -> None:
+    from tests.telegram_stub import TOKEN, TelegramStub
+    from tests.test_telegram import message
+
+    schema = f"pull_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    stub = TelegramStub()
+    stub.updates = [message(40, text="hello")]
+    try:
+        with running_deployment(tmp_path, index_dir, f"{postgres_database}?options=-csearch_path%3D{schema}",
+                                workers=2, web_processes=1, SWITCHBOARD_TELEGRAM_TOKEN=TOKEN,
+                                SWITCHBOARD_TELEGRAM_API_URL=stub.url, SWITCHBOARD_TELEGRAM_MODE="polling",
+                                SWITCHBOARD_PULL_LEASE_SECONDS="2") as deployment:
+            wait_for(lambda: len(stub.sent) == 1, timeout=60)
+            logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
+            readers = [n for n, log in enumerate(logs) if "reads the pull channels" in log.read_text()]
+            assert len(readers) == 1, "exactly one worker polls Telegram"
+            reader = deployment.workers[readers[0]]
+            reader.kill()
+            reader.wait()
+            stub.updates.append(message(41, text="how much is shipping"))
+            wait_for(lambda: len(stub.sent) == 2, timeout=60)
+            other = logs[1 - readers[0]]
+            assert "reads the pull channels" in other.read_text()
+            time.sleep(2)  # the new reader's polls return both updates until confirmed: neither is answered again
+            assert len(stub.sent) == 2
+            assert stub.sent[0]["text"].startswith("Hi Anna!") and "4.95" in stub.sent[1]["text"]
+    finally:
+        stub.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,3 +151,44 @@ def test_a_flood_is_counted_across_web_processes_and_answered_once_it_stops(stor
     assert engine.seen == ["message 0", "message 1", "message 2", "message 7"]
     for store in stores:
         store.dispose()
+
+
+def test_one_worker_reads_the_pull_channels_and_another_takes_over_when_it_dies(prefix: str) -> None:
+    from switchboard.worker import PullLease
+
+    events: list[str] = []
+    now = [0.0]
+
+    def lease(name: str) -> PullLease:
+        return PullLease(REDIS, f"{prefix}:pull", lambda: events.append(f"{name} reads"),
+                         lambda: events.append(f"{name} stops"), seconds=0.6, clock=lambda: now[0])
+
+    a, b = lease("a"), lease("b")
+    a.tick()
+    b.tick()
+    assert (a.reading, b.reading) == (True, False) and events == ["a reads"]
+    now[0] += 0.3
+    a.tick()  # renewed
+    b.tick()  # still held
+    assert (a.reading, b.reading) == (True, False)
+
+    time.sleep(0.7)  # a dies: nobody renews its lease, which runs out in Redis
+    now[0] += 1
+    b.tick()
+    assert b.reading and events == ["a reads", "b reads"]
+    a.tick()  # a wakes from its stall: the lease is b's, so a stops reading
+    assert not a.reading and events[-1] == "a stops"
+
+    redis.Redis.from_url(REDIS).delete(f"{prefix}:pull")  # Redis forgets it (a restart without persistence)
+    now[0] += 1
+    b.tick()
+    assert not b.reading and events[-1] == "b stops"
+    now[0] += 1
+    a.tick()
+    assert a.reading and events[-1] == "a reads"
+    a.close()  # a worker stopping frees the lease at once
+    assert events[-1] == "a stops"
+    now[0] += 1
+    b.tick()
+    assert b.reading
+    b.close()
