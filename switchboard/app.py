@@ -466,6 +466,9 @@ def check_settings(settings: Settings) -> None:
             "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
             "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
     report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
+    if settings.pull_lease_seconds < 2:
+        raise SwitchboardError(f"SWITCHBOARD_PULL_LEASE_SECONDS is {settings.pull_lease_seconds:g}; a worker renews "
+                               "the lease about every second, so it must be at least 2 (15 is the default)")
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None, role: str = "all") -> Flask:

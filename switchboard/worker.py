@@ -89,9 +89,7 @@ class PullLease:
             if self.reading:
                 self._lock.reacquire()
             elif self._lock.acquire(blocking=False):
-                log.info("this worker reads the pull channels now (Telegram polling, IMAP)")
-                self.reading = True
-                self._start()
+                self._begin()
         except LockError:
             log.warning("this worker lost the lease on the pull channels (Redis forgot it, or the worker stalled "
                         "for more than %g s): another worker reads them now", self._seconds)
@@ -107,6 +105,19 @@ class PullLease:
             self._end()
             with suppress(*self._errors):  # a LockError among them: then it runs out by itself
                 self._lock.release()
+
+    def _begin(self) -> None:
+        try:
+            self._start()
+        except Exception:
+            # Telegram or the mailbox cannot be reached: let any worker (this one too) try again shortly.
+            log.exception("this worker could not start reading the pull channels; trying again shortly")
+            self._stop()
+            with suppress(*self._errors):
+                self._lock.release()
+            return
+        log.info("this worker reads the pull channels now (Telegram polling, IMAP)")
+        self.reading = True
 
     def _end(self) -> None:
         self.reading = False

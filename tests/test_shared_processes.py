@@ -14,6 +14,7 @@ import pytest
 import redis
 from flask import Flask
 
+from bot.errors import SwitchboardError
 from bot.notifier import SharedNotifier
 from switchboard.app import services_of
 from tests.servers import RedisServer, wait_for
@@ -192,3 +193,30 @@ def test_one_worker_reads_the_pull_channels_and_another_takes_over_when_it_dies(
     b.tick()
     assert b.reading
     b.close()
+
+
+def test_a_worker_that_cannot_start_reading_frees_the_lease_for_another(prefix: str) -> None:
+    from switchboard.worker import PullLease
+
+    events: list[str] = []
+
+    def unreachable() -> None:
+        events.append("a tries")
+        raise ConnectionError("api.telegram.org cannot be reached")
+
+    a = PullLease(REDIS, f"{prefix}:pull", unreachable, lambda: events.append("a stops"), seconds=5)
+    b = PullLease(REDIS, f"{prefix}:pull", lambda: events.append("b reads"), lambda: events.append("b stops"),
+                  seconds=5)
+    a.tick()
+    assert not a.reading and events == ["a tries", "a stops"]  # what had started is stopped again
+    b.tick()
+    assert b.reading and events[-1] == "b reads"  # at once, not after the lease ran out
+    b.close()
+
+
+def test_a_lease_too_short_to_renew_is_refused() -> None:
+    from switchboard.app import check_settings
+    from switchboard.settings import Settings
+
+    with pytest.raises(SwitchboardError, match=r"SWITCHBOARD_PULL_LEASE_SECONDS is 1; .* at least 2"):
+        check_settings(Settings(pull_lease_seconds=1))
