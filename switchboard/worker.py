@@ -77,12 +77,14 @@ class PullLease:
         self._seconds = seconds
         self._clock = clock
         self._last = -float("inf")  # the last try to take the lease, or its last renewal
+        self._not_before = -float("inf")  # after a failed start, this worker tries again from then
         self.reading = False
 
     def tick(self) -> None:
         """Take the lease if it is free, renew it if held, and start or stop reading to match."""
         now = self._clock()
-        if now - self._last < (self._seconds / 3 if self.reading else min(1.0, self._seconds / 3)):
+        if now - self._last < (self._seconds / 3 if self.reading else min(1.0, self._seconds / 3)) \
+                or (not self.reading and now < self._not_before):
             return
         self._last = now
         try:
@@ -110,8 +112,10 @@ class PullLease:
         try:
             self._start()
         except Exception:
-            # Telegram or the mailbox cannot be reached: let any worker (this one too) try again shortly.
-            log.exception("this worker could not start reading the pull channels; trying again shortly")
+            # Telegram or the mailbox cannot be reached: any other worker may try at once, this one after a lease.
+            log.exception("this worker could not start reading the pull channels; it tries again in %g s",
+                          self._seconds)
+            self._not_before = self._clock() + self._seconds
             self._stop()
             with suppress(*self._errors):
                 self._lock.release()

@@ -204,7 +204,9 @@ def test_a_worker_that_cannot_start_reading_frees_the_lease_for_another(prefix: 
         events.append("a tries")
         raise ConnectionError("api.telegram.org cannot be reached")
 
-    a = PullLease(REDIS, f"{prefix}:pull", unreachable, lambda: events.append("a stops"), seconds=5)
+    now = [0.0]
+    a = PullLease(REDIS, f"{prefix}:pull", unreachable, lambda: events.append("a stops"), seconds=5,
+                  clock=lambda: now[0])
     b = PullLease(REDIS, f"{prefix}:pull", lambda: events.append("b reads"), lambda: events.append("b stops"),
                   seconds=5)
     a.tick()
@@ -212,6 +214,12 @@ def test_a_worker_that_cannot_start_reading_frees_the_lease_for_another(prefix: 
     b.tick()
     assert b.reading and events[-1] == "b reads"  # at once, not after the lease ran out
     b.close()
+    now[0] += 2
+    a.tick()
+    assert events[-1] == "b stops"  # a waits a lease's length before it tries again, not a second
+    now[0] += 4
+    a.tick()
+    assert events[-2:] == ["a tries", "a stops"]
 
 
 def test_a_lease_too_short_to_renew_is_refused() -> None:
