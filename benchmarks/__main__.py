@@ -41,7 +41,8 @@ def main() -> None:
     text = "\n\n".join([
         "# Benchmarks",
         f"Written by `make bench` on {machine()}. Numbers from one run on a shared machine; "
-        "compare runs on the same machine only.",
+        "compare runs on the same machine only. What they mean, what was profiled and what was tried: "
+        "[performance.md](performance.md).",
         *sections,
     ]) + "\n"
     print("\n" + text)

@@ -96,7 +96,7 @@ class Settings:
     trusted_proxies: int = 0          # proxies in front that set X-Forwarded-For (for the client address)
     processor_threads: int = 4
     # ONNX Runtime threads of a server's encoder; 0: one per core. One is fastest under load, where the
-    # processor threads and the database need the other cores (docs/benchmarks.md); ~1 ms slower alone.
+    # processor threads and the database need the other cores (docs/performance.md); ~1 ms slower alone.
     encoder_threads: int = 1
     sender_burst: int = 10            # messages one sender may send in 10 s; beyond, the bot answers when they stop
     server_threads: int = 1400        # each open event stream holds one; a quarter stays for everything else
