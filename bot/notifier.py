@@ -78,6 +78,20 @@ def connect_redis(url: str, timeout: float, **options: Any) -> tuple[Any, tuple[
     return client, (redis.RedisError, OSError)
 
 
+def announce(url: str, channel: str, key: str) -> bool:
+    """Tell every process on `channel` that `key` changed, from a process that has no notifier of its own (a
+    CLI command); False if Redis cannot be reached."""
+    client, errors = connect_redis(url, timeout=5)
+    try:
+        client.publish(channel, f"{uuid.uuid4().hex} {key}")
+        return True
+    except errors as exc:
+        log.warning("could not announce a change of %s over Redis: %s", key, exc)
+        return False
+    finally:
+        client.close()
+
+
 class SharedNotifier(Notifier):
     """A Notifier whose changes reach every process on the same Redis, over pub/sub: a reply stored by one
     process wakes the console and web-chat streams that another serves.

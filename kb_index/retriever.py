@@ -23,6 +23,7 @@ import numpy as np
 from bot.errors import SwitchboardError
 from bot.language import is_english, with_fallback
 from bot.messages import Passage
+from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
@@ -167,6 +168,36 @@ def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str
     found = [snapshot.chunks[i] for i in best]
     return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of)
             for c, i in zip(found, best, strict=True)]
+
+
+# The notifier key a publish or rollback announces: every process sharing the notifier re-reads the pointer.
+KB_PUBLISHED = "kb-published"
+
+
+class SnapshotWatcher:
+    """Reloads a retriever as soon as a process announces a publish or rollback (`KB_PUBLISHED`, over Redis
+    when the notifier is shared). Searches notice a switched pointer by the file's fingerprint anyway, but on a
+    network file system another host may see a cached fingerprint for up to a minute; `reload` reads the
+    pointer itself, which such file systems check with the server."""
+
+    def __init__(self, notifier: Notifier, retriever: HybridRetriever) -> None:
+        self._notifier = notifier
+        self._retriever = retriever
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="switchboard-kb-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        seen = self._notifier.version(KB_PUBLISHED)
+        while not self._stopping.is_set() and not self._notifier.closed:
+            version = self._notifier.wait(KB_PUBLISHED, seen, timeout=1.0)
+            if version != seen:
+                seen = version
+                self._retriever.reload()
 
 
 class NoKnowledgeBase:

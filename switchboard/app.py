@@ -75,7 +75,7 @@ from kb_index.editing import ArticleFiles
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
-from kb_index.retriever import HybridRetriever, NoKnowledgeBase
+from kb_index.retriever import KB_PUBLISHED, HybridRetriever, NoKnowledgeBase, SnapshotWatcher
 from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
 from switchboard.metrics import PrometheusMeter, exposition
@@ -132,6 +132,7 @@ class Services:
     meter: PrometheusMeter
     telegram_poller: TelegramPoller | None = None
     mail_reader: ImapReader | None = None
+    kb_watch: SnapshotWatcher | None = None  # set where processes share a notifier: reloads on others' publishes
     streams: StreamSlots | None = None  # set by create_app: the open event streams
 
     def close(self) -> None:
@@ -146,6 +147,8 @@ class Services:
             self.batching.close()
         self.store.dispose()
         self.notifier.close()
+        if self.kb_watch is not None:
+            self.kb_watch.stop()
 
 
 def knowledge_base_version(services: Services) -> str:
@@ -346,6 +349,11 @@ def kb_policy(settings: Settings) -> KbPolicy:
 ROLES = ("all", "web", "worker")
 
 
+def changes_channel(settings: Settings) -> str:
+    """The Redis channel on which the processes of a deployment tell each other what changed."""
+    return f"{settings.redis_prefix}:changes"
+
+
 def build_services(settings: Settings, encoder: Encoder | None = None, role: str = "all") -> Services:
     """Build the store, model, index, engine and processor of one process."""
     if role not in ROLES:
@@ -354,7 +362,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
         raise SwitchboardError("`switchboard web` and `switchboard worker` tell each other about new messages and "
                                "replies over Redis: set SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0), "
                                "or serve everything from one process with `switchboard run`")
-    notifier = SharedNotifier(settings.redis_url, f"{settings.redis_prefix}:changes") if settings.redis_url \
+    notifier = SharedNotifier(settings.redis_url, changes_channel(settings)) if settings.redis_url \
         else Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
     store.checkpoint_in_background()
@@ -384,9 +392,13 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
     if telegram is not None:
         senders["telegram"] = TelegramSender(telegram)
     delivery = DeliveryWorker(store, senders, notifier, meter=meter, shared=role == "worker")
+    # Where processes share a notifier, a publish or rollback in any of them (or `switchboard kb build`) is
+    # announced, and every process reads the live snapshot again at once.
+    watch = SnapshotWatcher(notifier, retriever) if settings.redis_url and isinstance(retriever, HybridRetriever) \
+        else None
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
-                    meter)
+                    meter, kb_watch=watch)
 
 
 def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | NoKnowledgeBase:
@@ -565,10 +577,15 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     if isinstance(services.retriever, NoKnowledgeBase):
         app.register_blueprint(create_no_kb_blueprint(services.store, settings.kb_dir))
     else:
+        retriever = services.retriever
+
+        def published() -> None:
+            retriever.reload()
+            services.notifier.publish(KB_PUBLISHED)  # the other processes, where they share the notifier
+
         publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                            BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
-                                           on_publish=services.retriever.reload,
-                                           multilingual=multilingual_model(settings))
+                                           on_publish=published, multilingual=multilingual_model(settings))
 
         def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
             questions = collect_gaps(services.store, since, until, services.store.handled_gaps())

@@ -181,6 +181,23 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
                        options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
+    if out == settings.index_dir:
+        _announce_kb(settings)
+
+
+def _announce_kb(settings: Settings) -> None:
+    """Tell the running processes of a deployment that shares a Redis that another snapshot is live (each
+    notices it on its next search anyway; this makes every host read it at once)."""
+    if not settings.redis_url:
+        return
+    from bot.notifier import announce
+    from kb_index.retriever import KB_PUBLISHED
+    from switchboard.app import changes_channel
+
+    if not announce(settings.redis_url, changes_channel(settings), KB_PUBLISHED):
+        # The snapshot is live all the same: the servers find it on their next search.
+        click.echo("warning: the new snapshot could not be announced over Redis; servers pick it up on their "
+                   "next search", err=True)
 
 
 @kb.command("eval")
@@ -711,6 +728,7 @@ def kb_rollback(name: str, keep_files: bool) -> None:
     click.echo(f"{path.name} is live again." + (
         " The article files are unchanged: the next build brings them back." if keep_files
         else f" The articles in {settings.kb_dir} are its articles again."))
+    _announce_kb(settings)
 
 
 @main.group()

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -228,3 +229,60 @@ def test_a_lease_too_short_to_renew_is_refused() -> None:
 
     with pytest.raises(SwitchboardError, match=r"SWITCHBOARD_PULL_LEASE_SECONDS is 1; .* at least 2"):
         check_settings(Settings(pull_lease_seconds=1))
+
+
+def article(article_id: str, title: str, body: str) -> str:
+    return f"---\nid: {article_id}\ntitle: {title}\nurl: https://help.example/{article_id}\n---\n## {title}\n{body}\n"
+
+
+def test_a_publish_in_one_process_is_live_in_another_at_once_even_when_its_view_of_the_file_is_stale(
+        tmp_path: Path, encoder: Any, prefix: str, notifiers: Callable[..., SharedNotifier],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb_index.encoder import DEFAULT_MODEL
+    from kb_index.retriever import KB_PUBLISHED, HybridRetriever, SnapshotWatcher
+    from kb_index.snapshot import build_snapshot, pointer_stamp
+
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    build_snapshot(kb, index, encoder, model=DEFAULT_MODEL)
+    publisher, other = notifiers(REDIS, f"{prefix}:changes"), notifiers(REDIS, f"{prefix}:changes")
+    retriever = HybridRetriever(index, encoder)
+    watch = SnapshotWatcher(other, retriever)
+    first = retriever.snapshot.path
+    # On a network file system another host may see the pointer file's old fingerprint for up to a minute.
+    stale = pointer_stamp(index)
+    monkeypatch.setattr("kb_index.retriever.pointer_stamp", lambda index_dir: stale)
+    (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome in every shop."),
+                                encoding="utf-8")
+    build_snapshot(kb, index, encoder, model=DEFAULT_MODEL)
+    retriever.search("can i bring my dog", k=1)
+    time.sleep(0.5)
+    assert retriever.snapshot.path == first  # searches did not notice the switch
+
+    publisher.publish(KB_PUBLISHED)  # what a publish, a rollback or `switchboard kb build` announces
+    wait_for(lambda: retriever.snapshot.path != first)
+    assert retriever.search("can i bring my dog", k=1)[0].article_id == "dogs"
+    watch.stop()
+
+
+def test_kb_build_announces_the_new_snapshot_to_a_deployments_processes(
+        tmp_path: Path, prefix: str, notifiers: Callable[..., SharedNotifier]) -> None:
+    from click.testing import CliRunner
+
+    from kb_index.retriever import KB_PUBLISHED
+    from switchboard.cli import main
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    listening = notifiers(REDIS, f"{prefix}:changes")
+    before = listening.version(KB_PUBLISHED)
+    env = {"SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "index"),
+           "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "SWITCHBOARD_LANGUAGES": "en",
+           "SWITCHBOARD_REDIS_URL": REDIS, "SWITCHBOARD_REDIS_PREFIX": prefix}
+    result = CliRunner().invoke(main, ["kb", "build"], env=env)
+    assert result.exit_code == 0, result.output
+    wait_for(lambda: listening.version(KB_PUBLISHED) != before)
+    unreachable = CliRunner().invoke(main, ["kb", "build"], env={**env, "SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert unreachable.exit_code == 0 and "could not be announced" in unreachable.output
