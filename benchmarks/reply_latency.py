@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.kb import timed
 from bot.messages import InboundMessage
 from bot.ports import Encoder
 from kb_index.encoder import load_encoder
@@ -68,7 +69,8 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
     """Measure; prints progress as it goes."""
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         # The bare search runs on as many ONNX Runtime threads as the server's encoder: the same model setup.
-        encoder = load_encoder(Settings().model, Path(tmp) / "index" / "onnx", threads=Settings().encoder_threads)
+        defaults = Settings()
+        encoder = load_encoder(defaults.model, Path(tmp) / "index" / "onnx", threads=defaults.encoder_threads)
         settings = Settings(
             store_url=f"sqlite:///{tmp}/bench.db", index_dir=Path(tmp) / "index", var_dir=Path(tmp),
             kb_dir=ROOT / "data" / "kb", nlu_path=ROOT / "data" / "nlu.yml",
@@ -122,13 +124,9 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
 def encoder_throughput(encoder: Encoder, texts: int) -> float:
     """Texts a second through `encoder` in batches of ENCODER_BATCH: what a burst could reach at best,
     with nothing stored and no turn run (the batches a busy processor forms are this size or smaller)."""
-    batches = [[QUESTIONS[(start + i) % len(QUESTIONS)] for i in range(ENCODER_BATCH)]
-               for start in range(0, texts, ENCODER_BATCH)]
-    encoder.encode(batches[0])
-    started = time.perf_counter()
-    for batch in batches:
-        encoder.encode(batch)
-    return len(batches) * ENCODER_BATCH / (time.perf_counter() - started)
+    batch = [QUESTIONS[i % len(QUESTIONS)] for i in range(ENCODER_BATCH)]
+    seconds = timed(lambda: encoder.encode(batch), repeat=max(1, texts // ENCODER_BATCH))
+    return len(seconds) * ENCODER_BATCH / sum(seconds)
 
 
 def report(result: ReplyLatency, threads: int) -> str:
