@@ -105,14 +105,18 @@ def web(host: str, port: int, processes: int) -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve this worker's /metrics on this port (behind SWITCHBOARD_METRICS_TOKEN).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Interface for --metrics-port (0.0.0.0 for a scraper on another host).")
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Answer stored messages and send replies, beside `switchboard web`; run as many as you like, on any
     host that reaches the same store and Redis. Stops cleanly on SIGTERM or Ctrl-C."""
     from switchboard.worker import run_worker
 
     settings = _ready_settings()
     try:
-        run_worker(settings)
+        run_worker(settings, metrics=(metrics_host, metrics_port) if metrics_port else None)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
 

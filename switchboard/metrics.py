@@ -4,23 +4,39 @@ Counters and the reply-latency histogram are kept as things happen (`PrometheusM
 inbox, the processor and the delivery worker). The queue is read from the store at each scrape, so it
 is the same whichever process answers.
 
-Several processes: give them all one empty directory in `PROMETHEUS_MULTIPROC_DIR` before they start,
-as prometheus-client documents; each process then writes its counts there, and a scrape of any of them
-adds up all of them (`multiprocess.MultiProcessCollector`). Empty it when the processes restart.
+Several processes on one host add up their counts in one directory (prometheus-client's multiprocess
+mode): `switchboard web --processes N` gives its processes a fresh one (`count_across_processes`), so a
+scrape of any of them reports them all; other process managers set `PROMETHEUS_MULTIPROC_DIR` to an empty
+directory before the processes start, as prometheus-client documents. A `switchboard worker` serves its own
+counts with `--metrics-port` (`MetricsServer`): Prometheus scrapes every web server and every worker, and
+adds them up.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
+import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any, Protocol
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.errors import SwitchboardError
 from bot.messages import EventKind, utcnow
 from bot.outcome import Outcome
+from switchboard.settings import metrics_multiprocess_dir
+
+log = logging.getLogger(__name__)
 
 # Seconds from a message's arrival to its replies' commit: the bot answers in milliseconds, a turn that
 # waits for an action server or a busy processor in seconds.
@@ -103,3 +119,60 @@ class _Counts(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._registry.collect()
+
+
+def scrape(token: str, meter: PrometheusMeter, store: QueueStore) -> Response:
+    """The answer to a scrape of /metrics (`token` set): the counts for the bearer of the token, 401 for others.
+    The counts tell outsiders how busy the business is, so they are never open."""
+    expected = f"Bearer {token}".encode()
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+        return Response("metrics need Authorization: Bearer <SWITCHBOARD_METRICS_TOKEN>\n", status=401,
+                        mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
+    return Response(exposition(meter, store, metrics_multiprocess_dir()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def count_across_processes(directory: Path) -> None:
+    """From now on this process, and every process it forks, keeps its counts in `directory`, emptied first,
+    so that a scrape of any of them adds them all up. prometheus-client picks its multiprocess mode when it
+    is imported, from PROMETHEUS_MULTIPROC_DIR; this sets the variable and has it pick again. Call it before
+    any meter is made (`switchboard web` does, before it forks its processes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # a previous run's counts: its processes are gone
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    prometheus_values.ValueClass = prometheus_values.get_value_class()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass  # a scrape every few seconds is no news
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper does not hold the worker's exit
+
+
+class MetricsServer:
+    """A `switchboard worker`'s /metrics on a port of its own (the worker serves nothing else), behind the
+    same token as the web server's. Its counts are the turns, replies, KB decisions and deliveries the
+    worker made; the web processes count the messages they stored."""
+
+    def __init__(self, host: str, port: int, token: str, meter: PrometheusMeter, store: QueueStore) -> None:
+        app = Flask(__name__)
+        app.add_url_rule("/metrics", "metrics", lambda: scrape(token, meter, store))
+        try:
+            self._server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise SwitchboardError(f"cannot serve metrics on {host}:{port} ({exc}); "
+                                   "choose another --metrics-port") from exc
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics", self._server.server_name, self.port)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()

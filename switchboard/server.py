@@ -16,7 +16,8 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from switchboard.app import create_app, services_of
-from switchboard.settings import Settings
+from switchboard.metrics import count_across_processes
+from switchboard.settings import Settings, metrics_multiprocess_dir
 
 
 class SwitchboardServer(BaseApplication):  # type: ignore[misc]
@@ -25,6 +26,7 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, host: str, port: int, processes: int = 1, role: str = "all") -> None:
         self._settings = settings
         self._role = role
+        self._port = port
         self._options: dict[str, Any] = {
             "bind": f"{host}:{port}",
             "workers": processes,
@@ -47,6 +49,9 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
 
     def run(self) -> None:
         _allow_open_files(self._options["worker_connections"] + 256)
+        if self._options["workers"] > 1 and not metrics_multiprocess_dir():
+            # A scrape reaches one process at random: each counts into one directory, and any adds them all up.
+            count_across_processes(self._settings.var_dir / "metrics" / f"{self._role}-{self._port}")
         super().run()
 
     def load_config(self) -> None:

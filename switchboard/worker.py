@@ -18,17 +18,23 @@ from contextlib import suppress
 
 from redis.exceptions import LockError
 
-from bot.errors import Unavailable
+from bot.errors import SwitchboardError, Unavailable
 from bot.notifier import connect_redis
 from bot.pipeline.processor import WORK_WAITING, ConversationProcessor
 from switchboard.app import build_services, pulls_messages, start_pulling, start_work, stop_pulling
+from switchboard.metrics import MetricsServer
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Work until `stop` is set, or SIGTERM / SIGINT arrive (when called from the main thread)."""
+def run_worker(settings: Settings, stop: threading.Event | None = None,
+               metrics: tuple[str, int] | None = None) -> None:
+    """Work until `stop` is set, or SIGTERM / SIGINT arrive (when called from the main thread); serve the
+    worker's /metrics on `metrics` (host, port) if given."""
+    if metrics is not None and not settings.metrics_token:
+        raise SwitchboardError("--metrics-port serves /metrics to scrapers that send SWITCHBOARD_METRICS_TOKEN; "
+                               "set it (the same as the web servers')")
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -38,7 +44,11 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     if pulls_messages(settings):
         lease = PullLease(settings.redis_url, f"{settings.redis_prefix}:pull-channels",
                           lambda: start_pulling(services), lambda: stop_pulling(services), settings.pull_lease_seconds)
+    scraped = None
     try:
+        if metrics is not None:
+            scraped = MetricsServer(*metrics, settings.metrics_token, services.meter, services.store)
+            scraped.start()
         start_work(services)
         log.info("Switchboard worker ready (store %s)", settings.store_url)
         notifier, processor = services.notifier, services.processor
@@ -57,6 +67,8 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         if lease is not None:
             lease.close()
         services.close()
+        if scraped is not None:
+            scraped.close()
 
 
 class PullLease:

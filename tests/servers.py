@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +148,10 @@ class Deployment:
 
 @contextmanager
 def running_deployment(tmp: Path, index_dir: Path, store_url: str, workers: int = 2, web_processes: int = 2,
-                       **env: str) -> Iterator[Deployment]:
-    """`switchboard web` with `web_processes` processes and `workers` `switchboard worker`s on `store_url`, with
-    a Redis of their own; English only (the multilingual model is not loaded). Stopped with SIGTERM at the end."""
+                       worker_args: Sequence[str] = (), **env: str) -> Iterator[Deployment]:
+    """`switchboard web` with `web_processes` processes and `workers` `switchboard worker`s (given `worker_args`)
+    on `store_url`, with a Redis of their own; English only (the multilingual model is not loaded). Stopped with
+    SIGTERM at the end."""
     redis = RedisServer(tmp)
     env = {
         **os.environ,
@@ -186,7 +187,7 @@ def running_deployment(tmp: Path, index_dir: Path, store_url: str, workers: int 
         web = start("web", "--port", str(port), "--processes", str(web_processes))
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/healthz", web, 300, output)
-        started = [start("worker") for _ in range(workers)]
+        started = [start("worker", *worker_args) for _ in range(workers)]
         try:
             wait_for(lambda: all("worker ready" in log.read_text() for log in logs[1:]), timeout=300)
         except AssertionError as exc:

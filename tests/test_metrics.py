@@ -5,26 +5,35 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.analytics.reports import build_report
 from bot.delivery.worker import DeliveryWorker, RetryPolicy
+from bot.errors import SwitchboardError
 from bot.notifier import Notifier
 from bot.stores.conversations import ConversationStore
 from connectors.twilio import TwilioSender, twilio_client
 from switchboard.app import services_of
-from switchboard.metrics import PrometheusMeter
+from switchboard.metrics import MetricsServer, PrometheusMeter
 from switchboard.reports import report_options
+from switchboard.settings import Settings
+from switchboard.worker import run_worker
 from tests.conftest import OPEN_HOURS, ROOT, Editor, WebChat
 from tests.dialogue import Clock
+from tests.servers import free_port, running_deployment
 from tests.test_delivery import queue_replies
 from tests.twilio_stub import ACCOUNT_SID, AUTH_TOKEN, Failure, TwilioStub
 
@@ -143,3 +152,51 @@ def test_several_processes_are_added_up(tmp_path: Path) -> None:
     scraped = subprocess.run([sys.executable, "-c", SCRAPE], env=env, check=True, timeout=120, capture_output=True,
                              text=True).stdout
     assert samples(scraped)[("switchboard_messages_received_total", (("channel", "sms"),))] == 7
+
+
+def test_a_deployment_is_counted_whichever_process_is_scraped(tmp_path: Path, index_dir: Path,
+                                                               postgres_database: str) -> None:
+    # `switchboard web` of two processes counts the messages it stores; a scrape reaches one process at random
+    # and must report both. The worker counts its turns and serves them on a port of its own.
+    schema = f"metrics_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    worker_port = free_port()
+    with running_deployment(tmp_path, index_dir, f"{postgres_database}?options=-csearch_path%3D{schema}", workers=1,
+                            worker_args=("--metrics-port", str(worker_port)),
+                            SWITCHBOARD_METRICS_TOKEN=TOKEN) as deployment:
+        for n in range(8):
+            answer = requests.post(f"{deployment.base}/webhooks/rest/webhook", timeout=60,
+                                   json={"sender": f"scraped-{n}", "message": "how long do i have to return something"})
+            assert answer.status_code == 200 and answer.json(), answer.text
+        web = [_scrape_http(f"{deployment.base}/metrics") for _ in range(12)]
+        assert [found[("switchboard_messages_received_total", (("channel", "rest"),))] for found in web] == [8] * 12
+        worker = _scrape_http(f"http://127.0.0.1:{worker_port}/metrics")
+        assert worker[("switchboard_reply_seconds_count", (("channel", "rest"),))] == 8
+        assert worker[("switchboard_kb_decisions_total", (("decision", "answer"), ("encoder", "english")))] == 8
+        assert worker[("switchboard_queue_conversations", ())] == 0
+        unauthorised = requests.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10)
+        assert unauthorised.status_code == 401 and "switchboard_" not in unauthorised.text
+
+
+def _scrape_http(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    # A fresh connection each time, as a scraper's would be, so that either process may take it.
+    response = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return samples(response.text)
+
+
+def test_a_worker_serves_metrics_only_behind_a_token() -> None:
+    with pytest.raises(SwitchboardError, match="SWITCHBOARD_METRICS_TOKEN"):  # said before any model loads
+        run_worker(Settings(metrics_token=""), threading.Event(), metrics=("127.0.0.1", free_port()))
+
+
+def test_a_taken_metrics_port_is_named(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "switchboard.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SwitchboardError, match=f"127.0.0.1:{port}.*another --metrics-port"):
+            MetricsServer("127.0.0.1", port, TOKEN, PrometheusMeter(), store)
+    store.close()
