@@ -10,6 +10,7 @@ from bot.outcome import Outcome
 from bot.pipeline.processor import ConversationProcessor
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
+from bot.stores.database import WRITE_LOCK
 from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 from tests.servers import wait_for
 
@@ -205,4 +206,55 @@ def test_a_message_that_kills_every_worker_goes_to_a_person_after_three_takeover
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["a person will help", "re: and one after it"]
     # Released cleanly: the next worker starts counting from nothing.
     assert store.lease(accepted.conversation_id, "worker-e", 30) == 0
+    store.dispose()
+
+
+class CountingLeases:
+    """A store that counts the leases taken on it."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+        self.leases = 0
+
+    def lease(self, conversation_id: str, holder: str, seconds: float) -> int | None:
+        self.leases += 1
+        return self._store.lease(conversation_id, holder, seconds)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_a_conversation_offered_with_nothing_waiting_is_only_looked_at(store_url: str) -> None:
+    # A sweep and a wake-up offer the same conversation at once: the second offer finds it answered.
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+    counting = CountingLeases(store)
+    worker = ConversationProcessor(counting, RecordingEngine(), holder="worker-a")  # type: ignore[arg-type]
+    worker.notify(accepted.conversation_id)
+    wait_until_processed(store)
+    worker.notify(accepted.conversation_id)  # answered already (or being answered: then it is looked at again)
+    worker.stop()  # waits for both
+    assert counting.leases == 1
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["re: hello"]
+    store.dispose()
+
+
+def test_leases_do_not_queue_behind_the_deployments_writes(postgres_database: str) -> None:
+    # Every write that appends events takes one lock, so that events get their ids in commit order; a worker's
+    # lease, taken and given up around every turn, is one statement and needs no place in that order.
+    import psycopg
+
+    store = open_store(postgres_database)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+    with psycopg.connect(postgres_database) as writer:
+        writer.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # a long write elsewhere holds the lock
+        taken = threading.Thread(target=lambda: store.lease(accepted.conversation_id, "worker-a", 30))
+        taken.start()
+        taken.join(timeout=10)
+        assert not taken.is_alive(), "the lease waited for the other write"
+        assert store.conversations_with_pending(unleased=True) == []
+        store.renew_leases("worker-a", 30)
+        store.release(accepted.conversation_id, "worker-a")
+        assert store.conversations_with_pending(unleased=True) == [accepted.conversation_id]
+        writer.rollback()
     store.dispose()

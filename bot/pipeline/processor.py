@@ -116,14 +116,10 @@ class ConversationProcessor:
     def _drain(self, conversation_id: str) -> None:
         while True:
             try:
-                takeovers = 0 if self._holder is None else \
-                    self._store.lease(conversation_id, self._holder, self._lease_seconds)
-                if takeovers is not None:
-                    drained = self._turns(conversation_id, poisoned=takeovers >= self._max_takeovers)
-                    if self._holder is not None and drained and self._store.next_pending(conversation_id):
-                        # Came in after the last look, while another processor's try for the lease met this one's.
-                        with self._lock:
-                            self._again.add(conversation_id)
+                if self._holder is None:
+                    self._turns(conversation_id)
+                else:
+                    self._leased_turns(conversation_id, self._holder)
             except Exception:
                 self._retry_later(conversation_id)
             else:
@@ -135,28 +131,42 @@ class ConversationProcessor:
                     return
                 self._again.discard(conversation_id)
 
+    def _leased_turns(self, conversation_id: str, holder: str) -> None:
+        """Take the conversation's turns under its lease, if no other processor holds it."""
+        # A look first, without the lease: a conversation offered again while it was answered (by a sweep and
+        # a wake-up at once) costs one read, not a lease taken and given up.
+        if not self._store.has_pending(conversation_id):
+            return
+        takeovers = self._store.lease(conversation_id, holder, self._lease_seconds)
+        if takeovers is None:
+            return  # another processor answers it
+        try:
+            drained = self._turns(conversation_id, poisoned=takeovers >= self._max_takeovers)
+        finally:
+            self._store.release(conversation_id, holder)
+        if drained and self._store.has_pending(conversation_id):
+            # Came in after the last look, while another processor's try for the lease met this one's.
+            with self._lock:
+                self._again.add(conversation_id)
+
     def _turns(self, conversation_id: str, poisoned: bool = False) -> bool:
         """Take the conversation's turns while it has messages; True if none is left waiting. `poisoned`: workers
         died on the conversation again and again, so its next message goes to a person without the bot's turn."""
-        try:
-            while (pending := self._store.next_pending(conversation_id)) is not None:
-                if pending.throttled and not pending.followed and self._flooding(conversation_id):
-                    return False  # the flood goes on: its last message is answered once it stops
-                if poisoned:
-                    poisoned = False
-                    log.error("workers stopped %d times on conversation %s: its message %d goes to a person "
-                              "without the bot's turn", self._max_takeovers, conversation_id, pending.inbound_id)
-                    conversation = self._store.get_conversation(conversation_id)
-                    outcome = self._engine.hand_off(conversation, "processing_error")
-                    stored = self._store.complete_turn(pending, outcome, self._holder)
-                else:
-                    stored = self._process(pending)
-                if not stored and self._holder is not None:
-                    return True  # another processor took the conversation over: it answers from here
-            return True
-        finally:
-            if self._holder is not None:
-                self._store.release(conversation_id, self._holder)
+        while (pending := self._store.next_pending(conversation_id)) is not None:
+            if pending.throttled and not pending.followed and self._flooding(conversation_id):
+                return False  # the flood goes on: its last message is answered once it stops
+            if poisoned:
+                poisoned = False
+                log.error("workers stopped %d times on conversation %s: its message %d goes to a person "
+                          "without the bot's turn", self._max_takeovers, conversation_id, pending.inbound_id)
+                conversation = self._store.get_conversation(conversation_id)
+                outcome = self._engine.hand_off(conversation, "processing_error")
+                stored = self._store.complete_turn(pending, outcome, self._holder)
+            else:
+                stored = self._process(pending)
+            if not stored and self._holder is not None:
+                return True  # another processor took the conversation over: it answers from here
+        return True
 
     def _retry_later(self, conversation_id: str) -> None:
         with self._lock:

@@ -279,28 +279,33 @@ class ConversationStore(OutboxRecords, AgentRecords):
         it was last released (a worker that died on it, or on one of its messages: 0 normally). One worker
         answers a conversation at a time; a dead worker's lease runs out and another takes it over."""
         now = utcnow()
-        with self._write() as db:
-            row = db.execute(
-                "INSERT INTO conversation_leases (conversation_id, holder, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (conversation_id) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at, takeovers = conversation_leases.takeovers + "
-                "CASE WHEN conversation_leases.holder = excluded.holder THEN 0 ELSE 1 END "
-                "WHERE conversation_leases.holder = excluded.holder OR conversation_leases.expires_at < ? "
-                "RETURNING takeovers", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
-                                        now.isoformat())).fetchone()
+        # One statement, atomic alone (see Database.write_one). A worker taken for dead that commits a turn late,
+        # after another took its lease, still stores it at most once: `complete_turn` marks a message processed
+        # only if nobody did, and the other worker's look at the conversation waits for that.
+        row = self._write_one(
+            "INSERT INTO conversation_leases (conversation_id, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (conversation_id) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at, takeovers = conversation_leases.takeovers + "
+            "CASE WHEN conversation_leases.holder = excluded.holder THEN 0 ELSE 1 END "
+            "WHERE conversation_leases.holder = excluded.holder OR conversation_leases.expires_at < ? "
+            "RETURNING takeovers", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
+                                    now.isoformat())).fetchone()
         return None if row is None else int(row["takeovers"])
 
     def renew_leases(self, holder: str, seconds: float) -> int:
         """Extend every lease `holder` has (a worker's heartbeat); returns how many."""
-        with self._write() as db:
-            return db.execute("UPDATE conversation_leases SET expires_at = ? WHERE holder = ?",
-                              ((utcnow() + timedelta(seconds=seconds)).isoformat(), holder)).rowcount
+        return self._write_one("UPDATE conversation_leases SET expires_at = ? WHERE holder = ?",
+                               ((utcnow() + timedelta(seconds=seconds)).isoformat(), holder)).rowcount
 
     def release(self, conversation_id: str, holder: str) -> None:
         """Give up `holder`'s lease on a conversation (nothing if another holds it now)."""
-        with self._write() as db:
-            db.execute("DELETE FROM conversation_leases WHERE conversation_id = ? AND holder = ?",
-                       (conversation_id, holder))
+        self._write_one("DELETE FROM conversation_leases WHERE conversation_id = ? AND holder = ?",
+                        (conversation_id, holder))
+
+    def has_pending(self, conversation_id: str) -> bool:
+        """Whether the conversation has a stored message not yet processed."""
+        return self._connection().execute("SELECT 1 FROM inbound WHERE conversation_id = ? AND processed_at IS NULL "
+                                          "LIMIT 1", (conversation_id,)).fetchone() is not None
 
     def next_pending(self, conversation_id: str) -> PendingMessage | None:
         """Return the oldest unprocessed message of a conversation, if any."""
@@ -335,15 +340,13 @@ class ConversationStore(OutboxRecords, AgentRecords):
                                    (pending.conversation_id,)).fetchone()
                 if lease is not None and lease["holder"] != holder:
                     return False
-            updated = db.execute(
-                "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL",
-                (now, pending.inbound_id),
-            ).rowcount
-            if not updated:
+            # Where the message is now: a merge may have moved it to another conversation since it was taken.
+            where = db.execute(
+                "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL "
+                "RETURNING conversation_id, event_seq", (now, pending.inbound_id),
+            ).fetchone()
+            if where is None:
                 return False
-            # A merge may have moved the message to another conversation since it was taken.
-            where = db.execute("SELECT conversation_id, event_seq FROM inbound WHERE inbound_id = ?",
-                               (pending.inbound_id,)).fetchone()
             pending = replace(pending, conversation_id=where["conversation_id"], event_seq=where["event_seq"])
             if outcome.message_data:
                 row = db.execute("SELECT data FROM events WHERE conversation_id = ? AND seq = ?",

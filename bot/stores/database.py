@@ -11,6 +11,9 @@ PostgreSQL every write transaction takes one advisory lock first, so writes are 
 a read-then-write transaction sees what it read until it commits, and events get their ids in commit
 order, which the reports' incremental refresh relies on. Writes are short (the bot's work happens
 outside them), so one lock costs little until many workers share a database; reads are not serialised.
+A write of one statement that appends no event needs neither (`write_one`): on PostgreSQL it runs on its
+own, without the lock, so that the workers' leases on conversations, taken and given up around every
+turn, do not queue behind every other write of the deployment.
 """
 
 from __future__ import annotations
@@ -175,6 +178,12 @@ class SqliteDatabase:
                     with suppress(Unavailable):  # then the connection is dropped, and closing it rolls back
                         db.execute("ROLLBACK")
                 raise
+
+    def write_one(self, sql: str, parameters: Params = (), /) -> _Rows:
+        """One statement that appends no event, committed on its own; its rows read."""
+        with self.write() as db:
+            cursor = db.execute(sql, parameters)
+            return _Rows(cursor.fetchall(), cursor.rowcount)
 
     @contextmanager
     def snapshot(self) -> Iterator[_SqliteConnection]:
@@ -409,6 +418,11 @@ class PostgresDatabase:
         with self._connection() as db, db._connection.transaction():
             db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             yield db
+
+    def write_one(self, sql: str, parameters: Params = (), /) -> _Rows:
+        """One statement that appends no event, committed on its own: atomic alone, it needs no place in the
+        order of the deployment's writes, so it does not take their lock."""
+        return self.connection().execute(sql, parameters)
 
     @contextmanager
     def snapshot(self) -> Iterator[_PgConnection]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from bot.stores.database import Connection, Database
+from bot.stores.database import Connection, Database, Params, Result
 
 
 class Records:
@@ -19,6 +19,10 @@ class Records:
 
     def _write(self) -> AbstractContextManager[Connection]:
         return self._db.write()
+
+    def _write_one(self, sql: str, parameters: Params = ()) -> Result:
+        """One statement that appends no event, committed on its own (see Database)."""
+        return self._db.write_one(sql, parameters)
 
     def _changed(self, *keys: str) -> None:
         for key in keys:
