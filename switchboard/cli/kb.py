@@ -1,0 +1,261 @@
+"""`switchboard kb`: build, check, evaluate, version and roll back the knowledge base."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from bot.errors import SwitchboardError
+from switchboard.cli.base import load_settings, main, plural
+from switchboard.settings import Settings
+
+
+@main.group()
+def kb() -> None:
+    """Manage the knowledge base."""
+
+
+@kb.command("build")
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index directory [default: SWITCHBOARD_INDEX_DIR].")
+@click.option("--author", default=getpass.getuser, show_default="the current user",
+              help="Who publishes, recorded in the version history.")
+def kb_build(source: Path | None, out: Path | None, author: str) -> None:
+    """Build a new index snapshot and make it live; the live one stays if the build fails."""
+    import dataclasses
+
+    from kb_index.encoder import load_encoder
+    from kb_index.snapshot import BuildOptions, build_snapshot
+    from switchboard.app import multilingual_model
+
+    settings = load_settings()
+    source = source or settings.kb_dir
+    out = out or settings.index_dir
+    try:
+        click.echo(f"Loading the embedding model {settings.model} ...")
+        encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
+        multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out), threads=0)  # every core
+        if multilingual is not None:
+            click.echo(f"Loading the multilingual encoder for {settings.languages} ...")
+        build_snapshot(source, out, encoder, model=settings.model, author=author, progress=True, report=click.echo,
+                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if out == settings.index_dir:
+        _announce_kb(settings)
+
+
+def _announce_kb(settings: Settings) -> None:
+    """Tell the running processes of a deployment that shares a Redis that another snapshot is live (each
+    notices it on its next search anyway; this makes every host read it at once)."""
+    if not settings.redis_url:
+        return
+    from bot.notifier import announce
+    from kb_index.retriever import KB_PUBLISHED
+    from switchboard.app import changes_channel
+
+    if not announce(settings.redis_url, changes_channel(settings), KB_PUBLISHED):
+        # The snapshot is live all the same: the servers find it on their next search.
+        click.echo("warning: the new snapshot could not be announced over Redis; servers pick it up on their "
+                   "next search", err=True)
+
+
+@kb.command("eval")
+@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=Path("data/kb_eval/dev.csv"), show_default=True,
+              help="CSV with columns question, expected_article_id (empty: should not answer).")
+@click.option("--min-score", type=float, default=None,
+              help="Score to answer outright [default: SWITCHBOARD_KB_MIN_SCORE].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report, with each question's decision, as JSON.")
+def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
+    """Measure answers on a question set: what the bot would answer, offer as choices or decline, and
+    the decision thresholds this set would suggest (calibrate on a dev split, report on a test split)."""
+    import dataclasses
+    import json
+
+    from bot.dialogue.kb_decision import KbAction, policy_spec
+    from kb_index.encoder import load_encoder
+    from kb_index.evaluation import (
+        calibrate,
+        calibrate_policy,
+        decisions,
+        is_right,
+        load_cases,
+        report_decisions,
+        run_cases,
+        score,
+    )
+    from kb_index.retriever import HybridRetriever
+    from switchboard.app import kb_policy, language_detector, multilingual_model, other_language_policies
+
+    settings = load_settings()
+    try:
+        others = other_language_policies(settings)
+        cases = load_cases(questions)
+        encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+        retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings))
+        results = run_cases(retriever, cases, languages=language_detector(settings))
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    known = {chunk.article_id for chunk in retriever.snapshot.chunks}
+    unknown = sorted({c.expected for c in cases if c.expected is not None} - known)
+    if unknown:
+        click.echo(f"warning: {questions} expects articles the index does not have (always counted wrong): "
+                   f"{', '.join(unknown)}", err=True)
+    policy = kb_policy(settings)
+    if min_score is not None:
+        policy = dataclasses.replace(policy, answer_score=min_score)
+    languages = {r.language for r in results if r.multilingual}
+    other = bool(results) and all(r.multilingual for r in results)
+    language = str(languages.pop()) if other and len(languages) == 1 else "*"
+    if other:
+        click.echo("Every question is in another language than English: matched by the multilingual encoder "
+                   "and decided by its policy (SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
+        policy = others.get(None if language == "*" else language)
+    report = score(results, policy.answer_score)
+    decided = report_decisions(results, policy, others)
+    made = decisions(results, policy, others)
+    suggested = calibrate_policy(results)
+    if as_json:
+        click.echo(json.dumps({
+            **report.as_dict(), "suggested_threshold": calibrate(results), "decisions": decided.as_dict(),
+            "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
+            "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
+                         "score": round(r.score, 4), "decision": d.action.value, "articles": list(d.article_ids),
+                         "right": is_right(r, d), "language": r.language, "multilingual": r.multilingual}
+                        for r, d in zip(results, made, strict=True)]}, indent=2))
+        return
+    click.echo(f"{report.questions} questions ({report.answerable} answerable) from {questions}")
+    click.echo(f"  hit@1               {report.hit_at_1:.3f}")
+    click.echo(f"  hit@3               {report.hit_at_3:.3f}")
+    click.echo(f"  MRR                 {report.mrr:.3f}")
+    click.echo(f"Decisions (answer at {policy.answer_score:.2f} with a lead of {policy.answer_margin:.2f}; choices "
+               f"from {policy.choice_score:.2f} within {policy.choice_window:.2f} of the best):")
+    click.echo(f"  answered            {decided.answered}, right {decided.answered_right} "
+               f"(precision {decided.answer_precision:.3f})")
+    click.echo(f"  offered choices     {decided.offered}, the right article among them {decided.offered_right}")
+    click.echo(f"  reached             {decided.reach:.3f} of the answerable (answered right, or among the choices)")
+    click.echo(f"  declined            {decided.declined_unanswerable} of {decided.unanswerable} unanswerable "
+               f"({decided.decline_rate:.3f})")
+    failures = [(r, d) for r, d in zip(results, made, strict=True) if not is_right(r, d)]
+    if failures:
+        click.echo(f"Failures ({len(failures)}):")
+        for r, d in failures:
+            got = "declined" if d.action == KbAction.DECLINE else f"{d.action.value} {', '.join(d.article_ids)}"
+            click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f})")
+    click.echo(f"Suggested on this set: answer at {suggested.answer_score:.3g} with a lead of "
+               f"{suggested.answer_margin:.3g}, choices from {suggested.choice_score:.3g} within "
+               f"{suggested.choice_window:.3g}; calibrate on a dev split only.")
+    if other:
+        click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES={language}={policy_spec(suggested)}")
+    else:
+        click.echo(f"  SWITCHBOARD_KB_MIN_SCORE={suggested.answer_score:g} SWITCHBOARD_KB_ANSWER_MARGIN="
+                   f"{suggested.answer_margin:g} SWITCHBOARD_KB_CHOICE_SCORE={suggested.choice_score:g} "
+                   f"SWITCHBOARD_KB_CHOICE_WINDOW={suggested.choice_window:g}")
+
+
+@kb.command("lint")
+@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Directory of Markdown articles [default: SWITCHBOARD_KB_DIR].")
+def kb_lint(source: Path | None) -> None:
+    """Check the articles: front matter, ids, titles, empty and very long articles."""
+    from kb_index.lint import lint_kb
+
+    source = source or load_settings().kb_dir
+    if not source.is_dir():
+        raise click.ClickException(f"{source} is not a directory; set SWITCHBOARD_KB_DIR or pass --source")
+    problems = lint_kb(source)
+    for problem in problems:
+        click.echo(str(problem))
+    errors = sum(1 for p in problems if p.severity == "error")
+    click.echo(f"{len(list(source.rglob('*.md')))} articles checked: {errors} errors, "
+               f"{len(problems) - errors} warnings")
+    if errors:
+        sys.exit(1)
+
+
+@kb.command("gaps")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Groups to show.")
+@click.option("--similarity", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+              help="How alike (cosine) English questions must be to share a group (other languages: 0.9, on "
+                   "the multilingual encoder's scale).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
+    """Questions the bot could not answer, grouped by meaning: what to write next."""
+    import json
+    from dataclasses import asdict
+
+    from bot.analytics.gaps import cluster_gaps, collect_gaps
+    from bot.stores import open_store
+    from kb_index.encoder import load_encoder
+    from switchboard.app import multilingual_model
+
+    settings = load_settings()
+    store = open_store(settings.store_url)
+    questions = collect_gaps(store, handled=store.handled_gaps())
+    if not questions:
+        click.echo("No unanswered questions yet.")
+        return
+    encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
+    multilingual = multilingual_model(settings)
+    clusters = cluster_gaps(questions, encoder, similarity,
+                            other_languages=multilingual.queries if multilingual is not None else None)
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in clusters[:limit]], indent=2, ensure_ascii=False))
+        return
+    conversations = len({q.conversation_id for q in questions})
+    click.echo(f"{plural(len(questions), 'unanswered question')} from {plural(conversations, 'conversation')}, "
+               f"{plural(len(clusters), 'group')}; the largest first:")
+    for n, cluster in enumerate(clusters[:limit], start=1):
+        reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())
+        language = f" [{cluster.language}]" if cluster.language else ""
+        click.echo(f"\n{n}. {cluster.representative!r}{language}  ({plural(cluster.size, 'question')}: {reasons})")
+        for example in cluster.examples[1:]:
+            click.echo(f"     also: {example!r}")
+
+
+@kb.command("versions")
+def kb_versions() -> None:
+    """List the published snapshots, newest first: when, who, what changed."""
+    from kb_index.snapshot import current_snapshot, list_snapshots
+
+    settings = load_settings()
+    live = current_snapshot(settings.index_dir)
+    snapshots = list_snapshots(settings.index_dir)
+    if not snapshots:
+        raise click.ClickException(f"no snapshots in {settings.index_dir}; run `switchboard kb build`")
+    for path, manifest in snapshots:
+        changes = manifest.get("changes", {})
+        summary = ", ".join(f"{len(ids)} {kind}" for kind, ids in changes.items() if ids) or "no article changes"
+        marker = "*" if path == live else " "
+        click.echo(f"{marker} {path.name}  {manifest.get('built_at', '?')}  by {manifest.get('author') or '?'}  "
+                   f"{manifest.get('articles', '?')} articles  ({summary})")
+        for kind, ids in changes.items():
+            if ids and len(ids) <= 5:
+                click.echo(f"      {kind}: {', '.join(ids)}")
+    click.echo("* live")
+
+
+@kb.command("rollback")
+@click.argument("name")
+@click.option("--keep-files", is_flag=True, help="Leave the article files as they are (the next build brings "
+                                                 "them back) instead of restoring the version's.")
+def kb_rollback(name: str, keep_files: bool) -> None:
+    """Make an earlier snapshot live again (running servers pick it up within a search), and its
+    article files the KB directory's, so the next build keeps what was rolled back to."""
+    from kb_index.snapshot import rollback
+
+    settings = load_settings()
+    try:
+        path = rollback(settings.index_dir, name, None if keep_files else settings.kb_dir)
+    except SwitchboardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{path.name} is live again." + (
+        " The article files are unchanged: the next build brings them back." if keep_files
+        else f" The articles in {settings.kb_dir} are its articles again."))
+    _announce_kb(settings)
