@@ -3,7 +3,8 @@
 In order: the handoff policy's triggers (an explicit request, a keyword, a sensitive
 intent, negative sentiment), the active form or the action that asked the customer a
 question, the rules and then the stories (bot/dialogue/rules.py), an intent's own response, the
-knowledge base, and last the fallback, which hands off when it repeats.
+knowledge base (bot/dialogue/kb_answers.py), and last the fallback, which hands off when it repeats.
+The message's working state is a `Turn` (bot/dialogue/turn.py).
 """
 
 from __future__ import annotations
@@ -31,22 +32,21 @@ from bot.dialogue.domain import Domain
 from bot.dialogue.entities import Entity, EntityExtractor
 from bot.dialogue.forms import DEACTIVATE_LOOP, LISTEN, REQUESTED_SLOT, RESTART, Form, extract_slots
 from bot.dialogue.handoff_policy import HandoffPolicy
-from bot.dialogue.kb_decision import OTHER_LANGUAGES, KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.dialogue.kb_answers import KbAnswers
+from bot.dialogue.kb_decision import OTHER_LANGUAGES, KbPolicy, LanguagePolicies
 from bot.dialogue.nlu import IntentClassifier, IntentPrediction
 from bot.dialogue.responses import ResponseTemplates
 from bot.dialogue.rules import Happened, Rulebook
 from bot.dialogue.sentiment import LexiconSentiment
-from bot.language import LanguageDetector, is_english
+from bot.dialogue.turn import Turn
+from bot.language import LanguageDetector
 from bot.messages import (
     PRESENCE_MINUTES,
     Author,
     Button,
     Conversation,
     ConversationStatus,
-    DialogueState,
-    Event,
     EventKind,
-    Passage,
     Reply,
     utcnow,
 )
@@ -56,18 +56,9 @@ from bot.ports import DialogueMemory, Encoder, Retriever
 log = logging.getLogger(__name__)
 
 LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
-HISTORY_STEPS = 60  # steps of a conversation's history kept for rules and stories
 MAX_ACTIONS = 10    # actions the bot runs for one message, at most (a rule or story that loops stops there)
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# The payloads of the "did you mean" buttons: an article chosen, or none of them.
 SESSION_START = "action_session_start"  # Rasa's action run as a conversation begins, when a project defines one
-KB_CHOICE = "/kb_article"
-KB_NONE = "/kb_none"
-# The payloads of "did this help?" under an answer.
-KB_HELPFUL = "/kb_helpful"
-KB_UNHELPFUL = "/kb_unhelpful"
-_KB_CHOICE = re.compile(r"/kb_article\{\s*\"article_id\"\s*:\s*\"([^\"]{1,200})\"\s*\}")
 # A button's payload naming an intent, as in Rasa: "/order_status" or "/order_status{\"order_number\": \"PO-1\"}".
 _INTENT_PAYLOAD = re.compile(r"/(\w{1,100})(\{.{0,2000}\})?", re.DOTALL)
 # Fields of an action's message that are not values for the response's placeholders.
@@ -102,59 +93,6 @@ class DialogueModel:
     handoff: HandoffPolicy = field(default_factory=HandoffPolicy)
 
 
-@dataclass
-class _Turn:
-    """The working state of one customer message while the engine answers it."""
-
-    conversation: Conversation
-    text: str
-    channel: str | None
-    seq: int | None            # the message's place in the transcript; None for previews
-    slots: dict[str, Any]
-    active_loop: str | None
-    negative_streak: int
-    values: dict[str, str]     # placeholder values every response may use (the customer's name)
-    notes: dict[str, Any]      # what the bot made of the message, kept on its transcript event
-    language: str | None = None  # the message's, else the customer's profile's
-    prediction: IntentPrediction | None = None
-    entities: list[Entity] = field(default_factory=list)
-    replies: list[Reply] = field(default_factory=list)
-    events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
-    fallback_streak: int | None = None  # None: the bot did not take this turn
-    handoff: tuple[str, dict[str, Any]] | None = None
-    opted_out: bool | None = None
-    link_code: str | None = None
-    reference_notice: ReferenceNotice | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)  # set by actions on the customer's profile
-    previous_action: str | None = None  # the custom action that answered the previous message
-    customer_name: str | None = None    # a name the customer gave, set by an action
-    acted: str | None = None            # the custom action that answered this one
-    history: list[Happened] = field(default_factory=list)  # what was said and done, for rules and stories
-    extracted: dict[str, Any] = field(default_factory=dict)  # slots this message filled
-    interrupted: bool = False  # the active form declined this message: when it runs again, it only asks
-
-    def happened(self, kind: str, name: str | None) -> None:
-        self.history.append(Happened(kind, name, self.active_loop))
-
-    def kept_history(self) -> tuple[list[str | None], ...]:
-        if len(self.history) <= HISTORY_STEPS:
-            return tuple(step.as_json() for step in self.history)
-        # A cut history no longer holds the conversation's start: `conversation_start` rules cannot match it.
-        return (Happened("cut", None).as_json(), *(step.as_json() for step in self.history[-HISTORY_STEPS + 1:]))
-
-    def outcome(self) -> Outcome:
-        return Outcome(
-            replies=tuple(self.replies), events=tuple(self.events), fallback_streak=self.fallback_streak,
-            handoff_reason=self.handoff[0] if self.handoff else None,
-            handoff_detail=self.handoff[1] if self.handoff else {},
-            dialogue=DialogueState(self.slots, self.active_loop, self.negative_streak, self.acted,
-                                   self.kept_history()),
-            message_data=self.notes, opted_out=self.opted_out, link_code=self.link_code,
-            reference_notice=self.reference_notice, customer_attributes=self.attributes,
-            customer_name=self.customer_name,
-        )
-
-
 class Engine:
     """Answers one customer message at a time, from the policy, actions, intents and the KB."""
 
@@ -175,6 +113,9 @@ class Engine:
         self._policy = policy or EnginePolicy()
         self._languages = languages
         self._clock = clock
+        self._kb = KbAnswers(retriever, model.responses, memory, policy=self._policy.kb,
+                             other_languages=self._policy.kb_other_languages, passages=self._policy.kb_passages,
+                             quote_chars=self._policy.quote_chars)
 
     # -- the public turn ---------------------------------------------------------------
 
@@ -195,10 +136,10 @@ class Engine:
             # Said on the closed conversation the rating belongs to; a thanks, never an answer.
             response = "utter_csat_thanks" if rated == "first" else "utter_csat_repeat"
             if self._model.responses.has(response):
-                self._say(turn, response)
+                turn.say(self._model.responses, response)
         elif link is not None and self._model.responses.has(f"utter_link_{link}"):
             # Said whoever holds the conversation: only the bot knows what became of the code.
-            self._say(turn, f"utter_link_{link}")
+            turn.say(self._model.responses, f"utter_link_{link}")
         elif capabilities is not None and keyword in capabilities.opt_out_keywords | capabilities.opt_in_keywords:
             # The carrier's STOP/START: recorded on the identity, never answered by the bot.
             turn.notes["keyword"] = keyword.upper()
@@ -206,11 +147,11 @@ class Engine:
         elif capabilities is not None and keyword in capabilities.help_keywords \
                 and self._model.responses.has("utter_sms_help"):
             turn.notes["keyword"] = keyword.upper()
-            self._say(turn, "utter_sms_help")
+            turn.say(self._model.responses, "utter_sms_help")
         elif media is not None and conversation.status == ConversationStatus.BOT \
                 and self._model.responses.has("utter_non_text"):
             turn.fallback_streak = turn.conversation.fallback_streak
-            self._say(turn, "utter_non_text", media=media)
+            turn.say(self._model.responses, "utter_non_text", media=media)
         elif conversation.status == ConversationStatus.BOT:
             self._decide(turn)
         elif conversation.status == ConversationStatus.QUEUED and self._model.handoff.answer_while_queued:
@@ -254,11 +195,11 @@ class Engine:
     # -- deciding ----------------------------------------------------------------------
 
     def _start(self, conversation: Conversation, text: str, channel: str | None, seq: int | None,
-               rate: bool = True) -> _Turn:
+               rate: bool = True) -> Turn:
         state = conversation.dialogue
         slots = {**self._model.domain.initial_slots(), **state.slots}
         values, language = self._customer_facts(conversation, text)
-        turn = _Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
+        turn = Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
                      values, {}, language, previous_action=state.latest_action,
                      history=[Happened.from_json(step) for step in state.history])
         if LANGUAGE_SLOT in self._model.domain.slots and turn.language is not None:
@@ -271,7 +212,7 @@ class Engine:
             turn.negative_streak = state.negative_streak + 1 if negative else 0
         return turn
 
-    def _decide(self, turn: _Turn) -> None:
+    def _decide(self, turn: Turn) -> None:
         policy = self._model.handoff
         turn.fallback_streak = 0
         if turn.seq == 1 and SESSION_START in self._model.domain.actions:
@@ -292,8 +233,9 @@ class Engine:
 
         if self._offer_reference(turn):
             return None
-        if self._kb_choice(turn) or self._kb_feedback(turn):
-            return None
+        tap = self._kb.choice(turn) or self._kb.feedback(turn)
+        if tap is not None:
+            return self._fall_back(turn, tap.miss) if tap.miss else None
 
         vector = self._english_vector(turn)
         self._understand(turn, vector)
@@ -306,7 +248,7 @@ class Engine:
 
         if turn.prediction.intent == self._policy.link_intent and self._model.responses.has("utter_link_code"):
             turn.link_code = new_link_code()
-            self._say(turn, "utter_link_code", code=turn.link_code)
+            turn.say(self._model.responses, "utter_link_code", code=turn.link_code)
             return None
         if turn.active_loop and self._continue_loop(turn, turn.active_loop):
             return None
@@ -314,17 +256,17 @@ class Engine:
             return None
         intent = turn.prediction.intent
         if intent is not None and self._model.responses.has(f"utter_{intent}"):
-            self._say(turn, f"utter_{intent}")
+            turn.say(self._model.responses, f"utter_{intent}")
             if intent == self._policy.greet_intent:
                 self._recall(turn)
             return None
         if self._follow_up(turn):
             return None
-        if self._answer_from_kb(turn, vector):
+        if self._kb.answer(turn, vector):
             return None
         return self._fall_back(turn)
 
-    def _follow_up(self, turn: _Turn) -> bool:
+    def _follow_up(self, turn: Turn) -> bool:
         """A message nothing else answered, carrying what the previous answer's action works on ("what
         about PO-2610433" after an order's status), is that action's again."""
         if turn.previous_action is None or not self._fills_a_slot(turn) or not self._act(turn, turn.previous_action):
@@ -332,24 +274,24 @@ class Engine:
         turn.notes["follow_up"] = turn.previous_action
         return True
 
-    def _fills_a_slot(self, turn: _Turn) -> bool:
+    def _fills_a_slot(self, turn: Turn) -> bool:
         found = {e.entity for e in turn.entities}
         return any(mapping.type == "from_entity" and mapping.entity in found
                    for slot in self._model.domain.slots.values() for mapping in slot.mappings)
 
-    def _while_queued(self, turn: _Turn) -> None:
+    def _while_queued(self, turn: Turn) -> None:
         """Waiting for a person: the bot answers what the knowledge base answers with confidence. Anything
         else (chit-chat, another request for a person, a question it cannot answer, a "no" to an answer)
         waits for the person, who sees it all; it is no miss and never hands off again."""
-        if self._kb_feedback(turn, queued=True):
-            return
+        if self._kb.feedback(turn) is not None:
+            return  # a "no" is no miss here: the person the customer waits for answers it
         vector = self._english_vector(turn)
         self._understand(turn, vector)
         assert turn.prediction is not None
         if turn.prediction.intent is None:
-            self._answer_from_kb(turn, vector, choices=False)
+            self._kb.answer(turn, vector, choices=False)
 
-    def _offer_reference(self, turn: _Turn) -> bool:
+    def _offer_reference(self, turn: Turn) -> bool:
         """A customer quoting another conversation's reference is offered to continue it here: a code goes
         to that conversation's channel, and sending it here links the two. The answer is the same whether
         or not the reference exists, so references cannot be probed."""
@@ -365,7 +307,7 @@ class Engine:
             text, _ = self._model.responses.render("utter_reference_notice", {"reference": reference, "code": code})
             turn.reference_notice = ReferenceNotice(reference, code, text)
         turn.notes["reference"] = reference
-        self._say(turn, "utter_reference_link", reference=reference)
+        turn.say(self._model.responses, "utter_reference_link", reference=reference)
         return True
 
     def parse(self, text: str) -> tuple[IntentPrediction, list[Entity], str | None]:
@@ -379,7 +321,7 @@ class Engine:
         """Whether a message in `language` is understood by the multilingual encoder: intent and KB search."""
         return self._other_languages is not None and self._retriever.multilingual_for(language)
 
-    def _english_vector(self, turn: _Turn) -> Any:
+    def _english_vector(self, turn: Turn) -> Any:
         """The message's vector from the English encoder, unless the multilingual one reads it instead."""
         return None if self._in_other_language(turn.language) else self._encoder.encode([turn.text])[0]
 
@@ -396,7 +338,7 @@ class Engine:
             return self._other_languages.predict(text), entities, True
         return self._classifier.predict(text, vector), entities, False
 
-    def _understand(self, turn: _Turn, vector: Any) -> None:
+    def _understand(self, turn: Turn, vector: Any) -> None:
         """Intent, entities and the slots they fill."""
         turn.prediction, turn.entities, multilingual = self._read(turn.text, turn.language, vector)
         if multilingual:
@@ -411,7 +353,7 @@ class Engine:
                                        turn.active_loop, turn.slots.get(REQUESTED_SLOT), domain.ignored_intents)
         turn.slots.update(turn.extracted)
 
-    def _continue_loop(self, turn: _Turn, loop: str) -> bool:
+    def _continue_loop(self, turn: Turn, loop: str) -> bool:
         """The active form, or the action that asked the customer a question, takes the message first; False if
         it declined it (the form stays active while the bot answers it otherwise)."""
         form = self._model.domain.forms.get(loop)
@@ -424,7 +366,7 @@ class Engine:
         self._converse(turn)  # what the rules say once the form is complete (its submit action)
         return True
 
-    def _act(self, turn: _Turn, action: str, depth: int = 0, continuing: bool = False, quiet: bool = False,
+    def _act(self, turn: Turn, action: str, depth: int = 0, continuing: bool = False, quiet: bool = False,
              record: bool = True) -> bool:
         """Run a custom action; False if it declined the message (the bot answers it otherwise), or failed
         while `quiet` (otherwise a failure is answered with `utter_action_failed`). `record`: it is a step of
@@ -452,7 +394,7 @@ class Engine:
             log.info("conversation %s: follow-up %s did nothing", turn.conversation.conversation_id, result.followup)
         return True
 
-    def _call(self, turn: _Turn, action: str, candidates: Mapping[str, Any] | None = None) -> ActionResult:
+    def _call(self, turn: Turn, action: str, candidates: Mapping[str, Any] | None = None) -> ActionResult:
         """One call of the action server; `candidates`: the slots a form's validation is to check."""
         if self._actions is None:
             raise ActionFailed(f"action '{action}' is called but no action server is configured")
@@ -462,14 +404,14 @@ class Engine:
                           self._model.domain.as_action_domain(), candidates)
         return read_reply(action, self._actions.run(call))
 
-    def _action_failed(self, turn: _Turn, action: str, exc: ActionFailed, quiet: bool = False) -> None:
+    def _action_failed(self, turn: Turn, action: str, exc: ActionFailed, quiet: bool = False) -> None:
         log.warning("conversation %s: action failed: %s", turn.conversation.conversation_id, exc)
         turn.notes["action_error"] = {"action": action, "error": str(exc)}
         if not quiet:
             self._deactivate(turn, record=False)
             self._fall_back(turn, response="utter_action_failed")
 
-    def _apply(self, turn: _Turn, result: ActionResult) -> None:
+    def _apply(self, turn: Turn, result: ActionResult) -> None:
         """An action's slots, profile changes, loop and messages."""
         if result.reset_slots:
             turn.slots = self._model.domain.initial_slots()
@@ -490,7 +432,7 @@ class Engine:
 
     # -- rules, stories and forms ----------------------------------------------------------
 
-    def _converse(self, turn: _Turn) -> bool:
+    def _converse(self, turn: Turn) -> bool:
         """Run what the rules and stories say comes next, until they say to listen. False if none said
         anything, or if the first action they named declined the message (the bot answers it otherwise)."""
         for ran in range(MAX_ACTIONS):
@@ -509,7 +451,7 @@ class Engine:
                     turn.conversation.conversation_id, MAX_ACTIONS, ", ".join(turn.notes.get("followed", ())))
         return True
 
-    def _run(self, turn: _Turn, action: str, depth: int = 0) -> bool:
+    def _run(self, turn: Turn, action: str, depth: int = 0) -> bool:
         """Run one action a rule, story or action named: a response, a form, one of Rasa's default actions
         or a custom action. False if it declined the message or does not exist."""
         if action.startswith("utter_"):
@@ -518,7 +460,7 @@ class Engine:
                 log.warning("conversation %s: '%s' is not a response of the domain", turn.conversation.conversation_id,
                             action)
                 return False
-            self._say(turn, response)
+            turn.say(self._model.responses, response)
             return True
         form = self._model.domain.forms.get(action)
         if form is not None:
@@ -535,7 +477,7 @@ class Engine:
             return True
         return self._act(turn, action, depth)
 
-    def _response_for(self, turn: _Turn, response: str) -> str | None:
+    def _response_for(self, turn: Turn, response: str) -> str | None:
         """The response to say for `response`: itself, or a retrieval intent's (`utter_faq` says
         `utter_faq/opening_hours` for the intent `faq/opening_hours`)."""
         if self._model.responses.has(response):
@@ -546,7 +488,7 @@ class Engine:
             return f"utter_{intent}"
         return None
 
-    def _deactivate(self, turn: _Turn, record: bool = True) -> None:
+    def _deactivate(self, turn: Turn, record: bool = True) -> None:
         if turn.active_loop is None:
             return
         turn.active_loop = None
@@ -555,7 +497,7 @@ class Engine:
         if record:
             turn.happened("loop", None)
 
-    def _run_form(self, turn: _Turn, form: Form, validate: bool) -> bool:
+    def _run_form(self, turn: Turn, form: Form, validate: bool) -> bool:
         """A form's turn, as Rasa's FormAction takes it: activate it (with what the activating message
         filled), validate the slots this message filled (`validate`: it runs right after the message), ask
         for the first required slot still empty, or deactivate once none is. False if the form was asking
@@ -603,154 +545,32 @@ class Engine:
         self._deactivate(turn)
         return True
 
-    def _ask(self, turn: _Turn, form: Form, slot: str) -> None:
+    def _ask(self, turn: Turn, form: Form, slot: str) -> None:
         way = form.ask(slot, tuple(self._model.domain.responses), self._model.domain.actions)
         if way is None:
             log.warning("conversation %s: form '%s' asks for '%s' but the domain has no utter_ask_%s response or "
                         "action_ask_%s action", turn.conversation.conversation_id, form.name, slot, slot, slot)
         elif way[0] == "response":
-            self._reply(turn, way[1])  # the form's question is the form's step, as in Rasa's tracker
+            turn.reply(self._model.responses, way[1])  # the form's question is the form's step, as in Rasa's tracker
         else:
             self._act(turn, way[1], record=False)
 
-    def _answer_from_kb(self, turn: _Turn, vector: Any, choices: bool = True) -> bool:
-        """Answer from the KB, offer the close articles as choices (unless not `choices`), or decline
-        (False: the caller falls back)."""
-        language = turn.language
-        passages = self._retriever.search(turn.text, k=self._policy.kb_passages, vector=vector,
-                                          channel=turn.channel, language=language)
-        multilingual = self._retriever.multilingual_for(language)
-        policy = self._policy.kb_other_languages.get(language) if multilingual else self._policy.kb
-        decision = decide(passages, policy)
-        if decision.action == KbAction.CHOICES and not (choices and self._model.responses.has("utter_kb_choices")):
-            decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
-        turn.events.append((EventKind.KB_ANSWER, {
-            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages[:5]],
-            "decision": decision.action.value, "offered": list(decision.article_ids),
-            "answered": decision.action == KbAction.ANSWER, "question": turn.text,
-            **({"language": language, "encoder": "multilingual"} if multilingual else {}),
-        }))
-        if decision.action == KbAction.ANSWER:
-            self._quote_answer(turn, self._version(decision.passages[0], language))
-            return True
-        if decision.action == KbAction.CHOICES:
-            self._offer_choices(turn, decision)
-            return True
-        return False
-
-    def _quote_answer(self, turn: _Turn, best: Passage) -> None:
-        response = "utter_kb_answer" if best.url or not self._model.responses.has("utter_kb_answer_no_link") \
-            else "utter_kb_answer_no_link"
-        self._say(turn, response, passage=self._quote(best), title=best.title, url=best.url)
-        if (best.lang or "en") == "en" and turn.language and not is_english(turn.language) \
-                and self._model.responses.has("utter_kb_in_english"):
-            # No version in the customer's language: they are told the article is in English.
-            note, _ = self._model.responses.render("utter_kb_in_english", turn.values, turn.slots, turn.channel)
-            answer = turn.replies[-1]
-            turn.replies[-1] = Reply(answer.conversation_id, f"{note}\n\n{answer.text}", answer.author, answer.buttons)
-        turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
-        capabilities = CAPABILITIES.get(turn.channel or "")
-        if capabilities is not None and capabilities.feedback and self._model.responses.has("utter_kb_feedback"):
-            # "Did this help?" under the answer: a "no" shows editors a wrong answer.
-            text, buttons = self._model.responses.render("utter_kb_feedback", turn.values, turn.slots, turn.channel)
-            answer = turn.replies[-1]
-            turn.replies[-1] = Reply(answer.conversation_id, f"{answer.text}\n\n{text}", answer.author,
-                                     (*answer.buttons, *buttons))
-
-    def _kb_feedback(self, turn: _Turn, queued: bool = False) -> bool:
-        """A tap on "did this help?": thanks for a yes; a no is a miss (it may hand off; `queued`: the
-        person the customer waits for answers it) that the gaps report shows as answered wrongly."""
-        helpful = {KB_HELPFUL: True, KB_UNHELPFUL: False}.get(turn.text.strip())
-        if helpful is None:
-            return False
-        answer = self._last_kb_event(turn)
-        if answer is None or not answer.data.get("answered"):
-            return False
-        turn.events.append((EventKind.KB_ANSWER, {
-            "decision": "feedback", "helpful": helpful, "answered": helpful, "question": answer.data.get("question"),
-            "article_id": (answer.data.get("passages") or [{}])[0].get("article_id")}))
-        if helpful:
-            if self._model.responses.has("utter_kb_thanks"):
-                self._say(turn, "utter_kb_thanks")
-        elif not queued:
-            self._fall_back(turn, response="utter_kb_sorry")
-        return True
-
-    def _version(self, passage: Passage, language: str | None) -> Passage:
-        """The passage in the customer's language where its article has that translation."""
-        return self._retriever.translation(passage, language) or passage
-
-    def _offer_choices(self, turn: _Turn, decision: KbDecision) -> None:
-        """"Did you mean": the close articles as buttons (numbered options where there are none), titled in
-        the customer's language where a translation was found, and "none of these"."""
-        text, buttons = self._model.responses.render("utter_kb_choices", turn.values, turn.slots, turn.channel)
-        none = next((b for b in buttons if b.payload == KB_NONE), Button("None of these", KB_NONE))
-        choices = tuple(Button(self._version(p, turn.language).title, f'{KB_CHOICE}{{"article_id": "{p.topic}"}}')
-                        for p in decision.passages)
-        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, (*choices, none)))
-        turn.notes["answered_by"] = {"kind": "kb_choices", "articles": list(decision.article_ids)}
-
-    def _kb_choice(self, turn: _Turn) -> bool:
-        """A tap on a "did you mean" button: the chosen article is answered and the choice kept as a
-        labelled example of the question; "none of these" is a miss, which may hand off."""
-        text = turn.text.strip()
-        chosen = _KB_CHOICE.fullmatch(text)
-        if chosen is None and text != KB_NONE:
-            return False
-        offer = self._last_offer(turn)
-        if offer is None:
-            return False  # an old or forged payload: read as any other message
-        question = str(offer.data.get("question") or "")
-        if chosen is None:
-            turn.events.append((EventKind.KB_ANSWER, {"decision": "none_of_these", "answered": False,
-                                                      "question": question, "offered": offer.data.get("offered")}))
-            self._fall_back(turn)
-            return True
-        article_id = chosen.group(1)
-        language = offer.data.get("language")  # the question's, as it was searched
-        passages = [p for p in self._retriever.search(question, k=self._policy.kb_passages, channel=turn.channel,
-                                                      language=language)
-                    if p.topic == article_id]
-        if article_id not in (offer.data.get("offered") or ()) or not passages:
-            return False
-        turn.events.append((EventKind.KB_ANSWER, {
-            "decision": "chosen", "answered": True, "question": question, "chosen": article_id,
-            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages[:1]]}))
-        self._quote_answer(turn, self._version(passages[0], turn.language or language))
-        return True
-
-    def _last_offer(self, turn: _Turn) -> Event | None:
-        """The latest "did you mean" of this conversation, if the bot's last KB decision was one."""
-        event = self._last_kb_event(turn)
-        return event if event is not None and event.data.get("decision") == KbAction.CHOICES.value else None
-
-    def _last_kb_event(self, turn: _Turn) -> Event | None:
-        """The bot's latest KB decision in this conversation before this message."""
-        if turn.seq is None:
-            return None
-        for event in reversed(self._memory.transcript(turn.conversation.conversation_id)):
-            if event.kind == EventKind.KB_ANSWER and event.seq < turn.seq and event.data.get("decision") != "feedback":
-                return event
-        return None
-
-    def _fall_back(self, turn: _Turn, response: str = "utter_fallback") -> None:
+    def _fall_back(self, turn: Turn, response: str = "utter_fallback") -> None:
         streak = turn.conversation.fallback_streak + 1
         if streak >= self._model.handoff.repeated_fallback:
             return self._hand_off(turn, "repeated_fallback", {"fallbacks": streak})
         turn.fallback_streak = streak
         if response == "utter_fallback" and self._recall(turn):
             return None
-        self._say(turn, response if self._model.responses.has(response) else "utter_fallback")
+        turn.say(self._model.responses, response if self._model.responses.has(response) else "utter_fallback")
         return None
 
-    def _hand_off(self, turn: _Turn, reason: str, detail: dict[str, Any]) -> None:
+    def _hand_off(self, turn: Turn, reason: str, detail: dict[str, Any]) -> None:
         now = self._clock()
         online = self._memory.agents_online(now - timedelta(minutes=self._policy.presence_minutes))
         notice = self._model.handoff.notice(now, self._memory.queue_length(), online, turn.language)
         response = notice.response if self._model.responses.has(notice.response) else "utter_handoff"
-        self._say(turn, response, reference=turn.conversation.reference, **notice.values)
+        turn.say(self._model.responses, response, reference=turn.conversation.reference, **notice.values)
         turn.handoff = (reason, {**detail, **notice.detail})
         turn.active_loop = None
         turn.fallback_streak = 0
@@ -770,7 +590,7 @@ class Engine:
         before = conversation.dialogue.slots.get(LANGUAGE_SLOT)
         return values, detected or customer.language or (str(before) if before else None)
 
-    def _recall(self, turn: _Turn) -> bool:
+    def _recall(self, turn: Turn) -> bool:
         """On a returning customer's first message, recall their last question in one sentence."""
         conversation = turn.conversation
         if turn.seq is None or not self._model.responses.has("utter_recall"):
@@ -796,28 +616,19 @@ class Engine:
         order = previous.dialogue.slots.get("order_number")
         if order and str(order) not in topic:
             topic += f" ({order})"
-        self._say(turn, "utter_recall", topic=topic, when=_days_ago((now.date() - previous.updated_at.date()).days))
+        turn.say(self._model.responses, "utter_recall", topic=topic,
+                 when=_days_ago((now.date() - previous.updated_at.date()).days))
         turn.notes["recalled"] = previous.reference
         return True
 
     # -- saying things -----------------------------------------------------------------
 
-    def _say(self, turn: _Turn, response: str, **values: Any) -> None:
-        """Say a response: a reply, and a step of the conversation's history."""
-        self._reply(turn, response, values)
-        turn.happened("action", response)
-
-    def _reply(self, turn: _Turn, response: str, values: Mapping[str, Any] | None = None) -> None:
-        text, buttons = self._model.responses.render(response, {**turn.values, **(values or {})}, turn.slots,
-                                                     turn.channel)
-        turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
-
-    def _say_message(self, turn: _Turn, message: Mapping[str, Any]) -> None:
+    def _say_message(self, turn: Turn, message: Mapping[str, Any]) -> None:
         """One message an action sent: a domain response by name, or its own text and buttons."""
         response = message.get("response") or message.get("template")
         if response and self._model.responses.has(str(response)):
             values = {k: v for k, v in message.items() if k not in _MESSAGE_FIELDS and v is not None}
-            return self._say(turn, str(response), **values)
+            return turn.say(self._model.responses, str(response), **values)
         text = str(message.get("text") or message.get("image") or "")
         if not text:
             log.warning("conversation %s: an action sent a message with nothing Switchboard can show "
@@ -827,7 +638,7 @@ class Engine:
         turn.replies.append(Reply(turn.conversation.conversation_id, text, Author.BOT, buttons))
         return None
 
-    def _turn_input(self, turn: _Turn) -> TurnInput:
+    def _turn_input(self, turn: Turn) -> TurnInput:
         prediction = turn.prediction or IntentPrediction(None, 0.0)
         customer: dict[str, Any] = {}
         if turn.conversation.conversation_id != "preview":
@@ -839,14 +650,6 @@ class Engine:
         return TurnInput(turn.text, prediction.intent or "nlu_fallback", prediction.confidence, prediction.ranking,
                          [e.as_rasa() for e in turn.entities], turn.channel, customer, self._clock().isoformat())
 
-    def _quote(self, passage: Passage) -> str:
-        """Quote the passage's first sentences, within the length cap, ending on a whole sentence."""
-        quote = ""
-        for sentence in _SENTENCE_END.split(" ".join(passage.text.split())):
-            if quote and len(quote) + 1 + len(sentence) > self._policy.quote_chars:
-                break
-            quote = f"{quote} {sentence}".strip()
-        return quote
 
 
 def _button(raw: Mapping[str, Any]) -> Button:
