@@ -94,7 +94,7 @@ class OnnxEncoder:
     @property
     def threads(self) -> int:
         """ONNX Runtime's threads for one run (0: one per core)."""
-        return int(self._session.get_session_options().intra_op_num_threads)
+        return session_threads(self._session)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return one normalised vector per text."""
@@ -116,6 +116,11 @@ class OnnxEncoder:
                                            "token_type_ids": np.zeros_like(ids)})
         tokens = np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return [_normalise((hidden * mask[..., None]).sum(axis=1) / tokens) for hidden in outputs]
+
+
+def session_threads(session: Any) -> int:
+    """The threads an ONNX Runtime session runs a graph on (0: one per core)."""
+    return int(session.get_session_options().intra_op_num_threads)
 
 
 def _max_seq_length(model_path: Path) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.encoder import RecentVectors, trace_to_onnx
+from kb_index.encoder import RecentVectors, session_threads, trace_to_onnx
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class MultilingualEncoder:
     @property
     def threads(self) -> int:
         """ONNX Runtime's threads for one run (0: one per core)."""
-        return int(self._session.get_session_options().intra_op_num_threads)
+        return session_threads(self._session)
 
     def token_ids(self, text: str) -> list[int]:
         """The model's tokens for a text, with the start and end markers, cut to the model's length."""
