@@ -162,8 +162,7 @@ class Inbox:
         deadline = time.monotonic() + timeout
         while True:
             seen = self._notifier.version(key)
-            pending = self._store.next_pending(accepted.conversation_id)
-            if pending is None or pending.inbound_id > accepted.inbound_id:
+            if self._store.processed(accepted.inbound_id):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

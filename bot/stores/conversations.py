@@ -307,6 +307,12 @@ class ConversationStore(OutboxRecords, AgentRecords):
         return self._connection().execute("SELECT 1 FROM inbound WHERE conversation_id = ? AND processed_at IS NULL "
                                           "LIMIT 1", (conversation_id,)).fetchone() is not None
 
+    def processed(self, inbound_id: int) -> bool:
+        """Whether a stored message's turn was taken (or the message is gone: erased with its customer)."""
+        row = self._connection().execute("SELECT processed_at FROM inbound WHERE inbound_id = ?",
+                                         (inbound_id,)).fetchone()
+        return row is None or row["processed_at"] is not None
+
     def next_pending(self, conversation_id: str) -> PendingMessage | None:
         """Return the oldest unprocessed message of a conversation, if any."""
         row = self._connection().execute(
