@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,18 @@ def connect_redis(url: str, timeout: float, **options: Any) -> tuple[Any, tuple[
     return client, (redis.RedisError, OSError)
 
 
+def topic(channel: str, key: str) -> str:
+    """The Redis channel a change of `key` is published on: one per key, so that a process subscribes to the
+    keys it waits on (a worker does not read the web chat's and the console's changes)."""
+    return f"{channel}:{key}"
+
+
 def announce(url: str, channel: str, key: str) -> bool:
     """Tell every process on `channel` that `key` changed, from a process that has no notifier of its own (a
     CLI command); False if Redis cannot be reached."""
     client, errors = connect_redis(url, timeout=5)
     try:
-        client.publish(channel, f"{uuid.uuid4().hex} {key}")
+        client.publish(topic(channel, key), f"{uuid.uuid4().hex} {key}")
         return True
     except errors as exc:
         log.warning("could not announce a change of %s over Redis: %s", key, exc)
@@ -96,16 +104,20 @@ class SharedNotifier(Notifier):
     """A Notifier whose changes reach every process on the same Redis, over pub/sub: a reply stored by one
     process wakes the console and web-chat streams that another serves.
 
-    Each change is published as `<origin> <key>` on one channel; a thread of each process relays the
-    others' changes to its own waiters. Pub/sub keeps nothing for a subscriber that is away, so after every
-    (re)connection each waited key is woken once: its streams read the state again and miss nothing. While
-    Redis is down, changes still wake this process's waiters, and streams fall back on their heartbeats.
+    Each change is published as `<origin> <key>` on the key's own channel (`topic`); a thread of each process
+    relays the others' changes to its own waiters: of every key, or only of `keys` (a worker waits on a few,
+    and reads none of the changes the web pages wait on). Pub/sub keeps nothing for a subscriber that is
+    away, so after every (re)connection each waited key is woken once: its streams read the state again and
+    miss nothing. While Redis is down, changes still wake this process's waiters, and streams fall back on
+    their heartbeats.
     """
 
-    def __init__(self, url: str, channel: str = "switchboard:changes", max_keys: int = 10_000) -> None:
+    def __init__(self, url: str, channel: str = "switchboard:changes", max_keys: int = 10_000,
+                 keys: Collection[str] | None = None) -> None:
         super().__init__(max_keys)
         self._redis, self._errors = connect_redis(url, timeout=5, health_check_interval=30)
         self._channel = channel
+        self._keys = None if keys is None else sorted(keys)
         self._origin = uuid.uuid4().hex
         self.connected = threading.Event()
         self._down_since: float | None = None
@@ -115,7 +127,7 @@ class SharedNotifier(Notifier):
     def publish(self, key: str) -> None:
         super().publish(key)
         try:
-            self._redis.publish(self._channel, f"{self._origin} {key}")
+            self._redis.publish(topic(self._channel, key), f"{self._origin} {key}")
         except self._errors as exc:
             self._lost(exc)
 
@@ -124,15 +136,21 @@ class SharedNotifier(Notifier):
         while not self.closed:
             try:
                 pubsub = self._redis.pubsub()
-                pubsub.subscribe(self._channel)
+                if self._keys is None:
+                    pubsub.psubscribe(topic(re.sub(r"([\\*?\[\]])", r"\\\1", self._channel), "*"))
+                else:
+                    pubsub.subscribe(*(topic(self._channel, key) for key in self._keys))
+                subscribed = False
                 while not self.closed:
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
-                        self._reconnected()
+                    if message["type"] in ("subscribe", "psubscribe"):
+                        if not subscribed:  # one confirmation a channel: the first says the connection is back
+                            self._reconnected()
+                        subscribed = True
                         delay = 0.1
-                    elif message["type"] == "message":
+                    elif message["type"] in ("message", "pmessage"):
                         origin, _, key = message["data"].decode().partition(" ")
                         if origin != self._origin:
                             super().publish(key)

@@ -28,7 +28,7 @@ from bot.analytics.gaps import GapCluster, cluster_gaps, collect_gaps
 from bot.customers.email import SmtpEmailSender, email_sender
 from bot.customers.privacy import RetentionWorker, load_privacy
 from bot.delivery.capabilities import CAPABILITIES
-from bot.delivery.worker import DeliveryWorker, Sender
+from bot.delivery.worker import OUTBOX_CHANGED, DeliveryWorker, Sender
 from bot.dialogue.actions import ActionServer, tracker_state
 from bot.dialogue.domain import Warn, load_domain
 from bot.dialogue.engine import DialogueModel, Engine, EnginePolicy
@@ -46,7 +46,7 @@ from bot.messages import Button, utcnow
 from bot.notifier import Notifier, SharedNotifier
 from bot.outcome import Outcome
 from bot.pipeline.inbox import Inbox, SenderThrottle, SharedSenderThrottle
-from bot.pipeline.processor import ConversationProcessor, SharedQuiet, WorkerProcessors
+from bot.pipeline.processor import WORK_WAITING, ConversationProcessor, SharedQuiet, WorkerProcessors
 from bot.ports import DialogueMemory, Encoder, Retriever
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
@@ -360,7 +360,9 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
         raise SwitchboardError("`switchboard web` and `switchboard worker` tell each other about new messages and "
                                "replies over Redis: set SWITCHBOARD_REDIS_URL (e.g. redis://127.0.0.1:6379/0), "
                                "or serve everything from one process with `switchboard run`")
-    notifier = SharedNotifier(settings.redis_url, changes_channel(settings)) if settings.redis_url \
+    # A worker waits for stored messages, replies to send and KB publishes; the web pages' changes are not its.
+    keys = (WORK_WAITING, OUTBOX_CHANGED, KB_PUBLISHED) if role == "worker" else None
+    notifier = SharedNotifier(settings.redis_url, changes_channel(settings), keys=keys) if settings.redis_url \
         else Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
     store.checkpoint_in_background()

@@ -16,7 +16,7 @@ import redis
 from flask import Flask
 
 from bot.errors import SwitchboardError
-from bot.notifier import SharedNotifier
+from bot.notifier import SharedNotifier, announce
 from switchboard.app import services_of
 from tests.servers import RedisServer, wait_for
 
@@ -37,8 +37,8 @@ def prefix() -> Iterator[str]:
 def notifiers() -> Iterator[Callable[..., SharedNotifier]]:
     made: list[SharedNotifier] = []
 
-    def make(url: str, channel: str) -> SharedNotifier:
-        made.append(SharedNotifier(url, channel))
+    def make(url: str, channel: str, keys: tuple[str, ...] | None = None) -> SharedNotifier:
+        made.append(SharedNotifier(url, channel, keys=keys))
         assert made[-1].connected.wait(10), "the notifier never subscribed"
         return made[-1]
 
@@ -71,6 +71,30 @@ def test_a_change_in_one_process_wakes_the_streams_of_another(
     own_thread.join(10)
     assert own_woke and not woke
     first.publish("web:w-1")
+    thread.join(10)
+    assert woke
+
+
+def test_a_worker_hears_only_the_changes_it_waits_on(notifiers: Callable[..., SharedNotifier], prefix: str) -> None:
+    # Each key has a channel of its own: a worker (waiting for messages, replies to send, KB publishes) is not
+    # handed every web-chat and console change of the deployment to read and drop.
+    web = notifiers(REDIS, f"{prefix}:changes")
+    worker = notifiers(REDIS, f"{prefix}:changes", ("inbox", "outbox", "kb-published"))
+    thread, woke = waiting(worker, "web:w-1")
+    web.publish("web:w-1")
+    thread.join(1.0)
+    assert not woke  # not subscribed: never reached the worker
+    for key in ("inbox", "outbox"):
+        thread, woke = waiting(worker, key)
+        web.publish(key)
+        thread.join(10)
+        assert woke, key
+    thread, woke = waiting(worker, "kb-published")
+    assert announce(REDIS, f"{prefix}:changes", "kb-published")  # from a CLI command, without a notifier
+    thread.join(10)
+    assert woke
+    thread, woke = waiting(web, "outbox")  # the web process hears every key, the worker's too
+    worker.publish("outbox")
     thread.join(10)
     assert woke
 

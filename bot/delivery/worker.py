@@ -27,6 +27,9 @@ from bot.messages import Button, OutboxEntry, utcnow
 from bot.notifier import Notifier
 from bot.ports import NO_METER, Meter
 
+# The notifier key that says replies were queued (the store publishes it with every reply it stores).
+OUTBOX_CHANGED = "outbox"
+
 log = logging.getLogger(__name__)
 
 
@@ -113,7 +116,7 @@ class DeliveryWorker:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._notifier.publish("outbox")
+        self._notifier.publish(OUTBOX_CHANGED)
         if self._thread is not None:
             self._thread.join(timeout=30)
 
@@ -132,7 +135,7 @@ class DeliveryWorker:
             log.warning("reply %s was being sent when its worker stopped; marked unknown for an agent", reply_id)
 
     def _run(self) -> None:
-        seen = self._notifier.version("outbox")
+        seen = self._notifier.version(OUTBOX_CHANGED)
         while not self._stopping.is_set():
             try:
                 if self._shared and time.monotonic() - self._recovered_at > 60:
@@ -141,7 +144,7 @@ class DeliveryWorker:
                     continue
             except Exception:
                 log.exception("delivery round failed; trying again")
-            seen = self._notifier.wait("outbox", seen, self._poll)
+            seen = self._notifier.wait(OUTBOX_CHANGED, seen, self._poll)
 
     def _deliver(self, entry: OutboxEntry) -> None:
         fitted = fit_reply(entry.text, entry.buttons, CAPABILITIES[entry.channel])
