@@ -9,6 +9,7 @@ the taps back.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +63,7 @@ class KbAnswers:
         if decision.action == KbAction.CHOICES and not (choices and self._responses.has("utter_kb_choices")):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {
-            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages[:5]],
+            "passages": _passage_records(passages[:5]),
             "decision": decision.action.value, "offered": list(decision.article_ids),
             "answered": decision.action == KbAction.ANSWER, "question": turn.text,
             **({"language": language, "encoder": "multilingual"} if multilingual else {}),
@@ -118,8 +118,7 @@ class KbAnswers:
             return None
         turn.events.append((EventKind.KB_ANSWER, {
             "decision": "chosen", "answered": True, "question": question, "chosen": article_id,
-            "passages": [{"article_id": p.article_id, "title": p.title, "heading": p.heading,
-                          "score": round(p.score, 4)} for p in passages[:1]]}))
+            "passages": _passage_records(passages[:1])}))
         self._quote_answer(turn, self._version(passages[0], turn.language or language))
         return Tap()
 
@@ -178,3 +177,9 @@ class KbAnswers:
                 break
             quote = f"{quote} {sentence}".strip()
         return quote
+
+
+def _passage_records(passages: Sequence[Passage]) -> list[dict[str, Any]]:
+    """The passages a KB decision looked at, as its transcript event keeps them (no text: titles and scores)."""
+    return [{"article_id": p.article_id, "title": p.title, "heading": p.heading, "score": round(p.score, 4)}
+            for p in passages]
