@@ -35,7 +35,7 @@ def main() -> None:
         nlu.report(*nlu.run()),
         privacy.report(privacy.run()),
         reports.report(reports.run()),
-        streams.report(streams.run(1000, Settings().server_threads)),
+        streams.report(streams.run(5000, Settings().server_threads)),
         throughput.report(throughput.run()),
     ]
     text = "\n\n".join([

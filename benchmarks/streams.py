@@ -40,7 +40,7 @@ def _ms(action: object) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
+def run(streams: int = 5000, threads: int = 256) -> StreamTimings:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, streams * 3)), hard))
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp, benchmark_server(
@@ -54,7 +54,7 @@ def run(streams: int = 1000, threads: int = 1400) -> StreamTimings:
         for n in range(streams):
             token = http.post(f"{base}/api/web/sessions", timeout=30).json()["token"]
             sockets.append(open_stream(base, token))
-            if (n + 1) % 250 == 0:
+            if (n + 1) % 1000 == 0:
                 print(f"  {n + 1} opened", flush=True)
         opened = sum(b" 200 OK" in read_until(sock, b"\r\n\r\n") for sock in sockets)
         open_seconds = time.perf_counter() - started
@@ -91,7 +91,8 @@ def report(t: StreamTimings) -> str:
     return "\n".join([
         "## Open web-chat streams",
         "",
-        f"`switchboard run` (gunicorn gthread, one process, {t.threads} threads) with {t.opened} of {t.streams} "
+        f"`switchboard run` (gunicorn's asyncio worker, one process, {t.threads} threads for requests; streams "
+        f"wait on its event loop) with {t.opened} of {t.streams} "
         f"web chat streams open (each a new session; {t.open_seconds:.1f} s to open them all), every client on "
         "loopback. While they stay open:",
         "",

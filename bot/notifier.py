@@ -3,20 +3,42 @@ across the processes and hosts that share a Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class _Waiters:
+    """Who waits on one key: threads on the condition, coroutines by the callbacks that wake them."""
+
+    condition: threading.Condition
+    threads: int = 0
+    wakers: set[Callable[[], None]] = field(default_factory=set)
+
+    def idle(self) -> bool:
+        return not self.threads and not self.wakers
+
+    def wake(self) -> None:
+        self.condition.notify_all()
+        for waker in self.wakers:
+            waker()
+
+
 class Notifier:
     """Waiters sleep until their key changes; a change wakes only that key's waiters.
+
+    A thread waits with `wait`, a coroutine with `wait_async` (an event stream on the server's event loop
+    holds no thread while it waits).
 
     Versions come from one counter for all keys, so a key forgotten (beyond `max_keys`, when nobody
     waits on it) and changed again never shows a version a waiter saw before: at worst a waiter wakes
@@ -26,7 +48,7 @@ class Notifier:
     def __init__(self, max_keys: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
-        self._waiting: dict[str, tuple[threading.Condition, int]] = {}  # key -> condition, waiters
+        self._waiting: dict[str, _Waiters] = {}
         self._counter = itertools.count(1)
         self._max_keys = max_keys
         self.closed = False
@@ -45,29 +67,69 @@ class Notifier:
                     del self._versions[idle]
             waiting = self._waiting.get(key)
             if waiting is not None:
-                waiting[0].notify_all()
+                waiting.wake()
 
     def wait(self, key: str, seen: int, timeout: float) -> int:
         """Block until `key` changed after version `seen` or `timeout` passed; return the version."""
         with self._lock:
-            condition, waiters = self._waiting.get(key) or (threading.Condition(self._lock), 0)
-            self._waiting[key] = (condition, waiters + 1)
+            waiting = self._waiters(key)
+            waiting.threads += 1
             try:
-                condition.wait_for(lambda: self.closed or self._versions.get(key, 0) != seen, timeout)
+                waiting.condition.wait_for(lambda: self.closed or self._versions.get(key, 0) != seen, timeout)
                 return self._versions.get(key, 0)
             finally:
-                condition, waiters = self._waiting[key]
-                if waiters == 1:
-                    del self._waiting[key]
-                else:
-                    self._waiting[key] = (condition, waiters - 1)
+                waiting.threads -= 1
+                self._forget_if_idle(key, waiting)
+
+    async def wait_async(self, key: str, seen: int, timeout: float) -> int:
+        """`wait` for a coroutine: sleeps on the running event loop, woken from whichever thread publishes."""
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+
+        def settle() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        def wake() -> None:  # called under the lock, from any thread
+            if not loop.is_closed():  # a stopped server's loop: nobody is left to wake
+                loop.call_soon_threadsafe(settle)
+
+        with self._lock:
+            if self.closed or self._versions.get(key, 0) != seen:
+                return self._versions.get(key, 0)
+            waiting = self._waiters(key)
+            waiting.wakers.add(wake)
+        try:
+            await asyncio.wait_for(woken, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                waiting.wakers.discard(wake)
+                self._forget_if_idle(key, waiting)
+        return self.version(key)
+
+    def waited_keys(self) -> list[str]:
+        """The keys somebody waits on now."""
+        with self._lock:
+            return list(self._waiting)
 
     def close(self) -> None:
         """Release every waiter for good; streams end so the process can stop quickly."""
         with self._lock:
             self.closed = True
-            for condition, _ in self._waiting.values():
-                condition.notify_all()
+            for waiting in self._waiting.values():
+                waiting.wake()
+
+    def _waiters(self, key: str) -> _Waiters:
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = _Waiters(threading.Condition(self._lock))
+        return waiting
+
+    def _forget_if_idle(self, key: str, waiting: _Waiters) -> None:
+        if waiting.idle() and self._waiting.get(key) is waiting:
+            del self._waiting[key]
 
 
 def connect_redis(url: str, timeout: float, **options: Any) -> tuple[Any, tuple[type[Exception], ...]]:
@@ -170,9 +232,7 @@ class SharedNotifier(Notifier):
         if self._down_since is not None:
             log.info("live updates between processes resumed")
         self._down_since = None
-        with self._lock:
-            waited = list(self._waiting)
-        for key in waited:  # whatever changed while this process was away
+        for key in self.waited_keys():  # whatever changed while this process was away
             super().publish(key)
         self.connected.set()
 

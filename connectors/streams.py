@@ -1,25 +1,35 @@
-"""Open event streams, bounded so that they can never take every server thread.
+"""Open Server-Sent Events streams: what each sends, and the bounds on how many are open.
 
-Each open Server-Sent Events stream holds a server thread while it waits. Without bounds, anyone
-could open web-chat sessions and streams until webhooks and `/healthz` found no thread left. So
-streams are limited in total (below the thread pool, leaving threads for everything else), per
-client address, and per holder (a web session or an agent), where a new stream replaces the
-holder's oldest (a reloaded tab) instead of being refused. Every stream ends after `max_seconds`;
-EventSource reconnects by itself, so a dead client's thread is freed in bounded time. A refused
-stream is told to poll instead (the widget does).
+A stream (`EventStream`) sends what its `read` finds now, then waits for its notifier key to change and
+sends again, with keep-alives between. Served by `switchboard run` or `web` (gunicorn's asyncio worker,
+`switchboard.asgi`), it waits on the event loop and holds no thread; served by a thread (Flask's test
+client, any WSGI server) it holds that thread while it waits. Both ways run the loops below.
+
+Streams are still bounded: each is a socket and some memory, and a client could open web-chat sessions
+and streams without end. So they are limited in total, per client address, and per holder (a web
+session or an agent), where a new stream replaces the holder's oldest (a reloaded tab) instead of
+being refused. Every stream ends after `max_seconds`; EventSource reconnects by itself, so a dead
+client's place is freed in bounded time. A refused stream is told to poll instead (the widget does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-from flask import Response
+from flask import Response, request
 
 from bot.errors import TooManyRequests, Unavailable
+from bot.notifier import Notifier
+
+# Where a stream's view leaves its EventStream for an asynchronous server to serve instead of the body.
+ENVIRON_KEY = "switchboard.event_stream"
+RETRY = "retry: 3000\n\n"  # EventSource reconnects after 3 s when a stream ends
+KEEP_ALIVE = ": keep-alive\n\n"
 
 
 @dataclass(eq=False)
@@ -94,18 +104,58 @@ class StreamSlots:
             return len(self._open)
 
 
-def stream_limit(server_threads: int, configured: int = 0) -> int:
-    """How many streams may be open at once: `configured`, or what leaves a quarter of the threads (at
-    least 4) for webhooks, pages and `/healthz`."""
-    if configured > 0:
-        return configured
-    return max(1, server_threads - max(4, server_threads // 4))
+@dataclass(eq=False)
+class EventStream:
+    """One open stream: `read()` gives the frames to send now (it reads the store, so an asynchronous
+    server runs it on a thread), sent at the start and after every change of `key` or heartbeat."""
+
+    notifier: Notifier
+    key: str
+    read: Callable[[], list[str]]
+    slot: StreamSlot
+    heartbeat: float
+
+    def ended(self) -> bool:
+        return not self.slot.live() or self.notifier.closed
+
+    def _timeout(self) -> float:
+        return min(self.heartbeat, self.slot.remaining())
+
+    def __iter__(self) -> Iterator[str]:
+        """The stream served by a thread, which waits with it."""
+        yield RETRY
+        while not self.ended():
+            seen = self.notifier.version(self.key)
+            yield from self.read()
+            if self.notifier.wait(self.key, seen, self._timeout()) == seen and not self.ended():
+                yield KEEP_ALIVE
+
+    async def serve(self, write: Callable[[str], Awaitable[None]], read: Callable[[], Awaitable[list[str]]],
+                    gone: asyncio.Future[object]) -> None:
+        """The stream served on an event loop: `write` sends a frame, `read` runs `self.read` off the loop,
+        and `gone` completes when the client disconnects."""
+        await write(RETRY)
+        while not self.ended() and not gone.done():
+            seen = self.notifier.version(self.key)
+            for frame in await read():
+                await write(frame)
+            waiting = asyncio.ensure_future(self.notifier.wait_async(self.key, seen, self._timeout()))
+            await asyncio.wait((waiting, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+                break
+            if waiting.result() == seen and not self.ended():
+                await write(KEEP_ALIVE)
 
 
-def event_stream_response(events: Iterable[str], slot: StreamSlot) -> Response:
-    """The text/event-stream response; its place is given back when the server closes it, whether or
-    not the stream ever started."""
-    response = Response(events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
-                                                                      "X-Accel-Buffering": "no"})
-    response.call_on_close(slot.release)
+def event_stream_response(stream: EventStream) -> Response:
+    """The text/event-stream response of `stream`. Its body serves the stream on this thread; an
+    asynchronous server finds the stream in the request's environ and serves it on its loop instead.
+    Either way the stream's place is given back when the response is closed, whether or not it started.
+    (No request context is kept for the body: `read` needs none, and an asynchronous server closes the
+    body on another thread than the one that ran the view.)"""
+    request.environ[ENVIRON_KEY] = stream
+    response = Response(iter(stream), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(stream.slot.release)
     return response

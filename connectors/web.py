@@ -7,11 +7,11 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from bot.customers.codes import CODE_LIFETIME
 from bot.customers.email import EmailSender
@@ -22,7 +22,7 @@ from bot.notifier import Notifier
 from bot.pipeline.inbox import Inbox
 from bot.ports import AgentStore, ConversationStore, WebSessionStore
 from connectors.http import answer_errors_as_json, bearer_token, count, field, json_object, optional_field
-from connectors.streams import StreamSlots, event_stream_response
+from connectors.streams import EventStream, StreamSlots, event_stream_response
 
 CHANNEL = "web"
 log = logging.getLogger(__name__)
@@ -188,18 +188,14 @@ def create_web_blueprint(inbox: Inbox, conversations: ConversationStore, session
         key = f"{CHANNEL}:{external_id}"
         slot = streams.open(request.remote_addr or "", key)
 
-        def events() -> Iterator[str]:
+        def read() -> list[str]:
             nonlocal cursor
-            yield "retry: 3000\n\n"
-            while slot.live() and not notifier.closed:
-                seen = notifier.version(key)
-                for event in deliver(external_id, cursor):
-                    cursor = int(str(event["id"]))
-                    yield f"id: {cursor}\nevent: message\ndata: {json.dumps(event)}\n\n"
-                if (notifier.wait(key, seen, min(streams.heartbeat, slot.remaining())) == seen and slot.live()
-                        and not notifier.closed):
-                    yield ": keep-alive\n\n"
+            frames = []
+            for event in deliver(external_id, cursor):
+                cursor = int(str(event["id"]))
+                frames.append(f"id: {cursor}\nevent: message\ndata: {json.dumps(event)}\n\n")
+            return frames
 
-        return event_stream_response(stream_with_context(events()), slot)
+        return event_stream_response(EventStream(notifier, key, read, slot, streams.heartbeat))
 
     return web

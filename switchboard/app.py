@@ -57,7 +57,7 @@ from connectors.meta import CHANNELS as META_CHANNELS
 from connectors.meta import GraphClient, MetaSender, Names, create_meta_blueprint
 from connectors.rasa_api import create_rasa_api_blueprint
 from connectors.rest import create_rest_blueprint
-from connectors.streams import StreamSlots, stream_limit
+from connectors.streams import StreamSlots
 from connectors.telegram import TelegramClient, TelegramPoller, TelegramSender, create_telegram_blueprint
 from connectors.twilio import RECEIPT_ORDER, TwilioSender, create_twilio_blueprint, twilio_client
 from connectors.web import create_web_blueprint, load_widget_words
@@ -500,8 +500,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     app.extensions["switchboard"] = services
 
     csrf = CSRFProtect(app)
-    # Open streams each hold a server thread: bounded so that webhooks and /healthz always find one.
-    streams = StreamSlots(stream_limit(settings.server_threads, settings.stream_limit), settings.streams_per_client,
+    # Open streams hold no thread, but each is a socket and some memory: bounded all the same.
+    streams = StreamSlots(settings.stream_limit, settings.streams_per_client,
                           settings.streams_per_holder, settings.stream_max_seconds, settings.stream_heartbeat)
     services.streams = streams
     web = create_web_blueprint(services.inbox, services.store, services.store, services.notifier,

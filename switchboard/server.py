@@ -1,21 +1,23 @@
-"""Serving Switchboard with gunicorn: many threads for long-lived streams, in one process or several.
+"""Serving Switchboard with gunicorn's asyncio worker, in one process or several.
 
 `switchboard run` serves from one process that also holds the message processor and the change
 notifier that wakes web chat streams. `switchboard web` serves from several, whose messages
-`switchboard worker` processes answer, with changes shared over Redis. Thread pools are large because
-every open SSE stream holds a thread while it waits (cheaply, on a condition variable).
+`switchboard worker` processes answer, with changes shared over Redis. Each process runs the views on
+a pool of `SWITCHBOARD_SERVER_THREADS` threads and serves open event streams on its event loop
+(`switchboard.asgi`), so thousands of open streams hold no thread.
 """
 
 from __future__ import annotations
 
 import resource
 import signal
+import threading
 from typing import Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from switchboard.app import create_app, services_of
+from switchboard.asgi import FlaskOnAsyncio
 from switchboard.metrics import count_across_processes
 from switchboard.settings import Settings, metrics_multiprocess_dir
 
@@ -30,10 +32,9 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
         self._options: dict[str, Any] = {
             "bind": f"{host}:{port}",
             "workers": processes,
-            "worker_class": "gthread",
-            "threads": settings.server_threads,
+            "worker_class": "asgi",
             # Open streams are connections too; gunicorn's default cap (1000) would refuse them first.
-            "worker_connections": settings.server_threads * 2,
+            "worker_connections": settings.stream_limit + settings.server_threads * 2,
             "timeout": 120,
             "graceful_timeout": 10,
             "keepalive": 5,
@@ -58,8 +59,8 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
-        return create_app(self._settings, role=self._role)
+    def load(self) -> FlaskOnAsyncio:
+        return FlaskOnAsyncio(create_app(self._settings, role=self._role), self._settings.server_threads)
 
 
 def _allow_open_files(wanted: int) -> None:
@@ -71,20 +72,21 @@ def _allow_open_files(wanted: int) -> None:
 
 
 def _end_streams_on_shutdown(worker: Any) -> None:
-    # Open SSE streams would hold a graceful shutdown until its timeout; release them
-    # as soon as the worker is told to stop (clients reconnect to the next process).
-    stop = signal.getsignal(signal.SIGTERM)
+    # Open streams would hold a graceful shutdown until its timeout; end them as soon as the worker is
+    # told to stop (clients reconnect to the next process). The worker's own handler still runs.
+    app = worker.asgi
+    stop = worker.handle_exit_signal
 
-    def on_term(signum: int, frame: Any) -> None:
-        if isinstance(worker.wsgi, Flask):
-            services_of(worker.wsgi).notifier.close()
-        if callable(stop):
-            stop(signum, frame)
+    def on_term() -> None:
+        # A thread: a shared notifier's close waits for its Redis listener, which must not block the loop.
+        threading.Thread(target=services_of(app.flask).notifier.close, name="switchboard-end-streams").start()
+        stop()
 
-    signal.signal(signal.SIGTERM, on_term)
+    worker.loop.add_signal_handler(signal.SIGTERM, on_term)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        services_of(app).close()
+    app = getattr(worker, "asgi", None)
+    if isinstance(app, FlaskOnAsyncio):
+        services_of(app.flask).close()
+        app.close()

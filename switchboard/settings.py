@@ -99,11 +99,11 @@ class Settings:
     # processor threads and the database need the other cores (docs/performance.md); ~1 ms slower alone.
     encoder_threads: int = 1
     sender_burst: int = 10            # messages one sender may send in 10 s; beyond, the bot answers when they stop
-    server_threads: int = 1400        # each open event stream holds one; a quarter stays for everything else
+    server_threads: int = 256         # a server process's threads for requests; open event streams need none
     sync_reply_timeout: float = 15.0
     rest_token: str = ""              # required on the Rasa REST channel when set; agents answer there only then
     stream_heartbeat: float = 15.0
-    stream_limit: int = 0             # open event streams at once; 0: server_threads less a quarter (at least 4)
+    stream_limit: int = 10_000        # open event streams at once, a server process; more get 503 and poll
     streams_per_client: int = 20      # open streams from one client address
     streams_per_holder: int = 3       # per web session or agent page; a newer one replaces the oldest
     stream_max_seconds: float = 600.0  # a stream then ends and the browser reconnects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from bot.notifier import Notifier
@@ -45,8 +46,42 @@ def test_close_releases_every_waiter() -> None:
     notifier = Notifier()
     results: list[int] = []
     threads = [waiter(notifier, f"k{n}", results, timeout=30) for n in range(5)]
-    wait_for(lambda: len(notifier._waiting) == 5)
+    wait_for(lambda: len(notifier.waited_keys()) == 5)
     notifier.close()
     for thread in threads:
         thread.join(5)
-    assert len(results) == 5 and not notifier._waiting
+    assert len(results) == 5 and not notifier.waited_keys()
+
+
+def test_a_coroutine_is_woken_by_a_change_published_from_another_thread() -> None:
+    notifier = Notifier()
+
+    async def scenario() -> tuple[int, int, int]:
+        seen = notifier.version("web:a")
+        publisher = threading.Timer(0.2, notifier.publish, ("web:a",))
+        publisher.start()
+        woken = await notifier.wait_async("web:a", seen, timeout=30)
+        idle = await notifier.wait_async("web:b", notifier.version("web:b"), timeout=0.2)
+        return seen, woken, idle
+
+    seen, woken, idle = asyncio.run(scenario())
+    assert woken == notifier.version("web:a") != seen
+    assert idle == 0  # timed out: nothing changed for b
+    assert not notifier.waited_keys()
+
+
+def test_a_coroutine_returns_at_once_on_a_change_it_has_not_seen_and_close_releases_it() -> None:
+    notifier = Notifier()
+    notifier.publish("a")
+
+    async def scenario() -> tuple[int, int]:
+        at_once = await asyncio.wait_for(notifier.wait_async("a", 0, timeout=30), 5)
+        waiting = asyncio.ensure_future(notifier.wait_async("b", 0, timeout=30))
+        await asyncio.sleep(0.1)
+        assert notifier.waited_keys() == ["b"]
+        threading.Thread(target=notifier.close).start()
+        return at_once, await asyncio.wait_for(waiting, 5)
+
+    at_once, released = asyncio.run(scenario())
+    assert at_once == notifier.version("a") and released == 0
+    assert not notifier.waited_keys()

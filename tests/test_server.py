@@ -90,15 +90,17 @@ def test_answers_keep_flowing_with_many_web_chat_streams_open(server: tuple[str,
             sock.close()
 
 
-def test_open_streams_cannot_take_the_threads_webhooks_and_healthz_need(tmp_path: Path, index_dir: Path) -> None:
-    # 16 threads: at most 12 streams, so 4 threads stay for everything else.
-    with running_server(tmp_path, index_dir, SWITCHBOARD_SERVER_THREADS="16", SWITCHBOARD_STREAM_HEARTBEAT="1",
+def test_open_streams_hold_no_thread_and_beyond_the_limit_are_told_to_poll(tmp_path: Path, index_dir: Path) -> None:
+    # 4 threads for requests and 40 streams: every stream is served, and requests still find a thread.
+    with running_server(tmp_path, index_dir, SWITCHBOARD_SERVER_THREADS="4", SWITCHBOARD_STREAM_LIMIT="40",
+                        SWITCHBOARD_STREAMS_PER_CLIENT="100", SWITCHBOARD_STREAM_HEARTBEAT="1",
                         SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET="secret") as (base, _, _):
-        streams = [open_stream(base, new_token(base)) for _ in range(20)]
+        tokens = [new_token(base) for _ in range(44)]
+        streams = [open_stream(base, token) for token in tokens]
         try:
             answers = [read_until(sock, b"\r\n\r\n").split(b"\r\n", 1)[0] for sock in streams]
-            assert answers.count(b"HTTP/1.1 200 OK") == 12
-            assert answers.count(b"HTTP/1.1 503 SERVICE UNAVAILABLE") == 8
+            assert answers.count(b"HTTP/1.1 200 OK") == 40
+            assert answers.count(b"HTTP/1.1 503 Service Unavailable") == 4
             assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
             telegram = requests.post(f"{base}/webhooks/telegram", timeout=5,
                                      headers={"X-Telegram-Bot-Api-Secret-Token": "secret"},
@@ -108,13 +110,35 @@ def test_open_streams_cannot_take_the_threads_webhooks_and_healthz_need(tmp_path
             assert telegram.status_code == 200
             refused = requests.get(f"{base}/api/web/stream", timeout=5, params={"token": new_token(base)})
             assert refused.status_code == 503 and "poll" in refused.json()["message"]
+            # The first and the last stream served are both live: each gets its own session's answer.
+            for n in (0, 39):
+                sent = requests.post(f"{base}/api/web/messages", timeout=10,
+                                     json={"text": "opening hours?", "client_message_id": "m1"},
+                                     headers={"Authorization": f"Bearer {tokens[n]}"})
+                assert sent.status_code == 202
+                assert b"event: message" in read_until(streams[n], b"event: message")
         finally:
             for sock in streams:
                 sock.close()
-        # Closed streams give their places back once the server finds them gone (at the next keep-alive).
+        # Closed streams give their places back once the server finds them gone.
         token = new_token(base)
         wait_for(lambda: requests.get(f"{base}/api/web/stream", params={"token": token}, stream=True,
                                       timeout=5).status_code == 200, timeout=10)
+
+
+def test_a_stopping_server_ends_its_open_streams_at_once(tmp_path: Path, index_dir: Path) -> None:
+    with running_server(tmp_path, index_dir) as (base, _, process):
+        streams = [open_stream(base, new_token(base)) for _ in range(3)]
+        for sock in streams:
+            read_until(sock, b"retry: 3000")
+        process.send_signal(signal.SIGTERM)
+        for sock in streams:
+            # The server ends each stream itself (the last chunk of a chunked body), rather than holding the
+            # stop until its grace period runs out and cutting the connection.
+            assert read_until(sock, b"0\r\n\r\n").endswith(b"0\r\n\r\n")
+            assert sock.recv(65536) == b""
+            sock.close()
+        assert process.wait(timeout=30) == 0
 
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:

@@ -53,7 +53,7 @@ def waiting(notifier: SharedNotifier, key: str) -> tuple[threading.Thread, list[
     woke: list[int] = []
     thread = threading.Thread(target=lambda: woke.append(notifier.wait(key, seen, timeout=30)))
     thread.start()
-    wait_for(lambda: key in notifier._waiting)
+    wait_for(lambda: key in notifier.waited_keys())
     return thread, woke
 
 

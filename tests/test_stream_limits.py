@@ -8,16 +8,8 @@ import pytest
 from flask import Flask
 
 from bot.errors import TooManyRequests, Unavailable
-from connectors.streams import StreamSlots, stream_limit
+from connectors.streams import StreamSlots
 from tests.conftest import WebChat
-
-
-def test_the_limit_leaves_a_quarter_of_the_threads_and_at_least_four() -> None:
-    assert stream_limit(256) == 192
-    assert stream_limit(64) == 48
-    assert stream_limit(16) == 12
-    assert stream_limit(4) == 1
-    assert stream_limit(256, configured=1000) == 1000
 
 
 def test_streams_beyond_the_total_or_a_clients_share_are_refused_until_one_closes() -> None:
