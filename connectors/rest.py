@@ -21,13 +21,14 @@ import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from bot.errors import InvalidMessage, NotAllowed, NotAuthenticated, NotFound
-from bot.messages import Author, InboundMessage
+from bot.messages import Accepted, Author, InboundMessage
 from bot.pipeline.inbox import Inbox
 from bot.ports import ConversationStore
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
+from connectors.on_loop import Deferred, on_event_loop, served_on_loop
 
 CHANNEL = "rest"
 Tracker = Callable[[str], dict[str, Any] | None]
@@ -60,8 +61,8 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
         # Rasa's own default: a message without a sender is the "default" sender's.
         sender = "default" if body.get("sender") is None else field(body, "sender", max_length=200)
         message_id = body.get("message_id")
-        return jsonify(turn(sender, field(body, "message"), message_id if isinstance(message_id, str) else "",
-                            trusted))
+        return turn(sender, field(body, "message"), message_id if isinstance(message_id, str) else "", trusted,
+                    lambda messages: messages)
 
     @rest.post("/conversations/<sender>/trigger_intent")
     def trigger_intent(sender: str) -> Response:
@@ -76,14 +77,27 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
         if not isinstance(entities, dict):
             raise InvalidMessage("'entities' must be an object of entity names and values")
         payload = f"/{name}{json.dumps(entities, ensure_ascii=False) if entities else ''}"
-        messages = turn(sender, payload, "", trusted=True)
-        return jsonify({"tracker": tracker(sender), "messages": messages})
+        return turn(sender, payload, "", True, lambda messages: {"tracker": tracker(sender), "messages": messages})
 
-    def turn(sender: str, text: str, message_id: str, trusted: bool) -> list[dict[str, Any]]:
-        """Store the sender's message, wait for the bot's turn, and hand over what is waiting for them."""
+    def turn(sender: str, text: str, message_id: str, trusted: bool,
+             shape: Callable[[list[dict[str, Any]]], object]) -> Response:
+        """Store the sender's message, wait for the bot's turn, and answer with what is waiting for them
+        (`shape`d). Served on an event loop, the wait holds no thread."""
         accepted = inbox.accept(InboundMessage(channel=CHANNEL, external_id=sender, text=text,
                                                provider_message_id=message_id or uuid.uuid4().hex))
+        encode = current_app.json.dumps
+
+        def body() -> bytes:
+            return (encode(shape(handed_over(sender, accepted, trusted))) + "\n").encode()
+
+        if on_event_loop():
+            return served_on_loop(Deferred(lambda run: inbox.wait_processed_async(
+                accepted, CHANNEL, sender, timeout, run), body), (), "application/json")
         inbox.wait_processed(accepted, CHANNEL, sender, timeout)
+        return Response(body(), mimetype="application/json")
+
+    def handed_over(sender: str, accepted: Accepted, trusted: bool) -> list[dict[str, Any]]:
+        """What waits for the sender after the bot's turn, marked sent."""
         pending = conversations.outbox_for(CHANNEL, sender, "pending")
         if not trusted:
             # Only the answers to this message: whoever merely knows the sender id reads nothing more.

@@ -18,16 +18,15 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from flask import Response, request
+from flask import Response
 
 from bot.errors import TooManyRequests, Unavailable
 from bot.notifier import Notifier
+from connectors.on_loop import Run, Write, served_on_loop
 
-# Where a stream's view leaves its EventStream for an asynchronous server to serve instead of the body.
-ENVIRON_KEY = "switchboard.event_stream"
 RETRY = "retry: 3000\n\n"  # EventSource reconnects after 3 s when a stream ends
 KEEP_ALIVE = ": keep-alive\n\n"
 
@@ -130,14 +129,13 @@ class EventStream:
             if self.notifier.wait(self.key, seen, self._timeout()) == seen and not self.ended():
                 yield KEEP_ALIVE
 
-    async def serve(self, write: Callable[[str], Awaitable[None]], read: Callable[[], Awaitable[list[str]]],
-                    gone: asyncio.Future[object]) -> None:
-        """The stream served on an event loop: `write` sends a frame, `read` runs `self.read` off the loop,
+    async def serve(self, write: Write, run: Run, gone: asyncio.Future[object]) -> None:
+        """The stream served on an event loop: `write` sends a frame, `run` runs `self.read` off the loop,
         and `gone` completes when the client disconnects."""
         await write(RETRY)
         while not self.ended() and not gone.done():
             seen = self.notifier.version(self.key)
-            for frame in await read():
+            for frame in await run(self.read):
                 await write(frame)
             waiting = asyncio.ensure_future(self.notifier.wait_async(self.key, seen, self._timeout()))
             await asyncio.wait((waiting, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -154,8 +152,7 @@ def event_stream_response(stream: EventStream) -> Response:
     Either way the stream's place is given back when the response is closed, whether or not it started.
     (No request context is kept for the body: `read` needs none, and an asynchronous server closes the
     body on another thread than the one that ran the view.)"""
-    request.environ[ENVIRON_KEY] = stream
-    response = Response(iter(stream), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = served_on_loop(stream, iter(stream), "text/event-stream",
+                              {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(stream.slot.release)
     return response

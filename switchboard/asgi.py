@@ -1,18 +1,20 @@
-"""Serving the Flask application from gunicorn's asyncio worker: requests on threads, event streams on
-the loop.
+"""Serving the Flask application from gunicorn's asyncio worker: requests on threads, waiting on the
+loop.
 
 Flask is a WSGI application, so each request runs on a thread of a pool, as under a threaded server.
-The one kind of response that would hold a thread for minutes, a Server-Sent Events stream, is served
-on the event loop instead: its view does what every view does (signs in, takes one of the stream
-places, sets the headers) and leaves its `EventStream` in the request's environ; this module sends the
-headers, then the stream's frames, and waits for changes without a thread. An open stream costs a
-socket and a few kilobytes, not a thread's stack.
+Responses that would hold a thread while they wait (a Server-Sent Events stream, for minutes; a
+synchronous REST request, until the bot has answered) are finished on the event loop instead: the view
+does what every view does (signs in, stores, takes a stream's place, sets the headers) and leaves an
+object that serves the rest in the request's environ (`connectors.on_loop`); this module sends what it
+writes and runs its blocking reads on the pool. An open stream costs a socket and a few kilobytes, not a
+thread's stack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,9 @@ from typing import Any
 
 from flask import Flask
 
-from connectors.streams import ENVIRON_KEY, EventStream
+from bot.errors import SwitchboardError, Unavailable
+from connectors.http import RETRY_AFTER_SECONDS
+from connectors.on_loop import ENVIRON_KEY, SERVER_KEY, ServedOnLoop
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -54,19 +58,20 @@ class FlaskOnAsyncio:
             return  # the client left before it finished sending
         loop = asyncio.get_running_loop()
         environ = _environ(scope, body)
-        status, headers, chunks, stream = await loop.run_in_executor(self._pool, self._call, environ)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        if stream is None:
+        environ[SERVER_KEY] = True
+        status, headers, chunks, served = await loop.run_in_executor(self._pool, self._call, environ)
+        if served is None:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": b"".join(chunks)})
             return
         try:
-            await self._serve_stream(stream, receive, send)
+            await self._serve(served, status, headers, receive, send)
         finally:
-            _close(chunks)  # gives the stream's place back
+            _close(chunks)  # gives a stream's place back
 
-    def _call(self, environ: dict[str, Any]) -> tuple[int, Headers, Iterable[bytes], EventStream | None]:
-        """Run the view on this thread: its status, headers and whole body, or its open event stream
-        (then the body is left unread, to be closed when the stream ends)."""
+    def _call(self, environ: dict[str, Any]) -> tuple[int, Headers, Iterable[bytes], ServedOnLoop | None]:
+        """Run the view on this thread: its status, headers and whole body, or what it left to be served on
+        the loop (then its body is left unread, and closed when the serving ends)."""
         started: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -75,33 +80,56 @@ class FlaskOnAsyncio:
             return _no_write
 
         body = self.flask(environ, start_response)
-        stream = environ.get(ENVIRON_KEY)
-        if isinstance(stream, EventStream) and started and started[0] == 200:
-            return started[0], started[1], body, stream
+        served = environ.get(ENVIRON_KEY)
+        if served is not None and started and started[0] == 200:
+            # The length of the body a thread would have sent says nothing of what `served` will write.
+            return started[0], [h for h in started[1] if h[0] != b"content-length"], body, served
         try:
             chunks = list(body)
         finally:
             _close(body)
         return started[0], started[1], chunks, None
 
-    async def _serve_stream(self, stream: EventStream, receive: Receive, send: Send) -> None:
+    async def _serve(self, served: ServedOnLoop, status: int, headers: Headers, receive: Receive,
+                     send: Send) -> None:
         loop = asyncio.get_running_loop()
         gone: asyncio.Future[object] = asyncio.ensure_future(_disconnected(receive))
+        started = False
 
-        async def write(frame: str) -> None:
-            await send({"type": "http.response.body", "body": frame.encode(), "more_body": True})
+        async def write(data: str | bytes) -> None:
+            nonlocal started
+            if not started:  # the status goes out with the first bytes: a failure before them can still say so
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                started = True
+            await send({"type": "http.response.body", "body": data.encode() if isinstance(data, str) else data,
+                        "more_body": True})
 
-        async def read() -> list[str]:
-            return await loop.run_in_executor(self._pool, stream.read)
+        async def run(function: Callable[[], Any]) -> Any:
+            return await loop.run_in_executor(self._pool, function)
 
         try:
-            await stream.serve(write, read, gone)
+            await served.serve(write, run, gone)
+            if not started:
+                await send({"type": "http.response.start", "status": status, "headers": headers})
             if not gone.done():
                 await send({"type": "http.response.body", "body": b""})
+        except SwitchboardError as exc:
+            if started:
+                raise  # the response is cut off: its status is gone already
+            await _send_error(send, exc)
         except OSError:
-            pass  # the client went away while a frame was on its way
+            pass  # the client went away while something was on its way
         finally:
             gone.cancel()
+
+
+async def _send_error(send: Send, exc: SwitchboardError) -> None:
+    """The JSON error every API answers with (connectors.http), for a failure after the view returned."""
+    headers = [(b"content-type", b"application/json")]
+    if isinstance(exc, Unavailable):
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps({"error": exc.code, "message": str(exc)}).encode()})
 
 
 def _no_write(chunk: bytes) -> None:

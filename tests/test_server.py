@@ -10,12 +10,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from bot.messages import ConversationStatus
+from bot.messages import ConversationStatus, EventKind
 from bot.ports import Encoder
 from bot.stores.conversations import ConversationStore
 from kb_index.encoder import DEFAULT_MODEL
@@ -124,6 +125,39 @@ def test_open_streams_hold_no_thread_and_beyond_the_limit_are_told_to_poll(tmp_p
         token = new_token(base)
         wait_for(lambda: requests.get(f"{base}/api/web/stream", params={"token": token}, stream=True,
                                       timeout=5).status_code == 200, timeout=10)
+
+
+def test_synchronous_rest_requests_waiting_for_their_reply_hold_no_thread(tmp_path: Path, index_dir: Path) -> None:
+    # 2 threads for requests, and 3 REST requests that each wait about 5 s for their reply: a sender past
+    # their burst is answered once they stop. Meanwhile /healthz is answered, and then every request is.
+    with running_server(tmp_path, index_dir, SWITCHBOARD_SERVER_THREADS="2", SWITCHBOARD_SENDER_BURST="1") \
+            as (base, _, _):
+        senders = [f"waiting-{n}" for n in range(3)]
+
+        def say(sender: str, text: str) -> requests.Response:
+            return requests.post(f"{base}/webhooks/rest/webhook", json={"sender": sender, "message": text},
+                                 timeout=60)
+
+        for sender in senders:
+            assert say(sender, "hello").status_code == 200
+        store = ConversationStore(tmp_path / "switchboard.db")
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                waiting = [pool.submit(say, sender, "what payment methods do you accept") for sender in senders]
+
+                def stored(sender: str) -> bool:
+                    conversation = store.latest_conversation_of("rest", sender)
+                    return conversation is not None and sum(
+                        event.kind == EventKind.MESSAGE_IN for event in store.transcript(conversation.conversation_id)
+                    ) == 2
+
+                wait_for(lambda: all(stored(sender) for sender in senders), timeout=30)
+                assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
+                assert not any(request.done() for request in waiting)  # all three still wait for the bot
+                replies = [request.result() for request in waiting]
+        finally:
+            store.close()
+        assert all(reply.status_code == 200 and "PayPal" in reply.json()[-1]["text"] for reply in replies)
 
 
 def test_a_stopping_server_ends_its_open_streams_at_once(tmp_path: Path, index_dir: Path) -> None:

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bot.customers.privacy import PrivacyPolicy
 from bot.errors import InvalidMessage, MessageTooLarge
@@ -168,3 +168,17 @@ class Inbox:
             if remaining <= 0:
                 return False
             self._notifier.wait(key, seen, remaining)
+
+    async def wait_processed_async(self, accepted: Accepted, channel: str, external_id: str, timeout: float,
+                                   run: Callable[[Callable[[], bool]], Awaitable[bool]]) -> bool:
+        """`wait_processed` for a coroutine, which asks the store with `run` (on a thread, off its loop)."""
+        key = f"{channel}:{external_id}"
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._notifier.version(key)
+            if await run(lambda: self._store.processed(accepted.inbound_id)):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self._notifier.wait_async(key, seen, remaining)
