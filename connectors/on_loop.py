@@ -34,8 +34,8 @@ def on_event_loop() -> bool:
 
 
 def served_on_loop(served: ServedOnLoop, body: Any, mimetype: str, headers: dict[str, str] | None = None) -> Response:
-    """The response whose body `served` writes on the event loop; `body` is what a thread would send
-    instead (a server that finds no event loop in the environ iterates it)."""
+    """The response whose body `served` writes on the event loop; `body` is what a WSGI server without
+    one sends instead, by iterating it on its thread."""
     request.environ[ENVIRON_KEY] = served
     return Response(body, mimetype=mimetype, headers=headers)
 
