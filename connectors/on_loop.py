@@ -9,7 +9,6 @@ its thread as before: `on_event_loop()` tells the two apart.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,8 +23,8 @@ Write = Callable[[str | bytes], Awaitable[None]]
 
 
 class ServedOnLoop(Protocol):
-    async def serve(self, write: Write, run: Run, gone: asyncio.Future[object]) -> None:
-        """Write the body; `gone` completes when the client disconnects."""
+    async def serve(self, write: Write, run: Run) -> None:
+        """Write the body. A client that has left is found when a write fails (OSError)."""
 
 
 def on_event_loop() -> bool:
@@ -49,6 +48,6 @@ class Deferred:
     wait: Callable[[Run], Awaitable[object]]
     body: Callable[[], bytes]
 
-    async def serve(self, write: Write, run: Run, gone: asyncio.Future[object]) -> None:
+    async def serve(self, write: Write, run: Run) -> None:
         await self.wait(run)
         await write(await run(self.body))

@@ -14,7 +14,6 @@ client's place is freed in bounded time. A refused stream is told to poll instea
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import defaultdict
@@ -129,20 +128,15 @@ class EventStream:
             if self.notifier.wait(self.key, seen, self._timeout()) == seen and not self.ended():
                 yield KEEP_ALIVE
 
-    async def serve(self, write: Write, run: Run, gone: asyncio.Future[object]) -> None:
-        """The stream served on an event loop: `write` sends a frame, `run` runs `self.read` off the loop,
-        and `gone` completes when the client disconnects."""
+    async def serve(self, write: Write, run: Run) -> None:
+        """The stream served on an event loop: `write` sends a frame, `run` runs `self.read` off the loop. A
+        client that left is found when a keep-alive fails to go out, as on a thread."""
         await write(RETRY)
-        while not self.ended() and not gone.done():
+        while not self.ended():
             seen = self.notifier.version(self.key)
             for frame in await run(self.read):
                 await write(frame)
-            waiting = asyncio.ensure_future(self.notifier.wait_async(self.key, seen, self._timeout()))
-            await asyncio.wait((waiting, gone), return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                waiting.cancel()
-                break
-            if waiting.result() == seen and not self.ended():
+            if await self.notifier.wait_async(self.key, seen, self._timeout()) == seen and not self.ended():
                 await write(KEEP_ALIVE)
 
 
