@@ -24,7 +24,7 @@ Write = Callable[[str | bytes], Awaitable[None]]
 
 class ServedOnLoop(Protocol):
     async def serve(self, write: Write, run: Run) -> None:
-        """Write the body. A client that has left is found when a write fails (OSError)."""
+        """Write the body. When the client leaves, the server cancels this or a write fails (OSError)."""
 
 
 def on_event_loop() -> bool:

@@ -129,8 +129,8 @@ class EventStream:
                 yield KEEP_ALIVE
 
     async def serve(self, write: Write, run: Run) -> None:
-        """The stream served on an event loop: `write` sends a frame, `run` runs `self.read` off the loop. A
-        client that left is found when a keep-alive fails to go out, as on a thread."""
+        """The stream served on an event loop: `write` sends a frame, `run` runs `self.read` off the loop. When
+        the client leaves, the server cancels this (gunicorn does) or `write` fails."""
         await write(RETRY)
         while not self.ended():
             seen = self.notifier.version(self.key)

@@ -91,8 +91,9 @@ class FlaskOnAsyncio:
         return started[0], started[1], chunks, None
 
     async def _serve(self, served: ServedOnLoop, status: int, headers: Headers, send: Send) -> None:
-        # A client that left is found when a write fails (a keep-alive at the latest), as on a thread. Streams
-        # no longer listen for http.disconnect: a live client's stream ended early once in CI while they did.
+        # A client that left: gunicorn cancels this task a few seconds after the connection is lost
+        # (asgi_disconnect_grace_period), and ignores what is written meanwhile. Under a server that raises
+        # instead, a write fails (a keep-alive at the latest), as on a thread.
         loop = asyncio.get_running_loop()
         started = False
 
