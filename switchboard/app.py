@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import os
@@ -481,6 +482,16 @@ def check_settings(settings: Settings) -> None:
     if settings.pull_lease_seconds < 2:
         raise SwitchboardError(f"SWITCHBOARD_PULL_LEASE_SECONDS is {settings.pull_lease_seconds:g}; a worker renews "
                                "the lease about every second, so it must be at least 2 (15 is the default)")
+
+
+def freeze_startup_heap() -> int:
+    """Set aside what a serving process built to start (the models' and libraries' half a million objects)
+    from the garbage collector's full collections, which otherwise walk them all: 0.2 to 0.3 s each on 2
+    cores, a pause for every request in flight every few thousand requests. Called once a process holds its
+    services; returns how many objects were set aside."""
+    gc.collect()  # what is already garbage is freed, not kept for good
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None, role: str = "all") -> Flask:

@@ -16,7 +16,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from switchboard.app import create_app, services_of
+from switchboard.app import create_app, freeze_startup_heap, services_of
 from switchboard.asgi import FlaskOnAsyncio
 from switchboard.metrics import count_across_processes
 from switchboard.settings import Settings, metrics_multiprocess_dir
@@ -43,7 +43,7 @@ class SwitchboardServer(BaseApplication):  # type: ignore[misc]
             "loglevel": "info",
             # No control socket: it would be created in the user's home directory.
             "control_socket_disable": True,
-            "post_worker_init": _end_streams_on_shutdown,
+            "post_worker_init": _worker_ready,
             "worker_exit": _worker_exit,
         }
         super().__init__()
@@ -69,6 +69,12 @@ def _allow_open_files(wanted: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
                                                     hard))
+
+
+def _worker_ready(worker: Any) -> None:
+    # The app is built: its startup objects are left out of full garbage collections from now on.
+    worker.log.info("%s startup objects set aside from garbage collection", f"{freeze_startup_heap():,}")
+    _end_streams_on_shutdown(worker)
 
 
 def _end_streams_on_shutdown(worker: Any) -> None:

@@ -21,7 +21,14 @@ from redis.exceptions import LockError
 from bot.errors import SwitchboardError, Unavailable
 from bot.notifier import connect_redis
 from bot.pipeline.processor import WORK_WAITING, ConversationProcessor
-from switchboard.app import build_services, pulls_messages, start_pulling, start_work, stop_pulling
+from switchboard.app import (
+    build_services,
+    freeze_startup_heap,
+    pulls_messages,
+    start_pulling,
+    start_work,
+    stop_pulling,
+)
 from switchboard.metrics import MetricsServer
 from switchboard.settings import Settings
 
@@ -36,10 +43,13 @@ def run_worker(settings: Settings, stop: threading.Event | None = None,
         raise SwitchboardError("--metrics-port serves /metrics to scrapers that send SWITCHBOARD_METRICS_TOKEN; "
                                "set it (the same as the web servers')")
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    own_process = threading.current_thread() is threading.main_thread()  # not a thread of a test or an embedder
+    if own_process:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     services = build_services(settings, role="worker")
+    if own_process:
+        log.info("%s startup objects set aside from garbage collection", f"{freeze_startup_heap():,}")
     lease = None
     if pulls_messages(settings):
         lease = PullLease(settings.redis_url, f"{settings.redis_prefix}:pull-channels",

@@ -38,7 +38,7 @@ def deployment(tmp_path: Path, index_dir: Path, postgres_database: str) -> Itera
 
 
 def test_every_message_is_answered_once_and_in_order_through_a_killed_worker_and_a_redis_restart(
-        deployment: dict[str, object]) -> None:
+        deployment: Deployment) -> None:
     base, workers, redis = deployment.base, deployment.workers, deployment.redis
     rng = random.Random(7)
     sent = [0]
@@ -76,11 +76,11 @@ def test_every_message_is_answered_once_and_in_order_through_a_killed_worker_and
         wait_for(lambda: not store.conversations_with_pending(), timeout=120)
         by_sender = {c.last_external_id: c.conversation_id for c in store.list_conversations(OPEN_STATUSES)}
         for n in range(CONVERSATIONS):
-            conversation = by_sender[f"load-{n}"]
-            messages = [e.seq for e in store.transcript(conversation) if e.kind == EventKind.MESSAGE_IN]
+            conversation_id = by_sender[f"load-{n}"]
+            messages = [e.seq for e in store.transcript(conversation_id) if e.kind == EventKind.MESSAGE_IN]
             assert len(messages) == MESSAGES, f"load-{n}: {len(messages)} messages stored"
             # One reply a message (a second worker's turn would add another), in the messages' order.
-            replies = [entry.in_reply_to for entry in store.outbox_of(conversation) if entry.author == Author.BOT]
+            replies = [entry.in_reply_to for entry in store.outbox_of(conversation_id) if entry.author == Author.BOT]
             assert replies == messages, f"load-{n}: replies to {replies}, messages {messages}"
     finally:
         store.dispose()
@@ -97,12 +97,19 @@ def test_one_worker_polls_telegram_and_another_takes_over_when_it_is_killed(
     stub = TelegramStub()
     stub.updates = [message(40, text="hello")]
     try:
-        with running_deployment(tmp_path, index_dir, f"{postgres_database}?options=-csearch_path%3D{schema}",
-                                workers=2, web_processes=1, SWITCHBOARD_TELEGRAM_TOKEN=TOKEN,
-                                SWITCHBOARD_TELEGRAM_API_URL=stub.url, SWITCHBOARD_TELEGRAM_MODE="polling",
+        store_url = f"{postgres_database}?options=-csearch_path%3D{schema}"
+        with running_deployment(tmp_path, index_dir, store_url, workers=2, web_processes=1,
+                                SWITCHBOARD_TELEGRAM_TOKEN=TOKEN, SWITCHBOARD_TELEGRAM_API_URL=stub.url,
+                                SWITCHBOARD_TELEGRAM_MODE="polling",
                                 SWITCHBOARD_PULL_LEASE_SECONDS="2") as deployment:
             wait_for(lambda: len(stub.sent) == 1, timeout=60)
+            # Killed between Telegram's answer and the store's record of it, the reader would leave its reply
+            # `sending` (the provider may have it), which holds the chat's next reply for STALE_SEND.
+            with psycopg.connect(store_url, autocommit=True) as db:
+                wait_for(lambda: db.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone() == (1,))
             logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
+            # Each worker's startup objects are out of full garbage collections' way (as a web process's are).
+            assert all("startup objects set aside from garbage collection" in log.read_text() for log in logs)
             readers = [n for n, log in enumerate(logs) if "reads the pull channels" in log.read_text()]
             assert len(readers) == 1, "exactly one worker polls Telegram"
             reader = deployment.workers[readers[0]]
