@@ -487,8 +487,10 @@ def check_settings(settings: Settings) -> None:
 def freeze_startup_heap() -> int:
     """Set aside what a serving process built to start (the models' and libraries' half a million objects)
     from the garbage collector's full collections, which otherwise walk them all: 0.2 to 0.3 s each on 2
-    cores, a pause for every request in flight every few thousand requests. Called once a process holds its
-    services; returns how many objects were set aside."""
+    cores, a pause for every request in flight about once a minute under steady traffic. Called once a
+    process holds its services; returns how many objects were set aside. Reference counting still frees
+    them when let go; only reference cycles among them are kept for good (of what a process later replaces,
+    such as the KB snapshot it started with, at most once)."""
     gc.collect()  # what is already garbage is freed, not kept for good
     gc.freeze()
     return gc.get_freeze_count()
