@@ -489,8 +489,8 @@ def freeze_startup_heap() -> int:
     from the garbage collector's full collections, which otherwise walk them all: 0.2 to 0.3 s each on 2
     cores, a pause for every request in flight about once a minute under steady traffic. Called once a
     process holds its services; returns how many objects were set aside. Reference counting still frees
-    them when let go; only reference cycles among them are kept for good (of what a process later replaces,
-    such as the KB snapshot it started with, at most once)."""
+    them when let go (the KB snapshot a process started with is, once a publish replaces it); only reference
+    cycles among them would be kept for good."""
     gc.collect()  # what is already garbage is freed, not kept for good
     gc.freeze()
     return gc.get_freeze_count()
