@@ -73,7 +73,7 @@ def _allow_open_files(wanted: int) -> None:
 
 def _worker_ready(worker: Any) -> None:
     # The app is built: its startup objects are left out of full garbage collections from now on.
-    worker.log.info("%s startup objects set aside from garbage collection", f"{freeze_startup_heap():,}")
+    freeze_startup_heap()
     _end_streams_on_shutdown(worker)
 
 

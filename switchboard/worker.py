@@ -49,7 +49,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None,
             signal.signal(signum, lambda *_: stop.set())
     services = build_services(settings, role="worker")
     if own_process:
-        log.info("%s startup objects set aside from garbage collection", f"{freeze_startup_heap():,}")
+        freeze_startup_heap()
     lease = None
     if pulls_messages(settings):
         lease = PullLease(settings.redis_url, f"{settings.redis_prefix}:pull-channels",
