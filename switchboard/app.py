@@ -487,7 +487,7 @@ def check_settings(settings: Settings) -> None:
 def freeze_startup_heap() -> int:
     """Set aside what a serving process built to start (the models' and libraries' half a million objects)
     from the garbage collector's full collections, which otherwise walk them all: 0.2 to 0.3 s each on 2
-    cores, a pause for every request in flight about once a minute under steady traffic. Called once a
+    cores, a pause for every request in flight every 20 s to a minute under steady traffic. Called once a
     process holds its services; logs and returns how many objects were set aside. Reference counting still frees
     them when let go (the KB snapshot a process started with is, once a publish replaces it); only reference
     cycles among them would be kept for good."""
