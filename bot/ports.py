@@ -77,6 +77,10 @@ class Retriever(Protocol):
         """The passage's part of its article's translation into `language`, if there is one."""
         ...
 
+    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
+        """Names in a question (brands, services, places) that the KB never mentions."""
+        ...
+
 
 class DialogueMemory(Protocol):
     """What the engine reads beyond the message: the customer, earlier turns, the queue."""

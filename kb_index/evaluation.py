@@ -32,6 +32,7 @@ class EvalResult:
     passages: tuple[Passage, ...] = ()
     language: str | None = None  # as detected, when a detector was given
     multilingual: bool = False   # scored by the multilingual encoder, so decided by its own policy
+    unknown_names: tuple[str, ...] = ()  # names in the question that the KB never mentions
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10,
         passages = retriever.search(case.question, k=depth, language=language)
         ranked = tuple(dict.fromkeys(p.topic for p in passages))  # a translation counts as its original
         results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0,
-                                  tuple(passages), language, retriever.multilingual_for(language)))
+                                  tuple(passages), language, retriever.multilingual_for(language),
+                                  tuple(retriever.unknown_names(case.question, language))))
     return results
 
 
@@ -151,7 +153,8 @@ class DecisionReport:
 def decisions(results: Sequence[EvalResult], policy: KbPolicy,
               other_languages: LanguagePolicies = OTHER_LANGUAGES) -> list[KbDecision]:
     """The bot's decision for each question: by `other_languages` where the multilingual encoder scored it."""
-    return [decide(r.passages, other_languages.get(r.language) if r.multilingual else policy) for r in results]
+    return [decide(r.passages, other_languages.get(r.language) if r.multilingual else policy, r.unknown_names)
+            for r in results]
 
 
 def is_right(result: EvalResult, decision: KbDecision) -> bool:

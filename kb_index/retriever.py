@@ -117,6 +117,14 @@ class HybridRetriever:
                   if 0 <= i < snapshot.searchable}
         return _passages(snapshot, scores, k, channel, audience)
 
+    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
+        """Names in an English question that the KB never mentions (kb_index.vocabulary); none are looked for
+        in other languages (their frequencies are English ones)."""
+        if self.multilingual_for(language):
+            return []
+        self._reload_if_published()
+        return self._snapshot.vocabulary.unknown_names(text)
+
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         """The same part of the passage's article in `language` (else in that language without its region,
         "zh" for "zh-TW"), if the article has that translation: its section most like the passage."""
@@ -215,6 +223,9 @@ class NoKnowledgeBase:
 
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         return None
+
+    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
+        return []
 
     def reload(self) -> bool:
         return False

@@ -3,8 +3,9 @@
 Layout under the index directory:
 
     CURRENT                  name of the live snapshot (replaced atomically)
-    snapshots/<name>/        index.faiss, vectors.npy, chunks.json, bm25/, manifest.json, and with
-                             the multilingual encoder multilingual.faiss and multilingual.npy
+    snapshots/<name>/        index.faiss, vectors.npy, chunks.json, bm25/, manifest.json, names.txt
+                             (the words that are names, kb_index.vocabulary), and with the
+                             multilingual encoder multilingual.faiss and multilingual.npy
     onnx/                    the encoders' ONNX exports, named by the weights' hash
 
 A build reuses the vectors of every chunk whose text is unchanged since the live
@@ -36,7 +37,7 @@ from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
-from kb_index.vocabulary import KbVocabulary, stemmer
+from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
 # How chunks become BM25 tokens; a snapshot built another way gets its lexical index rebuilt on load.
@@ -44,6 +45,7 @@ LEXICAL = "bm25s-en-stopwords-snowball-1"
 LOCK = ".build.lock"
 HNSW_NEIGHBOURS = 32
 SOURCES = "articles"  # a snapshot's copy of the article files it was built from
+NAMES = "names.txt"
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
@@ -127,6 +129,19 @@ def _reusable_vectors(index_dir: Path, model: str, key: str = "model",
     except (OSError, ValueError):
         return {}  # an unreadable old snapshot only costs a full re-embed
     return dict(zip(hashes, vectors, strict=False))
+
+
+def _names(index_dir: Path) -> frozenset[str]:
+    """The international words, as the live snapshot lists them if it listed them the same way (listing them
+    takes seconds)."""
+    live = current_snapshot(index_dir)
+    if live is not None:
+        try:
+            if json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("names") == NAMES_VERSION:
+                return frozenset((live / NAMES).read_text(encoding="utf-8").split())
+        except (OSError, ValueError):
+            pass
+    return international_words()
 
 
 def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "", author: str = "",
@@ -221,13 +236,14 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(article.path, kept)
         (staging / "hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
+        (staging / NAMES).write_text("\n".join(sorted(_names(index_dir))), encoding="utf-8")
         digests = article_hashes(chunks, hashes)
         (staging / "manifest.json").write_text(json.dumps({
             "articles": len(articles), "chunks": len(chunks), "embedded": len(todo), "dimension": dimension,
             "index": type(index).__name__, "model": model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "author": author, "article_hashes": digests, "lexical": LEXICAL, "searchable": searchable,
             "multilingual": multilingual.name if multilingual is not None else None,
-            "changes": changes_since_live(index_dir, digests),
+            "changes": changes_since_live(index_dir, digests), "names": NAMES_VERSION,
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -400,6 +416,9 @@ def load_snapshot(path: Path) -> Snapshot:
             if multilingual.ntotal != len(chunks):
                 raise ValueError(f"the multilingual index has {multilingual.ntotal} entries for {len(chunks)} chunks")
             multilingual.search(np.zeros((1, multilingual.d), dtype=np.float32), 1)
+        # Listed by the build since 2026-12; an older snapshot gets them listed here (a few seconds).
+        names = frozenset((path / NAMES).read_text(encoding="utf-8").split()) if (path / NAMES).exists() \
+            else international_words()
         # A search through both indexes, as every question will make.
         index.search(np.zeros((1, index.d), dtype=np.float32), 1)
         lexical.get_scores(tokenize([chunks[0].text])[0] or ["a"])
@@ -410,7 +429,7 @@ def load_snapshot(path: Path) -> Snapshot:
         if isinstance(dense, faiss.IndexHNSWFlat):
             dense.hnsw.efSearch = 64
     originals = chunks[:searchable]
-    vocabulary = KbVocabulary(text for c in originals for text in (c.title, c.heading, c.text, c.question))
+    vocabulary = KbVocabulary((text for c in originals for text in (c.title, c.heading, c.text, c.question)), names)
     translations: dict[tuple[str, str], list[int]] = {}
     for number, chunk in enumerate(chunks[searchable:], searchable):
         translations.setdefault((chunk.translation_of, chunk.lang), []).append(number)

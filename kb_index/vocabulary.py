@@ -1,26 +1,44 @@
-"""The knowledge base's own words, to mend a question's typos before it is searched.
+"""The knowledge base's own words: to mend a question's typos before it is searched, and to notice the
+names it never mentions.
 
 Words that are neither in the KB nor common in English (wordfreq's Zipf scale: "warrenty",
 "pasword") become the nearest KB word (SymSpell, edit distance 1 for short words, 2 for longer
 ones). A real English word the KB lacks ("dog", "router") is kept: it is no typo, it is a topic
 the KB does not have.
+
+A *name* is a word about as common in other languages as in English: a brand, a service, a place
+("netflix", "dhl", "instagram", "decathlon"), where an English word is far more common in English
+("rucksack", "register", "mend"). A question naming something the KB never mentions is about
+something else ("how do i reset my netflix password"), however close its other words come to an
+article; the decision declines it (`bot.dialogue.kb_decision`).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from importlib import metadata
 
 import Stemmer
+import wordfreq
 from symspellpy import SymSpell, Verbosity
 from wordfreq import zipf_frequency
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Words rarer than this in English, and unknown to the KB, are taken for typos.
 _TYPO_ZIPF = 2.5
+# A name is an English word (Zipf at least NAME_MIN_ZIPF) at most NAME_MAX_EXCESS more common in English
+# than its median in NAME_LANGUAGES. Both were chosen on the dev questions (docs/kb-quality.md).
+NAME_MIN_ZIPF = 2.0
+NAME_MAX_EXCESS = 0.3
+NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ru", "fi", "tr")
+# What a snapshot records of how its names were listed: another list needs listing again.
+NAMES_VERSION = f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_EXCESS}-{'.'.join(NAME_LANGUAGES)}"
 _local = threading.local()
 
 
@@ -42,12 +60,34 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-class KbVocabulary:
-    """The words of a snapshot's articles, for mending typos."""
+def _zipf_by_word(language: str) -> dict[str, float]:
+    # Read past wordfreq's cache: kept, the eleven lists would hold about 500 MB in every process.
+    bands = wordfreq.get_frequency_list.__wrapped__(language, "best")
+    return {word: wordfreq.cB_to_zipf(-band) for band, band_words in enumerate(bands) for word in band_words}
 
-    def __init__(self, texts: Iterable[str]) -> None:
+
+@lru_cache(maxsize=1)
+def international_words() -> frozenset[str]:
+    """English words that are names by their frequencies (see the module's docs): about 9,000 words, listed
+    in a few seconds, one language's list in memory at a time."""
+    english = {w: z for w, z in _zipf_by_word("en").items() if z >= NAME_MIN_ZIPF and w.isalpha()}
+    elsewhere: dict[str, list[float]] = {word: [] for word in english}
+    for language in NAME_LANGUAGES:
+        found = _zipf_by_word(language)
+        for word, zipfs in elsewhere.items():
+            zipfs.append(found.get(word, 0.0))
+    return frozenset(w for w, z in english.items() if z - statistics.median(elsewhere[w]) <= NAME_MAX_EXCESS)
+
+
+class KbVocabulary:
+    """The words of a snapshot's articles, for mending typos and for telling the names it never mentions;
+    `names` are the international words (`international_words`), none if not given."""
+
+    def __init__(self, texts: Iterable[str], names: frozenset[str] = frozenset()) -> None:
         counts = Counter(w for text in texts for w in words(text))
         self._stems = set(stemmer().stemWords(list(counts)))
+        self._sorted = sorted(counts)
+        self._names = names
         self._spell = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
         for word, count in counts.items():
             if len(word) >= 3:
@@ -66,6 +106,19 @@ class KbVocabulary:
     def correct(self, text: str) -> str:
         """`text` with its typos mended (only words change; the rest stays as written)."""
         return _WORD.sub(lambda m: self._mend_match(m.group(0)), text)
+
+    def unknown_names(self, text: str) -> list[str]:
+        """The names in a question that the KB never mentions ("netflix" in "reset my netflix password"), once
+        typos are mended. A word the KB has, or begins ("info" of "information"), is not one."""
+        found = []
+        for word in dict.fromkeys(words(self.correct(text.replace("-", "")))):
+            if len(word) >= 3 and word in self._names and not self.knows(word) and not self._begins(word):
+                found.append(word)
+        return found
+
+    def _begins(self, prefix: str) -> bool:
+        at = bisect.bisect_left(self._sorted, prefix)
+        return at < len(self._sorted) and self._sorted[at].startswith(prefix)
 
     def _mend_match(self, word: str) -> str:
         mended = self.mend(word.lower())

@@ -51,9 +51,9 @@ class Settings:
     var_dir: Path = Path("var")
     public_url: str = "http://127.0.0.1:8000"
     # The KB decision (answer, choices, decline), calibrated on data/kb_eval/dev.csv with `switchboard kb eval`.
-    kb_min_score: float = 0.68       # the best article's score to answer outright
+    kb_min_score: float = 0.666      # the best article's score to answer outright
     kb_answer_margin: float = 0.06   # ... and its lead over the next article
-    kb_choice_score: float = 0.55    # articles at least this good may be offered as choices
+    kb_choice_score: float = 0.559   # articles at least this good may be offered as choices
     kb_choice_window: float = 0.10   # ... when within this of the best
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
     # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).

@@ -39,6 +39,11 @@ def test_a_weak_best_article_alone_is_declined() -> None:
     assert decide([], POLICY).action == KbAction.DECLINE
 
 
+def test_a_question_naming_what_the_kb_never_mentions_is_declined_however_well_it_scores() -> None:
+    decision = decide(passages(("password-reset", 0.9), ("account", 0.5)), POLICY, ["netflix"])
+    assert (decision.action, decision.unknown_names, decision.score) == (KbAction.DECLINE, ("netflix",), 0.9)
+
+
 def transcript(app: Flask) -> list[Event]:
     store = services_of(app).store
     (conversation,) = store.list_conversations(list(ConversationStatus))
@@ -73,6 +78,18 @@ def test_none_of_these_is_a_miss_and_the_question_reaches_the_gaps(app: Flask, c
     assert "not sure I understood" in str(fallback["text"])
     gaps = gap_questions(transcript(app))
     assert [(g.text, g.reason) for g in gaps] == [("how do i return something", NOT_ANSWERED)]
+
+
+def test_another_services_password_is_not_answered_from_ours_and_reaches_the_gaps(app: Flask,
+                                                                                  customer: WebChat) -> None:
+    (reply,) = customer.say("how do i reset my netflix password")
+    assert "not sure I understood" in str(reply["text"])
+    (event,) = [e for e in transcript(app) if e.kind == EventKind.KB_ANSWER]
+    assert event.data["decision"] == "decline" and event.data["unknown_names"] == ["netflix"]
+    assert event.data["passages"][0]["article_id"] == "password-reset"  # what it would have answered
+    assert [g.text for g in gap_questions(transcript(app))] == ["how do i reset my netflix password"]
+    (answer,) = customer.say("how do i reset my password")
+    assert "Forgot password" in str(answer["text"])
 
 
 def test_a_choice_nobody_offered_is_read_as_any_message_and_kept_as_no_example(app: Flask,

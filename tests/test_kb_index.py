@@ -361,3 +361,27 @@ def test_an_articles_example_questions_find_it_in_customers_words_and_quote_the_
     build_snapshot(kb, tmp_path / "index", encoder)
     best = HybridRetriever(tmp_path / "index", encoder).search("will i get my deposit back?", k=1)[0]
     assert best.article_id == "hire" and best.heading == "Deposits" and best.text.startswith("The deposit")
+
+
+def test_a_snapshot_keeps_the_names_it_was_built_with_and_later_builds_reuse_them(
+        tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kb_index.snapshot
+
+    kb = tmp_path / "kb"
+    write(kb, "a", id="a", title="Passwords")
+    first = build_snapshot(kb, tmp_path / "index", encoder, model="m")
+    listed = set((first / "names.txt").read_text(encoding="utf-8").split())
+    assert "netflix" in listed and "password" not in listed
+
+    def never(*args: object) -> frozenset[str]:
+        raise AssertionError("names listed again")
+
+    monkeypatch.setattr(kb_index.snapshot, "international_words", never)
+    write(kb, "b", id="b", title="Parcels")
+    second = build_snapshot(kb, tmp_path / "index", encoder, model="m")
+    assert set((second / "names.txt").read_text(encoding="utf-8").split()) == listed
+    assert HybridRetriever(tmp_path / "index", encoder).unknown_names("reset my netflix password") == ["netflix"]
+    monkeypatch.undo()
+    # A snapshot built before names were kept lists them when it loads.
+    (second / "names.txt").unlink()
+    assert load_snapshot(second).vocabulary.unknown_names("my netflix password") == ["netflix"]

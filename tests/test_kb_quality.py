@@ -1,7 +1,7 @@
 """Answer quality on the sample KB: the build fails if it drops below the floor.
 
-data/kb_eval/dev.csv is what the decision was calibrated on, data/kb_eval/test.csv was held out
-(reported as it fell), data/kb_eval.csv is the team's first set.
+data/kb_eval/dev.csv and dev2.csv are what the decision was calibrated on, data/kb_eval/test.csv was held
+out (reported as it fell), data/kb_eval.csv is the team's first set.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from tests.conftest import ROOT
 
 # Measured values minus a small margin; raise them when answers get better.
 FLOORS = {
-    "kb_eval.csv": {"hit_at_1": 0.89, "hit_at_3": 0.98, "answer_precision": 0.93, "reach": 0.85, "decline_rate": 0.95},
-    "kb_eval/dev.csv": {"hit_at_1": 0.86, "hit_at_3": 0.97, "answer_precision": 0.92, "reach": 0.81,
-                        "decline_rate": 0.8},
+    "kb_eval.csv": {"hit_at_1": 0.89, "hit_at_3": 0.98, "answer_precision": 0.93, "reach": 0.84, "decline_rate": 0.95},
+    "kb_eval/dev.csv": {"hit_at_1": 0.86, "hit_at_3": 0.97, "answer_precision": 0.93, "reach": 0.82,
+                        "decline_rate": 0.85},
+    "kb_eval/dev2.csv": {"hit_at_1": 0.86, "hit_at_3": 0.96, "answer_precision": 0.89, "reach": 0.83,
+                         "decline_rate": 0.72},
     "kb_eval/test.csv": {"hit_at_1": 0.9, "hit_at_3": 0.97, "answer_precision": 0.95, "reach": 0.8,
                          "decline_rate": 0.8},
 }
@@ -36,6 +38,26 @@ def test_sample_kb_answers_stay_above_the_floor(index_dir: Path, encoder: Encode
     policy = kb_policy(Settings())
     measured = {**score(results, policy.answer_score).as_dict(), **report_decisions(results, policy).as_dict()}
     assert all(measured[metric] >= floor for metric, floor in FLOORS[name].items()), measured
+
+
+def test_kb_eval_measures_several_files_as_one_set_and_says_why_it_declined(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+
+    monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(index_dir))
+    dev = [str(ROOT / "data" / "kb_eval" / name) for name in ("dev.csv", "dev2.csv")]
+    result = CliRunner().invoke(main, ["kb", "eval", "--questions", dev[0], "--questions", dev[1]])
+    assert result.exit_code == 0, result.output
+    assert "304 questions (244 answerable)" in result.output
+    # An answerable question declined for a name the KB never mentions is listed with it.
+    assert "got declined (best 0.79; names the KB never mentions: gdpr)" in result.output
+    reported = CliRunner().invoke(main, ["kb", "eval", "--json", "--questions", dev[0]])
+    netflix, = [r for r in json.loads(reported.output)["results"] if "netflix" in r["question"]]
+    assert (netflix["decision"], netflix["unknown_names"], netflix["right"]) == ("decline", ["netflix"], True)
 
 
 def test_scoring_counts_hits_answers_and_declines() -> None:

@@ -59,7 +59,8 @@ class KbAnswers:
         passages = self._retriever.search(turn.text, k=self._passages, vector=vector, channel=turn.channel,
                                           language=language)
         multilingual = self._retriever.multilingual_for(language)
-        decision = decide(passages, self._other_languages.get(language) if multilingual else self._policy)
+        names = self._retriever.unknown_names(turn.text, language)
+        decision = decide(passages, self._other_languages.get(language) if multilingual else self._policy, names)
         if decision.action == KbAction.CHOICES and not (choices and self._responses.has("utter_kb_choices")):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {
@@ -67,6 +68,7 @@ class KbAnswers:
             "decision": decision.action.value, "offered": list(decision.article_ids),
             "answered": decision.action == KbAction.ANSWER, "question": turn.text,
             **({"language": language, "encoder": "multilingual"} if multilingual else {}),
+            **({"unknown_names": names} if names else {}),
         }))
         if decision.action == KbAction.ANSWER:
             self._quote_answer(turn, self._version(decision.passages[0], language))

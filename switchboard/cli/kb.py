@@ -66,13 +66,14 @@ def _announce_kb(settings: Settings) -> None:
 
 
 @kb.command("eval")
-@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=Path("data/kb_eval/dev.csv"), show_default=True,
-              help="CSV with columns question, expected_article_id (empty: should not answer).")
+@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path), multiple=True,
+              default=(Path("data/kb_eval/dev.csv"), Path("data/kb_eval/dev2.csv")), show_default=True,
+              help="CSV with columns question, expected_article_id (empty: should not answer); repeat it to "
+                   "measure several files as one set.")
 @click.option("--min-score", type=float, default=None,
               help="Score to answer outright [default: SWITCHBOARD_KB_MIN_SCORE].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report, with each question's decision, as JSON.")
-def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
+def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool) -> None:
     """Measure answers on a question set: what the bot would answer, offer as choices or decline, and
     the decision thresholds this set would suggest (calibrate on a dev split, report on a test split)."""
     import dataclasses
@@ -96,7 +97,7 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
     settings = load_settings()
     try:
         others = other_language_policies(settings)
-        cases = load_cases(questions)
+        cases = [case for path in questions for case in load_cases(path)]
         encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
         retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings))
         results = run_cases(retriever, cases, languages=language_detector(settings))
@@ -104,8 +105,9 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     known = {chunk.article_id for chunk in retriever.snapshot.chunks}
     unknown = sorted({c.expected for c in cases if c.expected is not None} - known)
+    named = ", ".join(str(path) for path in questions)
     if unknown:
-        click.echo(f"warning: {questions} expects articles the index does not have (always counted wrong): "
+        click.echo(f"warning: {named} expects articles the index does not have (always counted wrong): "
                    f"{', '.join(unknown)}", err=True)
     policy = kb_policy(settings)
     if min_score is not None:
@@ -127,10 +129,11 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
             "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
             "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
                          "score": round(r.score, 4), "decision": d.action.value, "articles": list(d.article_ids),
-                         "right": is_right(r, d), "language": r.language, "multilingual": r.multilingual}
+                         "right": is_right(r, d), "language": r.language, "multilingual": r.multilingual,
+                         "unknown_names": list(r.unknown_names)}
                         for r, d in zip(results, made, strict=True)]}, indent=2))
         return
-    click.echo(f"{report.questions} questions ({report.answerable} answerable) from {questions}")
+    click.echo(f"{report.questions} questions ({report.answerable} answerable) from {named}")
     click.echo(f"  hit@1               {report.hit_at_1:.3f}")
     click.echo(f"  hit@3               {report.hit_at_3:.3f}")
     click.echo(f"  MRR                 {report.mrr:.3f}")
@@ -147,7 +150,8 @@ def kb_eval(questions: Path, min_score: float | None, as_json: bool) -> None:
         click.echo(f"Failures ({len(failures)}):")
         for r, d in failures:
             got = "declined" if d.action == KbAction.DECLINE else f"{d.action.value} {', '.join(d.article_ids)}"
-            click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f})")
+            why = f"; names the KB never mentions: {', '.join(d.unknown_names)}" if d.unknown_names else ""
+            click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f}{why})")
     click.echo(f"Suggested on this set: answer at {suggested.answer_score:.3g} with a lead of "
                f"{suggested.answer_margin:.3g}, choices from {suggested.choice_score:.3g} within "
                f"{suggested.choice_window:.3g}; calibrate on a dev split only.")

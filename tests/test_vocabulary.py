@@ -1,0 +1,33 @@
+"""The KB's own words: typos mended against them, and names it never mentions told apart."""
+
+from __future__ import annotations
+
+from kb_index.vocabulary import KbVocabulary, international_words
+
+KB = ["Our warranty covers tents and backpacks for two years.", "We ship with DHL and Royal Mail.",
+      "More information about your email address and password."]
+
+
+def test_typos_become_the_kbs_own_words_and_real_words_stay() -> None:
+    vocabulary = KbVocabulary(KB)
+    assert vocabulary.correct("whats the Warrenty on a tent") == "whats the warranty on a tent"
+    assert vocabulary.correct("can i bring my dog") == "can i bring my dog"  # a word, not a typo
+
+
+def test_names_are_words_as_common_elsewhere_as_in_english() -> None:
+    names = international_words()
+    assert {"netflix", "instagram", "garmin", "dhl", "decathlon"} <= names
+    assert not {"rucksack", "register", "mend", "guarantee", "dog", "parcel"} & names
+    assert 5_000 < len(names) < 20_000
+
+
+def test_a_question_naming_what_the_kb_never_mentions_is_told() -> None:
+    vocabulary = KbVocabulary(KB, international_words())
+    assert vocabulary.unknown_names("how do i reset my netflix password") == ["netflix"]
+    assert vocabulary.unknown_names("my garmin and my garmin watch") == ["garmin"]  # each name once
+    assert vocabulary.unknown_names("nettflix pasword reset") == []  # misspelt, no word wordfreq lists: missed
+    assert vocabulary.unknown_names("my DHL parcel is late") == []  # the KB mentions it
+    assert vocabulary.unknown_names("broken buckle on my rucksack") == []  # English words are no names
+    assert vocabulary.unknown_names("edit my personal info") == []  # the start of a KB word: "information"
+    assert vocabulary.unknown_names("change my e-mail") == []  # "email"
+    assert KbVocabulary(KB).unknown_names("my netflix password") == []  # no list of names: none found
