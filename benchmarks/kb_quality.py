@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def curve(results: list[EvalResult]) -> list[tuple[float, float, float]]:
-    """(threshold, coverage, precision) for answer thresholds from 0.40 to 0.90."""
+    """(threshold, coverage, precision) for answer thresholds from 0.40 to 0.90, and the one in use."""
     base = kb_policy(Settings())
     points = []
-    for step in range(40, 91, 2):
-        threshold = step / 100
+    for threshold in sorted({step / 100 for step in range(40, 91, 2)} | {base.answer_score}):
         report = report_decisions(results, dataclasses.replace(base, answer_score=threshold,
                                                                choice_score=min(base.choice_score, threshold)))
         points.append((threshold, report.answered / report.questions, report.answer_precision))
@@ -43,14 +42,15 @@ def main() -> None:
         encoder = load_encoder(DEFAULT_MODEL, Path(tmp) / "onnx", "onnx")
         build_snapshot(ROOT / "data" / "kb", Path(tmp) / "index", encoder, model=DEFAULT_MODEL)
         retriever = HybridRetriever(Path(tmp) / "index", encoder)
-        splits = {name: run_cases(retriever, load_cases(ROOT / "data" / "kb_eval" / f"{name}.csv"))
-                  for name in ("dev", "test")}
+        splits = {name: run_cases(retriever, [case for file in files
+                                              for case in load_cases(ROOT / "data" / "kb_eval" / file)])
+                  for name, files in (("dev", ("dev.csv", "dev2.csv")), ("test", ("test.csv",)))}
     figure, axes = plt.subplots(figsize=(7, 5))
     chosen = kb_policy(Settings()).answer_score
     for name, results in splits.items():
         points = curve(results)
         axes.plot([c for _, c, _ in points], [p for _, _, p in points], marker=".", label=name)
-        here = next(point for point in points if abs(point[0] - chosen) < 1e-9)
+        here = next(point for point in points if point[0] == chosen)
         axes.annotate(f"{chosen:.2f}", (here[1], here[2]), textcoords="offset points", xytext=(5, -12))
         print(name, " ".join(f"{t:.2f}:{c:.2f}/{p:.2f}" for t, c, p in points))
     axes.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")

@@ -33,12 +33,16 @@ _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Words rarer than this in English, and unknown to the KB, are taken for typos.
 _TYPO_ZIPF = 2.5
 # A name is an English word (Zipf at least NAME_MIN_ZIPF) at most NAME_MAX_EXCESS more common in English
-# than its median in NAME_LANGUAGES. Both were chosen on the dev questions (docs/kb-quality.md).
+# than its median in NAME_LANGUAGES. Everyday words are not taken for names, however international
+# ("video", "hotel", "online", "usa": Zipf above NAME_MAX_ZIPF). Chosen on the dev questions
+# (docs/kb-quality.md).
 NAME_MIN_ZIPF = 2.0
+NAME_MAX_ZIPF = 4.5
 NAME_MAX_EXCESS = 0.3
 NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ru", "fi", "tr")
 # What a snapshot records of how its names were listed: another list needs listing again.
-NAMES_VERSION = f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_EXCESS}-{'.'.join(NAME_LANGUAGES)}"
+NAMES_VERSION = (f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_ZIPF}-{NAME_MAX_EXCESS}-"
+                 f"{'.'.join(NAME_LANGUAGES)}")
 _local = threading.local()
 
 
@@ -68,9 +72,9 @@ def _zipf_by_word(language: str) -> dict[str, float]:
 
 @lru_cache(maxsize=1)
 def international_words() -> frozenset[str]:
-    """English words that are names by their frequencies (see the module's docs): about 9,000 words, listed
+    """English words that are names by their frequencies (see the module's docs): about 9,200 words, listed
     in a few seconds, one language's list in memory at a time."""
-    english = {w: z for w, z in _zipf_by_word("en").items() if z >= NAME_MIN_ZIPF and w.isalpha()}
+    english = {w: z for w, z in _zipf_by_word("en").items() if NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha()}
     elsewhere: dict[str, list[float]] = {word: [] for word in english}
     for language in NAME_LANGUAGES:
         found = _zipf_by_word(language)

@@ -20,10 +20,10 @@ from tests.conftest import ROOT
 
 # Measured values minus a small margin; raise them when answers get better.
 FLOORS = {
-    "kb_eval.csv": {"hit_at_1": 0.89, "hit_at_3": 0.98, "answer_precision": 0.93, "reach": 0.84, "decline_rate": 0.95},
+    "kb_eval.csv": {"hit_at_1": 0.89, "hit_at_3": 0.98, "answer_precision": 0.93, "reach": 0.85, "decline_rate": 0.95},
     "kb_eval/dev.csv": {"hit_at_1": 0.86, "hit_at_3": 0.97, "answer_precision": 0.93, "reach": 0.82,
                         "decline_rate": 0.85},
-    "kb_eval/dev2.csv": {"hit_at_1": 0.86, "hit_at_3": 0.96, "answer_precision": 0.89, "reach": 0.83,
+    "kb_eval/dev2.csv": {"hit_at_1": 0.86, "hit_at_3": 0.96, "answer_precision": 0.89, "reach": 0.84,
                          "decline_rate": 0.72},
     "kb_eval/test.csv": {"hit_at_1": 0.9, "hit_at_3": 0.97, "answer_precision": 0.95, "reach": 0.8,
                          "decline_rate": 0.8},
