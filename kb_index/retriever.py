@@ -118,12 +118,9 @@ class HybridRetriever:
         return _passages(snapshot, scores, k, channel, audience)
 
     def unknown_names(self, text: str, language: str | None = None) -> list[str]:
-        """Names in an English question that the KB never mentions (kb_index.vocabulary); none are looked for
-        in other languages (their frequencies are English ones)."""
-        if self.multilingual_for(language):
-            return []
+        """Names in a question that the KB never mentions (kb_index.vocabulary)."""
         self._reload_if_published()
-        return self._snapshot.vocabulary.unknown_names(text)
+        return self._snapshot.vocabulary.unknown_names(text, language)
 
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         """The same part of the passage's article in `language` (else in that language without its region,

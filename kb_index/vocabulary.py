@@ -10,7 +10,8 @@ A *name* is a word about as common in other languages as in English: a brand, a 
 ("netflix", "dhl", "instagram", "decathlon"), where an English word is far more common in English
 ("rucksack", "register", "mend"). A question naming something the KB never mentions is about
 something else ("how do i reset my netflix password"), however close its other words come to an
-article; the decision declines it (`bot.dialogue.kb_decision`).
+article; the decision declines it (`bot.dialogue.kb_decision`). In a question in another language,
+the names that are common words of that language are not taken for names ("ich", "kann" in German).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from symspellpy import SymSpell, Verbosity
 from wordfreq import zipf_frequency
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+# Names are looked for among words in the Latin script, apart from the script around them ("我的netflix密码").
+_LATIN_WORD = re.compile(r"[a-zA-Z\u00C0-\u024F]+")
 # Words rarer than this in English, and unknown to the KB, are taken for typos.
 _TYPO_ZIPF = 2.5
 # A name is an English word (Zipf at least NAME_MIN_ZIPF) at most NAME_MAX_EXCESS more common in English
@@ -83,6 +86,18 @@ def international_words() -> frozenset[str]:
     return frozenset(w for w, z in english.items() if z - statistics.median(elsewhere[w]) <= NAME_MAX_EXCESS)
 
 
+@lru_cache(maxsize=16)
+def _words_of(language: str) -> frozenset[str]:
+    """The names (`international_words`) that are common words of `language`: more common there than in
+    English by more than NAME_MAX_EXCESS. None for a language wordfreq has no list of (Thai)."""
+    code = language.split("-")[0].lower()
+    if code == "en" or code not in wordfreq.available_languages("best"):
+        return frozenset()
+    found, english = _zipf_by_word(code), _zipf_by_word("en")
+    return frozenset(w for w in international_words()
+                     if found.get(w, 0.0) > english.get(w, 0.0) + NAME_MAX_EXCESS)
+
+
 class KbVocabulary:
     """The words of a snapshot's articles, for mending typos and for telling the names it never mentions;
     `names` are the international words (`international_words`), none if not given."""
@@ -111,13 +126,17 @@ class KbVocabulary:
         """`text` with its typos mended (only words change; the rest stays as written)."""
         return _WORD.sub(lambda m: self._mend_match(m.group(0)), text)
 
-    def unknown_names(self, text: str) -> list[str]:
+    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
         """The names in a question that the KB never mentions ("netflix" in "reset my netflix password"), once
-        typos are mended. A word the KB has, or begins ("info" of "information"), is not one."""
+        typos are mended. A word the KB has, or begins ("info" of "information"), is not one; nor, in a
+        question in another `language`, a common word of that language."""
         found = []
-        for word in dict.fromkeys(words(self.correct(text.replace("-", "")))):
+        latin = _LATIN_WORD.findall(self.correct(text.replace("-", "")))
+        for word in dict.fromkeys(w.lower() for w in latin):
             if len(word) >= 3 and word in self._names and not self.knows(word) and not self._begins(word):
                 found.append(word)
+        if found and language:
+            found = [word for word in found if word not in _words_of(language)]
         return found
 
     def _begins(self, prefix: str) -> bool:

@@ -216,6 +216,15 @@ def _kb_event(chat: RecordingChannel) -> dict[str, Any]:
     return [e.data for e in events if e.kind == EventKind.KB_ANSWER][-1]
 
 
+@pytest.mark.parametrize("question", ["ปลดล็อค iphone ให้หน่อยได้ไหม", "可以幫我解鎖iphone嗎",
+                                      "könnt ihr mein iphone entsperren"])
+def test_another_companys_product_is_declined_in_every_language(make_chat: Callable[..., RecordingChannel],
+                                                                 question: str) -> None:
+    chat = make_chat()
+    chat.say(question)
+    assert (_kb_event(chat)["decision"], _kb_event(chat)["unknown_names"]) == ("decline", ["iphone"])
+
+
 def test_a_business_sets_the_decision_for_other_languages(make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat(kb_other_languages="*=0.99/0.5/0.99/0.01")  # nothing is ever this sure
     chat.say("你们的退货政策是什么？多少天内可以退货")

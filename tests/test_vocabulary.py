@@ -32,3 +32,12 @@ def test_a_question_naming_what_the_kb_never_mentions_is_told() -> None:
     assert vocabulary.unknown_names("edit my personal info") == []  # the start of a KB word: "information"
     assert vocabulary.unknown_names("change my e-mail") == []  # "email"
     assert KbVocabulary(KB).unknown_names("my netflix password") == []  # no list of names: none found
+
+
+def test_names_are_told_in_every_script_and_a_languages_own_words_are_not_names() -> None:
+    vocabulary = KbVocabulary(KB, international_words())
+    assert vocabulary.unknown_names("我的netflix密码忘了", "zh") == ["netflix"]
+    assert vocabulary.unknown_names("รีเซ็ตรหัสผ่าน Netflix ยังไง", "th") == ["netflix"]
+    # German words a German question is made of are no names in it ("kann", "ich" are names to English).
+    assert {"kann", "ich"} <= international_words()
+    assert vocabulary.unknown_names("kann ich mein netflix passwort zurücksetzen", "de") == ["netflix"]
