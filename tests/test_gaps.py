@@ -49,16 +49,28 @@ def test_questions_are_grouped_by_meaning_largest_group_first(encoder: Encoder) 
     assert clusters[0].reasons == {NOT_ANSWERED: 3}
 
 
+def test_a_group_counts_the_names_its_questions_were_declined_for(encoder: Encoder) -> None:
+    transcript = [event(1, EventKind.MESSAGE_IN, "reset my netflix password"),
+                  event(2, EventKind.KB_ANSWER, answered=False, unknown_names=["netflix"])]
+    (question,) = gap_questions(transcript)
+    assert question.names == ("netflix",)
+    again = GapQuestion("c2", "my netflix password does not work", NOT_ANSWERED, utcnow(), names=("netflix",))
+    (cluster,) = cluster_gaps([question, again], encoder)
+    assert cluster.names == {"netflix": 2}
+
+
 def test_gaps_command_reports_what_customers_asked(app: Flask, customer: WebChat, index_dir: Path) -> None:
     customer.say("do you rent snowshoes")
     customer.say("how much is shipping")
     customer.say("I want to talk to a person")
+    customer.say("how do i reset my netflix password")
     settings = services_of(app).settings
     env = {"SWITCHBOARD_STORE_URL": settings.store_url, "SWITCHBOARD_INDEX_DIR": str(index_dir),
            "SWITCHBOARD_KB_DIR": str(ROOT / "data" / "kb")}
     result = CliRunner().invoke(main, ["kb", "gaps"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 unanswered questions from 1 conversation, 2 groups" in result.output
+    assert "3 unanswered questions from 1 conversation, 3 groups" in result.output
+    assert "declined for names the KB never mentions: netflix; if you serve them" in result.output
     assert "'do you rent snowshoes'  (1 question: 1 not answered)" in result.output
     assert "'how much is shipping'  (1 question: 1 answered wrongly)" in result.output
 

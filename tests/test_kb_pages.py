@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from bot.messages import utcnow
+from bot.messages import ConversationStatus, EventKind, utcnow
 from kb_index.snapshot import current_snapshot
 from switchboard.app import services_of
 from tests.conftest import Editor, WebChat
@@ -165,6 +165,25 @@ def test_the_gap_page_lists_what_customers_asked(kb_app: Flask) -> None:
     page = Editor(kb_app).client.get("/console/kb/gaps").get_data(as_text=True)
     assert "do you rent snowshoes &lt;b&gt;now&lt;/b&gt;" in page
     assert "1 not answered" in page
+
+
+def test_the_gap_page_names_what_no_article_mentions_until_an_article_does(kb_app: Flask) -> None:
+    customer = WebChat(kb_app, kb_app.test_client())
+    customer.say("how do i reset my netflix password")
+    customer.say("how can i reset the netflix password")
+    editor = Editor(kb_app)
+    page = editor.client.get("/console/kb/gaps").get_data(as_text=True)
+    assert "Declined for names no article mentions: <bdi>netflix</bdi> (2)." in page
+    editor.post("/console/kb/new", article_id="streaming", title="Puffin films on Netflix", url="", tags="",
+                body="## Netflix\nOur expedition films are on Netflix. Reset a Netflix password on netflix.com.",
+                action="save")
+    editor.post("/console/kb/publish")
+    (reply,) = customer.say("how do i reset my netflix password")
+    assert "not sure" not in str(reply["text"])  # answered from an article (which one is the ranking's call)
+    store = services_of(kb_app).store
+    (conversation,) = store.list_conversations(list(ConversationStatus))
+    decided = [e.data for e in store.transcript(conversation.conversation_id) if e.kind == EventKind.KB_ANSWER]
+    assert [d.get("unknown_names") for d in decided] == [["netflix"], ["netflix"], None]
 
 
 def test_an_article_without_a_url_is_quoted_without_a_dangling_link(kb_app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -26,6 +26,7 @@ class GapQuestion:
     reason: str
     asked_at: datetime
     language: str | None = None  # as detected when it came in
+    names: tuple[str, ...] = ()  # declined for naming these, which the KB never mentions
 
 
 def gap_key(question: str) -> str:
@@ -41,6 +42,7 @@ class GapCluster:
     reasons: dict[str, int]
     questions: tuple[str, ...] = ()  # every distinct question of the group, closest first
     language: str | None = None      # the group's language: questions are grouped within one language
+    names: dict[str, int] = field(default_factory=dict)  # names the KB never mentions, by how many asked
 
 
 def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
@@ -66,7 +68,7 @@ def gap_questions(transcript: Sequence[Event]) -> list[GapQuestion]:
                 answered = last_question if event.data.get("answered") else None
                 if answered is None:
                     found.append(GapQuestion(event.conversation_id, question, NOT_ANSWERED, last_question.created_at,
-                                             _language(last_question)))
+                                             _language(last_question), tuple(event.data.get("unknown_names") or ())))
         elif (event.kind == EventKind.HANDOFF and event.data.get("reason") == "customer_request"
               and previous_question is not None):
             # The message that asked for a person says nothing about the KB; the one before it might.
@@ -121,7 +123,8 @@ def _describe(group: list[int], questions: Sequence[GapQuestion], vectors: np.nd
     by_closeness = sorted(group, key=lambda i: -float(vectors[i] @ centre))
     examples = tuple(dict.fromkeys(questions[i].text for i in by_closeness))
     reasons = Counter(questions[i].reason for i in group)
-    return GapCluster(len(group), examples[0], examples[:5], dict(reasons), examples)
+    names = Counter(name for i in group for name in questions[i].names)
+    return GapCluster(len(group), examples[0], examples[:5], dict(reasons), examples, names=dict(names.most_common()))
 
 
 def collect_gaps(store: ConversationStore, since: datetime | None = None, until: datetime | None = None,

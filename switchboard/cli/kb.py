@@ -219,8 +219,15 @@ def kb_gaps(limit: int, similarity: float, as_json: bool) -> None:
         reasons = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in cluster.reasons.items())
         language = f" [{cluster.language}]" if cluster.language else ""
         click.echo(f"\n{n}. {cluster.representative!r}{language}  ({plural(cluster.size, 'question')}: {reasons})")
+        if cluster.names:
+            click.echo(f"     declined for names the KB never mentions: {_counted(cluster.names)}; if you serve them, "
+                       "mention them in an article")
         for example in cluster.examples[1:]:
             click.echo(f"     also: {example!r}")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items())
 
 
 @kb.command("versions")
