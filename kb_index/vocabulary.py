@@ -21,7 +21,7 @@ import re
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import metadata
 
@@ -67,23 +67,24 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def _zipf_by_word(language: str) -> dict[str, float]:
-    # Read past wordfreq's cache: kept, the eleven lists would hold about 500 MB in every process.
-    bands = wordfreq.get_frequency_list.__wrapped__(language, "best")
-    return {word: wordfreq.cB_to_zipf(-band) for band, band_words in enumerate(bands) for word in band_words}
+def _zipf_of(language: str, wanted: Callable[[str, float], bool]) -> dict[str, float]:
+    """The Zipf frequency in `language` of the words `wanted` (word, Zipf) keeps. wordfreq's list is read
+    past its cache (kept, eleven lists would hold about 500 MB in every process) and never made a dict."""
+    found: dict[str, float] = {}
+    for band, band_words in enumerate(wordfreq.get_frequency_list.__wrapped__(language, "best")):
+        zipf = wordfreq.cB_to_zipf(-band)
+        found.update((word, zipf) for word in band_words if wanted(word, zipf))
+    return found
 
 
 @lru_cache(maxsize=1)
 def international_words() -> frozenset[str]:
     """English words that are names by their frequencies (see the module's docs): about 9,200 words, listed
-    in a few seconds, one language's list in memory at a time."""
-    english = {w: z for w, z in _zipf_by_word("en").items() if NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha()}
-    elsewhere: dict[str, list[float]] = {word: [] for word in english}
-    for language in NAME_LANGUAGES:
-        found = _zipf_by_word(language)
-        for word, zipfs in elsewhere.items():
-            zipfs.append(found.get(word, 0.0))
-    return frozenset(w for w, z in english.items() if z - statistics.median(elsewhere[w]) <= NAME_MAX_EXCESS)
+    in a few seconds."""
+    english = _zipf_of("en", lambda w, z: NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha())
+    elsewhere = [_zipf_of(language, lambda w, z: w in english) for language in NAME_LANGUAGES]
+    return frozenset(w for w, z in english.items()
+                     if z - statistics.median(found.get(w, 0.0) for found in elsewhere) <= NAME_MAX_EXCESS)
 
 
 @lru_cache(maxsize=16)
@@ -93,9 +94,9 @@ def _words_of(language: str) -> frozenset[str]:
     code = language.split("-")[0].lower()
     if code == "en" or code not in wordfreq.available_languages("best"):
         return frozenset()
-    found, english = _zipf_by_word(code), _zipf_by_word("en")
-    return frozenset(w for w in international_words()
-                     if found.get(w, 0.0) > english.get(w, 0.0) + NAME_MAX_EXCESS)
+    names = international_words()
+    found, english = (_zipf_of(c, lambda w, z: w in names) for c in (code, "en"))
+    return frozenset(w for w in names if found.get(w, 0.0) > english.get(w, 0.0) + NAME_MAX_EXCESS)
 
 
 class KbVocabulary:
