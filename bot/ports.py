@@ -77,8 +77,9 @@ class Retriever(Protocol):
         """The passage's part of its article's translation into `language`, if there is one."""
         ...
 
-    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
-        """Names in a question (brands, services, places) that the KB never mentions."""
+    def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
+        """Names in a question (brands, services, places) that the KB never mentions; the names of `people`
+        (the customer's) are no topic."""
         ...
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +118,10 @@ class HybridRetriever:
                   if 0 <= i < snapshot.searchable}
         return _passages(snapshot, scores, k, channel, audience)
 
-    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
-        """Names in a question that the KB never mentions (kb_index.vocabulary)."""
+    def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
+        """Names in a question that the KB never mentions (kb_index.vocabulary); `people`'s are no topic."""
         self._reload_if_published()
-        return self._snapshot.vocabulary.unknown_names(text, language)
+        return self._snapshot.vocabulary.unknown_names(text, language, people)
 
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         """The same part of the passage's article in `language` (else in that language without its region,
@@ -221,7 +222,7 @@ class NoKnowledgeBase:
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         return None
 
-    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
+    def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         return []
 
     def reload(self) -> bool:

@@ -33,6 +33,10 @@ from wordfreq import zipf_frequency
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Names are looked for among words in the Latin script, apart from the script around them ("我的netflix密码").
 _LATIN_WORD = re.compile(r"[a-zA-Z\u00C0-\u024F]+")
+# People's names are names too ("anna", "ivan", "chen"): the one a customer introduces themselves with or
+# signs with is about nobody's topic ("hi, i'm anna, ...", "... thanks, olga").
+_OWN_NAME = re.compile(r"\b(?:i'?m|i am|my name is|my name's|this is|call me|thanks|thank you|cheers|regards|"
+                       r"ich bin|ich heiße|mein name ist|danke)[,!.]?\s+([a-zA-Z\u00C0-\u024F]+)", re.IGNORECASE)
 # Words rarer than this in English, and unknown to the KB, are taken for typos.
 _TYPO_ZIPF = 2.5
 # A name is an English word (Zipf at least NAME_MIN_ZIPF) at most NAME_MAX_EXCESS more common in English
@@ -127,14 +131,17 @@ class KbVocabulary:
         """`text` with its typos mended (only words change; the rest stays as written)."""
         return _WORD.sub(lambda m: self._mend_match(m.group(0)), text)
 
-    def unknown_names(self, text: str, language: str | None = None) -> list[str]:
+    def unknown_names(self, text: str, language: str | None = None, people: Iterable[str] = ()) -> list[str]:
         """The names in a question that the KB never mentions ("netflix" in "reset my netflix password"), once
         typos are mended. A word the KB has, or begins ("info" of "information"), is not one; nor, in a
-        question in another `language`, a common word of that language."""
+        question in another `language`, a common word of that language; nor a person's name: the customer's
+        own as the question introduces or signs it, or any word of `people` (their name on the profile)."""
+        own = {w.lower() for w in _OWN_NAME.findall(text)} | {w.lower() for p in people for w in _LATIN_WORD.findall(p)}
         found = []
         latin = _LATIN_WORD.findall(self.correct(text.replace("-", "")))
         for word in dict.fromkeys(w.lower() for w in latin):
-            if len(word) >= 3 and word in self._names and not self.knows(word) and not self._begins(word):
+            if len(word) >= 3 and word in self._names and word not in own and not self.knows(word) \
+                    and not self._begins(word):
                 found.append(word)
         if found and language:
             found = [word for word in found if word not in _words_of(language)]

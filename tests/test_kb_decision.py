@@ -90,6 +90,8 @@ def test_another_services_password_is_not_answered_from_ours_and_reaches_the_gap
     assert [g.text for g in gap_questions(transcript(app))] == ["how do i reset my netflix password"]
     (answer,) = customer.say("how do i reset my password")
     assert "Forgot password" in str(answer["text"])
+    (answer,) = customer.say("hi, i'm sophie, how do i reset my password")  # her name is no topic
+    assert "Forgot password" in str(answer["text"])
 
 
 def test_a_choice_nobody_offered_is_read_as_any_message_and_kept_as_no_example(app: Flask,

@@ -34,6 +34,15 @@ def test_a_question_naming_what_the_kb_never_mentions_is_told() -> None:
     assert KbVocabulary(KB).unknown_names("my netflix password") == []  # no list of names: none found
 
 
+def test_a_customers_own_name_is_no_topic() -> None:
+    vocabulary = KbVocabulary(KB, international_words())
+    assert "anna" in international_words()  # people's names are as international as brands
+    assert vocabulary.unknown_names("hi, I'm Anna, is my tent under warranty? thanks, anna") == []
+    assert vocabulary.unknown_names("is my tent under warranty? cheers, Olga") == []
+    assert vocabulary.unknown_names("Anna here: is my tent under warranty", people=["Anna Schmidt"]) == []
+    assert vocabulary.unknown_names("Anna here: my netflix password", people=["Anna Schmidt"]) == ["netflix"]
+
+
 def test_names_are_told_in_every_script_and_a_languages_own_words_are_not_names() -> None:
     vocabulary = KbVocabulary(KB, international_words())
     assert vocabulary.unknown_names("我的netflix密码忘了", "zh") == ["netflix"]

@@ -59,7 +59,8 @@ class KbAnswers:
         passages = self._retriever.search(turn.text, k=self._passages, vector=vector, channel=turn.channel,
                                           language=language)
         multilingual = self._retriever.multilingual_for(language)
-        names = self._retriever.unknown_names(turn.text, language)
+        names = self._retriever.unknown_names(turn.text, language,
+                                              [n for n in (turn.values.get("full_name"), turn.customer_name) if n])
         decision = decide(passages, self._other_languages.get(language) if multilingual else self._policy, names)
         if decision.action == KbAction.CHOICES and not (choices and self._responses.has("utter_kb_choices")):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
