@@ -38,7 +38,8 @@ def test_a_customers_own_name_is_no_topic() -> None:
     vocabulary = KbVocabulary(KB, international_words())
     assert "anna" in international_words()  # people's names are as international as brands
     assert vocabulary.unknown_names("hi, I'm Anna, is my tent under warranty? thanks, anna") == []
-    assert vocabulary.unknown_names("is my tent under warranty? cheers, Olga") == []
+    assert vocabulary.unknown_names("is my tent under warranty? cheers, Olga Kowalski") == []
+    assert vocabulary.unknown_names("is my tent under warranty?\n\nThanks\nAnna") == []  # a mail's sign-off
     assert vocabulary.unknown_names("Anna here: is my tent under warranty", people=["Anna Schmidt"]) == []
     assert vocabulary.unknown_names("Anna here: my netflix password", people=["Anna Schmidt"]) == ["netflix"]
 
