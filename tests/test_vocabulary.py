@@ -19,7 +19,8 @@ def test_names_are_words_as_common_elsewhere_as_in_english() -> None:
     assert {"netflix", "instagram", "garmin", "dhl", "decathlon"} <= names
     assert not {"rucksack", "register", "mend", "guarantee", "dog", "parcel"} & names
     assert not {"video", "online", "hotel"} & names  # everyday words, however international
-    assert 5_000 < len(names) < 20_000
+    assert not {"portugal", "malta", "amsterdam", "glasgow"} & names  # places: "do you ship to portugal"
+    assert 5_000 < len(names) < 12_000
 
 
 def test_a_question_naming_what_the_kb_never_mentions_is_told() -> None:
@@ -36,12 +37,12 @@ def test_a_question_naming_what_the_kb_never_mentions_is_told() -> None:
 
 def test_a_customers_own_name_is_no_topic() -> None:
     vocabulary = KbVocabulary(KB, international_words())
-    assert "anna" in international_words()  # people's names are as international as brands
-    assert vocabulary.unknown_names("hi, I'm Anna, is my tent under warranty? thanks, anna") == []
+    assert "sophie" in international_words()  # people's names are as international as brands
+    assert vocabulary.unknown_names("hi, I'm Sophie, is my tent under warranty? thanks, sophie") == []
     assert vocabulary.unknown_names("is my tent under warranty? cheers, Olga Kowalski") == []
-    assert vocabulary.unknown_names("is my tent under warranty?\n\nThanks\nAnna") == []  # a mail's sign-off
-    assert vocabulary.unknown_names("Anna here: is my tent under warranty", people=["Anna Schmidt"]) == []
-    assert vocabulary.unknown_names("Anna here: my netflix password", people=["Anna Schmidt"]) == ["netflix"]
+    assert vocabulary.unknown_names("is my tent under warranty?\n\nThanks\nSophie") == []  # a mail's sign-off
+    assert vocabulary.unknown_names("Sophie here: is my tent under warranty", people=["Sophie Martin"]) == []
+    assert vocabulary.unknown_names("Sophie here: my netflix password", people=["Sophie Martin"]) == ["netflix"]
 
 
 def test_names_are_told_in_every_script_and_a_languages_own_words_are_not_names() -> None:
