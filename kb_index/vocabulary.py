@@ -37,11 +37,15 @@ from wordfreq import zipf_frequency
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Names are looked for among words in the Latin script, apart from the script around them ("我的netflix密码").
 _LATIN_WORD = re.compile(r"[a-zA-Z\u00C0-\u024F]+")
-# People's names are names too ("anna", "ivan", "chen"): the one a customer introduces themselves with or
-# signs with is about nobody's topic ("hi, i'm anna, ...", "... thanks, olga garcia"): one or two words.
-_OWN_NAME = re.compile(r"\b(?:i'?m|i am|my name is|my name's|this is|call me|thanks|thank you|cheers|regards|"
-                       r"ich bin|ich heiße|mein name ist|danke)[,!.]?\s+([a-zA-Z\u00C0-\u024F]+)"
-                       r"(?:[ \t]+([a-zA-Z\u00C0-\u024F]+))?", re.IGNORECASE)
+# People's names are names too ("sophie", "ivan", "olga"): the one a customer introduces themselves with or
+# signs with, and the name of someone they call by who they are to them, are nobody's topic ("hi, i'm
+# sophie, ...", "... thanks, olga kowalski", "my wife ivana ordered ..."): one or two words.
+_PERSON = re.compile(r"\b(?:i'?m|i am|my name is|my name's|this is|call me|thanks|thank you|cheers|regards|"
+                     r"ich bin|ich heiße|mein name ist|danke|"
+                     r"my (?:wife|husband|partner|friend|son|daughter|mum|mom|mother|dad|father|brother|sister|"
+                     r"boyfriend|girlfriend|colleague|boss|grandma|granny|grandad|grandpa|nan|aunt|uncle|cousin|"
+                     r"neighbou?r)(?:'s)?)[,!.]?\s+([a-zA-Z\u00C0-\u024F]+)"
+                     r"(?:[ \t]+([a-zA-Z\u00C0-\u024F]+))?", re.IGNORECASE)
 # Words rarer than this in English, and unknown to the KB, are taken for typos.
 _TYPO_ZIPF = 2.5
 # A name is an English word (Zipf at least NAME_MIN_ZIPF) at most NAME_MAX_EXCESS more common in English
@@ -149,8 +153,9 @@ class KbVocabulary:
         """The names in a question that the KB never mentions ("netflix" in "reset my netflix password"), once
         typos are mended. A word the KB has, or begins ("info" of "information"), is not one; nor, in a
         question in another `language`, a common word of that language; nor a person's name: the customer's
-        own as the question introduces or signs it, or any word of `people` (their name on the profile)."""
-        own = {w.lower() for match in _OWN_NAME.findall(text) for w in match if w}
+        own as the question introduces or signs it, a relative's or friend's it names, or any word of
+        `people` (the customer's name on the profile)."""
+        own = {w.lower() for match in _PERSON.findall(text) for w in match if w}
         own |= {w.lower() for person in people for w in _LATIN_WORD.findall(person)}
         found = []
         latin = _LATIN_WORD.findall(self.correct(text.replace("-", "")))
