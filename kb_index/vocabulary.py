@@ -40,8 +40,8 @@ _LATIN_WORD = re.compile(r"[a-zA-Z\u00C0-\u024F]+")
 # People's names are names too ("sophie", "ivan", "olga"): the one a customer introduces themselves with or
 # signs with, and the name of someone they call by who they are to them, are nobody's topic ("hi, i'm
 # sophie, ...", "... thanks, olga kowalski", "my wife ivana ordered ..."): one or two words.
-_PERSON = re.compile(r"\b(?:i'?m|i am|my name is|my name's|this is|call me|thanks|thank you|cheers|regards|"
-                     r"ich bin|ich heiße|mein name ist|danke|"
+_PERSON = re.compile(r"\b(?:i'?m|i am|(?:my )?(?:first |last |full |sur)?name(?: is|'s)|this is|call me|thanks|"
+                     r"thank you|cheers|regards|ich bin|ich heiße|mein name ist|hier ist|danke|"
                      r"my (?:wife|husband|partner|friend|son|daughter|mum|mom|mother|dad|father|brother|sister|"
                      r"boyfriend|girlfriend|colleague|boss|grandma|granny|grandad|grandpa|nan|aunt|uncle|cousin|"
                      r"neighbou?r)(?:'s)?)[,!.]?\s+([a-zA-Z\u00C0-\u024F]+)"

@@ -41,6 +41,7 @@ def test_a_customers_own_name_is_no_topic() -> None:
     assert vocabulary.unknown_names("hi, I'm Sophie, is my tent under warranty? thanks, sophie") == []
     assert vocabulary.unknown_names("is my tent under warranty? cheers, Olga Kowalski") == []
     assert vocabulary.unknown_names("my friend Ivan bought me a tent, is it under warranty") == []
+    assert vocabulary.unknown_names("first name is Ingrid, surname is Chen. is my tent under warranty") == []
     assert vocabulary.unknown_names("is my tent under warranty?\n\nThanks\nSophie") == []  # a mail's sign-off
     assert vocabulary.unknown_names("Sophie here: is my tent under warranty", people=["Sophie Martin"]) == []
     assert vocabulary.unknown_names("Sophie here: my netflix password", people=["Sophie Martin"]) == ["netflix"]
