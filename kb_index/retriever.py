@@ -8,11 +8,10 @@ meaning. The weights were tuned on data/kb_eval.csv (see docs/kb-quality.md).
 A question in another language than English is matched by the multilingual encoder against
 the same chunks, when the snapshot was built with it: its score is that cosine alone (English
 words and stems, and English typo mending, have nothing to say about it). An article written in the
-question's own language (a German shop's German articles) scores less its language's offset: any
-text in the question's language scores as high against it as the right article in another language
-does (0.82 to 0.85 for unrelated pairs), and the offset puts both on the scale the decision for other
-languages was calibrated on. Translated articles are not matched, by either encoder: the customer is
-quoted the translation of the article found.
+question's own language (a German shop's German articles) is scored on the same scale less its
+language's offset, with a lexical bonus in that language where it has one (kb_index.own_language).
+Translated articles are not matched, by either encoder: the customer is quoted the translation of
+the article found.
 """
 
 from __future__ import annotations
@@ -31,13 +30,10 @@ from bot.messages import Passage
 from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
+from kb_index.own_language import OWN_LANGUAGES, OwnLanguage, own_language
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
-
-
-# German's chosen on data; the others estimated (docs/kb-quality.md, "Articles in the customer's language").
-SAME_LANGUAGE_OFFSETS = {"de": 0.045, "bg": 0.055, "zh": 0.079, "zh-TW": 0.052, "th": 0.049}
 
 
 @dataclass(frozen=True)
@@ -45,9 +41,8 @@ class Fusion:
     lexical_weight: float = 0.4
     lexical_saturation: float = 2.0
     candidates: int = 30  # from each of the dense and the lexical side
-    # Subtracted from a multilingual cosine between a question and an original article in the question's
-    # language (looked up as "zh-TW", then "zh"); a language without one is scored as cross-language.
-    same_language_offsets: Mapping[str, float] = field(default_factory=lambda: dict(SAME_LANGUAGE_OFFSETS))
+    # How an original article in the question's own language is scored (kb_index.own_language).
+    own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
 
 
 class HybridRetriever:
@@ -124,13 +119,31 @@ class HybridRetriever:
         depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable,
                     len(snapshot.chunks))
         cosines, ids = snapshot.multilingual.search(query, depth)
-        own = base_language(language)
-        offsets = self._fusion.same_language_offsets
-        offset = next((offsets[code] for code in with_fallback(language) if code in offsets), 0.0)
-        scores = {i: cosine - offset if base_language(snapshot.chunks[i].lang) == own else cosine
-                  for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
+        scores = {i: cosine for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
                   if 0 <= i < snapshot.searchable}
+        own = own_language(self._fusion.own_languages, language)
+        if own is not None:
+            self._score_own_language(snapshot, scores, text, query[0], base_language(language), own)
         return _passages(snapshot, scores, k, channel, audience)
+
+    @staticmethod
+    def _score_own_language(snapshot: Snapshot, scores: dict[int, float], text: str, query: np.ndarray,
+                            language: str, own: OwnLanguage) -> None:
+        """Rescore, in place, the originals written in the question's `language`: plus their lexical bonus,
+        where the language has one (sections only it found are added), less the language's offset."""
+        mine = {i for i in scores if base_language(snapshot.chunks[i].lang) == language}
+        lexical = snapshot.own_lexical.get(language)
+        if own.lexical_weight and lexical is not None and snapshot.multilingual is not None:
+            found = lexical.scores(text)
+            missing = [i for i in found if i not in scores]
+            if missing:
+                vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
+                scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
+                mine.update(missing)
+            for i, b in found.items():
+                scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
+        for i in mine:
+            scores[i] -= own.offset
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         """Names in a question that the KB never mentions (kb_index.vocabulary); `people`'s are no topic."""
@@ -235,6 +248,25 @@ class NoKnowledgeBase:
 
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         return None
+
+    @staticmethod
+    def _score_own_language(snapshot: Snapshot, scores: dict[int, float], text: str, query: np.ndarray,
+                            language: str, own: OwnLanguage) -> None:
+        """Rescore, in place, the originals written in the question's `language`: plus their lexical bonus,
+        where the language has one (sections only it found are added), less the language's offset."""
+        mine = {i for i in scores if base_language(snapshot.chunks[i].lang) == language}
+        lexical = snapshot.own_lexical.get(language)
+        if own.lexical_weight and lexical is not None and snapshot.multilingual is not None:
+            found = lexical.scores(text)
+            missing = [i for i in found if i not in scores]
+            if missing:
+                vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
+                scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
+                mine.update(missing)
+            for i, b in found.items():
+                scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
+        for i in mine:
+            scores[i] -= own.offset
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         return []

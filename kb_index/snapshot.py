@@ -34,9 +34,11 @@ import numpy as np
 from tqdm import tqdm
 
 from bot.errors import SwitchboardError
+from bot.language import base_language, is_english
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
+from kb_index.own_language import OwnLexical, own_lexical
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -90,6 +92,7 @@ class Snapshot:
     searchable: int = 0  # chunks[:searchable] are originals, searched; the rest translations, quoted
     translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
     positions: dict[tuple[str, str], int] = field(default_factory=dict)  # (article id, text) of an original
+    own_lexical: dict[str, OwnLexical] = field(default_factory=dict)  # originals in another language than English
 
     @property
     def originals(self) -> list[Chunk]:
@@ -436,5 +439,13 @@ def load_snapshot(path: Path) -> Snapshot:
     positions: dict[tuple[str, str], int] = {}
     for number, chunk in enumerate(originals):
         positions.setdefault((chunk.article_id, chunk.text), number)  # a section before its example questions
+    by_language: dict[str, list[int]] = {}
+    for number, chunk in enumerate(originals):
+        if chunk.lang and not is_english(chunk.lang):
+            by_language.setdefault(base_language(chunk.lang), []).append(number)
+    # Built here rather than stored: a few milliseconds for a KB's worth of sections.
+    lexicals = {language: own_lexical([chunks[n].embedding_text() for n in numbers], numbers)
+                for language, numbers in by_language.items()}
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
-                    {key: tuple(numbers) for key, numbers in translations.items()}, positions)
+                    {key: tuple(numbers) for key, numbers in translations.items()}, positions,
+                    {language: found for language, found in lexicals.items() if found is not None})

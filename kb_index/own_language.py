@@ -1,0 +1,87 @@
+"""Articles written in the question's own language (a Chinese shop's Chinese articles, asked in Chinese).
+
+The multilingual encoder scores any text in a question's own language about as high as the right
+article in another language (unrelated pairs: 0.82 to 0.85, Chinese the highest), so such an article
+is scored less an offset that puts it on the scale the decision for other languages was calibrated on.
+Where the words themselves help, a lexical bonus in that language is added first, read in any script:
+pairs of characters within a run of Chinese or Thai, which are written without spaces, and lower-cased
+words elsewhere. Each language's figures were chosen on its dev questions against the sample articles
+written in it (data/kb_eval/kb), or estimated where no such KB was measured (docs/kb-quality.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+import bm25s
+import numpy as np
+
+from bot.language import with_fallback, written_without_spaces
+
+
+@dataclass(frozen=True)
+class OwnLanguage:
+    offset: float                  # subtracted from the multilingual cosine
+    lexical_weight: float = 0.0    # BM25 bonus: lexical_weight * b / (b + lexical_saturation)
+    lexical_saturation: float = 5.0
+
+
+# de and zh chosen on their dev questions against data/kb_eval/kb/de and zh (zh-TW: traditional questions
+# against the simplified articles); bg and th estimated from how high unrelated text in them scores.
+# German words (Snowball stems) lifted reach but cost precision on dev, so German has no lexical bonus.
+OWN_LANGUAGES: Mapping[str, OwnLanguage] = {
+    "de": OwnLanguage(0.045),
+    "zh": OwnLanguage(0.09, lexical_weight=0.1),
+    "zh-TW": OwnLanguage(0.05),
+    "bg": OwnLanguage(0.055),
+    "th": OwnLanguage(0.049),
+}
+
+
+def own_language(settings: Mapping[str, OwnLanguage], language: str) -> OwnLanguage | None:
+    """The settings for questions in `language` ("zh-TW", else "zh"), or None: scored as cross-language."""
+    return next((settings[code] for code in with_fallback(language) if code in settings), None)
+
+
+def _script(character: str) -> str:
+    return "wide" if written_without_spaces(character) else "word" if character.isalnum() else ""
+
+
+def tokens(text: str) -> list[str]:
+    """Lexical tokens in any script: "iphone运费多少? PO-123" -> iphone, 运费, 费多, 多少, po, 123."""
+    found: list[str] = []
+    for script, characters in groupby(text.lower(), key=_script):
+        run = "".join(characters)
+        if script == "wide":
+            found += [run[i:i + 2] for i in range(len(run) - 1)] or [run]
+        elif script:
+            found.append(run)
+    return found
+
+
+@dataclass(frozen=True)
+class OwnLexical:
+    """A BM25 index over the original chunks written in one language, numbered as in the snapshot."""
+
+    index: bm25s.BM25
+    numbers: np.ndarray
+
+    def scores(self, text: str) -> dict[int, float]:
+        """Each chunk's BM25 score for `text`, by its number in the snapshot; chunks sharing no token left out."""
+        query = tokens(text)
+        if not query:
+            return {}
+        scores = self.index.get_scores(query)
+        return {int(self.numbers[i]): float(scores[i]) for i in np.flatnonzero(scores > 0)}
+
+
+def own_lexical(texts: Sequence[str], numbers: Sequence[int]) -> OwnLexical | None:
+    """The lexical index of one language's chunks (`texts`, numbered `numbers`), None if they have no words."""
+    tokenized = [tokens(text) for text in texts]
+    if not any(tokenized):
+        return None
+    index = bm25s.BM25()
+    index.index(tokenized, show_progress=False)
+    return OwnLexical(index, np.array(numbers, dtype=np.int64))
