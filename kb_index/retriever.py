@@ -249,25 +249,6 @@ class NoKnowledgeBase:
     def translation(self, passage: Passage, language: str | None) -> Passage | None:
         return None
 
-    @staticmethod
-    def _score_own_language(snapshot: Snapshot, scores: dict[int, float], text: str, query: np.ndarray,
-                            language: str, own: OwnLanguage) -> None:
-        """Rescore, in place, the originals written in the question's `language`: plus their lexical bonus,
-        where the language has one (sections only it found are added), less the language's offset."""
-        mine = {i for i in scores if base_language(snapshot.chunks[i].lang) == language}
-        lexical = snapshot.own_lexical.get(language)
-        if own.lexical_weight and lexical is not None and snapshot.multilingual is not None:
-            found = lexical.scores(text)
-            missing = [i for i in found if i not in scores]
-            if missing:
-                vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
-                scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
-                mine.update(missing)
-            for i, b in found.items():
-                scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
-        for i in mine:
-            scores[i] -= own.offset
-
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         return []
 
