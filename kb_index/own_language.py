@@ -18,7 +18,8 @@ from itertools import groupby
 import bm25s
 import numpy as np
 
-from bot.language import with_fallback, written_without_spaces
+from bot.language import base_language, is_english, with_fallback, written_without_spaces
+from kb_index.articles import Chunk
 
 
 @dataclass(frozen=True)
@@ -62,26 +63,39 @@ def tokens(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class OwnLexical:
-    """A BM25 index over the original chunks written in one language, numbered as in the snapshot."""
+class OwnChunks:
+    """The chunks written in one language, originals and translations, by their numbers in the snapshot."""
 
-    index: bm25s.BM25
-    numbers: np.ndarray
+    numbers: frozenset[int]
+    superseded: frozenset[int]  # originals in another language whose article has a version in this one
+    lexical: bm25s.BM25 | None  # over `ordered`, None if the chunks have no words
+    ordered: np.ndarray
 
     def scores(self, text: str) -> dict[int, float]:
-        """Each chunk's BM25 score for `text`, by its number in the snapshot; chunks sharing no token left out."""
+        """Each chunk's BM25 score for `text`; chunks sharing no token with it are left out."""
         query = tokens(text)
-        if not query:
+        if self.lexical is None or not query:
             return {}
-        scores = self.index.get_scores(query)
-        return {int(self.numbers[i]): float(scores[i]) for i in np.flatnonzero(scores > 0)}
+        scores = self.lexical.get_scores(query)
+        return {int(self.ordered[i]): float(scores[i]) for i in np.flatnonzero(scores > 0)}
 
 
-def own_lexical(texts: Sequence[str], numbers: Sequence[int]) -> OwnLexical | None:
-    """The lexical index of one language's chunks (`texts`, numbered `numbers`), None if they have no words."""
-    tokenized = [tokens(text) for text in texts]
-    if not any(tokenized):
-        return None
-    index = bm25s.BM25()
-    index.index(tokenized, show_progress=False)
-    return OwnLexical(index, np.array(numbers, dtype=np.int64))
+def own_chunks(chunks: Sequence[Chunk], searchable: int) -> dict[str, OwnChunks]:
+    """Each language's chunks other than English's, by base language ("zh" holds zh and zh-TW), with the
+    originals their translations stand in for (chunks[:searchable] are originals, the rest translations)."""
+    numbers: dict[str, list[int]] = {}
+    for number, chunk in enumerate(chunks):
+        if chunk.lang and not is_english(chunk.lang):
+            numbers.setdefault(base_language(chunk.lang), []).append(number)
+    found = {}
+    for language, mine in numbers.items():
+        translated = {chunks[n].translation_of for n in mine if n >= searchable}
+        superseded = frozenset(n for n in range(searchable) if chunks[n].article_id in translated
+                               and base_language(chunks[n].lang) != language)
+        tokenized = [tokens(chunks[n].embedding_text()) for n in mine]
+        lexical = None
+        if any(tokenized):
+            lexical = bm25s.BM25()
+            lexical.index(tokenized, show_progress=False)
+        found[language] = OwnChunks(frozenset(mine), superseded, lexical, np.array(mine, dtype=np.int64))
+    return found

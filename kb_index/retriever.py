@@ -8,10 +8,10 @@ meaning. The weights were tuned on data/kb_eval.csv (see docs/kb-quality.md).
 A question in another language than English is matched by the multilingual encoder against
 the same chunks, when the snapshot was built with it: its score is that cosine alone (English
 words and stems, and English typo mending, have nothing to say about it). An article written in the
-question's own language (a German shop's German articles) is scored on the same scale less its
-language's offset, with a lexical bonus in that language where it has one (kb_index.own_language).
-Translated articles are not matched, by either encoder: the customer is quoted the translation of
-the article found.
+question's own language, an original (a German shop's German articles) or a translation, is scored
+on the same scale less its language's offset, with a lexical bonus in that language where it has one
+(kb_index.own_language); an article with a version in the question's language is matched by that
+version only. Translations into other languages are never matched.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from bot.errors import SwitchboardError
@@ -30,7 +31,7 @@ from bot.messages import Passage
 from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
-from kb_index.own_language import OWN_LANGUAGES, OwnLanguage, own_language
+from kb_index.own_language import OWN_LANGUAGES, OwnChunks, OwnLanguage, own_language
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
@@ -115,34 +116,34 @@ class HybridRetriever:
                              audience: str, language: str) -> list[Passage]:
         assert self._multilingual is not None and snapshot.multilingual is not None
         query = self._multilingual.queries.encode([text]).astype(np.float32)
-        # Translations are never matched; the best originals are looked for past them.
-        depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable,
+        own = own_language(self._fusion.own_languages, language)
+        mine = snapshot.languages.get(base_language(language)) if own is not None else None
+        numbers, superseded = (mine.numbers, mine.superseded) if mine is not None else (frozenset(), frozenset())
+        # Other languages' translations, and originals the question's language has a version of, are never
+        # matched: the best of the rest are looked for past them.
+        depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable + len(superseded),
                     len(snapshot.chunks))
         cosines, ids = snapshot.multilingual.search(query, depth)
         scores = {i: cosine for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
-                  if 0 <= i < snapshot.searchable}
-        own = own_language(self._fusion.own_languages, language)
-        if own is not None:
-            self._score_own_language(snapshot, scores, text, query[0], base_language(language), own)
+                  if i in numbers or (0 <= i < snapshot.searchable and i not in superseded)}
+        if own is not None and mine is not None:
+            self._score_own_language(snapshot.multilingual, scores, text, query[0], mine, own)
         return _passages(snapshot, scores, k, channel, audience)
 
     @staticmethod
-    def _score_own_language(snapshot: Snapshot, scores: dict[int, float], text: str, query: np.ndarray,
-                            language: str, own: OwnLanguage) -> None:
-        """Rescore, in place, the originals written in the question's `language`: plus their lexical bonus,
-        where the language has one (sections only it found are added), less the language's offset."""
-        mine = {i for i in scores if base_language(snapshot.chunks[i].lang) == language}
-        lexical = snapshot.own_lexical.get(language)
-        if own.lexical_weight and lexical is not None and snapshot.multilingual is not None:
-            found = lexical.scores(text)
+    def _score_own_language(index: faiss.Index, scores: dict[int, float], text: str, query: np.ndarray,
+                            mine: OwnChunks, own: OwnLanguage) -> None:
+        """Rescore, in place, the chunks written in the question's language: plus their lexical bonus, where
+        the language has one (sections only it found are added), less the language's offset."""
+        if own.lexical_weight:
+            found = mine.scores(text)
             missing = [i for i in found if i not in scores]
             if missing:
-                vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
+                vectors = index.reconstruct_batch(np.array(missing, dtype=np.int64))
                 scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
-                mine.update(missing)
             for i, b in found.items():
                 scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
-        for i in mine:
+        for i in scores.keys() & mine.numbers:
             scores[i] -= own.offset
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
@@ -156,6 +157,8 @@ class HybridRetriever:
         snapshot = self._snapshot
         if not language or self._multilingual is None or snapshot.multilingual is None:
             return None
+        if passage.lang == language:
+            return passage  # matched in the customer's language already
         candidates = next((found for wanted in with_fallback(language)
                            if (found := snapshot.translations.get((passage.topic, wanted)))), ())
         if not candidates:

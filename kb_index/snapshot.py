@@ -34,11 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from bot.errors import SwitchboardError
-from bot.language import base_language, is_english
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
-from kb_index.own_language import OwnLexical, own_lexical
+from kb_index.own_language import OwnChunks, own_chunks
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -89,10 +88,10 @@ class Snapshot:
     manifest: dict[str, Any]
     vocabulary: KbVocabulary
     multilingual: faiss.Index | None = None  # every chunk by the multilingual encoder, if it was built
-    searchable: int = 0  # chunks[:searchable] are originals, searched; the rest translations, quoted
+    searchable: int = 0  # chunks[:searchable] are originals; the rest translations (multilingual index only)
     translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
-    positions: dict[tuple[str, str], int] = field(default_factory=dict)  # (article id, text) of an original
-    own_lexical: dict[str, OwnLexical] = field(default_factory=dict)  # originals in another language than English
+    positions: dict[tuple[str, str], int] = field(default_factory=dict)  # a chunk's number by article id, text
+    languages: dict[str, OwnChunks] = field(default_factory=dict)  # chunks in languages other than English
 
     @property
     def originals(self) -> list[Chunk]:
@@ -196,7 +195,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
-    # Originals first: questions are matched against them; translations only give the customer their language.
+    # Originals first: English questions are matched against them; translations only by questions in their language.
     chunks = [c for c in chunks if not c.translation_of] + [c for c in chunks if c.translation_of]
     searchable = sum(1 for c in chunks if not c.translation_of)
     if not searchable:
@@ -437,15 +436,9 @@ def load_snapshot(path: Path) -> Snapshot:
     for number, chunk in enumerate(chunks[searchable:], searchable):
         translations.setdefault((chunk.translation_of, chunk.lang), []).append(number)
     positions: dict[tuple[str, str], int] = {}
-    for number, chunk in enumerate(originals):
+    for number, chunk in enumerate(chunks):
         positions.setdefault((chunk.article_id, chunk.text), number)  # a section before its example questions
-    by_language: dict[str, list[int]] = {}
-    for number, chunk in enumerate(originals):
-        if chunk.lang and not is_english(chunk.lang):
-            by_language.setdefault(base_language(chunk.lang), []).append(number)
-    # Built here rather than stored: a few milliseconds for a KB's worth of sections.
-    lexicals = {language: own_lexical([chunks[n].embedding_text() for n in numbers], numbers)
-                for language, numbers in by_language.items()}
+    # Their lexical indexes are built here rather than stored: a few milliseconds for a KB's worth of sections.
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    {language: found for language, found in lexicals.items() if found is not None})
+                    own_chunks(chunks, searchable))

@@ -52,14 +52,24 @@ def test_english_questions_never_meet_a_translation(make_chat: Callable[..., Rec
 def test_choices_carry_the_original_and_are_titled_in_the_customers_language(
         make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
-    chat.say("退貨期限是多久")  # "how long is the return period", in traditional Chinese
+    chat.say("寄到國外運費多少")  # "how much is shipping abroad", in traditional Chinese
     kb = _kb_event(chat)
-    assert kb["decision"] == "choices" and "returns-policy" in kb["offered"]
+    assert kb["decision"] == "choices" and {"shipping-costs", "shipping-international"} <= set(kb["offered"])
     outcome = chat.last_outcome
     assert outcome is not None
     titles = {b.payload: b.title for b in outcome.replies[0].buttons}
-    assert titles['/kb_article{"article_id": "returns-policy"}'] == "退貨政策"
-    replies = chat.say('/kb_article{"article_id": "returns-policy"}')
+    assert titles['/kb_article{"article_id": "shipping-costs"}'] == "運費"  # its traditional Chinese version
+    assert titles['/kb_article{"article_id": "shipping-international"}'] == "International shipping and customs"
+    replies = chat.say('/kb_article{"article_id": "shipping-costs"}')
+    assert "標準配送運費為 4.95 歐元" in replies[0]
+
+
+def test_a_question_in_the_language_of_a_translation_is_answered_from_it(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    chat = make_chat()
+    replies = chat.say("退貨期限是多久")  # "how long is the return period": the article is in traditional Chinese
+    kb = _kb_event(chat)
+    assert kb["decision"] == "answer" and kb["offered"] == ["returns-policy"]
     assert replies[0].startswith("收到商品後 30 天內")
 
 
