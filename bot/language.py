@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 import hanzidentifier
+from babel import Locale
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 DEFAULT_LANGUAGES = ("en", "de", "bg", "zh", "zh-TW", "th")
@@ -30,6 +31,17 @@ def base_language(code: str) -> str:
 def is_english(code: str | None) -> bool:
     """Whether a language code is English (None, unknown, is not)."""
     return bool(code) and base_language(code or "") == "en"
+
+
+ENGLISH = Locale.parse("en_GB")  # how English replies write a day and time: "Monday 08:00"
+
+
+def babel_locale(language: str | None) -> Locale:
+    """Babel's locale for a language code ("zh-TW"); English, or a code Babel does not know, is en_GB."""
+    try:
+        return Locale.parse(language, sep="-") if language and not language.startswith("en") else ENGLISH
+    except (ValueError, LookupError):
+        return ENGLISH
 
 
 def with_fallback(code: str) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from bot.messages import Passage
 from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
-from kb_index.own_language import OWN_LANGUAGES, OwnChunks, OwnLanguage, own_language
+from kb_index.own_language import ACROSS_LANGUAGES, OWN_LANGUAGES, OwnChunks, OwnLanguage, own_language
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class Fusion:
     candidates: int = 30  # from each of the dense and the lexical side
     # How an original article in the question's own language is scored (kb_index.own_language).
     own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
+    # ... and one in another language than English, for (question's, article's) languages where it differs.
+    across: Mapping[tuple[str, str], float] = field(default_factory=lambda: dict(ACROSS_LANGUAGES))
 
 
 class HybridRetriever:
@@ -73,9 +75,11 @@ class HybridRetriever:
         return self._snapshot
 
     def multilingual_for(self, language: str | None) -> bool:
-        """Whether a question in `language` is matched by the multilingual encoder (else by the English one)."""
-        return (language is not None and not is_english(language)
-                and self._multilingual is not None and self._snapshot.multilingual is not None)
+        """Whether a question in `language` is matched by the multilingual encoder (else by the English one):
+        one in another language than English, and any question when no article is in English."""
+        snapshot = self._snapshot
+        return (self._multilingual is not None and snapshot.multilingual is not None
+                and (not snapshot.english or (language is not None and not is_english(language))))
 
     def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
                audience: str = "customers", language: str | None = None) -> list[Passage]:
@@ -128,6 +132,11 @@ class HybridRetriever:
                   if i in numbers or (0 <= i < snapshot.searchable and i not in superseded)}
         if own is not None and mine is not None:
             self._score_own_language(snapshot.multilingual, scores, text, query[0], mine, own)
+        across = self._fusion.across
+        if across:
+            asked = base_language(language)
+            for i in scores:
+                scores[i] -= across.get((asked, base_language(snapshot.chunks[i].lang or "en")), 0.0)
         return _passages(snapshot, scores, k, channel, audience)
 
     @staticmethod

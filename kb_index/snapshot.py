@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bot.errors import SwitchboardError
+from bot.language import is_english
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
@@ -92,6 +93,7 @@ class Snapshot:
     translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
     positions: dict[tuple[str, str], int] = field(default_factory=dict)  # a chunk's number by article id, text
     languages: dict[str, OwnChunks] = field(default_factory=dict)  # chunks in languages other than English
+    english: bool = True  # whether any original is in English (an article without `lang` is)
 
     @property
     def originals(self) -> list[Chunk]:
@@ -441,4 +443,4 @@ def load_snapshot(path: Path) -> Snapshot:
     # Their lexical indexes are built here rather than stored: a few milliseconds for a KB's worth of sections.
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    own_chunks(chunks, searchable))
+                    own_chunks(chunks, searchable), any(not c.lang or is_english(c.lang) for c in originals))

@@ -240,11 +240,12 @@ def make_chat(tmp_path: Path, index_dir: Path, encoder: Encoder, multilingual: M
     stores: list[ConversationStore] = []
 
     def make(now: datetime = OPEN_HOURS, **overrides: Any) -> RecordingChannel:
-        settings = test_settings(tmp_path, index_dir, **overrides)
+        index = overrides.pop("index_dir", index_dir)  # another KB's index than the sample's
+        settings = test_settings(tmp_path, index, **overrides)
         store = make_store()
         stores.append(store)
         clock = Clock(now)
-        retriever = HybridRetriever(index_dir, encoder, multilingual=multilingual)
+        retriever = HybridRetriever(index, encoder, multilingual=multilingual)
         engine = build_engine(settings, encoder, retriever, store, clock=clock)
         return RecordingChannel(store, engine, clock)
 

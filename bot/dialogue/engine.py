@@ -39,7 +39,7 @@ from bot.dialogue.responses import ResponseTemplates
 from bot.dialogue.rules import Happened, Rulebook
 from bot.dialogue.sentiment import LexiconSentiment
 from bot.dialogue.turn import Turn
-from bot.language import LanguageDetector
+from bot.language import LanguageDetector, is_english
 from bot.messages import (
     PRESENCE_MINUTES,
     Author,
@@ -318,8 +318,10 @@ class Engine:
         return prediction, entities, language
 
     def _in_other_language(self, language: str | None) -> bool:
-        """Whether a message in `language` is understood by the multilingual encoder: intent and KB search."""
-        return self._other_languages is not None and self._retriever.multilingual_for(language)
+        """Whether a message in `language` is understood by the multilingual encoder: its intent, and its KB
+        search (which may read English questions too: kb_answers asks the retriever)."""
+        return (self._other_languages is not None and language is not None and not is_english(language)
+                and self._retriever.multilingual_for(language))
 
     def _english_vector(self, turn: Turn) -> Any:
         """The message's vector from the English encoder, unless the multilingual one reads it instead."""

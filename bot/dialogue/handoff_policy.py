@@ -20,15 +20,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from babel import Locale
 from babel.dates import format_datetime
 
 from bot.dialogue.domain import Warn, load_yaml
 from bot.errors import SwitchboardError
-from bot.language import written_without_spaces
+from bot.language import babel_locale, written_without_spaces
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ENGLISH = Locale.parse("en_GB")  # how English replies write a day and time: "Monday 08:00"
 _TOP_KEYS = {"explicit_request", "repeated_fallback", "sentiment", "sensitive_intents", "keywords",
              "business_hours", "average_handling_minutes", "answer_while_queued"}
 _WORD = re.compile(r"\w+(?:'\w+)?")
@@ -171,14 +169,6 @@ class HandoffPolicy:
         minutes = max(1, math.ceil((queued_ahead + 1) * self.average_handling_minutes / agents_online))
         return HandoffNotice("utter_handoff", {"wait": str(minutes)},
                              {"open": True, "agents_online": agents_online, "expected_wait_minutes": minutes})
-
-
-def babel_locale(language: str | None) -> Locale:
-    """Babel's locale for a language code ("zh-TW"); English, or a code Babel does not know, is en_GB."""
-    try:
-        return Locale.parse(language, sep="-") if language and not language.startswith("en") else ENGLISH
-    except (ValueError, LookupError):
-        return ENGLISH
 
 
 def load_handoff_policy(path: Path, warn: Warn) -> HandoffPolicy:

@@ -17,7 +17,7 @@ from bot.delivery.capabilities import CAPABILITIES
 from bot.dialogue.kb_decision import KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
 from bot.dialogue.responses import ResponseTemplates
 from bot.dialogue.turn import Turn
-from bot.language import is_english
+from bot.language import babel_locale, base_language, is_english
 from bot.messages import Author, Button, Event, EventKind, Passage, Reply
 from bot.ports import DialogueMemory, Retriever
 
@@ -129,10 +129,8 @@ class KbAnswers:
         response = "utter_kb_answer" if best.url or not self._responses.has("utter_kb_answer_no_link") \
             else "utter_kb_answer_no_link"
         turn.say(self._responses, response, passage=self._quote(best), title=best.title, url=best.url)
-        if (best.lang or "en") == "en" and turn.language and not is_english(turn.language) \
-                and self._responses.has("utter_kb_in_english"):
-            # No version in the customer's language: they are told the article is in English.
-            note, _ = self._responses.render("utter_kb_in_english", turn.values, turn.slots, turn.channel)
+        note = self._language_note(turn, best.lang or "en")
+        if note:
             answer = turn.replies[-1]
             turn.replies[-1] = Reply(answer.conversation_id, f"{note}\n\n{answer.text}", answer.author, answer.buttons)
         turn.notes["answered_by"] = {"kind": "kb", "article_id": best.article_id, "title": best.title}
@@ -143,6 +141,21 @@ class KbAnswers:
             answer = turn.replies[-1]
             turn.replies[-1] = Reply(answer.conversation_id, f"{answer.text}\n\n{text}", answer.author,
                                      (*answer.buttons, *buttons))
+
+    def _language_note(self, turn: Turn, article_language: str) -> str:
+        """What to say before an article that has no version in the customer's language: that it is in
+        English, or in the language it is in, named in the customer's ("nur auf Englisch", "only in German")."""
+        customer = turn.language
+        if not customer or base_language(customer) == base_language(article_language):
+            return ""
+        if is_english(article_language):
+            response, values = "utter_kb_in_english", turn.values
+        else:
+            name = babel_locale(customer).languages.get(base_language(article_language), article_language)
+            response, values = "utter_kb_in_language", {**turn.values, "article_language": name}
+        if not self._responses.has(response):
+            return ""
+        return self._responses.render(response, values, turn.slots, turn.channel)[0]
 
     def _version(self, passage: Passage, language: str | None) -> Passage:
         """The passage in the customer's language where its article has that translation."""
