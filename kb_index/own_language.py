@@ -11,7 +11,7 @@ the sample articles written in it (data/kb_eval/kb; docs/kb-quality.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -87,18 +87,30 @@ class OwnChunks:
         return {int(self.ordered[i]): float(scores[i]) for i in np.flatnonzero(scores > 0)}
 
 
-def own_chunks(chunks: Sequence[Chunk], searchable: int) -> dict[str, OwnChunks]:
-    """Each language's chunks other than English's, by base language ("zh" holds zh and zh-TW), with the
-    originals their translations stand in for (chunks[:searchable] are originals, the rest translations)."""
+def chunk_languages(chunks: Sequence[Chunk], detect: Callable[[str], str | None]) -> tuple[str, ...]:
+    """Each chunk's language as a question meets it, by base code ("en" for an article without `lang`): its
+    article's, but an example question's own where `detect` tells it. "was kostet der versand" taught to an
+    English article from the gaps report is German text, and scores as German text does."""
+    found = []
+    for chunk in chunks:
+        language = (detect(chunk.question) if chunk.question else None) or chunk.lang or "en"
+        found.append(base_language(language))
+    return tuple(found)
+
+
+def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: int) -> dict[str, OwnChunks]:
+    """Each language's chunks other than English's, by base language (`languages`: each chunk's, as
+    `chunk_languages` tells them), with the originals their translations stand in for (chunks[:searchable]
+    are originals, the rest translations)."""
     numbers: dict[str, list[int]] = {}
-    for number, chunk in enumerate(chunks):
-        if chunk.lang and not is_english(chunk.lang):
-            numbers.setdefault(base_language(chunk.lang), []).append(number)
+    for number, language in enumerate(languages):
+        if not is_english(language):
+            numbers.setdefault(language, []).append(number)
     found = {}
     for language, mine in numbers.items():
         translated = {chunks[n].translation_of for n in mine if n >= searchable}
         superseded = frozenset(n for n in range(searchable) if chunks[n].article_id in translated
-                               and base_language(chunks[n].lang) != language)
+                               and languages[n] != language)
         tokenized = [tokens(chunks[n].embedding_text()) for n in mine]
         lexical = None
         if any(tokenized):

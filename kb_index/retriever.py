@@ -41,7 +41,12 @@ log = logging.getLogger(__name__)
 class Fusion:
     lexical_weight: float = 0.4
     lexical_saturation: float = 2.0
-    candidates: int = 30  # from each of the dense and the lexical side
+    candidates: int = 30  # from each of the dense and the lexical side (and past the example questions)
+    # Subtracted from an example question's score (see _less_examples), for English questions and for the
+    # multilingual encoder's: the smallest that costs at most one decline of dev2 (English; dev taught) or
+    # of the other half of the other-language dev sets (half taught).
+    example_offset: float = 0.12
+    multilingual_example_offset: float = 0.06
     # How an original article in the question's own language is scored (kb_index.own_language).
     own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
     # ... and one in another language than English, for (question's, article's) languages where it differs.
@@ -99,7 +104,7 @@ class HybridRetriever:
             vector = self._encoder.encode([text])[0]
         query = vector.reshape(1, -1).astype(np.float32)
         total = snapshot.searchable
-        depth = min(max(self._fusion.candidates, k), total)
+        depth = min(max(self._fusion.candidates, k) + snapshot.examples, total)  # examples crowd the top
 
         cosines, ids = snapshot.index.search(query, depth)
         cosine = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True) if i >= 0}
@@ -114,6 +119,7 @@ class HybridRetriever:
         fusion = self._fusion
         fused = {i: c + fusion.lexical_weight * float(lexical[i]) / (float(lexical[i]) + fusion.lexical_saturation)
                  for i, c in cosine.items()}
+        _less_examples(snapshot, fused, fusion.example_offset)
         return _passages(snapshot, fused, k, channel, audience)
 
     def _search_multilingual(self, snapshot: Snapshot, text: str, k: int, channel: str | None,
@@ -125,7 +131,8 @@ class HybridRetriever:
         numbers, superseded = (mine.numbers, mine.superseded) if mine is not None else (frozenset(), frozenset())
         # Other languages' translations, and originals the question's language has a version of, are never
         # matched: the best of the rest are looked for past them.
-        depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable + len(superseded),
+        depth = min(max(self._fusion.candidates, k) + len(snapshot.chunks) - snapshot.searchable + len(superseded)
+                    + snapshot.examples,
                     len(snapshot.chunks))
         cosines, ids = snapshot.multilingual.search(query, depth)
         scores = {i: cosine for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
@@ -136,7 +143,8 @@ class HybridRetriever:
         if across:
             asked = base_language(language)
             for i in scores:
-                scores[i] -= across.get((asked, base_language(snapshot.chunks[i].lang or "en")), 0.0)
+                scores[i] -= across.get((asked, snapshot.chunk_languages[i]), 0.0)
+        _less_examples(snapshot, scores, self._fusion.multilingual_example_offset)
         return _passages(snapshot, scores, k, channel, audience)
 
     @staticmethod
@@ -203,6 +211,16 @@ class HybridRetriever:
             return
         self._stamp = stamp  # one reload per publish, however many searches notice it
         threading.Thread(target=self.reload, name="switchboard-kb-reload", daemon=True).start()
+
+
+def _less_examples(snapshot: Snapshot, scores: dict[int, float], offset: float) -> None:
+    """Score example questions less `offset`, in place: a question scores higher against another question
+    than against the section that answers it, so unscaled, every example an editor added answered more of
+    the questions it did not match (docs/kb-quality.md, "Example questions")."""
+    if snapshot.examples:
+        for i in scores:
+            if snapshot.chunks[i].question:
+                scores[i] -= offset
 
 
 def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str | None,

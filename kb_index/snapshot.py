@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,11 @@ import numpy as np
 from tqdm import tqdm
 
 from bot.errors import SwitchboardError
-from bot.language import is_english
+from bot.language import DEFAULT_LANGUAGES, LanguageDetector, is_english
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.multilingual import MultilingualModel
-from kb_index.own_language import OwnChunks, own_chunks
+from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -94,10 +95,16 @@ class Snapshot:
     positions: dict[tuple[str, str], int] = field(default_factory=dict)  # a chunk's number by article id, text
     languages: dict[str, OwnChunks] = field(default_factory=dict)  # chunks in languages other than English
     english: bool = True  # whether any original is in English (an article without `lang` is)
+    chunk_languages: tuple[str, ...] = ()  # each chunk's base language as questions meet it (own_language)
 
     @property
     def originals(self) -> list[Chunk]:
         return self.chunks[:self.searchable]
+
+    @cached_property
+    def examples(self) -> int:
+        """How many chunks are articles' example questions."""
+        return sum(1 for chunk in self.chunks if chunk.question)
 
 
 def current_snapshot(index_dir: Path) -> Path | None:
@@ -389,6 +396,18 @@ def _chunk(value: Any, number: int) -> Chunk:
     return Chunk(**{**value, "channels": tuple(channels)})
 
 
+def _question_detector(chunks: list[Chunk]) -> Callable[[str], str | None]:
+    """What tells an example question's language: the detector over the languages Switchboard ships and
+    those the KB's articles are in (one the detector has no model for is left out)."""
+    if not any(chunk.question for chunk in chunks):
+        return lambda question: None
+    languages = dict.fromkeys([*DEFAULT_LANGUAGES, *(chunk.lang for chunk in chunks if chunk.lang)])
+    try:
+        return LanguageDetector(list(languages)).detect
+    except ValueError:
+        return LanguageDetector().detect
+
+
 def load_snapshot(path: Path) -> Snapshot:
     """Load a snapshot's dense index, lexical index and chunks, and check they fit together and answer a
     search: a snapshot that fails here never goes live."""
@@ -440,7 +459,9 @@ def load_snapshot(path: Path) -> Snapshot:
     positions: dict[tuple[str, str], int] = {}
     for number, chunk in enumerate(chunks):
         positions.setdefault((chunk.article_id, chunk.text), number)  # a section before its example questions
-    # Their lexical indexes are built here rather than stored: a few milliseconds for a KB's worth of sections.
+    # Told and indexed here rather than stored: a few milliseconds for a KB's worth of sections.
+    languages = chunk_languages(chunks, _question_detector(chunks))
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    own_chunks(chunks, searchable), any(not c.lang or is_english(c.lang) for c in originals))
+                    own_chunks(chunks, languages, searchable), any(not c.lang or is_english(c.lang) for c in originals),
+                    languages)
