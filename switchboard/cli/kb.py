@@ -116,8 +116,9 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     other = bool(results) and all(r.multilingual for r in results)
     language = str(languages.pop()) if other and len(languages) == 1 else "*"
     if other:
-        click.echo("Every question is in another language than English: matched by the multilingual encoder "
-                   "and decided by its policy (SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
+        click.echo("Every question was matched by the multilingual encoder (it is in another language than "
+                   "English, or no article is in English) and decided by its policy "
+                   "(SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
         policy = others.get(None if language == "*" else language)
     report = score(results, policy.answer_score)
     decided = report_decisions(results, policy, others)
