@@ -47,9 +47,9 @@ class Fusion:
     # of the other half of the other-language dev sets (half taught).
     example_offset: float = 0.12
     multilingual_example_offset: float = 0.06
-    # How an original article in the question's own language is scored (kb_index.own_language).
+    # How a chunk in the question's own language is scored: an original, a translation or an example question.
     own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
-    # ... and one in another language than English, for (question's, article's) languages where it differs.
+    # ... and one in another language than English, by (question's, chunk's) language, where it differs.
     across: Mapping[tuple[str, str], float] = field(default_factory=lambda: dict(ACROSS_LANGUAGES))
 
 

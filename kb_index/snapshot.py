@@ -398,7 +398,7 @@ def _chunk(value: Any, number: int) -> Chunk:
 
 def _question_detector(chunks: list[Chunk]) -> Callable[[str], str | None]:
     """What tells an example question's language: the detector over the languages Switchboard ships and
-    those the KB's articles are in (one the detector has no model for is left out)."""
+    those the KB's articles are in (the shipped ones alone if the detector has no model for one of those)."""
     if not any(chunk.question for chunk in chunks):
         return lambda question: None
     languages = dict.fromkeys([*DEFAULT_LANGUAGES, *(chunk.lang for chunk in chunks if chunk.lang)])
