@@ -46,7 +46,7 @@ class Fusion:
     # multilingual encoder's: the smallest that costs at most one decline of dev2 (English; dev taught) or
     # of the other half of the other-language dev sets (half taught).
     example_offset: float = 0.12
-    multilingual_example_offset: float = 0.06
+    multilingual_example_offset: float = 0.09
     # How a chunk in the question's own language is scored: an original, a translation or an example question.
     own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
     # ... and one in another language than English, by (question's, chunk's) language, where it differs.

@@ -43,6 +43,7 @@ from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
+EXAMPLES_AS = "queries"  # how the multilingual index embeds example questions (the manifest's "examples")
 # How chunks become BM25 tokens; a snapshot built another way gets its lexical index rebuilt on load.
 LEXICAL = "bm25s-en-stopwords-snowball-1"
 LOCK = ".build.lock"
@@ -142,6 +143,15 @@ def _reusable_vectors(index_dir: Path, model: str, key: str = "model",
     return dict(zip(hashes, vectors, strict=False))
 
 
+def _manifest_value(index_dir: Path, key: str) -> Any:
+    """A value of the live snapshot's manifest, None if there is none or it is unreadable."""
+    live = current_snapshot(index_dir)
+    try:
+        return json.loads((live / "manifest.json").read_text(encoding="utf-8")).get(key) if live else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _names(index_dir: Path) -> frozenset[str]:
     """The international words, as the live snapshot lists them if it listed them the same way (listing them
     takes seconds)."""
@@ -225,10 +235,23 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     lexical = lexical_index(chunks[:searchable])
     other_vectors = None
     if multilingual is not None:
-        reusable = {h: v for source in sources for h, v in _reusable_vectors(
-            source, multilingual.name, "multilingual", "multilingual.npy").items()}
-        other_vectors = _embed(chunks, hashes, multilingual.passages, reusable, options,
-                               "embedding for other languages", progress)
+        # Example questions are embedded as questions ("query: "), as the customer's is, so that a question
+        # taught and asked again meets itself; a snapshot from before that embedded them as passages.
+        asked = [i for i, chunk in enumerate(chunks) if chunk.question]
+        reusable: dict[str, np.ndarray] = {}
+        for source in sources:
+            found = _reusable_vectors(source, multilingual.name, "multilingual", "multilingual.npy")
+            if _manifest_value(source, "examples") != EXAMPLES_AS:
+                found = {h: v for h, v in found.items() if h not in {hashes[i] for i in asked}}
+            reusable.update(found)
+        sections = [i for i, chunk in enumerate(chunks) if not chunk.question]
+        rows: dict[int, np.ndarray] = {}
+        for numbers, role, label in ((sections, multilingual.passages, "embedding for other languages"),
+                                     (asked, multilingual.queries, "embedding example questions")):
+            if numbers:
+                rows.update(zip(numbers, _embed([chunks[i] for i in numbers], [hashes[i] for i in numbers], role,
+                                                reusable, options, label, progress), strict=True))
+        other_vectors = np.vstack([rows[i] for i in range(len(chunks))]).astype(np.float32)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -255,6 +278,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             "author": author, "article_hashes": digests, "lexical": LEXICAL, "searchable": searchable,
             "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests), "names": NAMES_VERSION,
+            "examples": EXAMPLES_AS if multilingual is not None else None,
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")

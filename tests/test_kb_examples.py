@@ -4,10 +4,12 @@ report): they answer the question taught, in any language, without answering wha
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
 import frontmatter
+import numpy as np
 import pytest
 
 from bot.language import LanguageDetector
@@ -17,10 +19,11 @@ from kb_index.evaluation import load_cases, report_decisions, run_cases
 from kb_index.multilingual import MultilingualModel
 from kb_index.own_language import chunk_languages
 from kb_index.retriever import HybridRetriever
-from kb_index.snapshot import build_snapshot
+from kb_index.snapshot import build_snapshot, current_snapshot, load_snapshot
 from switchboard.app import kb_policy
 from switchboard.settings import Settings
 from tests.conftest import ROOT
+from tests.test_multilingual import Counting
 
 EVAL = ROOT / "data" / "kb_eval"
 LANGUAGES = ("de", "bg", "zh", "zh-TW", "th")
@@ -54,7 +57,7 @@ def taught(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder,
 
 
 # Measured with the questions above taught: English dev2 reach 0.89, 105 of 113 answers right, 22 of 32
-# declined; the other languages' test sets together 0.64, 29 of 30, 28 of 30, as untaught. Scored as
+# declined; the other languages' test sets together 0.65, 30 of 31, 28 of 30 (untaught 0.64, 29 of 30, 28). Scored as
 # sections, as before, the taught questions answered more of what they did not match: dev2 86% right and 17
 # of 32 declined with only dev.csv taught, the other languages 5 of 30 declined.
 def test_taught_questions_do_not_answer_what_they_do_not_match(taught: HybridRetriever) -> None:
@@ -68,11 +71,40 @@ def test_taught_questions_do_not_answer_what_they_do_not_match(taught: HybridRet
 
 @pytest.mark.parametrize("path", _dev_files(), ids=lambda path: path.parent.name)
 def test_a_taught_question_asked_again_reaches_its_article(taught: HybridRetriever, path: Path) -> None:
-    # Measured: every English and Chinese one answered, 26 to 33 of 41 in the other languages (the rest offered
-    # with their article among the choices: questions taught in one language lie close together).
+    # Measured: every English and Chinese one answered, 38 to 40 of 41 in the other languages (the rest offered
+    # with their article among the choices). Embedded as passages, as before, German ones were answered 26 times.
     cases = [case for case in load_cases(path) if case.expected]
     report = report_decisions(run_cases(taught, cases, languages=LanguageDetector()), kb_policy(Settings()))
-    assert report.reach >= 0.95 and report.answered == report.answered_right >= 0.6 * len(cases), report
+    assert report.reach >= 0.95 and report.answered == report.answered_right >= 0.85 * len(cases), report
+
+
+def test_example_questions_are_embedded_as_questions_and_reused(tmp_path: Path, encoder: Encoder,
+                                                                multilingual: MultilingualModel) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(ROOT / "data" / "kb", kb)
+    article = kb / "gift-cards.md"
+    post = frontmatter.load(article)
+    post["questions"] = ["礼品卡能先用一半剩下的以后再用吗"]
+    article.write_text(frontmatter.dumps(post) + "\n", encoding="utf-8")
+    queries, passages = Counting(multilingual.queries), Counting(multilingual.passages)
+    model = MultilingualModel(multilingual.name, queries, passages)
+    first = build_snapshot(kb, tmp_path / "index", encoder, multilingual=model)
+    snapshot = load_snapshot(first)
+    assert (queries.texts, passages.texts) == (1, len(snapshot.chunks) - 1)
+    asked = next(n for n, chunk in enumerate(snapshot.chunks) if chunk.question)
+    assert snapshot.multilingual is not None and np.allclose(
+        snapshot.multilingual.reconstruct(asked), multilingual.queries.encode(["礼品卡能先用一半剩下的以后再用吗"])[0],
+        atol=1e-5)
+    assert snapshot.manifest["examples"] == "queries"
+    build_snapshot(kb, tmp_path / "index", encoder, multilingual=model)  # nothing changed: nothing embedded
+    assert (queries.texts, passages.texts) == (1, len(snapshot.chunks) - 1)
+    # A snapshot from before embedded example questions as passages: they are embedded again, sections reused.
+    manifest = json.loads((current_snapshot(tmp_path / "index") / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["examples"]
+    (current_snapshot(tmp_path / "index") / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    build_snapshot(kb, tmp_path / "index", encoder, multilingual=model)
+    assert (queries.texts, passages.texts) == (2, len(snapshot.chunks) - 1)
+
 
 
 def test_an_example_question_is_in_its_own_language() -> None:
@@ -83,4 +115,3 @@ def test_an_example_question_is_in_its_own_language() -> None:
     assert chunk_languages([section, german], languages.get) == ("en", "de")
     translated = Chunk("shipping-costs.zh", "运费", "", "", "标准配送运费为 4.95 欧元", lang="zh-TW")
     assert chunk_languages([translated], languages.get) == ("zh",)
-
