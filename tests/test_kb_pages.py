@@ -249,6 +249,14 @@ def test_an_editor_answers_a_gap_with_an_article_and_the_bot_answers_it_from_the
     assert "Discount code field" in again[0]["text"]
 
 
+def test_a_gap_in_german_answered_with_an_article_is_answered_in_german_from_then_on(kb_app: Flask) -> None:
+    question = "gibt es einen rabatt für studenten"
+    assert WebChat(kb_app, kb_app.test_client()).say(question)[0]["text"].startswith("Entschuldigung")
+    Editor(kb_app).post("/console/kb/gaps/answer", question=question, article_id="discount-codes")
+    again = WebChat(kb_app, kb_app.test_client()).say(question)[0]["text"]
+    assert again.startswith("Diesen Artikel gibt es nur auf Englisch:") and "Discount code field" in again
+
+
 def test_dismissed_gaps_leave_the_report_and_dates_filter_it(kb_app: Flask) -> None:
     WebChat(kb_app, kb_app.test_client()).say("do you sell Zorbex widgets")
     editor = Editor(kb_app)
