@@ -30,28 +30,43 @@ class OwnLanguage:
     lexical_saturation: float = 5.0
 
 
-# Each chosen on the language's dev questions against the sample articles written in it (data/kb_eval/kb),
-# zh-TW's for traditional questions to the simplified articles: the smallest offset that declines three in
-# four unanswerable dev questions. Words helped Chinese only: German (Snowball stems) and Thai (character
-# pairs) reached a little more of dev but answered more wrongly or reached less of test, Bulgarian no more.
+# Each chosen on the language's dev questions against the sample articles written in it (data/kb_eval/kb):
+# the smallest offset that declines three in four unanswerable dev questions. Words helped Chinese only:
+# German (Snowball stems) and Thai (character pairs) reached a little more of dev but answered more wrongly
+# or reached less of test, Bulgarian no more.
 OWN_LANGUAGES: Mapping[str, OwnLanguage] = {
     "de": OwnLanguage(0.045),
     "zh": OwnLanguage(0.09, lexical_weight=0.1),
-    "zh-TW": OwnLanguage(0.05),
+    "zh-TW": OwnLanguage(0.055),
     "bg": OwnLanguage(0.055),
     "th": OwnLanguage(0.055),
 }
 
-# English questions to a KB with no English article, by the article's language, chosen the same way on the
-# English dev questions: German, Bulgarian and Thai text score higher against them than Chinese does. Every
-# other pair across languages is scored as the decision for other languages was calibrated: a question
+# Pairs of (question's, text's) languages scored apart, chosen the same way: English questions to a KB with
+# no English article (German, Bulgarian and Thai text score higher against them than Chinese does), and
+# Chinese in one script asked of the other (against the simplified and the traditional sample articles).
+# Every other pair across languages is scored as the decision for other languages was calibrated: a question
 # against English articles.
-ACROSS_LANGUAGES: Mapping[tuple[str, str], float] = {("en", "de"): 0.02, ("en", "bg"): 0.015, ("en", "th"): 0.01}
+ACROSS_LANGUAGES: Mapping[tuple[str, str], float] = {
+    ("en", "de"): 0.02, ("en", "bg"): 0.015, ("en", "th"): 0.01, ("zh-TW", "zh"): 0.05, ("zh", "zh-TW"): 0.06}
 
 
 def own_language(settings: Mapping[str, OwnLanguage], language: str) -> OwnLanguage | None:
     """The settings for questions in `language` ("zh-TW", else "zh"), or None: scored as cross-language."""
     return next((settings[code] for code in with_fallback(language) if code in settings), None)
+
+
+def pair_offset(pairs: Mapping[tuple[str, str], float], question: str, text: str) -> float | None:
+    """The offset for a question in one language meeting text in another (`pairs`, looked up as written and
+    without regions: "en-GB" and "de-AT" as "en" and "de"), None for text in the question's own language or
+    a pair not listed. "zh-TW" and "zh" are a pair: the same language in two scripts."""
+    if question == text:
+        return None
+    for asked in with_fallback(question):
+        for written in with_fallback(text):
+            if asked != written and (asked, written) in pairs:
+                return pairs[asked, written]
+    return None
 
 
 def _script(character: str) -> str:
@@ -89,29 +104,25 @@ class OwnChunks:
 
 
 def chunk_languages(chunks: Sequence[Chunk], detect: Callable[[str], str | None]) -> tuple[str, ...]:
-    """Each chunk's language as a question meets it, by base code ("en" for an article without `lang`): its
-    article's, but an example question's own where `detect` tells it. "was kostet der versand" taught to an
-    English article from the gaps report is German text, and scores as German text does."""
-    found = []
-    for chunk in chunks:
-        language = (detect(chunk.question) if chunk.question else None) or chunk.lang or "en"
-        found.append(base_language(language))
-    return tuple(found)
+    """Each chunk's language as a question meets it ("en" for an article without `lang`): its article's, but
+    an example question's own where `detect` tells it. "was kostet der versand" taught to an English article
+    from the gaps report is German text, and scores as German text does."""
+    return tuple((detect(chunk.question) if chunk.question else None) or chunk.lang or "en" for chunk in chunks)
 
 
 def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: int) -> dict[str, OwnChunks]:
-    """Each language's chunks other than English's, by base language (`languages`: each chunk's, as
-    `chunk_languages` tells them), with the originals their translations stand in for (chunks[:searchable]
-    are originals, the rest translations)."""
+    """Each language's chunks other than English's, by base language ("zh" holds zh and zh-TW; `languages`:
+    each chunk's, as `chunk_languages` tells them), with the originals their translations stand in for
+    (chunks[:searchable] are originals, the rest translations)."""
     numbers: dict[str, list[int]] = {}
     for number, language in enumerate(languages):
         if not is_english(language):
-            numbers.setdefault(language, []).append(number)
+            numbers.setdefault(base_language(language), []).append(number)
     found = {}
     for language, mine in numbers.items():
         translated = {chunks[n].translation_of for n in mine if n >= searchable}
         superseded = frozenset(n for n in range(searchable) if chunks[n].article_id in translated
-                               and languages[n] != language)
+                               and base_language(languages[n]) != language)
         tokenized = [tokens(chunks[n].embedding_text()) for n in mine]
         lexical = None
         if any(tokenized):

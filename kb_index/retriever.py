@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from bot.errors import SwitchboardError
@@ -31,7 +30,7 @@ from bot.messages import Passage
 from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
-from kb_index.own_language import ACROSS_LANGUAGES, OWN_LANGUAGES, OwnChunks, OwnLanguage, own_language
+from kb_index.own_language import ACROSS_LANGUAGES, OWN_LANGUAGES, OwnLanguage, own_language, pair_offset
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
@@ -138,30 +137,32 @@ class HybridRetriever:
         scores = {i: cosine for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
                   if i in numbers or (0 <= i < snapshot.searchable and i not in superseded)}
         if own is not None and mine is not None:
-            self._score_own_language(snapshot.multilingual, scores, text, query[0], mine, own)
+            self._score_own_language(snapshot, scores, text, query[0], language, own)
         across = self._fusion.across
-        if across:
-            asked = base_language(language)
-            for i in scores:
-                scores[i] -= across.get((asked, snapshot.chunk_languages[i]), 0.0)
+        for i in scores.keys() - numbers:
+            scores[i] -= pair_offset(across, language, snapshot.chunk_languages[i]) or 0.0
         _less_examples(snapshot, scores, self._fusion.multilingual_example_offset)
         return _passages(snapshot, scores, k, channel, audience)
 
-    @staticmethod
-    def _score_own_language(index: faiss.Index, scores: dict[int, float], text: str, query: np.ndarray,
-                            mine: OwnChunks, own: OwnLanguage) -> None:
-        """Rescore, in place, the chunks written in the question's language: plus their lexical bonus, where
-        the language has one (sections only it found are added), less the language's offset."""
+    def _score_own_language(self, snapshot: Snapshot, scores: dict[int, float], text: str, query: np.ndarray,
+                            language: str, own: OwnLanguage) -> None:
+        """Rescore, in place, the chunks written in the question's language: less the language's offset, and
+        plus its lexical bonus where it has one (sections only it found are added); a chunk in another script
+        of it (a traditional Chinese question, a simplified section) less that pair's offset instead."""
+        mine = snapshot.languages[base_language(language)]
+        assert snapshot.multilingual is not None
+        offsets = {i: pair_offset(self._fusion.across, language, snapshot.chunk_languages[i]) for i in mine.numbers}
         if own.lexical_weight:
-            found = mine.scores(text)
+            found = {i: b for i, b in mine.scores(text).items() if offsets[i] is None}
             missing = [i for i in found if i not in scores]
             if missing:
-                vectors = index.reconstruct_batch(np.array(missing, dtype=np.int64))
+                vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
                 scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
             for i, b in found.items():
                 scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
         for i in scores.keys() & mine.numbers:
-            scores[i] -= own.offset
+            pair = offsets[i]
+            scores[i] -= own.offset if pair is None else pair
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         """Names in a question that the KB never mentions (kb_index.vocabulary); `people`'s are no topic."""

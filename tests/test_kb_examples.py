@@ -114,4 +114,4 @@ def test_an_example_question_is_in_its_own_language() -> None:
     languages = {"was kostet der versand nach österreich": "de"}
     assert chunk_languages([section, german], languages.get) == ("en", "de")
     translated = Chunk("shipping-costs.zh", "运费", "", "", "标准配送运费为 4.95 欧元", lang="zh-TW")
-    assert chunk_languages([translated], languages.get) == ("zh",)
+    assert chunk_languages([translated], languages.get) == ("zh-TW",)
