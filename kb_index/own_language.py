@@ -43,12 +43,13 @@ OWN_LANGUAGES: Mapping[str, OwnLanguage] = {
 }
 
 # Pairs of (question's, text's) languages scored apart, chosen the same way: English questions to a KB with
-# no English article (German, Bulgarian and Thai text score higher against them than Chinese does), and
-# Chinese in one script asked of the other (against the simplified and the traditional sample articles).
+# no English article (German, Bulgarian, Thai and traditional Chinese text score higher against them than
+# simplified Chinese does), and Chinese in one script asked of the other script's articles.
 # Every other pair across languages is scored as the decision for other languages was calibrated: a question
 # against English articles.
 ACROSS_LANGUAGES: Mapping[tuple[str, str], float] = {
-    ("en", "de"): 0.02, ("en", "bg"): 0.015, ("en", "th"): 0.01, ("zh-TW", "zh"): 0.05, ("zh", "zh-TW"): 0.06}
+    ("en", "de"): 0.02, ("en", "bg"): 0.015, ("en", "th"): 0.01, ("en", "zh-TW"): 0.005,
+    ("zh-TW", "zh"): 0.05, ("zh", "zh-TW"): 0.06}
 
 
 def own_language(settings: Mapping[str, OwnLanguage], language: str) -> OwnLanguage | None:
