@@ -138,9 +138,10 @@ class HybridRetriever:
                   if i in numbers or (0 <= i < snapshot.searchable and i not in superseded)}
         if own is not None and mine is not None:
             self._score_own_language(snapshot, scores, text, query[0], language, own)
-        across = self._fusion.across
+        across = {code: pair_offset(self._fusion.across, language, code) or 0.0
+                  for code in {snapshot.chunk_languages[i] for i in scores.keys() - numbers}}
         for i in scores.keys() - numbers:
-            scores[i] -= pair_offset(across, language, snapshot.chunk_languages[i]) or 0.0
+            scores[i] -= across[snapshot.chunk_languages[i]]
         _less_examples(snapshot, scores, self._fusion.multilingual_example_offset)
         return _passages(snapshot, scores, k, channel, audience)
 
@@ -151,9 +152,16 @@ class HybridRetriever:
         of it (a traditional Chinese question, a simplified section) less that pair's offset instead."""
         mine = snapshot.languages[base_language(language)]
         assert snapshot.multilingual is not None
-        offsets = {i: pair_offset(self._fusion.across, language, snapshot.chunk_languages[i]) for i in mine.numbers}
+        pairs: dict[str, float | None] = {}  # by the chunk's language: a handful of codes, looked up once
+
+        def pair(i: int) -> float | None:
+            code = snapshot.chunk_languages[i]
+            if code not in pairs:
+                pairs[code] = pair_offset(self._fusion.across, language, code)
+            return pairs[code]
+
         if own.lexical_weight:
-            found = {i: b for i, b in mine.scores(text).items() if offsets[i] is None}
+            found = {i: b for i, b in mine.scores(text).items() if pair(i) is None}
             missing = [i for i in found if i not in scores]
             if missing:
                 vectors = snapshot.multilingual.reconstruct_batch(np.array(missing, dtype=np.int64))
@@ -161,8 +169,8 @@ class HybridRetriever:
             for i, b in found.items():
                 scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
         for i in scores.keys() & mine.numbers:
-            pair = offsets[i]
-            scores[i] -= own.offset if pair is None else pair
+            offset = pair(i)
+            scores[i] -= own.offset if offset is None else offset
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         """Names in a question that the KB never mentions (kb_index.vocabulary); `people`'s are no topic."""
