@@ -238,11 +238,12 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         # Example questions are embedded as questions ("query: "), as the customer's is, so that a question
         # taught and asked again meets itself; a snapshot from before that embedded them as passages.
         asked = [i for i, chunk in enumerate(chunks) if chunk.question]
+        asked_hashes = {hashes[i] for i in asked}
         reusable: dict[str, np.ndarray] = {}
         for source in sources:
             found = _reusable_vectors(source, multilingual.name, "multilingual", "multilingual.npy")
             if _manifest_value(source, "examples") != EXAMPLES_AS:
-                found = {h: v for h, v in found.items() if h not in {hashes[i] for i in asked}}
+                found = {h: v for h, v in found.items() if h not in asked_hashes}
             reusable.update(found)
         sections = [i for i, chunk in enumerate(chunks) if not chunk.question]
         rows: dict[int, np.ndarray] = {}
