@@ -80,10 +80,11 @@ class HybridRetriever:
 
     def multilingual_for(self, language: str | None) -> bool:
         """Whether a question in `language` is matched by the multilingual encoder (else by the English one):
-        one in another language than English, and any question when no article is in English."""
+        one in another language than English, and any question when an article is in another language (the
+        English encoder does not read it)."""
         snapshot = self._snapshot
         return (self._multilingual is not None and snapshot.multilingual is not None
-                and (not snapshot.english or (language is not None and not is_english(language))))
+                and (snapshot.foreign or (language is not None and not is_english(language))))
 
     def search(self, text: str, k: int, vector: np.ndarray | None = None, channel: str | None = None,
                audience: str = "customers", language: str | None = None) -> list[Passage]:
@@ -95,7 +96,10 @@ class HybridRetriever:
         self._reload_if_published()
         snapshot = self._snapshot
         if self.multilingual_for(language):
-            return self._search_multilingual(snapshot, text, k, channel, audience, language or "")
+            # A question too short to tell is taken for English where articles are (a KB of English and German
+            # articles), and for none where there are none.
+            return self._search_multilingual(snapshot, text, k, channel, audience,
+                                             language or ("en" if "en" in snapshot.languages else ""))
         mended = snapshot.vocabulary.correct(text)
         if vector is None or mended != text:
             # Typos mended against the KB's own words ("warrenty" -> "warranty") help both sides.

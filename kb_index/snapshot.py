@@ -94,8 +94,10 @@ class Snapshot:
     searchable: int = 0  # chunks[:searchable] are originals; the rest translations (multilingual index only)
     translations: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (original, lang)
     positions: dict[tuple[str, str], int] = field(default_factory=dict)  # a chunk's number by article id, text
-    languages: dict[str, OwnChunks] = field(default_factory=dict)  # chunks in languages other than English
-    english: bool = True  # whether any original is in English (an article without `lang` is)
+    languages: dict[str, OwnChunks] = field(default_factory=dict)  # chunks by their base language
+    # Whether any article is written in another language than English (an article without `lang` is in
+    # English): every question is then matched by the multilingual encoder, which reads them all.
+    foreign: bool = False
     chunk_languages: tuple[str, ...] = ()  # each chunk's base language as questions meet it (own_language)
 
     @property
@@ -486,7 +488,7 @@ def load_snapshot(path: Path) -> Snapshot:
         positions.setdefault((chunk.article_id, chunk.text), number)  # a section before its example questions
     # Told and indexed here rather than stored: a few milliseconds for a KB's worth of sections.
     languages = chunk_languages(chunks, _question_detector(chunks))
+    foreign = any(c.lang and not is_english(c.lang) for c in originals)
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    own_chunks(chunks, languages, searchable), any(not c.lang or is_english(c.lang) for c in originals),
-                    languages)
+                    own_chunks(chunks, languages, searchable), foreign, languages)

@@ -117,7 +117,7 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     language = str(languages.pop()) if other and len(languages) == 1 else "*"
     if other:
         click.echo("Every question was matched by the multilingual encoder (it is in another language than "
-                   "English, or no article is in English) and decided by its policy "
+                   "English, or an article is) and decided by its policy "
                    "(SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
         policy = others.get(None if language == "*" else language)
     report = score(results, policy.answer_score)
