@@ -225,6 +225,10 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         report(f"left out {len(chunks) - searchable} chunks of translated articles: no language but English "
                "is served (SWITCHBOARD_LANGUAGES)")
         chunks = chunks[:searchable]
+    foreign = sorted({c.lang for c in chunks[:searchable] if c.lang and not is_english(c.lang)})
+    if foreign and multilingual is None:
+        report(f"articles in {', '.join(foreign)} are matched by the English encoder, which does not read them: "
+               f"add {', '.join(foreign)} to SWITCHBOARD_LANGUAGES and build again")
     hashes = [chunk.content_hash() for chunk in chunks]
     sources = [index_dir, *([vectors_from] if vectors_from is not None else [])]
     known = {h: v for source in sources for h, v in _reusable_vectors(source, model).items()}

@@ -355,6 +355,13 @@ def test_a_german_article_beside_english_ones_answers_an_english_customer(
     assert "Standard delivery costs" in replies[0] and "only in" not in replies[0]
 
 
+def test_a_build_without_other_languages_says_articles_in_them_go_unread(tmp_path: Path, encoder: Encoder) -> None:
+    lines: list[str] = []
+    build_snapshot(ROOT / "data" / "kb_eval" / "kb" / "th", tmp_path / "index", encoder, report=lines.append)
+    assert any("articles in th are matched by the English encoder, which does not read them: add th to "
+               "SWITCHBOARD_LANGUAGES" in line for line in lines), lines
+
+
 def test_an_example_question_in_another_language_keeps_english_questions_english(
         tmp_path: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
     kb = tmp_path / "kb"
