@@ -3,6 +3,7 @@ the knowledge base searched and decided with it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -487,3 +488,24 @@ def test_kb_eval_suggests_the_setting_for_a_language(index_dir: Path, monkeypatc
     assert result.exit_code == 0, result.output
     assert "answer at 0.79 with a lead of 0.02" in result.output  # Bulgarian's own policy decided
     assert "SWITCHBOARD_KB_OTHER_LANGUAGES=bg=" in result.output
+
+
+def test_kb_eval_of_a_set_in_several_languages_names_each_policy_and_suggests_each(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+
+    monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(index_dir))
+    sets = [ROOT / "data" / "kb_eval" / "dev.csv", ROOT / "data" / "kb_eval" / "lang" / "bg" / "dev.csv",
+            ROOT / "data" / "kb_eval" / "lang" / "de" / "dev.csv"]
+    result = CliRunner().invoke(main, ["kb", "eval", *(f"--questions={path}" for path in sets)])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.startswith("Decisions ("))
+    assert "matched by the English encoder: answer at 0.67 with a lead of 0.06" in header, header
+    assert "bg: answer at 0.79 with a lead of 0.02" in header and "de: answer at 0.80 with a lead of 0.02" in header
+    assert "Suggested on this set for the questions the English encoder matched: answer at" in result.output
+    assert "SWITCHBOARD_KB_MIN_SCORE=" in result.output and "SWITCHBOARD_KB_OTHER_LANGUAGES=*=" in result.output
+    reported = CliRunner().invoke(main, ["kb", "eval", "--json", *(f"--questions={path}" for path in sets)])
+    answer = json.loads(reported.output)
+    assert answer["suggested_policy"]["answer_score"] < answer["suggested_other_languages_policy"]["answer_score"]

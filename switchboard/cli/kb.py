@@ -5,12 +5,16 @@ from __future__ import annotations
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.errors import SwitchboardError
 from switchboard.cli.base import load_settings, main, plural
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.dialogue.kb_decision import KbPolicy
 
 
 @main.group()
@@ -112,9 +116,10 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     policy = kb_policy(settings)
     if min_score is not None:
         policy = dataclasses.replace(policy, answer_score=min_score)
-    languages = {r.language for r in results if r.multilingual}
-    other = bool(results) and all(r.multilingual for r in results)
-    language = str(languages.pop()) if other and len(languages) == 1 else "*"
+    matched_across = [r for r in results if r.multilingual]
+    languages = {r.language for r in matched_across}
+    other = bool(results) and len(matched_across) == len(results)
+    language = str(next(iter(languages))) if len(languages) == 1 else "*"
     if other:
         click.echo("Every question was matched by the multilingual encoder (it is in another language than "
                    "English, or an article is) and decided by its policy "
@@ -123,11 +128,15 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     report = score(results, policy.answer_score)
     decided = report_decisions(results, policy, others)
     made = decisions(results, policy, others)
-    suggested = calibrate_policy(results)
+    # Each encoder's scores sit on a scale of their own: a set mixing both gets a suggestion for each part.
+    english = [r for r in results if not r.multilingual]
+    suggested = calibrate_policy(matched_across if other else english)
+    suggested_other = calibrate_policy(matched_across) if matched_across and english else None
     if as_json:
         click.echo(json.dumps({
             **report.as_dict(), "suggested_threshold": calibrate(results), "decisions": decided.as_dict(),
             "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
+            **({"suggested_other_languages_policy": dataclasses.asdict(suggested_other)} if suggested_other else {}),
             "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
                          "score": round(r.score, 4), "decision": d.action.value, "articles": list(d.article_ids),
                          "right": is_right(r, d), "language": r.language, "multilingual": r.multilingual,
@@ -138,8 +147,13 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     click.echo(f"  hit@1               {report.hit_at_1:.3f}")
     click.echo(f"  hit@3               {report.hit_at_3:.3f}")
     click.echo(f"  MRR                 {report.mrr:.3f}")
-    click.echo(f"Decisions (answer at {policy.answer_score:.2f} with a lead of {policy.answer_margin:.2f}; choices "
-               f"from {policy.choice_score:.2f} within {policy.choice_window:.2f} of the best):")
+    if english and matched_across:
+        click.echo(f"Decisions ({len(english)} questions matched by the English encoder: {_described(policy)}; "
+                   f"{len(matched_across)} by the multilingual encoder, by SWITCHBOARD_KB_OTHER_LANGUAGES: "
+                   + "; ".join(f"{code}: {_described(others.get(code))}" for code in sorted(map(str, languages)))
+                   + "):")
+    else:
+        click.echo(f"Decisions ({_described(policy)}):")
     click.echo(f"  answered            {decided.answered}, right {decided.answered_right} "
                f"(precision {decided.answer_precision:.3f})")
     click.echo(f"  offered choices     {decided.offered}, the right article among them {decided.offered_right}")
@@ -153,15 +167,25 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
             got = "declined" if d.action == KbAction.DECLINE else f"{d.action.value} {', '.join(d.article_ids)}"
             why = f"; names the KB never mentions: {', '.join(d.unknown_names)}" if d.unknown_names else ""
             click.echo(f"  {r.question!r}: expected {r.expected or 'decline'}, got {got} (best {r.score:.2f}{why})")
-    click.echo(f"Suggested on this set: answer at {suggested.answer_score:.3g} with a lead of "
-               f"{suggested.answer_margin:.3g}, choices from {suggested.choice_score:.3g} within "
-               f"{suggested.choice_window:.3g}; calibrate on a dev split only.")
+    part = " for the questions the English encoder matched" if suggested_other else ""
+    click.echo(f"Suggested on this set{part}: {_described(suggested, 3)}; calibrate on a dev split only.")
     if other:
         click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES={language}={policy_spec(suggested)}")
     else:
         click.echo(f"  SWITCHBOARD_KB_MIN_SCORE={suggested.answer_score:g} SWITCHBOARD_KB_ANSWER_MARGIN="
                    f"{suggested.answer_margin:g} SWITCHBOARD_KB_CHOICE_SCORE={suggested.choice_score:g} "
                    f"SWITCHBOARD_KB_CHOICE_WINDOW={suggested.choice_window:g}")
+    if suggested_other:
+        click.echo(f"Suggested for the questions the multilingual encoder matched: {_described(suggested_other, 3)}.")
+        click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES={language}={policy_spec(suggested_other)}")
+
+
+def _described(policy: KbPolicy, digits: int = 2) -> str:
+    """A decision policy in words: "answer at 0.67 with a lead of 0.06; choices from 0.56 within 0.10"."""
+    def number(value: float) -> str:
+        return f"{value:.{digits}g}" if digits == 3 else f"{value:.{digits}f}"
+    return (f"answer at {number(policy.answer_score)} with a lead of {number(policy.answer_margin)}; choices "
+            f"from {number(policy.choice_score)} within {number(policy.choice_window)} of the best")
 
 
 @kb.command("lint")
