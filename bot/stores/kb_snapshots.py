@@ -1,0 +1,39 @@
+"""Published knowledge-base snapshots, packed, and which one is live: how hosts that share no directory
+follow a publish (kb_index/shipping.py)."""
+
+from __future__ import annotations
+
+from bot.messages import utcnow
+from bot.stores.records import Records
+
+
+class KbSnapshotRecords(Records):
+    """The packed snapshots a deployment published, newest first by name (names sort by time)."""
+
+    def store_snapshot(self, name: str, archive: bytes, keep: int) -> None:
+        """Keep a published snapshot's archive (once: a name is never packed twice) and make it the live one;
+        all but the `keep` newest are let go, never the live one."""
+        with self._write() as db:
+            db.execute("INSERT INTO kb_snapshots (name, stored_at, archive, live) VALUES (?, ?, ?, 0) "
+                       "ON CONFLICT (name) DO NOTHING", (name, utcnow().isoformat(), archive))
+            db.execute("UPDATE kb_snapshots SET live = CASE WHEN name = ? THEN 1 ELSE 0 END", (name,))
+            db.execute("DELETE FROM kb_snapshots WHERE live = 0 AND name NOT IN "
+                       "(SELECT name FROM kb_snapshots ORDER BY name DESC LIMIT ?)", (max(keep, 1),))
+
+    def make_snapshot_live(self, name: str) -> bool:
+        """Make a stored snapshot the live one (a rollback); False if it is not stored."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM kb_snapshots WHERE name = ?", (name,)).fetchone() is None:
+                return False
+            db.execute("UPDATE kb_snapshots SET live = CASE WHEN name = ? THEN 1 ELSE 0 END", (name,))
+        return True
+
+    def live_snapshot(self) -> str | None:
+        """The name of the snapshot every host should serve, if one was stored."""
+        row = self._connection().execute("SELECT name FROM kb_snapshots WHERE live = 1").fetchone()
+        return None if row is None else str(row["name"])
+
+    def snapshot_archive(self, name: str) -> bytes | None:
+        """A stored snapshot's archive."""
+        row = self._connection().execute("SELECT archive FROM kb_snapshots WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row["archive"])

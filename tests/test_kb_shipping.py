@@ -1,0 +1,151 @@
+"""Published snapshots through the store, for hosts that share no directory (`SWITCHBOARD_KB_SNAPSHOTS=store`):
+packed by the process that publishes, unpacked and switched to by every other, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.ports import Encoder
+from bot.stores.conversations import ConversationStore
+from kb_index.encoder import DEFAULT_MODEL
+from kb_index.retriever import HybridRetriever
+from kb_index.shipping import follow, pack, share
+from kb_index.snapshot import build_snapshot, current_snapshot, rollback
+from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
+
+
+def article(article_id: str, title: str, body: str) -> str:
+    return f"---\nid: {article_id}\ntitle: {title}\n---\n## {title}\n{body}\n"
+
+
+@pytest.fixture
+def store(make_store: Callable[..., ConversationStore]) -> ConversationStore:
+    return make_store()
+
+
+def test_the_store_keeps_the_newest_packed_snapshots_and_which_one_is_live(store: ConversationStore) -> None:
+    assert store.live_snapshot() is None and store.snapshot_archive("20261205T000000-a") is None
+    for name in ("20261205T000000-a", "20261205T000100-b", "20261205T000200-c"):
+        store.store_snapshot(name, name.encode() * 1000, keep=2)
+    assert store.live_snapshot() == "20261205T000200-c"
+    assert store.snapshot_archive("20261205T000000-a") is None  # the oldest let go
+    assert store.snapshot_archive("20261205T000100-b") == b"20261205T000100-b" * 1000
+    assert store.make_snapshot_live("20261205T000100-b") and store.live_snapshot() == "20261205T000100-b"
+    assert not store.make_snapshot_live("20261205T000000-a") and store.live_snapshot() == "20261205T000100-b"
+    store.store_snapshot("20261205T000300-d", b"d", keep=1)
+    assert store.snapshot_archive("20261205T000100-b") is None and store.live_snapshot() == "20261205T000300-d"
+
+
+def test_a_publish_on_one_host_is_served_by_another_that_shares_no_directory(
+        store: ConversationStore, tmp_path: Path, encoder: Encoder) -> None:
+    kb, here, there = tmp_path / "kb", tmp_path / "host-a", tmp_path / "host-b"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    first = build_snapshot(kb, here, encoder, model=DEFAULT_MODEL)
+    assert share(store, here, keep=5) == first.name
+    assert follow(store, there, keep=5) and current_snapshot(there) == there / "snapshots" / first.name
+    assert not follow(store, there, keep=5)  # nothing new
+    retriever = HybridRetriever(there, encoder)
+
+    (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome in every shop."),
+                                encoding="utf-8")
+    build_snapshot(kb, here, encoder, model=DEFAULT_MODEL)
+    share(store, here, keep=5)
+    assert follow(store, there, keep=5) and retriever.reload()
+    assert retriever.search("can i bring my dog", k=1)[0].article_id == "dogs"
+    assert (there / "snapshots" / first.name / "articles" / "returns.md").is_file()  # the sources came too
+
+    rollback(here, first.name)  # stored already: only the store's pointer moves
+    share(store, here, keep=5)
+    assert follow(store, there, keep=5) and retriever.reload()
+    assert retriever.snapshot.path.name == first.name
+    assert retriever.search("can i bring my dog", k=1)[0].article_id == "returns"
+
+
+def test_a_damaged_stored_snapshot_is_refused_and_the_live_one_kept(
+        store: ConversationStore, tmp_path: Path, encoder: Encoder, caplog: pytest.LogCaptureFixture) -> None:
+    kb, here, there = tmp_path / "kb", tmp_path / "host-a", tmp_path / "host-b"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    live = build_snapshot(kb, here, encoder, model=DEFAULT_MODEL)
+    share(store, here, keep=5)
+    follow(store, there, keep=5)
+    packed = pack(live)
+    for name, damaged in (("29991231T235958-garbage", b"not an archive"), ("29991231T235959-cut", packed[:-500])):
+        store.store_snapshot(name, damaged, keep=5)
+        assert not follow(store, there, keep=5)
+        assert current_snapshot(there) == there / "snapshots" / live.name
+        assert "does not load" in caplog.text
+        assert not [p for p in (there / "snapshots").iterdir() if p.name != live.name]  # nothing half-written left
+        store.make_snapshot_live(live.name)
+
+
+def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
+        new_store_url: Callable[[], str], tmp_path: Path, encoder: Encoder) -> None:
+    from click.testing import CliRunner
+
+    from bot.notifier import Notifier
+    from bot.stores import open_store
+    from kb_index.retriever import SnapshotWatcher
+    from kb_index.shipping import StoreSnapshots
+    from switchboard.cli import main
+    from tests.servers import wait_for
+
+    url = new_store_url()
+    kb, elsewhere = tmp_path / "kb", tmp_path / "kb-b"
+    kb.mkdir()
+    elsewhere.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    env = {"SWITCHBOARD_STORE_URL": url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_KB_DIR": str(kb),
+           "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a"), "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
+           "SWITCHBOARD_LANGUAGES": "en"}
+    built = CliRunner().invoke(main, ["kb", "build"], env=env)
+    assert built.exit_code == 0 and "with the other hosts through the store" in built.output, built.output
+
+    store = open_store(url)
+    try:
+        host_b = StoreSnapshots(store, tmp_path / "host-b", elsewhere, keep=5)
+        host_b.start()  # a host starting: it serves what the deployment published
+        assert (elsewhere / "returns.md").is_file()  # and its editor pages start from the published articles
+        retriever = HybridRetriever(tmp_path / "host-b", encoder)
+        watch = SnapshotWatcher(Notifier(), retriever, host_b.follow, check_seconds=0.2)  # no notice: it checks
+        (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome."),
+                                    encoding="utf-8")
+        assert CliRunner().invoke(main, ["kb", "build"], env=env).exit_code == 0
+        wait_for(lambda: retriever.search("can i bring my dog", k=1)[0].article_id == "dogs")
+        assert (elsewhere / "dogs.md").is_file()
+        watch.stop()
+    finally:
+        store.dispose()
+
+
+def test_an_unknown_way_of_sharing_snapshots_is_refused_with_the_choices() -> None:
+    from bot.errors import SwitchboardError
+    from switchboard.app import check_settings
+    from switchboard.settings import Settings
+
+    with pytest.raises(SwitchboardError, match=r"use files .* or store"):
+        check_settings(Settings(kb_snapshots="redis"))
+
+
+def test_a_new_host_without_articles_takes_the_published_ones(
+        store: ConversationStore, tmp_path: Path, encoder: Encoder) -> None:
+    from switchboard.app import store_snapshots
+    from switchboard.settings import Settings
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    build_snapshot(kb, tmp_path / "host-a", encoder, model=DEFAULT_MODEL)
+    settings = Settings(kb_snapshots="store", kb_dir=tmp_path / "host-b" / "articles", index_dir=tmp_path / "host-b")
+    assert store_snapshots(settings, store) is not None and not settings.kb_dir.exists()  # nothing published yet
+    share(store, tmp_path / "host-a", keep=5)
+    shipped = store_snapshots(settings, store)
+    assert shipped is not None
+    shipped.start()
+    taken = (settings.kb_dir / "returns.md").read_text(encoding="utf-8")
+    assert taken == (kb / "returns.md").read_text(encoding="utf-8")
+    assert store_snapshots(Settings(kb_snapshots="files"), store) is None
