@@ -315,8 +315,8 @@ class SnapshotWatcher:
                 checked = time.monotonic()
                 try:
                     self._follow()
-                except SwitchboardError:
-                    log.exception("could not read the live snapshot from the store; trying again")
+                except Exception:  # the store away, a disk full: the watcher stays, and tries at the next check
+                    log.exception("could not take the live snapshot from the store; trying again")
             self._retriever.reload()
 
 

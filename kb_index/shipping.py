@@ -13,6 +13,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Protocol
 
@@ -62,7 +63,7 @@ def unpack(archive: bytes, index_dir: Path, name: str) -> Path:
             packed.extractall(staging, filter="data")  # no absolute paths, links out or devices
         load_snapshot(staging)
         staging.rename(target)
-    except (OSError, tarfile.TarError, EOFError) as exc:
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
         raise SwitchboardError(f"the stored snapshot {name} is damaged: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -86,6 +87,9 @@ def follow(shelf: SnapshotShelf, index_dir: Path, keep: int) -> bool:
     stored snapshot is logged and the live one kept."""
     name = shelf.live_snapshot()
     if name is None:
+        return False
+    if "/" in name or "\\" in name or name.startswith("."):
+        log.error("kept the live snapshot: the store names %r live, which is no snapshot's name", name)
         return False
     with build_lock(index_dir):
         live = current_snapshot(index_dir)

@@ -74,13 +74,17 @@ def test_a_damaged_stored_snapshot_is_refused_and_the_live_one_kept(
     share(store, here, keep=5)
     follow(store, there, keep=5)
     packed = pack(live)
-    for name, damaged in (("29991231T235958-garbage", b"not an archive"), ("29991231T235959-cut", packed[:-500])):
+    flipped = packed[:200] + bytes(b ^ 0xFF for b in packed[200:400]) + packed[400:]
+    for name, damaged in (("29991231T235957-garbage", b"not an archive"), ("29991231T235958-cut", packed[:-500]),
+                          ("29991231T235959-flipped", flipped)):
         store.store_snapshot(name, damaged, keep=5)
         assert not follow(store, there, keep=5)
         assert current_snapshot(there) == there / "snapshots" / live.name
         assert "does not load" in caplog.text
         assert not [p for p in (there / "snapshots").iterdir() if p.name != live.name]  # nothing half-written left
         store.make_snapshot_live(live.name)
+    store.store_snapshot("../../elsewhere", packed, keep=10)  # a row no publish writes
+    assert not follow(store, there, keep=5) and current_snapshot(there) == there / "snapshots" / live.name
 
 
 def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
