@@ -3,6 +3,7 @@ packed by the process that publishes, unpacked and switched to by every other, o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -153,3 +154,38 @@ def test_a_new_host_without_articles_takes_the_published_ones(
     taken = (settings.kb_dir / "returns.md").read_text(encoding="utf-8")
     assert taken == (kb / "returns.md").read_text(encoding="utf-8")
     assert store_snapshots(Settings(kb_snapshots="files"), store) is None
+
+
+def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_published(tmp_path: Path) -> None:
+    import requests
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+    from tests.servers import running_server, wait_for
+
+    store_url = f"sqlite:///{tmp_path / 'switchboard.db'}"  # the store running_server gives the server too
+    kb = tmp_path / "kb-a"
+    kb.mkdir()
+    (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome in every shop."),
+                                encoding="utf-8")
+    host_a = {"SWITCHBOARD_STORE_URL": store_url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_KB_DIR": str(kb),
+              "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a"), "SWITCHBOARD_VAR_DIR": str(tmp_path / "var-a"),
+              "SWITCHBOARD_LANGUAGES": "en"}
+    assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
+
+    with running_server(tmp_path, tmp_path / "host-b", SWITCHBOARD_KB_SNAPSHOTS="store",
+                        SWITCHBOARD_KB_DIR=str(tmp_path / "host-b-articles"), SWITCHBOARD_LANGUAGES="en") \
+            as (base, _, _):
+        def answer(sender: str, text: str) -> str:
+            replies = requests.post(f"{base}/webhooks/rest/webhook", json={"sender": sender, "message": text},
+                                    timeout=30).json()
+            return " ".join(reply.get("text", "") for reply in replies)
+
+        assert "Dogs on a lead are welcome" in answer("c-1", "can i bring my dog into the shop")
+        assert (tmp_path / "host-b-articles" / "dogs.md").is_file()
+        (kb / "bikes.md").write_text(article("bikes", "Bike parking", "Every shop has covered bike racks."),
+                                     encoding="utf-8")
+        assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
+        # No Redis to announce it: the server finds it at its next check of the store (every 10 s).
+        wait_for(lambda: "covered bike racks" in answer(f"c-{time.monotonic()}", "where can i park my bike"),
+                 timeout=40)
