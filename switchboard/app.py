@@ -406,6 +406,13 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
                     meter, kb_watch=watch)
 
 
+def check_kb_snapshots(settings: Settings) -> None:
+    """Refuse a SWITCHBOARD_KB_SNAPSHOTS that is neither way of sharing snapshots (before a build or a server)."""
+    if settings.kb_snapshots not in ("files", "store"):
+        raise SwitchboardError(f"SWITCHBOARD_KB_SNAPSHOTS is {settings.kb_snapshots!r}; use files (every host "
+                               "reads one index directory) or store (snapshots are shipped through the store)")
+
+
 def store_snapshots(settings: Settings, store: ConversationStore) -> StoreSnapshots | None:
     """This process's share in snapshots shipped through the store (SWITCHBOARD_KB_SNAPSHOTS=store), else None."""
     if settings.kb_snapshots != "store":
@@ -493,9 +500,7 @@ def check_settings(settings: Settings) -> None:
             "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
             "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
     report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
-    if settings.kb_snapshots not in ("files", "store"):
-        raise SwitchboardError(f"SWITCHBOARD_KB_SNAPSHOTS is {settings.kb_snapshots!r}; use files (every host "
-                               "reads one index directory) or store (snapshots are shipped through the store)")
+    check_kb_snapshots(settings)
     if settings.pull_lease_seconds < 2:
         raise SwitchboardError(f"SWITCHBOARD_PULL_LEASE_SECONDS is {settings.pull_lease_seconds:g}; a worker renews "
                                "the lease about every second, so it must be at least 2 (15 is the default)")

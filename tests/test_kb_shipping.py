@@ -127,13 +127,20 @@ def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
         store.dispose()
 
 
-def test_an_unknown_way_of_sharing_snapshots_is_refused_with_the_choices() -> None:
+def test_an_unknown_way_of_sharing_snapshots_is_refused_with_the_choices(tmp_path: Path) -> None:
     from bot.errors import SwitchboardError
     from switchboard.app import check_settings
     from switchboard.settings import Settings
 
     with pytest.raises(SwitchboardError, match=r"use files .* or store"):
         check_settings(Settings(kb_snapshots="redis"))
+    from click.testing import CliRunner
+
+    from switchboard.cli import main
+
+    built = CliRunner().invoke(main, ["kb", "build"], env={"SWITCHBOARD_KB_SNAPSHOTS": "stor",
+                                                           "SWITCHBOARD_INDEX_DIR": str(tmp_path / "index")})
+    assert built.exit_code != 0 and "SWITCHBOARD_KB_SNAPSHOTS is 'stor'" in built.output  # before building anything
 
 
 def test_a_new_host_without_articles_takes_the_published_ones(

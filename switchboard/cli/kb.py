@@ -35,12 +35,13 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
 
     from kb_index.encoder import load_encoder
     from kb_index.snapshot import BuildOptions, build_snapshot
-    from switchboard.app import multilingual_model
+    from switchboard.app import check_kb_snapshots, multilingual_model
 
     settings = load_settings()
     source = source or settings.kb_dir
     out = out or settings.index_dir
     try:
+        check_kb_snapshots(settings)
         click.echo(f"Loading the embedding model {settings.model} ...")
         encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
         multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out), threads=0)  # every core
@@ -301,9 +302,11 @@ def kb_rollback(name: str, keep_files: bool) -> None:
     """Make an earlier snapshot live again (running servers pick it up within a search), and its
     article files the KB directory's, so the next build keeps what was rolled back to."""
     from kb_index.snapshot import rollback
+    from switchboard.app import check_kb_snapshots
 
     settings = load_settings()
     try:
+        check_kb_snapshots(settings)
         path = rollback(settings.index_dir, name, None if keep_files else settings.kb_dir)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
