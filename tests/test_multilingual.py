@@ -3,6 +3,7 @@ the knowledge base searched and decided with it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -199,18 +200,26 @@ def test_translated_questions_stay_above_the_floor(index_dir: Path, encoder: Enc
     floors = LANGUAGE_FLOORS[split]
     assert all(measured[metric] >= floor for metric, floor in floors.items()), measured
 
-@pytest.fixture(scope="session")
-def own_language_index(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder,
-                       multilingual: MultilingualModel) -> Callable[[str], Path]:
-    """A shop's KB in its customers' language: the sample articles written in it, with no English version."""
-    built: dict[str, Path] = {}
 
-    def index(language: str) -> Path:
-        if language not in built:
-            built[language] = tmp_path_factory.mktemp(f"kb_index_{language}")
-            build_snapshot(ROOT / "data" / "kb_eval" / "kb" / language, built[language], encoder,
-                           multilingual=multilingual)
-        return built[language]
+# The sample shop with every third article (by file name) written in another language only, the rest in English.
+MIXED_ARTICLES = sorted(path.name for path in (ROOT / "data" / "kb").glob("*.md"))[::3]
+
+
+@pytest.fixture(scope="session")
+def written_in(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder,
+               multilingual: MultilingualModel) -> Callable[..., Path]:
+    """The index of the sample articles as written in `language` (data/kb_eval/kb): all of them, a shop's KB
+    with no English version; or with `mixed`, only a third of them (MIXED_ARTICLES) beside the English rest."""
+
+    @functools.cache
+    def index(language: str, mixed: bool = False) -> Path:
+        kb = tmp_path_factory.mktemp(f"kb_{language}")
+        for article in (ROOT / "data" / "kb").glob("*.md"):
+            written = ROOT / "data" / "kb_eval" / "kb" / language / article.name
+            shutil.copy(written if not mixed or article.name in MIXED_ARTICLES else article, kb / article.name)
+        index_dir = tmp_path_factory.mktemp(f"kb_index_{language}{'_mixed' if mixed else ''}")
+        build_snapshot(kb, index_dir, encoder, multilingual=multilingual)
+        return index_dir
     return index
 
 
@@ -242,10 +251,10 @@ OWN_LANGUAGE_FLOORS = {
 
 @pytest.mark.parametrize(("kb", "language", "split"), list(OWN_LANGUAGE_FLOORS))
 def test_a_kb_in_the_customers_language_declines_what_it_does_not_cover(
-        own_language_index: Callable[[str], Path], encoder: Encoder, multilingual: MultilingualModel,
+        written_in: Callable[..., Path], encoder: Encoder, multilingual: MultilingualModel,
         kb: str, language: str, split: str) -> None:
     cases = load_cases(ROOT / "data" / "kb_eval" / "lang" / language / f"{split}.csv")
-    retriever = HybridRetriever(own_language_index(kb), encoder, multilingual=multilingual)
+    retriever = HybridRetriever(written_in(kb), encoder, multilingual=multilingual)
     results = run_cases(retriever, cases, languages=LanguageDetector())
     assert all(p.lang == kb for r in results if r.multilingual for p in r.passages)
     measured = report_decisions(results, kb_policy(Settings())).as_dict()
@@ -272,28 +281,6 @@ ENGLISH_TO_OWN_LANGUAGE_FLOORS = {
 }
 
 
-# The sample shop with every third article (by file name) written in another language only, the rest in English.
-MIXED_ARTICLES = sorted(path.name for path in (ROOT / "data" / "kb").glob("*.md"))[::3]
-
-
-@pytest.fixture(scope="session")
-def mixed_index(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder,
-                multilingual: MultilingualModel) -> Callable[[str], Path]:
-    """A KB of English articles and, for a third of the topics, articles only in `language` (data/kb_eval/kb)."""
-    built: dict[str, Path] = {}
-
-    def index(language: str) -> Path:
-        if language not in built:
-            kb = tmp_path_factory.mktemp(f"kb_mixed_{language}")
-            for article in (ROOT / "data" / "kb").glob("*.md"):
-                written = ROOT / "data" / "kb_eval" / "kb" / language / article.name
-                shutil.copy(written if article.name in MIXED_ARTICLES else article, kb / article.name)
-            built[language] = tmp_path_factory.mktemp(f"kb_index_mixed_{language}")
-            build_snapshot(kb, built[language], encoder, multilingual=multilingual)
-        return built[language]
-    return index
-
-
 # English questions (data/kb_eval dev and dev2, test) to a KB of English articles and, for a third of the
 # topics, German (Chinese, ...) ones: dev reach 0.78 with German articles, 133 of 145 answers right, 49 of 60
 # declined, test 0.86, 57 of 61, 21 of 27; Chinese dev 0.75, 110 of 118, 52 of 60, test 0.82, 41 of 44, 21 of
@@ -315,13 +302,13 @@ MIXED_FLOORS = {
 @pytest.mark.parametrize(("kind", "kb", "split"), [("own", *key) for key in ENGLISH_TO_OWN_LANGUAGE_FLOORS]
                          + [("mixed", *key) for key in MIXED_FLOORS])
 def test_english_questions_find_the_articles_written_in_another_language(
-        own_language_index: Callable[[str], Path], mixed_index: Callable[[str], Path], encoder: Encoder,
+        written_in: Callable[..., Path], encoder: Encoder,
         multilingual: MultilingualModel, kind: str, kb: str, split: str) -> None:
     """English questions to a KB with no English article (`own`), or with a third of its articles in
     another language only (`mixed`), are matched across languages and reach those articles."""
     names = ["dev.csv", "dev2.csv"] if split == "dev" else ["test.csv"]
     cases = [case for name in names for case in load_cases(ROOT / "data" / "kb_eval" / name)]
-    index = own_language_index(kb) if kind == "own" else mixed_index(kb)
+    index = written_in(kb, mixed=kind == "mixed")
     retriever = HybridRetriever(index, encoder, multilingual=multilingual)
     assert retriever.multilingual_for("en") and retriever.multilingual_for(None)
     results = run_cases(retriever, cases, languages=LanguageDetector())
@@ -331,14 +318,14 @@ def test_english_questions_find_the_articles_written_in_another_language(
 
 
 def test_a_german_article_beside_english_ones_answers_an_english_customer(
-        make_chat: Callable[..., RecordingChannel], mixed_index: Callable[[str], Path]) -> None:
+        make_chat: Callable[..., RecordingChannel], written_in: Callable[..., Path]) -> None:
     assert "account-create.md" in MIXED_ARTICLES and "shipping-costs.md" not in MIXED_ARTICLES
-    chat = make_chat(index_dir=mixed_index("de"))
+    chat = make_chat(index_dir=written_in("de", mixed=True))
     replies = chat.say("how do I create an account")
     kb = _kb_event(chat)
     assert (kb["decision"], kb["offered"], kb["encoder"]) == ("answer", ["account-create"], "multilingual")
     assert replies[0].startswith("This article is only in German:\n\n")
-    chat = make_chat(index_dir=mixed_index("de"))
+    chat = make_chat(index_dir=written_in("de", mixed=True))
     replies = chat.say("how much does delivery cost")
     assert (_kb_event(chat)["decision"], _kb_event(chat)["offered"]) == ("answer", ["shipping-costs"])
     assert "Standard delivery costs" in replies[0] and "only in" not in replies[0]
@@ -366,15 +353,15 @@ def test_an_example_question_in_another_language_keeps_english_questions_english
 
 
 def test_a_customer_is_told_which_language_the_article_is_in(make_chat: Callable[..., RecordingChannel],
-                                                              own_language_index: Callable[[str], Path]) -> None:
-    chat = make_chat(index_dir=own_language_index("de"))
+                                                              written_in: Callable[..., Path]) -> None:
+    chat = make_chat(index_dir=written_in("de"))
     replies = chat.say("how much does delivery cost")
     kb = _kb_event(chat)
     assert kb["decision"] == "answer" and kb["offered"] == ["shipping-costs"]
     assert kb["language"] == "en" and kb["encoder"] == "multilingual"
     assert replies[0].startswith("This article is only in German:\n\n")
     assert "Der Standardversand kostet 4,95 €" in replies[0]
-    chat = make_chat(index_dir=own_language_index("de"))
+    chat = make_chat(index_dir=written_in("de"))
     replies = chat.say("运费多少？")
     assert _kb_event(chat)["offered"] == ["shipping-costs"]
     assert replies[0].startswith("这篇文章目前只有德语版：\n\n")
@@ -395,8 +382,8 @@ def test_the_lexical_side_reads_every_script() -> None:
 
 
 def test_chinese_words_lift_the_chinese_article_that_has_them(
-        own_language_index: Callable[[str], Path], encoder: Encoder, multilingual: MultilingualModel) -> None:
-    index = own_language_index("zh")
+        written_in: Callable[..., Path], encoder: Encoder, multilingual: MultilingualModel) -> None:
+    index = written_in("zh")
     dense = HybridRetriever(index, encoder, Fusion(own_languages={"zh": OwnLanguage(0.09)}), multilingual=multilingual)
     fused = HybridRetriever(index, encoder, multilingual=multilingual)
     question = "礼品卡余额怎么查"
