@@ -117,15 +117,15 @@ def chunk_languages(chunks: Sequence[Chunk], detect: Callable[[str], str | None]
     return tuple((detect(chunk.question) if chunk.question else None) or chunk.lang or "en" for chunk in chunks)
 
 
-def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: int) -> dict[str, OwnChunks]:
+def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: int,
+               english: bool) -> dict[str, OwnChunks]:
     """Each language's chunks, by base language ("zh" holds zh and zh-TW; `languages`: each chunk's, as
     `chunk_languages` tells them), with the originals their translations stand in for (chunks[:searchable]
-    are originals, the rest translations). English's only where an article is in another language: English
-    questions meet the multilingual encoder nowhere else."""
-    mixed = any(chunk.lang and not is_english(chunk.lang) for chunk in chunks[:searchable])
+    are originals, the rest translations). English's only with `english`: where an article is in another
+    language, since English questions meet the multilingual encoder nowhere else."""
     numbers: dict[str, list[int]] = {}
     for number, language in enumerate(languages):
-        if mixed or not is_english(language):
+        if english or not is_english(language):
             numbers.setdefault(base_language(language), []).append(number)
     found = {}
     for language, mine in numbers.items():

@@ -495,4 +495,4 @@ def load_snapshot(path: Path) -> Snapshot:
     foreign = any(c.lang and not is_english(c.lang) for c in originals)
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    own_chunks(chunks, languages, searchable), foreign, languages)
+                    own_chunks(chunks, languages, searchable, english=foreign), foreign, languages)

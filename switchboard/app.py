@@ -133,6 +133,7 @@ class Services:
     telegram_poller: TelegramPoller | None = None
     mail_reader: ImapReader | None = None
     kb_watch: SnapshotWatcher | None = None  # set where processes share a notifier: reloads on others' publishes
+    kb_shipping: StoreSnapshots | None = None  # set with SWITCHBOARD_KB_SNAPSHOTS=store: shares this one's publishes
     streams: StreamSlots | None = None  # set by create_app: the open event streams
 
     def close(self) -> None:
@@ -403,7 +404,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
         if (settings.redis_url or shipped is not None) and isinstance(retriever, HybridRetriever) else None
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
-                    meter, kb_watch=watch)
+                    meter, kb_watch=watch, kb_shipping=shipped)
 
 
 def check_kb_snapshots(settings: Settings) -> None:
@@ -616,7 +617,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
     else:
         retriever = services.retriever
 
-        shipped = store_snapshots(settings, services.store)
+        shipped = services.kb_shipping
 
         def published() -> None:
             retriever.reload()
