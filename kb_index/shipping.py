@@ -41,6 +41,8 @@ class SnapshotShelf(Protocol):
 
     def snapshot_archive(self, name: str) -> bytes | None: ...
 
+    def stored_snapshots(self) -> list[tuple[str, str, bool]]: ...
+
 
 def pack(snapshot: Path) -> bytes:
     """A snapshot directory as a gzipped tar of its files, under relative names."""
@@ -81,6 +83,23 @@ def share(shelf: SnapshotShelf, index_dir: Path, keep: int) -> str | None:
     return live.name
 
 
+def fetch(shelf: SnapshotShelf, index_dir: Path, name: str) -> bool:
+    """Unpack the stored snapshot `name` into this index directory unless it is here already (a rollback on a
+    host that started after it was published). False if neither this directory nor the store has it; raises
+    SwitchboardError for a stored one that is damaged."""
+    if not _is_snapshot_name(name):
+        return False
+    with build_lock(index_dir):
+        if (index_dir / "snapshots" / name).is_dir():
+            return True
+        archive = shelf.snapshot_archive(name)
+        if archive is None:
+            return False
+        unpack(archive, index_dir, name)
+    log.info("knowledge base %s taken from the store", name)
+    return True
+
+
 def follow(shelf: SnapshotShelf, index_dir: Path, keep: int) -> bool:
     """Make the store's live snapshot this index directory's, unpacking it first if it is not here (all but
     the `keep` newest unpacked ones are then deleted, as after a build). True if the pointer moved; a damaged
@@ -88,7 +107,7 @@ def follow(shelf: SnapshotShelf, index_dir: Path, keep: int) -> bool:
     name = shelf.live_snapshot()
     if name is None:
         return False
-    if "/" in name or "\\" in name or name.startswith("."):
+    if not _is_snapshot_name(name):
         log.error("kept the live snapshot: the store names %r live, which is no snapshot's name", name)
         return False
     with build_lock(index_dir):
@@ -108,6 +127,11 @@ def follow(shelf: SnapshotShelf, index_dir: Path, keep: int) -> bool:
         prune_snapshots(index_dir, keep)
     log.info("knowledge base %s taken from the store", name)
     return True
+
+
+def _is_snapshot_name(name: str) -> bool:
+    """Whether a name read from the store can be a directory in `snapshots/` (no path into elsewhere)."""
+    return not ("/" in name or "\\" in name or name.startswith("."))
 
 
 class StoreSnapshots:

@@ -34,6 +34,8 @@ def test_the_store_keeps_the_newest_packed_snapshots_and_which_one_is_live(store
     assert store.live_snapshot() == "20261205T000200-c"
     assert store.snapshot_archive("20261205T000000-a") is None  # the oldest let go
     assert store.snapshot_archive("20261205T000100-b") == b"20261205T000100-b" * 1000
+    assert [(name, live) for name, _, live in store.stored_snapshots()] == [
+        ("20261205T000200-c", True), ("20261205T000100-b", False)]
     assert store.make_snapshot_live("20261205T000100-b") and store.live_snapshot() == "20261205T000100-b"
     assert not store.make_snapshot_live("20261205T000000-a") and store.live_snapshot() == "20261205T000100-b"
     store.store_snapshot("20261205T000300-d", b"d", keep=1)
@@ -123,6 +125,49 @@ def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
         wait_for(lambda: retriever.search("can i bring my dog", k=1)[0].article_id == "dogs")
         assert (elsewhere / "dogs.md").is_file()
         watch.stop()
+    finally:
+        store.dispose()
+
+
+def test_a_host_rolls_back_to_a_version_only_the_store_still_holds(
+        new_store_url: Callable[[], str], tmp_path: Path) -> None:
+    """A host that started after a version was published never unpacked it; `kb versions` shows it as the
+    store's, and `kb rollback` takes it from the store, serves it, and makes it the deployment's."""
+    from click.testing import CliRunner
+
+    from bot.stores import open_store
+    from switchboard.cli import main
+
+    url = new_store_url()
+    kb = tmp_path / "kb-a"
+    kb.mkdir()
+    (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
+    common = {"SWITCHBOARD_STORE_URL": url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_LANGUAGES": "en",
+              "SWITCHBOARD_VAR_DIR": str(tmp_path / "var")}
+    host_a = {**common, "SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a")}
+    host_b = {**common, "SWITCHBOARD_KB_DIR": str(tmp_path / "kb-b"), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-b")}
+    assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
+    first = current_snapshot(tmp_path / "host-a")
+    assert first is not None
+    (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome."), encoding="utf-8")
+    assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
+    store = open_store(url)
+    try:
+        (tmp_path / "kb-b").mkdir()
+        assert follow(store, tmp_path / "host-b", keep=5)  # host B starts now: the second version only
+        assert not (tmp_path / "host-b" / "snapshots" / first.name).exists()
+
+        listed = CliRunner().invoke(main, ["kb", "versions"], env=host_b)
+        assert listed.exit_code == 0 and f"{first.name}" in listed.output and "in the store" in listed.output, \
+            listed.output
+        rolled = CliRunner().invoke(main, ["kb", "rollback", first.name], env=host_b)
+        assert rolled.exit_code == 0, rolled.output
+        assert current_snapshot(tmp_path / "host-b") == tmp_path / "host-b" / "snapshots" / first.name
+        assert sorted(p.name for p in (tmp_path / "kb-b").glob("*.md")) == ["returns.md"]
+        assert store.live_snapshot() == first.name  # every other host follows
+
+        missing = CliRunner().invoke(main, ["kb", "rollback", "20200101T000000-gone"], env=host_b)
+        assert missing.exit_code != 0 and "here or in the store" in missing.output, missing.output
     finally:
         store.dispose()
 

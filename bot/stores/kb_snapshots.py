@@ -33,6 +33,11 @@ class KbSnapshotRecords(Records):
         row = self._connection().execute("SELECT name FROM kb_snapshots WHERE live = 1").fetchone()
         return None if row is None else str(row["name"])
 
+    def stored_snapshots(self) -> list[tuple[str, str, bool]]:
+        """The stored snapshots, newest first: name, when it was stored, and whether it is the live one."""
+        rows = self._connection().execute("SELECT name, stored_at, live FROM kb_snapshots ORDER BY name DESC")
+        return [(str(row["name"]), str(row["stored_at"]), bool(row["live"])) for row in rows.fetchall()]
+
     def snapshot_archive(self, name: str) -> bytes | None:
         """A stored snapshot's archive."""
         row = self._connection().execute("SELECT archive FROM kb_snapshots WHERE name = ?", (name,)).fetchone()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,7 @@ from switchboard.settings import Settings
 
 if TYPE_CHECKING:
     from bot.dialogue.kb_decision import KbPolicy
+    from bot.stores.conversations import ConversationStore
 
 
 @main.group()
@@ -55,25 +58,33 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
         _announce_kb(settings)
 
 
+@contextmanager
+def _snapshot_store(settings: Settings, failing: str) -> Iterator[ConversationStore]:
+    """The store that ships snapshots between hosts (SWITCHBOARD_KB_SNAPSHOTS=store); `failing` says what
+    did not happen when it cannot be opened."""
+    from bot.stores import open_store
+
+    try:
+        store = open_store(settings.store_url)
+    except SwitchboardError as exc:
+        raise click.ClickException(f"{failing}: {exc}") from exc
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
 def _announce_kb(settings: Settings) -> None:
     """Tell the running processes of a deployment that shares a Redis that another snapshot is live (each
     notices it on its next search anyway; this makes every host read it at once), packing it into the store
     first where hosts share no directory (SWITCHBOARD_KB_SNAPSHOTS=store)."""
     if settings.kb_snapshots == "store":
-        from bot.stores import open_store
         from kb_index.shipping import share
         from kb_index.snapshot import BuildOptions
 
-        try:
-            store = open_store(settings.store_url)
-        except SwitchboardError as exc:
-            raise click.ClickException(f"the snapshot is live here but not shared with the other hosts: {exc}") \
-                from exc
-        try:
+        with _snapshot_store(settings, "the snapshot is live here but not shared with the other hosts") as store:
             click.echo(f"Shared {share(store, settings.index_dir, BuildOptions().keep_snapshots)} with the other "
                        "hosts through the store.")
-        finally:
-            store.dispose()
     if not settings.redis_url:
         return
     from bot.notifier import announce
@@ -280,7 +291,12 @@ def kb_versions() -> None:
     settings = load_settings()
     live = current_snapshot(settings.index_dir)
     snapshots = list_snapshots(settings.index_dir)
-    if not snapshots:
+    stored: list[tuple[str, str, bool]] = []
+    if settings.kb_snapshots == "store":
+        with _snapshot_store(settings, "cannot list the versions the other hosts published") as store:
+            here = {path.name for path, _ in snapshots}
+            stored = [row for row in store.stored_snapshots() if row[0] not in here]
+    if not snapshots and not stored:
         raise click.ClickException(f"no snapshots in {settings.index_dir}; run `switchboard kb build`")
     for path, manifest in snapshots:
         changes = manifest.get("changes", {})
@@ -291,7 +307,20 @@ def kb_versions() -> None:
         for kind, ids in changes.items():
             if ids and len(ids) <= 5:
                 click.echo(f"      {kind}: {', '.join(ids)}")
-    click.echo("* live")
+    for name, stored_at, deployed in stored:
+        click.echo(f"{'+' if deployed else ' '} {name}  stored {stored_at}  in the store only: "
+                   "`switchboard kb rollback` takes it from there")
+    click.echo("* live" + ("; + live on the other hosts" if any(deployed for _, _, deployed in stored) else ""))
+
+
+def _fetch_snapshot(settings: Settings, name: str) -> None:
+    """Where hosts ship snapshots through the store, take a version this host never unpacked from there."""
+    from kb_index.shipping import fetch
+
+    with _snapshot_store(settings, f"cannot look for {name} in the store") as store:
+        if not fetch(store, settings.index_dir, name):
+            raise SwitchboardError(f"no snapshot {name!r} here or in the store; `switchboard kb versions` "
+                                   "lists them")
 
 
 @kb.command("rollback")
@@ -307,6 +336,8 @@ def kb_rollback(name: str, keep_files: bool) -> None:
     settings = load_settings()
     try:
         check_kb_snapshots(settings)
+        if settings.kb_snapshots == "store":
+            _fetch_snapshot(settings, name)
         path = rollback(settings.index_dir, name, None if keep_files else settings.kb_dir)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
