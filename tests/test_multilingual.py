@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from bot.dialogue.engine import EnginePolicy
-from bot.dialogue.kb_decision import OTHER_LANGUAGES
+from bot.dialogue.kb_decision import OTHER_LANGUAGES, KbAction, decide
 from bot.errors import SwitchboardError
 from bot.language import LanguageDetector
 from bot.messages import EventKind
@@ -123,7 +123,12 @@ def test_questions_in_each_language_find_the_article(index_dir: Path, encoder: E
     }
     for language, (question, article) in asked.items():
         assert retriever.multilingual_for(language)
-        assert retriever.search(question, k=3, language=language)[0].topic == article, language
+        # Ranked first, or offered among close ones: the Bulgarian question's translated returns policy and the
+        # English refunds article score within 0.01 of each other, and the customer is asked which they meant.
+        found = retriever.search(question, k=3, language=language)
+        decision = decide(found, OTHER_LANGUAGES.get(language))
+        assert found[0].topic == article or (decision.action == KbAction.CHOICES and article in decision.article_ids), \
+            (language, decision)
     assert not retriever.multilingual_for("en") and not retriever.multilingual_for("en-GB")
     assert not retriever.multilingual_for(None)
 
@@ -317,6 +322,36 @@ def test_english_questions_find_the_articles_written_in_another_language(
     assert all(measured[metric] >= floor for metric, floor in floors.items()), measured
 
 
+# Each language's dev questions to the KB of English articles and, for a third of the topics, articles in
+# that language (MIXED_ARTICLES): with the own-language offsets chosen for KBs all in one language, 63 of 71
+# answers were right (Chinese 16 of 20: a Chinese article above the right English one), 49 of 65 declined.
+# Text in the question's language that competes with text in others is scored 0.01 lower still: dev reach
+# de 0.71, bg 0.66, zh 0.71, zh-TW 0.66, th 0.66; answers right 11 of 14, 15 of 15, 14 of 14, 10 of 10, 12 of
+# 12; declined 11, 12, 11, 9 and 10 of 13. Chinese test (read once after): reach 0.63, 5 of 5 right (7 of 9
+# before), 6 of 6 declined.
+MIXED_OWN_FLOORS = {
+    ("zh", "test"): {"reach": 0.57, "answer_precision": 0.8, "decline_rate": 0.83},
+    ("de", "dev"): {"reach": 0.68, "answer_precision": 0.78, "decline_rate": 0.84},
+    ("bg", "dev"): {"reach": 0.63, "answer_precision": 0.93, "decline_rate": 0.9},
+    ("zh", "dev"): {"reach": 0.68, "answer_precision": 0.93, "decline_rate": 0.84},
+    ("zh-TW", "dev"): {"reach": 0.63, "answer_precision": 0.9, "decline_rate": 0.69},
+    ("th", "dev"): {"reach": 0.63, "answer_precision": 0.91, "decline_rate": 0.76},
+}
+
+
+@pytest.mark.parametrize(("kb", "split"), list(MIXED_OWN_FLOORS))
+def test_a_question_in_the_language_of_some_articles_finds_the_english_ones_too(
+        written_in: Callable[..., Path], encoder: Encoder, multilingual: MultilingualModel,
+        kb: str, split: str) -> None:
+    """Questions in German (Chinese, ...) to a KB that has some articles in their language and the rest in
+    English: the articles in their language do not crowd out the right English one."""
+    cases = load_cases(ROOT / "data" / "kb_eval" / "lang" / kb / f"{split}.csv")
+    retriever = HybridRetriever(written_in(kb, mixed=True), encoder, multilingual=multilingual)
+    results = run_cases(retriever, cases, languages=LanguageDetector())
+    measured = report_decisions(results, kb_policy(Settings())).as_dict()
+    assert all(measured[metric] >= floor for metric, floor in MIXED_OWN_FLOORS[kb, split].items()), measured
+
+
 def test_a_german_article_beside_english_ones_answers_an_english_customer(
         make_chat: Callable[..., RecordingChannel], written_in: Callable[..., Path]) -> None:
     assert "account-create.md" in MIXED_ARTICLES and "shipping-costs.md" not in MIXED_ARTICLES
@@ -404,18 +439,23 @@ def test_articles_in_the_questions_language_are_matched_less_its_offset(tmp_path
     (kb / "de" / "shipping-costs.md").unlink()
     build_snapshot(kb, tmp_path / "index", encoder, multilingual=multilingual)
 
-    def scores(offsets: dict[str, OwnLanguage], language: str) -> dict[str, float]:
-        retriever = HybridRetriever(tmp_path / "index", encoder, Fusion(own_languages=offsets),
-                                    multilingual=multilingual)
+    def scores(offsets: dict[str, OwnLanguage], language: str, index: Path = tmp_path / "index") -> dict[str, float]:
+        retriever = HybridRetriever(index, encoder, Fusion(own_languages=offsets), multilingual=multilingual)
         return {p.article_id: p.score for p in retriever.search(QUESTIONS[language], k=10, language=language)}
 
     plain, offset = scores({}, "de"), scores({"de": OwnLanguage(0.25)}, "de")
     assert set(plain) == {"stores", "returns-policy", "shipping-costs"}  # no German setting: translations unmatched
     assert set(offset) == {"stores", "returns-policy.de", "shipping-costs"}  # the German version stands in
-    assert offset["shipping-costs"] == pytest.approx(plain["shipping-costs"] - 0.25)
+    # German text competing with an English article ("stores") is scored lower still.
+    assert offset["shipping-costs"] == pytest.approx(plain["shipping-costs"] - 0.25 - Fusion().mixed_own_offset)
     assert offset["stores"] == plain["stores"]
     chinese = {"zh": OwnLanguage(0.25, lexical_weight=0.5)}
     assert scores(chinese, "zh-TW") == scores({}, "zh-TW")  # no article here is in Chinese
+
+    (kb / "stores.md").unlink()  # now every article the German question can meet is German
+    build_snapshot(kb, tmp_path / "index", encoder, multilingual=multilingual)
+    plain, offset = scores({}, "de"), scores({"de": OwnLanguage(0.25)}, "de")
+    assert offset["shipping-costs"] == pytest.approx(plain["shipping-costs"] - 0.25)
 
 
 
