@@ -51,10 +51,12 @@ class Fusion:
     own_languages: Mapping[str, OwnLanguage] = field(default_factory=lambda: dict(OWN_LANGUAGES))
     # ... and one in another language than English, by (question's, chunk's) language, where it differs.
     across: Mapping[tuple[str, str], float] = field(default_factory=lambda: dict(ACROSS_LANGUAGES))
-    # Subtracted as well from the question's own language where its text competes with articles in other
-    # languages (a KB of English articles and some German ones): the own-language offsets were chosen on KBs
-    # all in one language, and there a Chinese article still outscored the right English one. Chosen on the
-    # five languages' dev questions to such KBs: the most reached with 92% of answers right, 80% declined.
+    # Subtracted as well from an article written only in the question's language where articles in other
+    # languages compete with it (a KB of English articles and some German ones): the own-language offsets were
+    # chosen on KBs all in one language, and there a Chinese article still outscored the right English one.
+    # Chosen on the five languages' dev questions to such KBs: the most reached with 92% of answers right and
+    # 80% declined. A translation keeps its language's offset (it cost the sample KB's translated articles
+    # answers: "可以退貨嗎" became choices).
     mixed_own_offset: float = 0.01
     # An English question to a KB mixing English articles with others is matched by the multilingual encoder;
     # the English articles' scores are blended with the English encoder's, put on the multilingual scale by
@@ -207,10 +209,11 @@ class HybridRetriever:
                 scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
             for i, b in found.items():
                 scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
-        own_offset = own.offset + (0.0 if mine.alone else self._fusion.mixed_own_offset)
+        # An article written only in the question's language, beside articles in others, less a little more.
+        mixed = 0.0 if mine.alone else self._fusion.mixed_own_offset
         for i in scores.keys() & mine.numbers:
             offset = pair(i)
-            scores[i] -= own_offset if offset is None else offset
+            scores[i] -= (own.offset + (mixed if i < snapshot.searchable else 0.0)) if offset is None else offset
 
     def unknown_names(self, text: str, language: str | None = None, people: Sequence[str] = ()) -> list[str]:
         """Names in a question that the KB never mentions (kb_index.vocabulary); `people`'s are no topic."""
