@@ -1,16 +1,22 @@
-"""Editing article files for the console: validated ids, paths kept inside the KB, atomic writes."""
+"""Editing article files for the console: validated ids, paths kept inside the KB, atomic writes; and, where
+hosts share no directory, the edits not yet published kept in the store for every host's working copy."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
 from bot.errors import Conflict, InvalidMessage, NotFound
 from kb_index.articles import AUDIENCES, KNOWN_CHANNELS, VALID_ID, Article, load_articles
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,58 @@ class ArticleDraft:
         return f"---\n{front}---\n{self.body.strip()}\n"
 
 
-class ArticleFiles:
-    """The working copy of the knowledge base: what editors change before they publish."""
+class EditShelf(Protocol):
+    """Where the edits not yet published are kept: the store (bot.stores.kb_snapshots)."""
 
-    def __init__(self, kb_dir: Path) -> None:
+    def record_kb_edit(self, path: str, text: str | None) -> int: ...
+
+    def kb_edits(self) -> list[tuple[int, str, str | None]]: ...
+
+    def forget_kb_edits(self, through: int | None = None) -> None: ...
+
+
+class SharedEdits:
+    """The working copy of hosts that share no directory (`SWITCHBOARD_KB_SNAPSHOTS=store`): every article file
+    an editor saves or deletes on any host is kept in the store until a publish takes it (or a rollback undoes
+    it), and each host writes those edits into its own KB directory before it reads it, in the order they were
+    saved, so the last save of a file wins, as on one host."""
+
+    def __init__(self, shelf: EditShelf, kb_dir: Path) -> None:
+        self._shelf = shelf
         self._kb_dir = kb_dir
+        self._lock = threading.Lock()
+
+    def record(self, path: Path, text: str | None) -> None:
+        """An article file saved here (`text` None: deleted)."""
+        self._shelf.record_kb_edit(path.resolve().relative_to(self._kb_dir.resolve()).as_posix(), text)
+
+    def catch_up(self) -> int:
+        """Write the edits saved on any host into this KB directory; the number of the last (0: none)."""
+        edits = self._shelf.kb_edits()
+        with self._lock:
+            for _, relative, text in edits:
+                path = self._kb_dir / relative
+                if not path.resolve().is_relative_to(self._kb_dir.resolve()) or path.suffix != ".md":
+                    log.error("left out the stored edit of %r: it is no article file of the knowledge base", relative)
+                elif text is None:
+                    path.unlink(missing_ok=True)
+                elif not path.is_file() or path.read_text(encoding="utf-8") != text:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomically(path, text)
+        return edits[-1][0] if edits else 0
+
+    def forget(self, through: int | None = None) -> None:
+        """Let go of the edits up to number `through`, which a publish took, or of all of them."""
+        self._shelf.forget_kb_edits(through)
+
+
+class ArticleFiles:
+    """The working copy of the knowledge base: what editors change before they publish; with `shared`, the
+    edits saved on every host (see `SharedEdits`)."""
+
+    def __init__(self, kb_dir: Path, shared: SharedEdits | None = None) -> None:
+        self._kb_dir = kb_dir
+        self._shared = shared
 
     @property
     def kb_dir(self) -> Path:
@@ -91,11 +144,11 @@ class ArticleFiles:
 
     def articles(self) -> list[Article]:
         """Every article, by title."""
-        return sorted(load_articles(self._kb_dir), key=lambda a: a.title.lower())
+        return sorted(self._load(), key=lambda a: a.title.lower())
 
     def get(self, article_id: str) -> Article:
         """The article with this id, or NotFound."""
-        for article in load_articles(self._kb_dir):
+        for article in self._load():
             if article.article_id == article_id:
                 return article
         raise NotFound(f"no article {article_id!r}")
@@ -104,12 +157,12 @@ class ArticleFiles:
         """Write a new article as `<id>.md`; the id must be new."""
         draft.validate()
         self._check_original(draft)
-        if any(a.article_id == draft.article_id for a in load_articles(self._kb_dir)):
+        if any(a.article_id == draft.article_id for a in self._load()):
             raise Conflict(f"an article with the id {draft.article_id!r} exists already")
         path = self._inside(self._kb_dir / f"{draft.article_id}.md")
         if path.exists():
             raise Conflict(f"the file {path.name} exists already")
-        self._write(path, draft.render())
+        self._save(path, draft.render())
         return path
 
     def update(self, article_id: str, draft: ArticleDraft) -> Path:
@@ -119,19 +172,33 @@ class ArticleFiles:
             raise InvalidMessage("an article's id cannot change; create a new article instead")
         self._check_original(draft)
         path = self._inside(self.get(article_id).path)
-        self._write(path, draft.render())
+        self._save(path, draft.render())
         return path
 
     def delete(self, article_id: str) -> None:
         """Remove an article's file; an original with translations stays until they are removed."""
-        translations = [a.article_id for a in load_articles(self._kb_dir) if a.translation_of == article_id]
+        translations = [a.article_id for a in self._load() if a.translation_of == article_id]
         if translations:
             raise Conflict(f"{article_id!r} has translations ({', '.join(translations)}); delete them first")
-        self._inside(self.get(article_id).path).unlink()
+        path = self._inside(self.get(article_id).path)
+        path.unlink()
+        if self._shared is not None:
+            self._shared.record(path, None)
+
+    def _load(self) -> list[Article]:
+        """The articles as they are now, with the edits saved on other hosts where those are shared."""
+        if self._shared is not None:
+            self._shared.catch_up()
+        return load_articles(self._kb_dir)
+
+    def _save(self, path: Path, text: str) -> None:
+        write_atomically(path, text)
+        if self._shared is not None:
+            self._shared.record(path, text)
 
     def _check_original(self, draft: ArticleDraft) -> None:
         """A translation's original must exist and be an original; an original with translations stays one."""
-        articles = {a.article_id: a for a in load_articles(self._kb_dir)}
+        articles = {a.article_id: a for a in self._load()}
         if draft.translation_of:
             original = articles.get(draft.translation_of)
             if original is None:
@@ -148,13 +215,14 @@ class ArticleFiles:
             raise InvalidMessage(f"{path.name} lies outside the knowledge-base directory")
         return resolved
 
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        handle, staging = tempfile.mkstemp(prefix=".edit-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(staging, path)
-        finally:
-            if os.path.exists(staging):
-                os.unlink(staging)
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file so that a reader sees the old text or the new, never half of it."""
+    handle, staging = tempfile.mkstemp(prefix=".edit-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)

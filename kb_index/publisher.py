@@ -11,6 +11,7 @@ from typing import Any
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
+from kb_index.editing import SharedEdits
 from kb_index.multilingual import MultilingualModel
 from kb_index.snapshot import (
     BuildOptions,
@@ -30,8 +31,9 @@ class KnowledgeBasePublisher:
 
     def __init__(self, kb_dir: Path, index_dir: Path, encoder: Encoder, model: str,
                  options: BuildOptions | None = None, on_publish: Callable[[], object] = lambda: None,
-                 multilingual: MultilingualModel | None = None) -> None:
+                 multilingual: MultilingualModel | None = None, shared: SharedEdits | None = None) -> None:
         self._kb_dir = kb_dir
+        self._shared = shared  # the edits saved on every host, where hosts share no directory
         self._multilingual = multilingual
         self._index_dir = index_dir
         self._encoder = encoder
@@ -41,14 +43,19 @@ class KnowledgeBasePublisher:
         self._on_publish = on_publish
 
     def publish(self, author: str) -> Path:
-        """Build the working copy into a new snapshot and make it live."""
+        """Build the working copy into a new snapshot and make it live (with every host's saved edits, which
+        then leave the store)."""
+        taken = self._catch_up()
         path = build_snapshot(self._kb_dir, self._index_dir, self._encoder, model=self._model, author=author,
                               options=self._options, multilingual=self._multilingual)
         self._on_publish()
+        if self._shared is not None and taken:
+            self._shared.forget(taken)
         return path
 
     def unpublished(self, index_dir: Path | None = None) -> dict[str, list[str]]:
         """Articles added, changed and removed in the working copy since the live snapshot (of `index_dir`)."""
+        self._catch_up()
         chunks = [c for a in load_articles(self._kb_dir) for c in chunk_article(a, self._options.max_chunk_chars)]
         return changes_since_live(index_dir or self._index_dir,
                                   article_hashes(chunks, [c.content_hash() for c in chunks]))
@@ -76,8 +83,13 @@ class KnowledgeBasePublisher:
         """Make an earlier snapshot live again; with `restore_files`, the articles being edited become that
         version's too (otherwise the next publish brings back what was rolled back)."""
         path = rollback(self._index_dir, name, self._kb_dir if restore_files else None)
+        if self._shared is not None and restore_files:
+            self._shared.forget()  # the edits saved since are undone on every host, as here
         self._on_publish()
         return path
+
+    def _catch_up(self) -> int:
+        return self._shared.catch_up() if self._shared is not None else 0
 
     def diff(self, name: str) -> tuple[str | None, list[tuple[str, list[str]]]]:
         """What a version changed in the article files, against the version before it: that version's

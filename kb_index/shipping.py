@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.errors import SwitchboardError
+from kb_index.editing import SharedEdits
 from kb_index.snapshot import (
     build_lock,
     current_snapshot,
@@ -137,13 +138,15 @@ def _is_snapshot_name(name: str) -> bool:
 class StoreSnapshots:
     """One process's part in `SWITCHBOARD_KB_SNAPSHOTS=store`: it shares what it publishes, and follows what
     any process published, its article files included, so that the editor pages of every host start from
-    the published articles (a host's unpublished edits give way to another host's publish)."""
+    the published articles, with the edits saved since on any host (`edits`) on top."""
 
-    def __init__(self, shelf: SnapshotShelf, index_dir: Path, kb_dir: Path | None, keep: int) -> None:
+    def __init__(self, shelf: SnapshotShelf, index_dir: Path, kb_dir: Path | None, keep: int,
+                 edits: SharedEdits | None = None) -> None:
         self._shelf = shelf
         self._index_dir = index_dir
         self._kb_dir = kb_dir
         self._keep = keep
+        self.edits = edits  # the working copy's unpublished edits, shared by the hosts' editor pages
 
     def share(self) -> str | None:
         """After a publish or rollback in this process (see `share`)."""
@@ -166,4 +169,6 @@ class StoreSnapshots:
                 restore_sources(live, self._kb_dir)
             except (SwitchboardError, OSError) as exc:
                 log.warning("the articles of %s were not copied into %s: %s", live.name, self._kb_dir, exc)
+            if self.edits is not None:
+                self.edits.catch_up()  # edits saved since that publish, on any host, stay in the working copy
         return True

@@ -70,7 +70,7 @@ from handoff.console import create_console_blueprint
 from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint, create_no_kb_blueprint
 from handoff.reports_pages import create_reports_blueprint
-from kb_index.editing import ArticleFiles
+from kb_index.editing import ArticleFiles, SharedEdits
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
@@ -420,8 +420,9 @@ def store_snapshots(settings: Settings, store: ConversationStore) -> StoreSnapsh
         return None
     if not settings.kb_dir.is_dir() and store.live_snapshot() is not None:
         settings.kb_dir.mkdir(parents=True)  # a new host: the published articles are written into it
-    return StoreSnapshots(store, settings.index_dir, settings.kb_dir if settings.kb_dir.is_dir() else None,
-                          BuildOptions().keep_snapshots)
+    kb_dir = settings.kb_dir if settings.kb_dir.is_dir() else None
+    return StoreSnapshots(store, settings.index_dir, kb_dir, BuildOptions().keep_snapshots,
+                          SharedEdits(store, kb_dir) if kb_dir is not None else None)
 
 
 def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | NoKnowledgeBase:
@@ -625,9 +626,11 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                 shipped.share()  # hosts that share no directory take it from the store
             services.notifier.publish(KB_PUBLISHED)  # the other processes, where they share the notifier
 
+        shared = shipped.edits if shipped is not None else None
         publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
                                            BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
-                                           on_publish=published, multilingual=multilingual_model(settings))
+                                           on_publish=published, multilingual=multilingual_model(settings),
+                                           shared=shared)
 
         def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
             questions = collect_gaps(services.store, since, until, services.store.handled_gaps())
@@ -635,7 +638,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             return cluster_gaps(questions, services.encoder,
                                 other_languages=multilingual.queries if multilingual is not None else None)
 
-        app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir), publisher,
+        app.register_blueprint(create_kb_blueprint(services.store, ArticleFiles(settings.kb_dir, shared), publisher,
                                                    services.engine.preview, gap_report, services.store.handle_gaps,
                                                    language_detector(settings).languages,
                                                    preview_draft=DraftPreview(services, publisher)))

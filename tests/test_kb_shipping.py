@@ -42,6 +42,33 @@ def test_the_store_keeps_the_newest_packed_snapshots_and_which_one_is_live(store
     assert store.snapshot_archive("20261205T000100-b") is None and store.live_snapshot() == "20261205T000300-d"
 
 
+def test_the_store_keeps_unpublished_edits_in_order_until_a_publish_takes_them(
+        store: ConversationStore, tmp_path: Path) -> None:
+    from kb_index.editing import SharedEdits
+
+    here, there = tmp_path / "host-a", tmp_path / "host-b"
+    for kb in (here, there):
+        (kb / "de").mkdir(parents=True)
+    on_a, on_b = SharedEdits(store, here), SharedEdits(store, there)
+    assert store.kb_edits() == [] and on_b.catch_up() == 0
+    (here / "dogs.md").write_text("first", encoding="utf-8")
+    on_a.record(here / "dogs.md", "first")
+    on_a.record(here / "de" / "dogs.md", "erste")
+    on_a.record(here / "dogs.md", "second")  # saved again: the last save wins
+    (there / "old.md").write_text("old", encoding="utf-8")
+    on_a.record(here / "old.md", None)  # deleted
+    last = on_b.catch_up()
+    assert (there / "dogs.md").read_text(encoding="utf-8") == "second"
+    assert (there / "de" / "dogs.md").read_text(encoding="utf-8") == "erste" and not (there / "old.md").exists()
+    store.record_kb_edit("../outside.md", "no")  # a row no save writes
+    store.record_kb_edit("notes.txt", "no")
+    assert on_b.catch_up() > last and not (tmp_path / "outside.md").exists() and not (there / "notes.txt").exists()
+    on_b.forget(last)
+    assert [path for _, path, _ in store.kb_edits()] == ["../outside.md", "notes.txt"]
+    on_b.forget()
+    assert store.kb_edits() == []
+
+
 def test_a_publish_on_one_host_is_served_by_another_that_shares_no_directory(
         store: ConversationStore, tmp_path: Path, encoder: Encoder) -> None:
     kb, here, there = tmp_path / "kb", tmp_path / "host-a", tmp_path / "host-b"
@@ -150,9 +177,13 @@ def test_a_host_rolls_back_to_a_version_only_the_store_still_holds(
     first = current_snapshot(tmp_path / "host-a")
     assert first is not None
     (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome."), encoding="utf-8")
-    assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
     store = open_store(url)
     try:
+        # Saved in the editor pages of another host and not yet published: this build publishes it too.
+        store.record_kb_edit("bikes.md", article("bikes", "Bike parking", "Every shop has covered bike racks."))
+        built = CliRunner().invoke(main, ["kb", "build"], env=host_a)
+        assert built.exit_code == 0 and "Took 1 edit saved in the editor pages" in built.output, built.output
+        assert (kb / "bikes.md").is_file() and store.kb_edits() == []
         (tmp_path / "kb-b").mkdir()
         assert follow(store, tmp_path / "host-b", keep=5)  # host B starts now: the second version only
         assert not (tmp_path / "host-b" / "snapshots" / first.name).exists()
@@ -160,8 +191,10 @@ def test_a_host_rolls_back_to_a_version_only_the_store_still_holds(
         listed = CliRunner().invoke(main, ["kb", "versions"], env=host_b)
         assert listed.exit_code == 0 and f"{first.name}" in listed.output and "in the store" in listed.output, \
             listed.output
+        store.record_kb_edit("kayaks.md", article("kayaks", "Kayaks", "We rent kayaks."))
         rolled = CliRunner().invoke(main, ["kb", "rollback", first.name], env=host_b)
         assert rolled.exit_code == 0, rolled.output
+        assert store.kb_edits() == []  # undone on every host, as here
         assert current_snapshot(tmp_path / "host-b") == tmp_path / "host-b" / "snapshots" / first.name
         assert sorted(p.name for p in (tmp_path / "kb-b").glob("*.md")) == ["returns.md"]
         assert store.live_snapshot() == first.name  # every other host follows

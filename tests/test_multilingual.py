@@ -320,7 +320,7 @@ def test_english_questions_find_the_articles_written_in_another_language(
 # Each language's dev questions to the KB of English articles and, for a third of the topics, articles in
 # that language (MIXED_ARTICLES): with the own-language offsets chosen for KBs all in one language, 63 of 71
 # answers were right (Chinese 16 of 20: a Chinese article above the right English one), 49 of 65 declined.
-# Text in the question's language that competes with text in others is scored 0.01 lower still: dev reach
+# An article only in the question's language, beside English ones, is scored 0.01 lower still: dev reach
 # de 0.71, bg 0.66, zh 0.71, zh-TW 0.66, th 0.66; answers right 11 of 14, 15 of 15, 14 of 14, 10 of 10, 12 of
 # 12; declined 11, 12, 11, 9 and 10 of 13. Chinese test (read once after): reach 0.63, 5 of 5 right (7 of 9
 # before), 6 of 6 declined.

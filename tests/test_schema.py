@@ -70,6 +70,7 @@ def test_an_older_schema_is_refused_until_upgraded_and_keeps_its_data(store_url:
     assert upgraded.exit_code == 0, upgraded.output
     assert "applying version 2: The provider's ids of sent replies" in upgraded.output
     assert "applying version 3: Leases on conversations" in upgraded.output
+    assert "applying version 5: Articles saved in the editor pages and not yet published" in upgraded.output
     assert f"Upgraded from schema version 1 to {schema.LATEST}." in upgraded.output
     store = open_store(store_url)
     assert [e.text for e in store.transcript(conversation_id)][:2] == ["where is my parcel", "on its way"]

@@ -63,7 +63,7 @@ from bot.stores.customers import (
     verify_email_code,
 )
 from bot.stores.database import Connection, Database, Row, SqliteDatabase
-from bot.stores.kb_snapshots import KbSnapshotRecords
+from bot.stores.kb_snapshots import KbEditRecords, KbSnapshotRecords
 from bot.stores.outbox import OutboxRecords
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,10 @@ def _identity_key(channel: str, external_id: str) -> str:
     return f"{channel}:{external_id}"
 
 
-class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords):
+class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRecords):
     """The store: conversations, transcripts and turns here, the outbox (`OutboxRecords`), agents and web
-    sessions (`AgentRecords`), published KB snapshots (`KbSnapshotRecords`), and customers
+    sessions (`AgentRecords`), published KB snapshots and unpublished article edits (`KbSnapshotRecords`,
+    `KbEditRecords`), and customers
     (bot/stores/customers.py), on one database (SQLite or PostgreSQL); a Path means an SQLite file.
 
     `on_change` is called after each commit with the keys that changed: the identity

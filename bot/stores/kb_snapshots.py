@@ -1,5 +1,6 @@
-"""Published knowledge-base snapshots, packed, and which one is live: how hosts that share no directory
-follow a publish (kb_index/shipping.py)."""
+"""Published knowledge-base snapshots, packed, and which one is live, and the articles saved and not yet
+published: how hosts that share no directory follow a publish and edit one working copy
+(kb_index/shipping.py)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,27 @@ class KbSnapshotRecords(Records):
         """A stored snapshot's archive."""
         row = self._connection().execute("SELECT archive FROM kb_snapshots WHERE name = ?", (name,)).fetchone()
         return None if row is None else bytes(row["archive"])
+
+
+class KbEditRecords(Records):
+    """Article files saved in the editor pages since the last publish, in the order they were saved."""
+
+    def record_kb_edit(self, path: str, text: str | None) -> int:
+        """Keep a saved article file (`path` within the KB directory; `text` None: the file was deleted).
+        Returns the edit's number, which grows with every edit."""
+        with self._write() as db:
+            row = db.execute("INSERT INTO kb_edits (path, text, edited_at) VALUES (?, ?, ?) RETURNING edit_id",
+                             (path, text, utcnow().isoformat())).fetchone()
+        return int(row["edit_id"])
+
+    def kb_edits(self) -> list[tuple[int, str, str | None]]:
+        """The edits not yet published, oldest first: number, path and text (None: deleted)."""
+        rows = self._connection().execute("SELECT edit_id, path, text FROM kb_edits ORDER BY edit_id").fetchall()
+        return [(int(row["edit_id"]), str(row["path"]), row["text"]) for row in rows]
+
+    def forget_kb_edits(self, through: int | None = None) -> None:
+        """Let go of the edits up to number `through` (a publish took them), or of all (a rollback undid them)."""
+        if through is None:
+            self._write_one("DELETE FROM kb_edits")
+        else:
+            self._write_one("DELETE FROM kb_edits WHERE edit_id <= ?", (through,))

@@ -43,8 +43,13 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     settings = load_settings()
     source = source or settings.kb_dir
     out = out or settings.index_dir
+    # Where hosts share no directory, what editors saved on any host and did not publish is published too.
+    shared = settings.kb_snapshots == "store" and out == settings.index_dir and source == settings.kb_dir
+    taken = 0
     try:
         check_kb_snapshots(settings)
+        if shared:
+            taken = _catch_up_edits(settings)
         click.echo(f"Loading the embedding model {settings.model} ...")
         encoder = load_encoder(settings.model, out / "onnx", settings.encoder)
         multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out), threads=0)  # every core
@@ -56,6 +61,28 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
         raise click.ClickException(str(exc)) from exc
     if out == settings.index_dir:
         _announce_kb(settings)
+    if taken:
+        _forget_edits(settings, taken)
+
+
+def _catch_up_edits(settings: Settings) -> int:
+    """Write the articles saved in the editor pages of any host, not yet published, into the KB directory
+    (SWITCHBOARD_KB_SNAPSHOTS=store); the number of the last edit taken (0: none)."""
+    from kb_index.editing import SharedEdits
+
+    with _snapshot_store(settings, "cannot read the edits saved on the other hosts") as store:
+        pending = len(store.kb_edits())
+        taken = SharedEdits(store, settings.kb_dir).catch_up()
+    if taken:
+        click.echo(f"Took {plural(pending, 'edit')} saved in the editor pages and not yet published.")
+    return taken
+
+
+def _forget_edits(settings: Settings, through: int | None = None) -> None:
+    """The edits a publish took (up to number `through`), or a rollback undid (all), leave the store."""
+    with _snapshot_store(settings, "the snapshot is live, but the store still holds the editor pages' unpublished "
+                                   "edits it replaced") as store:
+        store.forget_kb_edits(through)
 
 
 @contextmanager
@@ -341,6 +368,8 @@ def kb_rollback(name: str, keep_files: bool) -> None:
         path = rollback(settings.index_dir, name, None if keep_files else settings.kb_dir)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
+    if settings.kb_snapshots == "store" and not keep_files:
+        _forget_edits(settings)  # the editor pages of every host start from the version rolled back to
     click.echo(f"{path.name} is live again." + (
         " The article files are unchanged: the next build brings them back." if keep_files
         else f" The articles in {settings.kb_dir} are its articles again."))
