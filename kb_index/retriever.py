@@ -209,8 +209,9 @@ class HybridRetriever:
                 scores.update(zip(missing, (vectors @ query).tolist(), strict=True))
             for i, b in found.items():
                 scores[i] += own.lexical_weight * b / (b + own.lexical_saturation)
-        # An article written only in the question's language, beside articles in others, less a little more.
-        mixed = 0.0 if mine.alone else self._fusion.mixed_own_offset
+        # An article written only in the question's language, beside articles in others, less a little more
+        # (English's offset was chosen in such KBs, the only ones where it meets the multilingual encoder).
+        mixed = 0.0 if mine.alone or is_english(language) else self._fusion.mixed_own_offset
         for i in scores.keys() & mine.numbers:
             offset = pair(i)
             scores[i] -= (own.offset + (mixed if i < snapshot.searchable else 0.0)) if offset is None else offset
