@@ -400,7 +400,8 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
     delivery = DeliveryWorker(store, senders, notifier, meter=meter, shared=role == "worker")
     # Where processes share a notifier, a publish or rollback in any of them (or `switchboard kb build`) is
     # announced, and every process reads the live snapshot again at once.
-    watch = SnapshotWatcher(notifier, retriever, shipped.follow if shipped is not None else None) \
+    watch = SnapshotWatcher(notifier, retriever, shipped.follow if shipped is not None else None,
+                            check_seconds=settings.kb_check_seconds) \
         if (settings.redis_url or shipped is not None) and isinstance(retriever, HybridRetriever) else None
     return Services(settings, store, notifier, processor, inbox, AgentDirectory(store), retriever, engine, encoder,
                     batching, delivery, telegram, RetentionWorker(store.purge_transcripts, privacy.retention_days),
@@ -412,6 +413,9 @@ def check_kb_snapshots(settings: Settings) -> None:
     if settings.kb_snapshots not in ("files", "store"):
         raise SwitchboardError(f"SWITCHBOARD_KB_SNAPSHOTS is {settings.kb_snapshots!r}; use files (every host "
                                "reads one index directory) or store (snapshots are shipped through the store)")
+    if settings.kb_check_seconds <= 0:
+        raise SwitchboardError(f"SWITCHBOARD_KB_CHECK_SECONDS is {settings.kb_check_seconds:g}; give the seconds "
+                               "between two looks in the store for a publish, above 0 (the default is 10)")
 
 
 def store_snapshots(settings: Settings, store: ConversationStore) -> StoreSnapshots | None:

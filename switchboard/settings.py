@@ -32,6 +32,9 @@ class Settings:
     # share it), or `store`, packed into the store, from which each process takes the live one into its own
     # index directory (hosts that share no directory: docs/deploy.md).
     kb_snapshots: str = "files"
+    # With `store`: how often each process also looks in the store for a publish it was not told of (no Redis,
+    # or a notice missed while Redis restarted).
+    kb_check_seconds: float = 10.0
     nlu_path: Path = Path("data/nlu.yml")
     domain_path: Path = Path("data/domain.yml")
     rules_path: Path = Path("data/rules.yml")

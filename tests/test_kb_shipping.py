@@ -219,6 +219,10 @@ def test_an_unknown_way_of_sharing_snapshots_is_refused_with_the_choices(tmp_pat
     built = CliRunner().invoke(main, ["kb", "build"], env={"SWITCHBOARD_KB_SNAPSHOTS": "stor",
                                                            "SWITCHBOARD_INDEX_DIR": str(tmp_path / "index")})
     assert built.exit_code != 0 and "SWITCHBOARD_KB_SNAPSHOTS is 'stor'" in built.output  # before building anything
+    built = CliRunner().invoke(main, ["kb", "build"], env={"SWITCHBOARD_KB_SNAPSHOTS": "store",
+                                                           "SWITCHBOARD_KB_CHECK_SECONDS": "0",
+                                                           "SWITCHBOARD_INDEX_DIR": str(tmp_path / "index")})
+    assert built.exit_code != 0 and "SWITCHBOARD_KB_CHECK_SECONDS is 0" in built.output
 
 
 def test_a_new_host_without_articles_takes_the_published_ones(
@@ -259,8 +263,8 @@ def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_publ
     assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
 
     with running_server(tmp_path, tmp_path / "host-b", SWITCHBOARD_KB_SNAPSHOTS="store",
-                        SWITCHBOARD_KB_DIR=str(tmp_path / "host-b-articles"), SWITCHBOARD_LANGUAGES="en") \
-            as (base, _, _):
+                        SWITCHBOARD_KB_CHECK_SECONDS="1", SWITCHBOARD_KB_DIR=str(tmp_path / "host-b-articles"),
+                        SWITCHBOARD_LANGUAGES="en") as (base, _, _):
         def answer(sender: str, text: str) -> str:
             replies = requests.post(f"{base}/webhooks/rest/webhook", json={"sender": sender, "message": text},
                                     timeout=30).json()
@@ -271,6 +275,6 @@ def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_publ
         (kb / "bikes.md").write_text(article("bikes", "Bike parking", "Every shop has covered bike racks."),
                                      encoding="utf-8")
         assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
-        # No Redis to announce it: the server finds it at its next check of the store (every 10 s).
+        # No Redis to announce it: the server finds it at its next look in the store (every second here).
         wait_for(lambda: "covered bike racks" in answer(f"c-{time.monotonic()}", "where can i park my bike"),
                  timeout=40)
