@@ -111,9 +111,13 @@ class SharedEdits:
 
     def catch_up(self) -> int:
         """Write the edits saved on any host into this KB directory; the number of the last (0: none)."""
-        edits = self._shelf.kb_edits()
+        return self.apply(self._shelf.kb_edits())
+
+    def apply(self, edits: list[tuple[int, str, str | None]]) -> int:
+        """Write `edits` (as the store lists them, oldest first) into this KB directory; the number of the last."""
+        latest = {relative: text for _, relative, text in edits}  # a file saved twice is written once, as last saved
         with self._lock:
-            for _, relative, text in edits:
+            for relative, text in latest.items():
                 path = self._kb_dir / relative
                 if not path.resolve().is_relative_to(self._kb_dir.resolve()) or path.suffix != ".md":
                     log.error("left out the stored edit of %r: it is no article file of the knowledge base", relative)

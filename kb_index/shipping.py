@@ -91,13 +91,18 @@ def fetch(shelf: SnapshotShelf, index_dir: Path, name: str) -> bool:
     if not _is_snapshot_name(name):
         return False
     with build_lock(index_dir):
-        if (index_dir / "snapshots" / name).is_dir():
-            return True
-        archive = shelf.snapshot_archive(name)
-        if archive is None:
-            return False
-        unpack(archive, index_dir, name)
-    log.info("knowledge base %s taken from the store", name)
+        return _unpacked(shelf, index_dir, name)
+
+
+def _unpacked(shelf: SnapshotShelf, index_dir: Path, name: str) -> bool:
+    """Unpack the stored snapshot `name` unless this index directory has it (the caller holds the build lock);
+    False if the store does not hold it (let go of by a newer publish)."""
+    if (index_dir / "snapshots" / name).is_dir():
+        return True
+    archive = shelf.snapshot_archive(name)
+    if archive is None:
+        return False
+    unpack(archive, index_dir, name)
     return True
 
 
@@ -115,15 +120,12 @@ def follow(shelf: SnapshotShelf, index_dir: Path, keep: int) -> bool:
         live = current_snapshot(index_dir)
         if live is not None and live.name == name:
             return False
-        if not (index_dir / "snapshots" / name).is_dir():
-            archive = shelf.snapshot_archive(name)
-            if archive is None:
+        try:
+            if not _unpacked(shelf, index_dir, name):
                 return False  # let go of by a newer publish since it was read as live
-            try:
-                unpack(archive, index_dir, name)
-            except SwitchboardError:
-                log.exception("kept the live snapshot: the one the store says is live does not load")
-                return False
+        except SwitchboardError:
+            log.exception("kept the live snapshot: the one the store says is live does not load")
+            return False
         switch_to(index_dir, name)
         prune_snapshots(index_dir, keep)
     log.info("knowledge base %s taken from the store", name)

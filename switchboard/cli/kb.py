@@ -71,10 +71,10 @@ def _catch_up_edits(settings: Settings) -> int:
     from kb_index.editing import SharedEdits
 
     with _snapshot_store(settings, "cannot read the edits saved on the other hosts") as store:
-        pending = len(store.kb_edits())
-        taken = SharedEdits(store, settings.kb_dir).catch_up()
+        edits = store.kb_edits()
+        taken = SharedEdits(store, settings.kb_dir).apply(edits)
     if taken:
-        click.echo(f"Took {plural(pending, 'edit')} saved in the editor pages and not yet published.")
+        click.echo(f"Took {plural(len(edits), 'edit')} saved in the editor pages and not yet published.")
     return taken
 
 
