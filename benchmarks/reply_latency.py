@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks.kb import timed
 from bot.messages import InboundMessage
 from bot.ports import Encoder
-from kb_index.encoder import load_encoder
+from kb_index.encoder import load_encoder, vectors_name
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
 from switchboard.app import build_services
@@ -76,7 +76,8 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
             kb_dir=ROOT / "data" / "kb", nlu_path=ROOT / "data" / "nlu.yml",
             domain_path=ROOT / "data" / "domain.yml", secret_key="bench",
         )
-        build_snapshot(settings.kb_dir, settings.index_dir, encoder, model=settings.model)
+        build_snapshot(settings.kb_dir, settings.index_dir, encoder,
+                       model=vectors_name(settings.model, settings.encoder))
         retriever = HybridRetriever(settings.index_dir, encoder)
         queries = [QUESTIONS[i % len(QUESTIONS)] for i in range(messages)]
 

@@ -99,7 +99,7 @@ def write_conversations(store: ConversationStore, count: int, end: datetime, now
 
 
 def run(conversations: int = 100_000) -> ReportTimings:
-    from kb_index.encoder import load_encoder
+    from kb_index.encoder import load_encoder, vectors_name
     from kb_index.snapshot import build_snapshot
     from switchboard.app import create_app, services_of
     from switchboard.settings import Settings
@@ -128,7 +128,8 @@ def run(conversations: int = 100_000) -> ReportTimings:
                             domain_path=root / "data" / "domain.yml", rules_path=root / "data" / "rules.yml",
                             handoff_policy_path=root / "data" / "handoff.yml", languages="en", secret_key="bench")
         encoder = load_encoder(settings.model, settings.index_dir / "onnx")
-        build_snapshot(settings.kb_dir, settings.index_dir, encoder, model=settings.model)  # the app needs a KB
+        vectors = vectors_name(settings.model, settings.encoder)
+        build_snapshot(settings.kb_dir, settings.index_dir, encoder, model=vectors)  # the app needs a KB
         app = create_app(settings, encoder=encoder)
         try:
             services = services_of(app)

@@ -41,8 +41,10 @@ from bot.dialogue.nlu import OUT_OF_SCOPE
 from bot.dialogue.training_data import Example
 from bot.ports import Encoder
 from kb_index.encoder import (
+    WEIGHTS,
     OnnxEncoder,
     RecentVectors,
+    eight_bit_matmuls,
     load_encoder,
     resolve_model_path,
     trace_to_onnx,
@@ -96,7 +98,8 @@ class ContrastiveTuner:
     def two_heads(self, examples: Sequence[Example]) -> TwoHeadEncoder:
         """The base encoder and the one tuned on `examples` as one ONNX graph (see the module's doc)."""
         tuned = self._tuned_copy(examples)
-        target = self._cache_dir / "onnx" / f"two-heads-{weights_digest(self._model_path)}-{weights_digest(tuned)}.onnx"
+        name = f"two-heads-{weights_digest(self._model_path)}-{weights_digest(tuned)}-{WEIGHTS}.onnx"
+        target = self._cache_dir / "onnx" / name
         if target.exists():
             os.utime(target)
         else:
@@ -255,7 +258,7 @@ def export_two_heads(base_path: Path, tuned_path: Path, layers: int, target: Pat
                 intents = layer(intents, mask)
             return shared, intents
 
-    trace_to_onnx(TwoHeads(), ["base", "intents"], target)
+    trace_to_onnx(TwoHeads(), ["base", "intents"], target, transform=eight_bit_matmuls)
     log.info("exported the base and the intent encoder as one graph: %s", target.name)
 
 

@@ -71,7 +71,7 @@ from handoff.customer_pages import create_customer_blueprint
 from handoff.kb_pages import create_kb_blueprint, create_no_kb_blueprint
 from handoff.reports_pages import create_reports_blueprint
 from kb_index.editing import ArticleFiles, SharedEdits
-from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder
+from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder, vectors_name
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
 from kb_index.retriever import KB_PUBLISHED, HybridRetriever, NoKnowledgeBase, SnapshotWatcher
@@ -256,7 +256,7 @@ def other_languages_classifier(settings: Settings, examples: tuple[Example, ...]
 
 def intent_encoder_name(settings: Settings) -> str:
     """What the English intent classifier's vectors come from, in its cache's fingerprint."""
-    return f"{settings.model}/{settings.encoder}/{settings.intent_encoder}"
+    return f"{vectors_name(settings.model, settings.encoder)}/{settings.intent_encoder}"
 
 
 def classifier_cache(settings: Settings) -> Path:
@@ -441,6 +441,11 @@ def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | No
     if multilingual is not None and retriever.snapshot.multilingual is None:
         log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
                     "matched as if English; rebuild it: switchboard kb build", settings.languages)
+    built_by, served_by = retriever.snapshot.manifest.get("model"), vectors_name(settings.model, settings.encoder)
+    if built_by != served_by:
+        log.warning("the knowledge-base index was embedded as %s and questions are embedded as %s: close, not the "
+                    "same vectors; the next publish, or `switchboard kb build`, embeds the articles again",
+                    built_by, served_by)
     return retriever
 
 
@@ -631,7 +636,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             services.notifier.publish(KB_PUBLISHED)  # the other processes, where they share the notifier
 
         shared = shipped.edits if shipped is not None else None
-        publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder, settings.model,
+        publisher = KnowledgeBasePublisher(settings.kb_dir, settings.index_dir, services.encoder,
+                                           vectors_name(settings.model, settings.encoder),
                                            BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                            on_publish=published, multilingual=multilingual_model(settings),
                                            shared=shared)

