@@ -71,7 +71,7 @@ def test_every_weight_matrix_of_the_export_is_stored_in_8_bit_blocks(encoder: En
     assert not float_matmuls
     for node in blocks:
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        assert (attributes["bits"], attributes["block_size"], attributes["accuracy_level"]) == (8, 32, 4)
+        assert (attributes["bits"], attributes["block_size"], attributes["accuracy_level"]) == (8, 128, 4)
 
 
 def test_quantizing_leaves_the_process_logging_as_it_was() -> None:
