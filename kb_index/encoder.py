@@ -144,10 +144,12 @@ def weights_digest(model_path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def export_onnx(model_path: Path, cache_dir: Path) -> Path:
-    """Export the model's transformer to ONNX once, its weights in 8-bit blocks (`eight_bit_matmuls`); later
-    calls return the cached file."""
-    target = cache_dir / f"{model_path.name}-{weights_digest(model_path)}-{WEIGHTS}.onnx"
+def export_onnx(model_path: Path, cache_dir: Path, weights: str = WEIGHTS) -> Path:
+    """Export the model's transformer to ONNX once, its weights in 8-bit blocks (`eight_bit_matmuls`), or in
+    float32 with `weights="f32"` (the benchmarks' yardstick); later calls return the cached file."""
+    if weights not in (WEIGHTS, "f32"):
+        raise SwitchboardError(f"weights are {WEIGHTS} or f32, not {weights!r}")
+    target = cache_dir / f"{model_path.name}-{weights_digest(model_path)}-{weights}.onnx"
     if target.exists():
         return target
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -164,7 +166,8 @@ def export_onnx(model_path: Path, cache_dir: Path) -> Path:
                               token_type_ids=token_type_ids).last_hidden_state
 
     model = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
-    trace_to_onnx(LastHiddenState(model), ["last_hidden_state"], target, transform=eight_bit_matmuls)
+    trace_to_onnx(LastHiddenState(model), ["last_hidden_state"], target,
+                  transform=eight_bit_matmuls if weights == WEIGHTS else None)
     log.info("exported %s to %s", model_path.name, target)
     return target
 
