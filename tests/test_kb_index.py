@@ -16,6 +16,7 @@ from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
 from kb_index.encoder import DEFAULT_MODEL, WEIGHTS, resolve_model_path, vectors_name
+from kb_index.multilingual import MultilingualModel
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import (
     BuildOptions,
@@ -26,7 +27,7 @@ from kb_index.snapshot import (
     rollback,
     switch_to,
 )
-from switchboard.app import knowledge_base
+from switchboard.app import knowledge_base, multilingual_model
 from tests.conftest import ROOT, test_settings
 
 ARTICLE = """---
@@ -390,19 +391,26 @@ def test_a_snapshot_keeps_the_names_it_was_built_with_and_later_builds_reuse_the
 
 
 def test_an_index_embedded_by_another_encoder_is_served_with_a_warning_saying_how_to_embed_it_again(
-        tmp_path: Path, encoder: Encoder, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, encoder: Encoder, onnx_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     kb = tmp_path / "kb"
     shutil.copytree(ROOT / "data" / "kb", kb)
-    settings = test_settings(tmp_path, tmp_path / "index", kb_dir=kb, languages="en")
-    build_snapshot(kb, settings.index_dir, encoder, model=DEFAULT_MODEL)  # before the weights were 8-bit
+    settings = test_settings(tmp_path, tmp_path / "index", kb_dir=kb, languages="en,de")
+    settings.index_dir.mkdir()
+    (settings.index_dir / "onnx").symlink_to(onnx_dir)  # the session's exports, not new ones
+    served = multilingual_model(settings)
+    assert served is not None
+    old = MultilingualModel(served.name.split("+")[0], served.queries, served.passages)  # 4-bit, before
+    build_snapshot(kb, settings.index_dir, encoder, model=DEFAULT_MODEL, multilingual=old)
     with caplog.at_level(logging.WARNING):
         assert knowledge_base(settings, encoder).search("how much is shipping", 1)
     assert (f"embedded as {DEFAULT_MODEL} and questions are embedded as {DEFAULT_MODEL}+{WEIGHTS}"
             in caplog.text), caplog.text
+    assert f"embedded as {old.name} and questions are embedded as {served.name}" in caplog.text
     assert "`switchboard kb build`" in caplog.text
 
     caplog.clear()
-    build_snapshot(kb, settings.index_dir, encoder, model=vectors_name(settings.model, settings.encoder))
+    build_snapshot(kb, settings.index_dir, encoder, model=vectors_name(settings.model, settings.encoder),
+                   multilingual=served)
     with caplog.at_level(logging.WARNING):
         knowledge_base(settings, encoder)
     assert "embedded as" not in caplog.text
