@@ -399,7 +399,7 @@ def test_an_index_embedded_by_another_encoder_is_served_with_a_warning_saying_ho
     (settings.index_dir / "onnx").symlink_to(onnx_dir)  # the session's exports, not new ones
     served = multilingual_model(settings)
     assert served is not None
-    old = MultilingualModel(served.name.split("+")[0], served.queries, served.passages)  # 4-bit, before
+    old = MultilingualModel(f"{served.name}-older", served.queries, served.passages)  # another e5 graph's name
     build_snapshot(kb, settings.index_dir, encoder, model=DEFAULT_MODEL, multilingual=old)
     with caplog.at_level(logging.WARNING):
         assert knowledge_base(settings, encoder).search("how much is shipping", 1)
