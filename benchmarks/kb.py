@@ -27,6 +27,7 @@ from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
 from kb_index.encoder import (
     DEFAULT_MODEL,
+    FLOAT32,
     BatchingEncoder,
     OnnxEncoder,
     SentenceTransformerEncoder,
@@ -136,7 +137,7 @@ def encoder_latencies(onnx: Encoder, torch_encoder: Encoder, cache: Path) -> dic
     query = ["where is my parcel"]
     multilingual = load_multilingual(cache).queries
     model_path = resolve_model_path(DEFAULT_MODEL)
-    float32 = OnnxEncoder(export_onnx(model_path, cache, weights="f32"), model_path)
+    float32 = OnnxEncoder(export_onnx(model_path, cache, weights=FLOAT32), model_path)
     single = {
         "all-MiniLM-L6-v2, sentence-transformers (torch)": percentiles(timed(lambda: torch_encoder.encode(query), 200)),
         "all-MiniLM-L6-v2, float32, ONNX Runtime": percentiles(timed(lambda: float32.encode(query), 200)),

