@@ -4,6 +4,7 @@ across the processes and hosts that share a Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
@@ -181,6 +182,7 @@ class SharedNotifier(Notifier):
         self._channel = channel
         self._keys = None if keys is None else sorted(keys)
         self._origin = uuid.uuid4().hex
+        self._stop_key = f"stop-{self._origin}"  # published by `close`, so that the listener need not time out
         self.connected = threading.Event()
         self._down_since: float | None = None
         self._listener = threading.Thread(target=self._listen, name="switchboard-changes", daemon=True)
@@ -201,7 +203,7 @@ class SharedNotifier(Notifier):
                 if self._keys is None:
                     pubsub.psubscribe(topic(re.sub(r"([\\*?\[\]])", r"\\\1", self._channel), "*"))
                 else:
-                    pubsub.subscribe(*(topic(self._channel, key) for key in self._keys))
+                    pubsub.subscribe(*(topic(self._channel, key) for key in [*self._keys, self._stop_key]))
                 subscribed = False
                 while not self.closed:
                     message = pubsub.get_message(timeout=1.0)
@@ -238,5 +240,7 @@ class SharedNotifier(Notifier):
 
     def close(self) -> None:
         super().close()
+        with contextlib.suppress(*self._errors):  # wakes the listener at once, rather than at its next second
+            self._redis.publish(topic(self._channel, self._stop_key), f"{self._origin} {self._stop_key}")
         self._listener.join(timeout=5)
         self._redis.close()

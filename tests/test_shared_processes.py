@@ -291,7 +291,8 @@ def test_a_publish_in_one_process_is_live_in_another_at_once_even_when_its_view_
 
 
 def test_kb_build_announces_the_new_snapshot_to_a_deployments_processes(
-        tmp_path: Path, prefix: str, notifiers: Callable[..., SharedNotifier]) -> None:
+        tmp_path: Path, prefix: str, notifiers: Callable[..., SharedNotifier],
+        with_models: Callable[..., Path]) -> None:
     from click.testing import CliRunner
 
     from kb_index.retriever import KB_PUBLISHED
@@ -302,7 +303,7 @@ def test_kb_build_announces_the_new_snapshot_to_a_deployments_processes(
     (kb / "returns.md").write_text(article("returns", "Returns", "Return anything within 30 days."), encoding="utf-8")
     listening = notifiers(REDIS, f"{prefix}:changes")
     before = listening.version(KB_PUBLISHED)
-    env = {"SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(tmp_path / "index"),
+    env = {"SWITCHBOARD_KB_DIR": str(kb), "SWITCHBOARD_INDEX_DIR": str(with_models(tmp_path / "index")),
            "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"), "SWITCHBOARD_LANGUAGES": "en",
            "SWITCHBOARD_REDIS_URL": REDIS, "SWITCHBOARD_REDIS_PREFIX": prefix}
     result = CliRunner().invoke(main, ["kb", "build"], env=env)
