@@ -9,10 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bot.dialogue.kb_decision import KbPolicy, LanguagePolicies
 from bot.errors import SwitchboardError
+from bot.messages import Passage
 from bot.ports import Encoder
-from kb_index.evaluation import EvalResult, calibrate, load_cases, report_decisions, run_cases, score
+from kb_index.evaluation import (
+    EvalResult,
+    PolicyTally,
+    calibrate,
+    load_cases,
+    report_decisions,
+    run_cases,
+    score,
+)
 from kb_index.retriever import HybridRetriever
 from switchboard.app import kb_policy
 from switchboard.settings import Settings
@@ -74,6 +86,31 @@ def test_scoring_counts_hits_answers_and_declines() -> None:
     assert report.answered == 3 and report.answer_precision == 1 / 3
     assert report.rejected_unanswerable == 1 and report.unanswerable == 2
     assert calibrate(results) == 0.9  # answering only the sure one makes the most right decisions
+
+
+# Scores on a coarse grid, so that ties between articles and with the thresholds are common.
+SCORES = st.integers(0, 20).map(lambda n: n / 20)
+TOPICS = st.sampled_from("abcde")
+
+
+@st.composite
+def eval_results(draw: st.DrawFn) -> EvalResult:
+    found = sorted(draw(st.lists(st.tuples(SCORES, TOPICS, st.booleans()), max_size=6)), reverse=True)
+    passages = tuple(Passage(f"{topic}-de" if translated else topic, "", "", "", "", score,
+                             translation_of=topic if translated else "") for score, topic, translated in found)
+    return EvalResult("q", draw(st.none() | TOPICS), tuple(dict.fromkeys(p.topic for p in passages)),
+                      passages[0].score if passages else 0.0, passages, multilingual=draw(st.booleans()),
+                      unknown_names=draw(st.sampled_from([(), (), (), ("netflix",)])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(results=st.lists(eval_results(), max_size=12),
+       policy=st.builds(KbPolicy, SCORES, SCORES.map(lambda s: s / 4), SCORES, SCORES.map(lambda s: s / 4),
+                        st.integers(1, 3)))
+def test_calibration_tallies_each_policy_as_the_bot_decides(results: list[EvalResult], policy: KbPolicy) -> None:
+    # Calibration scores thousands of policies as array operations; each must be what deciding question by
+    # question gives, with the policy applied to every question (as calibrating one encoder's questions).
+    assert PolicyTally(results).report(policy) == report_decisions(results, policy, LanguagePolicies(policy, {}))
 
 
 def test_question_file_errors_are_clear(tmp_path: Path) -> None:
