@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -100,14 +101,15 @@ default_internal_user = {user}
 """, encoding="utf-8")
     if user == "dovecot":
         shutil.chown(root / "mail", user, user)
-    # In the foreground (-F), so the test owns the process and stops it.
+    # In the foreground (-F) and a process group of its own, so the test owns it and its children and stops
+    # them all at once (asked to stop, Dovecot's master waits a second for its children).
     process = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: process.poll() is None and _answers(port), timeout=20)
         yield Dovecot(port, root)
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
 

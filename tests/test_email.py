@@ -212,8 +212,8 @@ def test_mail_through_a_signed_mailgun_route(make_app: Callable[..., Flask], smt
     assert len(smtp.received) == 1
 
 
-def test_an_unconfigured_mailgun_route_says_what_to_set(app: Flask) -> None:
-    answer = app.test_client().post("/webhooks/email/mailgun/mime", data={"body-mime": "x"})
+def test_an_unconfigured_mailgun_route_says_what_to_set(make_app: Callable[..., Flask]) -> None:
+    answer = make_app().test_client().post("/webhooks/email/mailgun/mime", data={"body-mime": "x"})
     assert answer.status_code == 503 and "SWITCHBOARD_MAILGUN_SIGNING_KEY" in answer.get_data(as_text=True)
 
 
