@@ -163,6 +163,9 @@ def announce(url: str, channel: str, key: str) -> bool:
         client.close()
 
 
+_STOP = "notifier-stop-"  # a listener's own wake-up call, followed by its process's origin
+
+
 class SharedNotifier(Notifier):
     """A Notifier whose changes reach every process on the same Redis, over pub/sub: a reply stored by one
     process wakes the console and web-chat streams that another serves.
@@ -182,7 +185,7 @@ class SharedNotifier(Notifier):
         self._channel = channel
         self._keys = None if keys is None else sorted(keys)
         self._origin = uuid.uuid4().hex
-        self._stop_key = f"stop-{self._origin}"  # published by `close`, so that the listener need not time out
+        self._stop_key = f"{_STOP}{self._origin}"  # published by `close`: the listener need not time out
         self.connected = threading.Event()
         self._down_since: float | None = None
         self._listener = threading.Thread(target=self._listen, name="switchboard-changes", daemon=True)
@@ -216,7 +219,7 @@ class SharedNotifier(Notifier):
                         delay = 0.1
                     elif message["type"] in ("message", "pmessage"):
                         origin, _, key = message["data"].decode().partition(" ")
-                        if origin != self._origin:
+                        if origin != self._origin and not key.startswith(_STOP):  # another's stop: not a change
                             super().publish(key)
                 pubsub.close()
             except self._errors as exc:
