@@ -159,6 +159,21 @@ class DecisionReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, questions: int, answerable: int, answered: int, answered_right: int, offered: int,
+           offered_right: int, declined_unanswerable: int) -> DecisionReport:
+        """The report of these counts, with the shares derived from them."""
+        unanswerable = questions - answerable
+        return cls(
+            questions=questions, answerable=answerable, unanswerable=unanswerable,
+            answered=answered, answered_right=answered_right,
+            answer_precision=answered_right / answered if answered else 0.0,
+            offered=offered, offered_right=offered_right,
+            reach=(answered_right + offered_right) / answerable if answerable else 0.0,
+            declined_unanswerable=declined_unanswerable,
+            decline_rate=declined_unanswerable / unanswerable if unanswerable else 0.0,
+        )
+
 
 def decisions(results: Sequence[EvalResult], policy: KbPolicy,
               other_languages: LanguagePolicies = OTHER_LANGUAGES) -> list[KbDecision]:
@@ -181,21 +196,13 @@ def report_decisions(results: Sequence[EvalResult], policy: KbPolicy,
     """Score the decisions as a customer would meet them."""
     made = decisions(results, policy, other_languages)
     pairs = list(zip(results, made, strict=True))
-    answerable = sum(r.expected is not None for r in results)
-    unanswerable = len(results) - answerable
     answered = [(r, d) for r, d in pairs if d.action == KbAction.ANSWER]
     offered = [(r, d) for r, d in pairs if d.action == KbAction.CHOICES]
-    answered_right = sum(is_right(r, d) for r, d in answered)
-    offered_right = sum(is_right(r, d) for r, d in offered)
-    declined = sum(1 for r, d in pairs if r.expected is None and d.action == KbAction.DECLINE)
-    return DecisionReport(
-        questions=len(results), answerable=answerable, unanswerable=unanswerable,
-        answered=len(answered), answered_right=answered_right,
-        answer_precision=answered_right / len(answered) if answered else 0.0,
-        offered=len(offered), offered_right=offered_right,
-        reach=(answered_right + offered_right) / answerable if answerable else 0.0,
-        declined_unanswerable=declined, decline_rate=declined / unanswerable if unanswerable else 0.0,
-    )
+    return DecisionReport.of(
+        questions=len(results), answerable=sum(r.expected is not None for r in results),
+        answered=len(answered), answered_right=sum(is_right(r, d) for r, d in answered),
+        offered=len(offered), offered_right=sum(is_right(r, d) for r, d in offered),
+        declined_unanswerable=sum(1 for r, d in pairs if r.expected is None and d.action == KbAction.DECLINE))
 
 
 def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
@@ -247,24 +254,16 @@ class PolicyTally:
         self.best = self.scores[:, 0]
         runner_up = np.where(self.scores[:, 1] > _NO_ARTICLE, self.scores[:, 1], 0.0)
         self.margin = self.best - runner_up
+        self.rows = np.arange(len(results))
 
     def report(self, policy: KbPolicy) -> DecisionReport:
-        rows = np.arange(len(self.rank))
         answer = self.found & (self.best >= policy.answer_score) & (self.margin >= policy.answer_margin)
         close = (self.scores >= policy.choice_score) & (self.best[:, None] - self.scores <= policy.choice_window)
         choices = self.found & ~answer & (close.sum(axis=1) >= 2)
         listed = close & (np.cumsum(close, axis=1) <= policy.max_choices)  # the choices offered
-        expected_listed = np.pad(listed, ((0, 0), (0, 1)))[rows, self.rank]
-        answered_right = int((answer & (self.rank == 0)).sum())
-        offered_right = int((choices & expected_listed).sum())
-        answered, answerable = int(answer.sum()), int(self.answerable.sum())
-        unanswerable = len(rows) - answerable
-        declined = int((~answer & ~choices & ~self.answerable).sum())
-        return DecisionReport(
-            questions=len(rows), answerable=answerable, unanswerable=unanswerable,
-            answered=answered, answered_right=answered_right,
-            answer_precision=answered_right / answered if answered else 0.0,
-            offered=int(choices.sum()), offered_right=offered_right,
-            reach=(answered_right + offered_right) / answerable if answerable else 0.0,
-            declined_unanswerable=declined, decline_rate=declined / unanswerable if unanswerable else 0.0,
-        )
+        expected_listed = np.pad(listed, ((0, 0), (0, 1)))[self.rows, self.rank]
+        return DecisionReport.of(
+            questions=len(self.rows), answerable=int(self.answerable.sum()),
+            answered=int(answer.sum()), answered_right=int((answer & (self.rank == 0)).sum()),
+            offered=int(choices.sum()), offered_right=int((choices & expected_listed).sum()),
+            declined_unanswerable=int((~answer & ~choices & ~self.answerable).sum()))

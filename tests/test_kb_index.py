@@ -7,6 +7,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -391,13 +392,12 @@ def test_a_snapshot_keeps_the_names_it_was_built_with_and_later_builds_reuse_the
 
 
 def test_an_index_embedded_by_another_encoder_is_served_with_a_warning_saying_how_to_embed_it_again(
-        tmp_path: Path, encoder: Encoder, onnx_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, encoder: Encoder, with_models: Callable[..., Path], caplog: pytest.LogCaptureFixture) -> None:
     kb = tmp_path / "kb"
     kb.mkdir()
     shutil.copy(ROOT / "data" / "kb" / "shipping-costs.md", kb)  # one article: two builds stay quick
     settings = test_settings(tmp_path, tmp_path / "index", kb_dir=kb, languages="en,de")
-    settings.index_dir.mkdir()
-    (settings.index_dir / "onnx").symlink_to(onnx_dir)  # the session's exports, not new ones
+    with_models(settings.index_dir, caches=("onnx",))  # the session's exports, not new ones
     served = multilingual_model(settings)
     assert served is not None
     old = MultilingualModel(f"{served.name}-older", served.queries, served.passages)  # another e5 graph's name

@@ -74,11 +74,11 @@ def test_the_export_keeps_the_weights_4_bit_and_is_made_once(tmp_path: Path) -> 
     assert exported.stat().st_mtime_ns == made
 
 
-def test_a_server_runs_it_on_its_encoder_threads_and_a_build_on_every_core(tmp_path: Path, onnx_dir: Path,
-                                                                         multilingual: MultilingualModel) -> None:
+def test_a_server_runs_it_on_its_encoder_threads_and_a_build_on_every_core(
+        tmp_path: Path, with_models: Callable[..., Path], multilingual: MultilingualModel) -> None:
     from switchboard.app import multilingual_model
 
-    (tmp_path / "onnx").symlink_to(onnx_dir)  # the export made for the session, not another
+    with_models(tmp_path, caches=("onnx",))  # the export made for the session, not another
     settings = Settings(index_dir=tmp_path, languages="en,de")
     served = multilingual_model(settings)
     assert served is not None and served.threads == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,9 @@ EVAL = ROOT / "data" / "nlu_eval"
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, onnx_dir: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The CLI reads settings from the environment; point its model cache at the one the tests built."""
-    index_dir = tmp_path / "kb_index"
-    index_dir.mkdir()
-    (index_dir / "onnx").symlink_to(onnx_dir, target_is_directory=True)
-    monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(index_dir))
+def cli_env(tmp_path: Path, with_models: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI reads settings from the environment; give its model cache the encoders the tests exported."""
+    monkeypatch.setenv("SWITCHBOARD_INDEX_DIR", str(with_models(tmp_path / "kb_index", caches=("onnx",))))
     yield
 
 

@@ -6,13 +6,12 @@ import gc
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -253,13 +252,11 @@ def test_a_public_https_service_gets_no_demo_agent_and_is_told_how_to_make_an_ad
         assert "create an admin with `switchboard agents add EMAIL --role admin`" in output
 
 
-def test_an_index_from_before_other_languages_is_rebuilt_on_start(tmp_path: Path, index_dir: Path, onnx_dir: Path,
-                                                                  encoder: Encoder) -> None:
+def test_an_index_from_before_other_languages_is_rebuilt_on_start(tmp_path: Path, encoder: Encoder,
+                                                                  with_models: Callable[..., Path]) -> None:
     old = tmp_path / "index"
     build_snapshot(ROOT / "data" / "kb", old, encoder, model=DEFAULT_MODEL)  # English only, as before
-    shutil.copytree(onnx_dir, old / "onnx")  # the exported encoders, and the tuned intents if trained yet
-    if (index_dir / "nlu").is_dir():
-        shutil.copytree(index_dir / "nlu", old / "nlu")
+    with_models(old)  # the exported encoders, and the tuned intents if trained yet
     (tmp_path / "run").mkdir()
     with running_server(tmp_path / "run", old) as (base, output, _):
         assert "predates answers in en,de,bg,zh,zh-TW,th; rebuilding it" in output
