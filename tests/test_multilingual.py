@@ -180,15 +180,16 @@ def test_other_languages_are_decided_by_their_own_policies() -> None:
 
 
 # Measured on the sample KB (docs/kb-quality.md) less about one question: a split answers only 6 to 15
-# questions and holds 6 or 13 unanswerable ones, and ONNX Runtime's kernels differ a little from one
+# questions and holds 6, 13 or 16 unanswerable ones, and ONNX Runtime's kernels differ a little from one
 # CPU to another, enough to move a close call across the margin ("wie ändere ich mein passwort" leads
 # by 0.0208 on one machine and under 0.02 on another). Raise them when answers get better.
 LANGUAGE_FLOORS = {"dev": {"reach": 0.45, "answer_precision": 0.65, "decline_rate": 0.6, "hit_at_3": 0.75},
+                   "dev2": {"reach": 0.5, "answer_precision": 0.7, "decline_rate": 0.6, "hit_at_3": 0.78},
                    "test": {"reach": 0.42, "answer_precision": 0.65, "decline_rate": 0.65, "hit_at_3": 0.78}}
 
 
 @pytest.mark.parametrize("language", ["de", "bg", "zh", "zh-TW", "th"])
-@pytest.mark.parametrize("split", ["dev", "test"])
+@pytest.mark.parametrize("split", ["dev", "dev2", "test"])
 def test_translated_questions_stay_above_the_floor(index_dir: Path, encoder: Encoder, multilingual: MultilingualModel,
                                                    language: str, split: str) -> None:
     cases = load_cases(ROOT / "data" / "kb_eval" / "lang" / language / f"{split}.csv")
@@ -496,7 +497,7 @@ def test_kb_eval_suggests_the_setting_for_a_language(index_dir: Path, monkeypatc
     result = CliRunner().invoke(main, ["kb", "eval", "--questions",
                                        str(ROOT / "data" / "kb_eval" / "lang" / "bg" / "dev.csv")])
     assert result.exit_code == 0, result.output
-    assert "answer at 0.79 with a lead of 0.02" in result.output  # Bulgarian's own policy decided
+    assert "answer at 0.795 with a lead of 0.02" in result.output  # Bulgarian's own policy decided
     assert "SWITCHBOARD_KB_OTHER_LANGUAGES=bg=" in result.output
 
 
@@ -513,7 +514,7 @@ def test_kb_eval_of_a_set_in_several_languages_names_each_policy_and_suggests_ea
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if line.startswith("Decisions ("))
     assert "matched by the English encoder: answer at 0.67 with a lead of 0.06" in header, header
-    assert "bg: answer at 0.79 with a lead of 0.02" in header and "de: answer at 0.80 with a lead of 0.02" in header
+    assert "bg: answer at 0.795 with a lead of 0.02" in header and "de: answer at 0.802 with a lead of 0.02" in header
     assert "Suggested on this set for the questions the English encoder matched: answer at" in result.output
     assert "SWITCHBOARD_KB_MIN_SCORE=" in result.output and "SWITCHBOARD_KB_OTHER_LANGUAGES=*=" in result.output
     reported = CliRunner().invoke(main, ["kb", "eval", "--json", *(f"--questions={path}" for path in sets)])

@@ -206,10 +206,10 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     if english and matched_across:
         click.echo(f"Decisions ({len(english)} questions matched by the English encoder: {_described(policy)}; "
                    f"{len(matched_across)} by the multilingual encoder, by SWITCHBOARD_KB_OTHER_LANGUAGES: "
-                   + "; ".join(f"{code}: {_described(others.get(code))}" for code in sorted(map(str, languages)))
+                   + "; ".join(f"{code}: {_described(others.get(code), 3)}" for code in sorted(map(str, languages)))
                    + "):")
-    else:
-        click.echo(f"Decisions ({_described(policy)}):")
+    else:  # the multilingual encoder's thresholds sit close together: three digits tell them apart
+        click.echo(f"Decisions ({_described(policy, 3 if other else 2)}):")
     click.echo(f"  answered            {decided.answered}, right {decided.answered_right} "
                f"(precision {decided.answer_precision:.3f})")
     click.echo(f"  offered choices     {decided.offered}, the right article among them {decided.offered_right}")
