@@ -75,17 +75,20 @@ class HybridRetriever:
     """
 
     def __init__(self, index_dir: Path, encoder: Encoder, fusion: Fusion | None = None,
-                 multilingual: MultilingualModel | None = None) -> None:
+                 multilingual: MultilingualModel | None = None, vectors: str | None = None) -> None:
+        """`vectors`: the name `encoder`'s vectors go by (`vectors_name`); a snapshot whose articles another
+        encoder embedded is then warned about whenever one is loaded, at the start or published later."""
         self._index_dir = index_dir
         self._encoder = encoder
         self._fusion = fusion or Fusion()
         self._multilingual = multilingual
+        self._vectors = vectors
         self._reloading = threading.Lock()
         self._stamp = pointer_stamp(index_dir)
         path = current_snapshot(index_dir)
         if path is None:
             raise SwitchboardError(f"no knowledge-base index in {index_dir}; run `switchboard kb build`")
-        self._snapshot = load_snapshot(path)
+        self._snapshot = self._loaded(path)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -251,12 +254,26 @@ class HybridRetriever:
             if path is None or path == self._snapshot.path:
                 return False
             try:
-                self._snapshot = load_snapshot(path)
+                self._snapshot = self._loaded(path)
             except SwitchboardError:
                 log.exception("kept the live snapshot: the published one does not load")
                 return False
             log.info("knowledge base %s is live (%d chunks)", path.name, len(self._snapshot.chunks))
             return True
+
+    def _loaded(self, path: Path) -> Snapshot:
+        """The snapshot at `path`, with a warning where its articles were embedded by another encoder than the
+        questions will be: the vectors are close, not the same, so scores drift from the calibrated ones."""
+        snapshot = load_snapshot(path)
+        encoders = [(snapshot.manifest.get("model"), self._vectors)] if self._vectors else []
+        if self._multilingual is not None and snapshot.multilingual is not None:
+            encoders.append((snapshot.manifest.get("multilingual"), self._multilingual.name))
+        for built_by, served_by in encoders:
+            if built_by != served_by:
+                log.warning("the knowledge-base snapshot %s was embedded as %s and questions are embedded as %s: "
+                            "close, not the same vectors; the next publish, or `switchboard kb build`, embeds the "
+                            "articles again", path.name, built_by, served_by)
+        return snapshot
 
     def _reload_if_published(self) -> None:
         stamp = pointer_stamp(self._index_dir)

@@ -437,18 +437,11 @@ def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | No
                     "and run `switchboard kb build` to answer from them", settings.kb_dir)
         return NoKnowledgeBase()
     multilingual = multilingual_model(settings)
-    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual)
+    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual,
+                                vectors=vectors_name(settings.model, settings.encoder))
     if multilingual is not None and retriever.snapshot.multilingual is None:
         log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
                     "matched as if English; rebuild it: switchboard kb build", settings.languages)
-    encoders = [(retriever.snapshot.manifest.get("model"), vectors_name(settings.model, settings.encoder))]
-    if multilingual is not None and retriever.snapshot.multilingual is not None:
-        encoders.append((retriever.snapshot.manifest.get("multilingual"), multilingual.name))
-    for built_by, served_by in encoders:
-        if built_by != served_by:
-            log.warning("the knowledge-base index was embedded as %s and questions are embedded as %s: close, not "
-                        "the same vectors; the next publish, or `switchboard kb build`, embeds the articles again",
-                        built_by, served_by)
     return retriever
 
 

@@ -413,5 +413,12 @@ def test_an_index_embedded_by_another_encoder_is_served_with_a_warning_saying_ho
     build_snapshot(kb, settings.index_dir, encoder, model=vectors_name(settings.model, settings.encoder),
                    multilingual=served)
     with caplog.at_level(logging.WARNING):
-        knowledge_base(settings, encoder)
+        retriever = knowledge_base(settings, encoder)
     assert "embedded as" not in caplog.text
+
+    # A host following a snapshot another one published warns as a starting one does.
+    published = build_snapshot(kb, settings.index_dir, encoder, model=DEFAULT_MODEL, multilingual=served)
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(retriever, HybridRetriever) and retriever.reload()
+    assert f"snapshot {published.name} was embedded as {DEFAULT_MODEL} and questions are embedded as" in caplog.text
+    assert f"embedded as {served.name}" not in caplog.text
