@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -152,16 +153,14 @@ class ArticleFiles:
 
     def get(self, article_id: str) -> Article:
         """The article with this id, or NotFound."""
-        for article in self._load():
-            if article.article_id == article_id:
-                return article
-        raise NotFound(f"no article {article_id!r}")
+        return self._find(self._by_id(), article_id)
 
     def create(self, draft: ArticleDraft) -> Path:
         """Write a new article as `<id>.md`; the id must be new."""
         draft.validate()
-        self._check_original(draft)
-        if any(a.article_id == draft.article_id for a in self._load()):
+        articles = self._by_id()
+        self._check_original(draft, articles)
+        if draft.article_id in articles:
             raise Conflict(f"an article with the id {draft.article_id!r} exists already")
         path = self._inside(self._kb_dir / f"{draft.article_id}.md")
         if path.exists():
@@ -174,8 +173,9 @@ class ArticleFiles:
         draft.validate()
         if draft.article_id != article_id:
             raise InvalidMessage("an article's id cannot change; create a new article instead")
-        self._check_original(draft)
-        path = self._inside(self.get(article_id).path)
+        articles = self._by_id()
+        self._check_original(draft, articles)
+        path = self._inside(self._find(articles, article_id).path)
         self._save(path, draft.render())
         return path
 
@@ -200,9 +200,21 @@ class ArticleFiles:
         if self._shared is not None:
             self._shared.record(path, text)
 
-    def _check_original(self, draft: ArticleDraft) -> None:
+    def _by_id(self) -> dict[str, Article]:
+        """The articles by id; where two files share an id, the first by path, as `get` has always found."""
+        articles: dict[str, Article] = {}
+        for article in self._load():
+            articles.setdefault(article.article_id, article)
+        return articles
+
+    @staticmethod
+    def _find(articles: Mapping[str, Article], article_id: str) -> Article:
+        if article_id not in articles:
+            raise NotFound(f"no article {article_id!r}")
+        return articles[article_id]
+
+    def _check_original(self, draft: ArticleDraft, articles: Mapping[str, Article]) -> None:
         """A translation's original must exist and be an original; an original with translations stays one."""
-        articles = {a.article_id: a for a in self._load()}
         if draft.translation_of:
             original = articles.get(draft.translation_of)
             if original is None:
