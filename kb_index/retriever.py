@@ -262,9 +262,14 @@ class HybridRetriever:
             return True
 
     def _loaded(self, path: Path) -> Snapshot:
-        """The snapshot at `path`, with a warning where its articles were embedded by another encoder than the
-        questions will be: the vectors are close, not the same, so scores drift from the calibrated ones."""
+        """The snapshot at `path`, with a warning where its articles were not embedded as the questions will be:
+        by another encoder (the vectors are close, not the same, so scores drift from the calibrated ones), or
+        not by the multilingual one at all (questions in other languages are then matched as English)."""
         snapshot = load_snapshot(path)
+        if self._multilingual is not None and snapshot.multilingual is None:
+            log.warning("the knowledge-base snapshot %s was built without the multilingual encoder, so questions in "
+                        "other languages than English are matched as if English; rebuild it: switchboard kb build",
+                        path.name)
         encoders = [(snapshot.manifest.get("model"), self._vectors)] if self._vectors else []
         if self._multilingual is not None and snapshot.multilingual is not None:
             encoders.append((snapshot.manifest.get("multilingual"), self._multilingual.name))

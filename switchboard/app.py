@@ -436,13 +436,8 @@ def knowledge_base(settings: Settings, encoder: Encoder) -> HybridRetriever | No
         log.warning("no knowledge base at %s: the bot answers from its rules and intents only; add articles there "
                     "and run `switchboard kb build` to answer from them", settings.kb_dir)
         return NoKnowledgeBase()
-    multilingual = multilingual_model(settings)
-    retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual,
-                                vectors=vectors_name(settings.model, settings.encoder))
-    if multilingual is not None and retriever.snapshot.multilingual is None:
-        log.warning("the knowledge-base index was built without the multilingual encoder, so questions in %s are "
-                    "matched as if English; rebuild it: switchboard kb build", settings.languages)
-    return retriever
+    return HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings),
+                           vectors=vectors_name(settings.model, settings.encoder))
 
 
 def push_senders(settings: Settings, store: ConversationStore) -> dict[str, Sender]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,10 +129,13 @@ def test_questions_in_each_language_find_the_article(index_dir: Path, encoder: E
     assert not retriever.multilingual_for(None)
 
 
-def test_without_a_multilingual_index_every_question_is_matched_as_english(tmp_path: Path, encoder: Encoder,
-                                                                           multilingual: MultilingualModel) -> None:
-    build_snapshot(ROOT / "data" / "kb", tmp_path / "index", encoder)
-    retriever = HybridRetriever(tmp_path / "index", encoder, multilingual=multilingual)
+def test_without_a_multilingual_index_every_question_is_matched_as_english(
+        tmp_path: Path, encoder: Encoder, multilingual: MultilingualModel, caplog: pytest.LogCaptureFixture) -> None:
+    built = build_snapshot(ROOT / "data" / "kb", tmp_path / "index", encoder)
+    with caplog.at_level(logging.WARNING):
+        retriever = HybridRetriever(tmp_path / "index", encoder, multilingual=multilingual)
+    assert f"snapshot {built.name} was built without the multilingual encoder" in caplog.text
+    assert "switchboard kb build" in caplog.text
     assert retriever.snapshot.multilingual is None
     assert not retriever.multilingual_for("zh")
     assert retriever.search("运费多少", k=1, language="zh")  # the English path still answers something
