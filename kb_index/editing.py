@@ -181,10 +181,11 @@ class ArticleFiles:
 
     def delete(self, article_id: str) -> None:
         """Remove an article's file; an original with translations stays until they are removed."""
-        translations = [a.article_id for a in self._load() if a.translation_of == article_id]
+        articles = self._by_id()
+        translations = [a.article_id for a in articles.values() if a.translation_of == article_id]
         if translations:
             raise Conflict(f"{article_id!r} has translations ({', '.join(translations)}); delete them first")
-        path = self._inside(self.get(article_id).path)
+        path = self._inside(self._find(articles, article_id).path)
         path.unlink()
         if self._shared is not None:
             self._shared.record(path, None)
