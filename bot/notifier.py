@@ -52,6 +52,7 @@ class Notifier:
         self._waiting: dict[str, _Waiters] = {}
         self._counter = itertools.count(1)
         self._max_keys = max_keys
+        self._handlers: dict[str, Callable[[str], None]] = {}
         self.closed = False
 
     def version(self, key: str) -> int:
@@ -59,8 +60,13 @@ class Notifier:
         with self._lock:
             return self._versions.get(key, 0)
 
-    def publish(self, key: str) -> None:
-        """Record a change of `key` and wake everyone waiting on it."""
+    def publish(self, key: str, subject: str = "") -> None:
+        """Record a change of `key` and wake everyone waiting on it. A change that names its `subject` (which
+        conversation has a message waiting) goes to the key's handler instead, where `hand_over` set one."""
+        handler = self._handlers.get(key) if subject else None
+        if handler is not None:
+            handler(subject)
+            return
         with self._lock:
             self._versions[key] = next(self._counter)
             if len(self._versions) > self._max_keys:
@@ -110,6 +116,11 @@ class Notifier:
                 self._forget_if_idle(key, waiting)
         return self.version(key)
 
+    def hand_over(self, key: str, handler: Callable[[str], None]) -> None:
+        """Give the changes of `key` that name a subject to `handler` (a worker's processor, which takes up that
+        one conversation) rather than waking the key's waiters, who would have to look for it."""
+        self._handlers[key] = handler
+
     def waited_keys(self) -> list[str]:
         """The keys somebody waits on now."""
         with self._lock:
@@ -149,6 +160,12 @@ def topic(channel: str, key: str) -> str:
     return f"{channel}:{key}"
 
 
+def subject_topic(channel: str, key: str) -> str:
+    """The Redis channel of the changes of `key` that name their subject: outside the pattern `channel:*` that web
+    processes hear everything on, so that only the processes that take those subjects read them."""
+    return f"{channel}~{key}"
+
+
 def announce(url: str, channel: str, key: str) -> bool:
     """Tell every process on `channel` that `key` changed, from a process that has no notifier of its own (a
     CLI command); False if Redis cannot be reached."""
@@ -172,15 +189,19 @@ class SharedNotifier(Notifier):
 
     Each change is published as `<origin> <key>` on the key's own channel (`topic`); a thread of each process
     relays the others' changes to its own waiters: of every key, or only of `keys` (a worker waits on a few,
-    and reads none of the changes the web pages wait on). Pub/sub keeps nothing for a subscriber that is
-    away, so after every (re)connection each waited key is woken once: its streams read the state again and
-    miss nothing. While Redis is down, changes still wake this process's waiters, and streams fall back on
-    their heartbeats.
+    and reads none of the changes the web pages wait on). A change that names its subject is published as
+    `<origin> <subject>` on the key's channel of subjects (`subject_topic`), which only the processes that take
+    that key's subjects (`subjects`: the workers, for stored messages) subscribe to, and goes to the key's
+    handler there (`hand_over`). Pub/sub keeps nothing for a subscriber that is away, so after every
+    (re)connection each waited key is woken once: its streams read the state again and miss nothing (a worker
+    sweeps the store for the messages it was not told of). While Redis is down, changes still wake this
+    process's waiters, and streams fall back on their heartbeats.
     """
 
     def __init__(self, url: str, channel: str = "switchboard:changes", max_keys: int = 10_000,
-                 keys: Collection[str] | None = None) -> None:
+                 keys: Collection[str] | None = None, subjects: Collection[str] = ()) -> None:
         super().__init__(max_keys)
+        self._subjects = {subject_topic(channel, key): key for key in subjects}
         self._redis, self._errors = connect_redis(url, timeout=5, health_check_interval=30)
         self._channel = channel
         self._keys = None if keys is None else sorted(keys)
@@ -191,10 +212,13 @@ class SharedNotifier(Notifier):
         self._listener = threading.Thread(target=self._listen, name="switchboard-changes", daemon=True)
         self._listener.start()
 
-    def publish(self, key: str) -> None:
-        super().publish(key)
+    def publish(self, key: str, subject: str = "") -> None:
+        super().publish(key, subject)
         try:
-            self._redis.publish(topic(self._channel, key), f"{self._origin} {key}")
+            if subject:
+                self._redis.publish(subject_topic(self._channel, key), f"{self._origin} {subject}")
+            else:
+                self._redis.publish(topic(self._channel, key), f"{self._origin} {key}")
         except self._errors as exc:
             self._lost(exc)
 
@@ -207,6 +231,8 @@ class SharedNotifier(Notifier):
                     pubsub.psubscribe(topic(re.sub(r"([\\*?\[\]])", r"\\\1", self._channel), "*"))
                 else:
                     pubsub.subscribe(*(topic(self._channel, key) for key in [*self._keys, self._stop_key]))
+                if self._subjects:
+                    pubsub.subscribe(*self._subjects)
                 subscribed = False
                 while not self.closed:
                     message = pubsub.get_message(timeout=1.0)
@@ -218,9 +244,14 @@ class SharedNotifier(Notifier):
                         subscribed = True
                         delay = 0.1
                     elif message["type"] in ("message", "pmessage"):
-                        origin, _, key = message["data"].decode().partition(" ")
-                        if origin != self._origin and not key.startswith(_STOP):  # another's stop: not a change
-                            super().publish(key)
+                        origin, _, change = message["data"].decode().partition(" ")
+                        named = self._subjects.get(message["channel"].decode())
+                        if origin == self._origin:
+                            continue
+                        if named is not None:
+                            super().publish(named, change)  # a change of `named`, naming its subject
+                        elif not change.startswith(_STOP):  # another's stop: not a change
+                            super().publish(change)
                 pubsub.close()
             except self._errors as exc:
                 self._lost(exc)

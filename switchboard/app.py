@@ -365,8 +365,10 @@ def build_services(settings: Settings, encoder: Encoder | None = None, role: str
                                "or serve everything from one process with `switchboard run`")
     # A worker waits for stored messages, replies to send and KB publishes; the web pages' changes are not its.
     keys = (WORK_WAITING, OUTBOX_CHANGED, KB_PUBLISHED) if role == "worker" else None
-    notifier = SharedNotifier(settings.redis_url, changes_channel(settings), keys=keys) if settings.redis_url \
-        else Notifier()
+    # ... and is told which conversation each stored message is for (`switchboard.worker`).
+    subjects = (WORK_WAITING,) if role == "worker" else ()
+    notifier = SharedNotifier(settings.redis_url, changes_channel(settings), keys=keys, subjects=subjects) \
+        if settings.redis_url else Notifier()
     store = open_store(settings.store_url, on_change=notifier.publish)
     store.checkpoint_in_background()
     batching = None

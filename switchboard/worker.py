@@ -63,6 +63,9 @@ def run_worker(settings: Settings, stop: threading.Event | None = None,
         log.info("Switchboard worker ready (store %s)", settings.store_url)
         notifier, processor = services.notifier, services.processor
         assert isinstance(processor, ConversationProcessor)
+        # A web process names the conversation it stored a message for, and this one takes it up at once; the
+        # sweeps below find the messages whose announcement was missed (Redis away, or a worker that died).
+        notifier.hand_over(WORK_WAITING, processor.notify)
         seen = notifier.version(WORK_WAITING)
         while not stop.is_set():
             if lease is not None:

@@ -85,3 +85,22 @@ def test_a_coroutine_returns_at_once_on_a_change_it_has_not_seen_and_close_relea
     at_once, released = asyncio.run(scenario())
     assert at_once == notifier.version("a") and released == 0
     assert not notifier.waited_keys()
+
+
+def test_a_change_naming_its_subject_goes_to_the_keys_handler_and_wakes_no_one() -> None:
+    notifier = Notifier()
+    handed: list[str] = []
+    notifier.hand_over("inbox", handed.append)
+    woken: list[int] = []
+    thread = waiter(notifier, "inbox", woken, timeout=0.5)
+    wait_for(lambda: "inbox" in notifier.waited_keys())
+    notifier.publish("inbox", "c-1")
+    notifier.publish("outbox", "c-2")  # no handler for this key: its waiters are woken as by any change
+    thread.join(5)
+    assert handed == ["c-1"] and woken == [0] and notifier.version("outbox") != 0
+    # A change that names nothing (a sweep is asked for) still wakes the key's waiters.
+    thread = waiter(notifier, "inbox", woken)
+    wait_for(lambda: "inbox" in notifier.waited_keys())
+    notifier.publish("inbox")
+    thread.join(5)
+    assert woken[-1] == notifier.version("inbox") != 0 and handed == ["c-1"]

@@ -37,8 +37,9 @@ def prefix() -> Iterator[str]:
 def notifiers() -> Iterator[Callable[..., SharedNotifier]]:
     made: list[SharedNotifier] = []
 
-    def make(url: str, channel: str, keys: tuple[str, ...] | None = None) -> SharedNotifier:
-        made.append(SharedNotifier(url, channel, keys=keys))
+    def make(url: str, channel: str, keys: tuple[str, ...] | None = None,
+             subjects: tuple[str, ...] = ()) -> SharedNotifier:
+        made.append(SharedNotifier(url, channel, keys=keys, subjects=subjects))
         assert made[-1].connected.wait(10), "the notifier never subscribed"
         return made[-1]
 
@@ -97,6 +98,31 @@ def test_a_worker_hears_only_the_changes_it_waits_on(notifiers: Callable[..., Sh
     worker.publish("outbox")
     thread.join(10)
     assert woke
+
+
+def test_a_web_process_names_the_conversation_a_worker_is_to_take_up(
+        notifiers: Callable[..., SharedNotifier], prefix: str) -> None:
+    # The worker's processor is handed the conversation at once, instead of being woken to look for it in the
+    # store: one read a message fewer for every worker, and none of them sweeps.
+    from bot.pipeline.processor import WORK_WAITING, WorkerProcessors
+
+    web, other_web = notifiers(REDIS, f"{prefix}:changes"), notifiers(REDIS, f"{prefix}:changes")
+    worker = notifiers(REDIS, f"{prefix}:changes", (WORK_WAITING,), (WORK_WAITING,))
+    handed: list[str] = []
+    worker.hand_over(WORK_WAITING, handed.append)
+    thread, woke = waiting(worker, WORK_WAITING)
+    heard, other_woke = waiting(other_web, WORK_WAITING)
+    WorkerProcessors(web).notify("conversation-1")
+    wait_for(lambda: handed == ["conversation-1"])
+    thread.join(0.5)
+    assert not woke and not other_woke  # nobody sweeps for it, and web processes never read it
+    # A sender id is anything a customer sends: a named change travels apart, never parsed out of a key.
+    web.publish("rest:a\nb")
+    wait_for(lambda: other_web.version("rest:a\nb") != 0)
+    web.publish(WORK_WAITING)  # named nothing (a flood's end): the worker is woken to sweep, as before
+    thread.join(10)
+    heard.join(10)
+    assert woke and woke[0] != 0 and other_woke and handed == ["conversation-1"]
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")

@@ -272,7 +272,8 @@ class WorkerProcessors:
         self._quiet = quiet
 
     def notify(self, conversation_id: str) -> None:
-        self._notifier.publish(WORK_WAITING)
+        # Named, so that a worker takes that conversation up at once instead of looking for it in the store.
+        self._notifier.publish(WORK_WAITING, conversation_id)
 
     def notify_after(self, conversation_id: str, seconds: float) -> None:
         if self._quiet is not None:
