@@ -99,7 +99,9 @@ class HybridRetriever:
         """Whether a question in `language` is matched by the multilingual encoder (else by the English one):
         one in another language than English, and any question when an article is in another language (the
         English encoder does not read it)."""
-        snapshot = self._snapshot
+        return self._reads_multilingual(self._snapshot, language)
+
+    def _reads_multilingual(self, snapshot: Snapshot, language: str | None) -> bool:
         return (self._multilingual is not None and snapshot.multilingual is not None
                 and (snapshot.foreign or (language is not None and not is_english(language))))
 
@@ -111,8 +113,8 @@ class HybridRetriever:
         in another `language` than English goes to the multilingual index (see `multilingual_for`).
         """
         self._reload_if_published()
-        snapshot = self._snapshot
-        if self.multilingual_for(language):
+        snapshot = self._snapshot  # one snapshot for the whole search, whatever a publish swaps in meanwhile
+        if self._reads_multilingual(snapshot, language):
             # A question too short to tell is taken for English where articles are (a KB of English and German
             # articles), and for none where there are none.
             return self._search_multilingual(snapshot, text, k, channel, audience,

@@ -141,6 +141,38 @@ def test_without_a_multilingual_index_every_question_is_matched_as_english(
     assert retriever.search("运费多少", k=1, language="zh")  # the English path still answers something
 
 
+def test_a_search_reads_one_snapshot_though_a_publish_swaps_it_midway(
+        tmp_path: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
+    # A host's first snapshot has no multilingual index; the next one, published while a Chinese question is
+    # searched, has. The search stays on the snapshot it began with (matched as English, as that one can).
+    build_snapshot(ROOT / "data" / "kb", tmp_path / "index", encoder)
+    older = HybridRetriever(tmp_path / "index", encoder, multilingual=multilingual).snapshot
+    newer = HybridRetriever(index_dir, encoder, multilingual=multilingual).snapshot
+    assert older.multilingual is None and newer.multilingual is not None
+
+    class Publishing(HybridRetriever):
+        """Its snapshot is the older one for the first read, the newer for every read after."""
+
+        reads = 0
+
+        @property  # type: ignore[override]
+        def _snapshot(self) -> Any:
+            self.reads += 1
+            return older if self.reads == 1 else newer
+
+        @_snapshot.setter
+        def _snapshot(self, value: Any) -> None:
+            pass
+
+        def _reload_if_published(self) -> None:
+            pass
+
+    retriever = Publishing(tmp_path / "index", encoder, multilingual=multilingual)
+    retriever.reads = 0
+    found = retriever.search("运费多少", k=3, language="zh")
+    assert found and retriever.reads == 1
+
+
 def test_a_rebuild_embeds_only_changed_chunks_for_other_languages_too(tmp_path: Path, encoder: Encoder,
                                                                       multilingual: MultilingualModel) -> None:
     kb = tmp_path / "kb"
