@@ -141,3 +141,35 @@ def test_a_file_from_before_schema_versions_is_upgraded_with_its_data(first_rele
     assert [e.text for e in store.transcript("k1")] == ["hello from 2025", "still there?"]
     assert store.get_customer("c1").display_name == "Ada"
     store.dispose()
+
+
+def test_a_table_altered_while_a_process_runs_is_read_again_not_failed(store_url: str) -> None:
+    # On PostgreSQL a statement run often is prepared on its connection; once its table gains a column (an upgrade
+    # applied while this process still runs), the prepared `SELECT *` would fail on that connection for good.
+    import psycopg
+
+    from bot.errors import Unavailable
+
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "w-1", "in-1", "hello"))
+    for _ in range(8):  # prepared by now
+        assert store.get_conversation(accepted.conversation_id).status == "bot"
+        assert store.next_pending(accepted.conversation_id) is not None
+    if store_url.startswith("postgresql"):
+        with psycopg.connect(store_url, autocommit=True) as admin:
+            admin.execute("ALTER TABLE conversations ADD COLUMN added_later TEXT")
+    else:
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as admin:
+            admin.execute("ALTER TABLE conversations ADD COLUMN added_later TEXT")
+    # A statement on its own is tried again at once, on a connection that prepares it anew ...
+    assert store.get_conversation(accepted.conversation_id).status == "bot"
+    # ... and a transaction is refused as Unavailable at most once (the processor retries a turn), then works.
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    try:
+        stored = store.complete_turn(pending, Outcome(replies=(Reply(accepted.conversation_id, "hi", Author.BOT),)))
+    except Unavailable:
+        stored = store.complete_turn(pending, Outcome(replies=(Reply(accepted.conversation_id, "hi", Author.BOT),)))
+    assert stored and store.next_pending(accepted.conversation_id) is None
+    assert store.get_conversation(accepted.conversation_id).status == "bot"
+    store.dispose()

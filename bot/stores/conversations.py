@@ -606,7 +606,7 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
                 db.execute("INSERT INTO customers (customer_id, created_at) VALUES (?, ?)", (customer_id, now))
             db.execute("UPDATE customers SET email = COALESCE(?, email), phone = COALESCE(?, phone), "
                        "display_name = COALESCE(?, display_name), language = COALESCE(?, language), "
-                       "language_source = CASE WHEN ? IS NULL THEN language_source ELSE 'explicit' END "
+                       "language_source = CASE WHEN CAST(? AS TEXT) IS NULL THEN language_source ELSE 'explicit' END "
                        "WHERE customer_id = ?", (email, phone, record.get("name") or None, language, language,
                                                  customer_id))
             self._merge_attributes(db, customer_id, attributes)

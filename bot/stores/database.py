@@ -326,6 +326,10 @@ def _row_factory(cursor: Any) -> Any:
     return cls
 
 
+class _StalePlan(Unavailable):
+    """A statement prepared on a connection before its table changed: that connection must not be used again."""
+
+
 class _PgConnection:
     """A PostgreSQL connection inside a transaction, speaking the stores' SQL."""
 
@@ -352,8 +356,12 @@ class _PgStatements:
         self._database = database
 
     def execute(self, sql: str, parameters: Params = (), /) -> _Rows:
-        with self._database._connection() as connection:
-            return connection.execute(sql, parameters)
+        try:
+            with self._database._connection() as connection:
+                return connection.execute(sql, parameters)
+        except _StalePlan:
+            with self._database._connection() as connection:  # one statement, alone: tried again at once
+                return connection.execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> _Rows:
         with self._database._connection() as connection:
@@ -363,9 +371,12 @@ class _PgStatements:
 class PostgresDatabase:
     """A PostgreSQL database through a pool of psycopg 3 connections.
 
-    Parameters are bound on the client (psycopg's `ClientCursor`), as SQLite binds them: the stores'
-    queries pass untyped values where PostgreSQL's server-side binding would have to guess a type
-    (`CASE WHEN ? IS NULL`), and a pool of short transactions gains nothing from prepared statements.
+    Parameters are bound by the server, and a statement a connection has run five times is prepared there
+    (psycopg's default): PostgreSQL then neither parses nor plans it again, which halved its CPU a message
+    (docs/performance.md). A value whose type nothing in the statement tells is cast (`CAST(? AS TEXT) IS
+    NULL`). A prepared `SELECT *` fails once its table gains a column (`switchboard db upgrade` while this
+    process runs): the connection is then closed, so that the pool opens one that prepares it anew, and a
+    statement outside a transaction is tried again on it; a transaction fails as Unavailable, to be retried.
     """
 
     dialect = "postgresql"
@@ -380,7 +391,7 @@ class PostgresDatabase:
         self._where = f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
         self._pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, name="switchboard",
-            kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor, "row_factory": _row_factory},
+            kwargs={"autocommit": True, "row_factory": _row_factory},
         )
         try:
             self._pool.open(wait=True, timeout=10)
@@ -404,11 +415,20 @@ class PostgresDatabase:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise Unavailable(f"{self._where} cannot be reached or written ({exc}): check that it runs "
                               "and has room") from exc
+        except psycopg.errors.FeatureNotSupported as exc:
+            if exc.sqlstate != "0A000" or "cached plan" not in str(exc):
+                raise
+            raise _StalePlan(f"a table of {self._where} changed while Switchboard ran (`switchboard db upgrade`); "
+                             "its statements are prepared again: try again") from exc
 
     @contextmanager
     def _connection(self) -> Iterator[_PgConnection]:
         with self._faults(), self._pool.connection(timeout=30) as connection:
-            yield _PgConnection(connection, self._faults)
+            try:
+                yield _PgConnection(connection, self._faults)
+            except _StalePlan:
+                connection.close()  # prepared for the tables as they were: the pool opens a new connection
+                raise
 
     def connection(self) -> _PgStatements:
         return _PgStatements(self)

@@ -116,7 +116,8 @@ class OutboxRecords(Records):
         with self._write() as db:
             rows = db.execute("UPDATE outbox SET status = 'unknown', error = 'the delivery worker stopped while "
                               "sending; check with the customer before sending again' "
-                              "WHERE status = 'sending' AND (? IS NULL OR claimed_at IS NULL OR claimed_at < ?) "
+                              "WHERE status = 'sending' "
+                              "AND (CAST(? AS TEXT) IS NULL OR claimed_at IS NULL OR claimed_at < ?) "
                               "RETURNING reply_id", (before, before)).fetchall()
         if rows:
             self._changed("conversations")

@@ -141,7 +141,8 @@ def rebuild(db: Connection, write: Write, to_event: Callable[[Row], Event],
 
 # The conversations a report covers: started in [start, end) on the channel asked for, merged ones left out.
 # (`r` is report_conversations, `c` conversations.)
-_COVERED = "r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL AND (? IS NULL OR r.channel = ?)"
+_COVERED = ("r.started_at >= ? AND r.started_at < ? AND c.merged_into IS NULL "
+            "AND (CAST(? AS TEXT) IS NULL OR r.channel = ?)")
 
 
 def _covered(start: datetime, end: datetime, channel: str | None) -> tuple[str, str, str | None, str | None]:
