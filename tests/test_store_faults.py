@@ -30,6 +30,9 @@ from tests.servers import wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None,
                                 reason="needs root and chattr (immutable files) or mount (a small tmpfs)")
+# The app's store made read-only by its files: a suite run on PostgreSQL (SWITCHBOARD_TEST_DATABASE) has none.
+on_sqlite = pytest.mark.skipif(os.environ.get("SWITCHBOARD_TEST_DATABASE", "sqlite") != "sqlite",
+                               reason="makes the app's SQLite files read-only")
 
 
 def database_files(path: Path) -> list[Path]:
@@ -56,6 +59,7 @@ def new_session(app: Flask) -> int:
 
 
 @needs_root
+@on_sqlite
 def test_a_database_read_only_for_a_while_answers_503_then_every_thread_writes_again(
         make_app: Callable[..., Flask], tmp_path: Path, immutable: Callable[[list[Path], bool], None]) -> None:
     app = make_app()
@@ -134,6 +138,7 @@ def test_a_full_disk_answers_503_and_a_turn_that_failed_to_commit_is_answered_on
         store.close()
 
 
+@on_sqlite
 def test_webhooks_answer_503_while_the_store_cannot_write(make_app: Callable[..., Flask], tmp_path: Path,
                                                           immutable: Any) -> None:
     if os.geteuid() != 0 or shutil.which("chattr") is None:
