@@ -416,7 +416,8 @@ class PostgresDatabase:
             raise Unavailable(f"{self._where} cannot be reached or written ({exc}): check that it runs "
                               "and has room") from exc
         except psycopg.errors.FeatureNotSupported as exc:
-            if exc.sqlstate != "0A000" or "cached plan" not in str(exc):
+            # "cached plan must not change result type", told by where PostgreSQL raised it (its text is translated)
+            if exc.diag.source_function != "RevalidateCachedQuery":
                 raise
             raise _StalePlan(f"a table of {self._where} changed while Switchboard ran (`switchboard db upgrade`); "
                              "its statements are prepared again: try again") from exc
