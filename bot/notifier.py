@@ -245,9 +245,9 @@ class SharedNotifier(Notifier):
                         delay = 0.1
                     elif message["type"] in ("message", "pmessage"):
                         origin, _, change = message["data"].decode().partition(" ")
-                        named = self._subjects.get(message["channel"].decode())
                         if origin == self._origin:
                             continue
+                        named = self._subjects.get(message["channel"].decode())
                         if named is not None:
                             super().publish(named, change)  # a change of `named`, naming its subject
                         elif not change.startswith(_STOP):  # another's stop: not a change
