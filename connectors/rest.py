@@ -24,7 +24,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from bot.errors import InvalidMessage, NotAllowed, NotAuthenticated, NotFound
-from bot.messages import Accepted, Author, InboundMessage
+from bot.messages import Accepted, InboundMessage
 from bot.pipeline.inbox import Inbox
 from bot.ports import ConversationStore
 from connectors.http import answer_errors_as_json, bearer_token, field, json_object
@@ -97,13 +97,10 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
         return Response(body(), mimetype="application/json")
 
     def handed_over(sender: str, accepted: Accepted, trusted: bool) -> list[dict[str, Any]]:
-        """What waits for the sender after the bot's turn, marked sent."""
-        pending = conversations.outbox_for(CHANNEL, sender, "pending")
-        if not trusted:
-            # Only the answers to this message: whoever merely knows the sender id reads nothing more.
-            pending = [entry for entry in pending if entry.conversation_id == accepted.conversation_id
-                       and entry.in_reply_to == accepted.event_seq and entry.author != Author.AGENT]
-        conversations.mark_sent([entry.reply_id for entry in pending])
+        """What waits for the sender after the bot's turn, marked sent. Untrusted, only the answers to this
+        message: whoever merely knows the sender id reads nothing more."""
+        pending = conversations.take_replies(
+            CHANNEL, sender, None if trusted else (accepted.conversation_id, accepted.event_seq))
         return [{"recipient_id": sender, "text": entry.text,
                  **({"buttons": [{"title": b.title, "payload": b.payload} for b in entry.buttons]}
                     if entry.buttons else {})}

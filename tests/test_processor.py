@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from bot.messages import Author, Conversation, InboundMessage, Reply
 from bot.outcome import Outcome
 from bot.pipeline.processor import ConversationProcessor
@@ -205,26 +207,29 @@ def test_a_message_that_kills_every_worker_goes_to_a_person_after_three_takeover
     assert conversation.status == "queued" and conversation.handoff_reason == "processing_error"
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["a person will help", "re: and one after it"]
     # Released cleanly: the next worker starts counting from nothing.
+    store.accept(InboundMessage("web", "u1", "m3", "hello again"))
     assert store.lease(accepted.conversation_id, "worker-e", 30) == 0
     store.dispose()
 
 
 class CountingLeases:
-    """A store that counts the leases taken on it."""
+    """A store that counts the leases asked for and taken on it."""
 
     def __init__(self, store: ConversationStore) -> None:
         self._store = store
-        self.leases = 0
+        self.asked = self.taken = 0
 
     def lease(self, conversation_id: str, holder: str, seconds: float) -> int | None:
-        self.leases += 1
-        return self._store.lease(conversation_id, holder, seconds)
+        self.asked += 1
+        takeovers = self._store.lease(conversation_id, holder, seconds)
+        self.taken += takeovers is not None
+        return takeovers
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)
 
 
-def test_a_conversation_offered_with_nothing_waiting_is_only_looked_at(store_url: str) -> None:
+def test_a_conversation_offered_with_nothing_waiting_takes_no_lease(store_url: str) -> None:
     # A sweep and a wake-up offer the same conversation at once: the second offer finds it answered.
     store = open_store(store_url)
     accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
@@ -234,8 +239,30 @@ def test_a_conversation_offered_with_nothing_waiting_is_only_looked_at(store_url
     wait_until_processed(store)
     worker.notify(accepted.conversation_id)  # answered already (or being answered: then it is looked at again)
     worker.stop()  # waits for both
-    assert counting.leases == 1
+    assert counting.asked == 2 and counting.taken == 1
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["re: hello"]
+    store.dispose()
+
+
+def test_a_lease_is_taken_only_where_a_message_waits_and_its_release_tells_of_a_new_one(store_url: str) -> None:
+    store = open_store(store_url)
+    accepted = store.accept(InboundMessage("web", "u1", "m1", "hello"))
+    conversation_id = accepted.conversation_id
+    assert store.lease(conversation_id, "worker-a", 30) == 0
+    pending = store.next_pending(conversation_id)
+    assert pending is not None and not pending.followed
+    assert store.complete_turn(pending, Outcome(replies=(Reply(conversation_id, "hi", Author.BOT),)), "worker-a")
+    assert store.release(conversation_id, "worker-a") is False  # nothing came meanwhile
+    assert store.lease(conversation_id, "worker-a", 30) is None  # nothing waits: no lease
+    assert store.conversations_with_pending(unleased=True) == []
+
+    assert store.lease(store.accept(InboundMessage("web", "u1", "m2", "one")).conversation_id, "worker-a", 30) == 0
+    store.accept(InboundMessage("web", "u1", "m3", "two"))  # stored while worker-a answers "one"
+    pending = store.next_pending(conversation_id)
+    assert pending is not None and pending.followed  # worker-a reads that another waits behind it
+    assert store.release(conversation_id, "worker-b") is False  # not worker-b's to give up: it stays worker-a's
+    assert store.lease(conversation_id, "worker-b", 30) is None
+    assert store.release(conversation_id, "worker-a") is True  # given up with a message waiting
     store.dispose()
 
 
@@ -257,4 +284,44 @@ def test_leases_do_not_queue_behind_the_deployments_writes(postgres_database: st
         store.release(accepted.conversation_id, "worker-a")
         assert store.conversations_with_pending(unleased=True) == [accepted.conversation_id]
         writer.rollback()
+    store.dispose()
+
+
+class CountingLooks:
+    """A store that counts the looks for a conversation's next message."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+        self.looks = 0
+
+    def next_pending(self, conversation_id: str) -> object:
+        self.looks += 1
+        return self._store.next_pending(conversation_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize("holder", [None, "worker-a"])
+def test_a_message_stored_during_a_turn_is_answered_next_and_each_costs_one_look(
+        store_url: str, holder: str | None) -> None:
+    store = open_store(store_url)
+    counting = CountingLooks(store)
+    processor: ConversationProcessor
+
+    class StoresAnotherMidTurn(RecordingEngine):
+        def respond(self, conversation: Conversation, text: str, *args: object, **kwargs: object) -> Outcome:
+            if text == "first":  # the customer writes again while the bot answers, as the inbox stores it
+                processor.notify(store.accept(InboundMessage("web", "u1", "m2", "second")).conversation_id)
+            return super().respond(conversation, text)
+
+    engine = StoresAnotherMidTurn()
+    processor = ConversationProcessor(counting, engine, holder=holder, sweep_seconds=60)  # type: ignore[arg-type]
+    processor.notify(store.accept(InboundMessage("web", "u1", "m1", "first")).conversation_id)
+    wait_until_processed(store)
+    wait_for(lambda: not processor._active)
+    processor.stop()
+    assert engine.seen == ["first", "second"]
+    assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["re: first", "re: second"]
+    assert counting.looks == 2  # no look that finds nothing after each turn
     store.dispose()

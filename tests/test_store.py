@@ -88,6 +88,36 @@ def test_a_turn_is_stored_once_even_if_processed_twice(store: ConversationStore)
     assert store.next_pending(accepted.conversation_id) is None
 
 
+def test_replies_taken_for_an_answer_are_handed_to_one_request_only(store: ConversationStore) -> None:
+    # The REST channel hands the replies waiting for a sender over in its answer: two requests of one sender
+    # at once (a retry beside its original) must not both carry the same reply.
+    first = store.accept(message("where is my parcel", mid="m1", channel="rest"))
+    pending = store.next_pending(first.conversation_id)
+    assert pending is not None
+    store.complete_turn(pending, Outcome(replies=(Reply(first.conversation_id, "It left today", Author.BOT),
+                                                  Reply(first.conversation_id, "Anything else?", Author.BOT))))
+    store.claim(first.conversation_id, "ann")
+    store.agent_reply(first.conversation_id, "ann", "Ann here: it arrives tomorrow")
+    answers_only = store.take_replies("rest", "u1", (first.conversation_id, pending.event_seq))
+    assert [e.text for e in answers_only] == ["It left today", "Anything else?"]  # not the agent's
+    results: list[list[str]] = []
+    barrier = threading.Barrier(4)
+
+    def take() -> None:
+        barrier.wait()
+        results.append([e.text for e in store.take_replies("rest", "u1")])
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [[], [], [], ["Ann here: it arrives tomorrow"]]
+    assert store.outbox_for("rest", "u1", "pending") == []
+    assert [e.text for e in store.outbox_for("rest", "u1", "sent")] == [
+        "It left today", "Anything else?", "Ann here: it arrives tomorrow"]
+
+
 def test_handoff_queues_the_conversation_with_its_reason(store: ConversationStore) -> None:
     accepted = store.accept(message())
     pending = store.next_pending(accepted.conversation_id)

@@ -132,19 +132,15 @@ class ConversationProcessor:
                 self._again.discard(conversation_id)
 
     def _leased_turns(self, conversation_id: str, holder: str) -> None:
-        """Take the conversation's turns under its lease, if no other processor holds it."""
-        # A look first, without the lease: a conversation offered again while it was answered (by a sweep and
-        # a wake-up at once) costs one read, not a lease taken and given up.
-        if not self._store.has_pending(conversation_id):
-            return
+        """Take the conversation's turns under its lease, if a message waits and no other processor holds it."""
         takeovers = self._store.lease(conversation_id, holder, self._lease_seconds)
         if takeovers is None:
-            return  # another processor answers it
+            return  # nothing waits (answered already), or another processor answers it
         try:
             drained = self._turns(conversation_id, poisoned=takeovers >= self._max_takeovers)
         finally:
-            self._store.release(conversation_id, holder)
-        if drained and self._store.has_pending(conversation_id):
+            waiting = self._store.release(conversation_id, holder)
+        if drained and waiting:
             # Came in after the last look, while another processor's try for the lease met this one's.
             with self._lock:
                 self._again.add(conversation_id)
@@ -166,6 +162,10 @@ class ConversationProcessor:
                 stored = self._process(pending)
             if not stored and self._holder is not None:
                 return True  # another processor took the conversation over: it answers from here
+            if not pending.followed:
+                # Nothing waited behind it when it was read: a message stored since is announced, and the
+                # announcement, finding the conversation in hand, has it drained again (`notify`).
+                return True
         return True
 
     def _retry_later(self, conversation_id: str) -> None:

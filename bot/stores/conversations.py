@@ -276,22 +276,26 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         return [row["conversation_id"] for row in rows]
 
     def lease(self, conversation_id: str, holder: str, seconds: float) -> int | None:
-        """Take (or extend) the lease on a conversation for `seconds`. Returns None if another holder's lease
-        is live; else how many times the conversation was taken over from a holder whose lease ran out since
-        it was last released (a worker that died on it, or on one of its messages: 0 normally). One worker
-        answers a conversation at a time; a dead worker's lease runs out and another takes it over."""
+        """Take (or extend) the lease on a conversation for `seconds`, if a message of it waits. Returns None if
+        none waits or another holder's lease is live; else how many times the conversation was taken over from
+        a holder whose lease ran out since it was last released (a worker that died on it, or on one of its
+        messages: 0 normally). One worker answers a conversation at a time; a dead worker's lease runs out and
+        another takes it over."""
         now = utcnow()
-        # One statement, atomic alone (see Database.write_one). A worker taken for dead that commits a turn late,
-        # after another took its lease, still stores it at most once: `complete_turn` marks a message processed
-        # only if nobody did, and the other worker's look at the conversation waits for that.
+        # One statement, atomic alone (see Database.write_one), that looks and takes at once: a conversation
+        # offered again while it was answered (by a sweep and a wake-up at once) costs no lease taken and given
+        # up. A worker taken for dead that commits a turn late, after another took its lease, still stores it
+        # at most once: `complete_turn` marks a message processed only if nobody did, and the other worker's
+        # look at the conversation waits for that.
         row = self._write_one(
-            "INSERT INTO conversation_leases (conversation_id, holder, expires_at) VALUES (?, ?, ?) "
+            "INSERT INTO conversation_leases (conversation_id, holder, expires_at) SELECT ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM inbound WHERE conversation_id = ? AND processed_at IS NULL) "
             "ON CONFLICT (conversation_id) DO UPDATE SET holder = excluded.holder, "
             "expires_at = excluded.expires_at, takeovers = conversation_leases.takeovers + "
             "CASE WHEN conversation_leases.holder = excluded.holder THEN 0 ELSE 1 END "
             "WHERE conversation_leases.holder = excluded.holder OR conversation_leases.expires_at < ? "
             "RETURNING takeovers", (conversation_id, holder, (now + timedelta(seconds=seconds)).isoformat(),
-                                    now.isoformat())).fetchone()
+                                    conversation_id, now.isoformat())).fetchone()
         return None if row is None else int(row["takeovers"])
 
     def renew_leases(self, holder: str, seconds: float) -> int:
@@ -299,15 +303,15 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         return self._write_one("UPDATE conversation_leases SET expires_at = ? WHERE holder = ?",
                                ((utcnow() + timedelta(seconds=seconds)).isoformat(), holder)).rowcount
 
-    def release(self, conversation_id: str, holder: str) -> None:
-        """Give up `holder`'s lease on a conversation (nothing if another holds it now)."""
-        self._write_one("DELETE FROM conversation_leases WHERE conversation_id = ? AND holder = ?",
-                        (conversation_id, holder))
-
-    def has_pending(self, conversation_id: str) -> bool:
-        """Whether the conversation has a stored message not yet processed."""
-        return self._connection().execute("SELECT 1 FROM inbound WHERE conversation_id = ? AND processed_at IS NULL "
-                                          "LIMIT 1", (conversation_id,)).fetchone() is not None
+    def release(self, conversation_id: str, holder: str) -> bool:
+        """Give up `holder`'s lease on a conversation (nothing if another holds it now). Returns whether a message
+        of it waits: one stored after the holder's last look, which its announcement may have offered to a
+        worker that found the lease taken."""
+        row = self._write_one(
+            "DELETE FROM conversation_leases WHERE conversation_id = ? AND holder = ? RETURNING EXISTS "
+            "(SELECT 1 FROM inbound WHERE inbound.conversation_id = conversation_leases.conversation_id "
+            "AND processed_at IS NULL) AS waiting", (conversation_id, holder)).fetchone()
+        return row is not None and bool(row["waiting"])
 
     def processed(self, inbound_id: int) -> bool:
         """Whether a stored message's turn was taken (or the message is gone: erased with its customer)."""
@@ -343,15 +347,15 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         """
         now = utcnow().isoformat()
         with self._write() as db:
-            if holder is not None:
-                lease = db.execute("SELECT holder FROM conversation_leases WHERE conversation_id = ?",
-                                   (pending.conversation_id,)).fetchone()
-                if lease is not None and lease["holder"] != holder:
-                    return False
             # Where the message is now: a merge may have moved it to another conversation since it was taken.
+            # With a `holder`, only while no other worker holds the conversation it was taken from.
             where = db.execute(
                 "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL "
                 "RETURNING conversation_id, event_seq", (now, pending.inbound_id),
+            ).fetchone() if holder is None else db.execute(
+                "UPDATE inbound SET processed_at = ? WHERE inbound_id = ? AND processed_at IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM conversation_leases WHERE conversation_id = ? AND holder <> ?) "
+                "RETURNING conversation_id, event_seq", (now, pending.inbound_id, pending.conversation_id, holder),
             ).fetchone()
             if where is None:
                 return False

@@ -28,6 +28,24 @@ class OutboxRecords(Records):
         ).fetchall()
         return [_outbox_entry(row) for row in rows]
 
+    def take_replies(self, channel: str, external_id: str,
+                     answering: tuple[str, int] | None = None) -> list[OutboxEntry]:
+        """Mark sent, and return oldest first, the replies waiting for one identity on a channel that hands them
+        over in its answer to the customer's request (the REST channel): all of them, or only the bot's answers
+        to one message (`answering`: its conversation and event seq). One statement, so a reply is handed to
+        one request only, however many ask for the same identity at once."""
+        parameters: list[Any] = [utcnow().isoformat(), channel, external_id]
+        mine = ""
+        if answering is not None:
+            mine = " AND conversation_id = ? AND in_reply_to = ? AND author <> ?"
+            parameters += [*answering, Author.AGENT.value]
+        rows = self._write_one(
+            "UPDATE outbox SET status = 'sent', sent_at = ? WHERE channel = ? AND external_id = ? "
+            f"AND status = 'pending'{mine} RETURNING *, (SELECT event_id FROM events e WHERE "
+            "e.conversation_id = outbox.conversation_id AND e.seq = outbox.event_seq) AS event_id",
+            parameters).fetchall()
+        return [_outbox_entry(row) for row in sorted(rows, key=lambda row: row["event_id"])]
+
     def mark_sent(self, reply_ids: Sequence[str]) -> None:
         """Record that these replies reached their channel."""
         if not reply_ids:
