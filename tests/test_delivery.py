@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -207,6 +208,20 @@ def test_replies_stored_before_a_restart_are_sent_after_it(
     finally:
         worker.stop()
     assert store.get_outbox_entry(reply_id).status == "sent" and len(stub.messages) == 1
+
+
+def test_without_a_push_channel_no_thread_wakes_for_each_reply(store: ConversationStore) -> None:
+    # The web chat and the REST channel hand their replies over themselves: with no push channel set up, the
+    # delivery worker has nothing to send and starts no thread that every stored reply would wake.
+    before = {thread.name for thread in threading.enumerate()}
+    worker = DeliveryWorker(store, {}, Notifier())
+    worker.start()
+    try:
+        queue_replies(store, "Hello")
+        assert "switchboard-delivery" not in {thread.name for thread in threading.enumerate()} - before
+        assert worker.run_once() == 0
+    finally:
+        worker.stop()
 
 
 def test_buttons_become_numbered_options_on_sms() -> None:

@@ -109,8 +109,11 @@ class DeliveryWorker:
         return sorted(self._senders)
 
     def start(self) -> None:
-        """Mark what a stopped worker left mid-send, then send in the background."""
+        """Mark what a stopped worker left mid-send, then send in the background. With no push channel set
+        up there is nothing to send, and no thread is started to wake for every reply."""
         self._recover()
+        if not self._senders:
+            return
         self._thread = threading.Thread(target=self._run, name="switchboard-delivery", daemon=True)
         self._thread.start()
 
