@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import Conflict, NotAllowed, NotFound
-from bot.messages import Author, EventKind, InboundMessage, Profile, Reply
+from bot.messages import Author, Button, DialogueState, EventKind, InboundMessage, Profile, Reply
 from bot.outcome import Outcome
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
@@ -86,6 +86,35 @@ def test_a_turn_is_stored_once_even_if_processed_twice(store: ConversationStore)
     (entry,) = store.outbox_for("web", "u1", "pending")
     assert entry.text == "hello" and entry.in_reply_to == pending.event_seq
     assert store.next_pending(accepted.conversation_id) is None
+
+
+def test_a_turns_events_replies_and_state_are_stored_in_order_and_its_next_message_numbers_after_them(
+        store: ConversationStore) -> None:
+    accepted = store.accept(message("do you ship to norway"))
+    conversation_id = accepted.conversation_id
+    pending = store.next_pending(conversation_id)
+    assert pending is not None
+    outcome = Outcome(
+        events=((EventKind.KB_ANSWER, {"decision": "answer"}), (EventKind.KB_ANSWER, {"decision": "feedback"})),
+        replies=(Reply(conversation_id, "Yes, in 3-5 days.", Author.BOT, (Button("Did this help?", "/yes"),)),
+                 Reply(conversation_id, "Anything else?", Author.BOT)),
+        fallback_streak=2, dialogue=DialogueState(slots={"country": "norway"}), message_data={"intent": "shipping"})
+    assert store.complete_turn(pending, outcome)
+    after = store.accept(message("thanks", mid="m2"))
+    events = store.transcript(conversation_id)
+    assert [(e.seq, e.kind, e.text) for e in events] == [
+        (1, EventKind.MESSAGE_IN, "do you ship to norway"), (2, EventKind.KB_ANSWER, None),
+        (3, EventKind.KB_ANSWER, None), (4, EventKind.MESSAGE_OUT, "Yes, in 3-5 days."),
+        (5, EventKind.MESSAGE_OUT, "Anything else?"), (6, EventKind.MESSAGE_IN, "thanks")]
+    assert after.event_seq == 6
+    assert events[0].data["intent"] == "shipping" and events[2].data == {"decision": "feedback"}
+    assert events[3].data["buttons"] == [{"title": "Did this help?", "payload": "/yes"}]
+    queued = store.outbox_for("web", "u1", "pending")
+    assert [(e.text, e.event_seq, e.in_reply_to) for e in queued] == [
+        ("Yes, in 3-5 days.", 4, 1), ("Anything else?", 5, 1)]
+    assert [e.data["reply_id"] for e in events[3:5]] == [e.reply_id for e in queued]
+    conversation = store.get_conversation(conversation_id)
+    assert conversation.fallback_streak == 2 and conversation.dialogue.slots == {"country": "norway"}
 
 
 def test_replies_taken_for_an_answer_are_handed_to_one_request_only(store: ConversationStore) -> None:

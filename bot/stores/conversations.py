@@ -43,6 +43,7 @@ from bot.stores.customers import (
     EMAIL_CODES_PER_CLIENT,
     EMAIL_CODES_PER_HOUR,
     FAILURE_WINDOW,
+    NewEvent,
     append_event,
     attempts,
     code_hash,
@@ -50,6 +51,7 @@ from bot.stores.customers import (
     erase_customer,
     export_customer,
     find_customers,
+    insert_events,
     issue_email_code,
     live_link_code,
     load_customer,
@@ -75,6 +77,15 @@ MAX_TAG_LENGTH = 40
 PHONE_CHANNELS = ("sms", "whatsapp")
 EMAIL_CHANNEL = "email"  # its identities are addresses: the customer's email
 OPEN_STATUSES = (ConversationStatus.BOT, ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
+
+
+def _buttons(reply: Reply) -> list[dict[str, str]]:
+    return [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+
+
+def _reply_data(reply: Reply, agent_id: str | None = None) -> dict[str, Any]:
+    """A reply's event data: its id and buttons, and the agent who wrote it."""
+    return {"reply_id": reply.reply_id, "buttons": _buttons(reply), **({"agent_id": agent_id} if agent_id else {})}
 
 
 def _identity_key(channel: str, external_id: str) -> str:
@@ -366,20 +377,10 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
                 db.execute("UPDATE events SET data = ? WHERE conversation_id = ? AND seq = ?",
                            (json.dumps({**json.loads(row["data"]), **outcome.message_data}), pending.conversation_id,
                             pending.event_seq))
-            for kind, data in outcome.events:
-                append_event(db, pending.conversation_id, kind, Author.BOT, None, None, None, data, now)
-            for reply in outcome.replies:
-                self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
-            if outcome.fallback_streak is not None:
-                db.execute("UPDATE conversations SET fallback_streak = ?, updated_at = ? "
-                           "WHERE conversation_id = ?",
-                           (outcome.fallback_streak, now, pending.conversation_id))
+            self._store_turn(db, pending, outcome, now)
             if outcome.opted_out is not None:
                 db.execute("UPDATE identities SET opted_out = ? WHERE channel = ? AND external_id = ?",
                            (int(outcome.opted_out), pending.channel, pending.external_id))
-            if outcome.dialogue is not None:
-                db.execute("UPDATE conversations SET dialogue = ? WHERE conversation_id = ?",
-                           (json.dumps(outcome.dialogue.as_json()), pending.conversation_id))
             notified = None
             if outcome.customer_attributes or outcome.customer_name or outcome.link_code or outcome.reference_notice:
                 customer_id = db.execute("SELECT customer_id FROM conversations WHERE conversation_id = ?",
@@ -405,6 +406,35 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         if notified is not None:
             self._changed(notified)
         return True
+
+    def _store_turn(self, db: Connection, pending: PendingMessage, outcome: Outcome, now: str) -> None:
+        """The bot's events and replies, in that order, and the conversation's fallback streak and dialogue
+        state: one update of the conversation (which numbers the events) and one insert a table, so that the
+        turn holds the write lock for few statements. A reply addressed to another conversation (one merged
+        away meanwhile) is added on its own."""
+        conversation_id = pending.conversation_id
+        replies = [reply for reply in outcome.replies if reply.conversation_id == conversation_id]
+        events: list[NewEvent] = [(kind, Author.BOT, None, None, None, data) for kind, data in outcome.events]
+        events += [(EventKind.MESSAGE_OUT, reply.author, pending.channel, pending.external_id, reply.text,
+                    _reply_data(reply)) for reply in replies]
+        changes = ["next_seq = next_seq + ?"]
+        values: list[Any] = [len(events)]
+        if outcome.fallback_streak is not None:
+            changes += ["fallback_streak = ?", "updated_at = ?"]
+            values += [outcome.fallback_streak, now]
+        if outcome.dialogue is not None:
+            changes += ["dialogue = ?"]
+            values += [json.dumps(outcome.dialogue.as_json())]
+        if events or len(changes) > 1:
+            after = db.execute(f"UPDATE conversations SET {', '.join(changes)} WHERE conversation_id = ? "
+                               "RETURNING next_seq", (*values, conversation_id)).fetchone()["next_seq"]
+            first = after - len(events)
+            insert_events(db, conversation_id, first, events, now)
+            self._insert_outbox(db, [(reply, first + len(outcome.events) + i) for i, reply in enumerate(replies)],
+                                pending.channel, pending.external_id, pending.event_seq, now)
+        for reply in outcome.replies:
+            if reply.conversation_id != conversation_id:
+                self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
 
     def _send_reference_code(self, db: Connection, customer_id: str, notice: ReferenceNotice,
                              now: str) -> str | None:
@@ -434,16 +464,22 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
 
     def _add_reply(self, db: Connection, reply: Reply, channel: str, external_id: str,
                    in_reply_to: int | None, now: str, agent_id: str | None = None) -> None:
-        buttons = [{"title": b.title, "payload": b.payload} for b in reply.buttons]
-        data = {"reply_id": reply.reply_id, "buttons": buttons, **({"agent_id": agent_id} if agent_id else {})}
         seq = append_event(db, reply.conversation_id, EventKind.MESSAGE_OUT, reply.author, channel,
-                           external_id, reply.text, data, now)
-        db.execute(
-            "INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
-            "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (reply.reply_id, reply.conversation_id, seq, channel, external_id, reply.author.value,
-             reply.text, json.dumps(buttons), in_reply_to, now),
-        )
+                           external_id, reply.text, _reply_data(reply, agent_id), now)
+        self._insert_outbox(db, [(reply, seq)], channel, external_id, in_reply_to, now)
+
+    @staticmethod
+    def _insert_outbox(db: Connection, replies: Sequence[tuple[Reply, int]], channel: str, external_id: str,
+                       in_reply_to: int | None, now: str) -> None:
+        """Queue replies whose events are numbered (`(reply, seq)`) for their channel."""
+        sql = ("INSERT INTO outbox (reply_id, conversation_id, event_seq, channel, external_id, author, text, "
+               "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        rows = [(reply.reply_id, reply.conversation_id, seq, channel, external_id, reply.author.value, reply.text,
+                 json.dumps(_buttons(reply)), in_reply_to, now) for reply, seq in replies]
+        if len(rows) == 1:
+            db.execute(sql, rows[0])
+        elif rows:
+            db.executemany(sql, rows)
 
     # -- reports -----------------------------------------------------------------------
 

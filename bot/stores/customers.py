@@ -12,6 +12,7 @@ import heapq
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,13 @@ def code_hash(code: str) -> str:
 
 # -- events ---------------------------------------------------------------------------
 
+# One event still to be numbered: kind, author, channel, external id, text, data.
+NewEvent = tuple[EventKind, Author, str | None, str | None, str | None, dict[str, Any]]
+
+_INSERT_EVENT = ("INSERT INTO events (conversation_id, seq, kind, author, channel, external_id, text, data, "
+                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
 def append_event(db: Connection, conversation_id: str, kind: EventKind, author: Author,
                  channel: str | None, external_id: str | None, text: str | None, data: dict[str, Any],
                  created_at: str) -> int:
@@ -45,12 +53,19 @@ def append_event(db: Connection, conversation_id: str, kind: EventKind, author: 
         "UPDATE conversations SET next_seq = next_seq + 1 WHERE conversation_id = ? RETURNING next_seq - 1",
         (conversation_id,),
     ).fetchone()[0]
-    db.execute(
-        "INSERT INTO events (conversation_id, seq, kind, author, channel, external_id, text, data, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (conversation_id, seq, kind.value, author.value, channel, external_id, text, json.dumps(data), created_at),
-    )
+    insert_events(db, conversation_id, seq, [(kind, author, channel, external_id, text, data)], created_at)
     return seq
+
+
+def insert_events(db: Connection, conversation_id: str, first_seq: int, events: Sequence[NewEvent],
+                  created_at: str) -> None:
+    """Insert events numbered from `first_seq` on, in order (their numbers taken from `next_seq` already)."""
+    rows = [(conversation_id, first_seq + i, kind.value, author.value, channel, external_id, text, json.dumps(data),
+             created_at) for i, (kind, author, channel, external_id, text, data) in enumerate(events)]
+    if len(rows) == 1:
+        db.execute(_INSERT_EVENT, rows[0])
+    elif rows:
+        db.executemany(_INSERT_EVENT, rows)
 
 
 def _renumber(db: Connection, conversation_id: str, event_ids: list[int]) -> None:
