@@ -215,6 +215,7 @@ class PendingMessage:
     throttled: bool = False   # sent in a flood: answered only if it is the last message waiting
     rated: str | None = None  # a rating of a closed conversation: "first", or "repeat" for a later one
     followed: bool = False    # a later message of the conversation waits too
+    language: str | None = None  # detected when it was stored (None: too short to tell)
     received_at: datetime | None = None  # when it was stored
 
 

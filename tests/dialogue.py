@@ -44,7 +44,8 @@ class RecordingChannel:
         assert pending is not None
         conversation = self.store.get_conversation(accepted.conversation_id)
         outcome = self.engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
-                                      media=pending.media, link=pending.link, rated=pending.rated)
+                                      media=pending.media, link=pending.link, rated=pending.rated,
+                                      language=pending.language)
         assert self.store.complete_turn(pending, outcome)
         self.last_outcome = outcome
         replies = [reply.text for reply in outcome.replies]

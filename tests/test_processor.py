@@ -30,7 +30,7 @@ class RecordingEngine:
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
                 seq: int | None = None, *, media: str | None = None, link: str | None = None,
-                rated: str | None = None) -> Outcome:
+                rated: str | None = None, language: str | None = None) -> Outcome:
         key = conversation.conversation_id
         with self._lock:
             self.busy[key] = self.busy.get(key, 0) + 1

@@ -104,6 +104,17 @@ def test_a_short_question_is_searched_in_the_conversations_language(
     assert kb["language"] == "de" and kb["encoder"] == "multilingual"
 
 
+def test_the_language_detected_when_a_message_was_stored_is_its_turns(
+        make_chat: Callable[..., RecordingChannel]) -> None:
+    # The inbox detects a message's language as it stores it; the turn takes it from there rather than
+    # detecting it again (what it says wins even where the text alone would read otherwise).
+    chat = make_chat()
+    chat.say("where is my parcel", data={"language": "de"})
+    outcome = chat.last_outcome
+    assert outcome is not None and outcome.dialogue is not None
+    assert outcome.dialogue.slots["language"] == "de"
+
+
 def test_english_customers_get_the_english_responses(make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
     assert chat.say("tell me about the lunar calendar please")[0].startswith("Sorry, I'm not sure I understood")

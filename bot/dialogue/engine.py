@@ -121,15 +121,16 @@ class Engine:
 
     def respond(self, conversation: Conversation, text: str, channel: str | None = None,
                 seq: int | None = None, *, media: str | None = None, link: str | None = None,
-                rated: str | None = None) -> Outcome:
+                rated: str | None = None, language: str | None = None) -> Outcome:
         """Decide the bot's turn for a message that came on `channel` (stored at `seq`); `media` is the
         kind of a message without text (a photo, a sticker), which the bot cannot read; `link` is what
         became of a link code the message carried; `rated` says the message rated the closed
-        conversation ("first") or rated it again ("repeat").
+        conversation ("first") or rated it again ("repeat"); `language` is the message's as detected when it
+        was stored (detected here when not given).
 
         Every message is rated for sentiment; a conversation that is not the bot's gets no reply.
         """
-        turn = self._start(conversation, text, channel, seq)
+        turn = self._start(conversation, text, channel, seq, language=language)
         capabilities = CAPABILITIES.get(channel or "")
         keyword = text.strip().casefold()
         if rated is not None:
@@ -195,10 +196,10 @@ class Engine:
     # -- deciding ----------------------------------------------------------------------
 
     def _start(self, conversation: Conversation, text: str, channel: str | None, seq: int | None,
-               rate: bool = True) -> Turn:
+               rate: bool = True, language: str | None = None) -> Turn:
         state = conversation.dialogue
         slots = {**self._model.domain.initial_slots(), **state.slots}
-        values, language = self._customer_facts(conversation, text)
+        values, language = self._customer_facts(conversation, text, language)
         turn = Turn(conversation, text, channel, seq, slots, state.active_loop, state.negative_streak,
                      values, {}, language, previous_action=state.latest_action,
                      history=[Happened.from_json(step) for step in state.history])
@@ -579,11 +580,13 @@ class Engine:
 
     # -- personal answers --------------------------------------------------------------
 
-    def _customer_facts(self, conversation: Conversation, text: str) -> tuple[dict[str, str], str | None]:
+    def _customer_facts(self, conversation: Conversation, text: str,
+                        detected: str | None = None) -> tuple[dict[str, str], str | None]:
         """From one read of the customer's profile: the placeholder values every response may use (their
         name), and the message's language; for a message too short to tell, the one on the profile, else
         the one the conversation was in."""
-        detected = self._languages.detect(text) if self._languages is not None else None
+        if detected is None and self._languages is not None:
+            detected = self._languages.detect(text)  # unless the inbox told it when the message was stored
         if conversation.conversation_id == "preview":
             return {}, detected
         customer = self._memory.get_customer(conversation.customer_id)

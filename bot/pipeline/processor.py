@@ -218,7 +218,8 @@ class ConversationProcessor:
             conversation = self._store.get_conversation(pending.conversation_id)
             try:
                 outcome = self._engine.respond(conversation, pending.text, pending.channel, pending.event_seq,
-                                               media=pending.media, link=pending.link, rated=pending.rated)
+                                               media=pending.media, link=pending.link, rated=pending.rated,
+                                               language=pending.language)
                 break
             except Unavailable:
                 raise  # the store, not the turn: tried again as a whole once it recovers

@@ -348,6 +348,7 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
                               row["channel"], row["external_id"], row["text"], data.get("media"), data.get("link"),
                               throttled=bool(data.get("throttled")), followed=bool(row["followed"]),
                               rated=None if rating is None else "repeat" if rating.get("repeat") else "first",
+                              language=data.get("language"),
                               received_at=datetime.fromisoformat(row["created_at"]))
 
     def complete_turn(self, pending: PendingMessage, outcome: Outcome, holder: str | None = None) -> bool:
