@@ -64,7 +64,7 @@ from bot.stores.customers import (
     unmerge,
     verify_email_code,
 )
-from bot.stores.database import Connection, Database, Row, SqliteDatabase
+from bot.stores.database import Connection, Database, Row, SqliteDatabase, execute_rows
 from bot.stores.kb_snapshots import KbEditRecords, KbSnapshotRecords
 from bot.stores.outbox import OutboxRecords
 
@@ -414,7 +414,10 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         turn holds the write lock for few statements. A reply addressed to another conversation (one merged
         away meanwhile) is added on its own."""
         conversation_id = pending.conversation_id
-        replies = [reply for reply in outcome.replies if reply.conversation_id == conversation_id]
+        replies: list[Reply] = []
+        elsewhere: list[Reply] = []
+        for reply in outcome.replies:
+            (replies if reply.conversation_id == conversation_id else elsewhere).append(reply)
         events: list[NewEvent] = [(kind, Author.BOT, None, None, None, data) for kind, data in outcome.events]
         events += [(EventKind.MESSAGE_OUT, reply.author, pending.channel, pending.external_id, reply.text,
                     _reply_data(reply)) for reply in replies]
@@ -433,9 +436,8 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
             insert_events(db, conversation_id, first, events, now)
             self._insert_outbox(db, [(reply, first + len(outcome.events) + i) for i, reply in enumerate(replies)],
                                 pending.channel, pending.external_id, pending.event_seq, now)
-        for reply in outcome.replies:
-            if reply.conversation_id != conversation_id:
-                self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
+        for reply in elsewhere:
+            self._add_reply(db, reply, pending.channel, pending.external_id, pending.event_seq, now)
 
     def _send_reference_code(self, db: Connection, customer_id: str, notice: ReferenceNotice,
                              now: str) -> str | None:
@@ -477,10 +479,7 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
                "buttons, in_reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         rows = [(reply.reply_id, reply.conversation_id, seq, channel, external_id, reply.author.value, reply.text,
                  json.dumps(_buttons(reply)), in_reply_to, now) for reply, seq in replies]
-        if len(rows) == 1:
-            db.execute(sql, rows[0])
-        elif rows:
-            db.executemany(sql, rows)
+        execute_rows(db, sql, rows)
 
     # -- reports -----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any
 from bot.customers.codes import CODE_LIFETIME
 from bot.errors import Conflict, NotAllowed, NotFound
 from bot.messages import Author, Customer, EventKind
-from bot.stores.database import Connection, Row
+from bot.stores.database import Connection, Row, execute_rows
 from bot.stores.report_rollups import forget_words
 
 EMAIL_CODE_DIGITS = 6
@@ -62,10 +62,7 @@ def insert_events(db: Connection, conversation_id: str, first_seq: int, events: 
     """Insert events numbered from `first_seq` on, in order (their numbers taken from `next_seq` already)."""
     rows = [(conversation_id, first_seq + i, kind.value, author.value, channel, external_id, text, json.dumps(data),
              created_at) for i, (kind, author, channel, external_id, text, data) in enumerate(events)]
-    if len(rows) == 1:
-        db.execute(_INSERT_EVENT, rows[0])
-    elif rows:
-        db.executemany(_INSERT_EVENT, rows)
+    execute_rows(db, _INSERT_EVENT, rows)
 
 
 def _renumber(db: Connection, conversation_id: str, event_ids: list[int]) -> None:

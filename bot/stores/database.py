@@ -61,6 +61,15 @@ class Connection(Protocol):
     def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
+def execute_rows(db: Connection, sql: str, rows: Sequence[Params]) -> None:
+    """Run one statement for each of `rows`: a single row as a plain statement, several in one `executemany`
+    (on PostgreSQL, one round trip)."""
+    if len(rows) == 1:
+        db.execute(sql, rows[0])
+    elif rows:
+        db.executemany(sql, rows)
+
+
 class IntegrityError(SwitchboardError):
     """A constraint refused a write (a unique key taken, a reference to nothing), on either database."""
 
