@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.errors import Conflict, NotAllowed, NotFound
-from bot.messages import Author, Button, DialogueState, EventKind, InboundMessage, Profile, Reply
+from bot.messages import Author, Button, DialogueState, EventKind, InboundMessage, Profile, Reply, utcnow
 from bot.outcome import Outcome
 from bot.stores import open_store
 from bot.stores.conversations import ConversationStore
@@ -115,6 +117,38 @@ def test_a_turns_events_replies_and_state_are_stored_in_order_and_its_next_messa
     assert [e.data["reply_id"] for e in events[3:5]] == [e.reply_id for e in queued]
     conversation = store.get_conversation(conversation_id)
     assert conversation.fallback_streak == 2 and conversation.dialogue.slots == {"country": "norway"}
+
+
+def test_a_turn_commits_without_waiting_for_the_disk_and_a_reply_leaves_only_after_a_commit_that_waits(
+        store: ConversationStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A turn can be taken again after a crash of the machine (its message was stored durably when accepted),
+    # so its commit does not wait for the disk; accepting a message and claiming a reply for sending do, and
+    # their commit carries every turn before it to the disk (the log is written in order).
+    database = store._db
+    write = database.write
+    waits: list[bool] = []
+
+    @contextmanager
+    def observed(redoable: bool = False) -> Iterator[Any]:
+        with write(redoable) as db:
+            if database.dialect == "sqlite":
+                waits.append(db.execute("PRAGMA synchronous").fetchone()[0] == 2)  # FULL, not NORMAL (1)
+            else:
+                waits.append(db.execute("SHOW synchronous_commit").fetchone()[0] == "on")
+            yield db
+
+    monkeypatch.setattr(database, "write", observed)
+    accepted = store.accept(message("where is my parcel", channel="telegram"))
+    assert waits == [True]
+    pending = store.next_pending(accepted.conversation_id)
+    assert pending is not None
+    waits.clear()
+    assert store.complete_turn(pending, Outcome(replies=(Reply(accepted.conversation_id, "It left today",
+                                                               Author.BOT),)))
+    assert waits == [False]
+    waits.clear()
+    (claimed,) = store.claim_deliveries(["telegram"], utcnow())
+    assert claimed.text == "It left today" and waits == [True]  # the setting was the turn's transaction's only
 
 
 def test_replies_taken_for_an_answer_are_handed_to_one_request_only(store: ConversationStore) -> None:

@@ -356,9 +356,13 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
 
         Returns False, storing nothing, if the message was already processed, or if `holder` is given and
         another worker has taken the conversation's lease over meanwhile (this worker was taken for dead).
+
+        The commit does not wait for the disk: a crash of the machine may undo it, and the message, stored
+        durably when it was accepted, is then answered again (`Database.write`; a reply never leaves before it
+        is on the disk).
         """
         now = utcnow().isoformat()
-        with self._write() as db:
+        with self._write(redoable=True) as db:
             # Where the message is now: a merge may have moved it to another conversation since it was taken.
             # With a `holder`, only while no other worker holds the conversation it was taken from.
             where = db.execute(

@@ -14,6 +14,15 @@ outside them), so one lock costs little until many workers share a database; rea
 A write of one statement that appends no event needs neither (`write_one`): on PostgreSQL it runs on its
 own, without the lock, so that the workers' leases on conversations, taken and given up around every
 turn, do not queue behind every other write of the deployment.
+
+A write is durable when it commits: the disk holds it (SQLite's `synchronous=FULL`, PostgreSQL's
+`synchronous_commit`). A turn's is the exception (`write(redoable=True)`): a crash of the machine, not of
+a process, may lose the last turns, and the messages they answered, stored durably when they were accepted,
+are then answered again. Both databases write their log in commit order and flush it whole, so the next
+durable commit on any connection carries every redoable one before it to the disk; whatever lets a reply
+leave the store is such a commit (the delivery worker claims a reply before sending it, the REST channel
+marks its replies sent), so a reply never leaves before its turn is durable. A reply shown on a web chat
+or console stream may, until then, be lost with the power and answered again with the same event numbers.
 """
 
 from __future__ import annotations
@@ -91,6 +100,14 @@ class _SqliteConnection(sqlite3.Connection):
     """A connection whose faults raise Unavailable (503 for webhooks, so providers retry) and mark it broken."""
 
     broken = False
+    durable = True  # the commits wait for the disk (`PRAGMA synchronous`)
+
+    def commit_durably(self, durable: bool) -> None:
+        """Whether this connection's next commits wait for the disk: FULL, or NORMAL for a redoable write (in
+        WAL mode NORMAL loses no committed data when a process dies, only when the machine does)."""
+        if durable != self.durable:
+            self.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.durable = durable
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         with self._faults():
@@ -171,13 +188,15 @@ class SqliteDatabase:
         return db
 
     @contextmanager
-    def write(self) -> Iterator[_SqliteConnection]:
+    def write(self, redoable: bool = False) -> Iterator[_SqliteConnection]:
+        """A write transaction, durable when it commits unless `redoable` (module docstring)."""
         # SQLite has one writer at a time. The threads of this process queue for it here, each woken the
         # moment the one before commits; left to SQLite, a waiting writer sleeps in its busy handler for up
         # to 100 ms at a time (profiled under 8 concurrent clients: most of a reply's wait). Other processes
         # (a CLI command) still wait in the busy handler.
         with self._writers:
             db = self.connection()
+            db.commit_durably(not redoable)
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -444,9 +463,14 @@ class PostgresDatabase:
         return _PgStatements(self)
 
     @contextmanager
-    def write(self) -> Iterator[_PgConnection]:
+    def write(self, redoable: bool = False) -> Iterator[_PgConnection]:
+        """A write transaction, durable when it commits unless `redoable` (module docstring)."""
         with self._connection() as db, db._connection.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            if redoable:  # for this transaction only, in the same round trip as the lock
+                db.execute("SELECT pg_advisory_xact_lock(?), set_config('synchronous_commit', 'off', true)",
+                           (WRITE_LOCK,))
+            else:
+                db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             yield db
 
     def write_one(self, sql: str, parameters: Params = (), /) -> _Rows:

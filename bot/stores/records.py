@@ -17,8 +17,8 @@ class Records:
     def _connection(self) -> Connection:
         return self._db.connection()
 
-    def _write(self) -> AbstractContextManager[Connection]:
-        return self._db.write()
+    def _write(self, redoable: bool = False) -> AbstractContextManager[Connection]:
+        return self._db.write(redoable)
 
     def _write_one(self, sql: str, parameters: Params = ()) -> Result:
         """One statement that appends no event, committed on its own (see Database)."""
