@@ -117,6 +117,7 @@ class Passage:
     score: float
     lang: str = ""            # the article's language ("" for the knowledge base's own, English)
     translation_of: str = ""  # the original this article translates
+    multilingual: bool = False  # scored by the multilingual encoder, whose scores are on a scale of their own
 
     @property
     def topic(self) -> str:

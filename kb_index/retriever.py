@@ -175,7 +175,7 @@ class HybridRetriever:
         _less_examples(snapshot, scores, self._fusion.multilingual_example_offset)
         if is_english(language) and self._fusion.english_blend:
             self._blend_english(snapshot, scores, text, vector, k)
-        return _passages(snapshot, scores, k, channel, audience)
+        return _passages(snapshot, scores, k, channel, audience, multilingual=True)
 
     def _blend_english(self, snapshot: Snapshot, scores: dict[int, float], text: str, vector: np.ndarray | None,
                        k: int) -> None:
@@ -246,7 +246,7 @@ class HybridRetriever:
             best = candidates[int(np.argmax(others @ vector))]
         chunk = snapshot.chunks[best]
         return Passage(chunk.article_id, chunk.title, chunk.url, chunk.heading, chunk.text, passage.score,
-                       chunk.lang, chunk.translation_of)
+                       chunk.lang, chunk.translation_of, passage.multilingual)
 
     def reload(self) -> bool:
         """Load the published snapshot now if it changed; True if it was swapped in."""
@@ -301,13 +301,14 @@ def _less_examples(snapshot: Snapshot, scores: dict[int, float], offset: float) 
 
 
 def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str | None,
-              audience: str) -> list[Passage]:
-    """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages."""
+              audience: str, multilingual: bool = False) -> list[Passage]:
+    """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages (`multilingual`: scored by
+    that encoder)."""
     allowed = [i for i in scores if snapshot.chunks[i].serves(channel, audience)]
     best = sorted(allowed, key=scores.__getitem__, reverse=True)[:k]
     found = [snapshot.chunks[i] for i in best]
-    return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of)
-            for c, i in zip(found, best, strict=True)]
+    return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of,
+                    multilingual) for c, i in zip(found, best, strict=True)]
 
 
 # The notifier key a publish or rollback announces: every process sharing the notifier re-reads the pointer.

@@ -141,7 +141,7 @@ def test_without_a_multilingual_index_every_question_is_matched_as_english(
     assert retriever.search("运费多少", k=1, language="zh")  # the English path still answers something
 
 
-def test_a_search_reads_one_snapshot_though_a_publish_swaps_it_midway(
+def test_a_search_reads_one_snapshot_though_a_publish_swaps_it_midway_and_its_passages_tell_their_scale(
         tmp_path: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
     # A host's first snapshot has no multilingual index; the next one, published while a Chinese question is
     # searched, has. The search stays on the snapshot it began with (matched as English, as that one can).
@@ -171,6 +171,11 @@ def test_a_search_reads_one_snapshot_though_a_publish_swaps_it_midway(
     retriever.reads = 0
     found = retriever.search("运费多少", k=3, language="zh")
     assert found and retriever.reads == 1
+    # The passages tell the scale they were scored on, which the answer is decided by: asking the retriever
+    # again would read the newer snapshot and wrongly say multilingual.
+    assert not any(p.multilingual for p in found) and retriever.multilingual_for("zh")
+    assert all(p.multilingual for p in HybridRetriever(index_dir, encoder, multilingual=multilingual).search(
+        "运费多少", k=3, language="zh"))
 
 
 def test_a_rebuild_embeds_only_changed_chunks_for_other_languages_too(tmp_path: Path, encoder: Encoder,

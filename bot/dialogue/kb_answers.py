@@ -58,7 +58,8 @@ class KbAnswers:
         language = turn.language
         passages = self._retriever.search(turn.text, k=self._passages, vector=vector, channel=turn.channel,
                                           language=language)
-        multilingual = self._retriever.multilingual_for(language)
+        # Decided on the scale of the encoder that scored the passages, whatever a publish swapped in since.
+        multilingual = passages[0].multilingual if passages else self._retriever.multilingual_for(language)
         names = self._retriever.unknown_names(turn.text, language,
                                               [n for n in (turn.values.get("full_name"), turn.customer_name) if n])
         decision = decide(passages, self._other_languages.get(language) if multilingual else self._policy, names)
