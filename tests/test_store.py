@@ -214,6 +214,20 @@ def test_agent_reply_goes_to_the_channel_the_customer_last_used(store: Conversat
     assert [e.text for e in store.outbox_for("web", "u1", "pending")] == ["on the web"]
 
 
+def test_whether_the_customer_wrote_before_a_message_is_told_by_the_messages_before_it(
+        store: ConversationStore) -> None:
+    first = store.accept(message("hello", mid="m1"))
+    conversation_id = first.conversation_id
+    assert not store.wrote_before(conversation_id, first.event_seq)
+    pending = store.next_pending(conversation_id)
+    assert pending is not None
+    store.complete_turn(pending, Outcome(replies=(Reply(conversation_id, "Hi! How can I help?", Author.BOT),)))
+    assert store.wrote_before(conversation_id, first.event_seq + 1)
+    second = store.accept(message("where is my parcel", mid="m2"))
+    assert store.wrote_before(conversation_id, second.event_seq)
+    assert not store.wrote_before("no-such-conversation", 10)
+
+
 def test_a_closed_conversation_is_not_reused(store: ConversationStore) -> None:
     first = store.accept(message(mid="a"))
     store.claim(first.conversation_id, "ann")

@@ -600,10 +600,10 @@ class Engine:
         conversation = turn.conversation
         if turn.seq is None or not self._model.responses.has("utter_recall"):
             return False
-        earlier = [e for e in self._memory.transcript(conversation.conversation_id)
-                   if e.kind == EventKind.MESSAGE_IN and e.seq < turn.seq]
+        if self._memory.wrote_before(conversation.conversation_id, turn.seq):
+            return False
         previous = self._memory.previous_conversation(conversation.customer_id, conversation.conversation_id)
-        if earlier or previous is None:
+        if previous is None:
             return False
         now = self._clock()
         if now - previous.updated_at > timedelta(days=self._policy.recall_days):

@@ -725,6 +725,14 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         ).fetchall()
         return [_event(row) for row in rows]
 
+    def wrote_before(self, conversation_id: str, seq: int) -> bool:
+        """Whether the customer wrote in the conversation before its event `seq` (one row looked at, however long
+        the conversation)."""
+        return self._connection().execute(
+            "SELECT 1 FROM events WHERE conversation_id = ? AND seq < ? AND kind = 'message_in' LIMIT 1",
+            (conversation_id, seq),
+        ).fetchone() is not None
+
     def identity_events(self, channel: str, external_id: str, after_id: int) -> list[tuple[int, Event]]:
         """Return the messages from and to one identity (ratings too) after a global event id."""
         rows = self._connection().execute(
