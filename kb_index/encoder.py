@@ -51,9 +51,17 @@ def resolve_model_path(model: str) -> Path:
     return Path(package.get_model_path())
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Each vector scaled to length 1, as float32."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean of each text's token states over its attention mask, in float32 (multiplied by the int64 mask
+    itself, numpy works in float64: ten times slower for a batch of 16)."""
+    weights = mask.astype(np.float32)
+    return np.einsum("bth,bt->bh", hidden, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
 
 
 class SentenceTransformerEncoder:
@@ -117,8 +125,7 @@ class OnnxEncoder:
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         outputs = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
                                            "token_type_ids": np.zeros_like(ids)})
-        tokens = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        return [_normalise((hidden * mask[..., None]).sum(axis=1) / tokens) for hidden in outputs]
+        return [normalise(mean_pool(hidden, mask)) for hidden in outputs]
 
 
 def session_threads(session: Any) -> int:

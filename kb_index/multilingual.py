@@ -33,7 +33,7 @@ import numpy as np
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.encoder import RecentVectors, session_threads, trace_to_onnx
+from kb_index.encoder import RecentVectors, mean_pool, normalise, session_threads, trace_to_onnx
 
 log = logging.getLogger(__name__)
 
@@ -321,9 +321,7 @@ class MultilingualEncoder:
         unique, inverse = np.unique(ids, return_inverse=True)
         embeds = dequantize(self._words[unique])[inverse.reshape(ids.shape)]
         (hidden,) = self._session.run(None, {"inputs_embeds": embeds, "attention_mask": mask})
-        pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return np.asarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
+        return normalise(mean_pool(hidden, mask))
 
 
 class PrefixedEncoder:

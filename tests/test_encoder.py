@@ -23,6 +23,7 @@ from kb_index.encoder import (
     SentenceTransformerEncoder,
     export_onnx,
     load_encoder,
+    mean_pool,
     vectors_name,
 )
 
@@ -147,3 +148,11 @@ def test_a_failing_batch_raises_in_every_caller() -> None:
     with pytest.raises(RuntimeError, match="model unavailable"):
         batching.encode(["hello"])
     batching.close()
+
+
+def test_mean_pooling_ignores_padding_and_stays_in_float32() -> None:
+    states = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    mask = np.array([[1, 1, 1], [1, 0, 0]], dtype=np.int64)  # the second text is one token, padded to three
+    pooled = mean_pool(states, mask)
+    assert pooled.dtype == np.float32
+    assert np.allclose(pooled[0], states[0].mean(axis=0)) and np.allclose(pooled[1], states[1, 0])
