@@ -151,8 +151,8 @@ def report(result: ReplyLatency, threads: int) -> str:
         f"Engine overhead: the reply's median is {ratio:.2f}x the bare encode + search median "
         f"({result.reply.p50 - result.bare.p50:+.1f} ms: the intent encoder's own encode of the message with the "
         "default `SWITCHBOARD_INTENT_ENCODER=tuned`, sentiment and intent scoring, the order "
-        "action for \"where is my order\", templating, the SQLite transaction with `synchronous=FULL`, "
-        "and the hand-over between threads).",
+        "action for \"where is my order\", templating, the turn's SQLite transaction (which, unlike the accept, "
+        "does not wait for the disk: docs/performance.md), and the hand-over between threads).",
         "",
         f"Burst: {result.burst_messages} messages from as many customers accepted at once and processed by "
         f"{threads} processor threads in {result.burst_seconds:.1f} s "
