@@ -173,3 +173,28 @@ def test_a_table_altered_while_a_process_runs_is_read_again_not_failed(store_url
     assert stored and store.next_pending(accepted.conversation_id) is None
     assert store.get_conversation(accepted.conversation_id).status == "bot"
     store.dispose()
+
+
+def test_statements_are_prepared_on_postgresql_unless_the_store_url_says_prepare_off(store_url: str) -> None:
+    # Behind PgBouncer in transaction mode before 1.21 a prepared statement is gone on the next transaction's
+    # server connection: `?prepare=off` keeps psycopg from preparing any.
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite prepares nothing on a server")
+    from bot.errors import SwitchboardError
+    from bot.stores.database import PostgresDatabase
+
+    def prepared(url: str) -> int:
+        database = PostgresDatabase(url)
+        try:
+            with database.snapshot() as db:  # one connection throughout
+                for _ in range(8):
+                    db.execute("SELECT count(*) FROM conversations WHERE status = ?", ("bot",)).fetchone()
+                return int(db.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone()["n"])
+        finally:
+            database.close()
+
+    open_store(store_url).dispose()  # the schema
+    assert prepared(store_url) > 0
+    assert prepared(f"{store_url}&prepare=off") == 0
+    with pytest.raises(SwitchboardError, match="prepare=off"):
+        PostgresDatabase(f"{store_url}&prepare=maybe")

@@ -37,7 +37,7 @@ from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.errors import Conflict, SwitchboardError, Unavailable
 
@@ -413,13 +413,15 @@ class PostgresDatabase:
         import psycopg
         from psycopg_pool import ConnectionPool
 
+        url, prepare = _prepare_setting(url)
         self.url = url
         self._psycopg = psycopg
         parts = urlsplit(url)
         self._where = f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
         self._pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, name="switchboard",
-            kwargs={"autocommit": True, "row_factory": _row_factory},
+            kwargs={"autocommit": True, "row_factory": _row_factory,
+                    **({} if prepare else {"prepare_threshold": None})},
         )
         try:
             self._pool.open(wait=True, timeout=10)
@@ -513,6 +515,21 @@ class PostgresDatabase:
 
     def dispose(self) -> None:
         self._pool.close()
+
+
+def _prepare_setting(url: str) -> tuple[str, bool]:
+    """A PostgreSQL URL without Switchboard's own `prepare` parameter, and whether statements are prepared:
+    `?prepare=off` behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    chosen = [value for key, value in query if key == "prepare"]
+    if not chosen:
+        return url, True
+    if chosen[-1] not in ("on", "off"):
+        raise SwitchboardError(f"prepare={chosen[-1]!r} in the store URL: use prepare=on (the default) or "
+                               "prepare=off (behind PgBouncer in transaction mode before 1.21)")
+    rest = urlencode([(key, value) for key, value in query if key != "prepare"])
+    return urlunsplit(parts._replace(query=rest)), chosen[-1] == "on"
 
 
 Database = SqliteDatabase | PostgresDatabase
