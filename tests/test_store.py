@@ -228,6 +228,41 @@ def test_whether_the_customer_wrote_before_a_message_is_told_by_the_messages_bef
     assert not store.wrote_before("no-such-conversation", 10)
 
 
+def test_a_customers_name_and_language_are_written_when_they_change_not_with_every_message(
+        store: ConversationStore) -> None:
+    # Counted by a trigger: every message of a returning customer rewrote their row (a page of the log each).
+    database = store._db
+    with database.write() as db:
+        db.execute("CREATE TABLE customer_writes (n INTEGER NOT NULL)")
+        db.execute("INSERT INTO customer_writes VALUES (0)")
+        if database.dialect == "sqlite":
+            db.execute("CREATE TRIGGER count_customer_writes AFTER UPDATE ON customers "
+                       "BEGIN UPDATE customer_writes SET n = n + 1; END")
+        else:
+            db.execute("CREATE FUNCTION count_customer_writes() RETURNS trigger AS $$ BEGIN "
+                       "UPDATE customer_writes SET n = n + 1; RETURN NEW; END $$ LANGUAGE plpgsql")
+            db.execute("CREATE TRIGGER count_customer_writes AFTER UPDATE ON customers FOR EACH ROW "
+                       "EXECUTE FUNCTION count_customer_writes()")
+
+    def writes() -> int:
+        return int(store._connection().execute("SELECT n FROM customer_writes").fetchone()[0])
+
+    def send(mid: str, language: str, name: str = "Ada", phone: str | None = None) -> str:
+        return store.accept(InboundMessage("web", "u1", mid, "hallo", profile=Profile(display_name=name, phone=phone),
+                                           data={"language": language})).customer_id
+
+    customer_id = send("m1", "de")
+    first = writes()
+    send("m2", "de")
+    send("m3", "de")
+    assert writes() == first  # nothing changed, nothing written
+    send("m4", "en")
+    send("m5", "en", name="Ada L.", phone="+4915112345678")
+    assert writes() == first + 2
+    customer = store.get_customer(customer_id)
+    assert (customer.language, customer.display_name, customer.phone) == ("en", "Ada L.", "+4915112345678")
+
+
 def test_a_closed_conversation_is_not_reused(store: ConversationStore) -> None:
     first = store.accept(message(mid="a"))
     store.claim(first.conversation_id, "ann")

@@ -246,16 +246,22 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         if row is None:
             db.execute("INSERT INTO identities (channel, external_id, customer_id) VALUES (?, ?, ?)",
                        (channel, external_id, customer_id))
+        # The profile's name, phone and language are written when they change, not rewritten with every message.
         if profile.display_name or profile.phone:
             db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?) "
-                       "WHERE customer_id = ?", (profile.display_name, profile.phone, customer_id))
+                       "WHERE customer_id = ? AND ((CAST(? AS TEXT) IS NOT NULL AND (display_name IS NULL OR "
+                       "display_name <> ?)) OR (phone IS NULL AND CAST(? AS TEXT) IS NOT NULL))",
+                       (profile.display_name, profile.phone, customer_id, profile.display_name, profile.display_name,
+                        profile.phone))
         if profile.language:
             db.execute("UPDATE customers SET language = ?, language_source = 'channel' WHERE customer_id = ? "
-                       "AND (language IS NULL OR language_source IN ('channel', 'detected'))",
-                       (profile.language, customer_id))
+                       "AND (language IS NULL OR language_source IN ('channel', 'detected')) "
+                       "AND (language IS NULL OR language <> ? OR language_source <> 'channel')",
+                       (profile.language, customer_id, profile.language))
         elif detected_language:
             db.execute("UPDATE customers SET language = ?, language_source = 'detected' WHERE customer_id = ? "
-                       "AND (language IS NULL OR language_source = 'detected')", (detected_language, customer_id))
+                       "AND (language IS NULL OR language_source = 'detected') AND (language IS NULL OR language <> ?)",
+                       (detected_language, customer_id, detected_language))
         return customer_id
 
     def _open_conversation(self, db: Connection, customer_id: str,
