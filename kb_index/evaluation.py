@@ -20,6 +20,7 @@ from bot.dialogue.kb_decision import (
     LanguagePolicies,
     best_per_article,
     decide,
+    scored_multilingual,
 )
 from bot.errors import SwitchboardError
 from bot.language import LanguageDetector
@@ -91,7 +92,7 @@ def run_cases(retriever: Retriever, cases: Sequence[EvalCase], depth: int = 10,
         passages = retriever.search(case.question, k=depth, language=language)
         ranked = tuple(dict.fromkeys(p.topic for p in passages))  # a translation counts as its original
         results.append(EvalResult(case.question, case.expected, ranked, passages[0].score if passages else 0.0,
-                                  tuple(passages), language, retriever.multilingual_for(language),
+                                  tuple(passages), language, scored_multilingual(passages, retriever, language),
                                   tuple(retriever.unknown_names(case.question, language))))
     return results
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.delivery.capabilities import CAPABILITIES
-from bot.dialogue.kb_decision import KbAction, KbDecision, KbPolicy, LanguagePolicies, decide
+from bot.dialogue.kb_decision import KbAction, KbDecision, KbPolicy, LanguagePolicies, decide, scored_multilingual
 from bot.dialogue.responses import ResponseTemplates
 from bot.dialogue.turn import Turn
 from bot.language import babel_locale, base_language, is_english
@@ -58,8 +58,7 @@ class KbAnswers:
         language = turn.language
         passages = self._retriever.search(turn.text, k=self._passages, vector=vector, channel=turn.channel,
                                           language=language)
-        # Decided on the scale of the encoder that scored the passages, whatever a publish swapped in since.
-        multilingual = passages[0].multilingual if passages else self._retriever.multilingual_for(language)
+        multilingual = scored_multilingual(passages, self._retriever, language)
         names = self._retriever.unknown_names(turn.text, language,
                                               [n for n in (turn.values.get("full_name"), turn.customer_name) if n])
         decision = decide(passages, self._other_languages.get(language) if multilingual else self._policy, names)

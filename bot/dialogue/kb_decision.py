@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from bot.errors import SwitchboardError
 from bot.messages import Passage
+from bot.ports import Retriever
 
 
 class KbAction(StrEnum):
@@ -110,6 +111,13 @@ def best_per_article(passages: Sequence[Passage]) -> list[Passage]:
     for passage in passages:
         seen.setdefault(passage.topic, passage)
     return list(seen.values())
+
+
+def scored_multilingual(passages: Sequence[Passage], retriever: Retriever, language: str | None) -> bool:
+    """Whether a search's passages are on the multilingual encoder's scale, which decides them by the other
+    languages' policies: as the passages say (the snapshot they came from, whatever a publish swapped in since),
+    or, with none found, as the retriever says for the question's language."""
+    return passages[0].multilingual if passages else retriever.multilingual_for(language)
 
 
 def decide(passages: Sequence[Passage], policy: KbPolicy, unknown_names: Sequence[str] = ()) -> KbDecision:
