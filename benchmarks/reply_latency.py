@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks.kb import timed
 from bot.messages import InboundMessage
 from bot.pipeline.inbox import Inbox
+from bot.pipeline.processor import WorkerProcessors
 from bot.ports import Encoder
 from kb_index.encoder import load_encoder, vectors_name
 from kb_index.retriever import HybridRetriever
@@ -117,8 +118,9 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
             burst_seconds = time.perf_counter() - started
 
             print(f"a backlog of {burst} messages stored while nothing answered, then answered ...", flush=True)
-            storing = Inbox(services.store, _NotAnswering(), services.notifier, settings.max_text_length,
-                            languages=language_detector(settings))
+            # A web process whose workers are all down: it stores and announces, and nobody answers.
+            storing = Inbox(services.store, WorkerProcessors(services.notifier), services.notifier,
+                            settings.max_text_length, languages=language_detector(settings))
             for i in range(burst):
                 storing.accept(InboundMessage("bench", f"backlog-{i}", f"k-{i}", QUESTIONS[i % len(QUESTIONS)]))
             started = time.perf_counter()
@@ -139,17 +141,6 @@ def drain(services: Services) -> None:
     tight loop took a core from the burst."""
     while services.store.conversations_with_pending():
         time.sleep(0.05)
-
-
-class _NotAnswering:
-    """The processor of a process that stores messages and answers none (a server that is down, for this
-    benchmark): what it stores waits for the next processor to look."""
-
-    def notify(self, conversation_id: str) -> None:
-        pass
-
-    def notify_after(self, conversation_id: str, seconds: float) -> None:
-        pass
 
 
 def encoder_throughput(encoder: Encoder, texts: int) -> float:

@@ -248,11 +248,13 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
                        (channel, external_id, customer_id))
         # The profile's name, phone and language are written when they change, not rewritten with every message.
         if profile.display_name or profile.phone:
+            named = profile.display_name is not None
+            changed = ["(display_name IS NULL OR display_name <> ?)"] if named else []
+            if profile.phone is not None:
+                changed.append("phone IS NULL")  # a phone already on the profile is kept
             db.execute("UPDATE customers SET display_name = COALESCE(?, display_name), phone = COALESCE(phone, ?) "
-                       "WHERE customer_id = ? AND ((CAST(? AS TEXT) IS NOT NULL AND (display_name IS NULL OR "
-                       "display_name <> ?)) OR (phone IS NULL AND CAST(? AS TEXT) IS NOT NULL))",
-                       (profile.display_name, profile.phone, customer_id, profile.display_name, profile.display_name,
-                        profile.phone))
+                       f"WHERE customer_id = ? AND ({' OR '.join(changed)})",
+                       (profile.display_name, profile.phone, customer_id, *([profile.display_name] if named else [])))
         if profile.language:
             db.execute("UPDATE customers SET language = ?, language_source = 'channel' WHERE customer_id = ? "
                        "AND (language IS NULL OR language_source IN ('channel', 'detected')) "
