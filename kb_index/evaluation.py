@@ -179,7 +179,8 @@ class DecisionReport:
 def decisions(results: Sequence[EvalResult], policy: KbPolicy,
               other_languages: LanguagePolicies = OTHER_LANGUAGES) -> list[KbDecision]:
     """The bot's decision for each question: by `other_languages` where the multilingual encoder scored it."""
-    return [decide(r.passages, other_languages.get(r.language) if r.multilingual else policy, r.unknown_names)
+    return [decide(r.passages, other_languages.for_passages(r.passages, r.language) if r.multilingual else policy,
+                   r.unknown_names)
             for r in results]
 
 

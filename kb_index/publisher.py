@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.articles import chunk_article, load_articles
 from kb_index.editing import SharedEdits
+from kb_index.evaluation import EvalCase
 from kb_index.multilingual import MultilingualModel
 from kb_index.snapshot import (
     BuildOptions,
@@ -31,8 +32,10 @@ class KnowledgeBasePublisher:
 
     def __init__(self, kb_dir: Path, index_dir: Path, encoder: Encoder, model: str,
                  options: BuildOptions | None = None, on_publish: Callable[[], object] = lambda: None,
-                 multilingual: MultilingualModel | None = None, shared: SharedEdits | None = None) -> None:
+                 multilingual: MultilingualModel | None = None, shared: SharedEdits | None = None,
+                 questions: Sequence[EvalCase] = ()) -> None:
         self._kb_dir = kb_dir
+        self._questions = questions  # labelled: each build tunes the multilingual encoder's questions on them
         self._shared = shared  # the edits saved on every host, where hosts share no directory
         self._multilingual = multilingual
         self._index_dir = index_dir
@@ -47,7 +50,7 @@ class KnowledgeBasePublisher:
         then leave the store)."""
         taken = self._catch_up()
         path = build_snapshot(self._kb_dir, self._index_dir, self._encoder, model=self._model, author=author,
-                              options=self._options, multilingual=self._multilingual)
+                              options=self._options, multilingual=self._multilingual, questions=self._questions)
         self._on_publish()
         if self._shared is not None and taken:
             self._shared.forget(taken)
@@ -68,7 +71,7 @@ class KnowledgeBasePublisher:
             return False
         build_snapshot(self._kb_dir, draft_dir, self._encoder, model=self._model, author="draft",
                        options=replace(self._options, keep_snapshots=2), multilingual=self._multilingual,
-                       vectors_from=self._index_dir)
+                       vectors_from=self._index_dir, questions=self._questions)
         return True
 
     def live(self) -> Path | None:

@@ -32,6 +32,7 @@ from bot.notifier import Notifier
 from bot.ports import Encoder
 from kb_index.multilingual import MultilingualModel
 from kb_index.own_language import ACROSS_LANGUAGES, OWN_LANGUAGES, OwnLanguage, own_language, pair_offset
+from kb_index.query_tuning import adapt
 from kb_index.snapshot import Snapshot, current_snapshot, load_snapshot, pointer_stamp, tokenize
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ class HybridRetriever:
                              audience: str, language: str, vector: np.ndarray | None = None) -> list[Passage]:
         assert self._multilingual is not None and snapshot.multilingual is not None
         query = self._multilingual.queries.encode([text]).astype(np.float32)
+        if snapshot.adapter is not None:
+            query = adapt(query, snapshot.adapter)
         own = own_language(self._fusion.own_languages, language)
         mine = snapshot.languages.get(base_language(language)) if own is not None else None
         numbers, superseded = (mine.numbers, mine.superseded) if mine is not None else (frozenset(), frozenset())
@@ -175,7 +178,8 @@ class HybridRetriever:
         _less_examples(snapshot, scores, self._fusion.multilingual_example_offset)
         if is_english(language) and self._fusion.english_blend:
             self._blend_english(snapshot, scores, text, vector, k)
-        return _passages(snapshot, scores, k, channel, audience, multilingual=True)
+        return _passages(snapshot, scores, k, channel, audience, multilingual=True,
+                         tuned=snapshot.adapter is not None)
 
     def _blend_english(self, snapshot: Snapshot, scores: dict[int, float], text: str, vector: np.ndarray | None,
                        k: int) -> None:
@@ -246,7 +250,7 @@ class HybridRetriever:
             best = candidates[int(np.argmax(others @ vector))]
         chunk = snapshot.chunks[best]
         return Passage(chunk.article_id, chunk.title, chunk.url, chunk.heading, chunk.text, passage.score,
-                       chunk.lang, chunk.translation_of, passage.multilingual)
+                       chunk.lang, chunk.translation_of, passage.multilingual, passage.tuned)
 
     def reload(self) -> bool:
         """Load the published snapshot now if it changed; True if it was swapped in."""
@@ -301,14 +305,14 @@ def _less_examples(snapshot: Snapshot, scores: dict[int, float], offset: float) 
 
 
 def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str | None,
-              audience: str, multilingual: bool = False) -> list[Passage]:
+              audience: str, multilingual: bool = False, tuned: bool = False) -> list[Passage]:
     """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages (`multilingual`: scored by
-    that encoder)."""
+    that encoder; `tuned`: with its questions tuned to the KB)."""
     allowed = [i for i in scores if snapshot.chunks[i].serves(channel, audience)]
     best = sorted(allowed, key=scores.__getitem__, reverse=True)[:k]
     found = [snapshot.chunks[i] for i in best]
     return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of,
-                    multilingual) for c, i in zip(found, best, strict=True)]
+                    multilingual, tuned) for c, i in zip(found, best, strict=True)]
 
 
 # The notifier key a publish or rollback announces: every process sharing the notifier re-reads the pointer.

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -38,8 +38,10 @@ from bot.errors import SwitchboardError
 from bot.language import DEFAULT_LANGUAGES, LanguageDetector, is_english
 from bot.ports import Encoder
 from kb_index.articles import Chunk, chunk_article, load_articles
+from kb_index.evaluation import EvalCase
 from kb_index.multilingual import MultilingualModel
 from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
+from kb_index.query_tuning import ADAPTER, QueryTuning, cache_key, cached, fit_adapter, keep, questions_key
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -99,6 +101,7 @@ class Snapshot:
     # English): every question is then matched by the multilingual encoder, which reads them all.
     foreign: bool = False
     chunk_languages: tuple[str, ...] = ()  # each chunk's base language as questions meet it (own_language)
+    adapter: np.ndarray | None = None  # the multilingual encoder's questions tuned to this KB (query_tuning)
 
     @property
     def originals(self) -> list[Chunk]:
@@ -170,17 +173,19 @@ def _names(index_dir: Path) -> frozenset[str]:
 def build_snapshot(kb_dir: Path, index_dir: Path, encoder: Encoder, *, model: str = "", author: str = "",
                    options: BuildOptions | None = None, progress: bool = False,
                    report: Callable[[str], None] = lambda line: None,
-                   multilingual: MultilingualModel | None = None, vectors_from: Path | None = None) -> Path:
+                   multilingual: MultilingualModel | None = None, vectors_from: Path | None = None,
+                   questions: Sequence[EvalCase] = ()) -> Path:
     """Index every article of `kb_dir` into a new snapshot and make it the live one.
 
     `model` names the encoder; vectors are reused only from a snapshot of the same model (the live one of
     `index_dir`, and of `vectors_from`: a draft index takes the published one's).
     `author` is recorded with the list of articles added, changed and removed. With `multilingual`,
-    the chunks are also indexed for questions in other languages.
+    the chunks are also indexed for questions in other languages, and with labelled `questions` the
+    multilingual encoder's questions are tuned to these articles (kb_index.query_tuning).
     """
     with build_lock(index_dir):
         return _build(kb_dir, index_dir, encoder, model, author, options or BuildOptions(), progress, report,
-                      multilingual, vectors_from)
+                      multilingual, vectors_from, questions)
 
 
 def _embed(chunks: list[Chunk], hashes: list[str], encoder: Encoder, known: dict[str, np.ndarray],
@@ -212,7 +217,7 @@ def _dense_index(vectors: np.ndarray, options: BuildOptions) -> faiss.Index:
 
 def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: str, options: BuildOptions,
            progress: bool, report: Callable[[str], None], multilingual: MultilingualModel | None,
-           vectors_from: Path | None) -> Path:
+           vectors_from: Path | None, questions: Sequence[EvalCase]) -> Path:
     started = time.perf_counter()
     articles = load_articles(kb_dir)
     chunks = [chunk for article in articles for chunk in chunk_article(article, options.max_chunk_chars)]
@@ -259,6 +264,14 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
                 rows.update(zip(numbers, _embed([chunks[i] for i in numbers], [hashes[i] for i in numbers], role,
                                                 reusable, options, label, progress), strict=True))
         other_vectors = np.vstack([rows[i] for i in range(len(chunks))]).astype(np.float32)
+    adapter = None
+    if multilingual is not None and other_vectors is not None and questions:
+        live = current_snapshot(vectors_from) if vectors_from is not None else None
+        if live is not None and (live / ADAPTER).exists():
+            adapter = np.load(live / ADAPTER)  # a draft is tried with the published map: fitting takes seconds
+        else:
+            adapter = _query_adapter(index_dir, chunks, other_vectors, multilingual, questions, options, report,
+                                     progress)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -269,6 +282,8 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         if other_vectors is not None:
             faiss.write_index(_dense_index(other_vectors, options), str(staging / "multilingual.faiss"))
             np.save(staging / "multilingual.npy", other_vectors)
+        if adapter is not None:
+            np.save(staging / ADAPTER, adapter)
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
         # The article files as published: a rollback can bring them back, and versions can be compared.
@@ -286,6 +301,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests), "names": NAMES_VERSION,
             "examples": EXAMPLES_AS if multilingual is not None else None,
+            "tuned_on": len(questions) if adapter is not None else 0,
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -299,6 +315,49 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     report(f"snapshot {final.name} is live: {len(chunks)} chunks, {len(todo)} embedded, "
            f"{type(index).__name__}, {time.perf_counter() - started:.1f}s")
     return final
+
+
+def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, multilingual: MultilingualModel,
+                   questions: Sequence[EvalCase], options: BuildOptions, report: Callable[[str], None],
+                   progress: bool) -> np.ndarray | None:
+    """The map tuning the multilingual encoder's questions to these chunks (kb_index.query_tuning), fitted on the
+    labelled questions whose article the KB has, or kept from a build on the same; None if too few fit."""
+    # Fitted against the originals: a translation is matched in its own language, less its offset (own_language),
+    # and a map pulling questions towards translations put the tuned scores on another scale for each KB.
+    rows = [i for i, chunk in enumerate(chunks) if not chunk.question and not chunk.translation_of]
+    topics = [chunks[i].article_id for i in rows]
+    known = set(topics)
+    answerable = [q for q in questions if q.expected is not None]
+    lacking = sorted({q.expected for q in answerable if q.expected not in known}, key=str)
+    if lacking:
+        report(f"{sum(q.expected in lacking for q in answerable)} of the {len(answerable)} labelled questions "
+               f"(SWITCHBOARD_KB_QUESTIONS) name articles this KB lacks ({', '.join(map(str, lacking[:5]))}"
+               f"{', ...' if len(lacking) > 5 else ''}): left out")
+    usable = [q for q in questions if q.expected is None or q.expected in known]
+    if len(lacking) * 2 > len(known) or not any(q.expected for q in usable):
+        report("the multilingual encoder is not tuned: the labelled questions are not about this KB's articles; "
+               "point SWITCHBOARD_KB_QUESTIONS at questions labelled with them")
+        return None
+    tuning = QueryTuning()
+    passages = vectors[rows]
+    key = cache_key(multilingual.name, passages, topics, usable, tuning)
+    adapter = cached(index_dir, key)
+    if adapter is None:
+        report(f"tuning the multilingual encoder's questions on {len(usable)} labelled questions")
+        texts = [q.question for q in usable]
+        asked = cached(index_dir, questions_key(multilingual.name, texts))
+        if asked is None:
+            encoded = []
+            with tqdm(total=len(texts), desc="encoding labelled questions", unit="question",
+                      disable=not progress) as bar:
+                for start in range(0, len(texts), options.batch_size):
+                    encoded.append(multilingual.queries.encode(texts[start:start + options.batch_size]))
+                    bar.update(len(encoded[-1]))
+            asked = np.vstack(encoded).astype(np.float32)
+            keep(index_dir, questions_key(multilingual.name, texts), asked)
+        adapter = fit_adapter(asked, [q.expected for q in usable], passages, topics, tuning)
+        keep(index_dir, key, adapter)
+    return adapter
 
 
 def lexical_index(chunks: list[Chunk]) -> bm25s.BM25:
@@ -470,6 +529,13 @@ def load_snapshot(path: Path) -> Snapshot:
             if multilingual.ntotal != len(chunks):
                 raise ValueError(f"the multilingual index has {multilingual.ntotal} entries for {len(chunks)} chunks")
             multilingual.search(np.zeros((1, multilingual.d), dtype=np.float32), 1)
+        adapter = None
+        if (path / ADAPTER).exists():
+            if multilingual is None:
+                raise ValueError(f"{ADAPTER} but no multilingual index")
+            adapter = np.load(path / ADAPTER)
+            if adapter.shape != (multilingual.d, multilingual.d) or not np.isfinite(adapter).all():
+                raise ValueError(f"{ADAPTER} is not a {multilingual.d} x {multilingual.d} map")
         # Listed by the build since 2026-12; an older snapshot gets them listed here (a few seconds).
         names = frozenset((path / NAMES).read_text(encoding="utf-8").split()) if (path / NAMES).exists() \
             else international_words()
@@ -495,4 +561,4 @@ def load_snapshot(path: Path) -> Snapshot:
     foreign = any(c.lang and not is_english(c.lang) for c in originals)
     return Snapshot(path, index, lexical, chunks, manifest, vocabulary, multilingual, searchable,
                     {key: tuple(numbers) for key, numbers in translations.items()}, positions,
-                    own_chunks(chunks, languages, searchable, english=foreign), foreign, languages)
+                    own_chunks(chunks, languages, searchable, english=foreign), foreign, languages, adapter)

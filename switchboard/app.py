@@ -72,8 +72,10 @@ from handoff.kb_pages import create_kb_blueprint, create_no_kb_blueprint
 from handoff.reports_pages import create_reports_blueprint
 from kb_index.editing import ArticleFiles, SharedEdits
 from kb_index.encoder import BatchingEncoder, OnnxEncoder, load_encoder, vectors_name
+from kb_index.evaluation import EvalCase
 from kb_index.multilingual import MultilingualModel, load_multilingual
 from kb_index.publisher import KnowledgeBasePublisher
+from kb_index.query_tuning import labelled_questions
 from kb_index.retriever import KB_PUBLISHED, HybridRetriever, NoKnowledgeBase, SnapshotWatcher
 from kb_index.shipping import StoreSnapshots
 from kb_index.snapshot import BuildOptions
@@ -321,6 +323,14 @@ def multilingual_model(settings: Settings, threads: int | None = None) -> Multil
         return None
     return load_multilingual(settings.index_dir / "onnx", threads=settings.encoder_threads if threads is None
                              else threads)
+
+
+def labelled_kb_questions(settings: Settings) -> list[EvalCase]:
+    """The questions a build tunes the multilingual encoder on (SWITCHBOARD_KB_QUESTIONS); none where no other
+    language is served."""
+    if not serves_other_languages(settings) or not settings.kb_questions.strip():
+        return []
+    return labelled_questions(settings.kb_questions)
 
 
 def training_digest(settings: Settings) -> str:
@@ -633,7 +643,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                            vectors_name(settings.model, settings.encoder),
                                            BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks),
                                            on_publish=published, multilingual=multilingual_model(settings),
-                                           shared=shared)
+                                           shared=shared, questions=labelled_kb_questions(settings))
 
         def gap_report(since: datetime | None, until: datetime | None) -> list[GapCluster]:
             questions = collect_gaps(services.store, since, until, services.store.handled_gaps())

@@ -31,6 +31,7 @@ def project_values(root: Path, warn: Warn = log.warning) -> dict[str, Any]:
     # The project's own knowledge base, indexed beside it (as Rasa keeps .rasa/); without kb/ there is none,
     # and the bot never answers from the sample shop's articles.
     values: dict[str, Any] = {"domain_path": domain, "nlu_path": data, "rules_path": data, "kb_dir": root / "kb",
+                              "kb_questions": "",
                               "index_dir": root / ".switchboard" / "kb_index"}
     values |= _endpoints(root / "endpoints.yml", warn)
     values |= _credentials(root / "credentials.yml", warn)

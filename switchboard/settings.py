@@ -65,6 +65,11 @@ class Settings:
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
     # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).
     kb_other_languages: str = ""
+    # Questions labelled with their article (kb eval's CSV files, comma-separated paths or patterns): a build tunes
+    # the multilingual encoder's questions to the KB on them (kb_index/query_tuning.py); empty: not tuned. The
+    # default is the sample shop's dev splits, English and translated; a KB they are not about is not tuned.
+    kb_questions: str = ("data/kb_eval/dev.csv,data/kb_eval/dev2.csv,data/kb_eval/lang/*/dev.csv,"
+                         "data/kb_eval/lang/*/dev2.csv")
     # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
     # the customer's question at first contact if they start no new conversation within so many days; days and
     # hours of day are counted in this time zone (empty: the handoff policy's business hours', else UTC).

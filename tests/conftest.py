@@ -190,6 +190,7 @@ def test_settings(tmp_path: Path, index_dir: Path, **overrides: Any) -> Settings
         var_dir=tmp_path / "var",
         secret_key="test-secret",
         sync_reply_timeout=20.0,
+        kb_questions="",  # publishes tune nothing unless a test asks (each fit takes seconds)
     )
     return replace(settings, **overrides)
 

@@ -49,9 +49,17 @@ class LanguagePolicies:
     shared: KbPolicy = KbPolicy(answer_score=0.802, answer_margin=0.02, choice_score=0.802, choice_window=0.03)
     languages: Mapping[str, KbPolicy] = field(default_factory=lambda: {
         "bg": KbPolicy(answer_score=0.795, answer_margin=0.02, choice_score=0.795, choice_window=0.03)})
+    # Every language's, where the questions were tuned to the KB (kb_index.query_tuning): calibrated on the five
+    # languages' dev and dev2 questions, each split scored by a map fitted on the other.
+    tuned: KbPolicy = KbPolicy(answer_score=0.71, answer_margin=0.04, choice_score=0.681, choice_window=0.05)
 
-    def get(self, language: str | None) -> KbPolicy:
-        return self.languages.get(language or "", self.shared)
+    def get(self, language: str | None, tuned: bool = False) -> KbPolicy:
+        """The policy for a question in `language` whose passages were scored with its question `tuned` or not."""
+        return self.tuned if tuned else self.languages.get(language or "", self.shared)
+
+    def for_passages(self, passages: Sequence[Passage], language: str | None) -> KbPolicy:
+        """The policy for passages the multilingual encoder found for a question in `language`."""
+        return self.get(language, bool(passages) and passages[0].tuned)
 
 
 OTHER_LANGUAGES = LanguagePolicies()
@@ -65,9 +73,10 @@ def policy_spec(policy: KbPolicy) -> str:
 
 def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUAGES,
                             name: str = "SWITCHBOARD_KB_OTHER_LANGUAGES") -> LanguagePolicies:
-    """`*=0.802/0.02/0.802/0.03, bg=0.795/0.02/0.795/0.03`: the shared policy (`*`) and languages' own, each
-    as `policy_spec` writes it; what the spec leaves out keeps `defaults`. Empty: `defaults`."""
-    shared, languages = defaults.shared, dict(defaults.languages)
+    """`*=0.802/0.02/0.802/0.03, bg=0.795/0.02/0.795/0.03, tuned=0.71/0.04/0.681/0.05`: the shared policy (`*`),
+    languages' own and the one for tuned questions (`tuned`), each as `policy_spec` writes it; what the spec
+    leaves out keeps `defaults`. Empty: `defaults`."""
+    shared, languages, tuned = defaults.shared, dict(defaults.languages), defaults.tuned
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
@@ -78,16 +87,18 @@ def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUA
         except ValueError:
             parsed = []
         if not language.strip() or len(parsed) != 4 or not all(0 <= n <= 1 for n in parsed):
-            raise SwitchboardError(f"{name}: {part!r} is not a language's policy; write it as <language or *>="
+            raise SwitchboardError(f"{name}: {part!r} is not a language's policy; write it as <language, * or tuned>="
                                    "<answer score>/<lead>/<choice score>/<window>, each between 0 and 1, e.g. "
                                    f"*={policy_spec(defaults.shared)} (switchboard kb eval suggests them)")
         answer, margin, choice, window = parsed
         policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
         if language.strip() == "*":
             shared = policy
+        elif language.strip() == "tuned":
+            tuned = policy
         else:
             languages[language.strip()] = policy
-    return LanguagePolicies(shared, languages)
+    return LanguagePolicies(shared, languages, tuned)
 
 
 @dataclass(frozen=True)

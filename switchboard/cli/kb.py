@@ -38,7 +38,7 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
 
     from kb_index.encoder import load_encoder, vectors_name
     from kb_index.snapshot import BuildOptions, build_snapshot
-    from switchboard.app import check_kb_snapshots, multilingual_model
+    from switchboard.app import check_kb_snapshots, labelled_kb_questions, multilingual_model
 
     settings = load_settings()
     source = source or settings.kb_dir
@@ -57,7 +57,8 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
             click.echo(f"Loading the multilingual encoder for {settings.languages} ...")
         build_snapshot(source, out, encoder, model=vectors_name(settings.model, settings.encoder), author=author,
                        progress=True, report=click.echo,
-                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual)
+                       options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual,
+                       questions=labelled_kb_questions(settings) if multilingual is not None else ())
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     if out == settings.index_dir:
@@ -176,11 +177,19 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     languages = {r.language for r in matched_across}
     other = bool(results) and len(matched_across) == len(results)
     language = str(next(iter(languages))) if len(languages) == 1 else "*"
+    # Where the build tuned the multilingual encoder's questions to the KB, their scores have a policy of their own.
+    tuned = any(r.passages[0].tuned for r in matched_across if r.passages)
+    tuned_on = int(retriever.snapshot.manifest.get("tuned_on") or 0)
+    if tuned:
+        click.echo(f"The multilingual encoder's questions were tuned to this KB on {tuned_on} labelled questions "
+                   "(SWITCHBOARD_KB_QUESTIONS) and are decided by the tuned policy; questions it was tuned on are "
+                   "no measure of it", err=True)
+        language = "tuned"
     if other:
         click.echo("Every question was matched by the multilingual encoder (it is in another language than "
                    "English, or an article is) and decided by its policy "
                    "(SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
-        policy = others.get(None if language == "*" else language)
+        policy = others.get(None if language in ("*", "tuned") else language, tuned)
     report = score(results, policy.answer_score)
     decided = report_decisions(results, policy, others)
     made = decisions(results, policy, others)
@@ -206,7 +215,8 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     if english and matched_across:
         click.echo(f"Decisions ({len(english)} questions matched by the English encoder: {_described(policy)}; "
                    f"{len(matched_across)} by the multilingual encoder, by SWITCHBOARD_KB_OTHER_LANGUAGES: "
-                   + "; ".join(f"{code}: {_described(others.get(code), 3)}" for code in sorted(map(str, languages)))
+                   + "; ".join(f"{code}: {_described(others.get(code, tuned), 3)}"
+                               for code in sorted(map(str, languages)))
                    + "):")
     else:  # the multilingual encoder's thresholds sit close together: three digits tell them apart
         click.echo(f"Decisions ({_described(policy, 3 if other else 2)}):")
