@@ -41,7 +41,7 @@ from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.evaluation import EvalCase
 from kb_index.multilingual import MultilingualModel
 from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
-from kb_index.query_tuning import ADAPTER, QueryTuning, cache_key, cached, fit_adapter, keep, questions_key
+from kb_index.query_tuning import ADAPTER, QueryTuning, adapt, cache_key, cached, fit_adapter, keep, questions_key
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -280,10 +280,14 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
         faiss.write_index(index, str(staging / "index.faiss"))
         np.save(staging / "vectors.npy", vectors)
         if other_vectors is not None:
-            faiss.write_index(_dense_index(other_vectors, options), str(staging / "multilingual.faiss"))
-            np.save(staging / "multilingual.npy", other_vectors)
-        if adapter is not None:
-            np.save(staging / ADAPTER, adapter)
+            searched = other_vectors
+            if adapter is not None:  # example questions are questions: mapped as the customer's is, they meet it
+                searched = other_vectors.copy()
+                asked = [i for i, chunk in enumerate(chunks) if chunk.question]
+                searched[asked] = adapt(other_vectors[asked], adapter)
+                np.save(staging / ADAPTER, adapter)
+            faiss.write_index(_dense_index(searched, options), str(staging / "multilingual.faiss"))
+            np.save(staging / "multilingual.npy", other_vectors)  # as encoded: what a later build reuses
         lexical.save(str(staging / "bm25"))
         (staging / "chunks.json").write_text(json.dumps([asdict(c) for c in chunks]), encoding="utf-8")
         # The article files as published: a rollback can bring them back, and versions can be compared.

@@ -82,7 +82,7 @@ from kb_index.snapshot import BuildOptions
 from kb_index.tuning import ContrastiveTuner
 from switchboard.metrics import PrometheusMeter, scrape
 from switchboard.reports import report_options, report_zone
-from switchboard.settings import Settings
+from switchboard.settings import SAMPLE_QUESTIONS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -327,10 +327,18 @@ def multilingual_model(settings: Settings, threads: int | None = None) -> Multil
 
 def labelled_kb_questions(settings: Settings) -> list[EvalCase]:
     """The questions a build tunes the multilingual encoder on (SWITCHBOARD_KB_QUESTIONS); none where no other
-    language is served."""
+    language is served, nor where the default (the sample shop's dev splits) is not there to read: a business
+    that runs from its own directory is not stopped by the sample's files, while a path it set must exist."""
     if not serves_other_languages(settings) or not settings.kb_questions.strip():
         return []
-    return labelled_questions(settings.kb_questions)
+    try:
+        return labelled_questions(settings.kb_questions)
+    except SwitchboardError:
+        if settings.kb_questions != SAMPLE_QUESTIONS:
+            raise
+        log.info("the sample shop's labelled questions are not here (%s): the multilingual encoder is not tuned",
+                 settings.kb_questions)
+        return []
 
 
 def training_digest(settings: Settings) -> str:

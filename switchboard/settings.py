@@ -14,6 +14,10 @@ from switchboard.project import project_values
 PREFIX = "SWITCHBOARD_"
 
 
+# The sample shop's dev splits, English and translated: what its builds tune the multilingual encoder on.
+SAMPLE_QUESTIONS = "data/kb_eval/dev.csv,data/kb_eval/dev2.csv,data/kb_eval/lang/*/dev.csv,data/kb_eval/lang/*/dev2.csv"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable; each field is set by SWITCHBOARD_<FIELD NAME IN CAPITALS>."""
@@ -68,8 +72,7 @@ class Settings:
     # Questions labelled with their article (kb eval's CSV files, comma-separated paths or patterns): a build tunes
     # the multilingual encoder's questions to the KB on them (kb_index/query_tuning.py); empty: not tuned. The
     # default is the sample shop's dev splits, English and translated; a KB they are not about is not tuned.
-    kb_questions: str = ("data/kb_eval/dev.csv,data/kb_eval/dev2.csv,data/kb_eval/lang/*/dev.csv,"
-                         "data/kb_eval/lang/*/dev2.csv")
+    kb_questions: str = SAMPLE_QUESTIONS
     # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
     # the customer's question at first contact if they start no new conversation within so many days; days and
     # hours of day are counted in this time zone (empty: the handoff policy's business hours', else UTC).

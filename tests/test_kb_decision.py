@@ -134,5 +134,6 @@ def test_the_policies_of_other_languages_are_read_from_one_setting() -> None:
 @pytest.mark.parametrize("spec", ["0.8/0.02/0.8/0.03", "*=0.8/0.02/0.8", "de=high/0.02/0.8/0.03", "de=1.5/0/0/0",
                                   "=0.8/0.02/0.8/0.03"])
 def test_a_wrong_policy_setting_says_how_to_write_one(spec: str) -> None:
-    with pytest.raises(SwitchboardError, match=r"SWITCHBOARD_KB_OTHER_LANGUAGES: .*<language or \*>=<answer score>"):
+    with pytest.raises(SwitchboardError,
+                       match=r"SWITCHBOARD_KB_OTHER_LANGUAGES: .*<language, \* or tuned>=<answer score>"):
         parse_language_policies(spec)

@@ -182,3 +182,36 @@ def test_a_publish_tunes_the_kb_and_a_draft_is_tried_with_the_published_map(
     assert draft.status_code == 200
     tried = current_snapshot(services_of(app).settings.var_dir / "kb_draft")
     assert tried is not None and np.array_equal(np.load(tried / ADAPTER), np.load(live / ADAPTER))
+
+
+def test_the_sample_questions_are_optional_and_a_business_s_own_are_not(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchboard.app import labelled_kb_questions
+
+    assert len(labelled_kb_questions(Settings())) > 800  # run from the project: the sample shop's dev splits
+    monkeypatch.chdir(tmp_path)  # a business's own directory, without them
+    assert labelled_kb_questions(Settings()) == []
+    assert labelled_kb_questions(Settings(kb_questions="")) == []
+    with pytest.raises(SwitchboardError, match=r"our-questions\.csv"):
+        labelled_kb_questions(Settings(kb_questions="our-questions.csv"))
+    assert labelled_kb_questions(Settings(languages="en", kb_questions="our-questions.csv")) == []  # English only
+
+
+def test_a_taught_question_is_mapped_as_the_customer_s_and_meets_it(small_kb: Path, tmp_path: Path,
+                                                                    encoder: Encoder,
+                                                                    multilingual: MultilingualModel) -> None:
+    taught = "was zahle ich fürs paket nach wien"
+    article = small_kb / "shipping-costs.md"
+    text = article.read_text(encoding="utf-8")
+    tags = "tags: [shipping, payments]\n"
+    article.write_text(text.replace(tags, f"{tags}questions: [{taught}]\n"), encoding="utf-8")
+    built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual, questions=SMALL_QUESTIONS)
+    snapshot = load_snapshot(built)
+    row = next(i for i, chunk in enumerate(snapshot.chunks) if chunk.question == taught)
+    encoded = np.load(built / "multilingual.npy")[row]  # as encoded, for a later build to reuse
+    assert np.allclose(encoded, multilingual.queries.encode([taught])[0], atol=1e-5)
+    assert snapshot.adapter is not None and snapshot.multilingual is not None
+    mapped = query_tuning.adapt(encoded[None], snapshot.adapter)[0]
+    assert np.allclose(snapshot.multilingual.reconstruct(row), mapped, atol=1e-5)
+    found = HybridRetriever(tmp_path / "index", encoder, multilingual=multilingual).search(taught, k=3, language="de")
+    assert found[0].article_id == "shipping-costs" and found[0].tuned

@@ -136,7 +136,7 @@ def test_the_project_directory_sets_what_no_variable_sets(project: Path) -> None
     warnings: list[str] = []
     values = project_values(project, warnings.append)
     assert values == {"domain_path": project / "domain", "nlu_path": project / "data", "rules_path": project / "data",
-                      "kb_dir": project / "kb", "index_dir": project / ".switchboard" / "kb_index",
+                      "kb_dir": project / "kb", "kb_questions": "", "index_dir": project / ".switchboard" / "kb_index",
                       "action_endpoint": "http://127.0.0.1:5055/webhook", "telegram_token": "123:abc",
                       "meta_verify_token": "x", "meta_app_secret": "app-secret", "meta_page_token": "EAAB"}
     assert any("tracker_store" in w and "ignored" in w for w in warnings)
