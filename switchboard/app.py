@@ -522,6 +522,7 @@ def check_settings(settings: Settings) -> None:
             "SWITCHBOARD_EMAIL_SENDER=log writes verification codes into the log, which a public (https) "
             "deployment must not do: set SWITCHBOARD_EMAIL_SENDER to smtp://user:password@host:port, or to off")
     report_zone(settings, None)  # a report time zone that does not exist is refused now, not on the first report
+    labelled_kb_questions(settings)  # a labelled-questions file set but missing or unreadable says so now
     check_kb_snapshots(settings)
     if settings.pull_lease_seconds < 2:
         raise SwitchboardError(f"SWITCHBOARD_PULL_LEASE_SECONDS is {settings.pull_lease_seconds:g}; a worker renews "

@@ -215,3 +215,24 @@ def test_a_taught_question_is_mapped_as_the_customer_s_and_meets_it(small_kb: Pa
     assert np.allclose(snapshot.multilingual.reconstruct(row), mapped, atol=1e-5)
     found = HybridRetriever(tmp_path / "index", encoder, multilingual=multilingual).search(taught, k=3, language="de")
     assert found[0].article_id == "shipping-costs" and found[0].tuned
+
+
+def test_a_server_on_an_index_from_before_tuning_rebuilds_it_tuned(tmp_path: Path, encoder: Encoder,
+                                                                  multilingual: MultilingualModel,
+                                                                  with_models: Callable[..., Path]) -> None:
+    from tests.servers import running_server
+
+    old = tmp_path / "index"
+    built = build_snapshot(ROOT / "data" / "kb", old, encoder, model=SAMPLE_VECTORS, multilingual=multilingual)
+    manifest = json.loads((built / "manifest.json").read_text())
+    del manifest["tuned_on"]  # as a build before questions were tuned wrote it
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    with_models(old)
+    questions = tmp_path / "questions.csv"
+    questions.write_text("question,expected_article_id\n" + "".join(f"{case.question},{case.expected or ''}\n"
+                                                                     for case in SMALL_QUESTIONS), encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    with running_server(tmp_path / "run", old, SWITCHBOARD_KB_QUESTIONS=str(questions)) as (_, output, _):
+        assert "predates tuning questions in other languages to the KB" in output
+        live = current_snapshot(old)
+        assert live is not None and live != built and (live / ADAPTER).exists()

@@ -93,7 +93,7 @@ def _ready_settings() -> Settings:
     import json
 
     from kb_index.snapshot import current_snapshot
-    from switchboard.app import check_settings, serves_other_languages
+    from switchboard.app import check_settings, labelled_kb_questions, serves_other_languages
 
     settings = load_settings()
     try:
@@ -105,11 +105,15 @@ def _ready_settings() -> Settings:
         click.echo(f"No knowledge base at {settings.kb_dir}: the bot answers from its rules and intents only.")
     elif live is not None and serves_other_languages(settings):
         try:
-            built_for_languages = json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("multilingual")
+            manifest = json.loads((live / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            built_for_languages = None
-        if not built_for_languages:
+            manifest = {}
+        if not manifest.get("multilingual"):
             click.echo(f"The knowledge-base index predates answers in {settings.languages}; rebuilding it.")
+            live = None
+        elif "tuned_on" not in manifest and labelled_kb_questions(settings):
+            click.echo("The knowledge-base index predates tuning questions in other languages to the KB "
+                       "(SWITCHBOARD_KB_QUESTIONS); rebuilding it.")
             live = None
     if live is None and settings.kb_dir.is_dir():
         click.echo(f"Building the knowledge-base index in {settings.index_dir} from {settings.kb_dir}.")
