@@ -53,7 +53,10 @@ def labelled_questions(spec: str, base: Path = Path()) -> list[EvalCase]:
     for pattern in (part.strip() for part in spec.split(",")):
         if not pattern:
             continue
-        matched = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
+        named = Path(pattern)
+        root, rest = (Path(named.anchor), str(named.relative_to(named.anchor))) if named.is_absolute() \
+            else (base, pattern)
+        matched = sorted(root.glob(rest)) if any(c in pattern for c in "*?[") else [root / rest]
         if not matched:
             raise SwitchboardError(f"SWITCHBOARD_KB_QUESTIONS: no file matches {pattern!r}")
         for path in matched:

@@ -140,6 +140,13 @@ def test_labelled_questions_must_name_files(spec: str, error: str) -> None:
         labelled_questions(spec, ROOT)
 
 
+def test_labelled_questions_may_be_named_wherever_they_are() -> None:
+    relative = labelled_questions("data/kb_eval/lang/*/dev.csv", ROOT)
+    assert len(relative) == 5 * 54
+    assert labelled_questions(f"{ROOT}/data/kb_eval/lang/*/dev.csv, {ROOT}/data/kb_eval/dev.csv") == \
+        relative + load_cases(ROOT / "data" / "kb_eval" / "dev.csv")
+
+
 def test_tuned_passages_are_decided_by_the_tuned_policy() -> None:
     assert OTHER_LANGUAGES.get("de", tuned=True) == OTHER_LANGUAGES.get("bg", tuned=True) == OTHER_LANGUAGES.tuned
     assert OTHER_LANGUAGES.tuned.answer_score < OTHER_LANGUAGES.shared.answer_score  # a scale of its own
@@ -217,22 +224,25 @@ def test_a_taught_question_is_mapped_as_the_customer_s_and_meets_it(small_kb: Pa
     assert found[0].article_id == "shipping-costs" and found[0].tuned
 
 
-def test_a_server_on_an_index_from_before_tuning_rebuilds_it_tuned(tmp_path: Path, encoder: Encoder,
-                                                                  multilingual: MultilingualModel,
-                                                                  with_models: Callable[..., Path]) -> None:
-    from tests.servers import running_server
 
-    old = tmp_path / "index"
-    built = build_snapshot(ROOT / "data" / "kb", old, encoder, model=SAMPLE_VECTORS, multilingual=multilingual)
-    manifest = json.loads((built / "manifest.json").read_text())
+def test_a_server_rebuilds_an_index_from_before_tuning(tmp_path: Path, index_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchboard.cli.serve import index_predates
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    manifest = json.loads((current_snapshot(index_dir) / "manifest.json").read_text())  # type: ignore[operator]
+    (snapshot / "manifest.json").write_text(json.dumps(manifest))
+    assert manifest["tuned_on"] == 0  # built without labelled questions: nothing to rebuild for
+    assert index_predates(Settings(), snapshot) is None
     del manifest["tuned_on"]  # as a build before questions were tuned wrote it
-    (built / "manifest.json").write_text(json.dumps(manifest))
-    with_models(old)
-    questions = tmp_path / "questions.csv"
-    questions.write_text("question,expected_article_id\n" + "".join(f"{case.question},{case.expected or ''}\n"
-                                                                     for case in SMALL_QUESTIONS), encoding="utf-8")
-    (tmp_path / "run").mkdir()
-    with running_server(tmp_path / "run", old, SWITCHBOARD_KB_QUESTIONS=str(questions)) as (_, output, _):
-        assert "predates tuning questions in other languages to the KB" in output
-        live = current_snapshot(old)
-        assert live is not None and live != built and (live / ADAPTER).exists()
+    (snapshot / "manifest.json").write_text(json.dumps(manifest))
+    assert "tuning questions in other languages" in str(index_predates(Settings(), snapshot))
+    assert index_predates(Settings(kb_questions=""), snapshot) is None
+    assert index_predates(Settings(languages="en"), snapshot) is None
+    monkeypatch.chdir(tmp_path)  # where the sample's questions are not
+    assert index_predates(Settings(), snapshot) is None
+    del manifest["multilingual"]
+    (snapshot / "manifest.json").write_text(json.dumps(manifest))
+    assert index_predates(Settings(kb_questions=""), snapshot) == "answers in en,de,bg,zh,zh-TW,th"
+

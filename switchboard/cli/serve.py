@@ -88,12 +88,29 @@ def worker(metrics_port: int | None, metrics_host: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _ready_settings() -> Settings:
-    """The settings, checked, with the knowledge-base index built if there is none (or it is too old)."""
+def index_predates(settings: Settings, snapshot: Path) -> str | None:
+    """What the live `snapshot` was built without that these settings ask for (a server rebuilds it), or None."""
     import json
 
+    from switchboard.app import labelled_kb_questions, serves_other_languages
+
+    if not serves_other_languages(settings):
+        return None
+    try:
+        manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    if not manifest.get("multilingual"):
+        return f"answers in {settings.languages}"
+    if "tuned_on" not in manifest and labelled_kb_questions(settings):
+        return "tuning questions in other languages to the KB (SWITCHBOARD_KB_QUESTIONS)"
+    return None
+
+
+def _ready_settings() -> Settings:
+    """The settings, checked, with the knowledge-base index built if there is none (or it is too old)."""
     from kb_index.snapshot import current_snapshot
-    from switchboard.app import check_settings, labelled_kb_questions, serves_other_languages
+    from switchboard.app import check_settings
 
     settings = load_settings()
     try:
@@ -103,18 +120,9 @@ def _ready_settings() -> Settings:
     live = current_snapshot(settings.index_dir)
     if not settings.kb_dir.is_dir():
         click.echo(f"No knowledge base at {settings.kb_dir}: the bot answers from its rules and intents only.")
-    elif live is not None and serves_other_languages(settings):
-        try:
-            manifest = json.loads((live / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
-        if not manifest.get("multilingual"):
-            click.echo(f"The knowledge-base index predates answers in {settings.languages}; rebuilding it.")
-            live = None
-        elif "tuned_on" not in manifest and labelled_kb_questions(settings):
-            click.echo("The knowledge-base index predates tuning questions in other languages to the KB "
-                       "(SWITCHBOARD_KB_QUESTIONS); rebuilding it.")
-            live = None
+    elif live is not None and (outdated := index_predates(settings, live)):
+        click.echo(f"The knowledge-base index predates {outdated}; rebuilding it.")
+        live = None
     if live is None and settings.kb_dir.is_dir():
         click.echo(f"Building the knowledge-base index in {settings.index_dir} from {settings.kb_dir}.")
         # In a child process, so the model never loads in the server's parent before it forks.
