@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import SwitchboardError
+from kb_index.cached_arrays import keep_array, load_array
 from kb_index.evaluation import EvalCase, load_cases
 
 ADAPTER = "multilingual_adapter.npy"  # the map, in a snapshot that has one
@@ -124,21 +125,11 @@ def questions_key(encoder: str, texts: Sequence[str]) -> str:
 
 def cached(index_dir: Path, key: str) -> np.ndarray | None:
     """A map (or the questions' vectors) kept under `key` by an earlier build, if there is one."""
-    try:
-        return np.load(index_dir / CACHE / f"{key}.npy")
-    except (OSError, ValueError):
-        return None
+    return load_array(index_dir / CACHE / f"{key}.npy")
 
 
 def keep(index_dir: Path, key: str, array: np.ndarray) -> None:
-    """Keep a fitted map (or the questions' vectors) under the index directory, and the few most recent others
-    of its kind: a publish fits again only when the articles or the questions changed."""
-    folder = index_dir / CACHE
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{key}.npy"
-    np.save(staging, array)
-    staging.replace(folder / f"{key}.npy")
+    """Keep a fitted map (or the questions' vectors) under the index directory, and the few most recently used
+    others of its kind: a publish fits again only when the articles or the questions changed."""
     kind = "questions-*.npy" if key.startswith("questions-") else "[!q]*.npy"
-    kept = sorted(folder.glob(kind), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in kept[KEEP_CACHED:]:
-        old.unlink(missing_ok=True)
+    keep_array(index_dir / CACHE / f"{key}.npy", array, kind, KEEP_CACHED)

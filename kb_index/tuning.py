@@ -40,6 +40,7 @@ import numpy as np
 from bot.dialogue.nlu import OUT_OF_SCOPE
 from bot.dialogue.training_data import Example
 from bot.ports import Encoder
+from kb_index.cached_arrays import keep_array, load_array, prune
 from kb_index.encoder import (
     WEIGHTS,
     OnnxEncoder,
@@ -104,7 +105,7 @@ class ContrastiveTuner:
             os.utime(target)
         else:
             export_two_heads(self._model_path, tuned, self.options.layers, target)
-            self._prune("onnx/two-heads-*.onnx", KEEP)
+            prune(self._cache_dir, "onnx/two-heads-*.onnx", KEEP)
         return TwoHeadEncoder(target, self._model_path, threads=self._threads)
 
     def _tuned_copy(self, examples: Sequence[Example]) -> Path:
@@ -121,24 +122,19 @@ class ContrastiveTuner:
                 os.replace(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            self._prune("intents-*", KEEP)
+            prune(self._cache_dir, "intents-*", KEEP)
         return target
 
     def fold_vectors(self, train: Sequence[Example], texts: Sequence[str]) -> np.ndarray:
         """`texts` encoded by a copy tuned on `train` alone: a calibration fold's view (the copy is not kept)."""
         target = self._cache_dir / f"fold-{self._key(train, texts)}.npy"
-        if target.is_file():
-            os.utime(target)
-            return np.asarray(np.load(target), dtype=np.float32)
+        kept = load_array(target)
+        if kept is not None:
+            return np.asarray(kept, dtype=np.float32)
         model = self._train(train)
         vectors = np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True,
                                           convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=".fold-", suffix=".npy", dir=self._cache_dir)
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, vectors)
-        os.replace(staging, target)
-        self._prune("fold-*.npy", KEEP * 5)
+        keep_array(target, vectors, "fold-*.npy", KEEP * 5)
         return vectors
 
     def _key(self, examples: Sequence[Example], texts: Sequence[str] = ()) -> str:
@@ -149,14 +145,6 @@ class ContrastiveTuner:
             digest.update(json.dumps([example.intent, example.text]).encode())
         digest.update(json.dumps(list(texts)).encode())
         return digest.hexdigest()[:16]
-
-    def _prune(self, pattern: str, keep: int) -> None:
-        found = sorted(self._cache_dir.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in found[keep:]:
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
 
     def _train(self, examples: Sequence[Example]) -> Any:
         os.environ["HF_HUB_OFFLINE"] = "1"
