@@ -264,14 +264,15 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
                 rows.update(zip(numbers, _embed([chunks[i] for i in numbers], [hashes[i] for i in numbers], role,
                                                 reusable, options, label, progress), strict=True))
         other_vectors = np.vstack([rows[i] for i in range(len(chunks))]).astype(np.float32)
-    adapter = None
+    adapter, tuned_on = None, 0
     if multilingual is not None and other_vectors is not None and questions:
         live = current_snapshot(vectors_from) if vectors_from is not None else None
         if live is not None and (live / ADAPTER).exists():
             adapter = np.load(live / ADAPTER)  # a draft is tried with the published map: fitting takes seconds
+            tuned_on = int(json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("tuned_on") or 0)
         else:
-            adapter = _query_adapter(index_dir, chunks, other_vectors, multilingual, questions, options, report,
-                                     progress)
+            adapter, tuned_on = _query_adapter(index_dir, chunks, other_vectors, multilingual, questions, options,
+                                               report, progress)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -305,7 +306,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests), "names": NAMES_VERSION,
             "examples": EXAMPLES_AS if multilingual is not None else None,
-            "tuned_on": len(questions) if adapter is not None else 0,
+            "tuned_on": tuned_on,
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -323,9 +324,10 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
 
 def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, multilingual: MultilingualModel,
                    questions: Sequence[EvalCase], options: BuildOptions, report: Callable[[str], None],
-                   progress: bool) -> np.ndarray | None:
+                   progress: bool) -> tuple[np.ndarray | None, int]:
     """The map tuning the multilingual encoder's questions to these chunks (kb_index.query_tuning), fitted on the
-    labelled questions whose article the KB has, or kept from a build on the same; None if too few fit."""
+    labelled questions whose article the KB has, or kept from a build on the same, and how many those are;
+    None and 0 if too few fit."""
     # Fitted against the originals: a translation is matched in its own language, less its offset (own_language),
     # and a map pulling questions towards translations put the tuned scores on another scale for each KB.
     rows = [i for i, chunk in enumerate(chunks) if not chunk.question and not chunk.translation_of]
@@ -341,7 +343,7 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
     if len(lacking) * 2 > len(known) or not any(q.expected for q in usable):
         report("the multilingual encoder is not tuned: the labelled questions are not about this KB's articles; "
                "point SWITCHBOARD_KB_QUESTIONS at questions labelled with them")
-        return None
+        return None, 0
     tuning = QueryTuning()
     passages = vectors[rows]
     key = cache_key(multilingual.name, passages, topics, usable, tuning)
@@ -361,7 +363,7 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
             keep(index_dir, questions_key(multilingual.name, texts), asked)
         adapter = fit_adapter(asked, [q.expected for q in usable], passages, topics, tuning)
         keep(index_dir, key, adapter)
-    return adapter
+    return adapter, len(usable)
 
 
 def lexical_index(chunks: list[Chunk]) -> bm25s.BM25:

@@ -124,6 +124,14 @@ def test_questions_about_other_articles_tune_nothing_and_say_so(small_kb: Path, 
     assert any("SWITCHBOARD_KB_QUESTIONS" in line and "not tuned" in line for line in said), said
 
 
+def test_the_snapshot_counts_the_questions_it_was_tuned_on(small_kb: Path, tmp_path: Path, encoder: Encoder,
+                                                           multilingual: MultilingualModel) -> None:
+    elsewhere = EvalCase("wo ist meine bestellung", "order-tracking")  # an article this KB lacks: left out
+    built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual,
+                           questions=[*SMALL_QUESTIONS, elsewhere])
+    assert json.loads((built / "manifest.json").read_text())["tuned_on"] == len(SMALL_QUESTIONS)
+
+
 def test_a_damaged_map_is_refused_with_a_clear_error(small_kb: Path, tmp_path: Path, encoder: Encoder,
                                                       multilingual: MultilingualModel) -> None:
     built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual, questions=SMALL_QUESTIONS)
@@ -189,6 +197,7 @@ def test_a_publish_tunes_the_kb_and_a_draft_is_tried_with_the_published_map(
     assert draft.status_code == 200
     tried = current_snapshot(services_of(app).settings.var_dir / "kb_draft")
     assert tried is not None and np.array_equal(np.load(tried / ADAPTER), np.load(live / ADAPTER))
+    assert json.loads((tried / "manifest.json").read_text())["tuned_on"] == 4
 
 
 def test_the_sample_questions_are_optional_and_a_business_s_own_are_not(tmp_path: Path,
