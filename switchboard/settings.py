@@ -15,7 +15,7 @@ PREFIX = "SWITCHBOARD_"
 
 
 # The sample shop's dev splits, English and translated: what its builds tune the multilingual encoder on.
-SAMPLE_QUESTIONS = "data/kb_eval/dev.csv,data/kb_eval/dev2.csv,data/kb_eval/lang/*/dev.csv,data/kb_eval/lang/*/dev2.csv"
+SAMPLE_QUESTIONS = "data/kb_eval/dev*.csv,data/kb_eval/lang/*/dev*.csv"
 
 
 @dataclass(frozen=True)
