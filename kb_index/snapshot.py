@@ -41,7 +41,17 @@ from kb_index.articles import Chunk, chunk_article, load_articles
 from kb_index.evaluation import EvalCase
 from kb_index.multilingual import MultilingualModel
 from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
-from kb_index.query_tuning import ADAPTER, QueryTuning, adapt, cache_key, cached, fit_adapter, keep, questions_key
+from kb_index.query_tuning import (
+    ADAPTER,
+    MIN_QUESTIONS,
+    QueryTuning,
+    adapt,
+    cache_key,
+    cached,
+    fit_adapter,
+    keep,
+    questions_key,
+)
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
 
 POINTER = "CURRENT"
@@ -343,6 +353,11 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
     if len(lacking) * 2 > len(known) or not any(q.expected for q in usable):
         report("the multilingual encoder is not tuned: the labelled questions are not about this KB's articles; "
                "point SWITCHBOARD_KB_QUESTIONS at questions labelled with them")
+        return None, 0
+    if len(usable) < MIN_QUESTIONS:
+        report(f"the multilingual encoder is not tuned: {len(usable)} labelled questions are about this KB's "
+               f"articles, and tuning needs at least {MIN_QUESTIONS} (fitted on fewer, it answered more wrongly "
+               "than untuned); label more in SWITCHBOARD_KB_QUESTIONS (docs/multilingual.md)")
         return None, 0
     tuning = QueryTuning()
     passages = vectors[rows]

@@ -97,6 +97,26 @@ SMALL_QUESTIONS = [EvalCase("kann ich meine jacke zurückgeben", "returns-policy
                    EvalCase("wie wird das wetter morgen", None)]
 
 
+@pytest.fixture(autouse=True)
+def few_questions_tune(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here a handful of labelled questions tune the small KB, to test what tuning does; a real build tunes on no
+    fewer than query_tuning.MIN_QUESTIONS (the test below)."""
+    monkeypatch.setattr("kb_index.snapshot.MIN_QUESTIONS", 1)
+
+
+def test_too_few_labelled_questions_tune_nothing_and_say_how_many_are_needed(
+        small_kb: Path, tmp_path: Path, encoder: Encoder, multilingual: MultilingualModel,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kb_index.snapshot.MIN_QUESTIONS", query_tuning.MIN_QUESTIONS)
+    said: list[str] = []
+    built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual, questions=SMALL_QUESTIONS,
+                           report=said.append)
+    assert not (built / ADAPTER).exists() and load_snapshot(built).adapter is None
+    assert json.loads((built / "manifest.json").read_text())["tuned_on"] == 0
+    assert any("not tuned: 4 labelled questions" in line and f"at least {query_tuning.MIN_QUESTIONS}" in line
+               for line in said), said
+
+
 def test_a_rebuild_takes_the_map_it_fitted_before(small_kb: Path, tmp_path: Path, encoder: Encoder,
                                                    multilingual: MultilingualModel,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
