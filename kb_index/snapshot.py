@@ -44,6 +44,7 @@ from kb_index.own_language import OwnChunks, chunk_languages, own_chunks
 from kb_index.query_tuning import (
     ADAPTER,
     MIN_QUESTIONS,
+    MIN_UNANSWERABLE,
     QueryTuning,
     adapt,
     cache_key,
@@ -275,7 +276,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
                                                 reusable, options, label, progress), strict=True))
         other_vectors = np.vstack([rows[i] for i in range(len(chunks))]).astype(np.float32)
     adapter, tuned_on = None, 0
-    if multilingual is not None and other_vectors is not None and questions:
+    if multilingual is not None and other_vectors is not None and (questions or any(c.question for c in chunks)):
         live = current_snapshot(vectors_from) if vectors_from is not None else None
         if live is not None and (live / ADAPTER).exists():
             adapter = np.load(live / ADAPTER)  # a draft is tried with the published map: fitting takes seconds
@@ -336,8 +337,8 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
                    questions: Sequence[EvalCase], options: BuildOptions, report: Callable[[str], None],
                    progress: bool) -> tuple[np.ndarray | None, int]:
     """The map tuning the multilingual encoder's questions to these chunks (kb_index.query_tuning), fitted on the
-    labelled questions whose article the KB has, or kept from a build on the same, and how many those are;
-    None and 0 if too few fit."""
+    labelled questions whose article the KB has and on the articles' example questions (labelled by the article
+    that lists them), or kept from a build on the same, and how many those are; None and 0 if too few fit."""
     # Fitted against the originals: a translation is matched in its own language, less its offset (own_language),
     # and a map pulling questions towards translations put the tuned scores on another scale for each KB.
     rows = [i for i, chunk in enumerate(chunks) if not chunk.question and not chunk.translation_of]
@@ -350,23 +351,31 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
                f"(SWITCHBOARD_KB_QUESTIONS) name articles this KB lacks ({', '.join(map(str, lacking[:5]))}"
                f"{', ...' if len(lacking) > 5 else ''}): left out")
     usable = [q for q in questions if q.expected is None or q.expected in known]
-    if len(lacking) * 2 > len(known) or not any(q.expected for q in usable):
+    if questions and (len(lacking) * 2 > len(known) or not any(q.expected for q in usable)):
         report("the multilingual encoder is not tuned: the labelled questions are not about this KB's articles; "
                "point SWITCHBOARD_KB_QUESTIONS at questions labelled with them")
         return None, 0
-    if len(usable) < MIN_QUESTIONS:
+    # What editors taught ("answer with article X" in the gaps report) is labelled too, and encoded already.
+    examples = [i for i, chunk in enumerate(chunks) if chunk.question]
+    taught = [EvalCase(chunks[i].question, chunks[i].translation_of or chunks[i].article_id) for i in examples]
+    labelled = [*usable, *taught]
+    unanswerable = sum(q.expected is None for q in usable)
+    if len(labelled) < MIN_QUESTIONS or unanswerable < MIN_UNANSWERABLE:
         report(f"the multilingual encoder is not tuned: {len(usable)} labelled questions are about this KB's "
-               f"articles, and tuning needs at least {MIN_QUESTIONS} (fitted on fewer, it answered more wrongly "
-               "than untuned); label more in SWITCHBOARD_KB_QUESTIONS (docs/multilingual.md)")
+               f"articles ({unanswerable} of them unanswerable) and its articles list {len(taught)} example "
+               f"questions; tuning needs at least {MIN_QUESTIONS} together, {MIN_UNANSWERABLE} of them questions "
+               "the KB cannot answer (fitted on fewer, it answered more wrongly than untuned); label more in "
+               "SWITCHBOARD_KB_QUESTIONS (docs/multilingual.md)")
         return None, 0
     tuning = QueryTuning()
     passages = vectors[rows]
-    key = cache_key(multilingual.name, passages, topics, usable, tuning)
+    key = cache_key(multilingual.name, passages, topics, labelled, tuning)
     adapter = cached(index_dir, key)
     if adapter is None:
-        report(f"tuning the multilingual encoder's questions on {len(usable)} labelled questions")
+        report(f"tuning the multilingual encoder's questions on {len(usable)} labelled questions and {len(taught)} "
+               "example questions")
         texts = [q.question for q in usable]
-        asked = cached(index_dir, questions_key(multilingual.name, texts))
+        asked = cached(index_dir, questions_key(multilingual.name, texts)) if texts else vectors[[]]
         if asked is None:
             encoded = []
             with tqdm(total=len(texts), desc="encoding labelled questions", unit="question",
@@ -376,9 +385,10 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
                     bar.update(len(encoded[-1]))
             asked = np.vstack(encoded).astype(np.float32)
             keep(index_dir, questions_key(multilingual.name, texts), asked)
-        adapter = fit_adapter(asked, [q.expected for q in usable], passages, topics, tuning)
+        adapter = fit_adapter(np.vstack([asked, vectors[examples]]), [q.expected for q in labelled], passages, topics,
+                              tuning)
         keep(index_dir, key, adapter)
-    return adapter, len(usable)
+    return adapter, len(labelled)
 
 
 def lexical_index(chunks: list[Chunk]) -> bm25s.BM25:

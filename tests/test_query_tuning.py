@@ -71,8 +71,8 @@ def test_a_build_keeps_the_map_and_tunes_only_questions_in_other_languages(
 
 def test_questions_nobody_tuned_on_reach_their_article_more_often(
         tuned_on_dev: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
-    """dev2 (the five languages), tuned on dev and dev3 only: reach 0.626 -> 0.822, 46 of 50 answers right -> 57 of
-    61, 63 -> 68 of 80 unanswerable questions declined (docs/kb-quality.md); floors a question or two below."""
+    """dev2 (the five languages), tuned on dev and dev3 only: reach 0.626 -> 0.826, 46 of 50 answers right -> 58 of
+    62, 63 -> 68 of 80 unanswerable questions declined (docs/kb-quality.md); floors a question or two below."""
     cases = _lang_cases("dev2")
     plain = report_decisions(run_cases(HybridRetriever(index_dir, encoder, multilingual=multilingual), cases,
                                        languages=DETECTOR), KbPolicy())
@@ -102,19 +102,28 @@ def few_questions_tune(monkeypatch: pytest.MonkeyPatch) -> None:
     """Here a handful of labelled questions tune the small KB, to test what tuning does; a real build tunes on no
     fewer than query_tuning.MIN_QUESTIONS (the test below)."""
     monkeypatch.setattr("kb_index.snapshot.MIN_QUESTIONS", 1)
+    monkeypatch.setattr("kb_index.snapshot.MIN_UNANSWERABLE", 0)
 
 
 def test_too_few_labelled_questions_tune_nothing_and_say_how_many_are_needed(
         small_kb: Path, tmp_path: Path, encoder: Encoder, multilingual: MultilingualModel,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kb_index.snapshot.MIN_QUESTIONS", query_tuning.MIN_QUESTIONS)
+    monkeypatch.setattr("kb_index.snapshot.MIN_UNANSWERABLE", query_tuning.MIN_UNANSWERABLE)
     said: list[str] = []
     built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual, questions=SMALL_QUESTIONS,
                            report=said.append)
     assert not (built / ADAPTER).exists() and load_snapshot(built).adapter is None
     assert json.loads((built / "manifest.json").read_text())["tuned_on"] == 0
-    assert any("not tuned: 4 labelled questions" in line and f"at least {query_tuning.MIN_QUESTIONS}" in line
+    assert any("not tuned: 4 labelled questions" in line and "(1 of them unanswerable)" in line
+               and "0 example questions" in line and f"at least {query_tuning.MIN_QUESTIONS}" in line
                for line in said), said
+    # As many as needed, but none the KB cannot answer: no bar to learn.
+    monkeypatch.setattr("kb_index.snapshot.MIN_QUESTIONS", 3)
+    answerable = [case for case in SMALL_QUESTIONS if case.expected]
+    built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual, questions=answerable,
+                           report=said.append)
+    assert load_snapshot(built).adapter is None and any("(0 of them unanswerable)" in line for line in said), said
 
 
 def test_a_rebuild_takes_the_map_it_fitted_before(small_kb: Path, tmp_path: Path, encoder: Encoder,
@@ -151,6 +160,25 @@ def test_the_snapshot_counts_the_questions_it_was_tuned_on(small_kb: Path, tmp_p
     built = build_snapshot(small_kb, tmp_path / "index", encoder, multilingual=multilingual,
                            questions=[*SMALL_QUESTIONS, elsewhere])
     assert json.loads((built / "manifest.json").read_text())["tuned_on"] == len(SMALL_QUESTIONS)
+
+
+def test_the_articles_example_questions_tune_it_too(small_kb: Path, tmp_path: Path, encoder: Encoder,
+                                                   multilingual: MultilingualModel) -> None:
+    """What editors taught is labelled by the article that lists it: on the sample KB with dev3's answerable questions
+    as example questions and dev's as labelled ones, the five languages' dev2 questions were reached 0.730 -> 0.787
+    of the time when the examples were labels too (docs/kb-quality.md)."""
+    article = small_kb / "shipping-costs.md"
+    tags = "tags: [shipping, payments]\n"
+    article.write_text(article.read_text(encoding="utf-8").replace(
+        tags, f"{tags}questions: [was zahle ich fürs paket nach wien, 送货要多少钱]\n"), encoding="utf-8")
+    said: list[str] = []
+    taught_only = build_snapshot(small_kb, tmp_path / "taught", encoder, multilingual=multilingual, report=said.append)
+    assert load_snapshot(taught_only).adapter is not None
+    assert json.loads((taught_only / "manifest.json").read_text())["tuned_on"] == 2
+    assert any("0 labelled questions and 2 example questions" in line for line in said), said
+    both = build_snapshot(small_kb, tmp_path / "both", encoder, multilingual=multilingual, questions=SMALL_QUESTIONS)
+    assert json.loads((both / "manifest.json").read_text())["tuned_on"] == len(SMALL_QUESTIONS) + 2
+    assert not np.array_equal(np.load(both / ADAPTER), np.load(taught_only / ADAPTER))
 
 
 def test_a_damaged_map_is_refused_with_a_clear_error(small_kb: Path, tmp_path: Path, encoder: Encoder,
@@ -196,7 +224,7 @@ def test_kb_eval_says_the_questions_were_tuned_and_suggests_the_tuned_policy(
                                        str(ROOT / "data" / "kb_eval" / "lang" / "th" / "dev2.csv")])
     assert result.exit_code == 0, result.output
     assert "tuned to this KB on 855 labelled questions" in result.stderr
-    assert "answer at 0.687 with a lead of 0.04" in result.output
+    assert "answer at 0.694 with a lead of 0.04" in result.output
     assert "SWITCHBOARD_KB_OTHER_LANGUAGES=tuned=" in result.output
 
 
