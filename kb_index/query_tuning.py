@@ -40,8 +40,8 @@ KEEP_CACHED = 4
 # Fewer labelled questions than this tune nothing: a map fitted on a few dozen moves the scores off the scale the
 # tuned policy was calibrated on. Fitted on random samples of the sample shop's dev and dev3 questions and decided
 # by that policy, the five languages' dev2 questions were reached less often than untuned, with more wrong
-# answers, from 10 to 100 questions (reach 0.48-0.67 against 0.626, 67-88% of answers right against 92%), and
-# more often from 200 (0.67-0.69 at 200, 0.72-0.74 at 300, 0.82 at all 855), declining as many or more
+# answers, from 30 to 100 questions (reach 0.54-0.63 against 0.626, 74-89% of answers right against 92%), and
+# more often from 200 (0.67 at 200, 0.72-0.73 at 300, 0.83 at all 855), declining as many or more
 # (docs/kb-quality.md).
 MIN_QUESTIONS = 200
 # ... of which this many unanswerable: the bar is learnt from them. Fitted on the answerable dev and dev3 questions
