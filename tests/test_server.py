@@ -258,11 +258,10 @@ def test_an_index_from_before_other_languages_is_rebuilt_on_start(tmp_path: Path
     build_snapshot(ROOT / "data" / "kb", old, encoder, model=DEFAULT_MODEL)  # English only, as before
     with_models(old)  # the exported encoders, and the tuned intents if trained yet
     (tmp_path / "run").mkdir()
-    questions = tmp_path / "questions.csv"  # labelled: the rebuild tunes questions in other languages on them
-    questions.write_text("question,expected_article_id\nwas kostet der versand,shipping-costs\n"
-                         "kann ich meine jacke zurückgeben,returns-policy\nwie wird das wetter morgen,\n",
-                         encoding="utf-8")
-    with running_server(tmp_path / "run", old, SWITCHBOARD_KB_QUESTIONS=str(questions)) as (base, output, _):
+    # Labelled (404 of the sample shop's dev questions, 58 of them unanswerable): the rebuild tunes questions in
+    # other languages on them.
+    questions = f"{ROOT}/data/kb_eval/dev.csv,{ROOT}/data/kb_eval/lang/*/dev.csv"
+    with running_server(tmp_path / "run", old, SWITCHBOARD_KB_QUESTIONS=questions) as (base, output, _):
         assert "predates answers in en,de,bg,zh,zh-TW,th; rebuilding it" in output
         live = current_snapshot(old)
         assert live is not None and load_snapshot(live).multilingual is not None
