@@ -54,3 +54,14 @@ def test_names_are_told_in_every_script_and_a_languages_own_words_are_not_names(
     # German words a German question is made of are no names in it ("kann", "ich" are names to English).
     assert {"kann", "ich"} <= international_words()
     assert vocabulary.unknown_names("kann ich mein netflix passwort zurücksetzen", "de") == ["netflix"]
+
+
+def test_in_a_language_of_another_script_a_latin_word_is_a_name() -> None:
+    """Chinese text borrows brands in their Latin letters, so wordfreq's Chinese list holds "gmail", "ios" or
+    "html" more often than its English one does: they are still names, not Chinese words (only a language
+    written in Latin letters has such words of its own)."""
+    vocabulary = KbVocabulary(KB, international_words())
+    assert vocabulary.unknown_names("gmail密碼怎麼重設", "zh-TW") == ["gmail"]
+    assert vocabulary.unknown_names("gmail密码怎么重置", "zh") == ["gmail"]
+    assert vocabulary.unknown_names("как да си сменя паролата за gmail", "bg") == ["gmail"]
+    assert vocabulary.unknown_names("kann ich mein gmail passwort zurücksetzen", "de") == ["gmail"]
