@@ -256,10 +256,10 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     index = _dense_index(vectors, options)
     lexical = lexical_index(chunks[:searchable])
     other_vectors = None
+    asked = [i for i, chunk in enumerate(chunks) if chunk.question]  # the articles' example questions
     if multilingual is not None:
         # Example questions are embedded as questions ("query: "), as the customer's is, so that a question
         # taught and asked again meets itself; a snapshot from before that embedded them as passages.
-        asked = [i for i, chunk in enumerate(chunks) if chunk.question]
         asked_hashes = {hashes[i] for i in asked}
         reusable: dict[str, np.ndarray] = {}
         for source in sources:
@@ -276,14 +276,14 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
                                                 reusable, options, label, progress), strict=True))
         other_vectors = np.vstack([rows[i] for i in range(len(chunks))]).astype(np.float32)
     adapter, tuned_on = None, 0
-    if multilingual is not None and other_vectors is not None and (questions or any(c.question for c in chunks)):
+    if multilingual is not None and other_vectors is not None and (questions or asked):
         live = current_snapshot(vectors_from) if vectors_from is not None else None
         if live is not None and (live / ADAPTER).exists():
             adapter = np.load(live / ADAPTER)  # a draft is tried with the published map: fitting takes seconds
             tuned_on = int(json.loads((live / "manifest.json").read_text(encoding="utf-8")).get("tuned_on") or 0)
         else:
-            adapter, tuned_on = _query_adapter(index_dir, chunks, other_vectors, multilingual, questions, options,
-                                               report, progress)
+            adapter, tuned_on = _query_adapter(index_dir, chunks, asked, other_vectors, multilingual, questions,
+                                               options, report, progress)
 
     snapshots = index_dir / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -295,7 +295,6 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             searched = other_vectors
             if adapter is not None:  # example questions are questions: mapped as the customer's is, they meet it
                 searched = other_vectors.copy()
-                asked = [i for i, chunk in enumerate(chunks) if chunk.question]
                 searched[asked] = adapt(other_vectors[asked], adapter)
                 np.save(staging / ADAPTER, adapter)
             faiss.write_index(_dense_index(searched, options), str(staging / "multilingual.faiss"))
@@ -333,12 +332,13 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     return final
 
 
-def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, multilingual: MultilingualModel,
-                   questions: Sequence[EvalCase], options: BuildOptions, report: Callable[[str], None],
-                   progress: bool) -> tuple[np.ndarray | None, int]:
+def _query_adapter(index_dir: Path, chunks: list[Chunk], examples: Sequence[int], vectors: np.ndarray,
+                   multilingual: MultilingualModel, questions: Sequence[EvalCase], options: BuildOptions,
+                   report: Callable[[str], None], progress: bool) -> tuple[np.ndarray | None, int]:
     """The map tuning the multilingual encoder's questions to these chunks (kb_index.query_tuning), fitted on the
-    labelled questions whose article the KB has and on the articles' example questions (labelled by the article
-    that lists them), or kept from a build on the same, and how many those are; None and 0 if too few fit."""
+    labelled questions whose article the KB has and on the articles' example questions (the chunks `examples`
+    numbers, labelled by the article that lists them), or kept from a build on the same, and how many those are;
+    None and 0 if too few fit."""
     # Fitted against the originals: a translation is matched in its own language, less its offset (own_language),
     # and a map pulling questions towards translations put the tuned scores on another scale for each KB.
     rows = [i for i, chunk in enumerate(chunks) if not chunk.question and not chunk.translation_of]
@@ -356,7 +356,6 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
                "point SWITCHBOARD_KB_QUESTIONS at questions labelled with them")
         return None, 0
     # What editors taught ("answer with article X" in the gaps report) is labelled too, and encoded already.
-    examples = [i for i, chunk in enumerate(chunks) if chunk.question]
     taught = [EvalCase(chunks[i].question, chunks[i].translation_of or chunks[i].article_id) for i in examples]
     labelled = [*usable, *taught]
     unanswerable = sum(q.expected is None for q in usable)
@@ -385,8 +384,8 @@ def _query_adapter(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, mu
                     bar.update(len(encoded[-1]))
             asked = np.vstack(encoded).astype(np.float32)
             keep(index_dir, questions_key(multilingual.name, texts), asked)
-        adapter = fit_adapter(np.vstack([asked, vectors[examples]]), [q.expected for q in labelled], passages, topics,
-                              tuning)
+        adapter = fit_adapter(np.vstack([asked, vectors[list(examples)]]), [q.expected for q in labelled], passages,
+                              topics, tuning)
         keep(index_dir, key, adapter)
     return adapter, len(labelled)
 

@@ -70,8 +70,9 @@ class Settings:
     # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).
     kb_other_languages: str = ""
     # Questions labelled with their article (kb eval's CSV files, comma-separated paths or patterns): a build tunes
-    # the multilingual encoder's questions to the KB on them (kb_index/query_tuning.py); empty: not tuned. The
-    # default is the sample shop's dev splits, English and translated; a KB they are not about is not tuned.
+    # the multilingual encoder's questions to the KB on them and on the articles' example questions, 200 or more
+    # together (kb_index/query_tuning.py); empty: on the example questions alone. The default is the sample shop's
+    # dev splits, English and translated; a KB they are not about is not tuned.
     kb_questions: str = SAMPLE_QUESTIONS
     # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
     # the customer's question at first contact if they start no new conversation within so many days; days and
