@@ -38,10 +38,10 @@ def _lang_cases(split: str) -> list[EvalCase]:
 @pytest.fixture(scope="session")
 def tuned_on_dev(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, encoder: Encoder,
                  multilingual: MultilingualModel) -> Path:
-    """The sample KB's index with the questions tuned on the dev and dev3 splits only (English and translated), so
-    that dev2 is a fair measure of questions it was not tuned on."""
+    """The sample KB's index with the questions tuned on every dev split but dev2 (English and translated), so that
+    dev2 is a fair measure of questions it was not tuned on."""
     index = tmp_path_factory.mktemp("tuned_on_dev")
-    questions = [case for split in ("dev", "dev3") for case in
+    questions = [case for split in ("dev", "dev3", "dev4") for case in
                  load_cases(ROOT / "data" / "kb_eval" / f"{split}.csv") + _lang_cases(split)]
     build_snapshot(ROOT / "data" / "kb", index, encoder, model=SAMPLE_VECTORS, multilingual=multilingual,
                    vectors_from=index_dir, questions=questions)
@@ -59,7 +59,7 @@ def test_a_build_keeps_the_map_and_tunes_only_questions_in_other_languages(
         tuned_on_dev: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
     snapshot = load_snapshot(current_snapshot(tuned_on_dev))  # type: ignore[arg-type]
     assert snapshot.adapter is not None and snapshot.adapter.shape == (384, 384)
-    assert snapshot.manifest["tuned_on"] == 134 + 83 + 5 * (54 + 66)
+    assert snapshot.manifest["tuned_on"] == 134 + 83 + 129 + 5 * (54 + 66 + 111)
     tuned = HybridRetriever(tuned_on_dev, encoder, multilingual=multilingual)
     plain = HybridRetriever(index_dir, encoder, multilingual=multilingual)
     german = tuned.search("wie lange dauert eine rückerstattung", k=3, language="de")
@@ -71,14 +71,14 @@ def test_a_build_keeps_the_map_and_tunes_only_questions_in_other_languages(
 
 def test_questions_nobody_tuned_on_reach_their_article_more_often(
         tuned_on_dev: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
-    """dev2 (the five languages), tuned on dev and dev3 only: reach 0.626 -> 0.809, 46 of 50 answers right -> 56 of
-    60, 63 -> 68 of 80 unanswerable questions declined (docs/kb-quality.md); floors a question or two below."""
+    """dev2 (the five languages), tuned on the other dev splits: reach 0.626 -> 0.839, 46 of 50 answers right -> 55
+    of 59, 63 -> 69 of 80 unanswerable questions declined (docs/kb-quality.md); floors a few questions below."""
     cases = _lang_cases("dev2")
     plain = report_decisions(run_cases(HybridRetriever(index_dir, encoder, multilingual=multilingual), cases,
                                        languages=DETECTOR), KbPolicy())
     tuned = report_decisions(run_cases(HybridRetriever(tuned_on_dev, encoder, multilingual=multilingual), cases,
                                        languages=DETECTOR), KbPolicy())
-    assert tuned.reach >= plain.reach + 0.15, (plain, tuned)
+    assert tuned.reach >= plain.reach + 0.18, (plain, tuned)
     assert tuned.answer_precision >= 0.9 and tuned.decline_rate >= 0.82, tuned
 
 
@@ -223,7 +223,7 @@ def test_kb_eval_says_the_questions_were_tuned_and_suggests_the_tuned_policy(
     result = CliRunner().invoke(main, ["kb", "eval", "--questions",
                                        str(ROOT / "data" / "kb_eval" / "lang" / "th" / "dev2.csv")])
     assert result.exit_code == 0, result.output
-    assert "tuned to this KB on 817 labelled questions" in result.stderr
+    assert "tuned to this KB on 1501 labelled questions" in result.stderr
     assert "answer at 0.694 with a lead of 0.04" in result.output
     assert "SWITCHBOARD_KB_OTHER_LANGUAGES=tuned=" in result.output
 
