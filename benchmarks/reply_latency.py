@@ -22,7 +22,7 @@ from bot.ports import Encoder
 from kb_index.encoder import load_encoder, vectors_name
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
-from switchboard.app import Services, build_services, language_detector
+from switchboard.app import Services, build_services, labelled_kb_questions, language_detector
 from switchboard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +80,9 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
             kb_dir=ROOT / "data" / "kb", nlu_path=ROOT / "data" / "nlu.yml",
             domain_path=ROOT / "data" / "domain.yml", secret_key="bench",
         )
+        # As the sample shop ships: its labelled English questions among the examples (kb_index.snapshot).
         build_snapshot(settings.kb_dir, settings.index_dir, encoder,
-                       model=vectors_name(settings.model, settings.encoder))
+                       model=vectors_name(settings.model, settings.encoder), questions=labelled_kb_questions(settings))
         retriever = HybridRetriever(settings.index_dir, encoder)
         queries = [QUESTIONS[i % len(QUESTIONS)] for i in range(messages)]
 

@@ -118,7 +118,9 @@ class Passage:
     lang: str = ""            # the article's language ("" for the knowledge base's own, English)
     translation_of: str = ""  # the original this article translates
     multilingual: bool = False  # scored by the multilingual encoder, whose scores are on a scale of their own
-    tuned: bool = False  # ... with the question tuned to the KB (kb_index.query_tuning): a scale of its own again
+    # The KB learnt from labelled questions: the multilingual encoder's question mapped (kb_index.query_tuning), or
+    # the English side's examples holding labelled English questions (`Chunk.labelled`): a scale of its own again.
+    tuned: bool = False
 
     @property
     def topic(self) -> str:

@@ -57,6 +57,9 @@ class Chunk:
     lang: str = ""
     question: str = ""  # an example question: indexed by it, answered with this section's text
     translation_of: str = ""
+    # The example question is a labelled English question (SWITCHBOARD_KB_QUESTIONS), not one the article lists:
+    # English questions meet it; the multilingual encoder learns the labelled questions through its map instead.
+    labelled: bool = False
 
     def serves(self, channel: str | None, audience: str) -> bool:
         """Whether this chunk may answer this audience on this channel (None: any channel)."""
@@ -156,11 +159,11 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
             lines.append(line)
     flush()
     if chunks:
-        chunks += [replace(_section_for(question, chunks), question=question) for question in article.questions]
+        chunks += [replace(section_for(question, chunks), question=question) for question in article.questions]
     return chunks
 
 
-def _section_for(question: str, sections: list[Chunk]) -> Chunk:
+def section_for(question: str, sections: list[Chunk]) -> Chunk:
     """The section that answers an example question: the one sharing most of its words (the first on a tie)."""
     asked = set(_WORDS.findall(question.lower()))
     return max(sections, key=lambda c: len(asked & set(_WORDS.findall(f"{c.heading} {c.text}".lower()))))

@@ -178,8 +178,9 @@ class DecisionReport:
 
 def decisions(results: Sequence[EvalResult], policy: KbPolicy,
               other_languages: LanguagePolicies = OTHER_LANGUAGES) -> list[KbDecision]:
-    """The bot's decision for each question: by `other_languages` where the multilingual encoder scored it."""
-    return [decide(r.passages, other_languages.for_passages(r.passages, r.language) if r.multilingual else policy,
+    """The bot's decision for each question: by `other_languages` where the multilingual encoder scored it or the
+    KB was taught labelled English questions, else by `policy`."""
+    return [decide(r.passages, other_languages.deciding(r.passages, r.language, r.multilingual, policy),
                    r.unknown_names)
             for r in results]
 

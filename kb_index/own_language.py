@@ -116,7 +116,8 @@ def chunk_languages(chunks: Sequence[Chunk], detect: Callable[[str], str | None]
     """Each chunk's language as a question meets it ("en" for an article without `lang`): its article's, but
     an example question's own where `detect` tells it. "was kostet der versand" taught to an English article
     from the gaps report is German text, and scores as German text does."""
-    return tuple((detect(chunk.question) if chunk.question else None) or chunk.lang or "en" for chunk in chunks)
+    return tuple((detect(chunk.question) if chunk.question and not chunk.labelled else None) or chunk.lang or "en"
+                 for chunk in chunks)
 
 
 def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: int,
@@ -127,7 +128,7 @@ def own_chunks(chunks: Sequence[Chunk], languages: Sequence[str], searchable: in
     language, since English questions meet the multilingual encoder nowhere else."""
     numbers: dict[str, list[int]] = {}
     for number, language in enumerate(languages):
-        if english or not is_english(language):
+        if (english or not is_english(language)) and not chunks[number].labelled:
             numbers.setdefault(base_language(language), []).append(number)
     found = {}
     for language, mine in numbers.items():

@@ -35,7 +35,7 @@ class KnowledgeBasePublisher:
                  multilingual: MultilingualModel | None = None, shared: SharedEdits | None = None,
                  questions: Sequence[EvalCase] = ()) -> None:
         self._kb_dir = kb_dir
-        self._questions = questions  # labelled: each build tunes the multilingual encoder's questions on them
+        self._questions = questions  # labelled: each build learns from them (kb_index.snapshot)
         self._shared = shared  # the edits saved on every host, where hosts share no directory
         self._multilingual = multilingual
         self._index_dir = index_dir

@@ -120,7 +120,8 @@ class HybridRetriever:
             # articles), and for none where there are none.
             return self._search_multilingual(snapshot, text, k, channel, audience,
                                              language or ("en" if "en" in snapshot.languages else ""), vector)
-        return _passages(snapshot, self._english_scores(snapshot, text, vector, k), k, channel, audience)
+        return _passages(snapshot, self._english_scores(snapshot, text, vector, k), k, channel, audience,
+                         tuned=bool(snapshot.labelled))
 
     def _english_scores(self, snapshot: Snapshot, text: str, vector: np.ndarray | None, k: int,
                         also: Sequence[int] = ()) -> dict[int, float]:
@@ -168,7 +169,8 @@ class HybridRetriever:
                     len(snapshot.chunks))
         cosines, ids = snapshot.multilingual.search(query, depth)
         scores = {i: cosine for i, cosine in zip(ids[0].tolist(), cosines[0].tolist(), strict=True)
-                  if i in numbers or (0 <= i < snapshot.searchable and i not in superseded)}
+                  if i in numbers or (0 <= i < snapshot.searchable and i not in superseded
+                                      and i not in snapshot.labelled)}
         if own is not None and mine is not None:
             self._score_own_language(snapshot, scores, text, query[0], language, own)
         across = {code: pair_offset(self._fusion.across, language, code) or 0.0

@@ -326,17 +326,18 @@ def multilingual_model(settings: Settings, threads: int | None = None) -> Multil
 
 
 def labelled_kb_questions(settings: Settings) -> list[EvalCase]:
-    """The questions a build tunes the multilingual encoder on (SWITCHBOARD_KB_QUESTIONS); none where no other
-    language is served, nor where the default (the sample shop's dev splits) is not there to read: a business
-    that runs from its own directory is not stopped by the sample's files, while a path it set must exist."""
-    if not serves_other_languages(settings) or not settings.kb_questions.strip():
+    """The labelled questions a build learns from (SWITCHBOARD_KB_QUESTIONS): the English ones become example
+    questions, and all of them tune the multilingual encoder where other languages are served. None where the
+    default (the sample shop's dev splits) is not there to read: a business that runs from its own directory is
+    not stopped by the sample's files, while a path it set must exist."""
+    if not settings.kb_questions.strip():
         return []
     try:
         return labelled_questions(settings.kb_questions)
     except SwitchboardError:
         if settings.kb_questions != SAMPLE_QUESTIONS:
             raise
-        log.info("the sample shop's labelled questions are not here (%s): the multilingual encoder is not tuned",
+        log.info("the sample shop's labelled questions are not here (%s): the KB is taught none",
                  settings.kb_questions)
         return []
 

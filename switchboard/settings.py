@@ -67,12 +67,14 @@ class Settings:
     kb_choice_score: float = 0.559   # articles at least this good may be offered as choices
     kb_choice_window: float = 0.10   # ... when within this of the best
     # The same four for questions in other languages (the multilingual encoder's scale), `*=a/b/c/d` and a
-    # language's own `bg=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).
+    # language's own `bg=a/b/c/d`, for tuned ones `tuned=a/b/c/d`, and for English questions to a KB taught labelled
+    # ones `taught=a/b/c/d`; empty: those calibrated on the sample KB (bot/dialogue/kb_decision.py).
     kb_other_languages: str = ""
-    # Questions labelled with their article (kb eval's CSV files, comma-separated paths or patterns): a build tunes
-    # the multilingual encoder's questions to the KB on them and on the articles' example questions, 200 or more
-    # together (kb_index/query_tuning.py); empty: on the example questions alone. The default is the sample shop's
-    # dev splits, English and translated; a KB they are not about is not tuned.
+    # Questions labelled with their article (kb eval's CSV files, comma-separated paths or patterns): a build indexes
+    # the English ones as example questions of their articles (kb_index/snapshot.py) and tunes the multilingual
+    # encoder's questions to the KB on all of them and on the articles' example questions, 200 or more together
+    # (kb_index/query_tuning.py); empty: the example questions alone. The default is the sample shop's dev splits,
+    # English and translated; a KB they are not about is not taught.
     kb_questions: str = SAMPLE_QUESTIONS
     # Reports: a conversation nobody closed has ended after this many hours without a message; a close resolved
     # the customer's question at first contact if they start no new conversation within so many days; days and

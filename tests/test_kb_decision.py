@@ -135,5 +135,5 @@ def test_the_policies_of_other_languages_are_read_from_one_setting() -> None:
                                   "=0.8/0.02/0.8/0.03"])
 def test_a_wrong_policy_setting_says_how_to_write_one(spec: str) -> None:
     with pytest.raises(SwitchboardError,
-                       match=r"SWITCHBOARD_KB_OTHER_LANGUAGES: .*<language, \* or tuned>=<answer score>"):
+                       match=r"SWITCHBOARD_KB_OTHER_LANGUAGES: .*<language, \*, tuned or taught>=<answer score>"):
         parse_language_policies(spec)

@@ -61,8 +61,8 @@ class KbAnswers:
         multilingual = scored_multilingual(passages, self._retriever, language)
         names = self._retriever.unknown_names(turn.text, language,
                                               [n for n in (turn.values.get("full_name"), turn.customer_name) if n])
-        decision = decide(passages, self._other_languages.for_passages(passages, language) if multilingual
-                          else self._policy, names)
+        decision = decide(passages, self._other_languages.deciding(passages, language, multilingual, self._policy),
+                          names)
         if decision.action == KbAction.CHOICES and not (choices and self._responses.has("utter_kb_choices")):
             decision = KbDecision(KbAction.DECLINE, (), decision.score, decision.margin)
         turn.events.append((EventKind.KB_ANSWER, {

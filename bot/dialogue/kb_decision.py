@@ -52,6 +52,10 @@ class LanguagePolicies:
     # Every language's, where the questions were tuned to the KB (kb_index.query_tuning): calibrated on the five
     # languages' dev and dev2 questions, each split scored by a map fitted on the other and on dev3.
     tuned: KbPolicy = KbPolicy(answer_score=0.694, answer_margin=0.04, choice_score=0.685, choice_window=0.05)
+    # English questions to a KB whose labelled English questions are among its examples (kb_index.snapshot:
+    # `Chunk.labelled`), which lift the best scores of questions phrased like one: calibrated on the sample shop's
+    # four English dev splits, each scored against the labelled questions of the other three (docs/kb-quality.md).
+    taught: KbPolicy = KbPolicy(answer_score=0.672, answer_margin=0.1, choice_score=0.672, choice_window=0.1)
 
     def get(self, language: str | None, tuned: bool = False) -> KbPolicy:
         """The policy for a question in `language` whose passages were scored with its question `tuned` or not."""
@@ -60,6 +64,14 @@ class LanguagePolicies:
     def for_passages(self, passages: Sequence[Passage], language: str | None) -> KbPolicy:
         """The policy for passages the multilingual encoder found for a question in `language`."""
         return self.get(language, bool(passages) and passages[0].tuned)
+
+    def deciding(self, passages: Sequence[Passage], language: str | None, multilingual: bool,
+                 english: KbPolicy) -> KbPolicy:
+        """The policy that decides these passages: the multilingual encoder's by language (`for_passages`), else
+        `english`, or `taught` where the KB was taught labelled English questions."""
+        if multilingual:
+            return self.for_passages(passages, language)
+        return self.taught if passages and passages[0].tuned else english
 
 
 OTHER_LANGUAGES = LanguagePolicies()
@@ -74,9 +86,10 @@ def policy_spec(policy: KbPolicy) -> str:
 def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUAGES,
                             name: str = "SWITCHBOARD_KB_OTHER_LANGUAGES") -> LanguagePolicies:
     """`*=0.802/0.02/0.802/0.03, bg=0.795/0.02/0.795/0.03, tuned=0.694/0.04/0.685/0.05`: the shared policy (`*`),
-    languages' own and the one for tuned questions (`tuned`), each as `policy_spec` writes it; what the spec
-    leaves out keeps `defaults`. Empty: `defaults`."""
-    shared, languages, tuned = defaults.shared, dict(defaults.languages), defaults.tuned
+    languages' own, the one for tuned questions (`tuned`) and the one for English questions to a KB taught
+    labelled ones (`taught`), each as `policy_spec` writes it; what the spec leaves out keeps `defaults`.
+    Empty: `defaults`."""
+    shared, languages, tuned, taught = defaults.shared, dict(defaults.languages), defaults.tuned, defaults.taught
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
@@ -87,8 +100,9 @@ def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUA
         except ValueError:
             parsed = []
         if not language.strip() or len(parsed) != 4 or not all(0 <= n <= 1 for n in parsed):
-            raise SwitchboardError(f"{name}: {part!r} is not a language's policy; write it as <language, * or tuned>="
-                                   "<answer score>/<lead>/<choice score>/<window>, each between 0 and 1, e.g. "
+            raise SwitchboardError(f"{name}: {part!r} is not a language's policy; write it as "
+                                   "<language, *, tuned or taught>=<answer score>/<lead>/<choice score>/<window>, "
+                                   "each between 0 and 1, e.g. "
                                    f"*={policy_spec(defaults.shared)} (switchboard kb eval suggests them)")
         answer, margin, choice, window = parsed
         policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
@@ -96,9 +110,11 @@ def parse_language_policies(spec: str, defaults: LanguagePolicies = OTHER_LANGUA
             shared = policy
         elif language.strip() == "tuned":
             tuned = policy
+        elif language.strip() == "taught":
+            taught = policy
         else:
             languages[language.strip()] = policy
-    return LanguagePolicies(shared, languages, tuned)
+    return LanguagePolicies(shared, languages, tuned, taught)
 
 
 @dataclass(frozen=True)

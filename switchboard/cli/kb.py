@@ -58,7 +58,7 @@ def kb_build(source: Path | None, out: Path | None, author: str) -> None:
         build_snapshot(source, out, encoder, model=vectors_name(settings.model, settings.encoder), author=author,
                        progress=True, report=click.echo,
                        options=BuildOptions(hnsw_min_chunks=settings.hnsw_min_chunks), multilingual=multilingual,
-                       questions=labelled_kb_questions(settings) if multilingual is not None else ())
+                       questions=labelled_kb_questions(settings))
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     if out == settings.index_dir:
@@ -185,6 +185,15 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
                    "(SWITCHBOARD_KB_QUESTIONS) and are decided by the tuned policy; questions it was tuned on are "
                    "no measure of it", err=True)
         language = "tuned"
+    english = [r for r in results if not r.multilingual]
+    taught = any(r.passages[0].tuned for r in english if r.passages)
+    if taught:
+        count = int(retriever.snapshot.manifest.get("labelled_examples") or 0)
+        click.echo(f"This KB was taught {count} labelled English questions as example questions "
+                   "(SWITCHBOARD_KB_QUESTIONS): English questions are decided by the taught policy, and the questions "
+                   "it was taught are no measure of it", err=True)
+        policy = others.taught if min_score is None else dataclasses.replace(others.taught, answer_score=min_score)
+        others = dataclasses.replace(others, taught=policy)
     if other:
         click.echo("Every question was matched by the multilingual encoder (it is in another language than "
                    "English, or an article is) and decided by its policy "
@@ -194,7 +203,6 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     decided = report_decisions(results, policy, others)
     made = decisions(results, policy, others)
     # Each encoder's scores sit on a scale of their own: a set mixing both gets a suggestion for each part.
-    english = [r for r in results if not r.multilingual]
     suggested = calibrate_policy(matched_across if other else english)
     suggested_other = calibrate_policy(matched_across) if matched_across and english else None
     if as_json:
@@ -237,6 +245,8 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     click.echo(f"Suggested on this set{part}: {_described(suggested, 3)}; calibrate on a dev split only.")
     if other:
         click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES={language}={policy_spec(suggested)}")
+    elif taught:
+        click.echo(f"  SWITCHBOARD_KB_OTHER_LANGUAGES=taught={policy_spec(suggested)}")
     else:
         click.echo(f"  SWITCHBOARD_KB_MIN_SCORE={suggested.answer_score:g} SWITCHBOARD_KB_ANSWER_MARGIN="
                    f"{suggested.answer_margin:g} SWITCHBOARD_KB_CHOICE_SCORE={suggested.choice_score:g} "

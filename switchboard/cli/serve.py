@@ -94,16 +94,17 @@ def index_predates(settings: Settings, snapshot: Path) -> str | None:
 
     from switchboard.app import labelled_kb_questions, serves_other_languages
 
-    if not serves_other_languages(settings):
-        return None
     try:
         manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         manifest = {}
-    if not manifest.get("multilingual"):
-        return f"answers in {settings.languages}"
-    if "tuned_on" not in manifest and labelled_kb_questions(settings):
-        return "tuning questions in other languages to the KB (SWITCHBOARD_KB_QUESTIONS)"
+    if serves_other_languages(settings):
+        if not manifest.get("multilingual"):
+            return f"answers in {settings.languages}"
+        if "tuned_on" not in manifest and labelled_kb_questions(settings):
+            return "tuning questions in other languages to the KB (SWITCHBOARD_KB_QUESTIONS)"
+    if "labelled_examples" not in manifest and labelled_kb_questions(settings):
+        return "labelled English questions as example questions (SWITCHBOARD_KB_QUESTIONS)"
     return None
 
 
