@@ -255,8 +255,10 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
     sources = [index_dir, *([vectors_from] if vectors_from is not None else [])]
     known = {h: v for source in sources for h, v in _reusable_vectors(source, model).items()}
     todo = [h for h in hashes[:searchable] if h not in known]
-    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks)} chunks ({len(chunks) - searchable} "
-           f"translated), {searchable - len(todo)} unchanged, {len(todo)} to embed")
+    taught = sum(chunk.labelled for chunk in chunks)
+    report(f"read {len(articles)} articles from {kb_dir}: {len(chunks) - taught} chunks ({len(chunks) - searchable} "
+           f"translated)" + (f" and {taught} labelled English questions as example questions" if taught else "")
+           + f"; {searchable - len(todo)} unchanged, {len(todo)} to embed")
     vectors = _embed(chunks[:searchable], hashes[:searchable], encoder, known, options, "embedding", progress)
     dimension = int(vectors.shape[1])
     index = _dense_index(vectors, options)
@@ -326,7 +328,7 @@ def _build(kb_dir: Path, index_dir: Path, encoder: Encoder, model: str, author: 
             "multilingual": multilingual.name if multilingual is not None else None,
             "changes": changes_since_live(index_dir, digests), "names": NAMES_VERSION,
             "examples": EXAMPLES_AS if multilingual is not None else None,
-            "tuned_on": tuned_on, "labelled_examples": sum(chunk.labelled for chunk in chunks),
+            "tuned_on": tuned_on, "labelled_examples": taught,
         }), encoding="utf-8")
         # Sortable by age (builds are serialised), unique by the staging suffix.
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
