@@ -159,11 +159,11 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
             lines.append(line)
     flush()
     if chunks:
-        chunks += [replace(section_for(question, chunks), question=question) for question in article.questions]
+        chunks += [replace(_section_for(question, chunks), question=question) for question in article.questions]
     return chunks
 
 
-def section_for(question: str, sections: list[Chunk]) -> Chunk:
+def _section_for(question: str, sections: list[Chunk]) -> Chunk:
     """The section that answers an example question: the one sharing most of its words (the first on a tie)."""
     asked = set(_WORDS.findall(question.lower()))
     return max(sections, key=lambda c: len(asked & set(_WORDS.findall(f"{c.heading} {c.text}".lower()))))
