@@ -164,7 +164,8 @@ def chunk_article(article: Article, max_chars: int = 1200) -> list[Chunk]:
 
 
 def _section_for(question: str, sections: list[Chunk]) -> Chunk:
-    """The section that answers an example question: the one sharing most of its words (the first on a tie)."""
+    """The section that answers an example question: the one sharing most of its words (the first on a tie). A build
+    answers an English one by the section nearest to it instead, once it is embedded (kb_index.snapshot)."""
     asked = set(_WORDS.findall(question.lower()))
     return max(sections, key=lambda c: len(asked & set(_WORDS.findall(f"{c.heading} {c.text}".lower()))))
 

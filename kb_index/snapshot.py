@@ -560,21 +560,24 @@ def _labelled_examples(chunks: list[Chunk], questions: Sequence[EvalCase]) -> li
 
 
 def _answering_sections(chunks: list[Chunk], vectors: np.ndarray) -> list[Chunk]:
-    """`chunks` with each labelled question answered by the section of its article nearest to it by the English
-    encoder (`vectors`, the originals'): a customer's words share few with the article's ("how long is the
-    warranty on jackets" shares most words with the section on what the warranty does not cover, and is nearest to
-    the one on the two-year warranty; of the sample shop's 119 labelled questions whose section the two ways tell
-    apart, the nearest was the better one about four times in five, read by hand)."""
+    """`chunks` with each English example question (a labelled one, or one an article lists in English) answered
+    by the section of its article nearest to it by the English encoder (`vectors`, the originals'); examples in
+    other languages keep the section sharing most of their words, the English encoder reading them poorly. A
+    customer's words share few with the article's: "how long is the warranty on jackets" shares most words with the
+    section on what the warranty does not cover, and is nearest to the one on the two-year warranty; of the sample
+    shop's 119 labelled questions whose section the two ways tell apart, the nearest was the better one about four
+    times in five, read by hand."""
     sections: dict[str, list[int]] = {}
     for i, chunk in enumerate(chunks[:len(vectors)]):
         if not chunk.question:
             sections.setdefault(chunk.article_id, []).append(i)
+    detect = _question_detector(chunks)
     found = list(chunks)
     for i, chunk in enumerate(chunks[:len(vectors)]):
-        if chunk.labelled:
+        if chunk.labelled or (chunk.question and is_english(detect(chunk.question) or chunk.lang or "en")):
             candidates = sections[chunk.article_id]
             best = candidates[int(np.argmax(vectors[candidates] @ vectors[i]))]
-            found[i] = replace(chunks[best], question=chunk.question, labelled=True)
+            found[i] = replace(chunks[best], question=chunk.question, labelled=chunk.labelled)
     return found
 
 

@@ -367,6 +367,22 @@ def test_an_articles_example_questions_find_it_in_customers_words_and_quote_the_
     assert best.article_id == "hire" and best.heading == "Deposits" and best.text.startswith("The deposit")
 
 
+def test_an_english_example_question_quotes_the_section_nearest_to_it(tmp_path: Path, encoder: Encoder) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    text = (ROOT / "data" / "kb" / "warranty-coverage.md").read_text(encoding="utf-8")
+    (kb / "warranty-coverage.md").write_text(text.replace("---\n", "---\nquestions:\n  - how long is the warranty "
+                                                          "on jackets\n  - wie lange gilt die garantie\n", 1),
+                                             encoding="utf-8")
+    (article,) = load_articles(kb)
+    words = {c.question: c.heading for c in chunk_article(article) if c.question}
+    assert words["how long is the warranty on jackets"] == "What the warranty does not cover"  # most words shared
+    snapshot = load_snapshot(build_snapshot(kb, tmp_path / "index", encoder))
+    quoted = {c.question: c.heading for c in snapshot.chunks if c.question}
+    assert quoted == {"how long is the warranty on jackets": "Two-year warranty",  # the nearest section
+                      "wie lange gilt die garantie": words["wie lange gilt die garantie"]}  # another language: words
+
+
 def test_a_snapshot_keeps_the_names_it_was_built_with_and_later_builds_reuse_them(
         tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
     import kb_index.snapshot
