@@ -93,6 +93,8 @@ def test_a_handoff_from_the_web_chat_to_an_agent_and_back(app: Flask, live: str,
     expect(agent).to_have_title(re.compile(r"^\(1\) Queue"), timeout=10_000)
     agent.click("table.queue a")
     agent.click("button:has-text('Claim')")
+    # The claimed ticket's page, not the one the claim was posted from (which shows suggestions too).
+    expect(agent.locator("button:has-text('Return to bot')")).to_be_visible()
     # A suggestion from the knowledge base for the customer's question goes into the reply box.
     expect(agent.locator(".suggestions")).to_contain_text("Shipping costs")
     agent.locator(".suggestions button:has-text('Insert')").first.click()
