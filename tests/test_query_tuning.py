@@ -97,8 +97,8 @@ def test_labelled_english_questions_are_taught_as_examples_that_only_english_que
     # The answerable questions the language detector reads as English ("versandkosten?" among them).
     assert snapshot.manifest["labelled_examples"] == len(taught) >= sum(c.question in english for c in taught) \
         >= len(english) - 5
-    assert all(labelled[c.question] == c.article_id and LanguageDetector().detect(c.question) in (None, "en")
-               for c in taught)
+    detect = LanguageDetector().detect
+    assert all(labelled[c.question] == c.article_id and detect(c.question) in (None, "en") for c in taught)
     # A section of the article answers each; the words of the customers' questions are not the KB's own.
     assert all(c.text and not c.translation_of for c in taught)
     assert not snapshot.vocabulary.knows("pasword") and "paswrd" not in snapshot.vocabulary.correct("paswrd reset")
