@@ -86,6 +86,23 @@ def test_questions_nobody_tuned_on_reach_their_article_more_often(
     assert tuned.answer_precision >= 0.9 and tuned.decline_rate >= 0.82, tuned
 
 
+# Each language's whole test split (test.csv and test2.csv, 93 answerable and 27 unanswerable questions), tuned on
+# dev, dev3 and dev4: reach 0.78 to 0.86, 91% to 100% of the answers right, 20 to 24 of 27 declined (the shop as it
+# ships, also tuned on dev2, is in docs/kb-quality.md). Issue #16 asks 70%, 85% and 75%. Floors a few questions below.
+TEST_FLOORS = {"reach": 0.74, "answer_precision": 0.86, "decline_rate": 0.66}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_language_s_test_questions_reach_their_article(
+        tuned_on_dev: Path, encoder: Encoder, multilingual: MultilingualModel, language: str) -> None:
+    cases = [case for split in ("test", "test2")
+             for case in load_cases(ROOT / "data" / "kb_eval" / "lang" / language / f"{split}.csv")]
+    assert len(cases) == 120
+    report = report_decisions(run_cases(HybridRetriever(tuned_on_dev, encoder, multilingual=multilingual), cases,
+                                        languages=DETECTOR), KbPolicy())
+    assert all(report.as_dict()[metric] >= floor for metric, floor in TEST_FLOORS.items()), report
+
+
 def test_labelled_english_questions_are_taught_as_examples_that_only_english_questions_meet(
         tuned_on_dev: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
     snapshot = load_snapshot(current_snapshot(tuned_on_dev))  # type: ignore[arg-type]
