@@ -40,6 +40,8 @@ STEPS = 24  # thresholds a curve, spread over the quantiles of its questions' be
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
+    """One line of the plot: the questions' results, the policies that decide them, and whose threshold moves."""
+
     label: str
     results: list[EvalResult]
     english: KbPolicy
