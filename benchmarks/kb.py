@@ -154,40 +154,33 @@ def encoder_latencies(onnx: Encoder, torch_encoder: Encoder, cache: Path) -> dic
             timed(_encoding(float32, _unremembered(question)), 200))
         single[f"multilingual-e5-small, 4-bit, ONNX Runtime: {language}"] = percentiles(
             timed(_encoding(multilingual, _unremembered(question)), 200))
-    # Real questions are longer than one line of four words: every test question of each language, twice.
+    # Real questions are longer than one line of four words: every test question of each language, twice (the
+    # first call, timed's warm-up, aside).
     english = [case.question for case in load_cases(EVAL / "test.csv")]
     single[f"all-MiniLM-L6-v2, float32, ONNX Runtime: the {len(english)} English test questions"] = percentiles(
-        _each(float32, english))
+        timed(_encoding(float32, _unremembered(*english)), 2 * len(english)))
     for language in TEST_LANGUAGES:
         questions = [case.question for path in sorted((EVAL / "lang" / language).glob("test*.csv"))
                      for case in load_cases(path)]
         single[f"multilingual-e5-small, 4-bit, ONNX Runtime: the {len(questions)} {language} test questions"] = \
-            percentiles(_each(multilingual, questions))
+            percentiles(timed(_encoding(multilingual, _unremembered(*questions)), 2 * len(questions)))
     return single
-
-
-def _each(encoder: Encoder, texts: Sequence[str], rounds: int = 2) -> list[float]:
-    """The time of each text's encode, `rounds` times over, none answered from the e5 encoder's memory."""
-    encoder.encode([texts[0]])  # warm-up
-    spaces = itertools.count(1)  # trailing spaces, which tokenizers drop: each text differs from those before
-    times = []
-    for text in [text for _ in range(rounds) for text in texts]:
-        unique = text + " " * (next(spaces) % 300 + 1)
-        started = time.perf_counter()
-        encoder.encode([unique])
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def _encoding(encoder: Encoder, text: Callable[[], str]) -> Callable[[], object]:
     return lambda: encoder.encode([text()])
 
 
-def _unremembered(text: str) -> Callable[[], str]:
-    """The text with 1 to 300 trailing spaces in turn: the tokenizer drops them, so each call costs the same,
-    while the e5 query encoder, which remembers its last 256 texts, never answers from memory."""
+def _unremembered(*texts: str) -> Callable[[], str]:
+    """The texts one after another, each time with 1 to 300 trailing spaces in turn: the tokenizer drops them, so
+    each call costs what its text does, while the e5 query encoder, which remembers its last 256 texts, never
+    answers from memory (a text and its spaces come round again only after 300 calls, or more)."""
     counter = itertools.count()
-    return lambda: text + " " * (next(counter) % 300 + 1)
+
+    def next_text() -> str:
+        n = next(counter)
+        return texts[n % len(texts)] + " " * (n % 300 + 1)
+    return next_text
 
 
 def run(sizes: Sequence[int] = (1_000, 10_000, 100_000), rss_size: int = 10_000) -> KbResults:

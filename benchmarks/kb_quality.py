@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.dialogue.kb_decision import KbPolicy, LanguagePolicies
+from bot.ports import Encoder
 from kb_index.encoder import load_encoder, vectors_name
 from kb_index.evaluation import EvalCase, EvalResult, load_cases, report_decisions, run_cases
 from kb_index.retriever import HybridRetriever
@@ -73,8 +74,8 @@ class Curve:
         return [(t, *self.at(t)) for t in sorted(steps | {self.policy.answer_score})]
 
 
-def _results(settings: Settings, index: Path, cases: Sequence[EvalCase], taught: bool) -> list[EvalResult]:
-    encoder = load_encoder(settings.model, index / "onnx", settings.encoder)
+def _results(settings: Settings, encoder: Encoder, index: Path, cases: Sequence[EvalCase],
+             taught: bool) -> list[EvalResult]:
     multilingual = multilingual_model(dataclasses.replace(settings, index_dir=index), threads=0)
     print(f"building the sample KB ({'taught and tuned' if taught else 'untaught'}) ...", flush=True)
     build_snapshot(settings.kb_dir, index, encoder, model=vectors_name(settings.model, settings.encoder),
@@ -90,8 +91,9 @@ def curves() -> list[Curve]:
     other_cases = [case for path in sorted(EVAL.glob("lang/*/test*.csv")) for case in load_cases(path)]
     english, others = kb_policy(settings), other_language_policies(settings)
     with tempfile.TemporaryDirectory(prefix="switchboard-kbq-") as tmp:
-        shipped = _results(settings, Path(tmp) / "taught", english_cases + other_cases, taught=True)
-        untaught = _results(settings, Path(tmp) / "untaught", english_cases, taught=False)
+        encoder = load_encoder(settings.model, Path(tmp) / "onnx", settings.encoder)  # exported once, for both
+        shipped = _results(settings, encoder, Path(tmp) / "taught", english_cases + other_cases, taught=True)
+        untaught = _results(settings, encoder, Path(tmp) / "untaught", english_cases, taught=False)
     return [
         Curve("English test, taught (as shipped)", shipped[:len(english_cases)], english, others, "taught"),
         Curve("English test, untaught", untaught, english, others, None),
