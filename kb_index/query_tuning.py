@@ -70,7 +70,12 @@ class QueryTuning:
 def labelled_questions(spec: str, base: Path = Path()) -> list[EvalCase]:
     """The questions of every file `spec` names (comma-separated paths or glob patterns, relative to `base`),
     each labelled with the article that answers it (`kb eval`'s CSV format)."""
-    cases: list[EvalCase] = []
+    return [case for path in labelled_files(spec, base) for case in load_cases(path)]
+
+
+def labelled_files(spec: str, base: Path = Path()) -> list[Path]:
+    """The files `spec` names, in its order, each pattern's matches sorted."""
+    files: list[Path] = []
     for pattern in (part.strip() for part in spec.split(",")):
         if not pattern:
             continue
@@ -84,8 +89,8 @@ def labelled_questions(spec: str, base: Path = Path()) -> list[EvalCase]:
             if not path.is_file():
                 raise SwitchboardError(f"SWITCHBOARD_KB_QUESTIONS: {path} is no file; name CSV files of "
                                        "labelled questions (question, expected_article_id), as kb eval reads")
-            cases += load_cases(path)
-    return cases
+        files += matched
+    return files
 
 
 def fit_adapter(questions: np.ndarray, labels: Sequence[str | None], passages: np.ndarray,

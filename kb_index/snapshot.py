@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -54,6 +55,9 @@ from kb_index.query_tuning import (
     questions_key,
 )
 from kb_index.vocabulary import NAMES_VERSION, KbVocabulary, international_words, stemmer
+
+# bm25s sets its logger to DEBUG when it is imported: every lexical index it builds would log a line.
+logging.getLogger(bm25s.__name__).setLevel(logging.WARNING)
 
 POINTER = "CURRENT"
 EXAMPLES_AS = "queries"  # how the multilingual index embeds example questions (the manifest's "examples")

@@ -134,15 +134,22 @@ def _announce_kb(settings: Settings) -> None:
 @click.option("--min-score", type=float, default=None,
               help="Score to answer outright [default: SWITCHBOARD_KB_MIN_SCORE].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report, with each question's decision, as JSON.")
-def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool) -> None:
+@click.option("--held-out", is_flag=True,
+              help="Measure the labelled questions the build learns from (SWITCHBOARD_KB_QUESTIONS) out of fold: "
+                   "each part by a snapshot built from the others (a few builds; see docs/kb-quality.md).")
+@click.pass_context
+def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | None, as_json: bool,
+            held_out: bool) -> None:
     """Measure answers on a question set: what the bot would answer, offer as choices or decline, and
     the decision thresholds this set would suggest (calibrate on a dev split, report on a test split)."""
     import dataclasses
     import json
+    import tempfile
 
     from bot.dialogue.kb_decision import KbAction, policy_spec
-    from kb_index.encoder import load_encoder
+    from kb_index.encoder import load_encoder, vectors_name
     from kb_index.evaluation import (
+        EvalCase,
         calibrate,
         calibrate_policy,
         decisions,
@@ -152,21 +159,42 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
         run_cases,
         score,
     )
+    from kb_index.held_out import score_held_out
+    from kb_index.query_tuning import labelled_files
     from kb_index.retriever import HybridRetriever
     from switchboard.app import kb_policy, language_detector, multilingual_model, other_language_policies
 
     settings = load_settings()
+    if held_out and ctx.get_parameter_source("questions") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--held-out measures the labelled questions of SWITCHBOARD_KB_QUESTIONS; "
+                               "leave out --questions")
     try:
         others = other_language_policies(settings)
-        cases = [case for path in questions for case in load_cases(path)]
         encoder = load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder)
-        retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual_model(settings))
-        results = run_cases(retriever, cases, languages=language_detector(settings))
+        multilingual = multilingual_model(settings, threads=0)  # every core, as a build
+        if held_out:
+            if not settings.kb_questions.strip():
+                raise SwitchboardError("--held-out needs labelled questions: set SWITCHBOARD_KB_QUESTIONS to "
+                                       "their CSV files")
+            files = labelled_files(settings.kb_questions)
+            with tempfile.TemporaryDirectory(prefix="switchboard-held-out-") as workdir:
+                results, last = score_held_out(
+                    settings.kb_dir, Path(workdir), encoder, files,
+                    model=vectors_name(settings.model, settings.encoder), multilingual=multilingual,
+                    languages=language_detector(settings), report=lambda line: click.echo(line, err=True))
+                retriever = HybridRetriever(last, encoder, multilingual=multilingual)
+            cases = [EvalCase(r.question, r.expected) for r in results]
+            named = (f"the {len(files)} files of SWITCHBOARD_KB_QUESTIONS "
+                     f"({', '.join(sorted({path.name for path in files}))}), out of fold")
+        else:
+            cases = [case for path in questions for case in load_cases(path)]
+            retriever = HybridRetriever(settings.index_dir, encoder, multilingual=multilingual)
+            results = run_cases(retriever, cases, languages=language_detector(settings))
+            named = ", ".join(str(path) for path in questions)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     known = {chunk.article_id for chunk in retriever.snapshot.chunks}
     unknown = sorted({c.expected for c in cases if c.expected is not None} - known)
-    named = ", ".join(str(path) for path in questions)
     if unknown:
         click.echo(f"warning: {named} expects articles the index does not have (always counted wrong): "
                    f"{', '.join(unknown)}", err=True)
@@ -180,18 +208,23 @@ def kb_eval(questions: tuple[Path, ...], min_score: float | None, as_json: bool)
     # Where the build tuned the multilingual encoder's questions to the KB, their scores have a policy of their own.
     tuned = any(r.passages[0].tuned for r in matched_across if r.passages)
     tuned_on = int(retriever.snapshot.manifest.get("tuned_on") or 0)
-    if tuned:
+    if held_out:
+        click.echo("Each question was scored by a snapshot that learnt from the other folds' labelled questions, not "
+                   "from it: a measure of new questions, and what to calibrate on", err=True)
+    elif tuned:
         click.echo(f"The multilingual encoder's questions were tuned to this KB on {tuned_on} labelled questions "
                    "(SWITCHBOARD_KB_QUESTIONS) and are decided by the tuned policy; questions it was tuned on are "
-                   "no measure of it", err=True)
+                   "no measure of it (measure them with --held-out)", err=True)
+    if tuned:
         language = "tuned"
     english = [r for r in results if not r.multilingual]
     taught = any(r.passages[0].tuned for r in english if r.passages)
-    if taught:
+    if taught and not held_out:
         count = int(retriever.snapshot.manifest.get("labelled_examples") or 0)
         click.echo(f"This KB was taught {count} labelled English questions as example questions "
                    "(SWITCHBOARD_KB_QUESTIONS): English questions are decided by the taught policy, and the questions "
-                   "it was taught are no measure of it", err=True)
+                   "it was taught are no measure of it (measure them with --held-out)", err=True)
+    if taught:
         policy = others.taught if min_score is None else dataclasses.replace(others.taught, answer_score=min_score)
         others = dataclasses.replace(others, taught=policy)
     if other:
