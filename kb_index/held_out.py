@@ -53,7 +53,7 @@ def score_held_out(kb_dir: Path, workdir: Path, encoder: Encoder, files: Sequenc
         raise SwitchboardError("scoring out of fold needs labelled questions in at least two folds; "
                                f"{', '.join(map(str, files))} hold {sum(map(len, held_out))}")
     results: list[EvalResult] = []
-    index = workdir
+    index = workdir / "fold-1"
     for number, scored in enumerate(held_out, start=1):
         if not scored:
             continue
@@ -61,7 +61,8 @@ def score_held_out(kb_dir: Path, workdir: Path, encoder: Encoder, files: Sequenc
         report(f"fold {number} of {len(held_out)}: a snapshot learning from {len(taught)} labelled questions "
                f"scores the other {len(scored)} ...")
         index = workdir / f"fold-{number}"
-        build_snapshot(kb_dir, index, encoder, model=model, multilingual=multilingual, questions=taught)
+        build_snapshot(kb_dir, index, encoder, model=model, multilingual=multilingual, questions=taught,
+                       report=report)
         retriever = HybridRetriever(index, encoder, multilingual=multilingual)
         results += run_cases(retriever, scored, languages=languages)
     return results, index

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bot.errors import SwitchboardError
 from bot.ports import Encoder
 from kb_index.evaluation import EvalCase, load_cases, run_cases
-from kb_index.held_out import FOLDS, folds
+from kb_index.held_out import FOLDS, folds, score_held_out
 from kb_index.retriever import HybridRetriever
 from kb_index.snapshot import build_snapshot
 from switchboard.cli import main
@@ -84,3 +85,11 @@ def test_held_out_measures_the_labelled_questions_only(index_dir: Path, monkeypa
     monkeypatch.setenv("SWITCHBOARD_KB_QUESTIONS", str(DEV[0].parent / "nowhere.csv"))
     missing = CliRunner().invoke(main, ["kb", "eval", "--held-out"])
     assert missing.exit_code == 1 and "nowhere.csv" in missing.output
+
+
+def test_one_question_cannot_be_held_out(tmp_path: Path, encoder: Encoder) -> None:
+    alone = _write(tmp_path / "questions.csv", [("where is my parcel", "order-tracking")])
+    with pytest.raises(SwitchboardError, match=r"at least two folds.*hold 1"):
+        score_held_out(ROOT / "data" / "kb", tmp_path / "work", encoder, [alone], model="", multilingual=None,
+                       languages=None)
+    assert not (tmp_path / "work").exists()  # refused before building anything
