@@ -208,6 +208,16 @@ def report_decisions(results: Sequence[EvalResult], policy: KbPolicy,
         declined_unanswerable=sum(1 for r, d in pairs if r.expected is None and d.action == KbAction.DECLINE))
 
 
+def decisions_by_language(results: Sequence[EvalResult], policy: KbPolicy,
+                          other_languages: LanguagePolicies = OTHER_LANGUAGES) -> dict[str, DecisionReport]:
+    """`report_decisions` for each language the questions were detected in ("none": no language detected)."""
+    languages: dict[str, list[EvalResult]] = {}
+    for result in results:
+        languages.setdefault(result.language or "none", []).append(result)
+    return {language: report_decisions(found, policy, other_languages)
+            for language, found in sorted(languages.items())}
+
+
 def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
                      min_decline_rate: float = 0.8) -> KbPolicy:
     """The policy that reaches the most answerable questions while its answers stay at least

@@ -561,3 +561,14 @@ def test_kb_eval_of_a_set_in_several_languages_names_each_policy_and_suggests_ea
     reported = CliRunner().invoke(main, ["kb", "eval", "--json", *(f"--questions={path}" for path in sets)])
     answer = json.loads(reported.output)
     assert answer["suggested_policy"]["answer_score"] < answer["suggested_other_languages_policy"]["answer_score"]
+    # Each language's decisions add up to the whole, and the text report lists them.
+    by_language = answer["by_language"]
+    assert {"en", "bg", "de"} <= by_language.keys()
+    for key in ("questions", "answered", "answered_right", "declined_unanswerable"):
+        assert sum(part[key] for part in by_language.values()) == answer["decisions"][key], key
+    german = [r for r in answer["results"] if r["language"] == "de"]
+    assert by_language["de"]["questions"] == len(german)
+    assert by_language["de"]["answered"] == sum(r["decision"] == "answer" for r in german)
+    assert "By language:" in result.output
+    bulgarian = by_language["bg"]
+    assert any(line.split()[:2] == ["bg", f"{bulgarian['reach']:.3f}"] for line in result.output.splitlines())

@@ -153,6 +153,7 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
         calibrate,
         calibrate_policy,
         decisions,
+        decisions_by_language,
         is_right,
         load_cases,
         report_decisions,
@@ -234,6 +235,7 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
         policy = others.get(None if language in ("*", "tuned") else language, tuned)
     report = score(results, policy.answer_score)
     decided = report_decisions(results, policy, others)
+    by_language = decisions_by_language(results, policy, others)
     made = decisions(results, policy, others)
     # Each encoder's scores sit on a scale of their own: a set mixing both gets a suggestion for each part.
     suggested = calibrate_policy(matched_across if other else english)
@@ -241,6 +243,7 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
     if as_json:
         click.echo(json.dumps({
             **report.as_dict(), "suggested_threshold": calibrate(results), "decisions": decided.as_dict(),
+            "by_language": {code: report.as_dict() for code, report in by_language.items()},
             "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
             **({"suggested_other_languages_policy": dataclasses.asdict(suggested_other)} if suggested_other else {}),
             "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
@@ -267,6 +270,11 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
     click.echo(f"  reached             {decided.reach:.3f} of the answerable (answered right, or among the choices)")
     click.echo(f"  declined            {decided.declined_unanswerable} of {decided.unanswerable} unanswerable "
                f"({decided.decline_rate:.3f})")
+    if len(by_language) > 1:
+        click.echo("By language:            reached   answers right   declined")
+        for code, alone in by_language.items():
+            click.echo(f"  {code:<20} {alone.reach:>7.3f}   {alone.answered_right:>5} of {alone.answered:<5}  "
+                       f"{alone.declined_unanswerable:>4} of {alone.unanswerable}")
     failures = [(r, d) for r, d in zip(results, made, strict=True) if not is_right(r, d)]
     if failures:
         click.echo(f"Failures ({len(failures)}):")
