@@ -197,25 +197,28 @@ def is_right(result: EvalResult, decision: KbDecision) -> bool:
 def report_decisions(results: Sequence[EvalResult], policy: KbPolicy,
                      other_languages: LanguagePolicies = OTHER_LANGUAGES) -> DecisionReport:
     """Score the decisions as a customer would meet them."""
-    made = decisions(results, policy, other_languages)
+    return tally_decisions(results, decisions(results, policy, other_languages))
+
+
+def tally_decisions(results: Sequence[EvalResult], made: Sequence[KbDecision]) -> DecisionReport:
+    """Score decisions already made (`decisions`), one a result."""
     pairs = list(zip(results, made, strict=True))
     answered = [(r, d) for r, d in pairs if d.action == KbAction.ANSWER]
     offered = [(r, d) for r, d in pairs if d.action == KbAction.CHOICES]
     return DecisionReport.of(
-        questions=len(results), answerable=sum(r.expected is not None for r in results),
+        questions=len(pairs), answerable=sum(r.expected is not None for r, _ in pairs),
         answered=len(answered), answered_right=sum(is_right(r, d) for r, d in answered),
         offered=len(offered), offered_right=sum(is_right(r, d) for r, d in offered),
         declined_unanswerable=sum(1 for r, d in pairs if r.expected is None and d.action == KbAction.DECLINE))
 
 
-def decisions_by_language(results: Sequence[EvalResult], policy: KbPolicy,
-                          other_languages: LanguagePolicies = OTHER_LANGUAGES) -> dict[str, DecisionReport]:
-    """`report_decisions` for each language the questions were detected in ("none": no language detected)."""
-    languages: dict[str, list[EvalResult]] = {}
-    for result in results:
-        languages.setdefault(result.language or "none", []).append(result)
-    return {language: report_decisions(found, policy, other_languages)
-            for language, found in sorted(languages.items())}
+def tally_by_language(results: Sequence[EvalResult], made: Sequence[KbDecision]) -> dict[str, DecisionReport]:
+    """`tally_decisions` for each language the questions were detected in ("none": no language detected)."""
+    languages: dict[str, list[tuple[EvalResult, KbDecision]]] = {}
+    for result, decision in zip(results, made, strict=True):
+        languages.setdefault(result.language or "none", []).append((result, decision))
+    return {language: tally_decisions([r for r, _ in pairs], [d for _, d in pairs])
+            for language, pairs in sorted(languages.items())}
 
 
 def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,

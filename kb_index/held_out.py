@@ -44,16 +44,16 @@ def _fold_of(question: str) -> int:
 
 def score_held_out(kb_dir: Path, workdir: Path, encoder: Encoder, files: Sequence[Path], *, model: str,
                    multilingual: MultilingualModel | None, languages: LanguageDetector | None,
-                   report: Callable[[str], None] = lambda line: None) -> tuple[list[EvalResult], Path]:
+                   report: Callable[[str], None] = lambda line: None) -> tuple[list[EvalResult], HybridRetriever]:
     """Every labelled question of `files`, scored by a snapshot of `kb_dir` built (in `workdir`) from the other
-    folds' questions; and the last fold's index, for what all of them share (the articles). Each snapshot is
+    folds' questions; and the last fold's retriever, for what all of them share (the articles). Each snapshot is
     built from nothing: one given another index's vectors would take its map too, fitted on every question."""
     held_out = folds(files)
     if sum(1 for fold in held_out if fold) < 2:
         raise SwitchboardError("scoring out of fold needs labelled questions in at least two folds; "
                                f"{', '.join(map(str, files))} hold {sum(map(len, held_out))}")
     results: list[EvalResult] = []
-    index = workdir / "fold-1"
+    retriever: HybridRetriever | None = None
     for number, scored in enumerate(held_out, start=1):
         if not scored:
             continue
@@ -65,4 +65,5 @@ def score_held_out(kb_dir: Path, workdir: Path, encoder: Encoder, files: Sequenc
                        report=report)
         retriever = HybridRetriever(index, encoder, multilingual=multilingual)
         results += run_cases(retriever, scored, languages=languages)
-    return results, index
+    assert retriever is not None  # two folds at least hold questions
+    return results, retriever

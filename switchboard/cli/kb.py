@@ -149,16 +149,15 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
     from bot.dialogue.kb_decision import KbAction, policy_spec
     from kb_index.encoder import load_encoder, vectors_name
     from kb_index.evaluation import (
-        EvalCase,
         calibrate,
         calibrate_policy,
         decisions,
-        decisions_by_language,
         is_right,
         load_cases,
-        report_decisions,
         run_cases,
         score,
+        tally_by_language,
+        tally_decisions,
     )
     from kb_index.held_out import score_held_out
     from kb_index.query_tuning import labelled_files
@@ -179,12 +178,10 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
                                        "their CSV files")
             files = labelled_files(settings.kb_questions)
             with tempfile.TemporaryDirectory(prefix="switchboard-held-out-") as workdir:
-                results, last = score_held_out(
+                results, retriever = score_held_out(
                     settings.kb_dir, Path(workdir), encoder, files,
                     model=vectors_name(settings.model, settings.encoder), multilingual=multilingual,
                     languages=language_detector(settings), report=lambda line: click.echo(line, err=True))
-                retriever = HybridRetriever(last, encoder, multilingual=multilingual)
-            cases = [EvalCase(r.question, r.expected) for r in results]
             named = (f"the {len(files)} files of SWITCHBOARD_KB_QUESTIONS "
                      f"({', '.join(sorted({path.name for path in files}))}), out of fold")
         else:
@@ -195,7 +192,7 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
     known = {chunk.article_id for chunk in retriever.snapshot.chunks}
-    unknown = sorted({c.expected for c in cases if c.expected is not None} - known)
+    unknown = sorted({r.expected for r in results if r.expected is not None} - known)
     if unknown:
         click.echo(f"warning: {named} expects articles the index does not have (always counted wrong): "
                    f"{', '.join(unknown)}", err=True)
@@ -234,16 +231,16 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
                    "(SWITCHBOARD_KB_OTHER_LANGUAGES)", err=True)
         policy = others.get(None if language in ("*", "tuned") else language, tuned)
     report = score(results, policy.answer_score)
-    decided = report_decisions(results, policy, others)
-    by_language = decisions_by_language(results, policy, others)
     made = decisions(results, policy, others)
+    decided = tally_decisions(results, made)
+    by_language = tally_by_language(results, made)
     # Each encoder's scores sit on a scale of their own: a set mixing both gets a suggestion for each part.
     suggested = calibrate_policy(matched_across if other else english)
     suggested_other = calibrate_policy(matched_across) if matched_across and english else None
     if as_json:
         click.echo(json.dumps({
             **report.as_dict(), "suggested_threshold": calibrate(results), "decisions": decided.as_dict(),
-            "by_language": {code: report.as_dict() for code, report in by_language.items()},
+            "by_language": {code: alone.as_dict() for code, alone in by_language.items()},
             "policy": dataclasses.asdict(policy), "suggested_policy": dataclasses.asdict(suggested),
             **({"suggested_other_languages_policy": dataclasses.asdict(suggested_other)} if suggested_other else {}),
             "results": [{"question": r.question, "expected": r.expected, "top": r.ranked[:3],
