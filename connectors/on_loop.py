@@ -42,12 +42,13 @@ def served_on_loop(served: ServedOnLoop, body: Any, mimetype: str, headers: dict
 @dataclass(eq=False)
 class Deferred:
     """A body sent once `wait` is over: `wait(run)` awaits (running its blocking checks with `run`), then
-    `body()` builds the bytes on a thread. It runs to the end even if the client has left, as a thread
-    would: `body` may record that something was delivered."""
+    `body()` builds the bytes on a thread, unless `wait` returned them, built on the thread of its last
+    check (one hand-over fewer). It runs to the end even if the client has left, as a thread would: `body`
+    may record that something was delivered."""
 
     wait: Callable[[Run], Awaitable[object]]
     body: Callable[[], bytes]
 
     async def serve(self, write: Write, run: Run) -> None:
-        await self.wait(run)
-        await write(await run(self.body))
+        waited = await self.wait(run)
+        await write(waited if isinstance(waited, bytes) else await run(self.body))

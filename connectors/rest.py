@@ -82,7 +82,8 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
     def turn(sender: str, text: str, message_id: str, trusted: bool,
              shape: Callable[[list[dict[str, Any]]], object]) -> Response:
         """Store the sender's message, wait for the bot's turn, and answer with what is waiting for them
-        (`shape`d). Served on an event loop, the wait holds no thread."""
+        (`shape`d). Served on an event loop, the wait holds no thread, and what is waiting is read on the
+        thread that finds the turn taken."""
         accepted = inbox.accept(InboundMessage(channel=CHANNEL, external_id=sender, text=text,
                                                provider_message_id=message_id or uuid.uuid4().hex))
         encode = current_app.json.dumps
@@ -91,9 +92,12 @@ def create_rest_blueprint(inbox: Inbox, conversations: ConversationStore, *, tim
             return (encode(shape(handed_over(sender, accepted, trusted))) + "\n").encode()
 
         if on_event_loop():
-            return served_on_loop(Deferred(lambda run: inbox.wait_processed_async(
-                accepted, CHANNEL, sender, timeout, run), body), (), "application/json")
-        inbox.wait_processed(accepted, CHANNEL, sender, timeout)
+            seen = inbox.unprocessed_version(accepted, CHANNEL, sender)
+            if seen is not None:
+                return served_on_loop(Deferred(lambda run: inbox.wait_processed_async(
+                    accepted, CHANNEL, sender, timeout, run, body, seen), body), (), "application/json")
+        else:
+            inbox.wait_processed(accepted, CHANNEL, sender, timeout)
         return Response(body(), mimetype="application/json")
 
     def handed_over(sender: str, accepted: Accepted, trusted: bool) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bot.customers.privacy import PrivacyPolicy
 from bot.errors import InvalidMessage, MessageTooLarge
@@ -19,6 +20,12 @@ from bot.pipeline.processor import ConversationProcessor, WorkerProcessors
 from bot.ports import NO_METER, ConversationStore, Meter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _sender_key(channel: str, external_id: str) -> str:
+    """The notifier's key for a sender's changes (the store publishes each conversation's under it)."""
+    return f"{channel}:{external_id}"
 
 
 def without_lone_surrogates(text: str) -> str:
@@ -158,7 +165,7 @@ class Inbox:
 
     def wait_processed(self, accepted: Accepted, channel: str, external_id: str, timeout: float) -> bool:
         """Wait until the engine has taken the accepted message's turn; False on timeout."""
-        key = f"{channel}:{external_id}"
+        key = _sender_key(channel, external_id)
         deadline = time.monotonic() + timeout
         while True:
             seen = self._notifier.version(key)
@@ -169,16 +176,33 @@ class Inbox:
                 return False
             self._notifier.wait(key, seen, remaining)
 
+    def unprocessed_version(self, accepted: Accepted, channel: str, external_id: str) -> int | None:
+        """None if the engine has taken the accepted message's turn, else the version of the sender's changes
+        at which it had not: where `wait_processed_async` takes up the wait without looking again."""
+        version = self._notifier.version(_sender_key(channel, external_id))
+        return None if self._store.processed(accepted.inbound_id) else version
+
     async def wait_processed_async(self, accepted: Accepted, channel: str, external_id: str, timeout: float,
-                                   run: Callable[[Callable[[], bool]], Awaitable[bool]]) -> bool:
-        """`wait_processed` for a coroutine, which asks the store with `run` (on a thread, off its loop)."""
-        key = f"{channel}:{external_id}"
+                                   run: Callable[[Callable[[], Any]], Awaitable[Any]], then: Callable[[], T],
+                                   seen: int | None = None) -> T:
+        """`wait_processed` for a coroutine, then `then()`: each look at the store runs with `run` (on a thread,
+        off its loop), and `then` in the same call as the look that finds the turn taken (or after `timeout`),
+        so that a turn's reply costs one hand-over to a thread. `seen` is an `unprocessed_version`, which
+        spares the first look."""
+        key = _sender_key(channel, external_id)
         deadline = time.monotonic() + timeout
-        while True:
-            seen = self._notifier.version(key)
-            if await run(lambda: self._store.processed(accepted.inbound_id)):
-                return True
+
+        def look() -> tuple[int, tuple[T] | None]:
+            version = self._notifier.version(key)
+            return version, ((then(),) if self._store.processed(accepted.inbound_id) else None)
+
+        done: tuple[T] | None = None
+        if seen is None:
+            seen, done = await run(look)
+        while done is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return await run(then)
             await self._notifier.wait_async(key, seen, remaining)
+            seen, done = await run(look)
+        return done[0]
