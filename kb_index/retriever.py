@@ -137,21 +137,23 @@ class HybridRetriever:
         depth = min(max(self._fusion.candidates, k) + snapshot.examples, total)  # examples crowd the top
 
         cosines, ids = snapshot.index.search(query, depth)
-        cosine = {int(i): float(s) for i, s in zip(ids[0], cosines[0], strict=True) if i >= 0}
+        found = ids[0] >= 0
+        ids, cosine = ids[0][found], cosines[0][found]
         tokens = tokenize([text])[0]
         lexical = snapshot.bm25.get_scores(tokens) if tokens else np.zeros(total, dtype=np.float32)
         lexical_top = np.argsort(-lexical)[:depth]
-        missing = [i for i in dict.fromkeys([*(int(i) for i in lexical_top if lexical[i] > 0), *also])
-                   if i not in cosine]
-        if missing:
-            cosine.update(zip(missing, (snapshot.index.reconstruct_batch(
-                np.array(missing, dtype=np.int64)) @ query[0]).tolist(), strict=True))
-
+        others = np.fromiter(dict.fromkeys([*lexical_top[lexical[lexical_top] > 0].tolist(), *also]), dtype=np.int64)
+        missing = others[~np.isin(others, ids)]
+        if missing.size:
+            ids = np.concatenate([ids, missing])
+            cosine = np.concatenate([cosine, snapshot.index.reconstruct_batch(missing) @ query[0]])
+        # In float64, as Python's floats: the same sums, whichever way they are taken.
+        bonus = lexical[ids].astype(np.float64)
         fusion = self._fusion
-        fused = {i: c + fusion.lexical_weight * float(lexical[i]) / (float(lexical[i]) + fusion.lexical_saturation)
-                 for i, c in cosine.items()}
-        _less_examples(snapshot, fused, fusion.example_offset)
-        return fused
+        fused = cosine.astype(np.float64) + fusion.lexical_weight * bonus / (bonus + fusion.lexical_saturation)
+        if snapshot.examples:
+            fused -= np.where(snapshot.question_mask[ids], fusion.example_offset, 0.0)  # see _less_examples
+        return dict(zip(ids.tolist(), fused.tolist(), strict=True))
 
     def _search_multilingual(self, snapshot: Snapshot, text: str, k: int, channel: str | None,
                              audience: str, language: str, vector: np.ndarray | None = None) -> list[Passage]:
@@ -310,8 +312,11 @@ def _passages(snapshot: Snapshot, scores: dict[int, float], k: int, channel: str
               audience: str, multilingual: bool = False, tuned: bool = False) -> list[Passage]:
     """The `k` best-scoring chunks allowed on `channel` for `audience`, as passages (`multilingual`: scored by
     that encoder; `tuned`: with its questions tuned to the KB)."""
-    allowed = [i for i in scores if snapshot.chunks[i].serves(channel, audience)]
-    best = sorted(allowed, key=scores.__getitem__, reverse=True)[:k]
+    numbers = np.fromiter(scores, dtype=np.int64, count=len(scores))
+    values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    allowed = snapshot.serving(channel, audience)[numbers]
+    numbers, values = numbers[allowed], values[allowed]
+    best = numbers[np.argsort(-values, kind="stable")[:k]].tolist()  # stable: ties keep the scores' order
     found = [snapshot.chunks[i] for i in best]
     return [Passage(c.article_id, c.title, c.url, c.heading, c.text, scores[i], c.lang, c.translation_of,
                     multilingual, tuned) for c, i in zip(found, best, strict=True)]

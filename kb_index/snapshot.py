@@ -128,6 +128,20 @@ class Snapshot:
         return sum(1 for chunk in self.chunks if chunk.question)
 
     @cached_property
+    def question_mask(self) -> np.ndarray:
+        """Which chunks are example questions, by number (bool)."""
+        return np.fromiter((bool(chunk.question) for chunk in self.chunks), dtype=bool, count=len(self.chunks))
+
+    def serving(self, channel: str | None, audience: str) -> np.ndarray:
+        """Which chunks may answer `audience` on `channel` (`Chunk.serves`), by number (bool); made once a pair."""
+        masks: dict[tuple[str | None, str], np.ndarray] = self.__dict__.setdefault("_serving", {})
+        mask = masks.get((channel, audience))
+        if mask is None:
+            mask = masks[channel, audience] = np.fromiter(
+                (chunk.serves(channel, audience) for chunk in self.chunks), dtype=bool, count=len(self.chunks))
+        return mask
+
+    @cached_property
     def labelled(self) -> frozenset[int]:
         """The numbers of the chunks that are labelled English questions (`Chunk.labelled`)."""
         return frozenset(i for i, chunk in enumerate(self.chunks) if chunk.labelled)
