@@ -56,10 +56,12 @@ def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: Conversat
     errors: list[BaseException] = []
     barrier = threading.Barrier(12)
 
+    copies: list[Any] = []
+
     def send(i: int) -> None:
         barrier.wait()
         try:
-            store.accept(message(mid="same"))                       # 12 copies of one webhook
+            copies.append(store.accept(message(mid="same")))        # 12 copies of one webhook
             store.accept(message(mid=f"own-{i}", external_id=f"u{i}"))  # 12 different customers
         except BaseException as exc:
             errors.append(exc)
@@ -70,6 +72,7 @@ def test_concurrent_repeats_and_writers_never_fail_or_duplicate(store: Conversat
     for t in threads:
         t.join()
     assert errors == []
+    assert sum(not c.duplicate for c in copies) == 1 and len({c.inbound_id for c in copies}) == 1
     assert len(store.conversations_with_pending()) == 12
     first = store.accept(message(mid="same"))
     assert [e.text for e in store.transcript(first.conversation_id)].count("hi") == 2  # "same" + "own-1"

@@ -153,32 +153,7 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
             if seen is not None:
                 return Accepted(seen["conversation_id"], seen["customer_id"], seen["event_seq"],
                                 seen["inbound_id"], duplicate=True)
-            customer_id = self._resolve_identity(db, message.channel, message.external_id, message.profile, now,
-                                                 message.data.get("language"))
-            data = {**message.data, "provider_message_id": message.provider_message_id,
-                    "attachments": list(message.attachments)}
-            code = link_command(message.text, message.data)
-            if code is not None:
-                data["link"], customer_id = redeem_link_code(db, code, message.channel, message.external_id,
-                                                             customer_id, datetime.fromisoformat(now))
-            conversation = open_conversation_of(db, customer_id)
-            rated = self._csat_answer(db, customer_id, message, now) if conversation is None else None
-            if rated is not None:
-                # The customer rated a conversation that was closed: kept on it, and thanked.
-                conversation_id, data["csat"] = rated
-            elif conversation is None:
-                conversation_id = self._open_conversation(db, customer_id, message, now)
-            else:
-                conversation_id = conversation["conversation_id"]
-                db.execute(
-                    "UPDATE conversations SET last_channel = ?, last_external_id = ?, updated_at = ?, "
-                    "snoozed_until = NULL WHERE conversation_id = ?",
-                    (message.channel, message.external_id, now, conversation_id),
-                )
-            seq = append_event(
-                db, conversation_id, EventKind.CSAT if rated else EventKind.MESSAGE_IN, Author.CUSTOMER,
-                message.channel, message.external_id, message.text, data, message.received_at.isoformat(),
-            )
+            conversation_id, customer_id, seq = self._store_message(db, message, now)
             inbound_id = db.execute(
                 "INSERT INTO inbound (channel, provider_message_id, conversation_id, event_seq) VALUES (?, ?, ?, ?) "
                 "RETURNING inbound_id",
@@ -187,6 +162,40 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
         self._changed(_identity_key(message.channel, message.external_id), "conversations")
         assert inbound_id is not None
         return Accepted(conversation_id, customer_id, seq, inbound_id, duplicate=False)
+
+    def _store_message(self, db: Connection, message: InboundMessage, now: str) -> tuple[str, str, int]:
+        """The message's customer and conversation, found or made, and its event there: their ids and its seq."""
+        customer_id = self._resolve_identity(db, message.channel, message.external_id, message.profile, now,
+                                             message.data.get("language"))
+        data = {**message.data, "provider_message_id": message.provider_message_id,
+                "attachments": list(message.attachments)}
+        code = link_command(message.text, message.data)
+        if code is not None:
+            data["link"], customer_id = redeem_link_code(db, code, message.channel, message.external_id,
+                                                         customer_id, datetime.fromisoformat(now))
+        conversation = open_conversation_of(db, customer_id)
+        rated = self._csat_answer(db, customer_id, message, now) if conversation is None else None
+        received = message.received_at.isoformat()
+        if rated is not None:
+            # The customer rated a conversation that was closed: kept on it, and thanked.
+            conversation_id, data["csat"] = rated
+            return conversation_id, customer_id, append_event(
+                db, conversation_id, EventKind.CSAT, Author.CUSTOMER, message.channel, message.external_id,
+                message.text, data, received)
+        event: NewEvent = (EventKind.MESSAGE_IN, Author.CUSTOMER, message.channel, message.external_id,
+                           message.text, data)
+        if conversation is None:
+            conversation_id, seq = self._open_conversation(db, customer_id, message, now), 1
+        else:
+            # The channel it came on, and its number, in one statement.
+            conversation_id = conversation["conversation_id"]
+            seq = db.execute(
+                "UPDATE conversations SET last_channel = ?, last_external_id = ?, updated_at = ?, "
+                "snoozed_until = NULL, next_seq = next_seq + 1 WHERE conversation_id = ? RETURNING next_seq - 1",
+                (message.channel, message.external_id, now, conversation_id),
+            ).fetchone()[0]
+        insert_events(db, conversation_id, seq, [event], received)
+        return conversation_id, customer_id, seq
 
     def _csat_answer(self, db: Connection, customer_id: str, message: InboundMessage,
                      now: str) -> tuple[str, dict[str, Any]] | None:
@@ -274,9 +283,10 @@ class ConversationStore(OutboxRecords, AgentRecords, KbSnapshotRecords, KbEditRe
             taken = db.execute("SELECT 1 FROM conversations WHERE reference = ?", (reference,)).fetchone()
             if taken is None:
                 break
+        # Its first event, the message, is numbered 1 by the caller.
         db.execute(
             "INSERT INTO conversations (conversation_id, customer_id, reference, status, last_channel, "
-            "last_external_id, created_at, updated_at) VALUES (?, ?, ?, 'bot', ?, ?, ?, ?)",
+            "last_external_id, created_at, updated_at, next_seq) VALUES (?, ?, ?, 'bot', ?, ?, ?, ?, 2)",
             (conversation_id, customer_id, reference, message.channel, message.external_id, now, now),
         )
         return conversation_id
