@@ -303,8 +303,9 @@ def _less_examples(snapshot: Snapshot, scores: dict[int, float], offset: float) 
     than against the section that answers it, so unscaled, every example an editor added answered more of
     the questions it did not match (docs/kb-quality.md, "Example questions")."""
     if snapshot.examples:
+        examples = snapshot.question_mask
         for i in scores:
-            if snapshot.chunks[i].question:
+            if examples[i]:
                 scores[i] -= offset
 
 

@@ -123,23 +123,26 @@ class Snapshot:
         return self.chunks[:self.searchable]
 
     @cached_property
-    def examples(self) -> int:
-        """How many chunks are articles' example questions."""
-        return sum(1 for chunk in self.chunks if chunk.question)
+    def question_mask(self) -> np.ndarray:
+        """Which chunks are articles' example questions, by number (bool)."""
+        return np.fromiter((bool(chunk.question) for chunk in self.chunks), dtype=bool, count=len(self.chunks))
 
     @cached_property
-    def question_mask(self) -> np.ndarray:
-        """Which chunks are example questions, by number (bool)."""
-        return np.fromiter((bool(chunk.question) for chunk in self.chunks), dtype=bool, count=len(self.chunks))
+    def examples(self) -> int:
+        """How many chunks are articles' example questions."""
+        return int(self.question_mask.sum())
 
     def serving(self, channel: str | None, audience: str) -> np.ndarray:
         """Which chunks may answer `audience` on `channel` (`Chunk.serves`), by number (bool); made once a pair."""
-        masks: dict[tuple[str | None, str], np.ndarray] = self.__dict__.setdefault("_serving", {})
-        mask = masks.get((channel, audience))
+        mask = self._serving.get((channel, audience))
         if mask is None:
-            mask = masks[channel, audience] = np.fromiter(
+            mask = self._serving[channel, audience] = np.fromiter(
                 (chunk.serves(channel, audience) for chunk in self.chunks), dtype=bool, count=len(self.chunks))
         return mask
+
+    @cached_property
+    def _serving(self) -> dict[tuple[str | None, str], np.ndarray]:
+        return {}
 
     @cached_property
     def labelled(self) -> frozenset[int]:

@@ -12,11 +12,12 @@ from bot.notifier import Notifier
 from bot.pipeline.inbox import Inbox
 from bot.pipeline.processor import ConversationProcessor, WorkerProcessors
 from bot.stores import open_store
+from bot.stores.conversations import ConversationStore
 from tests.conftest import both_databases  # noqa: F401 (runs each test on both databases)
 from tests.test_processor import RecordingEngine
 
 
-def _inbox(store_url: str) -> tuple[Inbox, Any]:
+def _inbox(store_url: str) -> tuple[Inbox, ConversationStore]:
     """An inbox whose messages wait until a processor of the test's own is told of them."""
     notifier = Notifier()
     store = open_store(store_url, on_change=notifier.publish)

@@ -167,14 +167,12 @@ class Inbox:
         """Wait until the engine has taken the accepted message's turn; False on timeout."""
         key = _sender_key(channel, external_id)
         deadline = time.monotonic() + timeout
-        while True:
-            seen = self._notifier.version(key)
-            if self._store.processed(accepted.inbound_id):
-                return True
+        while (seen := self.unprocessed_version(accepted, channel, external_id)) is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             self._notifier.wait(key, seen, remaining)
+        return True
 
     def unprocessed_version(self, accepted: Accepted, channel: str, external_id: str) -> int | None:
         """None if the engine has taken the accepted message's turn, else the version of the sender's changes
@@ -192,17 +190,18 @@ class Inbox:
         key = _sender_key(channel, external_id)
         deadline = time.monotonic() + timeout
 
-        def look() -> tuple[int, tuple[T] | None]:
-            version = self._notifier.version(key)
-            return version, ((then(),) if self._store.processed(accepted.inbound_id) else None)
+        def look() -> tuple[int | None, tuple[T] | None]:
+            version = self.unprocessed_version(accepted, channel, external_id)
+            return version, ((then(),) if version is None else None)
 
         done: tuple[T] | None = None
         if seen is None:
             seen, done = await run(look)
-        while done is None:
+        while seen is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return await run(then)
             await self._notifier.wait_async(key, seen, remaining)
             seen, done = await run(look)
+        assert done is not None  # the look that found the turn taken ran `then`
         return done[0]
