@@ -292,7 +292,8 @@ def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None
     tuner = intent_tuner(settings, lambda stage: log.info("intents: %s", stage), one_graph=True)
     if tuner is None or not isinstance(plain, OnnxEncoder):
         return plain, None
-    classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).examples, tuner=tuner,
+    classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).english_examples,
+                                  tuner=tuner,
                                   cache=classifier_cache(settings),
                                   encoder_name=f"{intent_encoder_name(settings)}/heads")
     return tuner.heads or plain, classifier
@@ -304,7 +305,7 @@ def build_engine(settings: Settings, encoder: Encoder, retriever: Retriever, mem
     classifier given, else one trained on `encoder`)."""
     model, nlu = load_dialogue(settings)
     if classifier is None:
-        classifier = trained_classifier(settings, encoder, nlu.examples)
+        classifier = trained_classifier(settings, encoder, nlu.english_examples)
     return Engine(encoder, classifier, retriever, model, memory, actions=action_server(settings),
                   policy=EnginePolicy(kb=kb_policy(settings), kb_other_languages=other_language_policies(settings)),
                   languages=language_detector(settings), clock=clock,

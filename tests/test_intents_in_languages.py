@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.dialogue.nlu_evaluation import evaluate
-from bot.dialogue.training_data import load_nlu
+from bot.dialogue.nlu import IntentClassifier
+from bot.dialogue.nlu_evaluation import evaluate, without_test_messages
+from bot.dialogue.training_data import Example, load_nlu
 from bot.messages import EventKind
 from switchboard.app import other_languages_classifier
 from switchboard.settings import Settings
@@ -34,6 +34,20 @@ def test_a_customer_asking_for_their_order_in_their_language_gets_its_status(
     data = _message_data(chat)
     assert data["intent"] == "order_status" and data["intent_encoder"] == "multilingual"
     assert any("PO-2610427" in reply and words in reply for reply in replies), replies
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("Ich möchte meine Bestellung stornieren", "Bestellnummer"),
+    ("Мога ли да откажа поръчката си?", "номер"),
+])
+def test_a_customer_cancelling_an_order_in_their_language_is_asked_for_its_number(
+        make_chat: Callable[..., RecordingChannel], text: str, words: str) -> None:
+    # Learnt from English examples alone, these were no intent (cancel_order 0.27 and 0.16): the shop's examples in
+    # each language (data/nlu.yml) teach them.
+    chat = make_chat()
+    replies = chat.say(text)
+    assert _message_data(chat)["intent"] == "cancel_order"
+    assert any(words in reply and "PO-" in reply for reply in replies), replies
 
 
 @pytest.mark.parametrize(("text", "name"), [
@@ -75,17 +89,42 @@ def test_only_english_served_needs_no_multilingual_classifier() -> None:
     assert other_languages_classifier(Settings(languages="en"), examples) is None
 
 
-# Measured on data/nlu_eval/lang (docs/multilingual.md) less about two messages of 24 in scope and one of 8
-# out of scope. The English classifier got 0.00 to 0.13 of these in scope.
-FLOORS = {"dev": 0.70, "test": 0.58}
+# Measured on data/nlu_eval/lang (docs/multilingual.md), trained without any of their messages, less about one
+# message of 24 in scope on dev and two on test. Learnt from the English examples alone, the classifier got 0.79
+# to 0.92 on dev and 0.67 to 0.83 on test; the English classifier 0.00 to 0.13.
+FLOORS = {"dev": 0.83, "test": 0.79}
+LANGUAGES = ("de", "bg", "zh", "zh-TW", "th")
 
 
-@pytest.mark.parametrize("language", ["de", "bg", "zh", "zh-TW", "th"])
-@pytest.mark.parametrize("split", ["dev", "test"])
-def test_intents_in_each_language_stay_above_the_floor(tmp_path: Path, language: str, split: str) -> None:
-    classifier = other_languages_classifier(Settings(index_dir=tmp_path), load_nlu(ROOT / "data" / "nlu.yml").examples)
+def _eval_messages(split: str, language: str) -> tuple[Example, ...]:
+    return load_nlu(ROOT / "data" / "nlu_eval" / "lang" / language / f"{split}.yml").examples
+
+
+@pytest.fixture(scope="module")
+def held_out_classifier(tmp_path_factory: pytest.TempPathFactory) -> IntentClassifier:
+    """The classifier of other languages trained on the sample shop's examples less every message of the
+    evaluation files ("hallo", "谢谢"): a message it learnt says nothing of how it reads new ones."""
+    every = [e for split in FLOORS for language in LANGUAGES for e in _eval_messages(split, language)]
+    examples, left_out = without_test_messages(load_nlu(ROOT / "data" / "nlu.yml").examples, every)
+    assert left_out and len(examples) > 600
+    classifier = other_languages_classifier(Settings(index_dir=tmp_path_factory.mktemp("index")), tuple(examples))
     assert classifier is not None
-    test = load_nlu(ROOT / "data" / "nlu_eval" / "lang" / language / f"{split}.yml").examples
-    report = evaluate(test, classifier.predict_batch([e.text for e in test]), classifier.threshold, 0)
+    return classifier
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("split", FLOORS)
+def test_intents_in_each_language_stay_above_the_floor(held_out_classifier: IntentClassifier, language: str,
+                                                       split: str) -> None:
+    test = _eval_messages(split, language)
+    report = evaluate(test, held_out_classifier.predict_batch([e.text for e in test]), held_out_classifier.threshold,
+                      0)
     assert report.in_scope_accuracy >= FLOORS[split], report.in_scope_accuracy
     assert report.out_of_scope_rejected >= report.out_of_scope_examples - 1
+
+
+def test_training_leaves_out_the_messages_it_is_tested_on() -> None:
+    train = [Example("Hallo!", "greet", "de"), Example("hallo zusammen", "greet", "de"), Example("OK", "acknowledge")]
+    kept, left_out = without_test_messages(train, [Example("hallo", "greet"), Example("ok.", "acknowledge")])
+    assert [e.text for e in kept] == ["hallo zusammen"]
+    assert [e.text for e in left_out] == ["Hallo!", "OK"]

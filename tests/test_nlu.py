@@ -63,6 +63,20 @@ def test_nlu_test_prints_per_intent_scores_and_confusions(cli_env: None) -> None
     assert "calibrating rejection (fold 5 of 5)" in result.stderr
 
 
+def test_nlu_test_leaves_out_training_examples_the_test_file_has(cli_env: None) -> None:
+    # The sample shop's examples in German include "hallo"; so does the German dev file.
+    test_file = EVAL / "lang" / "de" / "dev.yml"
+    result = CliRunner().invoke(main, ["nlu", "test", "--train", str(ROOT / "data" / "nlu.yml"),
+                                       "--test", str(test_file), "--json", "--intent-encoder", "multilingual"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "hallo" in report["left_out"]
+    tested = {e.text.casefold() for e in load_nlu(test_file).examples}
+    assert {text.casefold() for text in report["left_out"]} <= tested
+    assert report["train_examples"] == len(load_nlu(ROOT / "data" / "nlu.yml").examples) - len(report["left_out"])
+    assert f"{len(report['left_out'])} training examples left out: the test file has the same message" in result.stderr
+
+
 def test_nearest_neighbour_baseline_takes_the_closest_in_scope_example() -> None:
     train = examples(("refund", "a"), ("greet", "b"), ("out_of_scope", "c"))
     test = examples(("refund", "x"), ("greet", "y"), ("out_of_scope", "z"))

@@ -149,7 +149,7 @@ stories: []
     assert nlu.cues == {("role", "city", "from"): "departure", ("role", "city", "to"): "destination"}
     assert warnings == [
         f"{path}: key 'stories' is ignored (Switchboard reads 'nlu' from NLU files)",
-        f"{path}: key 'metadata' of intent 'greet' is ignored",
+        f"{path}: metadata 'sentiment' of intent 'greet' is ignored (Switchboard reads 'language')",
         f"{path}: an item of 'nlu' with keys ['intent', 'synonym'] is ignored (expected one of intent, lookup, "
         "regex, synonym)",
         f"{path}: an item of 'nlu' is not a mapping and is ignored",
@@ -157,6 +157,35 @@ stories: []
     bad = write(tmp_path, "bad.yml", "nlu:\n- intent: x\n  examples: |\n    - x\n- regex: r\n  examples: |\n    - ((\n")
     with pytest.raises(SwitchboardError, match="regex 'r' has an invalid pattern"):
         load_nlu(bad)
+
+
+def test_examples_in_other_languages_are_marked_by_their_intents_metadata(tmp_path: Path) -> None:
+    path = write(tmp_path, "nlu.yml", """
+version: "3.1"
+nlu:
+- intent: greet
+  examples: |
+    - hi
+- intent: greet
+  metadata:
+    language: de
+  examples: |
+    - hallo zusammen
+- intent: greet
+  metadata: {language: en-GB}
+  examples: |
+    - good day
+""")
+    nlu = load_nlu(path)
+    assert [(e.text, e.language) for e in nlu.examples] == [("hi", None), ("hallo zusammen", "de"),
+                                                            ("good day", "en-GB")]
+    # The English classifier learns the English examples alone; the classifier of other languages learns them all.
+    assert [e.text for e in nlu.english_examples] == ["hi", "good day"]
+    assert nlu.by_intent() == {"greet": ["hi", "hallo zusammen", "good day"]}
+    for metadata, error in (("[de]", "is not a mapping"), ("{language: 7}", "has metadata language 7")):
+        bad = write(tmp_path, "bad.yml", f"nlu:\n- intent: greet\n  metadata: {metadata}\n  examples: |\n    - x\n")
+        with pytest.raises(SwitchboardError, match=error):
+            load_nlu(bad)
 
 
 def test_rules_name_the_next_action_where_their_steps_and_conditions_hold(tmp_path: Path) -> None:

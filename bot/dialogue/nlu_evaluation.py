@@ -86,3 +86,17 @@ def nearest_neighbour_accuracy(train: Sequence[Example], train_vectors: np.ndarr
         return 0.0
     nearest = labels[keep][(test_vectors[rows] @ train_vectors[keep].T).argmax(axis=1)]
     return round(float(np.mean(nearest == np.array([test[i].intent for i in rows]))), 4)
+
+
+def without_test_messages(train: Sequence[Example], test: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """The training examples whose text is no test message's, and those left out: a message the classifier was
+    trained on says nothing of how it reads new ones. Texts compare without case, spaces and punctuation, so
+    "Danke!" is "danke"; the shortest messages ("ok", "hallo") are the usual ones caught."""
+    tested = {_compared(example.text) for example in test}
+    kept = [example for example in train if _compared(example.text) not in tested]
+    left_out = [example for example in train if _compared(example.text) in tested]
+    return kept, left_out
+
+
+def _compared(text: str) -> str:
+    return "".join(character for character in text.casefold() if character.isalnum())

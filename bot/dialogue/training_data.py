@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.dialogue.domain import DATA_KEYS, Warn, load_yaml_files, read_responses
 from bot.errors import SwitchboardError
+from bot.language import is_english
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ _ITEM_KEYS = {"intent", "synonym", "lookup", "regex"}
 class Example:
     text: str
     intent: str
+    # The language the example is written in, from its intent block's `metadata: {language: de}`; None: the
+    # language of the project's own examples, English. Only the classifier of other languages learns from the
+    # examples in those languages.
+    language: str | None = None
+
+    @property
+    def english(self) -> bool:
+        """Whether the English intent classifier learns from this example."""
+        return self.language is None or is_english(self.language)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,11 @@ class NluData:
     # Entity roles and groups by the word before the entity in the annotated examples:
     # ("role" | "group", entity, word casefolded) -> the label, where that word was seen with one label only.
     cues: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @property
+    def english_examples(self) -> tuple[Example, ...]:
+        """The examples in English (or of no language given): what the English intent classifier learns."""
+        return tuple(example for example in self.examples if example.english)
 
     def by_intent(self) -> dict[str, list[str]]:
         """The examples grouped by intent, in file order."""
@@ -88,14 +103,15 @@ def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Exa
             continue
         kind = kinds.pop()
         name = str(item[kind])
-        for key in item.keys() - {kind, "examples"}:
+        for key in item.keys() - {kind, "examples", "metadata"}:
             warn(f"{path}: key '{key}' of {kind} '{name}' is ignored")
         lines = _example_lines(item.get("examples"))
         if kind == "intent":
+            language = _language(path, name, item.get("metadata"), warn)
             for line in lines:
                 text = _strip_annotations(line, synonyms, lookups, cues)
                 if text:
-                    examples.append(Example(text, name))
+                    examples.append(Example(text, name, language))
         elif kind == "synonym":
             for line in lines:
                 synonyms[line.casefold()] = name
@@ -109,6 +125,25 @@ def _read_items(path: Path, items: Iterable[Any], warn: Warn, examples: list[Exa
                     raise SwitchboardError(f"{path}: regex '{name}' has an invalid pattern {pattern!r}: {exc}") \
                         from exc
             regexes.setdefault(name, []).extend(lines)
+
+
+def _language(path: Path, intent: str, metadata: object, warn: Warn) -> str | None:
+    """The language an intent block's examples are written in: its metadata's `language` (Rasa keeps any metadata
+    on an intent; Switchboard reads this key)."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise SwitchboardError(f"{path}: the metadata of intent '{intent}' is not a mapping; write it as "
+                               "`metadata: {language: de}`")
+    for key in metadata.keys() - {"language"}:
+        warn(f"{path}: metadata '{key}' of intent '{intent}' is ignored (Switchboard reads 'language')")
+    language = metadata.get("language")
+    if language is None:
+        return None
+    if not isinstance(language, str) or not language.strip():
+        raise SwitchboardError(f"{path}: intent '{intent}' has metadata language {language!r}; write a language "
+                               "code such as de, zh-TW or th")
+    return language.strip()
 
 
 def _example_lines(raw: object) -> list[str]:

@@ -35,11 +35,13 @@ def train(project: Path | None) -> None:
     started = time.perf_counter()
     try:
         _, nlu_data = load_dialogue(settings, lambda warning: click.echo(f"  {warning}", err=True))
+        others = len(nlu_data.examples) - len(nlu_data.english_examples)
         click.echo(f"Training intents on {plural(len(nlu_data.examples), 'example')} of "
-                   f"{plural(len(nlu_data.by_intent()), 'intent')} from {settings.nlu_path} ...")
+                   f"{plural(len(nlu_data.by_intent()), 'intent')} from {settings.nlu_path}"
+                   f"{f' ({others} in other languages than English)' if others else ''} ...")
         encoder, classifier = server_encoder(settings)
         if classifier is None:  # not on ONNX Runtime, or on the shared encoder: as build_engine trains it
-            trained_classifier(settings, encoder, nlu_data.examples)
+            trained_classifier(settings, encoder, nlu_data.english_examples)
         other_languages_classifier(settings, nlu_data.examples)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -71,7 +73,7 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     import time
 
     from bot.dialogue.nlu import OTHER_LANGUAGE_INTENTS, IntentClassifier
-    from bot.dialogue.nlu_evaluation import evaluate, nearest_neighbour_accuracy
+    from bot.dialogue.nlu_evaluation import evaluate, nearest_neighbour_accuracy, without_test_messages
     from bot.dialogue.training_data import load_nlu
     from kb_index.encoder import ProgressEncoder, load_encoder
     from kb_index.multilingual import load_multilingual
@@ -89,18 +91,27 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     try:
         train = load_nlu(train_file, lambda warning: click.echo(f"warning: {warning}", err=True))
         test = load_nlu(test_file, lambda warning: click.echo(f"warning: {warning}", err=True))
-        if intent_encoder == "multilingual":
+        # As a server trains them: the classifier of other languages on every example, the English one on the
+        # English examples; neither on a message of the test file.
+        multilingual = intent_encoder == "multilingual"
+        examples, left_out = without_test_messages(train.examples if multilingual else train.english_examples,
+                                                   test.examples)
+        if left_out:
+            click.echo(f"{plural(len(left_out), 'training example')} left out: the test file has the same message "
+                       f"({', '.join(repr(e.text) for e in left_out[:5])}{', ...' if len(left_out) > 5 else ''})",
+                       err=True)
+        if multilingual:
             encoder = ProgressEncoder(load_multilingual(settings.index_dir / "onnx").queries)
-            classifier = IntentClassifier(encoder, train.examples, OTHER_LANGUAGE_INTENTS, progress=stage)
+            classifier = IntentClassifier(encoder, examples, OTHER_LANGUAGE_INTENTS, progress=stage)
         else:
             encoder = ProgressEncoder(load_encoder(settings.model, settings.index_dir / "onnx", settings.encoder))
-            classifier = IntentClassifier(encoder, train.examples, progress=stage, tuner=intent_tuner(settings, stage))
+            classifier = IntentClassifier(encoder, examples, progress=stage, tuner=intent_tuner(settings, stage))
         stage("encoding test examples")
         texts = [e.text for e in test.examples]
         vectors = encoder.encode(texts)
         predictions = classifier.predict_batch(texts, vectors)
         stage("nearest-neighbour baseline (on the shared encoder)")
-        baseline = nearest_neighbour_accuracy(train.examples, encoder.encode([e.text for e in train.examples]),
+        baseline = nearest_neighbour_accuracy(examples, encoder.encode([e.text for e in examples]),
                                               test.examples, vectors)
     except SwitchboardError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -114,10 +125,10 @@ def nlu_test(train_file: Path, test_file: Path, as_json: bool, confusions: int, 
     if as_json:
         click.echo(json.dumps({**report.as_json(), "nearest_neighbour_accuracy": baseline,
                                "intent_encoder": which,
-                               "train_examples": len(train.examples),
+                               "train_examples": len(examples), "left_out": [e.text for e in left_out],
                                "test_examples": len(test.examples), "seconds": round(seconds, 1)}, indent=2))
         return
-    click.echo(f"Trained on {len(train.examples)} examples of {len(classifier.intents)} intents "
+    click.echo(f"Trained on {len(examples)} examples of {len(classifier.intents)} intents "
                f"({which} encoder), tested on {len(test.examples)} in "
                f"{seconds:.0f} s; rejection threshold {report.threshold:.3f}")
     click.echo(f"  accuracy            {report.accuracy:.3f}")
