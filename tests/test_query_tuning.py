@@ -75,21 +75,21 @@ def test_a_build_keeps_the_map_and_tunes_only_questions_in_other_languages(
 
 def test_questions_nobody_tuned_on_reach_their_article_more_often(
         tuned_on_dev: Path, index_dir: Path, encoder: Encoder, multilingual: MultilingualModel) -> None:
-    """dev2 (the five languages), tuned on the other dev splits: reach 0.626 -> 0.839, 46 of 50 answers right -> 55
-    of 59, 63 -> 69 of 80 unanswerable questions declined (docs/kb-quality.md); floors a few questions below."""
+    """dev2 (the five languages), tuned on the other dev splits: reach 0.626 -> 0.796, 46 of 50 answers right -> 55
+    of 59, 63 -> 72 of 80 unanswerable questions declined (docs/kb-quality.md); floors a few questions below."""
     cases = _lang_cases("dev2")
     plain = report_decisions(run_cases(HybridRetriever(index_dir, encoder, multilingual=multilingual), cases,
                                        languages=DETECTOR), KbPolicy())
     tuned = report_decisions(run_cases(HybridRetriever(tuned_on_dev, encoder, multilingual=multilingual), cases,
                                        languages=DETECTOR), KbPolicy())
-    assert tuned.reach >= plain.reach + 0.18, (plain, tuned)
-    assert tuned.answer_precision >= 0.9 and tuned.decline_rate >= 0.82, tuned
+    assert tuned.reach >= plain.reach + 0.15, (plain, tuned)
+    assert tuned.answer_precision >= 0.9 and tuned.decline_rate >= 0.85, tuned
 
 
 # Each language's whole test split (test.csv and test2.csv, 93 answerable and 27 unanswerable questions), tuned on
-# dev, dev3 and dev4: reach 0.78 to 0.86, 91% to 100% of the answers right, 20 to 24 of 27 declined (the shop as it
+# dev, dev3 and dev4: reach 0.78 to 0.85, 93% to 100% of the answers right, 21 or 22 of 27 declined (the shop as it
 # ships, also tuned on dev2, is in docs/kb-quality.md). Issue #16 asks 70%, 85% and 75%. Floors a few questions below.
-TEST_FLOORS = {"reach": 0.74, "answer_precision": 0.86, "decline_rate": 0.66}
+TEST_FLOORS = {"reach": 0.74, "answer_precision": 0.86, "decline_rate": 0.70}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
