@@ -293,8 +293,7 @@ def server_encoder(settings: Settings) -> tuple[Encoder, IntentClassifier | None
     if tuner is None or not isinstance(plain, OnnxEncoder):
         return plain, None
     classifier = IntentClassifier(plain, load_nlu(settings.nlu_path, lambda warning: None).english_examples,
-                                  tuner=tuner,
-                                  cache=classifier_cache(settings),
+                                  tuner=tuner, cache=classifier_cache(settings),
                                   encoder_name=f"{intent_encoder_name(settings)}/heads")
     return tuner.heads or plain, classifier
 

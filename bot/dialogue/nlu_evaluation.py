@@ -93,8 +93,10 @@ def without_test_messages(train: Sequence[Example], test: Sequence[Example]) -> 
     trained on says nothing of how it reads new ones. Texts compare without case, spaces and punctuation, so
     "Danke!" is "danke"; the shortest messages ("ok", "hallo") are the usual ones caught."""
     tested = {_compared(example.text) for example in test}
-    kept = [example for example in train if _compared(example.text) not in tested]
-    left_out = [example for example in train if _compared(example.text) in tested]
+    kept: list[Example] = []
+    left_out: list[Example] = []
+    for example in train:
+        (left_out if _compared(example.text) in tested else kept).append(example)
     return kept, left_out
 
 

@@ -209,8 +209,8 @@ def kb_eval(ctx: click.Context, questions: tuple[Path, ...], min_score: float | 
     if held_out:
         click.echo("Each question was scored by a snapshot that learnt from the other folds' labelled questions, not "
                    "from it: a measure of new questions, and what to calibrate on. Leave a margin: questions unlike "
-                   "any labelled one may still be declined less often (the sample shop's languages, as it ships: 87% of "
-                   "their unanswerable dev questions declined here, 81% of test's)", err=True)
+                   "any labelled one may still be declined less often (the sample shop's languages, as it ships: 87% "
+                   "of their unanswerable dev questions declined here, 81% of test's)", err=True)
     elif tuned:
         click.echo(f"The multilingual encoder's questions were tuned to this KB on {tuned_on} labelled questions "
                    "(SWITCHBOARD_KB_QUESTIONS) and are decided by the tuned policy; questions it was tuned on are "
