@@ -221,19 +221,47 @@ def tally_by_language(results: Sequence[EvalResult], made: Sequence[KbDecision])
             for language, pairs in sorted(languages.items())}
 
 
+_MARGINS = (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1)
+_WINDOWS = (0.03, 0.05, 0.1, 0.2)
+_POINTS = 20        # thresholds tried first: the best scores' quantiles
+_BETWEEN = 40       # then at most this many scores between the quantiles on either side of each chosen threshold
+
+
 def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
                      min_decline_rate: float = 0.8) -> KbPolicy:
     """The policy that reaches the most answerable questions while its answers stay at least
     `min_precision` right and it declines at least `min_decline_rate` of the unanswerable ones; then
     the most right answers. Thresholds are tried across the range the best scores span (each encoder
-    has its own scale). Run it on a dev split, never on the split you report."""
-    best_scores = sorted(r.score for r in results)
-    steps = [best_scores[round(i * (len(best_scores) - 1) / 19)] for i in range(20)] if best_scores else [0.0]
-    thresholds = sorted({round(x, 3) for x in steps})
+    has its own scale): first at twenty quantiles, then, around the thresholds chosen, at the scores
+    between their neighbouring quantiles (where many questions score alike, a quantile apart is 0.01 or
+    more, and the threshold that declines enough may lie inside). Run it on a dev split, never on the
+    split you report."""
+    best_scores = sorted(round(r.score, 3) for r in results) or [0.0]
+    grid = sorted({best_scores[round(i * (len(best_scores) - 1) / (_POINTS - 1))] for i in range(_POINTS)})
     tally = PolicyTally(results)
-    best: tuple[tuple[bool, float, int, float], KbPolicy] | None = None
-    for answer, margin, choice, window in itertools.product(
-            thresholds, (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1), thresholds, (0.03, 0.05, 0.1, 0.2)):
+
+    def around(threshold: float) -> list[float]:
+        """The scores between the quantiles either side of `threshold`, evenly thinned to `_BETWEEN`."""
+        place = grid.index(threshold)
+        low, high = grid[max(place - 1, 0)], grid[min(place + 1, len(grid) - 1)]
+        inside = sorted({score for score in best_scores if low <= score <= high})
+        return [*inside[::max(1, -(-len(inside) // _BETWEEN))], threshold]
+
+    chosen = _best_policy(tally, grid, grid, min_precision, min_decline_rate)
+    coarse = chosen[1]
+    chosen = _best_policy(tally, around(coarse.answer_score), [coarse.choice_score], min_precision, min_decline_rate,
+                          chosen)
+    chosen = _best_policy(tally, [chosen[1].answer_score], around(coarse.choice_score), min_precision,
+                          min_decline_rate, chosen)
+    return chosen[1]
+
+
+def _best_policy(tally: PolicyTally, answers: Sequence[float], choices: Sequence[float], min_precision: float,
+                 min_decline_rate: float, best: tuple[tuple[bool, float, int, float], KbPolicy] | None = None
+                 ) -> tuple[tuple[bool, float, int, float], KbPolicy]:
+    """The best of `best` and every policy of these thresholds (a choice never above the answer), with its key:
+    feasible first, then reach, right answers and precision."""
+    for answer, margin, choice, window in itertools.product(answers, _MARGINS, choices, _WINDOWS):
         if choice > answer:
             continue
         policy = KbPolicy(answer_score=answer, answer_margin=margin, choice_score=choice, choice_window=window)
@@ -244,7 +272,7 @@ def calibrate_policy(results: Sequence[EvalResult], min_precision: float = 0.92,
         if best is None or key > best[0]:
             best = (key, policy)
     assert best is not None
-    return best[1]
+    return best
 
 
 _NO_ARTICLE = -1e9  # the score of a place in PolicyTally's rows past a question's articles: below any threshold

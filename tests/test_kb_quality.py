@@ -20,6 +20,7 @@ from kb_index.evaluation import (
     EvalResult,
     PolicyTally,
     calibrate,
+    calibrate_policy,
     load_cases,
     report_decisions,
     run_cases,
@@ -111,6 +112,23 @@ def test_calibration_tallies_each_policy_as_the_bot_decides(results: list[EvalRe
     # Calibration scores thousands of policies as array operations; each must be what deciding question by
     # question gives, with the policy applied to every question (as calibrating one encoder's questions).
     assert PolicyTally(results).report(policy) == report_decisions(results, policy, LanguagePolicies(policy, {}))
+
+
+def _found(expected: str | None, score: float) -> EvalResult:
+    passages = (Passage(expected or "other", "", "", "", "", score),)
+    return EvalResult("q", expected, (passages[0].topic,), score, passages)
+
+
+def test_calibration_looks_between_the_quantiles_for_the_threshold_that_declines_enough() -> None:
+    # 95 answerable questions scoring 0.700 to 0.794, and five unanswerable ones: declining four means answering
+    # from above 0.7405, and the best-score quantiles jump from 0.739 to 0.742, so 0.741 is found only between them.
+    results = [_found("a", round(0.7 + 0.001 * i, 3)) for i in range(95)]
+    results += [_found(None, 0.3)] * 3 + [_found(None, 0.7405), _found(None, 0.7415)]
+    policy = calibrate_policy(results)
+    report = PolicyTally(results).report(policy)
+    assert policy.answer_score == 0.741 and report.decline_rate == 0.8 and report.reach == 54 / 95
+    stricter = calibrate_policy(results, min_decline_rate=1.0)
+    assert PolicyTally(results).report(stricter).decline_rate == 1.0 and stricter.answer_score == 0.742
 
 
 def test_question_file_errors_are_clear(tmp_path: Path) -> None:

@@ -570,11 +570,18 @@ def test_kb_eval_of_a_set_in_several_languages_names_each_policy_and_suggests_ea
     header = next(line for line in result.output.splitlines() if line.startswith("Decisions ("))
     assert "matched by the English encoder: answer at 0.67 with a lead of 0.06" in header, header
     assert "bg: answer at 0.795 with a lead of 0.02" in header and "de: answer at 0.802 with a lead of 0.02" in header
-    assert "Suggested on this set for the questions the English encoder matched: answer at" in result.output
+    assert ("Suggested on this set for the questions the English encoder matched, declining 80% or more of the "
+            "unanswerable questions: answer at") in result.output
     assert "SWITCHBOARD_KB_MIN_SCORE=" in result.output and "SWITCHBOARD_KB_OTHER_LANGUAGES=*=" in result.output
     reported = CliRunner().invoke(main, ["kb", "eval", "--json", *(f"--questions={path}" for path in sets)])
     answer = json.loads(reported.output)
     assert answer["suggested_policy"]["answer_score"] < answer["suggested_other_languages_policy"]["answer_score"]
+    # Asking for more declines suggests thresholds no lower (a margin for new questions: kb eval --held-out).
+    stricter = json.loads(CliRunner().invoke(main, ["kb", "eval", "--json", "--declines", "0.95",
+                                                    *(f"--questions={path}" for path in sets)]).output)
+    for key in ("suggested_policy", "suggested_other_languages_policy"):
+        assert max(stricter[key]["answer_score"], stricter[key]["choice_score"]) >= \
+            max(answer[key]["answer_score"], answer[key]["choice_score"]), key
     # Each language's decisions add up to the whole, and the text report lists them.
     by_language = answer["by_language"]
     assert {"en", "bg", "de"} <= by_language.keys()
