@@ -127,6 +127,9 @@ def test_when_the_team_is_back_is_written_in_the_customers_language(
     assert "wieder erreichbar: Montag 08:00 (Europe/Berlin)" in reply
     chat.say("我要人工", "customer-2")
     assert "星期一 08:00 (Europe/Berlin)" in chat.sent[-1][1]
+    # A language the shop has no responses in is answered in the default, English, and so is its day.
+    chat.say("¿Puedo hablar con una persona, por favor?", "customer-3")
+    assert "back Monday 08:00 (Europe/Berlin)" in chat.sent[-1][1]
 
 
 def test_while_waiting_for_a_person_the_bot_still_answers_from_the_knowledge_base(

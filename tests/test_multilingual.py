@@ -205,6 +205,19 @@ def test_the_bot_answers_a_chinese_question_from_the_english_article(
     assert replies
 
 
+@pytest.mark.parametrize("text", ["¿Cuánto cuesta el envío?", "배송비가 얼마예요?"])
+def test_a_customer_in_a_language_the_shop_does_not_list_gets_the_article(
+        make_chat: Callable[..., RecordingChannel], text: str) -> None:
+    # Before, the Spanish question was searched as English and the Korean one answered in Chinese: both got the
+    # fallback. The multilingual encoder reads them; the shop has no responses in them, so the note is English.
+    chat = make_chat()
+    replies = chat.say(text)
+    kb = _kb_event(chat)
+    assert kb["language"] in ("es", "ko") and kb["encoder"] == "multilingual"
+    assert kb["decision"] == "answer" and kb["offered"] == ["shipping-costs"]
+    assert replies[0].startswith("This article is only in English:\n\n") and "EUR 4.95" in replies[0]
+
+
 def test_english_questions_keep_the_english_encoder(make_chat: Callable[..., RecordingChannel]) -> None:
     chat = make_chat()
     chat.say("how long do i have to return something")
@@ -451,6 +464,11 @@ def test_a_customer_is_told_which_language_the_article_is_in(make_chat: Callable
     replies = chat.say("运费多少？")
     assert _kb_event(chat)["offered"] == ["shipping-costs"]
     assert replies[0].startswith("这篇文章目前只有德语版：\n\n")
+    # A customer in a language the shop has no responses in reads the default's, the language named in it too.
+    chat = make_chat(index_dir=written_in("de"))
+    replies = chat.say("¿Cuánto cuesta el envío?")
+    assert _kb_event(chat)["offered"] == ["shipping-costs"]
+    assert replies[0].startswith("This article is only in German:\n\n"), replies[0]
 
 
 def test_pairs_of_languages_are_looked_up_as_written_then_without_regions() -> None:

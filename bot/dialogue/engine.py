@@ -38,7 +38,7 @@ from bot.dialogue.nlu import IntentClassifier, IntentPrediction
 from bot.dialogue.responses import ResponseTemplates
 from bot.dialogue.rules import Happened, Rulebook
 from bot.dialogue.sentiment import LexiconSentiment
-from bot.dialogue.turn import Turn
+from bot.dialogue.turn import LANGUAGE_SLOT, Turn
 from bot.language import LanguageDetector, is_english
 from bot.messages import (
     PRESENCE_MINUTES,
@@ -55,7 +55,6 @@ from bot.ports import DialogueMemory, Encoder, Retriever
 
 log = logging.getLogger(__name__)
 
-LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
 MAX_ACTIONS = 10    # actions the bot runs for one message, at most (a rule or story that loops stops there)
 
 SESSION_START = "action_session_start"  # Rasa's action run as a conversation begins, when a project defines one
@@ -571,7 +570,10 @@ class Engine:
     def _hand_off(self, turn: Turn, reason: str, detail: dict[str, Any]) -> None:
         now = self._clock()
         online = self._memory.agents_online(now - timedelta(minutes=self._policy.presence_minutes))
-        notice = self._model.handoff.notice(now, self._memory.queue_length(), online, turn.language)
+        # The day the team is back is written in the notice's language ("Monday 08:00" to a Spanish customer of a
+        # shop without Spanish responses).
+        notice = self._model.handoff.notice(now, self._memory.queue_length(), online,
+                                            turn.written_in(self._model.responses, "utter_handoff_closed"))
         response = notice.response if self._model.responses.has(notice.response) else "utter_handoff"
         turn.say(self._model.responses, response, reference=turn.conversation.reference, **notice.values)
         turn.handoff = (reason, {**detail, **notice.detail})

@@ -152,7 +152,8 @@ class KbAnswers:
         if is_english(article_language):
             response, values = "utter_kb_in_english", turn.values
         else:
-            name = babel_locale(customer).languages.get(base_language(article_language), article_language)
+            name = babel_locale(turn.written_in(self._responses, "utter_kb_in_language")).languages.get(
+                base_language(article_language), article_language)
             response, values = "utter_kb_in_language", {**turn.values, "article_language": name}
         if not self._responses.has(response):
             return ""

@@ -37,6 +37,14 @@ class ResponseTemplates:
         """Tell whether a response of this name exists."""
         return name in self._responses
 
+    def varies_on(self, name: str, slot: str, value: Any) -> bool:
+        """Whether a variation of the response is for `slot` holding `value` (a `condition` on it): a response
+        with variations for `language: de` is written in German for German customers, in its default for others."""
+        return value is not None and any(
+            isinstance(condition, dict) and condition.get("type", "slot") == "slot" and condition.get("name") == slot
+            and condition.get("value") == value
+            for variation in self._responses.get(name, ()) for condition in variation.get("condition") or ())
+
     def render(self, name: str, values: Mapping[str, Any] | None = None, slots: Mapping[str, Any] | None = None,
                channel: str | None = None) -> tuple[str, tuple[Button, ...]]:
         """Return the text and buttons of one variation of a response.

@@ -14,6 +14,7 @@ from bot.messages import Author, Conversation, DialogueState, EventKind, Reply
 from bot.outcome import Outcome, ReferenceNotice
 
 HISTORY_STEPS = 60  # steps of a conversation's history kept for rules and stories
+LANGUAGE_SLOT = "language"  # set each turn when the domain declares it
 
 
 @dataclass
@@ -67,6 +68,12 @@ class Turn:
             reference_notice=self.reference_notice, customer_attributes=self.attributes,
             customer_name=self.customer_name,
         )
+
+    def written_in(self, responses: ResponseTemplates, response: str) -> str | None:
+        """The language `response` is written in for this customer: theirs where the domain has a variation for it
+        (a `condition` on the language slot), else None, the default's (English in the sample domain). Dates and
+        language names within it are written in the same."""
+        return self.language if responses.varies_on(response, LANGUAGE_SLOT, self.language) else None
 
     def say(self, responses: ResponseTemplates, response: str, **values: Any) -> None:
         """Say a domain response: a reply, and a step of the conversation's history."""
