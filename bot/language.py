@@ -104,7 +104,6 @@ class LanguageDetector:
             return "zh-TW"
         return language
 
-
     def _unlisted(self, text: str) -> str | None:
         """The language of `text` where it is none the business lists and py3langid, among all its languages, is
         sure of it."""
