@@ -64,6 +64,38 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.einsum("bth,bt->bh", hidden, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
 
 
+# Texts encoded together are padded to the longest of them, and a padded token costs as much as a word. So a
+# batch runs in groups of similar length: each group's longest at most LENGTH_SPREAD times its shortest plus
+# LENGTH_SLACK tokens (docs/performance.md: with customers' questions and small talk mixed, batches of 8 cost
+# 43% less a text than padded whole).
+LENGTH_SPREAD = 1.25
+LENGTH_SLACK = 2
+
+
+def similar_lengths(lengths: Sequence[int], limit: int) -> list[np.ndarray]:
+    """The positions of `lengths` in groups of similar length (see LENGTH_SPREAD) of at most `limit`, shortest
+    first."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    groups: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        if (end == len(order) or end - start == limit
+                or lengths[order[end]] > lengths[order[start]] * LENGTH_SPREAD + LENGTH_SLACK):
+            groups.append(order[start:end])
+            start = end
+    return groups
+
+
+def padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded with `pad` to the longest row, and the attention mask."""
+    ids = np.full((len(rows), max(map(len, rows))), pad, dtype=np.int64)
+    mask = np.zeros(ids.shape, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
 class SentenceTransformerEncoder:
     """Encodes texts with sentence-transformers and torch on the CPU."""
 
@@ -96,7 +128,8 @@ class OnnxEncoder:
         self.model_path = model_path
         self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         self._tokenizer.enable_truncation(_max_seq_length(model_path))
-        self._tokenizer.enable_padding()
+        self._tokenizer.no_padding()  # each group of similar length is padded on its own (`similar_lengths`)
+        self._pad = self._tokenizer.token_to_id("[PAD]") or 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -113,19 +146,15 @@ class OnnxEncoder:
 
     def encode_outputs(self, texts: Sequence[str]) -> list[np.ndarray]:
         """One normalised vector per text for each of the graph's outputs (a graph may have several heads)."""
-        heads = len(self._session.get_outputs())
-        if not texts:
-            return [np.zeros((0, self.dimension), dtype=np.float32) for _ in range(heads)]
-        batches = [self._encode(texts[i:i + 64]) for i in range(0, len(texts), 64)]
-        return [np.vstack([batch[head] for batch in batches]) for head in range(heads)]
-
-    def _encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        outputs = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                           "token_type_ids": np.zeros_like(ids)})
-        return [normalise(mean_pool(hidden, mask)) for hidden in outputs]
+        outputs = [np.zeros((len(texts), self.dimension), dtype=np.float32) for _ in self._session.get_outputs()]
+        rows = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        for group in similar_lengths([len(row) for row in rows], limit=64):
+            ids, mask = padded([rows[i] for i in group], self._pad)
+            states = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                              "token_type_ids": np.zeros_like(ids)})
+            for output, hidden in zip(outputs, states, strict=True):
+                output[group] = normalise(mean_pool(hidden, mask))
+        return outputs
 
 
 def session_threads(session: Any) -> int:

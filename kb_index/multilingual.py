@@ -33,7 +33,15 @@ import numpy as np
 
 from bot.errors import SwitchboardError
 from bot.ports import Encoder
-from kb_index.encoder import RecentVectors, mean_pool, normalise, session_threads, trace_to_onnx
+from kb_index.encoder import (
+    RecentVectors,
+    mean_pool,
+    normalise,
+    padded,
+    session_threads,
+    similar_lengths,
+    trace_to_onnx,
+)
 
 log = logging.getLogger(__name__)
 
@@ -306,22 +314,15 @@ class MultilingualEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return one normalised vector per text."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.vstack([self._encode(texts[i:i + 32]) for i in range(0, len(texts), 32)])
-
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         rows = [self.token_ids(text) for text in texts]
-        width = max(map(len, rows))
-        ids = np.full((len(rows), width), self._image.pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, :len(row)] = row
-            mask[i, :len(row)] = 1
-        unique, inverse = np.unique(ids, return_inverse=True)
-        embeds = dequantize(self._words[unique])[inverse.reshape(ids.shape)]
-        (hidden,) = self._session.run(None, {"inputs_embeds": embeds, "attention_mask": mask})
-        return normalise(mean_pool(hidden, mask))
+        for group in similar_lengths([len(row) for row in rows], limit=32):
+            ids, mask = padded([rows[i] for i in group], self._image.pad)
+            unique, inverse = np.unique(ids, return_inverse=True)
+            embeds = dequantize(self._words[unique])[inverse.reshape(ids.shape)]
+            (hidden,) = self._session.run(None, {"inputs_embeds": embeds, "attention_mask": mask})
+            vectors[group] = normalise(mean_pool(hidden, mask))
+        return vectors
 
 
 class PrefixedEncoder:

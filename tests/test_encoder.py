@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -24,6 +25,7 @@ from kb_index.encoder import (
     export_onnx,
     load_encoder,
     mean_pool,
+    similar_lengths,
     vectors_name,
 )
 
@@ -156,3 +158,44 @@ def test_mean_pooling_ignores_padding_and_stays_in_float32() -> None:
     pooled = mean_pool(states, mask)
     assert pooled.dtype == np.float32
     assert np.allclose(pooled[0], states[0].mean(axis=0)) and np.allclose(pooled[1], states[1, 0])
+
+
+class RecordingSession:
+    """The real ONNX Runtime session, recording the shape of every run's batch."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches: list[tuple[int, ...]] = []
+
+    def run(self, names: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.batches.append(feeds["attention_mask"].shape)
+        return self.inner.run(names, feeds)
+
+    def get_outputs(self) -> Any:
+        return self.inner.get_outputs()
+
+
+def test_texts_are_grouped_by_length_shortest_first_within_the_limit() -> None:
+    lengths = [3, 30, 4, 31, 100, 3]
+    groups = similar_lengths(lengths, limit=2)
+    assert [group.tolist() for group in groups] == [[0, 5], [2], [1, 3], [4]]
+    assert similar_lengths([], limit=8) == []
+
+
+def test_a_batch_runs_in_groups_of_similar_length_and_each_text_keeps_its_vector(encoder: Encoder) -> None:
+    # Padded whole, "hi" would cost as much as the longest text: a customer's burst mixes both.
+    assert isinstance(encoder, OnnxEncoder)
+    texts = ["hi", "is the tent I bought last summer still covered by your warranty", "ok", "where is my order",
+             "thanks so much", TEXTS[4], "can I return shoes I have worn outside?"]
+    alone = np.vstack([encoder.encode([text]) for text in texts])
+    recording = RecordingSession(encoder._session)
+    encoder._session = recording
+    try:
+        together = encoder.encode(texts)
+    finally:
+        encoder._session = recording.inner
+    # Run beside others of its length, a text's vector moves by the batched kernels' rounding only.
+    assert (together * alone).sum(axis=1).min() > 0.9999
+    tokens = sum(len(encoding.ids) for encoding in encoder._tokenizer.encode_batch(texts))
+    padded = sum(rows * width for rows, width in recording.batches)
+    assert len(recording.batches) > 1 and padded <= 1.3 * tokens, recording.batches

@@ -22,7 +22,7 @@ from bot.language import LanguageDetector
 from bot.messages import EventKind
 from bot.ports import Encoder
 from kb_index.evaluation import EvalResult, load_cases, report_decisions, run_cases, score
-from kb_index.multilingual import MultilingualEncoder, MultilingualModel, image_path, read_image
+from kb_index.multilingual import MultilingualEncoder, MultilingualModel, PrefixedEncoder, image_path, read_image
 from kb_index.own_language import OwnLanguage, pair_offset, tokens
 from kb_index.retriever import Fusion, HybridRetriever
 from kb_index.snapshot import build_snapshot, load_snapshot
@@ -30,6 +30,7 @@ from switchboard.app import kb_policy
 from switchboard.settings import Settings
 from tests.conftest import ROOT
 from tests.dialogue import RecordingChannel
+from tests.test_encoder import RecordingSession
 
 QUESTIONS = {
     "de": "Wie lange dauert der Versand nach Österreich?",
@@ -611,3 +612,23 @@ def test_kb_eval_of_a_set_in_several_languages_names_each_policy_and_suggests_ea
     assert "By language:" in result.output
     bulgarian = by_language["bg"]
     assert any(line.split()[:2] == ["bg", f"{bulgarian['reach']:.3f}"] for line in result.output.splitlines())
+
+
+def test_passages_of_different_lengths_are_encoded_in_groups_and_keep_their_vectors(
+        multilingual: MultilingualModel) -> None:
+    passages = multilingual.passages
+    assert isinstance(passages, PrefixedEncoder) and isinstance(passages._inner, MultilingualEncoder)
+    model = passages._inner
+    texts = ["Hallo", "Wie lange dauert der Versand nach Österreich und was kostet er für kleine Bestellungen?",
+             "Danke", "送料はいくらですか", "Мога ли да върна обувки, които съм носил навън?" * 6]
+    alone = np.vstack([passages.encode([text]) for text in texts])
+    recording = RecordingSession(model._session)
+    model._session = recording
+    try:
+        together = passages.encode(texts)
+    finally:
+        model._session = recording.inner
+    assert (together * alone).sum(axis=1).min() > 0.9999
+    assert len(recording.batches) > 1
+    tokens = sum(len(model.token_ids("passage: " + text)) for text in texts)
+    assert sum(rows * width for rows, width in recording.batches) <= 1.3 * tokens, recording.batches
