@@ -6,7 +6,8 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,17 @@ class RecordingSession:
         return self.inner.get_outputs()
 
 
+@contextmanager
+def recording_runs(model: Any) -> Iterator[RecordingSession]:
+    """`model`'s ONNX Runtime session recorded while the block runs."""
+    recording = RecordingSession(model._session)
+    model._session = recording
+    try:
+        yield recording
+    finally:
+        model._session = recording.inner
+
+
 def test_texts_are_grouped_by_length_shortest_first_within_the_limit() -> None:
     lengths = [3, 30, 4, 31, 100, 3]
     groups = similar_lengths(lengths, limit=2)
@@ -188,12 +200,8 @@ def test_a_batch_runs_in_groups_of_similar_length_and_each_text_keeps_its_vector
     texts = ["hi", "is the tent I bought last summer still covered by your warranty", "ok", "where is my order",
              "thanks so much", TEXTS[4], "can I return shoes I have worn outside?"]
     alone = np.vstack([encoder.encode([text]) for text in texts])
-    recording = RecordingSession(encoder._session)
-    encoder._session = recording
-    try:
+    with recording_runs(encoder) as recording:
         together = encoder.encode(texts)
-    finally:
-        encoder._session = recording.inner
     # Run beside others of its length, a text's vector moves by the batched kernels' rounding only.
     assert (together * alone).sum(axis=1).min() > 0.9999
     tokens = sum(len(encoding.ids) for encoding in encoder._tokenizer.encode_batch(texts))

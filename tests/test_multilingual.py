@@ -30,7 +30,7 @@ from switchboard.app import kb_policy
 from switchboard.settings import Settings
 from tests.conftest import ROOT
 from tests.dialogue import RecordingChannel
-from tests.test_encoder import RecordingSession
+from tests.test_encoder import recording_runs
 
 QUESTIONS = {
     "de": "Wie lange dauert der Versand nach Österreich?",
@@ -622,12 +622,8 @@ def test_passages_of_different_lengths_are_encoded_in_groups_and_keep_their_vect
     texts = ["Hallo", "Wie lange dauert der Versand nach Österreich und was kostet er für kleine Bestellungen?",
              "Danke", "送料はいくらですか", "Мога ли да върна обувки, които съм носил навън?" * 6]
     alone = np.vstack([passages.encode([text]) for text in texts])
-    recording = RecordingSession(model._session)
-    model._session = recording
-    try:
+    with recording_runs(model) as recording:
         together = passages.encode(texts)
-    finally:
-        model._session = recording.inner
     assert (together * alone).sum(axis=1).min() > 0.9999
     assert len(recording.batches) > 1
     tokens = sum(len(model.token_ids("passage: " + text)) for text in texts)
