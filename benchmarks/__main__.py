@@ -15,17 +15,25 @@ from switchboard.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The instructions the encoder's matrix products run on: machines of one name differ by these (and by clock) and
+# encode a question from 1 to 5 ms (docs/performance.md).
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
+
+
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
+    cpu, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}")
+    extensions = ", ".join(name.upper() for name in VECTOR_EXTENSIONS if name in flags) or "no AVX2"
+    return (f"{os.cpu_count()} cores ({cpu}; {extensions}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
 def main() -> None:

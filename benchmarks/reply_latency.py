@@ -6,6 +6,7 @@ threads) in-process, without HTTP, so the numbers are the engine's own.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -62,6 +63,7 @@ class ReplyLatency:
     burst_messages: int
     burst_seconds: float
     accept_seconds: float    # the burst's accepting loop alone, ended before the answers are
+    burst_cpu_seconds: float  # the process's CPU over the burst, every thread's
     backlog_seconds: float   # as many messages stored while nothing answered, answered once the processor looks
     encoder_rate: float  # texts/s: the engine's own encoder alone, batches of ENCODER_BATCH
 
@@ -111,12 +113,13 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
                 reply.append(time.perf_counter() - stored)
 
             print(f"a burst of {burst} messages from {burst} customers ...", flush=True)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for i in range(burst):
                 services.inbox.accept(InboundMessage("bench", f"burst-{i}", f"b-{i}", QUESTIONS[i % len(QUESTIONS)]))
             accept_seconds = time.perf_counter() - started
             drain(services)
             burst_seconds = time.perf_counter() - started
+            burst_cpu_seconds = time.process_time() - cpu
 
             print(f"a backlog of {burst} messages stored while nothing answered, then answered ...", flush=True)
             # A web process whose workers are all down: it stores and announces, and nobody answers.
@@ -134,7 +137,7 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
         finally:
             services.close()
     return ReplyLatency(messages, Percentiles.of(accept), Percentiles.of(reply), Percentiles.of(bare),
-                        burst, burst_seconds, accept_seconds, backlog_seconds, encoder_rate)
+                        burst, burst_seconds, accept_seconds, burst_cpu_seconds, backlog_seconds, encoder_rate)
 
 
 def drain(services: Services) -> None:
@@ -158,6 +161,8 @@ def report(result: ReplyLatency, threads: int) -> str:
         return f"| {name} | {p.p50:.1f} | {p.p95:.1f} | {p.p99:.1f} | {p.mean:.1f} |"
 
     ratio = result.reply.p50 / result.bare.p50
+    cpu_ms = result.burst_cpu_seconds * 1000 / result.burst_messages
+    cores = os.cpu_count() or 1
     return "\n".join([
         "## Bot reply latency",
         "",
@@ -180,10 +185,12 @@ def report(result: ReplyLatency, threads: int) -> str:
         f"{threads} processor threads in {result.burst_seconds:.1f} s "
         f"= {result.burst_messages / result.burst_seconds:.0f} messages/s; the accepting loop (one thread, one "
         f"message after another, as the engine answered) ended after {result.accept_seconds:.1f} s. "
+        f"It took {cpu_ms:.1f} ms of CPU a message, every thread's (storing, encoding, deciding, committing): "
+        f"at that cost this machine's {cores} cores give at most {cores * 1000 / cpu_ms:.0f} messages/s. "
         f"A backlog of as many messages, stored while nothing answered and then answered as a processor starts "
         f"(a restart after downtime): {result.backlog_seconds:.1f} s "
         f"= {result.burst_messages / result.backlog_seconds:.0f} messages/s. The engine's encoder alone (the "
         f"graph the burst ran, both heads), in batches of {ENCODER_BATCH} on the same cores: "
-        f"{result.encoder_rate:.0f} texts/s, the most a burst could reach here before anything is stored or "
-        "decided.",
+        f"{result.encoder_rate:.0f} texts/s ({1000 / result.encoder_rate:.1f} ms of one core a text), the most a "
+        "burst could reach on one encoding thread before anything is stored or decided.",
     ])

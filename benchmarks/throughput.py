@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -47,10 +48,30 @@ class Run:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    busy_seconds: float    # every core's CPU time spent over the run, whoever spent it
+    client_seconds: float  # of which the load generator's (this process)
+    idle: float            # the share of the cores' time nobody used
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+    @property
+    def server_cpu_ms(self) -> float:
+        """CPU a message on the serving side: the server's processes and, scaled out, PostgreSQL and Redis."""
+        return (self.busy_seconds - self.client_seconds) * 1000 / self.messages
+
+    @property
+    def client_cpu_ms(self) -> float:
+        return self.client_seconds * 1000 / self.messages
+
+
+def cpu_times() -> tuple[float, float]:
+    """Seconds of the machine's cores since boot: busy (any process, the kernel's own work included), idle."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, waiting for I/O
+    return (sum(fields) - idle) / ticks, idle / ticks
 
 
 def questions() -> list[str]:
@@ -117,13 +138,17 @@ def load(base: str, clients: int, messages: int, texts: list[str], setup: str) -
     for thread in warm:
         thread.join()
     threads = [threading.Thread(target=customer, args=(n,)) for n in range(clients)]
+    (busy, idle), client = cpu_times(), time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
-    return Run(setup, clients, len(latencies), seconds, latencies, errors[0])
+    client = time.process_time() - client
+    busy_after, idle_after = cpu_times()
+    busy, idle = busy_after - busy, idle_after - idle
+    return Run(setup, clients, len(latencies), seconds, latencies, errors[0], busy, client, idle / (busy + idle))
 
 
 def measure(setup: str, server: AbstractContextManager[str], texts: list[str]) -> list[Run]:
@@ -132,8 +157,8 @@ def measure(setup: str, server: AbstractContextManager[str], texts: list[str]) -
         for clients in CLIENTS:
             run = load(base, clients, MESSAGES[clients], texts, setup)
             print(f"  {setup}, {clients} clients: {run.rate:.0f} messages/s, p50 "
-                  f"{statistics.median(run.latencies_ms):.0f} ms, p99 {percentile(run.latencies_ms, 0.99):.0f} ms",
-                  flush=True)
+                  f"{statistics.median(run.latencies_ms):.0f} ms, p99 {percentile(run.latencies_ms, 0.99):.0f} ms, "
+                  f"server CPU {run.server_cpu_ms:.1f} ms a message, cores {run.idle:.0%} idle", flush=True)
             runs.append(run)
     return runs
 
@@ -183,14 +208,17 @@ def report(runs: list[Run]) -> str:
         "",
         "The Rasa REST channel, synchronous (each request waits for its reply; a client sends its next message "
         "when answered), the KB dev set's questions mixed with small talk, each client its own customer. "
-        "The load generator runs on the same 2 cores. `benchmarks/throughput.py`.",
+        f"The load generator runs on the same {os.cpu_count()} cores. Server CPU: the cores' busy time over the run "
+        "less the load generator's, a message (the server's processes and, scaled out, PostgreSQL and Redis); "
+        "idle: the cores' time nobody used. `benchmarks/throughput.py`.",
         "",
-        "| setup | clients | messages/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| setup | clients | messages/s | p50 ms | p99 ms | errors | server CPU ms | client CPU ms | idle |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in runs:
         lines.append(f"| {run.setup} | {run.clients} | {run.rate:.0f} | {statistics.median(run.latencies_ms):.0f} | "
-                     f"{percentile(run.latencies_ms, 0.99):.0f} | {run.errors} |")
+                     f"{percentile(run.latencies_ms, 0.99):.0f} | {run.errors} | {run.server_cpu_ms:.1f} | "
+                     f"{run.client_cpu_ms:.1f} | {run.idle:.0%} |")
     return "\n".join(lines)
 
 
