@@ -54,7 +54,7 @@ soak: install
 
 lint: install
 	$(BIN)/ruff check bot actions kb_index connectors handoff switchboard tests benchmarks
-	$(BIN)/mypy bot actions kb_index connectors handoff switchboard
+	$(BIN)/mypy bot actions kb_index connectors handoff switchboard benchmarks
 
 clean:
 	rm -rf $(VENV) var

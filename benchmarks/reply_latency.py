@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.kb import timed
 from bot.messages import InboundMessage
 from bot.pipeline.inbox import Inbox
-from bot.pipeline.processor import WorkerProcessors
+from bot.pipeline.processor import ConversationProcessor, WorkerProcessors
 from bot.ports import Encoder
 from kb_index.encoder import load_encoder, vectors_name
 from kb_index.retriever import HybridRetriever
@@ -51,7 +51,8 @@ class Percentiles:
     @classmethod
     def of(cls, seconds: list[float]) -> Percentiles:
         ms = np.array(seconds) * 1000
-        return cls(*(float(np.percentile(ms, q)) for q in (50, 95, 99)), float(statistics.fmean(ms)))
+        p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+        return cls(p50, p95, p99, float(statistics.fmean(ms)))
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def run(messages: int = 1000, burst: int = 1000) -> ReplyLatency:
             for i in range(burst):
                 storing.accept(InboundMessage("bench", f"backlog-{i}", f"k-{i}", QUESTIONS[i % len(QUESTIONS)]))
             started = time.perf_counter()
+            assert isinstance(services.processor, ConversationProcessor)  # embedded: this process answers
             services.processor.sweep()  # what a processor does as it starts
             drain(services)
             backlog_seconds = time.perf_counter() - started
